@@ -1,0 +1,73 @@
+"""build_app(settings) wires one gateway from explicit parts; start/stop own its tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from warden.config.schema import Settings
+from warden.edge.gateway import GatewayHandler
+from warden.edge.server import HttpServer, ServerLimits
+from warden.fleet.discovery import Discovery
+from warden.fleet.registry import BackendRegistry
+from warden.observe.metrics import GatewayMetrics
+from warden.proxy.forwarder import Forwarder
+from warden.routing.policy import build_policy
+
+log = logging.getLogger("warden")
+
+
+class Gateway:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.backends = BackendRegistry(settings)
+        self.metrics = GatewayMetrics(self.backends, _loop_time)
+        self.forwarder = Forwarder(settings, self.backends, build_policy(settings.routing.policy),
+                                   self.metrics)
+        self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics)
+        self.discovery = Discovery(self.backends, settings.discovery,
+                                   request_timeout=min(settings.timeouts.connect, 5.0))
+        self.server: HttpServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, port: int | None = None) -> None:
+        """Learn the fleet once, then listen. `port` overrides the configured one (0 = any)."""
+        await self.discovery.refresh_all()
+        limits = ServerLimits(max_body=self.settings.limits.max_body,
+                              max_header_bytes=self.settings.limits.max_header_bytes,
+                              keepalive_timeout=self.settings.timeouts.client_keepalive)
+        self.server = HttpServer(self.handler, limits)
+        host, configured_port = self.settings.listen
+        await self.server.start(host, configured_port if port is None else port)
+        self._tasks.append(asyncio.create_task(self.discovery.run()))
+        log.info("warden listening on %s:%d", host, self.server.port)
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    def in_flight(self) -> int:
+        return sum(b.in_flight for b in self.backends)
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting; let requests in flight finish for up to `grace` seconds; close."""
+        if self.server is not None:
+            self.server.stop_listening()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            while self.in_flight() and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            await self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.backends.close()
+
+
+def build_app(settings: Settings) -> Gateway:
+    return Gateway(settings)
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()

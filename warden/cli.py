@@ -1,0 +1,114 @@
+"""The `warden` command: parses arguments and hands over. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from warden import __version__
+from warden.config import ConfigError, load_settings
+from warden.observe.logs import configure
+from warden.sim.engine import EngineProfile
+from warden.sim.node import NodeConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure(args.log_level)
+    return args.command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warden", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"warden {__version__}")
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("-c", "--config", required=True)
+    serve.set_defaults(command=_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(command=_check_config)
+
+    demo = commands.add_parser("demo", help="a simulated fleet behind the gateway")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--sim-port", type=int, default=18090)
+    demo.add_argument("--nodes", type=int, default=3)
+    _engine_flags(demo, ttft=0.05, token_delay=0.02)
+    demo.set_defaults(command=_demo)
+
+    sim = commands.add_parser("sim", help="run simulated vLLM servers")
+    sim.add_argument("--nodes", type=int, default=1)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=18090, help="first node's port")
+    _engine_flags(sim, ttft=0.0, token_delay=0.0)
+    sim.set_defaults(command=_sim)
+    return parser
+
+
+def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: float) -> None:
+    parser.add_argument("--model", action="append", dest="models",
+                        help="served model name (repeatable; default sim-model)")
+    parser.add_argument("--ttft", type=float, default=ttft, help="seconds to first token")
+    parser.add_argument("--token-delay", type=float, default=token_delay,
+                        help="seconds between tokens")
+    parser.add_argument("--output-tokens", type=int, default=16,
+                        help="tokens generated when max_tokens does not stop it first")
+    parser.add_argument("--max-num-seqs", type=int, default=256)
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--vllm-version", default="0.11.0")
+
+
+def _node_config(args: argparse.Namespace) -> NodeConfig:
+    return NodeConfig(
+        models=tuple(args.models or ["sim-model"]), vllm_version=args.vllm_version,
+        max_model_len=args.max_model_len,
+        engine=EngineProfile(max_num_seqs=args.max_num_seqs, ttft=args.ttft,
+                             token_delay=args.token_delay, output_tokens=args.output_tokens))
+
+
+def _load(path: str):
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        print(f"{path}: invalid config", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from warden.run import run, serve_gateway
+
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    run(lambda stop: serve_gateway(settings, stop))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    print(f"{args.config}: ok ({len(settings.backends)} backends, "
+          f"listen {settings.listen[0]}:{settings.listen[1]})")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from warden.run import run, serve_demo
+
+    config = _node_config(args)
+    run(lambda stop: serve_demo(args.port, args.sim_port, args.nodes, config, stop))
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from warden.run import run, serve_sim
+
+    configs = [_node_config(args)] * args.nodes
+    run(lambda stop: serve_sim(args.host, args.port, configs, stop))
+    return 0

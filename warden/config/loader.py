@@ -1,0 +1,99 @@
+"""Load YAML into `Settings`: expand ${ENV} references, then validate, then report every
+mistake as `path: reason` (e.g. `backends[1].url: not a URL`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from warden.config.schema import Settings
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# Plain reasons for pydantic's error types; anything else keeps pydantic's own message.
+_PLAIN_REASONS = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "int_parsing": "not an integer",
+    "int_type": "not an integer",
+    "string_type": "not a string",
+    "list_type": "not a list",
+    "model_type": "not a mapping",
+    "bool_parsing": "not a boolean",
+}
+
+
+class ConfigError(Exception):
+    """A config that must not start. `problems` holds one `path: reason` line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read ({e.strerror})"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError([f"{path}: not valid YAML{where}"]) from None
+    return parse_settings(raw, os.environ if environ is None else environ)
+
+
+def parse_settings(raw: object, environ: Mapping[str, str]) -> Settings:
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping of settings"])
+    problems: list[str] = []
+    expanded = _expand_env(raw, environ, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Settings.model_validate(expanded)
+    except ValidationError as e:
+        raise ConfigError([_describe(err) for err in e.errors()]) from None
+
+
+def _expand_env(value: object, environ: Mapping[str, str], path: str, problems: list[str]):
+    if isinstance(value, dict):
+        return {k: _expand_env(v, environ, _join(path, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REF.sub(substitute, value)
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(err: dict) -> str:
+    path = ""
+    for part in err["loc"]:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+    reason = _PLAIN_REASONS.get(err["type"])
+    if err["type"] == "literal_error":
+        reason = f"must be {err['ctx']['expected']}"
+    if reason is None:
+        reason = err["msg"].removeprefix("Value error, ")
+    return f"{path or '(top level)'}: {reason}"

@@ -1,0 +1,126 @@
+"""The settings schema. Every field has a default except `backends`; unknown keys are errors,
+so a typo never silently falls back to a default."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from warden.config.units import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def parse_host_port(value: object) -> tuple[str, int]:
+    if isinstance(value, tuple) and len(value) == 2:  # already parsed (built in code)
+        return value
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError("not HOST:PORT (e.g. 127.0.0.1:8000)")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError("not HOST:PORT (e.g. 127.0.0.1:8000)")
+    return host, int(port_text)
+
+
+HostPort = Annotated[tuple[str, int], BeforeValidator(parse_host_port)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendSpec(Spec):
+    name: str = Field(min_length=1)
+    url: str
+    # When absent, the models are learned from the backend's /v1/models.
+    models: list[str] | None = None
+    # Sent as `Authorization: Bearer ...` to this backend (vLLM --api-key); use ${ENV}.
+    api_key: str | None = None
+    max_connections: int = Field(default=1024, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not a URL (expected http://host:port)")
+        if parts.scheme == "https":
+            raise ValueError("https backends are not supported yet; use http://")
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError("must be a base URL without a path (http://host:port)")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ValueError("not a URL (bad port)") from None
+        return value.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class RoutingSpec(Spec):
+    policy: Literal["round_robin", "least_request"] = "least_request"
+
+
+class TimeoutsSpec(Spec):
+    connect: Duration = 5.0
+    # From the request being sent to the first response byte (prefill can be long).
+    first_byte: Duration = 600.0
+    # Longest silence between two response chunks.
+    idle: Duration = 600.0
+    # How long a request may wait for a free upstream connection.
+    pool: Duration = 5.0
+    # Idle keep-alive upstream connections are closed after this (uvicorn closes at 5 s).
+    upstream_keepalive: Duration = 4.0
+    # Idle client keep-alive connections are closed after this.
+    client_keepalive: Duration = 75.0
+    # On SIGTERM/SIGINT, requests in flight get this long to finish.
+    shutdown_grace: Duration = 30.0
+
+
+class LimitsSpec(Spec):
+    max_body: Size = 100 * 2**20
+    max_header_bytes: Size = 64 * 2**10
+
+
+class DiscoverySpec(Spec):
+    # How often each backend's /v1/models is polled (models and reachability).
+    interval: Duration = 10.0
+    # After a refused connection, a backend is skipped for this long (or until discovery
+    # reaches it again).
+    unreachable_cooldown: Duration = 2.0
+
+
+class Settings(Spec):
+    listen: HostPort = ("127.0.0.1", 8000)
+    backends: list[BackendSpec] = Field(min_length=1)
+    routing: RoutingSpec = RoutingSpec()
+    timeouts: TimeoutsSpec = TimeoutsSpec()
+    limits: LimitsSpec = LimitsSpec()
+    discovery: DiscoverySpec = DiscoverySpec()
+
+    @model_validator(mode="after")
+    def _unique_backends(self) -> Settings:
+        seen_names: set[str] = set()
+        seen_addresses: set[str] = set()
+        for backend in self.backends:
+            if backend.name in seen_names:
+                raise ValueError(f"backend name {backend.name!r} is used twice")
+            if backend.address in seen_addresses:
+                raise ValueError(f"backend address {backend.address} is used twice")
+            seen_names.add(backend.name)
+            seen_addresses.add(backend.address)
+        return self

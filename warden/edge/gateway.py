@@ -1,0 +1,156 @@
+"""The gateway's routes: OpenAI endpoints proxied by model, and the gateway's own endpoints.
+
+Admission here is only what every request needs: a known path and method, a JSON body, a
+model. Everything else is the forwarder's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from warden import __version__
+from warden.edge.request import HttpRequest
+from warden.edge.server import HttpConnection
+from warden.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+    WardenError,
+)
+from warden.fleet.registry import BackendRegistry
+from warden.observe.metrics import GatewayMetrics
+from warden.proxy.exchange import Exchange, RequestIds
+from warden.proxy.forwarder import Forwarder
+
+log = logging.getLogger("warden.gateway")
+
+JSON = (b"content-type", b"application/json")
+
+# POST endpoints routed to a backend that serves the body's `model`.
+PROXIED_PATHS = frozenset({
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
+    "/tokenize", "/detokenize",
+})
+
+LocalRoute = Callable[[HttpRequest, HttpConnection], Awaitable[None] | None]
+
+
+class GatewayHandler:
+    def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
+                 metrics: GatewayMetrics):
+        self._forwarder = forwarder
+        self._backends = backends
+        self._metrics = metrics
+        self._ids = RequestIds()
+        self._local: dict[str, LocalRoute] = {
+            "/v1/models": self._models,
+            "/health": self._health,
+            "/ready": self._ready,
+            "/version": self._version,
+            "/metrics": self._prometheus,
+            "/admin/backends": self._admin_backends,
+        }
+
+    async def __call__(self, request: HttpRequest, client: HttpConnection) -> None:
+        path = request.path
+        if path in PROXIED_PATHS:
+            await self._proxy(request, client)
+            return
+        route = self._local.get(path)
+        if route is None:
+            self._error(client, NotFound(f"Unknown path: {path}"), None)
+        elif request.method not in ("GET", "HEAD"):
+            self._error(client, MethodNotAllowed(f"{request.method} is not allowed on {path}"),
+                        None)
+        else:
+            route(request, client)
+
+    # -- proxied endpoints -----------------------------------------------------------------
+
+    async def _proxy(self, request: HttpRequest, client: HttpConnection) -> None:
+        exchange = Exchange(self._ids.pick(request.header(b"x-request-id")), request.path,
+                            request.client_ip, request.received_at)
+        try:
+            if request.method != "POST":
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; "
+                                       "use POST")
+            self._admit(request, exchange)
+            await self._forwarder.forward(client, request, exchange)
+        except WardenError as e:
+            exchange.status = e.status
+            exchange.error = e.message
+            self._error(client, e, exchange.request_id)
+        finally:
+            exchange.ended_at = asyncio.get_running_loop().time()
+            self._finish(exchange)
+
+    def _admit(self, request: HttpRequest, exchange: Exchange) -> None:
+        content_type = request.header(b"content-type") or b""
+        if not content_type.lower().startswith(b"application/json"):
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("We could not parse the JSON body of your request.") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        model = body.get("model")
+        if model is None:
+            model = self._default_model()
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("model must be a non-empty string", param="model")
+        exchange.model = model
+        exchange.stream = body.get("stream") is True
+
+    def _default_model(self) -> str:
+        """vLLM lets a request omit `model` when it serves one; so does a one-model fleet."""
+        models = self._backends.models()
+        if len(models) == 1:
+            return next(iter(models))
+        raise InvalidRequest("you must provide a model parameter", param="model")
+
+    def _finish(self, exchange: Exchange) -> None:
+        """The one place an exchange is accounted for (called exactly once, in finally)."""
+        self._metrics.request_done(exchange.endpoint, exchange.status, exchange.duration)
+        if exchange.stream and exchange.verdict is not None:
+            self._metrics.stream_done(exchange.verdict, exchange.ttft)
+
+    @staticmethod
+    def _error(client: HttpConnection, error: WardenError, request_id: bytes | None) -> None:
+        headers = [JSON]
+        if request_id is not None:
+            headers.append((b"x-request-id", request_id))
+        client.respond(error.status, headers, error.envelope())
+
+    # -- the gateway's own endpoints -------------------------------------------------------
+
+    def _models(self, request: HttpRequest, client: HttpConnection) -> None:
+        body = {"object": "list", "data": self._backends.model_cards()}
+        client.respond(200, [JSON], orjson.dumps(body))
+
+    def _health(self, request: HttpRequest, client: HttpConnection) -> None:
+        client.respond(200, [JSON], b'{"status":"ok"}')
+
+    def _ready(self, request: HttpRequest, client: HttpConnection) -> None:
+        now = asyncio.get_running_loop().time()
+        ready = [b.name for b in self._backends if b.available(now) and b.models]
+        status = 200 if ready else 503
+        body = {"status": "ready" if ready else "unavailable", "backends": ready}
+        client.respond(status, [JSON], orjson.dumps(body))
+
+    def _version(self, request: HttpRequest, client: HttpConnection) -> None:
+        client.respond(200, [JSON], orjson.dumps({"version": __version__}))
+
+    def _prometheus(self, request: HttpRequest, client: HttpConnection) -> None:
+        client.respond(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
+                       self._metrics.render())
+
+    def _admin_backends(self, request: HttpRequest, client: HttpConnection) -> None:
+        now = asyncio.get_running_loop().time()
+        body = {"backends": [b.snapshot(now) for b in self._backends]}
+        client.respond(200, [JSON], orjson.dumps(body))

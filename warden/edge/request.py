@@ -1,0 +1,29 @@
+"""A parsed client request, as the server protocol hands it to a handler."""
+
+from __future__ import annotations
+
+
+class HttpRequest:
+    """One complete HTTP/1.1 request. Header names are lower-cased bytes."""
+
+    __slots__ = ("body", "client_ip", "headers", "keep_alive", "method", "path", "query",
+                 "received_at")
+
+    def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                 body: bytes, keep_alive: bool, client_ip: str, received_at: float):
+        path, _, query = target.partition(b"?")
+        self.method = method
+        self.path = path.decode("latin-1")
+        self.query = query.decode("latin-1")
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.client_ip = client_ip
+        self.received_at = received_at
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header, by lower-case name."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None

@@ -1,0 +1,320 @@
+"""HTTP/1.1 server on raw asyncio protocols + httptools (no framework: see DESIGN.md costs).
+
+One `HttpConnection` per client socket. Requests on a connection are served one at a time
+(pipelined ones wait in order). A handler answers through the connection's response methods,
+either at once (`respond`) or incrementally (`start_response`/`write`/`end_response`). A
+`ClientWatcher` set on the connection hears about client disconnects and write back-pressure,
+which is how a relay aborts its upstream request or pauses reading it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import httptools
+
+from warden.edge import wire
+from warden.edge.request import HttpRequest
+from warden.errors import error_envelope
+
+log = logging.getLogger("warden.edge")
+
+Handler = Callable[[HttpRequest, "HttpConnection"], Awaitable[None]]
+
+# Pipelined requests beyond this many pause reading from the client.
+_MAX_QUEUED_REQUESTS = 16
+
+
+class ClientWatcher(Protocol):
+    def on_client_lost(self) -> None: ...
+    def on_client_pause(self) -> None: ...
+    def on_client_resume(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_body: int = 100 * 2**20
+    max_header_bytes: int = 64 * 2**10
+    keepalive_timeout: float = 75.0
+
+
+class _Reject(Exception):
+    """Raised from a parser callback to stop parsing and answer with an error."""
+
+    def __init__(self, status: int, message: str, code: str):
+        self.status, self.message, self.code = status, message, code
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, server: HttpServer):
+        self._server = server
+        self._loop = server.loop
+        self._parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.closed = False
+        self.watcher: ClientWatcher | None = None
+        self.last_active = 0.0
+        self._queue: deque[HttpRequest] = deque()
+        self.busy = False
+        self._reading_paused = False
+        # Per-request parsing state.
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        # Per-response state.
+        self._keep_alive = True
+        self._chunked = False
+        self._response_started = False
+        self._response_ended = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        self.last_active = self._loop.time()
+        self._server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:
+            reject = e.__context__
+            if isinstance(reject, _Reject):
+                self._reject(reject.status, reject.message, reject.code)
+            else:
+                log.exception("request parsing failed")
+                self._reject(500, "internal error while reading the request", "internal_error")
+        except httptools.HttpParserUpgrade:
+            self._reject(400, "protocol upgrades are not supported", "invalid_request")
+        except httptools.HttpParserError:
+            self._reject(400, "malformed HTTP request", "invalid_request")
+
+    def eof_received(self) -> bool:
+        # A half-closed client is treated as gone: nobody is left to read the answer.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._server.connections.discard(self)
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.on_client_lost()
+
+    def pause_writing(self) -> None:
+        if self.watcher is not None:
+            self.watcher.on_client_pause()
+
+    def resume_writing(self) -> None:
+        if self.watcher is not None:
+            self.watcher.on_client_resume()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_header_bytes(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value))
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        limit = self._server.limits.max_body
+        for name, value in self._headers:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise _Reject(413, f"request body is larger than {limit} bytes",
+                              "payload_too_large")
+            if name == b"expect" and value.lower() == b"100-continue" and self.transport:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._server.limits.max_body:
+            raise _Reject(413, f"request body is larger than {self._server.limits.max_body} "
+                          "bytes", "payload_too_large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        request = HttpRequest(self._parser.get_method().decode("latin-1"), self._url,
+                              self._headers, body, self._parser.should_keep_alive(),
+                              self.client_ip, self.last_active)
+        if self.busy:
+            self._queue.append(request)
+            if len(self._queue) >= _MAX_QUEUED_REQUESTS and self.transport:
+                self.transport.pause_reading()
+                self._reading_paused = True
+        else:
+            self._dispatch(request)
+
+    def _count_header_bytes(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self._server.limits.max_header_bytes:
+            raise _Reject(431, "request headers are too large", "headers_too_large")
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _dispatch(self, request: HttpRequest) -> None:
+        self.busy = True
+        self._keep_alive = request.keep_alive
+        self._response_started = False
+        self._response_ended = False
+        self._loop.create_task(self._serve(request))
+
+    async def _serve(self, request: HttpRequest) -> None:
+        try:
+            await self._server.handler(request, self)
+        except Exception:
+            log.exception("handler failed for %s %s", request.method, request.path)
+            if not self._response_started:
+                self.respond(500, [], error_envelope("internal error", "internal_error",
+                                                     None, "internal_error"))
+        finally:
+            self.watcher = None
+            if not self._response_ended:
+                self.abort()  # a half-written response cannot be completed honestly
+            self._after_response()
+
+    def _after_response(self) -> None:
+        self.busy = False
+        if self.closed or self.transport is None:
+            return
+        if not self._keep_alive:
+            self.transport.close()
+            return
+        self.last_active = self._loop.time()
+        if self._queue:
+            self._dispatch(self._queue.popleft())
+        if self._reading_paused and len(self._queue) < _MAX_QUEUED_REQUESTS:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _reject(self, status: int, message: str, code: str) -> None:
+        """Answer a request that could not be read, then close: the stream is out of sync."""
+        if self.transport is None or self.closed:
+            return
+        body = error_envelope(message, "invalid_request_error", None, code)
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        if not self.busy:
+            self.transport.write(wire.response_head(status, headers, wire.content_length(
+                len(body))) + body)
+        self._keep_alive = False
+        self.transport.close()
+
+    # -- responding (for the current request) ----------------------------------------------
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Send a whole response with a Content-Length."""
+        if self.closed or self.transport is None:
+            self._response_ended = True
+            return
+        self._response_started = True
+        self.transport.write(wire.response_head(status, self._common_headers(headers),
+                                                wire.content_length(len(body))) + body)
+        self._response_ended = True
+
+    def start_response(self, status: int, headers: list[tuple[bytes, bytes]],
+                       length: int | None = None) -> None:
+        """Send the head; the body follows through `write`. Chunked when length is None."""
+        self._response_started = True
+        self._chunked = length is None
+        if self.closed or self.transport is None:
+            return
+        framing = wire.CHUNKED if length is None else wire.content_length(length)
+        self.transport.write(wire.response_head(status, self._common_headers(headers), framing))
+
+    def write(self, data: bytes) -> None:
+        if self.closed or not data or self.transport is None:
+            return
+        if self._chunked:
+            self.transport.writelines((wire.chunk_prefix(len(data)), data, wire.CRLF))
+        else:
+            self.transport.write(data)
+
+    def end_response(self) -> None:
+        if self._chunked and not self.closed and self.transport is not None:
+            self.transport.write(wire.LAST_CHUNK)
+        self._response_ended = True
+
+    def abort(self) -> None:
+        """Drop the connection (reset), e.g. when a response cannot be completed."""
+        self._keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def _common_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        extra = [(b"date", self._server.date.get())]
+        if not self._keep_alive:
+            extra.append((b"connection", b"close"))
+        return headers + extra if headers else extra
+
+
+class HttpServer:
+    """Owns the listening socket, the open connections and the keep-alive sweeper."""
+
+    def __init__(self, handler: Handler, limits: ServerLimits,
+                 loop: asyncio.AbstractEventLoop | None = None):
+        self.handler = handler
+        self.limits = limits
+        self.loop = loop or asyncio.get_running_loop()
+        self.connections: set[HttpConnection] = set()
+        self.date = wire.DateCache()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpConnection(self), host, port, backlog=4096, reuse_port=reuse_port)
+        self._sweeper = self.loop.create_task(self._sweep_idle())
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def close(self) -> None:
+        self.stop_listening()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def idle_connections(self) -> list[HttpConnection]:
+        return [c for c in self.connections if not c.busy]
+
+    async def _sweep_idle(self) -> None:
+        timeout = self.limits.keepalive_timeout
+        while True:
+            await asyncio.sleep(min(timeout / 4, 5.0))
+            deadline = self.loop.time() - timeout
+            for conn in list(self.connections):
+                if not conn.busy and conn.last_active < deadline and conn.transport:
+                    conn.transport.close()

@@ -1,0 +1,97 @@
+"""One error tree and the one mapping to the OpenAI error envelope.
+
+Rule: a `ClientError` is the caller's fault and never counts against a backend; an
+`UpstreamError` is the fleet's. `NotSentError` is the subset of upstream errors raised before a
+single byte of the request reached a backend, and is the only kind that may be retried.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class WardenError(Exception):
+    status: int = 500
+    type: str = "internal_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def envelope(self) -> bytes:
+        return error_envelope(self.message, self.type, self.param, self.code)
+
+
+def error_envelope(message: str, type_: str, param: str | None, code: str | int | None) -> bytes:
+    """The OpenAI error body: {"error": {"message", "type", "param", "code"}}."""
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+class ClientError(WardenError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidRequest(ClientError):
+    code = "invalid_request"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class ModelNotFound(ClientError):
+    status = 404
+    code = "model_not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UpstreamError(WardenError):
+    status = 502
+    type = "upstream_error"
+    code = "bad_gateway"
+
+
+class NoBackendAvailable(UpstreamError):
+    status = 503
+    code = "no_backend_available"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class NotSentError(UpstreamError):
+    """Raised before any byte reached the backend (refused, connect timeout, no free
+    connection). Only these may be retried on another backend."""
+
+    status = 503
+    code = "backend_unreachable"
+
+
+class ConnectFailed(NotSentError):
+    """The backend refused or did not answer the TCP connect: it is likely down."""
+
+
+class PoolExhausted(NotSentError):
+    """Every connection to the backend was busy for the whole pool timeout."""

@@ -1,0 +1,1 @@
+"""The fleet: backends, their registry, and what the gateway learns about them."""

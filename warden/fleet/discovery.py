@@ -1,0 +1,57 @@
+"""Polls each backend's /v1/models: which models it serves, and whether it answers at all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+
+from warden.config.schema import DiscoverySpec
+from warden.errors import ConnectFailed, UpstreamError
+from warden.fleet.backend import Backend
+from warden.fleet.registry import BackendRegistry
+from warden.upstream.fetch import fetch
+
+log = logging.getLogger("warden.discovery")
+
+
+class Discovery:
+    def __init__(self, backends: BackendRegistry, spec: DiscoverySpec, request_timeout: float):
+        self._backends = backends
+        self._spec = spec
+        self._timeout = request_timeout
+
+    async def refresh_all(self) -> None:
+        await asyncio.gather(*(self.refresh(b) for b in self._backends))
+
+    async def refresh(self, backend: Backend) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            status, body = await fetch(backend.pool, "GET", "/v1/models", backend.host_header,
+                                       self._timeout)
+        except ConnectFailed as e:
+            if backend.reachable:
+                log.warning("backend %s is unreachable: %s", backend.name, e.message)
+            backend.mark_unreachable(loop.time(), self._spec.unreachable_cooldown, e.message)
+            return
+        except UpstreamError as e:
+            log.warning("backend %s: model discovery failed: %s", backend.name, e.message)
+            return
+        if status != 200:
+            log.warning("backend %s: GET /v1/models answered %d", backend.name, status)
+            return
+        try:
+            cards = orjson.loads(body)["data"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("backend %s: /v1/models is not a model list", backend.name)
+            return
+        if not backend.reachable:
+            log.info("backend %s is reachable again", backend.name)
+        backend.mark_reachable()
+        backend.learn_models([c for c in cards if isinstance(c, dict)])
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._spec.interval)
+            await self.refresh_all()

@@ -1,0 +1,1 @@
+"""Choosing a backend: pure policies over the candidates (no I/O)."""

@@ -1,0 +1,322 @@
+"""One simulated vLLM OpenAI server: its HTTP endpoints over a `SimEngine`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import orjson
+
+from warden.edge.request import HttpRequest
+from warden.edge.server import HttpConnection, HttpServer, ServerLimits
+from warden.sim import vllm_format as fmt
+from warden.sim.engine import EngineProfile, Sequence, SimEngine
+from warden.sim.metrics import NodeMetrics
+from warden.sim.tokenizer import count_tokens
+
+JSON_HEADERS = [(b"content-type", b"application/json"), (b"server", b"uvicorn")]
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"server", b"uvicorn")]
+TEXT_HEADERS = [(b"content-type", b"text/plain; version=1.0.0; charset=utf-8"),
+                (b"server", b"uvicorn")]
+
+_MAX_REMEMBERED_IDS = 100_000
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    models: tuple[str, ...] = ("sim-model",)
+    vllm_version: str = "0.11.0"
+    max_model_len: int = 4096
+    engine: EngineProfile = field(default_factory=EngineProfile)
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str, type_: str, param: str | None = None):
+        super().__init__(message)
+        self.body = fmt.error(message, type_, status, param)
+        self.status = status
+
+
+class _Stream:
+    """Watches the client of one generation: a disconnect aborts the sequence, as vLLM
+    aborts a request whose client went away."""
+
+    __slots__ = ("done", "engine", "seq")
+
+    def __init__(self, engine: SimEngine, done: asyncio.Future[None]):
+        self.engine = engine
+        self.done = done
+        self.seq: Sequence | None = None
+
+    def on_client_lost(self) -> None:
+        if self.seq is not None:
+            self.engine.abort(self.seq)
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def on_client_pause(self) -> None:
+        pass
+
+    def on_client_resume(self) -> None:
+        pass
+
+
+class SimNode:
+    def __init__(self, index: int, host: str, port: int, config: NodeConfig, control):
+        self.index = index
+        self.host = host
+        self.port = port
+        self.config = config
+        self._control = control
+        self.alive = False
+        self.request_ids: deque[str] = deque(maxlen=_MAX_REMEMBERED_IDS)
+        self._server: HttpServer | None = None
+        self._created = int(time.time())
+        self._boot()
+
+    def _boot(self) -> None:
+        """A fresh engine and fresh metrics: what a (re)started vLLM has."""
+        self.metrics = NodeMetrics(self.config.models[0])
+        self.engine = SimEngine(self.config.engine, asyncio.get_event_loop(), self.metrics)
+        self.metrics.watch(self.engine)
+
+    async def start(self) -> None:
+        self._server = HttpServer(self, ServerLimits(keepalive_timeout=5.0))
+        await self._server.start(self.host, self.port)
+        self.alive = True
+
+    async def kill(self) -> None:
+        """Die like a crashed server: stop listening, reset every connection."""
+        self.alive = False
+        self.engine.stop()
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
+
+    async def revive(self) -> None:
+        if self.alive:
+            return
+        self._boot()
+        await self.start()
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def __call__(self, request: HttpRequest, conn: HttpConnection) -> None:
+        path = request.path
+        try:
+            if path.startswith("/sim/"):
+                status, body = await self._control(request, self)
+                conn.respond(status, JSON_HEADERS, body)
+            elif request.method == "GET":
+                self._get(path, conn)
+            elif request.method == "POST":
+                await self._post(path, request, conn)
+            else:
+                raise BadRequest(405, "Method Not Allowed", "MethodNotAllowed")
+        except BadRequest as e:
+            conn.respond(e.status, JSON_HEADERS, e.body)
+
+    def _get(self, path: str, conn: HttpConnection) -> None:
+        if path == "/health":
+            conn.respond(200, [(b"server", b"uvicorn")], b"")
+        elif path == "/version":
+            conn.respond(200, JSON_HEADERS, orjson.dumps({"version": self.config.vllm_version}))
+        elif path == "/v1/models":
+            cards = [fmt.model_card(m, self._created, self.config.max_model_len)
+                     for m in self.config.models]
+            conn.respond(200, JSON_HEADERS, orjson.dumps({"object": "list", "data": cards}))
+        elif path == "/metrics":
+            conn.respond(200, TEXT_HEADERS, self.metrics.render())
+        else:
+            conn.respond(404, JSON_HEADERS, b'{"detail":"Not Found"}')
+
+    async def _post(self, path: str, request: HttpRequest, conn: HttpConnection) -> None:
+        handler = {"/v1/chat/completions": self._generate, "/v1/completions": self._generate,
+                   "/v1/embeddings": self._embeddings, "/tokenize": self._tokenize,
+                   "/detokenize": self._detokenize, "/v1/responses": self._generate}.get(path)
+        if handler is None:
+            raise BadRequest(404, "Not Found", "NotFound")
+        body = self._parse(request)
+        await handler(path, request, body, conn)
+
+    def _parse(self, request: HttpRequest) -> dict:
+        rid = request.header(b"x-request-id")
+        self.request_ids.append(rid.decode() if rid else "")
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            raise BadRequest(400, "Invalid JSON body", "BadRequestError") from None
+        if not isinstance(body, dict):
+            raise BadRequest(400, "Request body must be a JSON object", "BadRequestError")
+        model = body.get("model", self.config.models[0])
+        if model not in self.config.models:
+            raise BadRequest(404, f"The model `{model}` does not exist.", "NotFoundError",
+                             "model")
+        body["model"] = model
+        return body
+
+    # -- generation ------------------------------------------------------------------------
+
+    async def _generate(self, path: str, request: HttpRequest, body: dict,
+                        conn: HttpConnection) -> None:
+        chat = path == "/v1/chat/completions"
+        prompt_tokens = _prompt_tokens(body, chat)
+        limit = self.config.max_model_len
+        if prompt_tokens > limit:
+            raise BadRequest(400, f"This model's maximum context length is {limit} tokens. "
+                             f"However, your prompt contains at least {prompt_tokens} input "
+                             "tokens, which exceeds this limit even without any output tokens. "
+                             "Please reduce the length of the input prompt. "
+                             f"(parameter=input_tokens, value={prompt_tokens})",
+                             "BadRequestError", "input_tokens")
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") \
+            or body.get("max_output_tokens") or (limit - prompt_tokens)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise BadRequest(400, "max_tokens must be at least 1, got "
+                             f"{max_tokens}.", "BadRequestError", "max_tokens")
+        if max_tokens > limit:
+            raise BadRequest(400, f"max_tokens={max_tokens} cannot be greater than "
+                             f"max_model_len={limit}. Please request fewer output tokens. "
+                             f"(parameter=max_tokens, value={max_tokens})",
+                             "BadRequestError", "max_tokens")
+        rid_header = request.header(b"x-request-id")
+        base_id = rid_header.decode() if rid_header else os.urandom(8).hex()
+        kind = "chat" if chat else ("responses" if path == "/v1/responses" else "completion")
+        gen = _Generation(kind, base_id, body, prompt_tokens, self.config.vllm_version, conn)
+        done = asyncio.get_running_loop().create_future()
+        watcher = _Stream(self.engine, done)
+        seq = Sequence(_seed(request.body), prompt_tokens, max_tokens,
+                       self.config.engine.output_tokens, gen.on_token_then(done))
+        watcher.seq = seq
+        conn.watcher = watcher
+        self.engine.submit(seq)
+        await done
+
+    async def _embeddings(self, path: str, request: HttpRequest, body: dict,
+                          conn: HttpConnection) -> None:
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            raise BadRequest(400, "input must be a string or a list of strings",
+                             "BadRequestError", "input")
+        texts = [x if isinstance(x, str) else orjson.dumps(x).decode() for x in inputs]
+        vectors = [_embed(t) for t in texts]
+        tokens = sum(count_tokens(t) for t in texts)
+        rid = "embd-" + os.urandom(8).hex()
+        conn.respond(200, JSON_HEADERS, orjson.dumps(fmt.embedding_list(
+            rid, int(time.time()), body["model"], vectors, tokens)))
+
+    async def _tokenize(self, path: str, request: HttpRequest, body: dict,
+                        conn: HttpConnection) -> None:
+        text = body.get("prompt") or str(body.get("messages", ""))
+        n = count_tokens(text)
+        conn.respond(200, JSON_HEADERS, orjson.dumps({
+            "count": n, "max_model_len": self.config.max_model_len,
+            "tokens": list(range(1, n + 1)), "token_strs": None}))
+
+    async def _detokenize(self, path: str, request: HttpRequest, body: dict,
+                          conn: HttpConnection) -> None:
+        tokens = body.get("tokens") or []
+        conn.respond(200, JSON_HEADERS, orjson.dumps({"prompt": " ".join(
+            f"t{t}" for t in tokens)}))
+
+
+class _Generation:
+    """Turns engine tokens into one response: SSE events as they come, or one body."""
+
+    def __init__(self, kind: str, base_id: str, body: dict, prompt_tokens: int, version: str,
+                 conn: HttpConnection):
+        prefix = {"chat": "chatcmpl-", "completion": "cmpl-", "responses": "resp_"}[kind]
+        self.kind = kind
+        self.rid = prefix + base_id
+        self.model = body["model"]
+        self.created = int(time.time())
+        self.stream = body.get("stream") is True and kind != "responses"
+        options = body.get("stream_options")
+        self.include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        self.prompt_tokens = prompt_tokens
+        self.version = version
+        self.conn = conn
+        self.pieces: list[str] = []
+
+    def on_token_then(self, done: asyncio.Future[None]):
+        def on_token(text: str, finish: str | None) -> None:
+            self.pieces.append(text)
+            if self.stream:
+                self._event(text, finish)
+            elif finish is not None:
+                self._whole(finish)
+            if finish is not None and not done.done():
+                done.set_result(None)
+        return on_token
+
+    def _event(self, text: str, finish: str | None) -> None:
+        conn, rid, created, model = self.conn, self.rid, self.created, self.model
+        if len(self.pieces) == 1:
+            conn.start_response(200, SSE_HEADERS)
+            if self.kind == "chat":
+                conn.write(fmt.sse(fmt.chat_role_chunk(rid, created, model)))
+        if self.kind == "chat":
+            chunk = fmt.chat_content_chunk(rid, created, model, text, finish)
+        else:
+            chunk = fmt.completion_chunk(rid, created, model, text, finish)
+        if finish is None:
+            conn.write(fmt.sse(chunk))
+            return
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        if self.include_usage:
+            conn.write(fmt.sse(chunk) + fmt.sse(fmt.usage_chunk(
+                rid, obj, created, model, self.prompt_tokens, len(self.pieces), self.version)))
+        else:
+            chunk["system_fingerprint"] = fmt.fingerprint(self.version)
+            conn.write(fmt.sse(chunk))
+        conn.write(fmt.SSE_DONE)
+        conn.end_response()
+
+    def _whole(self, finish: str) -> None:
+        text = "".join(self.pieces)
+        args = (self.rid, self.created, self.model, text, finish, self.prompt_tokens,
+                len(self.pieces), self.version)
+        if self.kind == "chat":
+            body = fmt.chat_completion(*args)
+        elif self.kind == "completion":
+            body = fmt.text_completion(*args)
+        else:
+            body = {"id": self.rid, "object": "response", "created_at": self.created,
+                    "model": self.model, "status": "completed",
+                    "output": [{"type": "message", "role": "assistant", "status": "completed",
+                                "content": [{"type": "output_text", "text": text,
+                                             "annotations": []}]}],
+                    "usage": {"input_tokens": self.prompt_tokens,
+                              "output_tokens": len(self.pieces),
+                              "total_tokens": self.prompt_tokens + len(self.pieces)}}
+        self.conn.respond(200, JSON_HEADERS, orjson.dumps(body))
+
+
+def _prompt_tokens(body: dict, chat: bool) -> int:
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest(400, "messages must be a non-empty list", "BadRequestError",
+                             "messages")
+        text = " ".join(str(m.get("content", "")) if isinstance(m, dict) else str(m)
+                        for m in messages)
+        return count_tokens(text) + 4 * len(messages)
+    prompt = body.get("prompt", body.get("input", ""))
+    if isinstance(prompt, list):
+        return sum(len(p) if isinstance(p, list) else count_tokens(str(p)) for p in prompt) or 1
+    return max(count_tokens(str(prompt)), 1)
+
+
+def _seed(raw: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+
+
+def _embed(text: str, dims: int = 16) -> list[float]:
+    digest = hashlib.blake2b(text.encode(), digest_size=dims).digest()
+    return [round((b - 127.5) / 127.5, 6) for b in digest]

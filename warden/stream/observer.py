@@ -1,0 +1,95 @@
+"""Watches an OpenAI/vLLM SSE stream on the side, without copying it, and gives its verdict.
+
+Cost rule: a payload is JSON-decoded only when a cheap byte search says it carries something
+the gateway keeps (usage, a finish reason, an error); plain content chunks are only counted.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import orjson
+
+from warden.stream.sse import SseDecoder
+
+
+class Verdict(StrEnum):
+    COMPLETE = "complete"
+    CLIENT_ABORT = "client_abort"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_EOF = "upstream_eof"
+    TIMEOUT = "timeout"
+    # The gateway itself abandoned the exchange (its task was cancelled, e.g. shutdown).
+    CANCELLED = "cancelled"
+
+
+class Ending(StrEnum):
+    """How the exchange stopped, as the relay saw it."""
+
+    UPSTREAM_COMPLETE = "upstream_complete"
+    UPSTREAM_LOST = "upstream_lost"
+    CLIENT_LOST = "client_lost"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class StreamObserver:
+    __slots__ = ("_decoder", "done", "error", "events", "finish_reasons", "first_event_at",
+                 "usage")
+
+    def __init__(self) -> None:
+        self._decoder = SseDecoder()
+        self.events = 0
+        self.first_event_at: float | None = None
+        self.done = False
+        self.usage: dict | None = None
+        self.finish_reasons: list[str] = []
+        self.error: dict | None = None
+
+    def feed(self, chunk: bytes, now: float) -> None:
+        for payload in self._decoder.feed(chunk):
+            self.events += 1
+            if self.first_event_at is None:
+                self.first_event_at = now
+            if payload == b"[DONE]":
+                self.done = True
+            elif b'"usage":{' in payload or b'"finish_reason":"' in payload \
+                    or b'"error"' in payload:
+                self._inspect(payload)
+
+    def _inspect(self, payload: bytes) -> None:
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(event, dict):
+            return
+        if isinstance(event.get("error"), dict):
+            self.error = event["error"]
+        elif event.get("object") == "error":  # older vLLM error events
+            self.error = event
+        if isinstance(event.get("usage"), dict):
+            self.usage = event["usage"]
+        for choice in event.get("choices") or ():
+            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+            if isinstance(reason, str):
+                self.finish_reasons.append(reason)
+
+    def verdict(self, ending: Ending) -> Verdict:
+        return stream_verdict(ending, done=self.done, error=self.error is not None)
+
+
+def stream_verdict(ending: Ending, *, done: bool, error: bool) -> Verdict:
+    """Pure: an error the upstream reported outranks how the connection ended, except that a
+    client that left or a timeout are named as such."""
+    if ending is Ending.CLIENT_LOST:
+        return Verdict.CLIENT_ABORT
+    if ending is Ending.TIMED_OUT:
+        return Verdict.TIMEOUT
+    if ending is Ending.CANCELLED:
+        return Verdict.CANCELLED
+    if error:
+        return Verdict.UPSTREAM_ERROR
+    if ending is Ending.UPSTREAM_COMPLETE and done:
+        return Verdict.COMPLETE
+    return Verdict.UPSTREAM_EOF

@@ -1,0 +1,1 @@
+"""The HTTP client side: pooled keep-alive connections to backends, and request writing."""

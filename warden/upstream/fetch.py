@@ -1,0 +1,46 @@
+"""A small whole-response request over a backend's pool, for the gateway's own calls
+(discovery, health). Not for proxying: that streams through a relay."""
+
+from __future__ import annotations
+
+import asyncio
+
+from warden.errors import UpstreamError, UpstreamTimeout
+from warden.upstream.pool import ConnectionPool
+
+
+class _Collector:
+    def __init__(self, future: asyncio.Future[tuple[int, bytes]]):
+        self._future = future
+        self._status = 0
+        self._body: list[bytes] = []
+
+    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._status = status
+
+    def on_body(self, chunk: bytes) -> None:
+        self._body.append(chunk)
+
+    def on_complete(self) -> None:
+        if not self._future.done():
+            self._future.set_result((self._status, b"".join(self._body)))
+
+    def on_lost(self, reason: str) -> None:
+        if not self._future.done():
+            self._future.set_exception(UpstreamError(reason))
+
+
+async def fetch(pool: ConnectionPool, method: str, path: str, host_header: bytes,
+                timeout: float) -> tuple[int, bytes]:
+    """Returns (status, body). Raises NotSentError before sending, UpstreamError after."""
+    conn = await pool.acquire()
+    future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+    request = (f"{method} {path} HTTP/1.1\r\n".encode() + b"host: " + host_header
+               + b"\r\ncontent-length: 0\r\n\r\n")
+    conn.send(request, _Collector(future))
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except TimeoutError:
+        raise UpstreamTimeout(f"{method} {path} got no answer within {timeout:g}s") from None
+    finally:
+        pool.release(conn)

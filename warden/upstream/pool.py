@@ -1,0 +1,110 @@
+"""Keep-alive connections to one backend.
+
+Rules: a connection is reused only after a complete response that allowed keep-alive; idle
+connections older than the keep-alive timeout are discarded (the backend may close them any
+moment); a request waits at most `pool_timeout` for a free connection. Every failure here
+happens before the request is written, so it raises `NotSentError` (safe to retry elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from warden.errors import ConnectFailed, PoolExhausted
+from warden.upstream.connection import UpstreamConnection
+
+
+class ConnectionPool:
+    def __init__(self, host: str, port: int, *, max_connections: int, connect_timeout: float,
+                 pool_timeout: float, keepalive_timeout: float):
+        self.host = host
+        self.port = port
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.pool_timeout = pool_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self._idle: deque[UpstreamConnection] = deque()
+        self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
+        self.open_count = 0
+
+    async def acquire(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        conn = self._pop_idle(loop.time())
+        if conn is not None:
+            return conn
+        if self.open_count < self.max_connections:
+            return await self._connect(loop)
+        return await self._wait_for_free(loop)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take back a connection, exactly once per `acquire`: kept for reuse if its last
+        response completed cleanly with keep-alive, closed otherwise."""
+        if not conn.reusable or conn.closed:
+            self.discard(conn)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = asyncio.get_running_loop().time()
+        self._idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Forget a connection that will not be reused (closing it if still open)."""
+        conn.close()
+        self.open_count -= 1
+        # A slot opened up: let one waiter connect afresh.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        while self._idle:
+            self.discard(self._idle.popleft())
+
+    def _pop_idle(self, now: float) -> UpstreamConnection | None:
+        while self._idle:
+            conn = self._idle.pop()  # most recently used first: warmest, least likely stale
+            if conn.closed or now - conn.idle_since > self.keepalive_timeout:
+                self.discard(conn)
+                continue
+            return conn
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+        self.open_count += 1
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(UpstreamConnection, self.host, self.port),
+                self.connect_timeout)
+        except TimeoutError:
+            self.open_count -= 1
+            raise ConnectFailed(f"connect to {self.host}:{self.port} timed out") from None
+        except OSError as e:
+            self.open_count -= 1
+            raise ConnectFailed(f"cannot connect to {self.host}:{self.port} "
+                               f"({e.strerror or e.__class__.__name__})") from None
+        except BaseException:
+            self.open_count -= 1
+            raise
+        return conn
+
+    async def _wait_for_free(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+        waiter: asyncio.Future[UpstreamConnection | None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            conn = await asyncio.wait_for(waiter, self.pool_timeout)
+        except TimeoutError:
+            raise PoolExhausted(f"no free connection to {self.host}:{self.port} within "
+                               f"{self.pool_timeout:g}s") from None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                self.release(waiter.result())
+            raise
+        if conn is None:
+            return await self._connect(loop)
+        return conn
