@@ -28,7 +28,8 @@ class WardenError(Exception):
 
 def error_envelope(message: str, type_: str, param: str | None, code: str | int | None) -> bytes:
     """The OpenAI error body: {"error": {"message", "type", "param", "code"}}."""
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+    error = {"message": message, "type": type_, "param": param, "code": code}
+    return orjson.dumps({"error": error})
 
 
 class ClientError(WardenError):
