@@ -189,7 +189,7 @@ class SimNode:
         gen = _Generation(kind, base_id, body, prompt_tokens, self.config.vllm_version, conn)
         done = asyncio.get_running_loop().create_future()
         watcher = _Stream(self.engine, done)
-        seq = Sequence(_seed(request.body), prompt_tokens, max_tokens,
+        seq = Sequence(_seed(body), prompt_tokens, max_tokens,
                        self.config.engine.output_tokens, gen.on_token_then(done))
         watcher.seq = seq
         conn.watcher = watcher
@@ -313,8 +313,11 @@ def _prompt_tokens(body: dict, chat: bool) -> int:
     return max(count_tokens(str(prompt)), 1)
 
 
-def _seed(raw: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+def _seed(body: dict) -> int:
+    """Output depends on the model and the prompt only (as greedy decoding would)."""
+    prompt = [body["model"], body.get("messages"), body.get("prompt"), body.get("input")]
+    digest = hashlib.blake2b(orjson.dumps(prompt, default=str), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def _embed(text: str, dims: int = 16) -> list[float]:

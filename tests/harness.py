@@ -1,0 +1,163 @@
+"""Test harness: `warden sim` as a real subprocess, the gateway in a thread of its own (its own
+uvloop), and a polling wait for conditions (never a bare sleep standing in for sync)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import uvloop
+
+from warden.app import Gateway, build_app
+from warden.config import parse_settings
+
+
+def free_port_block(n: int) -> int:
+    """A base port with `n` consecutive free ports above it."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + n >= 65535:
+            continue
+        try:
+            for port in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http(method: str, url: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 10.0):
+    """(status, headers, body) for one request; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+class SimProcess:
+    """`warden sim --nodes N` on consecutive loopback ports."""
+
+    def __init__(self, nodes: int = 3, *extra: str):
+        self.nodes = nodes
+        self.base_port = free_port_block(nodes)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "warden", "--log-level", "WARNING", "sim", "--nodes",
+             str(nodes), "--port", str(self.base_port), *extra],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip() == "sim ready":
+                break
+        else:
+            raise RuntimeError(f"warden sim exited with {self._proc.wait()}")
+
+    def url(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.base_port + node}"
+
+    def kill_node(self, node: int, via: int | None = None) -> None:
+        via = via if via is not None else (node + 1) % self.nodes
+        status, _, body = http("POST", f"{self.url(via)}/sim/kill?node={node}")
+        assert status == 200, body
+
+    def revive_node(self, node: int, via: int | None = None) -> None:
+        via = via if via is not None else (node + 1) % self.nodes
+        status, _, body = http("POST", f"{self.url(via)}/sim/revive?node={node}")
+        assert status == 200, body
+
+    def request_ids(self, via: int = 0) -> dict[int, list[str]]:
+        _, _, body = http("GET", f"{self.url(via)}/sim/requests")
+        return {n["index"]: n["request_ids"] for n in json.loads(body)["nodes"]}
+
+    def metric(self, node: int, name: str, labels: str = "") -> float:
+        _, _, body = http("GET", f"{self.url(node)}/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name + "{") and labels in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def backends_config(self) -> list[dict]:
+        return [{"name": f"node-{i}", "url": self.url(i)} for i in range(self.nodes)]
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+class GatewayThread:
+    """A real gateway on a real socket, run by its own uvloop in a background thread."""
+
+    def __init__(self, config: dict):
+        self.settings = parse_settings(config, {})
+        self.gateway: Gateway | None = None
+        self._loop = uvloop.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.gateway = self.call(self._start)
+        self.url = f"http://127.0.0.1:{self.gateway.port}"
+
+    async def _start(self) -> Gateway:
+        gateway = build_app(self.settings)
+        await gateway.start(port=0)
+        return gateway
+
+    def call(self, fn: Callable[[], Any] | Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine function (or a plain function) in the gateway's loop."""
+        async def runner():
+            result = fn()
+            return await result if asyncio.iscoroutine(result) else result
+        future: concurrent.futures.Future = asyncio.run_coroutine_threadsafe(runner(),
+                                                                             self._loop)
+        return future.result(timeout)
+
+    def in_flight(self) -> int:
+        return self.call(lambda: self.gateway.in_flight())
+
+    def metric(self, name: str, labels: str = "") -> float:
+        _, _, body = http("GET", f"{self.url}/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name) and labels in line and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> None:
+        assert self.gateway is not None
+        self.call(lambda: self.gateway.stop(grace=0))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
