@@ -1,0 +1,86 @@
+"""The `warden` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import free_port_block, http, wait_until
+
+
+def warden(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "warden", *args], capture_output=True,
+                          text=True, timeout=60, **kwargs)
+
+
+def test_check_config_reports_every_problem_with_its_path(tmp_path: Path):
+    config = tmp_path / "warden.yaml"
+    config.write_text("""
+listen: 127.0.0.1:8000
+backends:
+  - name: node-a
+    url: http://127.0.0.1:18090
+  - name: node-b
+    url: not-a-url
+routing:
+  policy: fastest
+timeouts: {connect: soon}
+limits: {max_body: 100MiB}
+colour: blue
+""")
+    result = warden("check-config", "-c", str(config))
+    assert result.returncode == 2
+    assert "backends[1].url: not a URL" in result.stderr
+    assert "routing.policy: must be 'round_robin' or 'least_request'" in result.stderr
+    assert "timeouts.connect: not a duration" in result.stderr
+    assert "colour: unknown field" in result.stderr
+
+
+def test_check_config_secret_from_environment(tmp_path: Path):
+    config = tmp_path / "warden.yaml"
+    config.write_text("backends:\n  - {name: a, url: 'http://127.0.0.1:1', "
+                      "api_key: '${VLLM_KEY}'}\n")
+    missing = warden("check-config", "-c", str(config), env={"PATH": ""})
+    assert missing.returncode == 2
+    assert "backends[0].api_key: environment variable VLLM_KEY is not set" in missing.stderr
+    ok = warden("check-config", "-c", str(config), env={"VLLM_KEY": "s3cret"})
+    assert ok.returncode == 0, ok.stderr
+    assert "s3cret" not in ok.stdout
+
+
+def test_check_config_bad_yaml_and_missing_file(tmp_path: Path):
+    config = tmp_path / "warden.yaml"
+    config.write_text("backends: [\n")
+    result = warden("check-config", "-c", str(config))
+    assert result.returncode == 2 and "not valid YAML" in result.stderr
+    result = warden("check-config", "-c", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_serve_runs_the_gateway_from_a_config(tmp_path: Path, fleet):
+    port = free_port_block(1)
+    config = tmp_path / "warden.yaml"
+    backends = "\n".join(f"  - name: n{i}\n    url: {fleet.url(i)}" for i in range(3))
+    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n{backends}\n"
+                      "timeouts: {connect: 5s, first_byte: 600s, idle: 600s}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(url), what="warden serve to be ready")
+        status, _, body = http("POST", f"{url}/v1/completions", json.dumps(
+            {"model": "sim-model", "prompt": "hi", "max_tokens": 2}).encode(),
+            {"Content-Type": "application/json"})
+        assert status == 200 and json.loads(body)["usage"]["completion_tokens"] == 2
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def _ready(url: str) -> bool:
+    try:
+        return http("GET", f"{url}/ready", timeout=1)[0] == 200
+    except OSError:
+        return False

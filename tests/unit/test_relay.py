@@ -1,0 +1,153 @@
+"""The relay ends an exchange exactly once, whatever order the events arrive in (seed 002).
+Fakes stand at the two seams: the client connection and the upstream connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from warden.proxy.relay import Relay
+from warden.stream.observer import Ending
+
+SSE = [(b"content-type", b"text/event-stream; charset=utf-8"),
+       (b"transfer-encoding", b"chunked")]
+JSON = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.watcher = None
+        self.head: tuple | None = None
+        self.written: list[bytes] = []
+        self.ended = 0
+        self.aborted = False
+
+    def start_response(self, status, headers, length=None):
+        self.head = (status, headers, length)
+
+    def write(self, data):
+        self.written.append(data)
+
+    def end_response(self):
+        self.ended += 1
+
+    def abort(self):
+        self.aborted = True
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.sent: list[bytes] | None = None
+        self.closed = False
+        self.paused = False
+
+    def send(self, data, sink):
+        self.sent = data
+
+    def close(self):
+        self.closed = True
+
+    def pause_reading(self):
+        self.paused = True
+
+    def resume_reading(self):
+        self.paused = False
+
+
+def make(first_byte: float = 60.0, idle: float = 60.0):
+    client, upstream = FakeClient(), FakeUpstream()
+    relay = Relay(client, upstream, request_id=b"r1", upstream_addr=b"127.0.0.1:1",
+                  first_byte_timeout=first_byte, idle_timeout=idle)
+    relay.start([b"POST / HTTP/1.1\r\n\r\n", b""])
+    return relay, client, upstream
+
+
+async def test_every_later_event_is_ignored_after_the_end():
+    relay, client, upstream = make()
+    relay.on_head(200, SSE)
+    relay.on_body(b"data: [DONE]\n\n")
+    relay.on_complete()
+    # Late and duplicate events, in every order a racing transport could produce them.
+    relay.on_complete()
+    relay.on_lost("late reset")
+    relay.on_body(b"data: stray\n\n")
+    relay.on_client_lost()
+    relay.cancel()
+    assert await relay.done is Ending.UPSTREAM_COMPLETE
+    assert client.ended == 1 and client.written == [b"data: [DONE]\n\n"]
+    assert not upstream.closed and not client.aborted
+    assert client.watcher is None
+
+
+async def test_client_leaving_closes_the_upstream_request():
+    relay, client, upstream = make()
+    assert client.watcher is relay
+    relay.on_head(200, SSE)
+    relay.on_client_lost()
+    relay.on_body(b"data: {}\n\n")
+    relay.on_complete()
+    assert await relay.done is Ending.CLIENT_LOST
+    assert upstream.closed
+    assert client.written == [] and client.ended == 0
+
+
+async def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream():
+    relay, client, _ = make()
+    relay.on_head(200, SSE)
+    relay.on_body(b"data: {}\n\n")
+    relay.on_lost("backend closed the connection")
+    relay.on_lost("again")
+    assert await relay.done is Ending.UPSTREAM_LOST
+    assert len(client.written) == 2 and client.written[1].startswith(b'data: {"error":')
+    assert b"backend closed the connection" in client.written[1]
+    assert client.ended == 1 and not client.aborted
+
+
+async def test_backend_lost_mid_body_of_plain_response_resets_the_client():
+    relay, client, _ = make()
+    relay.on_head(200, JSON)
+    relay.on_lost("reset")
+    assert await relay.done is Ending.UPSTREAM_LOST
+    assert client.aborted and client.ended == 0
+
+
+async def test_backend_lost_before_the_head_leaves_the_answer_to_the_forwarder():
+    relay, client, _ = make()
+    relay.on_lost("refused mid-request")
+    assert await relay.done is Ending.UPSTREAM_LOST
+    assert not relay.head_sent and client.head is None and client.written == []
+
+
+async def test_first_byte_timeout():
+    relay, client, upstream = make(first_byte=0.01)
+    assert await asyncio.wait_for(relay.done, 5) is Ending.TIMED_OUT
+    assert upstream.closed and client.head is None
+
+
+async def test_idle_timeout_after_the_head():
+    relay, client, upstream = make(idle=0.01)
+    relay.on_head(200, SSE)
+    assert await asyncio.wait_for(relay.done, 5) is Ending.TIMED_OUT
+    assert upstream.closed and b"no data from the backend" in client.written[-1]
+    assert client.ended == 1
+
+
+async def test_back_pressure_pauses_the_upstream():
+    relay, _, upstream = make()
+    relay.on_client_pause()
+    assert upstream.paused
+    relay.on_client_resume()
+    assert not upstream.paused
+    relay.cancel()
+    assert await relay.done is Ending.CANCELLED
+
+
+@pytest.mark.parametrize("body", [b"data: {\"a\":1}\n\n", b""])
+async def test_non_stream_response_has_no_observer(body):
+    relay, client, _ = make()
+    relay.on_head(200, JSON)
+    relay.on_body(body)
+    relay.on_complete()
+    assert await relay.done is Ending.UPSTREAM_COMPLETE
+    assert relay.observer is None and client.head[2] == 2

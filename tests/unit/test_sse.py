@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from warden.stream.observer import Ending, StreamObserver, Verdict, stream_verdict
+from warden.stream.sse import SseDecoder
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "vllm"
+CHAT = (FIXTURES / "sse-chat-0.32.0.txt").read_bytes()
+
+
+def decode_all(data: bytes, cuts: list[int]) -> list[bytes]:
+    decoder = SseDecoder()
+    out, start = [], 0
+    for cut in [*cuts, len(data)]:
+        out += decoder.feed(data[start:cut])
+        start = cut
+    assert decoder.pending == 0
+    return out
+
+
+def test_any_split_gives_the_same_events():
+    whole = decode_all(CHAT, [])
+    assert len(whole) == 19 and whole[-1] == b"[DONE]"
+    rng = random.Random(7)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(1, len(CHAT)), rng.randint(1, 40)))
+        assert decode_all(CHAT, cuts) == whole
+    assert decode_all(CHAT, list(range(1, len(CHAT)))) == whole  # byte by byte
+
+
+def test_crlf_multiline_and_non_data_fields():
+    stream = (b": keep-alive comment\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\n"
+              b"id: 3\nretry: 10\n\ndata:nospace\n\n")
+    assert SseDecoder().feed(stream) == [b"a\nb", b"nospace"]
+
+
+def test_incomplete_tail_is_held():
+    decoder = SseDecoder()
+    assert decoder.feed(b"data: {\"a\"") == []
+    assert decoder.pending == 10
+    assert decoder.feed(b":1}\n\n") == [b'{"a":1}']
+
+
+def test_observer_reads_a_real_vllm_stream():
+    observer = StreamObserver()
+    for i in range(0, len(CHAT), 100):
+        observer.feed(CHAT[i:i + 100], now=float(i))
+    assert observer.done and observer.events == 19
+    assert observer.usage == {"prompt_tokens": 16, "total_tokens": 32, "completion_tokens": 16}
+    assert observer.finish_reasons == ["length"]
+    assert observer.first_event_at == 200.0  # the chunk that completed the first event
+    assert observer.verdict(Ending.UPSTREAM_COMPLETE) is Verdict.COMPLETE
+
+
+def test_observer_sees_vllm_error_events():
+    observer = StreamObserver()
+    observer.feed(b'data: {"error": {"message": "EngineCore encountered an issue", '
+                  b'"type": "InternalServerError", "param": null, "code": 500}}\n\n'
+                  b"data: [DONE]\n\n", now=1.0)
+    assert observer.error["code"] == 500
+    assert observer.verdict(Ending.UPSTREAM_COMPLETE) is Verdict.UPSTREAM_ERROR
+
+
+@pytest.mark.parametrize(("ending", "done", "error", "verdict"), [
+    (Ending.UPSTREAM_COMPLETE, True, False, Verdict.COMPLETE),
+    (Ending.UPSTREAM_COMPLETE, False, False, Verdict.UPSTREAM_EOF),
+    (Ending.UPSTREAM_LOST, False, False, Verdict.UPSTREAM_EOF),
+    (Ending.UPSTREAM_LOST, False, True, Verdict.UPSTREAM_ERROR),
+    (Ending.CLIENT_LOST, False, True, Verdict.CLIENT_ABORT),
+    (Ending.TIMED_OUT, False, False, Verdict.TIMEOUT),
+    (Ending.CANCELLED, True, False, Verdict.CANCELLED),
+])
+def test_verdict_table(ending, done, error, verdict):
+    assert stream_verdict(ending, done=done, error=error) is verdict
