@@ -70,7 +70,7 @@ def test_gateway_endpoints(gateway):
     assert "version" in json.loads(http("GET", gateway.url + "/version")[2])
     status, _, body = http("GET", gateway.url + "/v1/models")
     assert [m["id"] for m in json.loads(body)["data"]] == ["sim-model"]
-    status, headers, body = http("GET", gateway.url + "/metrics")
+    status, _, body = http("GET", gateway.url + "/metrics")
     assert status == 200 and b"warden_backend_in_flight" in body
 
 

@@ -96,7 +96,7 @@ def test_first_byte_timeout_is_504_and_not_retried():
     gw = GatewayThread({"backends": sim.backends_config(),
                         "timeouts": {"first_byte": "200ms"}})
     try:
-        status, headers, body = http("POST", f"{gw.url}/v1/chat/completions", json.dumps(
+        status, _, body = http("POST", f"{gw.url}/v1/chat/completions", json.dumps(
             {"model": "sim-model", "messages": MESSAGES}).encode(),
             {"Content-Type": "application/json", "X-Request-Id": "slow-1"})
         assert status == 504
