@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from warden.config.schema import Settings
 from warden.edge.gateway import GatewayHandler
@@ -21,7 +22,7 @@ class Gateway:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.backends = BackendRegistry(settings)
-        self.metrics = GatewayMetrics(self.backends, _loop_time)
+        self.metrics = GatewayMetrics(self.backends, time.monotonic)
         self.forwarder = Forwarder(settings, self.backends, build_policy(settings.routing.policy),
                                    self.metrics)
         self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics)
@@ -32,6 +33,7 @@ class Gateway:
 
     async def start(self, port: int | None = None) -> None:
         """Learn the fleet once, then listen. `port` overrides the configured one (0 = any)."""
+        self.forwarder.bind(asyncio.get_running_loop())
         await self.discovery.refresh_all()
         limits = ServerLimits(max_body=self.settings.limits.max_body,
                               max_header_bytes=self.settings.limits.max_header_bytes,
@@ -40,6 +42,7 @@ class Gateway:
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
         self._tasks.append(asyncio.create_task(self.discovery.run()))
+        self._tasks.append(asyncio.create_task(self.forwarder.run_timeouts()))
         log.info("warden listening on %s:%d", host, self.server.port)
 
     @property
@@ -51,13 +54,14 @@ class Gateway:
         return sum(b.in_flight for b in self.backends)
 
     async def stop(self, grace: float = 0.0) -> None:
-        """Stop accepting; let requests in flight finish for up to `grace` seconds; close."""
+        """Stop accepting; let requests in flight finish for up to `grace` seconds; then end
+        the rest (each still ends exactly once, as cancelled) and close."""
         if self.server is not None:
             self.server.stop_listening()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + grace
-            while self.in_flight() and loop.time() < deadline:
+            deadline = time.monotonic() + grace
+            while self.in_flight() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+            self.forwarder.cancel_all()
             await self.server.close()
         for task in self._tasks:
             task.cancel()
@@ -67,7 +71,3 @@ class Gateway:
 
 def build_app(settings: Settings) -> Gateway:
     return Gateway(settings)
-
-
-def _loop_time() -> float:
-    return asyncio.get_running_loop().time()

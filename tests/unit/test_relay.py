@@ -3,8 +3,6 @@ Fakes stand at the two seams: the client connection and the upstream connection.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from warden.proxy.relay import Relay
@@ -18,8 +16,10 @@ JSON = [(b"content-type", b"application/json"), (b"content-length", b"2")]
 class FakeClient:
     def __init__(self) -> None:
         self.watcher = None
+        self.closed = False
         self.head: tuple | None = None
         self.written: list[bytes] = []
+        self.flushes = 0
         self.ended = 0
         self.aborted = False
 
@@ -28,6 +28,9 @@ class FakeClient:
 
     def write(self, data):
         self.written.append(data)
+
+    def flush(self):
+        self.flushes += 1
 
     def end_response(self):
         self.ended += 1
@@ -55,16 +58,23 @@ class FakeUpstream:
         self.paused = False
 
 
+class Ends(list):
+    """Records every call of the relay's on_end: there must be exactly one."""
+
+    def __call__(self, relay):
+        self.append(relay.ending)
+
+
 def make(first_byte: float = 60.0, idle: float = 60.0):
-    client, upstream = FakeClient(), FakeUpstream()
+    client, upstream, ends = FakeClient(), FakeUpstream(), Ends()
     relay = Relay(client, upstream, request_id=b"r1", upstream_addr=b"127.0.0.1:1",
-                  first_byte_timeout=first_byte, idle_timeout=idle)
+                  first_byte_timeout=first_byte, idle_timeout=idle, on_end=ends)
     relay.start([b"POST / HTTP/1.1\r\n\r\n", b""])
-    return relay, client, upstream
+    return relay, client, upstream, ends
 
 
-async def test_every_later_event_is_ignored_after_the_end():
-    relay, client, upstream = make()
+def test_every_later_event_is_ignored_after_the_end():
+    relay, client, upstream, ends = make()
     relay.on_head(200, SSE)
     relay.on_body(b"data: [DONE]\n\n")
     relay.on_complete()
@@ -74,80 +84,101 @@ async def test_every_later_event_is_ignored_after_the_end():
     relay.on_body(b"data: stray\n\n")
     relay.on_client_lost()
     relay.cancel()
-    assert await relay.done is Ending.UPSTREAM_COMPLETE
+    assert ends == [Ending.UPSTREAM_COMPLETE]
     assert client.ended == 1 and client.written == [b"data: [DONE]\n\n"]
     assert not upstream.closed and not client.aborted
     assert client.watcher is None
 
 
-async def test_client_leaving_closes_the_upstream_request():
-    relay, client, upstream = make()
+def test_client_leaving_closes_the_upstream_request():
+    relay, client, upstream, ends = make()
     assert client.watcher is relay
     relay.on_head(200, SSE)
     relay.on_client_lost()
     relay.on_body(b"data: {}\n\n")
     relay.on_complete()
-    assert await relay.done is Ending.CLIENT_LOST
+    assert ends == [Ending.CLIENT_LOST]
     assert upstream.closed
     assert client.written == [] and client.ended == 0
 
 
-async def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream():
-    relay, client, _ = make()
+def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream():
+    relay, client, _, ends = make()
     relay.on_head(200, SSE)
     relay.on_body(b"data: {}\n\n")
     relay.on_lost("backend closed the connection")
     relay.on_lost("again")
-    assert await relay.done is Ending.UPSTREAM_LOST
+    assert ends == [Ending.UPSTREAM_LOST]
     assert len(client.written) == 2 and client.written[1].startswith(b'data: {"error":')
     assert b"backend closed the connection" in client.written[1]
     assert client.ended == 1 and not client.aborted
 
 
-async def test_backend_lost_mid_body_of_plain_response_resets_the_client():
-    relay, client, _ = make()
+def test_backend_lost_mid_body_of_plain_response_resets_the_client():
+    relay, client, _, ends = make()
     relay.on_head(200, JSON)
     relay.on_lost("reset")
-    assert await relay.done is Ending.UPSTREAM_LOST
+    assert ends == [Ending.UPSTREAM_LOST]
     assert client.aborted and client.ended == 0
 
 
-async def test_backend_lost_before_the_head_leaves_the_answer_to_the_forwarder():
-    relay, client, _ = make()
+def test_backend_lost_before_the_head_leaves_the_answer_to_the_forwarder():
+    relay, client, _, ends = make()
     relay.on_lost("refused mid-request")
-    assert await relay.done is Ending.UPSTREAM_LOST
+    assert ends == [Ending.UPSTREAM_LOST]
     assert not relay.head_sent and client.head is None and client.written == []
 
 
-async def test_first_byte_timeout():
-    relay, client, upstream = make(first_byte=0.01)
-    assert await asyncio.wait_for(relay.done, 5) is Ending.TIMED_OUT
+def test_first_byte_timeout():
+    relay, client, upstream, ends = make(first_byte=10.0)
+    relay.check_timeout(relay.sent_at + 9.9)
+    assert ends == []
+    relay.check_timeout(relay.sent_at + 10.0)
+    assert ends == [Ending.TIMED_OUT]
     assert upstream.closed and client.head is None
+    relay.check_timeout(relay.sent_at + 20.0)
+    assert ends == [Ending.TIMED_OUT]
 
 
-async def test_idle_timeout_after_the_head():
-    relay, client, upstream = make(idle=0.01)
+def test_idle_timeout_counts_from_the_last_progress_seen():
+    relay, client, upstream, ends = make(idle=5.0)
     relay.on_head(200, SSE)
-    assert await asyncio.wait_for(relay.done, 5) is Ending.TIMED_OUT
+    t = relay.first_byte_at
+    relay.on_body(b"data: {}\n\n")
+    relay.check_timeout(t + 4.0)  # new bytes since the last tick: progress at t + 4
+    relay.check_timeout(t + 8.0)
+    assert ends == []
+    relay.check_timeout(t + 9.0)
+    assert ends == [Ending.TIMED_OUT]
     assert upstream.closed and b"no data from the backend" in client.written[-1]
     assert client.ended == 1
 
 
-async def test_back_pressure_pauses_the_upstream():
-    relay, _, upstream = make()
+def test_a_closed_client_means_nothing_is_sent():
+    client, upstream, ends = FakeClient(), FakeUpstream(), Ends()
+    client.closed = True
+    relay = Relay(client, upstream, request_id=b"r", upstream_addr=b"a", first_byte_timeout=1,
+                  idle_timeout=1, on_end=ends)
+    relay.start([b"x"])
+    assert upstream.sent is None and ends == [Ending.CLIENT_LOST]
+
+
+def test_back_pressure_pauses_the_upstream():
+    relay, _, upstream, ends = make()
     relay.on_client_pause()
     assert upstream.paused
     relay.on_client_resume()
     assert not upstream.paused
     relay.cancel()
-    assert await relay.done is Ending.CANCELLED
+    relay.cancel()
+    assert ends == [Ending.CANCELLED]
 
 
 @pytest.mark.parametrize("body", [b"data: {\"a\":1}\n\n", b""])
-async def test_non_stream_response_has_no_observer(body):
-    relay, client, _ = make()
+def test_non_stream_response_has_no_observer(body):
+    relay, client, _, ends = make()
     relay.on_head(200, JSON)
     relay.on_body(body)
     relay.on_complete()
-    assert await relay.done is Ending.UPSTREAM_COMPLETE
+    assert ends == [Ending.UPSTREAM_COMPLETE]
     assert relay.observer is None and client.head[2] == 2

@@ -46,9 +46,10 @@ def test_incomplete_tail_is_held():
 
 
 def test_observer_reads_a_real_vllm_stream():
-    observer = StreamObserver()
-    for i in range(0, len(CHAT), 100):
-        observer.feed(CHAT[i:i + 100], now=float(i))
+    offset = 0
+    observer = StreamObserver(lambda: float(offset))
+    for offset in range(0, len(CHAT), 100):
+        observer.feed(CHAT[offset:offset + 100])
     assert observer.done and observer.events == 19
     assert observer.usage == {"prompt_tokens": 16, "total_tokens": 32, "completion_tokens": 16}
     assert observer.finish_reasons == ["length"]
@@ -57,10 +58,10 @@ def test_observer_reads_a_real_vllm_stream():
 
 
 def test_observer_sees_vllm_error_events():
-    observer = StreamObserver()
+    observer = StreamObserver(lambda: 1.0)
     observer.feed(b'data: {"error": {"message": "EngineCore encountered an issue", '
                   b'"type": "InternalServerError", "param": null, "code": 500}}\n\n'
-                  b"data: [DONE]\n\n", now=1.0)
+                  b"data: [DONE]\n\n")
     assert observer.error["code"] == 500
     assert observer.verdict(Ending.UPSTREAM_COMPLETE) is Verdict.UPSTREAM_ERROR
 

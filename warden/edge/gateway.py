@@ -6,14 +6,15 @@ model. Everything else is the forwarder's.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 
 import orjson
 
 from warden import __version__
 from warden.edge.request import HttpRequest
+from warden.edge.responses import JSON, respond_error
 from warden.edge.server import HttpConnection
 from warden.errors import (
     InvalidRequest,
@@ -29,15 +30,13 @@ from warden.proxy.forwarder import Forwarder
 
 log = logging.getLogger("warden.gateway")
 
-JSON = (b"content-type", b"application/json")
-
 # POST endpoints routed to a backend that serves the body's `model`.
 PROXIED_PATHS = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
     "/tokenize", "/detokenize",
 })
 
-LocalRoute = Callable[[HttpRequest, HttpConnection], Awaitable[None] | None]
+LocalRoute = Callable[[HttpRequest, HttpConnection], None]
 
 
 class GatewayHandler:
@@ -56,23 +55,25 @@ class GatewayHandler:
             "/admin/backends": self._admin_backends,
         }
 
-    async def __call__(self, request: HttpRequest, client: HttpConnection) -> None:
+    def __call__(self, request: HttpRequest, client: HttpConnection) -> None:
+        """Synchronous on purpose: the data path starts (and usually sends) the upstream
+        request from the client's read callback, with no task per request."""
         path = request.path
         if path in PROXIED_PATHS:
-            await self._proxy(request, client)
+            self._proxy(request, client)
             return
         route = self._local.get(path)
         if route is None:
-            self._error(client, NotFound(f"Unknown path: {path}"), None)
+            respond_error(client, NotFound(f"Unknown path: {path}"), None)
         elif request.method not in ("GET", "HEAD"):
-            self._error(client, MethodNotAllowed(f"{request.method} is not allowed on {path}"),
-                        None)
+            respond_error(client, MethodNotAllowed(
+                f"{request.method} is not allowed on {path}"), None)
         else:
             route(request, client)
 
     # -- proxied endpoints -----------------------------------------------------------------
 
-    async def _proxy(self, request: HttpRequest, client: HttpConnection) -> None:
+    def _proxy(self, request: HttpRequest, client: HttpConnection) -> None:
         exchange = Exchange(self._ids.pick(request.header(b"x-request-id")), request.path,
                             request.client_ip, request.received_at)
         try:
@@ -80,14 +81,13 @@ class GatewayHandler:
                 raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; "
                                        "use POST")
             self._admit(request, exchange)
-            await self._forwarder.forward(client, request, exchange)
         except WardenError as e:
             exchange.status = e.status
             exchange.error = e.message
-            self._error(client, e, exchange.request_id)
-        finally:
-            exchange.ended_at = asyncio.get_running_loop().time()
+            respond_error(client, e, exchange.request_id)
             self._finish(exchange)
+            return
+        self._forwarder.start(client, request, exchange, self._finish)
 
     def _admit(self, request: HttpRequest, exchange: Exchange) -> None:
         content_type = request.header(b"content-type") or b""
@@ -115,17 +115,12 @@ class GatewayHandler:
         raise InvalidRequest("you must provide a model parameter", param="model")
 
     def _finish(self, exchange: Exchange) -> None:
-        """The one place an exchange is accounted for (called exactly once, in finally)."""
+        """The one place an exchange is accounted for: called exactly once per request, by
+        admission when it rejects, else by the forwarder when the exchange ends."""
+        exchange.ended_at = time.monotonic()
         self._metrics.request_done(exchange.endpoint, exchange.status, exchange.duration)
         if exchange.stream and exchange.verdict is not None:
             self._metrics.stream_done(exchange.verdict, exchange.ttft)
-
-    @staticmethod
-    def _error(client: HttpConnection, error: WardenError, request_id: bytes | None) -> None:
-        headers = [JSON]
-        if request_id is not None:
-            headers.append((b"x-request-id", request_id))
-        client.respond(error.status, headers, error.envelope())
 
     # -- the gateway's own endpoints -------------------------------------------------------
 
@@ -137,7 +132,7 @@ class GatewayHandler:
         client.respond(200, [JSON], b'{"status":"ok"}')
 
     def _ready(self, request: HttpRequest, client: HttpConnection) -> None:
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         ready = [b.name for b in self._backends if b.available(now) and b.models]
         status = 200 if ready else 503
         body = {"status": "ready" if ready else "unavailable", "backends": ready}
@@ -151,6 +146,6 @@ class GatewayHandler:
                        self._metrics.render())
 
     def _admin_backends(self, request: HttpRequest, client: HttpConnection) -> None:
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         body = {"backends": [b.snapshot(now) for b in self._backends]}
         client.respond(200, [JSON], orjson.dumps(body))

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 
 class HttpRequest:
-    """One complete HTTP/1.1 request. Header names are lower-cased bytes."""
+    """One complete HTTP/1.1 request. Header names are lower-cased bytes; `received_at` is
+    `time.monotonic()` when its last byte arrived."""
 
     __slots__ = ("body", "client_ip", "headers", "keep_alive", "method", "path", "query",
                  "received_at")
 
     def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
                  body: bytes, keep_alive: bool, client_ip: str, received_at: float):
-        path, _, query = target.partition(b"?")
         self.method = method
-        self.path = path.decode("latin-1")
-        self.query = query.decode("latin-1")
+        if b"?" in target:
+            path, _, query = target.partition(b"?")
+            self.path = path.decode("latin-1")
+            self.query = query.decode("latin-1")
+        else:
+            self.path = target.decode("latin-1")
+            self.query = ""
         self.headers = headers
         self.body = body
         self.keep_alive = keep_alive

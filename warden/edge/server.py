@@ -2,7 +2,11 @@
 
 One `HttpConnection` per client socket. Requests on a connection are served one at a time
 (pipelined ones wait in order). A handler answers through the connection's response methods,
-either at once (`respond`) or incrementally (`start_response`/`write`/`end_response`). A
+either at once (`respond`) or incrementally (`start_response`/`write`/`end_response`); the end
+of the response, not the end of the handler, frees the connection for the next request.
+
+A handler may be a plain function that starts the work and returns (the gateway's data path:
+no task per request) or a coroutine function (run as a task; cold paths, the simulator). A
 `ClientWatcher` set on the connection hears about client disconnects and write back-pressure,
 which is how a relay aborts its upstream request or pauses reading it.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +30,7 @@ from warden.errors import error_envelope
 
 log = logging.getLogger("warden.edge")
 
-Handler = Callable[[HttpRequest, "HttpConnection"], Awaitable[None]]
+Handler = Callable[[HttpRequest, "HttpConnection"], Awaitable[None] | None]
 
 # Pipelined requests beyond this many pause reading from the client.
 _MAX_QUEUED_REQUESTS = 16
@@ -62,19 +67,23 @@ class HttpConnection(asyncio.Protocol):
         self.watcher: ClientWatcher | None = None
         self.last_active = 0.0
         self._queue: deque[HttpRequest] = deque()
-        self.busy = False
+        self.current: HttpRequest | None = None
         self._reading_paused = False
-        # Per-request parsing state.
+        self._max_body = server.limits.max_body
+        self._max_header_bytes = server.limits.max_header_bytes
+        # Per-request parsing state (reset when a message completes).
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
-        # Per-response state.
+        self._expect_continue = False
+        # Per-response state. The head is held back until the first body bytes (or a flush),
+        # so a small response leaves in one send.
         self._keep_alive = True
         self._chunked = False
+        self._held_head = b""
         self._response_started = False
-        self._response_ended = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -125,43 +134,47 @@ class HttpConnection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._max_header_bytes:
+            raise _Reject(431, "request headers are too large", "headers_too_large")
+        name = name.lower()
+        if name == b"content-length":
+            if value.isdigit() and int(value) > self._max_body:
+                raise _Reject(413, f"request body is larger than {self._max_body} bytes",
+                              "payload_too_large")
+        elif name == b"expect":
+            self._expect_continue = value.lower() == b"100-continue"
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self._expect_continue and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            raise _Reject(413, f"request body is larger than {self._max_body} bytes",
+                          "payload_too_large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parts = self._body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        parser = self._parser
+        request = HttpRequest(parser.get_method().decode(), self._url, self._headers, body,
+                              parser.should_keep_alive(), self.client_ip, time.monotonic())
         self._url = b""
         self._headers = []
         self._header_bytes = 0
         self._body = []
         self._body_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._count_header_bytes(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_header_bytes(len(name) + len(value))
-        self._headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        limit = self._server.limits.max_body
-        for name, value in self._headers:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise _Reject(413, f"request body is larger than {limit} bytes",
-                              "payload_too_large")
-            if name == b"expect" and value.lower() == b"100-continue" and self.transport:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self._server.limits.max_body:
-            raise _Reject(413, f"request body is larger than {self._server.limits.max_body} "
-                          "bytes", "payload_too_large")
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = HttpRequest(self._parser.get_method().decode("latin-1"), self._url,
-                              self._headers, body, self._parser.should_keep_alive(),
-                              self.client_ip, self.last_active)
-        if self.busy:
+        self._expect_continue = False
+        if self.current is not None:
             self._queue.append(request)
             if len(self._queue) >= _MAX_QUEUED_REQUESTS and self.transport:
                 self.transport.pause_reading()
@@ -169,36 +182,46 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._dispatch(request)
 
-    def _count_header_bytes(self, n: int) -> None:
-        self._header_bytes += n
-        if self._header_bytes > self._server.limits.max_header_bytes:
-            raise _Reject(431, "request headers are too large", "headers_too_large")
-
     # -- serving ---------------------------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
     def _dispatch(self, request: HttpRequest) -> None:
-        self.busy = True
+        self.current = request
         self._keep_alive = request.keep_alive
         self._response_started = False
-        self._response_ended = False
-        self._loop.create_task(self._serve(request))
-
-    async def _serve(self, request: HttpRequest) -> None:
         try:
-            await self._server.handler(request, self)
+            pending = self._server.handler(request, self)
         except Exception:
-            log.exception("handler failed for %s %s", request.method, request.path)
-            if not self._response_started:
-                self.respond(500, [], error_envelope("internal error", "internal_error",
-                                                     None, "internal_error"))
-        finally:
-            self.watcher = None
-            if not self._response_ended:
-                self.abort()  # a half-written response cannot be completed honestly
-            self._after_response()
+            self._handler_failed(request)
+            return
+        if pending is not None:
+            self._loop.create_task(self._finish_async(request, pending))
 
-    def _after_response(self) -> None:
-        self.busy = False
+    async def _finish_async(self, request: HttpRequest, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            self._handler_failed(request)
+            return
+        if self.current is request:
+            self.abort()  # the handler returned without answering: nothing more will come
+
+    def _handler_failed(self, request: HttpRequest) -> None:
+        log.exception("handler failed for %s %s", request.method, request.path)
+        if self.current is not request:
+            return
+        if self._response_started:
+            self.abort()  # a half-written response cannot be completed honestly
+        else:
+            self.respond(500, [], error_envelope("internal error", "internal_error", None,
+                                                 "internal_error"))
+
+    def _response_complete(self) -> None:
+        self.current = None
+        self.watcher = None
         if self.closed or self.transport is None:
             return
         if not self._keep_alive:
@@ -206,8 +229,14 @@ class HttpConnection(asyncio.Protocol):
             return
         self.last_active = self._loop.time()
         if self._queue:
-            self._dispatch(self._queue.popleft())
-        if self._reading_paused and len(self._queue) < _MAX_QUEUED_REQUESTS:
+            # Not re-entrant: the next request starts from the loop, not from this call stack.
+            self._loop.call_soon(self._dispatch_queued)
+
+    def _dispatch_queued(self) -> None:
+        if self.current is not None or not self._queue or self.closed:
+            return
+        self._dispatch(self._queue.popleft())
+        if self._reading_paused and len(self._queue) < _MAX_QUEUED_REQUESTS and self.transport:
             self._reading_paused = False
             self.transport.resume_reading()
 
@@ -217,7 +246,7 @@ class HttpConnection(asyncio.Protocol):
             return
         body = error_envelope(message, "invalid_request_error", None, code)
         headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        if not self.busy:
+        if self.current is None:
             self.transport.write(wire.response_head(status, headers, wire.content_length(
                 len(body))) + body)
         self._keep_alive = False
@@ -227,40 +256,50 @@ class HttpConnection(asyncio.Protocol):
 
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Send a whole response with a Content-Length."""
-        if self.closed or self.transport is None:
-            self._response_ended = True
-            return
-        self._response_started = True
-        self.transport.write(wire.response_head(status, self._common_headers(headers),
-                                                wire.content_length(len(body))) + body)
-        self._response_ended = True
+        if not self.closed and self.transport is not None:
+            self._response_started = True
+            self.transport.write(wire.response_head(status, self._common_headers(headers),
+                                                    wire.content_length(len(body))) + body)
+        self._response_complete()
 
     def start_response(self, status: int, headers: list[tuple[bytes, bytes]],
                        length: int | None = None) -> None:
-        """Send the head; the body follows through `write`. Chunked when length is None."""
+        """Prepare the head; the body follows through `write`. Chunked when length is None.
+        The head leaves with the first `write`, `end_response` or `flush`."""
         self._response_started = True
         self._chunked = length is None
-        if self.closed or self.transport is None:
-            return
         framing = wire.CHUNKED if length is None else wire.content_length(length)
-        self.transport.write(wire.response_head(status, self._common_headers(headers), framing))
+        self._held_head = wire.response_head(status, self._common_headers(headers), framing)
 
     def write(self, data: bytes) -> None:
         if self.closed or not data or self.transport is None:
             return
         if self._chunked:
-            self.transport.writelines((wire.chunk_prefix(len(data)), data, wire.CRLF))
-        else:
-            self.transport.write(data)
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._held_head:
+            data = self._held_head + data
+            self._held_head = b""
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send a held head now (the body is not coming in this same read)."""
+        if self._held_head and not self.closed and self.transport is not None:
+            self.transport.write(self._held_head)
+        self._held_head = b""
 
     def end_response(self) -> None:
-        if self._chunked and not self.closed and self.transport is not None:
-            self.transport.write(wire.LAST_CHUNK)
-        self._response_ended = True
+        if not self.closed and self.transport is not None:
+            tail = wire.LAST_CHUNK if self._chunked else b""
+            if self._held_head or tail:
+                self.transport.write(self._held_head + tail)
+        self._held_head = b""
+        self._response_complete()
 
     def abort(self) -> None:
         """Drop the connection (reset), e.g. when a response cannot be completed."""
         self._keep_alive = False
+        self._held_head = b""
+        self.current = None
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
@@ -306,9 +345,6 @@ class HttpServer:
             conn.abort()
         if self._server is not None:
             await self._server.wait_closed()
-
-    def idle_connections(self) -> list[HttpConnection]:
-        return [c for c in self.connections if not c.busy]
 
     async def _sweep_idle(self) -> None:
         timeout = self.limits.keepalive_timeout

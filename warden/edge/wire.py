@@ -32,10 +32,6 @@ def content_length(n: int) -> bytes:
     return b"content-length: %d\r\n" % n
 
 
-def chunk_prefix(n: int) -> bytes:
-    return b"%x\r\n" % n
-
-
 class DateCache:
     """The IMF-fixdate `Date` value, formatted at most once per second."""
 

@@ -9,8 +9,9 @@ from warden.upstream.pool import ConnectionPool
 class Backend:
     """Identity (name, address), its connection pool, and live state.
 
-    `in_flight` is changed in exactly one place (the forwarder's try/finally), so it cannot
-    leak whatever is cancelled. Models come from config, or else from the backend's /v1/models.
+    `in_flight` is changed in exactly one place (the forwarder: +1 when a request is sent, -1
+    when its relay ends, which happens exactly once), so it cannot leak. Models come from
+    config, or else from the backend's /v1/models. Times are `time.monotonic()`.
     """
 
     def __init__(self, spec: BackendSpec, timeouts: TimeoutsSpec):

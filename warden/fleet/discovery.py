@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import orjson
 
@@ -26,14 +27,13 @@ class Discovery:
         await asyncio.gather(*(self.refresh(b) for b in self._backends))
 
     async def refresh(self, backend: Backend) -> None:
-        loop = asyncio.get_running_loop()
         try:
             status, body = await fetch(backend.pool, "GET", "/v1/models", backend.host_header,
                                        self._timeout)
         except ConnectFailed as e:
             if backend.reachable:
                 log.warning("backend %s is unreachable: %s", backend.name, e.message)
-            backend.mark_unreachable(loop.time(), self._spec.unreachable_cooldown, e.message)
+            backend.mark_unreachable(time.monotonic(), self._spec.unreachable_cooldown, e.message)
             return
         except UpstreamError as e:
             log.warning("backend %s: model discovery failed: %s", backend.name, e.message)

@@ -1,82 +1,120 @@
 """Every Prometheus metric the gateway exports, defined here and nowhere else.
 
-Each gateway owns its own `CollectorRegistry` (no process-wide state, so tests can build many
-gateways). Per-backend gauges are read from the live objects at scrape time, so the hot path
-pays nothing for them.
+The hot path only bumps plain Python numbers (no locks, no label lookups through
+prometheus_client); a collector turns them into metric families at scrape time. Each gateway
+owns its own `CollectorRegistry`, so tests can build many gateways in one process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from warden.fleet.registry import BackendRegistry
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                    120.0, 300.0, 600.0)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0, 300.0, 600.0)
 
 
-class _BackendCollector(Collector):
-    def __init__(self, backends: BackendRegistry, clock):
+class Histogram:
+    """Bucket counts for one label set; `observe` is a bisect and two additions."""
+
+    __slots__ = ("buckets", "counts", "sum")
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, running = [], 0
+        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return out
+
+
+class GatewayMetrics(Collector):
+    def __init__(self, backends: BackendRegistry, clock: Callable[[], float]):
         self._backends = backends
         self._clock = clock
+        self.requests: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self.verdicts: defaultdict[str, int] = defaultdict(int)
+        self.retries: defaultdict[str, int] = defaultdict(int)
+        self.ttft = Histogram()
+        self.durations: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        in_flight = GaugeMetricFamily("warden_backend_in_flight",
-                                      "Requests this gateway has in flight on the backend",
-                                      labels=["backend"])
-        available = GaugeMetricFamily("warden_backend_available",
-                                      "1 if the backend may be picked, else 0",
-                                      labels=["backend"])
+    # -- the hot path ----------------------------------------------------------------------
+
+    def request_done(self, endpoint: str, status: int, duration: float) -> None:
+        self.requests[endpoint, status] += 1
+        self.durations[endpoint].observe(duration)
+
+    def stream_done(self, verdict: str, ttft: float | None) -> None:
+        self.verdicts[verdict] += 1
+        if ttft is not None:
+            self.ttft.observe(ttft)
+
+    def retried(self, backend: str) -> None:
+        self.retries[backend] += 1
+
+    # -- scrape time -----------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily("warden_requests", "Requests answered, by endpoint "
+                                       "and status", labels=["endpoint", "status"])
+        for (endpoint, status), n in sorted(self.requests.items()):
+            requests.add_metric([endpoint, str(status)], n)
+        yield requests
+        verdicts = CounterMetricFamily("warden_stream_verdicts", "How streams ended",
+                                       labels=["verdict"])
+        for verdict, n in sorted(self.verdicts.items()):
+            verdicts.add_metric([verdict], n)
+        yield verdicts
+        retries = CounterMetricFamily("warden_upstream_retries", "Requests moved to another "
+                                      "backend before anything was sent", labels=["backend"])
+        for backend, n in sorted(self.retries.items()):
+            retries.add_metric([backend], n)
+        yield retries
+        ttft = HistogramMetricFamily("warden_time_to_first_token_seconds",
+                                     "From request received to the first SSE event")
+        ttft.add_metric([], self.ttft.cumulative(), self.ttft.sum)
+        yield ttft
+        durations = HistogramMetricFamily("warden_request_duration_seconds", "From request "
+                                          "received to the end of the response",
+                                          labels=["endpoint"])
+        for endpoint, histogram in sorted(self.durations.items()):
+            durations.add_metric([endpoint], histogram.cumulative(), histogram.sum)
+        yield durations
+        yield from self._backend_gauges()
+
+    def _backend_gauges(self) -> Iterable[Metric]:
+        in_flight = GaugeMetricFamily("warden_backend_in_flight", "Requests this gateway has "
+                                      "in flight on the backend", labels=["backend"])
+        available = GaugeMetricFamily("warden_backend_available", "1 if the backend may be "
+                                      "picked, else 0", labels=["backend"])
         now = self._clock()
         for backend in self._backends:
             in_flight.add_metric([backend.name], backend.in_flight)
             available.add_metric([backend.name], 1.0 if backend.available(now) else 0.0)
         yield in_flight
         yield available
-
-
-class GatewayMetrics:
-    def __init__(self, backends: BackendRegistry, clock):
-        self.registry = CollectorRegistry(auto_describe=True)
-        self._requests = Counter("warden_requests", "Requests answered, by endpoint and status",
-                                 ["endpoint", "status"], registry=self.registry)
-        self._verdicts = Counter("warden_stream_verdicts", "How streams ended",
-                                 ["verdict"], registry=self.registry)
-        self._retries = Counter("warden_upstream_retries",
-                                "Requests moved to another backend before anything was sent",
-                                ["backend"], registry=self.registry)
-        self._ttft = Histogram("warden_time_to_first_token_seconds",
-                               "From request received to the first SSE event",
-                               buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self._duration = Histogram("warden_request_duration_seconds",
-                                   "From request received to the end of the response",
-                                   ["endpoint"], buckets=_LATENCY_BUCKETS,
-                                   registry=self.registry)
-        self.registry.register(_BackendCollector(backends, clock))
-        self._children: dict[tuple, object] = {}
-
-    def _child(self, metric, *labels: str):
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
-    def request_done(self, endpoint: str, status: int, duration: float) -> None:
-        self._child(self._requests, endpoint, str(status)).inc()
-        self._child(self._duration, endpoint).observe(duration)
-
-    def stream_done(self, verdict: str, ttft: float | None) -> None:
-        self._child(self._verdicts, verdict).inc()
-        if ttft is not None:
-            self._ttft.observe(ttft)
-
-    def retried(self, backend: str) -> None:
-        self._child(self._retries, backend).inc()
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -4,14 +4,22 @@ Retry rule: a request moves to another backend only on `NotSentError` (refused o
 connect, no free connection): nothing reached an engine. Once any byte is written it is never
 sent again — a request in flight on a dying backend may be what killed it, and replaying it
 would kill the next one too.
+
+Shape: a callback state machine, not a coroutine per request. With an idle keep-alive
+connection the request is written synchronously from the client's read callback; a task runs
+only while a new upstream connection is being opened. Every exchange ends in `_relay_ended`
+or `_fail`, each of which calls `on_end` exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from warden.config.schema import Settings
 from warden.edge.request import HttpRequest
+from warden.edge.responses import respond_error
 from warden.edge.server import HttpConnection
 from warden.errors import (
     ConnectFailed,
@@ -20,6 +28,7 @@ from warden.errors import (
     NotSentError,
     UpstreamError,
     UpstreamTimeout,
+    WardenError,
 )
 from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
@@ -28,7 +37,24 @@ from warden.proxy import headers as hdr
 from warden.proxy.exchange import Exchange
 from warden.proxy.relay import Relay
 from warden.routing.policy import RoutingPolicy
-from warden.stream.observer import Ending, stream_verdict
+from warden.stream.observer import Ending, Verdict, stream_verdict
+
+ExchangeDone = Callable[[Exchange], None]
+
+
+class _Pending:
+    """One request between admission and its relay."""
+
+    __slots__ = ("backend", "client", "exchange", "on_end", "request", "serving")
+
+    def __init__(self, client: HttpConnection, request: HttpRequest, exchange: Exchange,
+                 serving: list[Backend], on_end: ExchangeDone):
+        self.client = client
+        self.request = request
+        self.exchange = exchange
+        self.serving = serving
+        self.on_end = on_end
+        self.backend: Backend | None = None
 
 
 class Forwarder:
@@ -39,82 +65,143 @@ class Forwarder:
         self._metrics = metrics
         self._timeouts = settings.timeouts
         self._cooldown = settings.discovery.unreachable_cooldown
+        self.active: dict[Relay, _Pending] = {}
+        self._connecting: set[asyncio.Task[None]] = set()
+        # Bound at start: asyncio.get_running_loop() costs a syscall per call on CPython 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def forward(self, client: HttpConnection, request: HttpRequest,
-                      exchange: Exchange) -> None:
-        """Answer the client through a backend. Raises a `WardenError` only while nothing
-        has been sent to the client yet."""
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def start(self, client: HttpConnection, request: HttpRequest, exchange: Exchange,
+              on_end: ExchangeDone) -> None:
         assert exchange.model is not None
         serving = self._backends.serving(exchange.model)
+        pending = _Pending(client, request, exchange, serving, on_end)
         if not serving:
-            raise ModelNotFound(f"The model `{exchange.model}` does not exist.", param="model")
-        loop = asyncio.get_running_loop()
-        tried: list[Backend] = []
-        last_error: NotSentError | None = None
-        while True:
-            now = loop.time()
-            candidates = [b for b in serving if b not in tried and b.available(now)]
-            if not candidates:
-                detail = f" (last error: {last_error.message})" if last_error else ""
-                raise NoBackendAvailable(
-                    f"no backend for model `{exchange.model}` can take the request{detail}")
-            backend = self._policy.pick(candidates)
-            tried.append(backend)
-            exchange.attempts.append(backend.name)
-            try:
-                conn = await backend.pool.acquire()
-            except NotSentError as e:
-                if isinstance(e, ConnectFailed):
-                    backend.mark_unreachable(loop.time(), self._cooldown, e.message)
-                self._metrics.retried(backend.name)
-                last_error = e
-                continue
-            await self._exchange(client, request, exchange, backend, conn)
+            self._fail(pending, ModelNotFound(f"The model `{exchange.model}` does not exist.",
+                                              param="model"))
             return
+        self._attempt(pending, None)
 
-    async def _exchange(self, client: HttpConnection, request: HttpRequest,
-                        exchange: Exchange, backend: Backend, conn) -> None:
+    def _attempt(self, pending: _Pending, last_error: NotSentError | None) -> None:
+        now = time.monotonic()
+        tried = pending.exchange.attempts
+        candidates = [b for b in pending.serving if b.name not in tried and b.available(now)]
+        if not candidates:
+            detail = f" (last error: {last_error.message})" if last_error else ""
+            self._fail(pending, NoBackendAvailable(
+                f"no backend for model `{pending.exchange.model}` can take the "
+                f"request{detail}"))
+            return
+        backend = self._policy.pick(candidates)
+        tried.append(backend.name)
+        conn = backend.pool.try_acquire()
+        if conn is not None:
+            self._send(pending, backend, conn)
+            return
+        assert self._loop is not None, "Forwarder.bind(loop) was not called"
+        task = self._loop.create_task(self._connect(pending, backend))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, pending: _Pending, backend: Backend) -> None:
+        try:
+            conn = await backend.pool.acquire()
+        except NotSentError as e:
+            if isinstance(e, ConnectFailed):
+                backend.mark_unreachable(time.monotonic(), self._cooldown, e.message)
+            self._metrics.retried(backend.name)
+            self._attempt(pending, e)
+            return
+        except asyncio.CancelledError:
+            pending.exchange.verdict = Verdict.CANCELLED
+            pending.client.abort()
+            pending.on_end(pending.exchange)
+            raise
+        self._send(pending, backend, conn)
+
+    def _send(self, pending: _Pending, backend: Backend, conn) -> None:
+        exchange = pending.exchange
         exchange.backend = backend.name
-        relay = Relay(client, conn, request_id=exchange.request_id,
+        pending.backend = backend
+        relay = Relay(pending.client, conn, request_id=exchange.request_id,
                       upstream_addr=backend.host_header,
                       first_byte_timeout=self._timeouts.first_byte,
-                      idle_timeout=self._timeouts.idle)
+                      idle_timeout=self._timeouts.idle, on_end=self._relay_ended)
+        request = pending.request
         upstream_request = hdr.upstream_request(
             request.method.encode(), _target(request), request.headers, request.body,
             host=backend.host_header, request_id=exchange.request_id,
             client_ip=request.client_ip, api_key=backend.spec.api_key)
+        # In-flight accounting: +1 here, -1 in `_relay_ended`, which the relay calls exactly
+        # once whatever ends it (response, backend loss, client loss, timeout, shutdown).
+        self.active[relay] = pending
         backend.in_flight += 1
         backend.requests_sent += 1
-        try:
-            relay.start(upstream_request)
-            await relay.done
-        finally:
-            backend.in_flight -= 1
-            relay.cancel()  # no-op unless this task was cancelled mid-exchange
-            backend.pool.release(conn)
-        self._record(exchange, relay)
-        if not relay.head_sent and relay.ending is not Ending.CLIENT_LOST:
-            if relay.ending is Ending.TIMED_OUT:
-                raise UpstreamTimeout(f"backend {backend.name}: {relay.lost_reason}")
-            raise UpstreamError(f"backend {backend.name}: {relay.lost_reason}")
+        relay.start(upstream_request)
 
-    @staticmethod
-    def _record(exchange: Exchange, relay: Relay) -> None:
-        assert relay.ending is not None
-        exchange.status = relay.status
-        observer = relay.observer
-        if observer is None:
-            exchange.verdict = stream_verdict(relay.ending, done=True, error=False)
-        else:
-            exchange.verdict = observer.verdict(relay.ending)
-            if observer.first_event_at is not None:
-                exchange.ttft = observer.first_event_at - exchange.received_at
-            exchange.usage = observer.usage
-            exchange.finish_reasons = observer.finish_reasons
-            if observer.error is not None:
-                exchange.error = str(observer.error.get("message", observer.error))
-        if relay.lost_reason is not None:
-            exchange.error = relay.lost_reason
+    def _relay_ended(self, relay: Relay) -> None:
+        pending = self.active.pop(relay)
+        exchange = pending.exchange
+        backend = pending.backend
+        assert backend is not None
+        backend.in_flight -= 1
+        backend.pool.release(relay.conn)
+        _record(exchange, relay)
+        if relay.head_sent or relay.ending in (Ending.CLIENT_LOST, Ending.CANCELLED):
+            pending.on_end(exchange)
+            return
+        message = f"backend {backend.name}: {relay.lost_reason}"
+        error = UpstreamTimeout(message) if relay.ending is Ending.TIMED_OUT \
+            else UpstreamError(message)
+        self._fail(pending, error)
+
+    def _fail(self, pending: _Pending, error: WardenError) -> None:
+        exchange = pending.exchange
+        exchange.status = error.status
+        exchange.error = error.message
+        respond_error(pending.client, error, exchange.request_id)
+        pending.on_end(exchange)
+
+    # -- background ------------------------------------------------------------------------
+
+    def tick_interval(self) -> float:
+        """Timeouts fire within one tick of their deadline."""
+        shortest = min(self._timeouts.first_byte, self._timeouts.idle)
+        return min(max(shortest / 10, 0.01), 0.5)
+
+    async def run_timeouts(self) -> None:
+        interval = self.tick_interval()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for relay in list(self.active):
+                relay.check_timeout(now)
+
+    def cancel_all(self) -> None:
+        for task in list(self._connecting):
+            task.cancel()
+        for relay in list(self.active):
+            relay.cancel()
+
+
+def _record(exchange: Exchange, relay: Relay) -> None:
+    assert relay.ending is not None
+    exchange.status = relay.status
+    observer = relay.observer
+    if observer is None:
+        exchange.verdict = stream_verdict(relay.ending, done=True, error=False)
+    else:
+        exchange.verdict = observer.verdict(relay.ending)
+        if observer.first_event_at is not None:
+            exchange.ttft = observer.first_event_at - exchange.received_at
+        exchange.usage = observer.usage
+        exchange.finish_reasons = observer.finish_reasons
+        if observer.error is not None:
+            exchange.error = str(observer.error.get("message", observer.error))
+    if relay.lost_reason is not None:
+        exchange.error = relay.lost_reason
 
 
 def _target(request: HttpRequest) -> bytes:

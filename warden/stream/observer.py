@@ -6,6 +6,7 @@ the gateway keeps (usage, a finish reason, an error); plain content chunks are o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 import orjson
@@ -34,10 +35,13 @@ class Ending(StrEnum):
 
 
 class StreamObserver:
-    __slots__ = ("_decoder", "done", "error", "events", "finish_reasons", "first_event_at",
-                 "usage")
+    """`clock` is read once, when the first event completes (time to first token)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_clock", "_decoder", "done", "error", "events", "finish_reasons",
+                 "first_event_at", "usage")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
         self._decoder = SseDecoder()
         self.events = 0
         self.first_event_at: float | None = None
@@ -46,11 +50,11 @@ class StreamObserver:
         self.finish_reasons: list[str] = []
         self.error: dict | None = None
 
-    def feed(self, chunk: bytes, now: float) -> None:
+    def feed(self, chunk: bytes) -> None:
         for payload in self._decoder.feed(chunk):
             self.events += 1
             if self.first_event_at is None:
-                self.first_event_at = now
+                self.first_event_at = self._clock()
             if payload == b"[DONE]":
                 self.done = True
             elif b'"usage":{' in payload or b'"finish_reason":"' in payload \

@@ -2,7 +2,8 @@
 
 The response is pushed, callback by callback, into a `ResponseSink` (a relay writes straight to
 the client from these callbacks: no queue and no task switch per chunk). Each response ends in
-exactly one of `on_complete` or `on_lost`.
+exactly one of `on_complete` or `on_lost`; `flush` closes every read from the socket, so a sink
+may coalesce what one read produced into one write.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class ResponseSink(Protocol):
     def on_body(self, chunk: bytes) -> None: ...
     def on_complete(self) -> None: ...
     def on_lost(self, reason: str) -> None: ...
+    def flush(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -48,6 +50,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail("malformed response from backend")
+            return
+        if self._sink is not None:
+            self._sink.flush()
 
     def eof_received(self) -> bool:
         return False

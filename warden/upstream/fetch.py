@@ -29,6 +29,9 @@ class _Collector:
         if not self._future.done():
             self._future.set_exception(UpstreamError(reason))
 
+    def flush(self) -> None:
+        pass
+
 
 async def fetch(pool: ConnectionPool, method: str, path: str, host_header: bytes,
                 timeout: float) -> tuple[int, bytes]:

@@ -1,0 +1,183 @@
+"""Proxy benchmark: direct connection vs nginx (configured as the seeds configure it) vs Warden.
+
+Each proxy runs alone on core 0; wrk, the backends and the stream client share core 1. Run:
+
+    python -m bench.proxy_bench [--seconds 8]
+
+Prints one table per scenario and writes it to bench/results/proxy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import uvloop
+
+from bench import procs
+from bench.nginx_conf import PROXY, STATIC_BACKEND, nginx_command
+from bench.stream_client import many_streams, ttft_median
+from bench.wrk import WrkResult, post_script, run_wrk
+
+PROXY_CORE, LOAD_CORE = 0, 1
+CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+STREAM = json.dumps({"model": "m", "stream": True,
+                     "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def warden_command(workdir: Path, port: int, upstream: int, name: str) -> list[str]:
+    config = workdir / f"warden-{name}.yaml"
+    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n"
+                      f"  - {{name: b, url: 'http://127.0.0.1:{upstream}', models: [m]}}\n")
+    return [sys.executable, "-m", "warden", "--log-level", "WARNING", "serve", "-c",
+            str(config)]
+
+
+class Proxies:
+    """nginx and Warden in front of one upstream, each pinned to the proxy core."""
+
+    def __init__(self, workdir: Path, upstream: int, tag: str):
+        self.ports = {"nginx": procs.free_port(), "warden": procs.free_port()}
+        self.procs = {
+            "nginx": procs.start(nginx_command(workdir, f"proxy-{tag}", PROXY.format(
+                port=self.ports["nginx"], upstream=upstream)), PROXY_CORE),
+            "warden": procs.start(warden_command(workdir, self.ports["warden"], upstream, tag),
+                                  PROXY_CORE),
+        }
+        for port in self.ports.values():
+            procs.wait_for_port(port)
+
+    def measure_cpu(self, name: str, work: Callable[[], object]) -> tuple[object, float]:
+        pid = self.procs[name].pid
+        before = procs.cpu_seconds(pid)
+        result = work()
+        return result, procs.cpu_seconds(pid) - before
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            procs.stop(proc)
+
+
+def non_streaming(workdir: Path, seconds: float) -> list[str]:
+    backend_port = procs.free_port()
+    backend = procs.start(nginx_command(workdir, "backend", STATIC_BACKEND.format(
+        port=backend_port)), LOAD_CORE)
+    procs.wait_for_port(backend_port)
+    proxies = Proxies(workdir, backend_port, "plain")
+    script = post_script(workdir, CHAT)
+    rows = ["| target | conc. | req/s | vs nginx | CPU µs/req | p50 ms | p99 ms | added p50 ms "
+            "| errors |", "|---|---|---|---|---|---|---|---|---|"]
+    try:
+        for conns in (1, 16, 64):
+            direct = run_wrk(f"http://127.0.0.1:{backend_port}/v1/chat/completions", script,
+                             conns, seconds, LOAD_CORE)
+            rows.append(_row("direct", conns, direct, None, None, None))
+            results: dict[str, tuple[WrkResult, float]] = {}
+            for name, port in proxies.ports.items():
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                results[name] = proxies.measure_cpu(
+                    name, lambda url=url: run_wrk(url, script, conns, seconds, LOAD_CORE))
+            nginx_rps = results["nginx"][0].rps
+            for name, (result, cpu) in results.items():
+                rows.append(_row(name, conns, result, cpu / max(result.requests, 1) * 1e6,
+                                 result.rps / nginx_rps, result.p50_ms - direct.p50_ms))
+    finally:
+        proxies.stop()
+        procs.stop(backend)
+    return rows
+
+
+def _row(name, conns, r: WrkResult, cpu_us, ratio, added) -> str:
+    fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
+    return (f"| {name} | {conns} | {r.rps:,.0f} | {fmt(ratio, '.2f')} | {fmt(cpu_us, '.1f')} "
+            f"| {r.p50_ms:.3f} | {r.p99_ms:.3f} | {fmt(added, '.3f')} | {r.errors} |")
+
+
+def streaming(workdir: Path) -> list[str]:
+    """20 chunks 10 ms apart: added TTFT, and CPU per relayed stream and per chunk."""
+    sim_port = procs.free_port()
+    sim = procs.start([sys.executable, "-m", "warden", "sim", "--port", str(sim_port),
+                       "--model", "m", "--output-tokens", "20", "--token-delay", "0.01",
+                       "--max-num-seqs", "4096"], LOAD_CORE)
+    procs.wait_for_port(sim_port)
+    proxies = Proxies(workdir, sim_port, "stream")
+    rows = ["| target | TTFT p50 ms | added TTFT ms | streams | errors | CPU µs/stream "
+            "| CPU µs/chunk | vs nginx |", "|---|---|---|---|---|---|---|---|"]
+    total, concurrency = 2000, 100
+    try:
+        direct_ttft = asyncio.run(ttft_median(sim_port, STREAM, 100))
+        rows.append(f"| direct | {direct_ttft * 1e3:.3f} | — | — | — | — | — | — |")
+        per_chunk = {}
+        for name, port in proxies.ports.items():
+            ttft = asyncio.run(ttft_median(port, STREAM, 100))
+            results, cpu = proxies.measure_cpu(
+                name, lambda port=port: asyncio.run(many_streams(port, STREAM, total,
+                                                                 concurrency)))
+            errors = sum(not r.ok for r in results)
+            chunks = sum(r.events for r in results)
+            per_chunk[name] = cpu / max(chunks, 1) * 1e6
+            ratio = per_chunk[name] / per_chunk["nginx"]
+            rows.append(f"| {name} | {ttft * 1e3:.3f} | {(ttft - direct_ttft) * 1e3:.3f} "
+                        f"| {total} | {errors} | {cpu / total * 1e6:.0f} "
+                        f"| {per_chunk[name]:.1f} | {ratio:.2f} |")
+    finally:
+        proxies.stop()
+        procs.stop(sim)
+    return rows
+
+
+def open_streams(workdir: Path, count: int = 1000) -> list[str]:
+    """`count` streams open at once (60 tokens, 50 ms apart: 3 s each)."""
+    sim_port = procs.free_port()
+    sim = procs.start([sys.executable, "-m", "warden", "sim", "--port", str(sim_port),
+                       "--model", "m", "--output-tokens", "60", "--token-delay", "0.05",
+                       "--max-num-seqs", "4096"], LOAD_CORE)
+    procs.wait_for_port(sim_port)
+    proxies = Proxies(workdir, sim_port, "open")
+    rows = ["| target | open streams | completed | errors | RSS idle MB | RSS peak MB |",
+            "|---|---|---|---|---|---|"]
+    try:
+        for name, port in proxies.ports.items():
+            pid = proxies.procs[name].pid
+            idle = procs.rss_mb(pid)
+            started = time.monotonic()
+            results = asyncio.run(many_streams(port, STREAM, count, count))
+            assert time.monotonic() - started < 60
+            ok = sum(r.ok for r in results)
+            rows.append(f"| {name} | {count} | {ok} | {count - ok} | {idle:.0f} "
+                        f"| {procs.rss_mb(pid, peak=True):.0f} |")
+    finally:
+        proxies.stop()
+        procs.stop(sim)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    uvloop.install()
+    out: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
+        workdir = Path(tmp)
+        for title, rows in (
+                ("Non-streaming, small bodies (wrk, 1 thread)", non_streaming(workdir,
+                                                                              args.seconds)),
+                ("Streaming: 20 chunks, 10 ms apart", streaming(workdir)),
+                ("1,000 concurrent open streams", open_streams(workdir))):
+            block = [f"### {title}", "", *rows, ""]
+            print("\n".join(block), flush=True)
+            out += block
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "proxy.md").write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

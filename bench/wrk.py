@@ -1,0 +1,45 @@
+"""Run wrk with a POST body and read its figures."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def post_script(workdir: Path, body: str) -> Path:
+    script = workdir / "post.lua"
+    escaped = body.replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text('wrk.method = "POST"\n'
+                      f'wrk.body = "{escaped}"\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    return script
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: float, core: int) -> WrkResult:
+    out = subprocess.run(
+        ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s",
+         "--latency", "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    return WrkResult(requests, rps, _latency(out, "50%"), _latency(out, "99%"), errors)
+
+
+def _latency(out: str, pct: str) -> float:
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()
+    return float(value) * _UNITS[unit]
