@@ -21,7 +21,6 @@ from warden.edge.server import HttpConnection, HttpServer, ServerLimits
 from warden.upstream.connection import UpstreamConnection
 
 
-
 def request(body: bytes) -> bytes:
     return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"

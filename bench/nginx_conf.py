@@ -3,6 +3,7 @@ theirs (keep-alive upstream, HTTP/1.1, `proxy_buffering off`)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -24,13 +25,21 @@ http {{
 }}
 """
 
+# A small chat completion, as a fast backend would return it.
+COMPLETION = json.dumps({
+    "id": "cmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}, separators=(",", ":"))
+
 STATIC_BACKEND = """
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
         location / {{
             client_body_buffer_size 64k;
             default_type application/json;
-            return 200 '{{"id":"cmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"ok"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}}}';
+            return 200 '{body}';
         }}
     }}
 """

@@ -21,7 +21,7 @@ from pathlib import Path
 import uvloop
 
 from bench import procs
-from bench.nginx_conf import PROXY, STATIC_BACKEND, nginx_command
+from bench.nginx_conf import COMPLETION, PROXY, STATIC_BACKEND, nginx_command
 from bench.stream_client import many_streams, ttft_median
 from bench.wrk import WrkResult, post_script, run_wrk
 
@@ -67,7 +67,7 @@ class Proxies:
 def non_streaming(workdir: Path, seconds: float) -> list[str]:
     backend_port = procs.free_port()
     backend = procs.start(nginx_command(workdir, "backend", STATIC_BACKEND.format(
-        port=backend_port)), LOAD_CORE)
+        port=backend_port, body=COMPLETION.replace("{", "{{").replace("}", "}}"))), LOAD_CORE)
     procs.wait_for_port(backend_port)
     proxies = Proxies(workdir, backend_port, "plain")
     script = post_script(workdir, CHAT)
@@ -81,8 +81,8 @@ def non_streaming(workdir: Path, seconds: float) -> list[str]:
             results: dict[str, tuple[WrkResult, float]] = {}
             for name, port in proxies.ports.items():
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                results[name] = proxies.measure_cpu(
-                    name, lambda url=url: run_wrk(url, script, conns, seconds, LOAD_CORE))
+                results[name] = proxies.measure_cpu(name, lambda url=url, conns=conns: run_wrk(
+                    url, script, conns, seconds, LOAD_CORE))
             nginx_rps = results["nginx"][0].rps
             for name, (result, cpu) in results.items():
                 rows.append(_row(name, conns, result, cpu / max(result.requests, 1) * 1e6,
