@@ -2,53 +2,59 @@ from __future__ import annotations
 
 from warden.proxy import headers as hdr
 
+BACKEND = hdr.UpstreamTarget("10.1.1.1:8000", None)
 
-def head_of(request: list[bytes]) -> list[bytes]:
+
+def head_lines(request: list[bytes]) -> list[bytes]:
     return request[0].split(b"\r\n")
 
 
 def test_upstream_request_rewrites_what_the_gateway_owns():
     client = [(b"host", b"gateway"), (b"content-type", b"application/json"),
-              (b"connection", b"keep-alive, x-secret-hop"), (b"x-secret-hop", b"1"),
+              (b"x-secret-hop", b"1"), (b"connection", b"keep-alive, X-Secret-Hop"),
               (b"keep-alive", b"300"), (b"te", b"trailers"), (b"x-forwarded-for", b"10.0.0.1"),
               (b"x-request-id", b"client-id"), (b"authorization", b"Bearer user"),
               (b"content-length", b"999"), (b"expect", b"100-continue")]
-    request = hdr.upstream_request(b"POST", b"/v1/chat/completions", client, b"{}",
-                                   host=b"10.1.1.1:8000", request_id=b"rid-1",
-                                   client_ip="192.0.2.7", api_key=None)
-    lines = head_of(request)
+    request = hdr.upstream_request(b"POST", b"/v1/chat/completions", client, b"{}", BACKEND,
+                                   b"rid-1", "192.0.2.7")
+    lines = head_lines(request)
     assert lines[0] == b"POST /v1/chat/completions HTTP/1.1"
     assert b"host: 10.1.1.1:8000" in lines
     assert b"x-request-id: rid-1" in lines and b"x-request-id: client-id" not in lines
     assert b"x-forwarded-for: 10.0.0.1, 192.0.2.7" in lines
     assert b"content-length: 2" in lines and b"content-length: 999" not in lines
     assert b"authorization: Bearer user" in lines
+    assert b"content-type: application/json" in lines
     for gone in (b"connection", b"x-secret-hop", b"keep-alive", b"te", b"expect"):
         assert not any(line.startswith(gone + b":") for line in lines), gone
+    assert lines[-2:] == [b"", b""]  # the head ends with a blank line
     assert request[1] == b"{}"
 
 
 def test_backend_api_key_replaces_the_clients():
+    backend = hdr.UpstreamTarget("h:1", "backend-key")
     request = hdr.upstream_request(b"POST", b"/v1/models", [(b"authorization", b"Bearer u")],
-                                   b"", host=b"h:1", request_id=b"r", client_ip="1.2.3.4",
-                                   api_key="backend-key")
-    lines = head_of(request)
+                                   b"", backend, b"r", "1.2.3.4")
+    lines = head_lines(request)
     assert b"authorization: Bearer backend-key" in lines
     assert b"authorization: Bearer u" not in lines
 
 
-def test_downstream_headers():
-    upstream = [(b"content-type", b"text/event-stream"), (b"transfer-encoding", b"chunked"),
-                (b"date", b"x"), (b"x-request-id", b"theirs"), (b"server", b"uvicorn")]
-    out = hdr.downstream_headers(upstream, status=200, request_id=b"ours",
-                                 upstream_addr=b"127.0.0.1:18090")
-    assert out == [(b"content-type", b"text/event-stream"), (b"server", b"uvicorn"),
-                   (b"x-request-id", b"ours"), (b"x-upstream-addr", b"127.0.0.1:18090"),
-                   (b"x-upstream-status", b"200")]
+def test_response_head_is_rewritten_in_one_pass():
+    upstream = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"transfer-encoding", b"chunked"), (b"date", b"x"),
+                (b"x-request-id", b"theirs"), (b"server", b"uvicorn")]
+    head = hdr.ResponseHead(upstream, 200, b"ours", hdr.UpstreamTarget("127.0.0.1:18090", None))
+    assert head.block == (b"content-type: text/event-stream; charset=utf-8\r\n"
+                          b"server: uvicorn\r\nx-request-id: ours\r\n"
+                          b"x-upstream-addr: 127.0.0.1:18090\r\nx-upstream-status: 200\r\n")
+    assert head.event_stream and head.length is None
 
 
-def test_framing_and_content_type():
-    assert hdr.body_length([(b"content-length", b"12")]) == 12
-    assert hdr.body_length([(b"transfer-encoding", b"chunked")]) is None
-    assert hdr.is_event_stream([(b"content-type", b"text/event-stream; charset=utf-8")])
-    assert not hdr.is_event_stream([(b"content-type", b"application/json")])
+def test_response_head_framing_and_connection_listed_headers():
+    upstream = [(b"content-length", b"12"), (b"content-type", b"application/json"),
+                (b"x-hop", b"1"), (b"connection", b"x-hop, keep-alive")]
+    head = hdr.ResponseHead(upstream, 503, b"r", BACKEND)
+    assert head.length == 12 and not head.event_stream
+    assert b"x-hop" not in head.block and b"connection" not in head.block
+    assert b"x-upstream-status: 503\r\n" in head.block

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from warden.config.schema import TimeoutsSpec
+from warden.proxy.headers import UpstreamTarget
 from warden.proxy.relay import Relay
 from warden.stream.observer import Ending
+
+TARGET = UpstreamTarget("127.0.0.1:1", None)
 
 SSE = [(b"content-type", b"text/event-stream; charset=utf-8"),
        (b"transfer-encoding", b"chunked")]
@@ -67,8 +71,8 @@ class Ends(list):
 
 def make(first_byte: float = 60.0, idle: float = 60.0):
     client, upstream, ends = FakeClient(), FakeUpstream(), Ends()
-    relay = Relay(client, upstream, request_id=b"r1", upstream_addr=b"127.0.0.1:1",
-                  first_byte_timeout=first_byte, idle_timeout=idle, on_end=ends)
+    relay = Relay(client, upstream, b"r1", TARGET,
+                  TimeoutsSpec(first_byte=first_byte, idle=idle), ends)
     relay.start([b"POST / HTTP/1.1\r\n\r\n", b""])
     return relay, client, upstream, ends
 
@@ -157,8 +161,7 @@ def test_idle_timeout_counts_from_the_last_progress_seen():
 def test_a_closed_client_means_nothing_is_sent():
     client, upstream, ends = FakeClient(), FakeUpstream(), Ends()
     client.closed = True
-    relay = Relay(client, upstream, request_id=b"r", upstream_addr=b"a", first_byte_timeout=1,
-                  idle_timeout=1, on_end=ends)
+    relay = Relay(client, upstream, b"r", TARGET, TimeoutsSpec(), ends)
     relay.start([b"x"])
     assert upstream.sent is None and ends == [Ending.CLIENT_LOST]
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import orjson
 
 from warden import __version__
+from warden.edge import wire
 from warden.edge.request import HttpRequest
 from warden.edge.responses import JSON, respond_error
 from warden.edge.server import HttpConnection
@@ -29,6 +30,8 @@ from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
 
 log = logging.getLogger("warden.gateway")
+
+PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"))
 
 # POST endpoints routed to a backend that serves the body's `model`.
 PROXIED_PATHS = frozenset({
@@ -126,26 +129,25 @@ class GatewayHandler:
 
     def _models(self, request: HttpRequest, client: HttpConnection) -> None:
         body = {"object": "list", "data": self._backends.model_cards()}
-        client.respond(200, [JSON], orjson.dumps(body))
+        client.respond(200, JSON, orjson.dumps(body))
 
     def _health(self, request: HttpRequest, client: HttpConnection) -> None:
-        client.respond(200, [JSON], b'{"status":"ok"}')
+        client.respond(200, JSON, b'{"status":"ok"}')
 
     def _ready(self, request: HttpRequest, client: HttpConnection) -> None:
         now = time.monotonic()
         ready = [b.name for b in self._backends if b.available(now) and b.models]
         status = 200 if ready else 503
         body = {"status": "ready" if ready else "unavailable", "backends": ready}
-        client.respond(status, [JSON], orjson.dumps(body))
+        client.respond(status, JSON, orjson.dumps(body))
 
     def _version(self, request: HttpRequest, client: HttpConnection) -> None:
-        client.respond(200, [JSON], orjson.dumps({"version": __version__}))
+        client.respond(200, JSON, orjson.dumps({"version": __version__}))
 
     def _prometheus(self, request: HttpRequest, client: HttpConnection) -> None:
-        client.respond(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
-                       self._metrics.render())
+        client.respond(200, PROMETHEUS, self._metrics.render())
 
     def _admin_backends(self, request: HttpRequest, client: HttpConnection) -> None:
         now = time.monotonic()
         body = {"backends": [b.snapshot(now) for b in self._backends]}
-        client.respond(200, [JSON], orjson.dumps(body))
+        client.respond(200, JSON, orjson.dumps(body))

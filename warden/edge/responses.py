@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from warden.edge import wire
 from warden.edge.server import HttpConnection
 from warden.errors import WardenError
 
-JSON = (b"content-type", b"application/json")
+JSON = wire.JSON
 
 
 def respond_error(client: HttpConnection, error: WardenError, request_id: bytes | None) -> None:
     """The OpenAI error envelope with the error's status (and the request id, if any)."""
-    headers = [JSON]
-    if request_id is not None:
-        headers.append((b"x-request-id", request_id))
+    headers = JSON if request_id is None else JSON + b"x-request-id: " + request_id + wire.CRLF
     client.respond(error.status, headers, error.envelope())

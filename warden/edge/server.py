@@ -216,8 +216,8 @@ class HttpConnection(asyncio.Protocol):
         if self._response_started:
             self.abort()  # a half-written response cannot be completed honestly
         else:
-            self.respond(500, [], error_envelope("internal error", "internal_error", None,
-                                                 "internal_error"))
+            self.respond(500, wire.JSON, error_envelope("internal error", "internal_error",
+                                                        None, "internal_error"))
 
     def _response_complete(self) -> None:
         self.current = None
@@ -245,31 +245,35 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is None or self.closed:
             return
         body = error_envelope(message, "invalid_request_error", None, code)
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
         if self.current is None:
-            self.transport.write(wire.response_head(status, headers, wire.content_length(
-                len(body))) + body)
+            self.transport.write(b"".join((
+                wire.status_line(status), wire.JSON, wire.CONNECTION_CLOSE,
+                wire.content_length(len(body)), wire.CRLF, body)))
         self._keep_alive = False
         self.transport.close()
 
     # -- responding (for the current request) ----------------------------------------------
 
-    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        """Send a whole response with a Content-Length."""
+    def respond(self, status: int, headers: bytes, body: bytes) -> None:
+        """Send a whole response with a Content-Length. `headers` is a rendered header block
+        (see `wire.header_block`)."""
         if not self.closed and self.transport is not None:
             self._response_started = True
-            self.transport.write(wire.response_head(status, self._common_headers(headers),
-                                                    wire.content_length(len(body))) + body)
+            self.transport.write(b"".join((
+                wire.status_line(status), headers, self._server.date_line,
+                b"" if self._keep_alive else wire.CONNECTION_CLOSE,
+                wire.content_length(len(body)), wire.CRLF, body)))
         self._response_complete()
 
-    def start_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                       length: int | None = None) -> None:
+    def start_response(self, status: int, headers: bytes, length: int | None = None) -> None:
         """Prepare the head; the body follows through `write`. Chunked when length is None.
         The head leaves with the first `write`, `end_response` or `flush`."""
         self._response_started = True
         self._chunked = length is None
-        framing = wire.CHUNKED if length is None else wire.content_length(length)
-        self._held_head = wire.response_head(status, self._common_headers(headers), framing)
+        self._held_head = b"".join((
+            wire.status_line(status), headers, self._server.date_line,
+            b"" if self._keep_alive else wire.CONNECTION_CLOSE,
+            wire.CHUNKED if length is None else wire.content_length(length), wire.CRLF))
 
     def write(self, data: bytes) -> None:
         if self.closed or not data or self.transport is None:
@@ -303,12 +307,6 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
-    def _common_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        extra = [(b"date", self._server.date.get())]
-        if not self._keep_alive:
-            extra.append((b"connection", b"close"))
-        return headers + extra if headers else extra
-
 
 class HttpServer:
     """Owns the listening socket, the open connections and the keep-alive sweeper."""
@@ -319,7 +317,8 @@ class HttpServer:
         self.limits = limits
         self.loop = loop or asyncio.get_running_loop()
         self.connections: set[HttpConnection] = set()
-        self.date = wire.DateCache()
+        # Refreshed every second by `_sweep_idle`'s loop, read by every response.
+        self.date_line = wire.date_line()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -347,9 +346,11 @@ class HttpServer:
             await self._server.wait_closed()
 
     async def _sweep_idle(self) -> None:
+        """Every second: refresh the Date line; close keep-alive connections idle too long."""
         timeout = self.limits.keepalive_timeout
         while True:
-            await asyncio.sleep(min(timeout / 4, 5.0))
+            await asyncio.sleep(1.0 - time.time() % 1.0)
+            self.date_line = wire.date_line()
             deadline = self.loop.time() - timeout
             for conn in list(self.connections):
                 if not conn.busy and conn.last_active < deadline and conn.transport:

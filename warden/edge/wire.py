@@ -1,4 +1,8 @@
-"""Bytes on the wire: status lines, response heads, chunk framing, the Date header."""
+"""Bytes on the wire: status lines, header blocks, response heads, the Date header.
+
+Header blocks are pre-rendered bytes (`name: value\r\n` lines): a constant block costs nothing
+per response, and a relayed head is rendered in one pass.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from http import HTTPStatus
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 CHUNKED = b"transfer-encoding: chunked\r\n"
+CONNECTION_CLOSE = b"connection: close\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 CRLF = b"\r\n"
 
@@ -18,32 +23,18 @@ def status_line(status: int) -> bytes:
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
 
 
-def response_head(status: int, headers: list[tuple[bytes, bytes]], framing: bytes) -> bytes:
-    """`framing` is a content-length or transfer-encoding line (or b"" for no body)."""
-    parts = [status_line(status)]
-    for name, value in headers:
-        parts.append(name + b": " + value + CRLF)
-    parts.append(framing)
-    parts.append(CRLF)
-    return b"".join(parts)
+def header_block(*pairs: tuple[bytes, bytes]) -> bytes:
+    return b"".join(name + b": " + value + CRLF for name, value in pairs)
+
+
+JSON = header_block((b"content-type", b"application/json"))
 
 
 def content_length(n: int) -> bytes:
     return b"content-length: %d\r\n" % n
 
 
-class DateCache:
-    """The IMF-fixdate `Date` value, formatted at most once per second."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def get(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._value = formatdate(now, usegmt=True).encode()
-        return self._value
+def date_line(now: float | None = None) -> bytes:
+    """The `Date` header line (IMF-fixdate) for `now` (default: the current second)."""
+    return b"date: " + formatdate(time.time() if now is None else now, usegmt=True).encode() \
+        + CRLF

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from warden.config.schema import BackendSpec, TimeoutsSpec
+from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
 
 
@@ -19,6 +20,7 @@ class Backend:
         self.name = spec.name
         self.address = spec.address
         self.host_header = spec.address.encode()
+        self.target = UpstreamTarget(spec.address, spec.api_key)
         self.pool = ConnectionPool(
             spec.host, spec.port, max_connections=spec.max_connections,
             connect_timeout=timeouts.connect, pool_timeout=timeouts.pool,

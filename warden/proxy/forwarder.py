@@ -125,15 +125,12 @@ class Forwarder:
         exchange = pending.exchange
         exchange.backend = backend.name
         pending.backend = backend
-        relay = Relay(pending.client, conn, request_id=exchange.request_id,
-                      upstream_addr=backend.host_header,
-                      first_byte_timeout=self._timeouts.first_byte,
-                      idle_timeout=self._timeouts.idle, on_end=self._relay_ended)
+        relay = Relay(pending.client, conn, exchange.request_id, backend.target,
+                      self._timeouts, self._relay_ended)
         request = pending.request
         upstream_request = hdr.upstream_request(
             request.method.encode(), _target(request), request.headers, request.body,
-            host=backend.host_header, request_id=exchange.request_id,
-            client_ip=request.client_ip, api_key=backend.spec.api_key)
+            backend.target, exchange.request_id, request.client_ip)
         # In-flight accounting: +1 here, -1 in `_relay_ended`, which the relay calls exactly
         # once whatever ends it (response, backend loss, client loss, timeout, shutdown).
         self.active[relay] = pending

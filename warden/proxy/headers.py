@@ -1,5 +1,9 @@
-"""Header rules for both directions (RFC 9110 §7.6.1: hop-by-hop headers are not forwarded,
-nor is any header the `Connection` header names)."""
+"""Header rules for both directions, each applied in a single pass over the headers.
+
+RFC 9110 §7.6.1: hop-by-hop headers are not forwarded, nor is any header that `Connection`
+names. The gateway owns framing (Content-Length / Transfer-Encoding), `Host`, the request id
+and `X-Forwarded-For`; the backend's copies of those are replaced, never duplicated.
+"""
 
 from __future__ import annotations
 
@@ -8,65 +12,92 @@ HOP_BY_HOP = frozenset({
     b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
 
-# Set by the gateway itself on the way up; the client's copies are dropped or merged.
 _REWRITTEN_UP = HOP_BY_HOP | {b"host", b"content-length", b"x-request-id", b"x-forwarded-for",
                               b"expect"}
-# Framing is the gateway's own on the way down; upstream ids are replaced by the gateway's.
+_REWRITTEN_UP_WITH_KEY = _REWRITTEN_UP | {b"authorization"}
 _REWRITTEN_DOWN = HOP_BY_HOP | {b"content-length", b"x-request-id", b"date"}
+# `Connection` tokens that name no extra header.
+_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 
 
-def _connection_listed(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    listed = [value for name, value in headers if name == b"connection"]
-    if not listed:
-        return frozenset()
-    return frozenset(t.strip().lower() for v in listed for t in v.split(b",") if t.strip())
+class UpstreamTarget:
+    """What is fixed per backend in every request written to it, rendered once."""
+
+    __slots__ = ("addr_line", "auth_line", "host_line")
+
+    def __init__(self, address: str, api_key: str | None):
+        self.host_line = b" HTTP/1.1\r\nhost: " + address.encode() + b"\r\n"
+        self.auth_line = (b"authorization: Bearer " + api_key.encode() + b"\r\n"
+                          if api_key is not None else b"")
+        # Shown to the client as X-Upstream-Addr.
+        self.addr_line = b"x-upstream-addr: " + address.encode() + b"\r\n"
 
 
 def upstream_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                     body: bytes, *, host: bytes, request_id: bytes, client_ip: str,
-                     api_key: str | None) -> list[bytes]:
-    """The request as written to the backend: head, then body (written with writelines, so a
+                     body: bytes, backend: UpstreamTarget, request_id: bytes,
+                     client_ip: str) -> list[bytes]:
+    """The request as written to the backend: [head, body] (written with writelines, so a
     large body is never copied)."""
-    drop = _REWRITTEN_UP | _connection_listed(headers)
-    if api_key is not None:
-        drop = drop | {b"authorization"}
-    forwarded_for = client_ip.encode()
-    lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
-    for name, value in headers:
-        if name in drop:
-            if name == b"x-forwarded-for":
-                forwarded_for = value + b", " + forwarded_for
-            continue
-        lines += (name, b": ", value, b"\r\n")
-    if api_key is not None:
-        lines += (b"authorization: Bearer ", api_key.encode(), b"\r\n")
-    lines += (b"x-request-id: ", request_id, b"\r\nx-forwarded-for: ", forwarded_for,
-              b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\n\r\n")
+    drop = _REWRITTEN_UP_WITH_KEY if backend.auth_line else _REWRITTEN_UP
+    while True:
+        lines = [method, b" ", target, backend.host_line]
+        forwarded_for = client_ip.encode()
+        connection = b""
+        for name, value in headers:
+            if name in drop:
+                if name == b"x-forwarded-for":
+                    forwarded_for = value + b", " + forwarded_for
+                elif name == b"connection":
+                    connection = value
+                continue
+            lines += (name, b": ", value, b"\r\n")
+        listed = _listed_by(connection) - drop
+        if not listed:
+            break
+        drop = drop | listed  # rare: render again without the headers Connection names
+    lines += (backend.auth_line, b"x-request-id: ", request_id, b"\r\nx-forwarded-for: ",
+              forwarded_for, b"\r\ncontent-length: ", b"%d" % len(body), b"\r\n\r\n")
     return [b"".join(lines), body]
 
 
-def downstream_headers(headers: list[tuple[bytes, bytes]], *, status: int, request_id: bytes,
-                       upstream_addr: bytes) -> list[tuple[bytes, bytes]]:
-    drop = _REWRITTEN_DOWN | _connection_listed(headers)
-    out = [(name, value) for name, value in headers if name not in drop]
-    out += ((b"x-request-id", request_id), (b"x-upstream-addr", upstream_addr),
-            (b"x-upstream-status", str(status).encode()))
-    return out
+class ResponseHead:
+    """A backend's response head, rewritten for the client in one pass."""
+
+    __slots__ = ("block", "event_stream", "length")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], status: int, request_id: bytes,
+                 backend: UpstreamTarget):
+        drop = _REWRITTEN_DOWN
+        while True:
+            out = []
+            length: int | None = None
+            chunked = event_stream = False
+            connection = b""
+            for name, value in headers:
+                if name in drop:
+                    if name == b"content-length" and value.isdigit():
+                        length = int(value)
+                    elif name == b"transfer-encoding":
+                        chunked = True
+                    elif name == b"connection":
+                        connection = value
+                    continue
+                if name == b"content-type":
+                    event_stream = value.startswith(b"text/event-stream")
+                out += (name, b": ", value, b"\r\n")
+            listed = _listed_by(connection) - drop
+            if not listed:
+                break
+            drop = drop | listed
+        out += (b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
+                b"x-upstream-status: ", b"%d" % status, b"\r\n")
+        self.block = b"".join(out)
+        self.length = None if chunked else length
+        self.event_stream = event_stream
 
 
-def body_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """The Content-Length of a response that is not chunked, else None."""
-    length = None
-    for name, value in headers:
-        if name == b"transfer-encoding":
-            return None
-        if name == b"content-length" and value.isdigit():
-            length = int(value)
-    return length
-
-
-def is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name == b"content-type":
-            return value.startswith(b"text/event-stream")
-    return False
+def _listed_by(connection: bytes) -> frozenset[bytes]:
+    """Header names that a `Connection` value lists (its options aside)."""
+    if not connection:
+        return frozenset()
+    return frozenset(t.strip().lower() for t in connection.split(b",")) - _CONNECTION_OPTIONS

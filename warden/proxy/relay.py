@@ -17,39 +17,36 @@ from collections.abc import Callable
 
 import orjson
 
+from warden.config.schema import TimeoutsSpec
 from warden.edge.server import HttpConnection
-from warden.proxy import headers as hdr
+from warden.proxy.headers import ResponseHead, UpstreamTarget
 from warden.stream.observer import Ending, StreamObserver
 from warden.upstream.connection import UpstreamConnection
 
 
 class Relay:
-    __slots__ = ("_bytes_at_tick", "_client", "_first_byte_timeout", "_idle_timeout", "_on_end",
-                 "_request_id", "_upstream_addr", "body_bytes", "conn", "ended", "ending",
-                 "first_byte_at", "head_sent", "last_progress_at", "lost_reason", "observer",
-                 "sent_at", "status")
+    # Per-request defaults live on the class: __init__ stores only what differs.
+    ended = False
+    ending: Ending | None = None
+    head_sent = False
+    status = 0
+    sent_at = 0.0
+    first_byte_at: float | None = None
+    last_progress_at = 0.0
+    body_bytes = 0
+    _bytes_at_tick = 0
+    observer: StreamObserver | None = None
+    lost_reason: str | None = None
 
-    def __init__(self, client: HttpConnection, conn: UpstreamConnection, *, request_id: bytes,
-                 upstream_addr: bytes, first_byte_timeout: float, idle_timeout: float,
+    def __init__(self, client: HttpConnection, conn: UpstreamConnection, request_id: bytes,
+                 target: UpstreamTarget, timeouts: TimeoutsSpec,
                  on_end: Callable[[Relay], None]):
         self._client = client
         self.conn = conn
         self._request_id = request_id
-        self._upstream_addr = upstream_addr
-        self._first_byte_timeout = first_byte_timeout
-        self._idle_timeout = idle_timeout
+        self._target = target
+        self._timeouts = timeouts
         self._on_end = on_end
-        self.ended = False
-        self.ending: Ending | None = None
-        self.head_sent = False
-        self.status = 0
-        self.sent_at = 0.0
-        self.first_byte_at: float | None = None
-        self.last_progress_at = 0.0
-        self.body_bytes = 0
-        self._bytes_at_tick = 0
-        self.observer: StreamObserver | None = None
-        self.lost_reason: str | None = None
 
     def start(self, request: list[bytes]) -> None:
         """Send the request and start watching both sides."""
@@ -67,11 +64,10 @@ class Relay:
             return
         self.status = status
         self.first_byte_at = self.last_progress_at = time.monotonic()
-        if hdr.is_event_stream(headers):
+        head = ResponseHead(headers, status, self._request_id, self._target)
+        if head.event_stream:
             self.observer = StreamObserver(time.monotonic)
-        out = hdr.downstream_headers(headers, status=status, request_id=self._request_id,
-                                     upstream_addr=self._upstream_addr)
-        self._client.start_response(status, out, hdr.body_length(headers))
+        self._client.start_response(status, head.block, head.length)
         self.head_sent = True
 
     def on_body(self, chunk: bytes) -> None:
@@ -121,17 +117,19 @@ class Relay:
         if self.ended:
             return
         if not self.head_sent:
-            if now - self.sent_at < self._first_byte_timeout:
+            limit = self._timeouts.first_byte
+            if now - self.sent_at < limit:
                 return
-            reason = f"no response from the backend within {self._first_byte_timeout:g}s"
+            reason = f"no response from the backend within {limit:g}s"
         else:
             if self.body_bytes != self._bytes_at_tick:
                 self._bytes_at_tick = self.body_bytes
                 self.last_progress_at = now
                 return
-            if now - self.last_progress_at < self._idle_timeout:
+            limit = self._timeouts.idle
+            if now - self.last_progress_at < limit:
                 return
-            reason = f"no data from the backend for {self._idle_timeout:g}s"
+            reason = f"no data from the backend for {limit:g}s"
         self.lost_reason = reason
         self.conn.close()
         self._cut_client(reason, "upstream_timeout")

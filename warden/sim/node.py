@@ -13,15 +13,18 @@ import orjson
 
 from warden.edge.request import HttpRequest
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
+from warden.edge.wire import header_block
 from warden.sim import vllm_format as fmt
 from warden.sim.engine import EngineProfile, Sequence, SimEngine
 from warden.sim.metrics import NodeMetrics
 from warden.sim.tokenizer import count_tokens
 
-JSON_HEADERS = [(b"content-type", b"application/json"), (b"server", b"uvicorn")]
-SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"server", b"uvicorn")]
-TEXT_HEADERS = [(b"content-type", b"text/plain; version=1.0.0; charset=utf-8"),
-                (b"server", b"uvicorn")]
+SERVER = (b"server", b"uvicorn")
+PLAIN_HEADERS = header_block(SERVER)
+JSON_HEADERS = header_block((b"content-type", b"application/json"), SERVER)
+SSE_HEADERS = header_block((b"content-type", b"text/event-stream; charset=utf-8"), SERVER)
+TEXT_HEADERS = header_block((b"content-type", b"text/plain; version=1.0.0; charset=utf-8"),
+                            SERVER)
 
 _MAX_REMEMBERED_IDS = 100_000
 
@@ -122,7 +125,7 @@ class SimNode:
 
     def _get(self, path: str, conn: HttpConnection) -> None:
         if path == "/health":
-            conn.respond(200, [(b"server", b"uvicorn")], b"")
+            conn.respond(200, PLAIN_HEADERS, b"")
         elif path == "/version":
             conn.respond(200, JSON_HEADERS, orjson.dumps({"version": self.config.vllm_version}))
         elif path == "/v1/models":

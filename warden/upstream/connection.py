@@ -2,8 +2,8 @@
 
 The response is pushed, callback by callback, into a `ResponseSink` (a relay writes straight to
 the client from these callbacks: no queue and no task switch per chunk). Each response ends in
-exactly one of `on_complete` or `on_lost`; `flush` closes every read from the socket, so a sink
-may coalesce what one read produced into one write.
+exactly one of `on_complete` or `on_lost`. `flush` follows a read that delivered the head, so
+a sink may hold the head and send it with the body bytes of the same read, in one write.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._sink: ResponseSink | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_in_this_read = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
+        self.reusable = True  # a fresh connection is as good as an idle one
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -51,8 +53,10 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail("malformed response from backend")
             return
-        if self._sink is not None:
-            self._sink.flush()
+        if self._head_in_this_read:
+            self._head_in_this_read = False
+            if self._sink is not None:
+                self._sink.flush()
 
     def eof_received(self) -> bool:
         return False
@@ -70,6 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._head_in_this_read = True
         if self._sink is not None:
             self._sink.on_head(self._parser.get_status_code(), self._headers)
 
