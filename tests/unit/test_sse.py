@@ -54,7 +54,7 @@ def test_observer_reads_a_real_vllm_stream():
     assert observer.usage == {"prompt_tokens": 16, "total_tokens": 32, "completion_tokens": 16}
     assert observer.finish_reasons == ["length"]
     assert observer.first_event_at == 200.0  # the chunk that completed the first event
-    assert observer.verdict(Ending.UPSTREAM_COMPLETE) is Verdict.COMPLETE
+    assert observer.verdict(Ending.UPSTREAM_COMPLETE) == Verdict.COMPLETE
 
 
 def test_observer_sees_vllm_error_events():
@@ -63,7 +63,7 @@ def test_observer_sees_vllm_error_events():
                   b'"type": "InternalServerError", "param": null, "code": 500}}\n\n'
                   b"data: [DONE]\n\n")
     assert observer.error["code"] == 500
-    assert observer.verdict(Ending.UPSTREAM_COMPLETE) is Verdict.UPSTREAM_ERROR
+    assert observer.verdict(Ending.UPSTREAM_COMPLETE) == Verdict.UPSTREAM_ERROR
 
 
 @pytest.mark.parametrize(("ending", "done", "error", "verdict"), [

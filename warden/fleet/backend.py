@@ -55,10 +55,13 @@ class Backend:
         self.reachable = True
         self.last_error = None
 
-    def learn_models(self, cards: list[dict]) -> None:
+    def learn_models(self, cards: list[dict]) -> bool:
+        """Take the backend's /v1/models cards; True if its set of model ids changed."""
+        before = self.models
         self.model_cards = cards
         self.discovered_models = frozenset(
             card["id"] for card in cards if isinstance(card.get("id"), str))
+        return self.models != before
 
     def snapshot(self, now: float) -> dict:
         return {

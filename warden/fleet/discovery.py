@@ -49,7 +49,9 @@ class Discovery:
         if not backend.reachable:
             log.info("backend %s is reachable again", backend.name)
         backend.mark_reachable()
-        backend.learn_models([c for c in cards if isinstance(c, dict)])
+        if backend.learn_models([c for c in cards if isinstance(c, dict)]):
+            log.info("backend %s serves %s", backend.name, ", ".join(sorted(backend.models)))
+            self._backends.reindex()
 
     async def run(self) -> None:
         while True:

@@ -9,9 +9,23 @@ from warden.fleet.backend import Backend
 
 
 class BackendRegistry:
+    """Backends by address, and an index model → backends serving it.
+
+    The index is read per request and rebuilt only when a backend's model set changes
+    (`reindex`, called by discovery)."""
+
     def __init__(self, settings: Settings):
         self._by_address = {spec.address: Backend(spec, settings.timeouts)
                             for spec in settings.backends}
+        self._serving: dict[str, list[Backend]] = {}
+        self.reindex()
+
+    def reindex(self) -> None:
+        serving: dict[str, list[Backend]] = {}
+        for backend in self._by_address.values():
+            for model in backend.models:
+                serving.setdefault(model, []).append(backend)
+        self._serving = serving
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(self._by_address.values())
@@ -20,10 +34,11 @@ class BackendRegistry:
         return len(self._by_address)
 
     def serving(self, model: str) -> list[Backend]:
-        return [b for b in self._by_address.values() if b.serves(model)]
+        """The backends that serve `model` (shared list: do not modify)."""
+        return self._serving.get(model, [])
 
     def models(self) -> set[str]:
-        return {m for b in self._by_address.values() for m in b.models}
+        return set(self._serving)
 
     def model_cards(self) -> list[dict]:
         """The union of the fleet's models, one card per id (the first backend's card wins)."""

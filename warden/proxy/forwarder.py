@@ -43,9 +43,9 @@ ExchangeDone = Callable[[Exchange], None]
 
 
 class _Pending:
-    """One request between admission and its relay."""
+    """One request between admission and the end of its relay."""
 
-    __slots__ = ("backend", "client", "exchange", "on_end", "request", "serving")
+    backend: Backend | None = None
 
     def __init__(self, client: HttpConnection, request: HttpRequest, exchange: Exchange,
                  serving: list[Backend], on_end: ExchangeDone):
@@ -54,7 +54,6 @@ class _Pending:
         self.exchange = exchange
         self.serving = serving
         self.on_end = on_end
-        self.backend: Backend | None = None
 
 
 class Forwarder:
@@ -87,7 +86,8 @@ class Forwarder:
     def _attempt(self, pending: _Pending, last_error: NotSentError | None) -> None:
         now = time.monotonic()
         tried = pending.exchange.attempts
-        candidates = [b for b in pending.serving if b.name not in tried and b.available(now)]
+        candidates = [b for b in pending.serving
+                      if (b.reachable or now >= b.unreachable_until) and b.name not in tried]
         if not candidates:
             detail = f" (last error: {last_error.message})" if last_error else ""
             self._fail(pending, NoBackendAvailable(
@@ -146,11 +146,12 @@ class Forwarder:
         backend.in_flight -= 1
         backend.pool.release(relay.conn)
         _record(exchange, relay)
-        if relay.head_sent or relay.ending in (Ending.CLIENT_LOST, Ending.CANCELLED):
+        if relay.head_sent or relay.ending == Ending.CLIENT_LOST \
+                or relay.ending == Ending.CANCELLED:
             pending.on_end(exchange)
             return
         message = f"backend {backend.name}: {relay.lost_reason}"
-        error = UpstreamTimeout(message) if relay.ending is Ending.TIMED_OUT \
+        error = UpstreamTimeout(message) if relay.ending == Ending.TIMED_OUT \
             else UpstreamError(message)
         self._fail(pending, error)
 

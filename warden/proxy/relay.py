@@ -27,7 +27,7 @@ from warden.upstream.connection import UpstreamConnection
 class Relay:
     # Per-request defaults live on the class: __init__ stores only what differs.
     ended = False
-    ending: Ending | None = None
+    ending: str | None = None
     head_sent = False
     status = 0
     sent_at = 0.0
@@ -160,7 +160,7 @@ class Relay:
         else:
             self._client.abort()
 
-    def _end(self, ending: Ending) -> None:
+    def _end(self, ending: str) -> None:
         self.ended = True
         self.ending = ending
         if self._client.watcher is self:

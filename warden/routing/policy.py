@@ -20,7 +20,8 @@ class RoundRobin:
 
     def pick(self, candidates: Sequence[Backend]) -> Backend:
         self._next += 1
-        return candidates[self._next % len(candidates)]
+        return candidates[self._next % len(candidates)] if len(candidates) > 1 \
+            else candidates[0]
 
 
 class LeastRequest:

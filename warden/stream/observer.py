@@ -7,14 +7,16 @@ the gateway keeps (usage, a finish reason, an error); plain content chunks are o
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
 
 import orjson
 
 from warden.stream.sse import SseDecoder
 
 
-class Verdict(StrEnum):
+class Verdict:
+    """How a stream ended, as recorded and exported. Plain string constants, not an Enum:
+    Enum member access costs ~100 ns on CPython 3.11, and this is read per request."""
+
     COMPLETE = "complete"
     CLIENT_ABORT = "client_abort"
     UPSTREAM_ERROR = "upstream_error"
@@ -24,8 +26,8 @@ class Verdict(StrEnum):
     CANCELLED = "cancelled"
 
 
-class Ending(StrEnum):
-    """How the exchange stopped, as the relay saw it."""
+class Ending:
+    """How the exchange stopped, as the relay saw it (string constants, as `Verdict`)."""
 
     UPSTREAM_COMPLETE = "upstream_complete"
     UPSTREAM_LOST = "upstream_lost"
@@ -79,21 +81,21 @@ class StreamObserver:
             if isinstance(reason, str):
                 self.finish_reasons.append(reason)
 
-    def verdict(self, ending: Ending) -> Verdict:
+    def verdict(self, ending: str) -> str:
         return stream_verdict(ending, done=self.done, error=self.error is not None)
 
 
-def stream_verdict(ending: Ending, *, done: bool, error: bool) -> Verdict:
+def stream_verdict(ending: str, *, done: bool, error: bool) -> str:
     """Pure: an error the upstream reported outranks how the connection ended, except that a
     client that left or a timeout are named as such."""
-    if ending is Ending.CLIENT_LOST:
+    if ending == Ending.UPSTREAM_COMPLETE:
+        if error:
+            return Verdict.UPSTREAM_ERROR
+        return Verdict.COMPLETE if done else Verdict.UPSTREAM_EOF
+    if ending == Ending.CLIENT_LOST:
         return Verdict.CLIENT_ABORT
-    if ending is Ending.TIMED_OUT:
+    if ending == Ending.TIMED_OUT:
         return Verdict.TIMEOUT
-    if ending is Ending.CANCELLED:
+    if ending == Ending.CANCELLED:
         return Verdict.CANCELLED
-    if error:
-        return Verdict.UPSTREAM_ERROR
-    if ending is Ending.UPSTREAM_COMPLETE and done:
-        return Verdict.COMPLETE
-    return Verdict.UPSTREAM_EOF
+    return Verdict.UPSTREAM_ERROR if error else Verdict.UPSTREAM_EOF
