@@ -44,17 +44,18 @@ def test_response_head_is_rewritten_in_one_pass():
     upstream = [(b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"transfer-encoding", b"chunked"), (b"date", b"x"),
                 (b"x-request-id", b"theirs"), (b"server", b"uvicorn")]
-    head = hdr.ResponseHead(upstream, 200, b"ours", hdr.UpstreamTarget("127.0.0.1:18090", None))
-    assert head.block == (b"content-type: text/event-stream; charset=utf-8\r\n"
-                          b"server: uvicorn\r\nx-request-id: ours\r\n"
-                          b"x-upstream-addr: 127.0.0.1:18090\r\nx-upstream-status: 200\r\n")
-    assert head.event_stream and head.length is None
+    block, length, event_stream = hdr.response_head(
+        upstream, 200, b"ours", hdr.UpstreamTarget("127.0.0.1:18090", None))
+    assert block == (b"content-type: text/event-stream; charset=utf-8\r\n"
+                     b"server: uvicorn\r\nx-request-id: ours\r\n"
+                     b"x-upstream-addr: 127.0.0.1:18090\r\nx-upstream-status: 200\r\n")
+    assert event_stream and length is None
 
 
 def test_response_head_framing_and_connection_listed_headers():
     upstream = [(b"content-length", b"12"), (b"content-type", b"application/json"),
                 (b"x-hop", b"1"), (b"connection", b"x-hop, keep-alive")]
-    head = hdr.ResponseHead(upstream, 503, b"r", BACKEND)
-    assert head.length == 12 and not head.event_stream
-    assert b"x-hop" not in head.block and b"connection" not in head.block
-    assert b"x-upstream-status: 503\r\n" in head.block
+    block, length, event_stream = hdr.response_head(upstream, 503, b"r", BACKEND)
+    assert length == 12 and not event_stream
+    assert b"x-hop" not in block and b"connection" not in block
+    assert b"x-upstream-status: 503\r\n" in block

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from warden.config.schema import TimeoutsSpec
-from warden.proxy.headers import UpstreamTarget
+from warden.config.schema import BackendSpec, TimeoutsSpec
+from warden.edge.request import HttpRequest
+from warden.fleet.backend import Backend
 from warden.proxy.relay import Relay
 from warden.stream.observer import Ending
 
-TARGET = UpstreamTarget("127.0.0.1:1", None)
+BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
+REQUEST = HttpRequest(b"POST", b"/v1/chat/completions", [], b"{}", True, "127.0.0.1", 0.0)
 
 SSE = [(b"content-type", b"text/event-stream; charset=utf-8"),
        (b"transfer-encoding", b"chunked")]
@@ -63,17 +65,21 @@ class FakeUpstream:
 
 
 class Ends(list):
-    """Records every call of the relay's on_end: there must be exactly one."""
+    """The relay's owner: records every end it is told of; there must be exactly one."""
 
-    def __call__(self, relay):
+    def __init__(self, timeouts: TimeoutsSpec):
+        super().__init__()
+        self.timeouts = timeouts
+
+    def relay_ended(self, relay):
         self.append(relay.ending)
 
 
 def make(first_byte: float = 60.0, idle: float = 60.0):
-    client, upstream, ends = FakeClient(), FakeUpstream(), Ends()
-    relay = Relay(client, upstream, b"r1", TARGET,
-                  TimeoutsSpec(first_byte=first_byte, idle=idle), ends)
-    relay.start([b"POST / HTTP/1.1\r\n\r\n", b""])
+    client, upstream = FakeClient(), FakeUpstream()
+    ends = Ends(TimeoutsSpec(first_byte=first_byte, idle=idle))
+    relay = Relay(REQUEST, client, b"r1", ends)
+    relay.start(BACKEND, upstream, [b"POST / HTTP/1.1\r\n\r\n", b""])
     return relay, client, upstream, ends
 
 
@@ -147,7 +153,8 @@ def test_first_byte_timeout():
 def test_idle_timeout_counts_from_the_last_progress_seen():
     relay, client, upstream, ends = make(idle=5.0)
     relay.on_head(200, SSE)
-    t = relay.first_byte_at
+    t = relay.sent_at
+    relay.check_timeout(t + 1.0)  # the head is progress, seen at t + 1
     relay.on_body(b"data: {}\n\n")
     relay.check_timeout(t + 4.0)  # new bytes since the last tick: progress at t + 4
     relay.check_timeout(t + 8.0)
@@ -159,10 +166,10 @@ def test_idle_timeout_counts_from_the_last_progress_seen():
 
 
 def test_a_closed_client_means_nothing_is_sent():
-    client, upstream, ends = FakeClient(), FakeUpstream(), Ends()
+    client, upstream, ends = FakeClient(), FakeUpstream(), Ends(TimeoutsSpec())
     client.closed = True
-    relay = Relay(client, upstream, b"r", TARGET, TimeoutsSpec(), ends)
-    relay.start([b"x"])
+    relay = Relay(REQUEST, client, b"r", ends)
+    relay.start(BACKEND, upstream, [b"x"])
     assert upstream.sent is None and ends == [Ending.CLIENT_LOST]
 
 

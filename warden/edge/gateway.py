@@ -28,6 +28,7 @@ from warden.fleet.registry import BackendRegistry
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
+from warden.proxy.relay import Relay
 
 log = logging.getLogger("warden.gateway")
 
@@ -77,23 +78,29 @@ class GatewayHandler:
     # -- proxied endpoints -----------------------------------------------------------------
 
     def _proxy(self, request: HttpRequest, client: HttpConnection) -> None:
-        exchange = Exchange(self._ids.pick(request.header(b"x-request-id")), request.path,
-                            request.client_ip, request.received_at)
+        client_id = None
+        content_type = b""
+        for name, value in request.headers:  # one pass for the headers admission reads
+            if name == b"content-type":
+                content_type = value
+            elif name == b"x-request-id":
+                client_id = value
+        request_id = self._ids.pick(client_id)
         try:
-            if request.method != "POST":
-                raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; "
-                                       "use POST")
-            self._admit(request, exchange)
+            model, stream = self._admit(request, content_type)
         except WardenError as e:
-            exchange.status = e.status
-            exchange.error = e.message
-            respond_error(client, e, exchange.request_id)
-            self._finish(exchange)
+            self._reject(request, client, request_id, e)
             return
-        self._forwarder.start(client, request, exchange, self._finish)
+        relay = Relay(request, client, request_id, self._forwarder)
+        relay.model = model
+        relay.stream = stream
+        self._forwarder.start(relay)
 
-    def _admit(self, request: HttpRequest, exchange: Exchange) -> None:
-        content_type = request.header(b"content-type") or b""
+    def _admit(self, request: HttpRequest, content_type: bytes) -> tuple[str, bool]:
+        """(model, stream) of an acceptable request; raises a `ClientError` otherwise."""
+        if request.method != "POST":
+            raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; "
+                                   "use POST")
         if not content_type.lower().startswith(b"application/json"):
             raise UnsupportedMediaType("Content-Type must be application/json")
         try:
@@ -107,8 +114,7 @@ class GatewayHandler:
             model = self._default_model()
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model must be a non-empty string", param="model")
-        exchange.model = model
-        exchange.stream = body.get("stream") is True
+        return model, body.get("stream") is True
 
     def _default_model(self) -> str:
         """vLLM lets a request omit `model` when it serves one; so does a one-model fleet."""
@@ -117,13 +123,14 @@ class GatewayHandler:
             return next(iter(models))
         raise InvalidRequest("you must provide a model parameter", param="model")
 
-    def _finish(self, exchange: Exchange) -> None:
-        """The one place an exchange is accounted for: called exactly once per request, by
-        admission when it rejects, else by the forwarder when the exchange ends."""
+    def _reject(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
+                error: WardenError) -> None:
+        exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
+        exchange.status = error.status
+        exchange.error = error.message
+        respond_error(client, error, request_id)
         exchange.ended_at = time.monotonic()
-        self._metrics.request_done(exchange.endpoint, exchange.status, exchange.duration)
-        if exchange.stream and exchange.verdict is not None:
-            self._metrics.stream_done(exchange.verdict, exchange.ttft)
+        self._metrics.exchange_done(exchange)
 
     # -- the gateway's own endpoints -------------------------------------------------------
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 
 class HttpRequest:
-    """One complete HTTP/1.1 request. Header names are lower-cased bytes; `received_at` is
+    """One complete HTTP/1.1 request. Header names are lower-cased bytes; `method_bytes` and
+    `target` are kept raw (they are forwarded as they came); `received_at` is
     `time.monotonic()` when its last byte arrived."""
 
-    __slots__ = ("body", "client_ip", "headers", "keep_alive", "method", "path", "query",
-                 "received_at")
+    __slots__ = ("body", "client_ip", "headers", "keep_alive", "method", "method_bytes",
+                 "path", "query", "received_at", "target")
 
-    def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
                  body: bytes, keep_alive: bool, client_ip: str, received_at: float):
-        self.method = method
+        self.method_bytes = method
+        self.method = method.decode("latin-1")
+        self.target = target
         if b"?" in target:
             path, _, query = target.partition(b"?")
             self.path = path.decode("latin-1")

@@ -166,7 +166,7 @@ class HttpConnection(asyncio.Protocol):
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         parser = self._parser
-        request = HttpRequest(parser.get_method().decode(), self._url, self._headers, body,
+        request = HttpRequest(parser.get_method(), self._url, self._headers, body,
                               parser.should_keep_alive(), self.client_ip, time.monotonic())
         self._url = b""
         self._headers = []

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from warden.fleet.registry import BackendRegistry
+from warden.proxy.exchange import Exchange
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    120.0, 300.0, 600.0)
@@ -62,14 +63,15 @@ class GatewayMetrics(Collector):
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def request_done(self, endpoint: str, status: int, duration: float) -> None:
-        self.requests[endpoint, status] += 1
-        self.durations[endpoint].observe(duration)
-
-    def stream_done(self, verdict: str, ttft: float | None) -> None:
-        self.verdicts[verdict] += 1
-        if ttft is not None:
-            self.ttft.observe(ttft)
+    def exchange_done(self, exchange: Exchange) -> None:
+        """Called exactly once per request, when it has ended (answered or abandoned)."""
+        endpoint = exchange.endpoint
+        self.requests[endpoint, exchange.status] += 1
+        self.durations[endpoint].observe(exchange.ended_at - exchange.received_at)
+        if exchange.stream and exchange.verdict is not None:
+            self.verdicts[exchange.verdict] += 1
+            if exchange.ttft is not None:
+                self.ttft.observe(exchange.ttft)
 
     def retried(self, backend: str) -> None:
         self.retries[backend] += 1

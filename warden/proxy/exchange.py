@@ -1,5 +1,5 @@
-"""What the gateway knows about one request from arrival to end: the unit that metrics (and,
-later, the flight recorder) receive exactly once."""
+"""What the gateway knows about one request from arrival to end: the record that metrics (and,
+later, the flight recorder) receive exactly once. Times are `time.monotonic()`."""
 
 from __future__ import annotations
 
@@ -26,40 +26,26 @@ class RequestIds:
 
 
 class Exchange:
-    __slots__ = (
-        "attempts",
-        "backend",
-        "client_ip",
-        "ended_at",
-        "endpoint",
-        "error",
-        "finish_reasons",
-        "model",
-        "received_at",
-        "request_id",
-        "status",
-        "stream",
-        "ttft",
-        "usage",
-        "verdict",
-    )
+    """One request/response through the gateway. Defaults live on the class, so creating one
+    stores only what differs (this is allocated per request)."""
+
+    model: str | None = None
+    stream = False
+    backend: str | None = None       # the backend that got the request (by name)
+    attempts: tuple[str, ...] = ()   # every backend tried, in order
+    status = 0
+    verdict: str | None = None
+    ttft: float | None = None
+    usage: dict | None = None
+    finish_reasons: tuple[str, ...] | list[str] = ()
+    error: str | None = None
+    ended_at = 0.0
 
     def __init__(self, request_id: bytes, endpoint: str, client_ip: str, received_at: float):
         self.request_id = request_id
         self.endpoint = endpoint
         self.client_ip = client_ip
         self.received_at = received_at
-        self.model: str | None = None
-        self.stream = False
-        self.backend: str | None = None
-        self.attempts: list[str] = []
-        self.status = 0
-        self.verdict: str | None = None
-        self.ttft: float | None = None
-        self.usage: dict | None = None
-        self.finish_reasons: list[str] = []
-        self.error: str | None = None
-        self.ended_at = 0.0
 
     @property
     def duration(self) -> float:

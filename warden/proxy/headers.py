@@ -60,40 +60,35 @@ def upstream_request(method: bytes, target: bytes, headers: list[tuple[bytes, by
     return [b"".join(lines), body]
 
 
-class ResponseHead:
-    """A backend's response head, rewritten for the client in one pass."""
-
-    __slots__ = ("block", "event_stream", "length")
-
-    def __init__(self, headers: list[tuple[bytes, bytes]], status: int, request_id: bytes,
-                 backend: UpstreamTarget):
-        drop = _REWRITTEN_DOWN
-        while True:
-            out = []
-            length: int | None = None
-            chunked = event_stream = False
-            connection = b""
-            for name, value in headers:
-                if name in drop:
-                    if name == b"content-length" and value.isdigit():
-                        length = int(value)
-                    elif name == b"transfer-encoding":
-                        chunked = True
-                    elif name == b"connection":
-                        connection = value
-                    continue
-                if name == b"content-type":
-                    event_stream = value.startswith(b"text/event-stream")
-                out += (name, b": ", value, b"\r\n")
-            listed = _listed_by(connection) - drop
-            if not listed:
-                break
-            drop = drop | listed
-        out += (b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
-                b"x-upstream-status: ", b"%d" % status, b"\r\n")
-        self.block = b"".join(out)
-        self.length = None if chunked else length
-        self.event_stream = event_stream
+def response_head(headers: list[tuple[bytes, bytes]], status: int, request_id: bytes,
+                  backend: UpstreamTarget) -> tuple[bytes, int | None, bool]:
+    """A backend's response head rewritten for the client, in one pass: (header block,
+    Content-Length or None when chunked, whether it is an event stream)."""
+    drop = _REWRITTEN_DOWN
+    while True:
+        out = []
+        length: int | None = None
+        chunked = event_stream = False
+        connection = b""
+        for name, value in headers:
+            if name in drop:
+                if name == b"content-length" and value.isdigit():
+                    length = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = True
+                elif name == b"connection":
+                    connection = value
+                continue
+            if name == b"content-type":
+                event_stream = value.startswith(b"text/event-stream")
+            out += (name, b": ", value, b"\r\n")
+        listed = _listed_by(connection) - drop
+        if not listed:
+            break
+        drop = drop | listed  # rare: render again without the headers Connection names
+    out += (b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
+            b"x-upstream-status: ", b"%d" % status, b"\r\n")
+    return b"".join(out), None if chunked else length, event_stream
 
 
 def _listed_by(connection: bytes) -> frozenset[bytes]:

@@ -1,61 +1,74 @@
-"""The relay: upstream response → client, as it arrives, and the one place an exchange ends.
+"""The relay: one proxied exchange, from admission to its single end.
 
-A `Relay` is both the upstream connection's `ResponseSink` and the client connection's
+A `Relay` is the exchange's record (it is an `Exchange`) and its behaviour: the upstream
+connection's `ResponseSink` (bytes to the client as they arrive) and the client connection's
 `ClientWatcher`. Whatever happens first — the response completes, the backend drops, the client
-leaves, a timeout fires, the gateway shuts down — calls `_end` once, which calls `on_end` once;
-every later event is ignored (seed 002: a stream's end is handled exactly once, whatever order
-the events come in).
+leaves, a timeout fires, the gateway shuts down — calls `_end` once, which hands the relay back
+to its owner once; every later event is ignored (seed 002: a stream's end is handled exactly
+once, whatever order the events come in).
 
 Timeouts are checked by the forwarder's ticker (`check_timeout`), not by a timer per request:
-idleness is "no new bytes since the last tick", so the hot path reads no clock per chunk.
+idleness is "no progress since the last tick", so the hot path reads no clock per chunk.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from warden.config.schema import TimeoutsSpec
+from warden.edge.request import HttpRequest
 from warden.edge.server import HttpConnection
-from warden.proxy.headers import ResponseHead, UpstreamTarget
+from warden.proxy.exchange import Exchange
+from warden.proxy.headers import response_head
 from warden.stream.observer import Ending, StreamObserver
 from warden.upstream.connection import UpstreamConnection
 
+if TYPE_CHECKING:
+    from warden.fleet.backend import Backend
 
-class Relay:
+
+class RelayOwner(Protocol):
+    timeouts: TimeoutsSpec
+
+    def relay_ended(self, relay: Relay) -> None: ...
+
+
+class Relay(Exchange):
     # Per-request defaults live on the class: __init__ stores only what differs.
+    upstream: Backend | None = None
+    conn: UpstreamConnection | None = None
     ended = False
     ending: str | None = None
     head_sent = False
-    status = 0
     sent_at = 0.0
-    first_byte_at: float | None = None
-    last_progress_at = 0.0
     body_bytes = 0
-    _bytes_at_tick = 0
+    progress = 0                  # +1 per head or body chunk: what the ticker watches
+    last_progress_at = 0.0
+    _progress_at_tick = 0
     observer: StreamObserver | None = None
     lost_reason: str | None = None
 
-    def __init__(self, client: HttpConnection, conn: UpstreamConnection, request_id: bytes,
-                 target: UpstreamTarget, timeouts: TimeoutsSpec,
-                 on_end: Callable[[Relay], None]):
-        self._client = client
-        self.conn = conn
-        self._request_id = request_id
-        self._target = target
-        self._timeouts = timeouts
-        self._on_end = on_end
+    def __init__(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
+                 owner: RelayOwner):
+        super().__init__(request_id, request.path, request.client_ip, request.received_at)
+        self.request = request
+        self.client = client
+        self._owner = owner
 
-    def start(self, request: list[bytes]) -> None:
-        """Send the request and start watching both sides."""
+    def start(self, backend: Backend, conn: UpstreamConnection, data: list[bytes]) -> None:
+        """Send the request to `backend` over `conn` and start watching both sides."""
+        self.upstream = backend
+        self.backend = backend.name
+        self.conn = conn
         self.sent_at = self.last_progress_at = time.monotonic()
-        if self._client.closed:
+        if self.client.closed:
             self.on_client_lost()
             return
-        self._client.watcher = self
-        self.conn.send(request, self)
+        self.client.watcher = self
+        conn.send(data, self)
 
     # -- upstream events (ResponseSink) ----------------------------------------------------
 
@@ -63,29 +76,31 @@ class Relay:
         if self.ended:
             return
         self.status = status
-        self.first_byte_at = self.last_progress_at = time.monotonic()
-        head = ResponseHead(headers, status, self._request_id, self._target)
-        if head.event_stream:
+        self.progress += 1
+        block, length, event_stream = response_head(headers, status, self.request_id,
+                                                    self.upstream.target)
+        if event_stream:
             self.observer = StreamObserver(time.monotonic)
-        self._client.start_response(status, head.block, head.length)
+        self.client.start_response(status, block, length)
         self.head_sent = True
 
     def on_body(self, chunk: bytes) -> None:
         if self.ended:
             return
-        self._client.write(chunk)
+        self.client.write(chunk)
         self.body_bytes += len(chunk)
+        self.progress += 1
         if self.observer is not None:
             self.observer.feed(chunk)
 
     def flush(self) -> None:
         if not self.ended:
-            self._client.flush()
+            self.client.flush()
 
     def on_complete(self) -> None:
         if self.ended:
             return
-        self._client.end_response()
+        self.client.end_response()
         self._end(Ending.UPSTREAM_COMPLETE)
 
     def on_lost(self, reason: str) -> None:
@@ -116,20 +131,19 @@ class Relay:
         """Called every tick. Ends the exchange if the first byte or the next byte is late."""
         if self.ended:
             return
+        timeouts = self._owner.timeouts
         if not self.head_sent:
-            limit = self._timeouts.first_byte
-            if now - self.sent_at < limit:
+            if now - self.sent_at < timeouts.first_byte:
                 return
-            reason = f"no response from the backend within {limit:g}s"
+            reason = f"no response from the backend within {timeouts.first_byte:g}s"
         else:
-            if self.body_bytes != self._bytes_at_tick:
-                self._bytes_at_tick = self.body_bytes
+            if self.progress != self._progress_at_tick:
+                self._progress_at_tick = self.progress
                 self.last_progress_at = now
                 return
-            limit = self._timeouts.idle
-            if now - self.last_progress_at < limit:
+            if now - self.last_progress_at < timeouts.idle:
                 return
-            reason = f"no data from the backend for {limit:g}s"
+            reason = f"no data from the backend for {timeouts.idle:g}s"
         self.lost_reason = reason
         self.conn.close()
         self._cut_client(reason, "upstream_timeout")
@@ -141,7 +155,7 @@ class Relay:
             return
         self.conn.close()
         if self.head_sent:
-            self._client.abort()
+            self.client.abort()
         self._end(Ending.CANCELLED)
 
     # -- internals -------------------------------------------------------------------------
@@ -149,20 +163,20 @@ class Relay:
     def _cut_client(self, reason: str, code: str) -> None:
         """A response the backend will not finish: an SSE client gets a well-formed error
         event and a properly ended stream; any other body cannot be repaired, so the client
-        connection is reset. Before the head, the forwarder answers with an error instead."""
+        connection is reset. Before the head, the owner answers with an error instead."""
         if not self.head_sent:
             return
         if self.observer is not None:
             event = orjson.dumps({"error": {"message": reason, "type": "upstream_error",
                                             "param": None, "code": code}})
-            self._client.write(b"data: " + event + b"\n\n")
-            self._client.end_response()
+            self.client.write(b"data: " + event + b"\n\n")
+            self.client.end_response()
         else:
-            self._client.abort()
+            self.client.abort()
 
     def _end(self, ending: str) -> None:
         self.ended = True
         self.ending = ending
-        if self._client.watcher is self:
-            self._client.watcher = None
-        self._on_end(self)
+        if self.client.watcher is self:
+            self.client.watcher = None
+        self._owner.relay_ended(self)
