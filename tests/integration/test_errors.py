@@ -79,3 +79,24 @@ def test_missing_model_uses_the_only_model(gateway):
     status, _, reply = http("POST", gateway.url + CHAT, body.encode(),
                             {"Content-Type": "application/json"})
     assert status == 200 and json.loads(reply)["model"] == "sim-model"
+
+
+def test_oversized_head_is_431(fleet):
+    gw = GatewayThread({"backends": fleet.backends_config(),
+                        "limits": {"max_header_bytes": "4KiB"}})
+    try:
+        port = int(gw.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+            try:
+                for i in range(200):  # a head that keeps coming, 8 KiB and more
+                    sock.sendall(b"x-filler-%d: %s\r\n" % (i, b"a" * 40))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the gateway answered and closed while the head was still coming
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 431")
+        assert _envelope(reply.split(b"\r\n\r\n", 1)[1])["code"] == "headers_too_large"
+    finally:
+        gw.stop()

@@ -14,15 +14,17 @@ from warden.stream.observer import Ending
 BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
 REQUEST = HttpRequest(b"POST", b"/v1/chat/completions", [], b"{}", True, "127.0.0.1", 0.0)
 
-SSE = [(b"content-type", b"text/event-stream; charset=utf-8"),
-       (b"transfer-encoding", b"chunked")]
-JSON = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+SSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+       b"transfer-encoding: chunked\r\n")
+JSON = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
 
 
 class FakeClient:
     def __init__(self) -> None:
         self.watcher = None
         self.closed = False
+        self.http11 = True
+        self.raw = False
         self.head: tuple | None = None
         self.written: list[bytes] = []
         self.flushes = 0
@@ -31,6 +33,10 @@ class FakeClient:
 
     def start_response(self, status, headers, length=None):
         self.head = (status, headers, length)
+
+    def start_raw(self, head):
+        self.head = (head,)
+        self.raw = True
 
     def write(self, data):
         self.written.append(data)
@@ -127,6 +133,7 @@ def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream():
 def test_backend_lost_mid_body_of_plain_response_resets_the_client():
     relay, client, _, ends = make()
     relay.on_head(200, JSON)
+    relay.on_raw(b"{")
     relay.on_lost("reset")
     assert ends == [Ending.UPSTREAM_LOST]
     assert client.aborted and client.ended == 0
@@ -184,11 +191,33 @@ def test_back_pressure_pauses_the_upstream():
     assert ends == [Ending.CANCELLED]
 
 
-@pytest.mark.parametrize("body", [b"data: {\"a\":1}\n\n", b""])
-def test_non_stream_response_has_no_observer(body):
+def test_plain_response_is_relayed_raw_with_the_gateway_headers():
     relay, client, _, ends = make()
-    relay.on_head(200, JSON)
-    relay.on_body(body)
+    assert relay.on_head(200, JSON) is True  # raw mode: the backend's framing passes through
+    relay.on_raw(b"{}")
     relay.on_complete()
     assert ends == [Ending.UPSTREAM_COMPLETE]
-    assert relay.observer is None and client.head[2] == 2
+    assert relay.observer is None and client.raw
+    (head,) = client.head
+    assert head.startswith(JSON) and b"x-request-id: r1\r\n" in head
+    assert b"x-upstream-status: 200\r\n" in head and client.written == [b"{}"]
+
+
+def test_event_stream_is_decoded_and_observed():
+    relay, client, _, _ = make()
+    assert relay.on_head(200, SSE) is False
+    relay.on_body(b"data: [DONE]\n\n")
+    relay.on_complete()
+    assert relay.observer is not None and relay.observer.done
+    assert client.head[2] is None  # re-framed (chunked) by the server
+
+
+@pytest.mark.parametrize("head", [
+    JSON + b"connection: keep-alive, x-hop\r\nx-hop: 1\r\n",   # hop-by-hop headers
+    b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n",  # unframed HTTP/1.0 body
+])
+def test_odd_heads_are_rewritten_not_passed_through(head):
+    relay, client, _, _ = make()
+    assert relay.on_head(200, head) is False
+    status, block, _ = client.head
+    assert status == 200 and b"x-hop" not in block and b"connection" not in block

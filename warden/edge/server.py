@@ -65,7 +65,11 @@ class HttpConnection(asyncio.Protocol):
         self.client_ip = ""
         self.closed = False
         self.watcher: ClientWatcher | None = None
-        self.last_active = 0.0
+        # Keep-alive idleness, counted by the server's once-a-second sweep (no clock reads
+        # per request): responses finished so far, and whole idle seconds seen since.
+        self.responses = 0
+        self.idle_seconds = 0
+        self._responses_at_sweep = -1
         self._queue: deque[HttpRequest] = deque()
         self.current: HttpRequest | None = None
         self._reading_paused = False
@@ -74,13 +78,16 @@ class HttpConnection(asyncio.Protocol):
         # Per-request parsing state (reset when a message completes).
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
+        self._in_head = True        # reading a request head (its size is bounded)
+        self._head_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
         self._expect_continue = False
         # Per-response state. The head is held back until the first body bytes (or a flush),
         # so a small response leaves in one send.
         self._keep_alive = True
+        # The client's HTTP version, read from its first request (1.0 clients get no chunked).
+        self.http11: bool | None = None
         self._chunked = False
         self._held_head = b""
         self._response_started = False
@@ -94,11 +101,11 @@ class HttpConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        self.last_active = self._loop.time()
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self._loop.time()
+        if self._in_head:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -112,6 +119,12 @@ class HttpConnection(asyncio.Protocol):
             self._reject(400, "protocol upgrades are not supported", "invalid_request")
         except httptools.HttpParserError:
             self._reject(400, "malformed HTTP request", "invalid_request")
+        else:
+            # The head size is checked per read, not per header (cheaper): a head still
+            # incomplete past the limit is refused; one that completes within a read is
+            # bounded by the read size (256 KiB).
+            if self._in_head and self._head_bytes > self._max_header_bytes:
+                self._reject(431, "request headers are too large", "headers_too_large")
 
     def eof_received(self) -> bool:
         # A half-closed client is treated as gone: nobody is left to read the answer.
@@ -136,12 +149,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._header_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > self._max_header_bytes:
-            raise _Reject(431, "request headers are too large", "headers_too_large")
         name = name.lower()
         if name == b"content-length":
             if value.isdigit() and int(value) > self._max_body:
@@ -152,6 +161,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         if self._expect_continue and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -166,11 +176,14 @@ class HttpConnection(asyncio.Protocol):
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         parser = self._parser
+        if self.http11 is None:  # once per connection: get_http_version() formats a string
+            self.http11 = parser.get_http_version() == "1.1"
         request = HttpRequest(parser.get_method(), self._url, self._headers, body,
                               parser.should_keep_alive(), self.client_ip, time.monotonic())
         self._url = b""
         self._headers = []
-        self._header_bytes = 0
+        self._in_head = True
+        self._head_bytes = 0
         self._body = []
         self._body_size = 0
         self._expect_continue = False
@@ -227,7 +240,7 @@ class HttpConnection(asyncio.Protocol):
         if not self._keep_alive:
             self.transport.close()
             return
-        self.last_active = self._loop.time()
+        self.responses += 1
         if self._queue:
             # Not re-entrant: the next request starts from the loop, not from this call stack.
             self._loop.call_soon(self._dispatch_queued)
@@ -266,14 +279,31 @@ class HttpConnection(asyncio.Protocol):
         self._response_complete()
 
     def start_response(self, status: int, headers: bytes, length: int | None = None) -> None:
-        """Prepare the head; the body follows through `write`. Chunked when length is None.
-        The head leaves with the first `write`, `end_response` or `flush`."""
+        """Prepare the head; the body follows through `write`. Without a length the body is
+        chunked (HTTP/1.1) or ends with the connection (HTTP/1.0). The head leaves with the
+        first `write`, `end_response` or `flush`."""
         self._response_started = True
-        self._chunked = length is None
+        if length is not None:
+            framing = wire.content_length(length)
+            self._chunked = False
+        elif self.http11:
+            framing = wire.CHUNKED
+            self._chunked = True
+        else:
+            framing = b""
+            self._chunked = False
+            self._keep_alive = False
         self._held_head = b"".join((
             wire.status_line(status), headers, self._server.date_line,
-            b"" if self._keep_alive else wire.CONNECTION_CLOSE,
-            wire.CHUNKED if length is None else wire.content_length(length), wire.CRLF))
+            b"" if self._keep_alive else wire.CONNECTION_CLOSE, framing, wire.CRLF))
+
+    def start_raw(self, head: bytes) -> None:
+        """Prepare a head that is complete but for the blank line (status line included),
+        for a body that `write` will pass on exactly as given (its framing included)."""
+        self._response_started = True
+        self._chunked = False
+        self._held_head = head + (wire.CRLF if self._keep_alive
+                                  else wire.CONNECTION_CLOSE + wire.CRLF)
 
     def write(self, data: bytes) -> None:
         if self.closed or not data or self.transport is None:
@@ -346,12 +376,17 @@ class HttpServer:
             await self._server.wait_closed()
 
     async def _sweep_idle(self) -> None:
-        """Every second: refresh the Date line; close keep-alive connections idle too long."""
+        """Every second: refresh the Date line; close connections that sat idle (no request
+        in progress, no response finished) for `keepalive_timeout` seconds."""
         timeout = self.limits.keepalive_timeout
         while True:
             await asyncio.sleep(1.0 - time.time() % 1.0)
             self.date_line = wire.date_line()
-            deadline = self.loop.time() - timeout
             for conn in list(self.connections):
-                if not conn.busy and conn.last_active < deadline and conn.transport:
+                if conn.busy or conn.responses != conn._responses_at_sweep:
+                    conn._responses_at_sweep = conn.responses
+                    conn.idle_seconds = 0
+                    continue
+                conn.idle_seconds += 1
+                if conn.idle_seconds >= timeout and conn.transport is not None:
                     conn.transport.close()

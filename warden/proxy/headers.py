@@ -7,6 +7,8 @@ and `X-Forwarded-For`; the backend's copies of those are replaced, never duplica
 
 from __future__ import annotations
 
+import re
+
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
@@ -58,6 +60,55 @@ def upstream_request(method: bytes, target: bytes, headers: list[tuple[bytes, by
     lines += (backend.auth_line, b"x-request-id: ", request_id, b"\r\nx-forwarded-for: ",
               forwarded_for, b"\r\ncontent-length: ", b"%d" % len(body), b"\r\n\r\n")
     return [b"".join(lines), body]
+
+
+# In a lower-cased head: a hop-by-hop header, or X-Request-Id (the gateway sets its own).
+_NOT_PASSABLE = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-|te[ \t:]|trailer|upgrade|x-request-id)")
+_KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive\r\n"
+_UPSTREAM_STATUS = {s: b"x-upstream-status: %d\r\n" % s for s in range(100, 600)}
+
+
+def passthrough_head(raw: bytes, status: int, request_id: bytes,
+                     backend: UpstreamTarget) -> tuple[bytes | None, bool]:
+    """(the client's head block, is it an event stream) when the backend's head can be passed
+    through as it is with the gateway's lines appended: HTTP/1.1, a framed body
+    (Content-Length or chunked), no hop-by-hop headers, no `X-Request-Id`, not an event
+    stream. Else (None, is it an event stream): the caller rewrites it with `response_head`.
+    `raw` is the status line and header lines, each ending in CRLF.
+
+    Cost rule: this runs per response, so it is a lower() and a few C-level searches."""
+    low = raw.lower()
+    if low.find(b"text/event-stream") >= 0:
+        return None, _is_event_stream(low)
+    at = low.find(_KEEP_ALIVE_LINE)
+    if at >= 0:  # many servers say so; it is hop-by-hop, and the default in HTTP/1.1
+        cut = at + len(_KEEP_ALIVE_LINE) - 2
+        raw, low = raw[:at] + raw[cut:], low[:at] + low[cut:]
+    if (not raw.startswith(b"HTTP/1.1 ")
+            or (low.find(b"\r\ncontent-length:") < 0
+                and low.find(b"\r\ntransfer-encoding:") < 0)
+            or _NOT_PASSABLE.search(low) is not None):
+        return None, False
+    status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
+    return b"".join((raw, b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
+                     status_line)), False
+
+
+def _is_event_stream(low: bytes) -> bool:
+    """The careful check, for heads that mention text/event-stream somewhere."""
+    return any(name == b"content-type" and value.startswith(b"text/event-stream")
+               for name, value in parse_head(low))
+
+
+def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """Header (lower-case name, value) pairs of a raw head that httptools already validated."""
+    headers = []
+    for line in raw.split(b"\r\n")[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            headers.append((name.strip().lower(), value.strip()))
+    return headers
 
 
 def response_head(headers: list[tuple[bytes, bytes]], status: int, request_id: bytes,

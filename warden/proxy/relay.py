@@ -22,7 +22,7 @@ from warden.config.schema import TimeoutsSpec
 from warden.edge.request import HttpRequest
 from warden.edge.server import HttpConnection
 from warden.proxy.exchange import Exchange
-from warden.proxy.headers import response_head
+from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver
 from warden.upstream.connection import UpstreamConnection
 
@@ -72,17 +72,32 @@ class Relay(Exchange):
 
     # -- upstream events (ResponseSink) ----------------------------------------------------
 
-    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def on_head(self, status: int, head: bytes) -> bool:
+        """Start the client's response. True: relay the body raw (as the backend framed it);
+        False: decoded, observed and re-framed (event streams, and the rare odd head)."""
         if self.ended:
-            return
+            return False
         self.status = status
         self.progress += 1
-        block, length, event_stream = response_head(headers, status, self.request_id,
-                                                    self.upstream.target)
+        self.head_sent = True
+        target = self.upstream.target
+        block, event_stream = passthrough_head(head, status, self.request_id, target)
+        if block is not None and self.client.http11:
+            self.client.start_raw(block)
+            return True
+        block, length, event_stream = response_head(parse_head(head), status,
+                                                    self.request_id, target)
         if event_stream:
             self.observer = StreamObserver(time.monotonic)
         self.client.start_response(status, block, length)
-        self.head_sent = True
+        return False
+
+    def on_raw(self, data: bytes) -> None:
+        if self.ended:
+            return
+        self.client.write(data)
+        self.body_bytes += len(data)
+        self.progress += 1
 
     def on_body(self, chunk: bytes) -> None:
         if self.ended:

@@ -1,9 +1,16 @@
-"""One keep-alive HTTP/1.1 connection to a backend, parsing responses with httptools.
+"""One keep-alive HTTP/1.1 connection to a backend; httptools validates and frames responses.
 
-The response is pushed, callback by callback, into a `ResponseSink` (a relay writes straight to
-the client from these callbacks: no queue and no task switch per chunk). Each response ends in
-exactly one of `on_complete` or `on_lost`. `flush` follows a read that delivered the head, so
-a sink may hold the head and send it with the body bytes of the same read, in one write.
+A response goes to a `ResponseSink` in one of two modes, which the sink picks when the head
+arrives (`on_head` returns True for raw):
+
+- raw: the body is handed over as the backend sent it, framing included (`on_raw`, once per
+  socket read), so a relay forwards it with no per-chunk work;
+- decoded: the body comes de-chunked, piece by piece (`on_body`), for a sink that must look at
+  it (an SSE observer) or re-frame it; `flush` follows a read that delivered the head.
+
+The head is given raw too (status line and header lines, without the blank line): the sink
+reads only the few headers it needs. Each response ends in exactly one of `on_complete` (after
+the last body bytes were handed over) or `on_lost`.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import httptools
 
 
 class ResponseSink(Protocol):
-    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def on_head(self, status: int, head: bytes) -> bool: ...
+    def on_raw(self, data: bytes) -> None: ...
     def on_body(self, chunk: bytes) -> None: ...
+    def flush(self) -> None: ...
     def on_complete(self) -> None: ...
     def on_lost(self, reason: str) -> None: ...
-    def flush(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -31,8 +39,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self._sink: ResponseSink | None = None
         self._parser = httptools.HttpResponseParser(self)
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_in_this_read = False
+        # Per-response state (reset by `_finish`).
+        self._head_buf = b""        # bytes of the response so far, until its head is complete
+        self._head_start = 0        # where the head begins in _head_buf (after any 1xx heads)
+        self._reading_head = True
+        self._raw = False
+        self._head_ended_in_this_read = False
+        self._body_offset = 0       # where, in the current read, the body begins
+        self._data_len = 0
+        self._complete = False
+        self._keep_alive = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -44,19 +60,32 @@ class UpstreamConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        if self._sink is None:
+        sink = self._sink
+        if sink is None:
             # Bytes nobody asked for: the connection is out of sync and cannot be reused.
             self.close()
             return
+        if self._reading_head:
+            self._head_buf += data
+            self._data_len = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail("malformed response from backend")
             return
-        if self._head_in_this_read:
-            self._head_in_this_read = False
-            if self._sink is not None:
-                self._sink.flush()
+        if self._sink is None:
+            return
+        if self._head_ended_in_this_read:
+            self._head_ended_in_this_read = False
+            if self._raw:
+                if self._body_offset < len(data):
+                    sink.on_raw(data[self._body_offset:] if self._body_offset else data)
+            else:
+                sink.flush()
+        elif self._raw:
+            sink.on_raw(data)
+        if self._complete:
+            self._finish(sink)
 
     def eof_received(self) -> bool:
         return False
@@ -70,37 +99,38 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-
     def on_headers_complete(self) -> None:
-        self._head_in_this_read = True
+        buf = self._head_buf
+        start = self._head_start
+        end = buf.find(b"\r\n\r\n", start)
+        if self._parser.get_status_code() < 200:  # an interim response (1xx): skip it
+            self._head_start = end + 4
+            return
+        self._reading_head = False
+        self._head_buf = b""
+        self._head_start = 0
+        self._head_ended_in_this_read = True
+        self._body_offset = end + 4 - (len(buf) - self._data_len)
         if self._sink is not None:
-            self._sink.on_head(self._parser.get_status_code(), self._headers)
+            self._raw = self._sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
 
     def on_body(self, body: bytes) -> None:
-        if self._sink is not None:
+        if not self._raw and self._sink is not None:
             self._sink.on_body(body)
 
     def on_message_complete(self) -> None:
-        sink, self._sink = self._sink, None
-        self._headers = []
-        self.reusable = self._parser.should_keep_alive() and not self.closed
-        if sink is not None:
-            sink.on_complete()
+        self._complete = True
+        # Only meaningful now: once feed_data returns, llhttp has reset for the next message.
+        self._keep_alive = self._parser.should_keep_alive()
 
     # -- use -------------------------------------------------------------------------------
 
-    def send(self, data: bytes | list[bytes], sink: ResponseSink) -> None:
+    def send(self, data: list[bytes], sink: ResponseSink) -> None:
         """Write one request; its response goes to `sink`. The connection becomes `reusable`
         only once that response is complete and allowed keep-alive."""
-        assert self._sink is None and self.transport is not None
         self._sink = sink
         self.reusable = False
-        if isinstance(data, bytes):
-            self.transport.write(data)
-        else:
-            self.transport.writelines(data)
+        self.transport.writelines(data)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -117,6 +147,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
+
+    def _finish(self, sink: ResponseSink) -> None:
+        self._sink = None
+        self.reusable = self._keep_alive and not self.closed
+        self._reading_head = True
+        self._raw = False
+        self._complete = False
+        sink.on_complete()
 
     def _fail(self, reason: str) -> None:
         sink, self._sink = self._sink, None

@@ -15,8 +15,12 @@ class _Collector:
         self._status = 0
         self._body: list[bytes] = []
 
-    def on_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def on_head(self, status: int, head: bytes) -> bool:
         self._status = status
+        return False  # decoded: the body arrives de-chunked through on_body
+
+    def on_raw(self, data: bytes) -> None:
+        raise AssertionError("decoded mode")
 
     def on_body(self, chunk: bytes) -> None:
         self._body.append(chunk)
@@ -40,7 +44,7 @@ async def fetch(pool: ConnectionPool, method: str, path: str, host_header: bytes
     future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
     request = (f"{method} {path} HTTP/1.1\r\n".encode() + b"host: " + host_header
                + b"\r\ncontent-length: 0\r\n\r\n")
-    conn.send(request, _Collector(future))
+    conn.send([request], _Collector(future))
     try:
         return await asyncio.wait_for(future, timeout)
     except TimeoutError:
