@@ -108,7 +108,7 @@ def streaming(workdir: Path) -> list[str]:
     procs.wait_for_port(sim_port)
     proxies = Proxies(workdir, sim_port, "stream")
     rows = ["| target | TTFT p50 ms | added TTFT ms | streams | errors | CPU µs/stream "
-            "| CPU µs/chunk | vs nginx |", "|---|---|---|---|---|---|---|---|"]
+            "| CPU µs/event | vs nginx |", "|---|---|---|---|---|---|---|---|"]
     total, concurrency = 2000, 100
     try:
         direct_ttft = asyncio.run(ttft_median(sim_port, STREAM, 100))

@@ -14,9 +14,9 @@ import orjson
 
 from warden import __version__
 from warden.edge import wire
+from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import JSON, respond_error
-from warden.edge.server import HttpConnection
 from warden.errors import (
     InvalidRequest,
     MethodNotAllowed,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from warden.edge import wire
-from warden.edge.server import HttpConnection
+from warden.edge.connection import HttpConnection
 from warden.errors import WardenError
 
 JSON = wire.JSON

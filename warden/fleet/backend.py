@@ -40,9 +40,6 @@ class Backend:
             return self.configured_models
         return self.discovered_models
 
-    def serves(self, model: str) -> bool:
-        return model in self.models
-
     def available(self, now: float) -> bool:
         return self.reachable or now >= self.unreachable_until
 

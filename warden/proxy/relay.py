@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from warden.config.schema import TimeoutsSpec
+from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
-from warden.edge.server import HttpConnection
 from warden.proxy.exchange import Exchange
 from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver

@@ -1,0 +1,342 @@
+"""One client connection of the HTTP/1.1 server: raw asyncio protocol + httptools (no framework:
+see DESIGN.md for what each stack costs).
+
+One `HttpConnection` per client socket. Requests on a connection are served one at a time
+(pipelined ones wait in order). A handler answers through the connection's response methods,
+either at once (`respond`) or incrementally (`start_response`/`write`/`end_response`); the end
+of the response, not the end of the handler, frees the connection for the next request.
+
+A handler may be a plain function that starts the work and returns (the gateway's data path:
+no task per request) or a coroutine function (run as a task; cold paths, the simulator). A
+`ClientWatcher` set on the connection hears about client disconnects and write back-pressure,
+which is how a relay aborts its upstream request or pauses reading it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from warden.edge import wire
+from warden.edge.request import HttpRequest
+from warden.errors import error_envelope
+
+if TYPE_CHECKING:
+    from warden.edge.server import HttpServer
+
+log = logging.getLogger("warden.edge")
+
+Handler = Callable[[HttpRequest, "HttpConnection"], Awaitable[None] | None]
+
+# Pipelined requests beyond this many pause reading from the client.
+_MAX_QUEUED_REQUESTS = 16
+
+
+class ClientWatcher(Protocol):
+    def on_client_lost(self) -> None: ...
+    def on_client_pause(self) -> None: ...
+    def on_client_resume(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_body: int = 100 * 2**20
+    max_header_bytes: int = 64 * 2**10
+    keepalive_timeout: float = 75.0
+
+
+class _Reject(Exception):
+    """Raised from a parser callback to stop parsing and answer with an error."""
+
+    def __init__(self, status: int, message: str, code: str):
+        self.status, self.message, self.code = status, message, code
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, server: HttpServer):
+        self._server = server
+        self._loop = server.loop
+        self._parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.closed = False
+        self.watcher: ClientWatcher | None = None
+        # Keep-alive idleness, counted by the server's once-a-second sweep (no clock reads
+        # per request): responses finished so far, and whole idle seconds seen since.
+        self.responses = 0
+        self.idle_seconds = 0
+        self._responses_at_sweep = -1
+        self._queue: deque[HttpRequest] = deque()
+        self.current: HttpRequest | None = None
+        self._reading_paused = False
+        self._max_body = server.limits.max_body
+        self._max_header_bytes = server.limits.max_header_bytes
+        # Per-request parsing state (reset when a message completes).
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._in_head = True        # reading a request head (its size is bounded)
+        self._head_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._expect_continue = False
+        # Per-response state. The head is held back until the first body bytes (or a flush),
+        # so a small response leaves in one send.
+        self._keep_alive = True
+        # The client's HTTP version, read from its first request (1.0 clients get no chunked).
+        self.http11: bool | None = None
+        self._chunked = False
+        self._held_head = b""
+        self._response_started = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        self._server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:
+            reject = e.__context__
+            if isinstance(reject, _Reject):
+                self._reject(reject.status, reject.message, reject.code)
+            else:
+                log.exception("request parsing failed")
+                self._reject(500, "internal error while reading the request", "internal_error")
+        except httptools.HttpParserUpgrade:
+            self._reject(400, "protocol upgrades are not supported", "invalid_request")
+        except httptools.HttpParserError:
+            self._reject(400, "malformed HTTP request", "invalid_request")
+        else:
+            # The head size is checked per read, not per header (cheaper): a head still
+            # incomplete past the limit is refused; one that completes within a read is
+            # bounded by the read size (256 KiB).
+            if self._in_head and self._head_bytes > self._max_header_bytes:
+                self._reject(431, "request headers are too large", "headers_too_large")
+
+    def eof_received(self) -> bool:
+        # A half-closed client is treated as gone: nobody is left to read the answer.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._server.connections.discard(self)
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.on_client_lost()
+
+    def pause_writing(self) -> None:
+        if self.watcher is not None:
+            self.watcher.on_client_pause()
+
+    def resume_writing(self) -> None:
+        if self.watcher is not None:
+            self.watcher.on_client_resume()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            if value.isdigit() and int(value) > self._max_body:
+                raise _Reject(413, f"request body is larger than {self._max_body} bytes",
+                              "payload_too_large")
+        elif name == b"expect":
+            self._expect_continue = value.lower() == b"100-continue"
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._expect_continue and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            raise _Reject(413, f"request body is larger than {self._max_body} bytes",
+                          "payload_too_large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parts = self._body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        parser = self._parser
+        if self.http11 is None:  # once per connection: get_http_version() formats a string
+            self.http11 = parser.get_http_version() == "1.1"
+        request = HttpRequest(parser.get_method(), self._url, self._headers, body,
+                              parser.should_keep_alive(), self.client_ip, time.monotonic())
+        self._url = b""
+        self._headers = []
+        self._in_head = True
+        self._head_bytes = 0
+        self._body = []
+        self._body_size = 0
+        self._expect_continue = False
+        if self.current is not None:
+            self._queue.append(request)
+            if len(self._queue) >= _MAX_QUEUED_REQUESTS and self.transport:
+                self.transport.pause_reading()
+                self._reading_paused = True
+        else:
+            self._dispatch(request)
+
+    # -- serving ---------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    def _dispatch(self, request: HttpRequest) -> None:
+        self.current = request
+        self._keep_alive = request.keep_alive
+        self._response_started = False
+        try:
+            pending = self._server.handler(request, self)
+        except Exception:
+            self._handler_failed(request)
+            return
+        if pending is not None:
+            self._loop.create_task(self._finish_async(request, pending))
+
+    async def _finish_async(self, request: HttpRequest, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            self._handler_failed(request)
+            return
+        if self.current is request:
+            self.abort()  # the handler returned without answering: nothing more will come
+
+    def _handler_failed(self, request: HttpRequest) -> None:
+        log.exception("handler failed for %s %s", request.method, request.path)
+        if self.current is not request:
+            return
+        if self._response_started:
+            self.abort()  # a half-written response cannot be completed honestly
+        else:
+            self.respond(500, wire.JSON, error_envelope("internal error", "internal_error",
+                                                        None, "internal_error"))
+
+    def _response_complete(self) -> None:
+        self.current = None
+        self.watcher = None
+        if self.closed or self.transport is None:
+            return
+        if not self._keep_alive:
+            self.transport.close()
+            return
+        self.responses += 1
+        if self._queue:
+            # Not re-entrant: the next request starts from the loop, not from this call stack.
+            self._loop.call_soon(self._dispatch_queued)
+
+    def _dispatch_queued(self) -> None:
+        if self.current is not None or not self._queue or self.closed:
+            return
+        self._dispatch(self._queue.popleft())
+        if self._reading_paused and len(self._queue) < _MAX_QUEUED_REQUESTS and self.transport:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _reject(self, status: int, message: str, code: str) -> None:
+        """Answer a request that could not be read, then close: the stream is out of sync."""
+        if self.transport is None or self.closed:
+            return
+        body = error_envelope(message, "invalid_request_error", None, code)
+        if self.current is None:
+            self.transport.write(b"".join((
+                wire.status_line(status), wire.JSON, wire.CONNECTION_CLOSE,
+                wire.content_length(len(body)), wire.CRLF, body)))
+        self._keep_alive = False
+        self.transport.close()
+
+    # -- responding (for the current request) ----------------------------------------------
+
+    def respond(self, status: int, headers: bytes, body: bytes) -> None:
+        """Send a whole response with a Content-Length. `headers` is a rendered header block
+        (see `wire.header_block`)."""
+        if not self.closed and self.transport is not None:
+            self._response_started = True
+            self.transport.write(b"".join((
+                wire.status_line(status), headers, self._server.date_line,
+                b"" if self._keep_alive else wire.CONNECTION_CLOSE,
+                wire.content_length(len(body)), wire.CRLF, body)))
+        self._response_complete()
+
+    def start_response(self, status: int, headers: bytes, length: int | None = None) -> None:
+        """Prepare the head; the body follows through `write`. Without a length the body is
+        chunked (HTTP/1.1) or ends with the connection (HTTP/1.0). The head leaves with the
+        first `write`, `end_response` or `flush`."""
+        self._response_started = True
+        if length is not None:
+            framing = wire.content_length(length)
+            self._chunked = False
+        elif self.http11:
+            framing = wire.CHUNKED
+            self._chunked = True
+        else:
+            framing = b""
+            self._chunked = False
+            self._keep_alive = False
+        self._held_head = b"".join((
+            wire.status_line(status), headers, self._server.date_line,
+            b"" if self._keep_alive else wire.CONNECTION_CLOSE, framing, wire.CRLF))
+
+    def start_raw(self, head: bytes) -> None:
+        """Prepare a head that is complete but for the blank line (status line included),
+        for a body that `write` will pass on exactly as given (its framing included)."""
+        self._response_started = True
+        self._chunked = False
+        self._held_head = head + (wire.CRLF if self._keep_alive
+                                  else wire.CONNECTION_CLOSE + wire.CRLF)
+
+    def write(self, data: bytes) -> None:
+        if self.closed or not data or self.transport is None:
+            return
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._held_head:
+            data = self._held_head + data
+            self._held_head = b""
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send a held head now (the body is not coming in this same read)."""
+        if self._held_head and not self.closed and self.transport is not None:
+            self.transport.write(self._held_head)
+        self._held_head = b""
+
+    def end_response(self) -> None:
+        if not self.closed and self.transport is not None:
+            tail = wire.LAST_CHUNK if self._chunked else b""
+            if self._held_head or tail:
+                self.transport.write(self._held_head + tail)
+        self._held_head = b""
+        self._response_complete()
+
+    def abort(self) -> None:
+        """Drop the connection (reset), e.g. when a response cannot be completed."""
+        self._keep_alive = False
+        self._held_head = b""
+        self.current = None
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
