@@ -100,3 +100,23 @@ def test_stream_ends_exactly_once_under_load(gateway):
     assert counts == [6] * 64
     assert gateway.metric("warden_stream_verdicts_total", 'verdict="complete"') - before == 64
     assert gateway.in_flight() == 0
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_http10_client_gets_no_chunked_body(gateway, stream):
+    """HTTP/1.0 has no chunked encoding: the body ends when the connection closes."""
+    body = json.dumps({**BODY, "stream": stream, "max_tokens": 3}).encode()
+    port = int(gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower()
+    if stream:
+        assert payload.startswith(b"data: ") and payload.endswith(b"data: [DONE]\n\n")
+    else:
+        assert json.loads(payload)["usage"]["completion_tokens"] == 3
