@@ -1,0 +1,76 @@
+"""The server connection's request parsing, at the socket seam (a fake transport)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from warden.edge.connection import HttpConnection
+from warden.edge.server import HttpServer, ServerLimits
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def write(self, data):
+        self.out.append(data)
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def close(self):
+        self.closed = True
+
+    def abort(self):
+        self.closed = True
+
+
+@pytest.fixture
+def served():
+    """A connection whose handler records each request (and answers it)."""
+    requests = []
+
+    def handler(request, conn):
+        requests.append(request)
+        conn.respond(200, b"", b"")
+
+    loop = asyncio.new_event_loop()
+    server = HttpServer(handler, ServerLimits(), loop)
+    conn = HttpConnection(server)
+    conn.connection_made(Transport())
+    yield conn, requests
+    loop.close()
+
+
+HEAD = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nX-Note: POST /v1/chat/completions "
+        b"HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+
+
+def test_a_request_in_one_read(served):
+    conn, requests = served
+    conn.data_received(HEAD + b"{}")
+    assert requests[0].path == "/v1/chat/completions" and requests[0].body == b"{}"
+    assert requests[0].header(b"x-note") == b"POST /v1/chat/completions HTTP/1.1"
+    assert conn.transport.out[-1].startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize("split", [1, 20, 40, 60, len(HEAD) - 1, len(HEAD) + 1])
+def test_a_request_split_anywhere_parses_the_same(served, split):
+    conn, requests = served
+    data = HEAD + b"{}"
+    conn.data_received(data[:split])
+    assert requests == []
+    conn.data_received(data[split:])
+    assert requests[0].header(b"host") == b"a" and requests[0].body == b"{}"
+
+
+def test_pipelined_requests_are_all_answered_in_order(served):
+    conn, requests = served
+    bodies = [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+    conn.data_received(b"".join(HEAD.replace(b"Content-Length: 2", b"Content-Length: 7") + b
+                                for b in bodies))
+    assert [r.body for r in requests] == bodies
+    assert sum(out.startswith(b"HTTP/1.1 200") for out in conn.transport.out) == 3
