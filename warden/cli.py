@@ -51,22 +51,38 @@ def _parser() -> argparse.ArgumentParser:
 def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: float) -> None:
     parser.add_argument("--model", action="append", dest="models",
                         help="served model name (repeatable; default sim-model)")
-    parser.add_argument("--ttft", type=float, default=ttft, help="seconds to first token")
+    parser.add_argument("--lora", action="append", dest="loras", default=[],
+                        help="a LoRA adapter served by name (repeatable)")
     parser.add_argument("--token-delay", type=float, default=token_delay,
-                        help="seconds between tokens")
+                        help="seconds per engine step (one token for every running sequence)")
+    parser.add_argument("--ttft", type=float, default=ttft,
+                        help="seconds added to a step that prefills (time to first token)")
+    parser.add_argument("--prefill-time-per-token", type=float, default=0.0)
+    parser.add_argument("--decode-time-per-seq", type=float, default=0.0)
     parser.add_argument("--output-tokens", type=int, default=16,
                         help="tokens generated when max_tokens does not stop it first")
     parser.add_argument("--max-num-seqs", type=int, default=256)
+    parser.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    parser.add_argument("--num-gpu-blocks", type=int, default=4096)
+    parser.add_argument("--block-size", type=int, default=16)
+    parser.add_argument("--no-prefix-caching", action="store_true")
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--vllm-version", default="0.11.0")
+    parser.add_argument("--legacy-metric-names", action="store_true",
+                        help="vllm:gpu_cache_usage_perc etc., as vLLM before 0.10")
 
 
 def _node_config(args: argparse.Namespace) -> NodeConfig:
     return NodeConfig(
-        models=tuple(args.models or ["sim-model"]), vllm_version=args.vllm_version,
+        models=tuple(args.models or ["sim-model"]), loras=tuple(args.loras),
+        vllm_version=args.vllm_version, legacy_metric_names=args.legacy_metric_names,
         max_model_len=args.max_model_len,
-        engine=EngineProfile(max_num_seqs=args.max_num_seqs, ttft=args.ttft,
-                             token_delay=args.token_delay, output_tokens=args.output_tokens))
+        engine=EngineProfile(
+            max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+            num_gpu_blocks=args.num_gpu_blocks, block_size=args.block_size,
+            enable_prefix_caching=not args.no_prefix_caching, step_time=args.token_delay,
+            prefill_overhead=args.ttft, prefill_time_per_token=args.prefill_time_per_token,
+            decode_time_per_seq=args.decode_time_per_seq, output_tokens=args.output_tokens))
 
 
 def _load(path: str):
@@ -109,6 +125,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     from warden.run import run, serve_sim
 
-    configs = [_node_config(args)] * args.nodes
+    try:
+        configs = [_node_config(args)] * args.nodes
+    except ValueError as e:
+        print(f"warden sim: {e}", file=sys.stderr)
+        return 2
     run(lambda stop: serve_sim(args.host, args.port, configs, stop))
     return 0

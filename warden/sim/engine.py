@@ -1,68 +1,63 @@
-"""The simulated engine: a step loop, as vLLM's scheduler runs one.
+"""The simulated engine: vLLM's step loop over a paged KV cache (see `scheduler`, `kv_cache`).
 
-v1 model (the engine-faithful model is a later step): at most `max_num_seqs` sequences run;
-the rest wait in FIFO order. A sequence's first token comes `ttft` after it starts running;
-then every step (`token_delay` apart) emits one token for every running sequence. One timer
-drives all sequences, so thousands of streams cost one callback per step, not one per token.
+Steps run back to back while there is work. A step's duration is the cost model's:
+`step_time + prefill_time_per_token * prefill tokens + decode_time_per_seq * decoding
+sequences`, plus `prefill_overhead` when the step prefills anything. Every sequence that catches
+up samples one token at the end of the step. One timer per step drives every sequence, so
+thousands of streams cost one callback per step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from warden.sim.tokenizer import output_token
+from warden.sim.kv_cache import KvCache
+from warden.sim.scheduler import (
+    FINISHED,
+    WAITING,
+    SchedulerLimits,
+    Sequence,
+    StepPlan,
+    complete,
+    free,
+    schedule,
+)
+from warden.sim.tokenizer import token_text
 
-# on_token(text, finish_reason or None); the last call carries the finish reason.
-TokenCallback = Callable[[str, str | None], None]
+__all__ = ["EngineEvents", "EngineProfile", "Sequence", "SimEngine"]
 
 
 @dataclass(frozen=True)
 class EngineProfile:
     max_num_seqs: int = 256
-    ttft: float = 0.0
-    token_delay: float = 0.0
-    output_tokens: int = 16
+    max_num_batched_tokens: int = 8192
+    num_gpu_blocks: int = 4096
+    block_size: int = 16
+    enable_prefix_caching: bool = True
+    step_time: float = 0.0               # every step's fixed cost (the decode step time)
+    prefill_overhead: float = 0.0        # added to a step that prefills anything
+    prefill_time_per_token: float = 0.0
+    decode_time_per_seq: float = 0.0
+    output_tokens: int = 16              # tokens generated when max_tokens does not stop first
 
-
-class Sequence:
-    __slots__ = ("emitted", "finished", "first_token_at", "max_tokens", "natural_length",
-                 "on_token", "prompt_tokens", "seed", "started_at", "submitted_at")
-
-    def __init__(self, seed: int, prompt_tokens: int, max_tokens: int, natural_length: int,
-                 on_token: TokenCallback):
-        self.seed = seed
-        self.prompt_tokens = prompt_tokens
-        self.max_tokens = max_tokens
-        self.natural_length = natural_length
-        self.on_token = on_token
-        self.emitted = 0
-        self.finished = False
-        self.submitted_at = 0.0
-        self.started_at = 0.0
-        self.first_token_at = 0.0
-
-    def next_token(self) -> tuple[str, str | None]:
-        text = output_token(self.seed, self.emitted)
-        self.emitted += 1
-        if self.emitted >= self.max_tokens:
-            return text, "length"
-        if self.emitted >= self.natural_length:
-            return text, "stop"
-        return text, None
+    def step_cost(self, plan: StepPlan) -> float:
+        cost = (self.step_time + self.prefill_time_per_token * plan.prefill_tokens
+                + self.decode_time_per_seq * plan.decode_seqs)
+        return cost + self.prefill_overhead if plan.prefill_tokens else cost
 
 
 class EngineEvents(Protocol):
     """What the engine reports (a node's metrics listen)."""
 
-    def prompt(self, tokens: int) -> None: ...
+    def admitted(self, seq: Sequence, queue_time: float) -> None: ...
+    def preempted(self, count: int) -> None: ...
+    def step(self, tokens: int) -> None: ...
     def first_token(self, ttft: float) -> None: ...
-    def token(self) -> None: ...
-    def finished(self, reason: str, e2e: float) -> None: ...
+    def token(self, inter_token_latency: float) -> None: ...
+    def finished(self, seq: Sequence, reason: str, e2e: float) -> None: ...
 
 
 class SimEngine:
@@ -71,85 +66,79 @@ class SimEngine:
         self.profile = profile
         self._loop = loop
         self._events = events
+        self._limits = SchedulerLimits(profile.max_num_seqs, profile.max_num_batched_tokens)
+        self.cache = KvCache(profile.num_gpu_blocks, profile.block_size,
+                             profile.enable_prefix_caching)
         self.running: list[Sequence] = []
         self.waiting: deque[Sequence] = deque()
-        self._step_handle: asyncio.TimerHandle | None = None
+        self._busy = False
+        self._plan: StepPlan | None = None
+        self._timer: asyncio.Handle | None = None
 
     def submit(self, seq: Sequence) -> None:
-        now = self._loop.time()
-        seq.submitted_at = now
-        self._events.prompt(seq.prompt_tokens)
-        if self.profile.ttft == 0 and self.profile.token_delay == 0 and \
-                len(self.running) < self.profile.max_num_seqs and not self.waiting:
-            self._run_to_end(seq, now)  # the zero-latency profile: answer at once
-            return
+        seq.arrival = self._loop.time()
         self.waiting.append(seq)
-        self._admit(now)
-        self._schedule_step()
+        if not self._busy:
+            self._busy = True
+            self._timer = self._loop.call_soon(self._step)
 
     def abort(self, seq: Sequence) -> None:
-        if seq.finished:
+        """The client left: drop the sequence and free its blocks (vLLM's abort)."""
+        if seq.status == FINISHED:
             return
-        seq.finished = True
-        self._events.finished("abort", self._loop.time() - seq.submitted_at)
-        if seq in self.running:
-            self.running.remove(seq)
-        else:
+        if seq.status == WAITING:
             self.waiting.remove(seq)
-        self._admit(self._loop.time())
+        else:
+            self.running.remove(seq)
+        free(seq, self.cache)
+        self._events.finished(seq, "abort", self._loop.time() - seq.arrival)
 
     def stop(self) -> None:
         """Drop every sequence without a word (the engine died)."""
-        if self._step_handle is not None:
-            self._step_handle.cancel()
-            self._step_handle = None
+        if self._timer is not None:
+            self._timer.cancel()
         for seq in [*self.running, *self.waiting]:
-            seq.finished = True
+            seq.status = FINISHED
         self.running.clear()
         self.waiting.clear()
+        self.cache.reset()
+        self._busy = False
+        self._plan = None
 
-    # -- internals -------------------------------------------------------------------------
-
-    def _admit(self, now: float) -> None:
-        while self.waiting and len(self.running) < self.profile.max_num_seqs:
-            seq = self.waiting.popleft()
-            seq.started_at = now
-            seq.first_token_at = now + self.profile.ttft
-            self.running.append(seq)
-
-    def _schedule_step(self) -> None:
-        """The next step is due when a producing sequence owes its next token, or when a
-        newly started one reaches its first token, whichever is sooner."""
-        if self._step_handle is not None or not self.running:
-            return
-        now = self._loop.time()
-        next_at = math.inf
-        for seq in self.running:
-            due = now + self.profile.token_delay if seq.emitted else seq.first_token_at
-            next_at = min(next_at, due)
-        self._step_handle = self._loop.call_at(next_at, self._step)
+    # -- the step loop ---------------------------------------------------------------------
 
     def _step(self) -> None:
-        self._step_handle = None
         now = self._loop.time()
-        for seq in list(self.running):
-            if seq.first_token_at <= now + 1e-4:
-                self._emit(seq, now)
-        self.running = [s for s in self.running if not s.finished]
-        self._admit(now)
-        self._schedule_step()
+        plan = schedule(self.running, self.waiting, self.cache, self._limits)
+        for seq in plan.admitted:
+            if seq.first_scheduled_at is None:
+                seq.first_scheduled_at = now
+                self._events.admitted(seq, now - seq.arrival)
+        if plan.preempted:
+            self._events.preempted(len(plan.preempted))
+        if not plan:
+            self._busy = False
+            self._timer = None
+            return
+        self._plan = plan
+        self._events.step(sum(n for _, n in plan.scheduled))
+        cost = self.profile.step_cost(plan)
+        self._timer = (self._loop.call_soon(self._complete) if cost <= 0
+                       else self._loop.call_at(now + cost, self._complete))
 
-    def _emit(self, seq: Sequence, now: float) -> None:
-        if seq.emitted == 0:
-            self._events.first_token(now - seq.submitted_at)
-        text, finish = seq.next_token()
-        self._events.token()
-        if finish is not None:
-            seq.finished = True
-            self._events.finished(finish, now - seq.submitted_at)
-        seq.on_token(text, finish)
-
-    def _run_to_end(self, seq: Sequence, now: float) -> None:
-        seq.started_at = seq.first_token_at = now
-        while not seq.finished:
-            self._emit(seq, now)
+    def _complete(self) -> None:
+        plan, self._plan = self._plan, None
+        now = self._loop.time()
+        for seq, finish in complete(plan, self.cache):
+            if len(seq.output_ids) == 1:
+                seq.first_token_at = now
+                self._events.first_token(now - seq.arrival)
+            else:
+                self._events.token(now - seq.last_token_at)
+            seq.last_token_at = now
+            if finish is not None:
+                self.running.remove(seq)
+                free(seq, self.cache)
+                self._events.finished(seq, finish, now - seq.arrival)
+            seq.on_token(token_text(seq.output_ids[-1]), finish)
+        self._step()

@@ -1,73 +1,143 @@
-"""A node's /metrics, with vLLM's metric names, types and labels (prometheus_client renders
-the same text format vLLM's does). A restarted node gets a fresh set: counters reset, as a
-restarted vLLM's do."""
+"""A node's /metrics: vLLM's families for the node's version (see `vllm_metrics`), driven by
+the engine. prometheus_client renders them, as it does in vLLM, so the text format matches.
+A restarted node gets a fresh set: counters reset, as a restarted vLLM's do."""
 
 from __future__ import annotations
+
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from warden.sim.engine import SimEngine
+from warden.sim.scheduler import Sequence
+from warden.sim.vllm_metrics import (
+    FAMILIES,
+    FIXED_LABEL_VALUES,
+    LEGACY_NAMES,
+    NEW,
+    parse_version,
+)
 
-# vLLM's own bucket boundaries for these histograms (vllm/v1/metrics/loggers.py).
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
-                5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
-               60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+_KINDS = {"gauge": Gauge, "counter": Counter, "histogram": Histogram}
+# The finished_reason values vLLM exports from the start: before 0.32.0, and since.
+FINISHED_REASONS = {False: ("stop", "length", "abort"),
+                    True: ("stop", "length", "abort", "error", "repetition")}
 
 
 class NodeMetrics:
-    """Implements the engine's `EngineEvents`; reads gauges from the engine at scrape time."""
+    """Implements the engine's `EngineEvents`; gauges are read from the engine at scrape."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, version: str, *, legacy_names: bool = False,
+                 cache_config: dict[str, str] | None = None, loras: tuple[str, ...] = ()):
         self.registry = CollectorRegistry()
-        labels = {"engine": "0", "model_name": model}
-        names = ["engine", "model_name"]
-        r = self.registry
-        self._running = Gauge("vllm:num_requests_running", "Number of requests in model "
-                              "execution batches.", names, registry=r).labels(**labels)
-        self._waiting = Gauge("vllm:num_requests_waiting", "Number of requests waiting to be "
-                              "processed.", names, registry=r).labels(**labels)
-        self._kv = Gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent "
-                         "usage.", names, registry=r).labels(**labels)
-        self.preemptions = Counter("vllm:num_preemptions", "Cumulative number of preemption "
-                                   "from the engine.", names, registry=r).labels(**labels)
-        self.prompt_tokens = Counter("vllm:prompt_tokens", "Number of prefill tokens "
-                                     "processed.", names, registry=r).labels(**labels)
-        self.generation_tokens = Counter("vllm:generation_tokens", "Number of generation "
-                                         "tokens processed.", names, registry=r).labels(**labels)
-        success = Counter("vllm:request_success", "Count of successfully processed requests.",
-                          [*names, "finished_reason"], registry=r)
-        self.success = {reason: success.labels(**labels, finished_reason=reason)
-                        for reason in ("stop", "length", "abort", "error", "repetition")}
-        self.ttft = Histogram("vllm:time_to_first_token_seconds", "Histogram of time to first "
-                              "token in seconds.", names, buckets=TTFT_BUCKETS,
-                              registry=r).labels(**labels)
-        self.e2e = Histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request "
-                             "latency in seconds.", names, buckets=E2E_BUCKETS,
-                             registry=r).labels(**labels)
+        self._loras = loras
+        self._engine: SimEngine | None = None
+        v = parse_version(version)
+        base = {"engine": "0", "model_name": model}
+        self._m: dict[str, object] = {}
+        for family in FAMILIES:
+            if not family.present(v) or family.name == "cache_config_info":
+                continue
+            name = LEGACY_NAMES.get(family.name, family.name) if legacy_names else family.name
+            kwargs = {"buckets": family.buckets} if family.kind == "histogram" else {}
+            fixed = base if family.per_engine else {"model_name": model}
+            metric = _KINDS[family.kind](f"vllm:{name}", family.doc,
+                                         [*fixed, *family.labels], registry=self.registry,
+                                         **kwargs)
+            for value in FIXED_LABEL_VALUES.get(family.name, ()):
+                metric.labels(**fixed, **{family.labels[0]: value})
+            self._m[family.name] = metric if family.labels else metric.labels(**fixed)
+        self._base = base
+        success = self._m["request_success"]
+        self._success = {reason: success.labels(**base, finished_reason=reason)
+                         for reason in FINISHED_REASONS[v >= NEW]}
+        if "engine_sleep_state" in self._m:
+            self._m["engine_sleep_state"].labels(**base, sleep_state="awake").set(1)
+        info = Gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
+                     ["engine", *(cache_config or {})], registry=self.registry)
+        info.labels(engine="0", **(cache_config or {})).set(1)
+        if loras:
+            self._lora = Gauge("vllm:lora_requests_info", "Running stats on lora requests.",
+                               ["max_lora", "running_lora_adapters", "waiting_lora_adapters"],
+                               registry=self.registry)
 
     def watch(self, engine: SimEngine) -> None:
         """Read the gauges from `engine` at every scrape."""
-        self._running.set_function(lambda: len(engine.running))
-        self._waiting.set_function(lambda: len(engine.waiting))
-        self._kv.set_function(
-            lambda: min(1.0, len(engine.running) / engine.profile.max_num_seqs))
+        m = self._m
+        m["num_requests_running"].set_function(lambda: len(engine.running))
+        m["num_requests_waiting"].set_function(lambda: len(engine.waiting))
+        m["kv_cache_usage_perc"].set_function(lambda: engine.cache.usage)
+        if "num_requests_waiting_by_reason" in m:
+            m["num_requests_waiting_by_reason"].labels(**self._base, reason="capacity") \
+                .set_function(lambda: len(engine.waiting))
+        self._engine = engine
 
     def render(self) -> bytes:
+        if self._loras and self._engine is not None:
+            self._update_lora()
         return generate_latest(self.registry)
 
     # -- EngineEvents ----------------------------------------------------------------------
 
-    def prompt(self, tokens: int) -> None:
-        self.prompt_tokens.inc(tokens)
+    def admitted(self, seq: Sequence, queue_time: float) -> None:
+        m = self._m
+        m["request_queue_time_seconds"].observe(queue_time)
+        prompt, cached = len(seq.prompt_ids), seq.cached_tokens
+        m["prompt_tokens"].inc(prompt)
+        m["prefix_cache_queries"].inc(prompt)
+        m["prefix_cache_hits"].inc(cached)
+        if "prompt_tokens_by_source" in m:
+            by_source = m["prompt_tokens_by_source"]
+            by_source.labels(**self._base, source="local_compute").inc(prompt - cached)
+            by_source.labels(**self._base, source="local_cache_hit").inc(cached)
+            m["prompt_tokens_cached"].inc(cached)
+            m["prompt_tokens_cached_by_source"].labels(**self._base, source="device").inc(cached)
+            m["request_prefill_kv_computed_tokens"].observe(prompt - cached)
+
+    def preempted(self, count: int) -> None:
+        self._m["num_preemptions"].inc(count)
+
+    def step(self, tokens: int) -> None:
+        self._m["iteration_tokens_total"].observe(tokens)
 
     def first_token(self, ttft: float) -> None:
-        self.ttft.observe(ttft)
+        self._m["time_to_first_token_seconds"].observe(ttft)
+        self._m["generation_tokens"].inc()
 
-    def token(self) -> None:
-        self.generation_tokens.inc()
+    def token(self, inter_token_latency: float) -> None:
+        m = self._m
+        m["inter_token_latency_seconds"].observe(inter_token_latency)
+        if "time_per_output_token_seconds" in m:
+            m["time_per_output_token_seconds"].observe(inter_token_latency)
+        m["generation_tokens"].inc()
 
-    def finished(self, reason: str, e2e: float) -> None:
-        self.success[reason].inc()
-        if reason != "abort":
-            self.e2e.observe(e2e)
+    def finished(self, seq: Sequence, reason: str, e2e: float) -> None:
+        self._success[reason].inc()
+        if reason == "abort":
+            return
+        m = self._m
+        m["e2e_request_latency_seconds"].observe(e2e)
+        m["request_prompt_tokens"].observe(len(seq.prompt_ids))
+        m["request_generation_tokens"].observe(len(seq.output_ids))
+        m["request_max_num_generation_tokens"].observe(seq.max_tokens)
+        m["request_params_max_tokens"].observe(seq.max_tokens)
+        m["request_params_n"].observe(1)
+        if seq.first_scheduled_at is not None and seq.first_token_at is not None:
+            now = seq.arrival + e2e
+            m["request_inference_time_seconds"].observe(now - seq.first_scheduled_at)
+            m["request_prefill_time_seconds"].observe(seq.first_token_at - seq.first_scheduled_at)
+            decode = now - seq.first_token_at
+            m["request_decode_time_seconds"].observe(decode)
+            if len(seq.output_ids) > 1:
+                m["request_time_per_output_token_seconds"].observe(
+                    decode / (len(seq.output_ids) - 1))
+        if "request_num_preemptions" in m:
+            m["request_num_preemptions"].observe(seq.preemptions)
+
+    def _update_lora(self) -> None:
+        engine = self._engine
+        running = sorted({s.lora for s in engine.running if s.lora})
+        waiting = sorted({s.lora for s in engine.waiting if s.lora})
+        self._lora.clear()
+        self._lora.labels(max_lora=str(len(self._loras)), running_lora_adapters=",".join(running),
+                          waiting_lora_adapters=",".join(waiting)).set(time.time())

@@ -18,7 +18,7 @@ from warden.sim import vllm_format as fmt
 from warden.sim.engine import EngineProfile, Sequence, SimEngine
 from warden.sim.generation import JSON_HEADERS, SERVER, Generation
 from warden.sim.metrics import NodeMetrics
-from warden.sim.tokenizer import count_tokens
+from warden.sim.tokenizer import count_tokens, encode, encode_chat
 
 PLAIN_HEADERS = header_block(SERVER)
 TEXT_HEADERS = header_block((b"content-type", b"text/plain; version=1.0.0; charset=utf-8"),
@@ -30,9 +30,32 @@ _MAX_REMEMBERED_IDS = 100_000
 @dataclass(frozen=True)
 class NodeConfig:
     models: tuple[str, ...] = ("sim-model",)
+    loras: tuple[str, ...] = ()          # LoRA adapters, served by name on top of models[0]
     vllm_version: str = "0.11.0"
+    legacy_metric_names: bool = False    # vllm:gpu_cache_usage_perc etc. (before vLLM 0.10)
     max_model_len: int = 4096
     engine: EngineProfile = field(default_factory=EngineProfile)
+
+    def __post_init__(self) -> None:
+        capacity = self.engine.num_gpu_blocks * self.engine.block_size
+        if self.max_model_len > capacity:  # vLLM refuses to start the same way
+            raise ValueError(
+                f"max_model_len ({self.max_model_len}) is larger than the KV cache can hold "
+                f"({self.engine.num_gpu_blocks} blocks x {self.engine.block_size} tokens = "
+                f"{capacity}); lower --max-model-len or raise --num-gpu-blocks")
+
+    @property
+    def served(self) -> tuple[str, ...]:
+        return self.models + self.loras
+
+    def cache_config(self) -> dict[str, str]:
+        """vllm:cache_config_info's main labels (a subset of the real ones)."""
+        e = self.engine
+        return {"block_size": str(e.block_size), "cache_dtype": "auto",
+                "enable_prefix_caching": str(e.enable_prefix_caching),
+                "gpu_memory_utilization": "0.9", "num_gpu_blocks": str(e.num_gpu_blocks),
+                "num_gpu_blocks_override": "None", "prefix_caching_hash_algo": "sha256",
+                "sliding_window": "None"}
 
 
 class BadRequest(Exception):
@@ -81,7 +104,10 @@ class SimNode:
 
     def _boot(self) -> None:
         """A fresh engine and fresh metrics: what a (re)started vLLM has."""
-        self.metrics = NodeMetrics(self.config.models[0])
+        config = self.config
+        self.metrics = NodeMetrics(config.models[0], config.vllm_version,
+                                   legacy_names=config.legacy_metric_names,
+                                   cache_config=config.cache_config(), loras=config.loras)
         self.engine = SimEngine(self.config.engine, asyncio.get_event_loop(), self.metrics)
         self.metrics.watch(self.engine)
 
@@ -127,8 +153,11 @@ class SimNode:
         elif path == "/version":
             conn.respond(200, JSON_HEADERS, orjson.dumps({"version": self.config.vllm_version}))
         elif path == "/v1/models":
-            cards = [fmt.model_card(m, self._created, self.config.max_model_len)
-                     for m in self.config.models]
+            config = self.config
+            cards = [fmt.model_card(m, self._created, config.max_model_len)
+                     for m in config.models]
+            cards += [fmt.model_card(lora, self._created, config.max_model_len,
+                                     parent=config.models[0]) for lora in config.loras]
             conn.respond(200, JSON_HEADERS, orjson.dumps({"object": "list", "data": cards}))
         elif path == "/metrics":
             conn.respond(200, TEXT_HEADERS, self.metrics.render())
@@ -154,7 +183,7 @@ class SimNode:
         if not isinstance(body, dict):
             raise BadRequest(400, "Request body must be a JSON object", "BadRequestError")
         model = body.get("model", self.config.models[0])
-        if model not in self.config.models:
+        if model not in self.config.served:
             raise BadRequest(404, f"The model `{model}` does not exist.", "NotFoundError",
                              "model")
         body["model"] = model
@@ -165,7 +194,8 @@ class SimNode:
     async def _generate(self, path: str, request: HttpRequest, body: dict,
                         conn: HttpConnection) -> None:
         chat = path == "/v1/chat/completions"
-        prompt_tokens = _prompt_tokens(body, chat)
+        prompt_ids = _prompt_ids(body, chat)
+        prompt_tokens = len(prompt_ids)
         limit = self.config.max_model_len
         if prompt_tokens > limit:
             raise BadRequest(400, f"This model's maximum context length is {limit} tokens. "
@@ -190,8 +220,10 @@ class SimNode:
         gen = Generation(kind, base_id, body, prompt_tokens, self.config.vllm_version, conn)
         done = asyncio.get_running_loop().create_future()
         watcher = _Stream(self.engine, done)
-        seq = Sequence(_seed(body), prompt_tokens, max_tokens,
-                       self.config.engine.output_tokens, gen.on_token_then(done))
+        lora = body["model"] if body["model"] in self.config.loras else None
+        seq = Sequence(prompt_ids, min(max_tokens, limit - prompt_tokens),
+                       self.config.engine.output_tokens, _seed(body), gen.on_token_then(done),
+                       lora)
         watcher.seq = seq
         conn.watcher = watcher
         self.engine.submit(seq)
@@ -214,11 +246,12 @@ class SimNode:
 
     async def _tokenize(self, path: str, request: HttpRequest, body: dict,
                         conn: HttpConnection) -> None:
-        text = body.get("prompt") or str(body.get("messages", ""))
-        n = count_tokens(text)
+        messages = body.get("messages")
+        ids = encode_chat(messages) if isinstance(messages, list) \
+            else encode(str(body.get("prompt", "")))
         conn.respond(200, JSON_HEADERS, orjson.dumps({
-            "count": n, "max_model_len": self.config.max_model_len,
-            "tokens": list(range(1, n + 1)), "token_strs": None}))
+            "count": len(ids), "max_model_len": self.config.max_model_len,
+            "tokens": ids, "token_strs": None}))
 
     async def _detokenize(self, path: str, request: HttpRequest, body: dict,
                           conn: HttpConnection) -> None:
@@ -227,19 +260,20 @@ class SimNode:
             f"t{t}" for t in tokens)}))
 
 
-def _prompt_tokens(body: dict, chat: bool) -> int:
+def _prompt_ids(body: dict, chat: bool) -> list[int]:
     if chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest(400, "messages must be a non-empty list", "BadRequestError",
                              "messages")
-        text = " ".join(str(m.get("content", "")) if isinstance(m, dict) else str(m)
-                        for m in messages)
-        return count_tokens(text) + 4 * len(messages)
+        return encode_chat(messages)
     prompt = body.get("prompt", body.get("input", ""))
-    if isinstance(prompt, list):
-        return sum(len(p) if isinstance(p, list) else count_tokens(str(p)) for p in prompt) or 1
-    return max(count_tokens(str(prompt)), 1)
+    if isinstance(prompt, list):  # token ids, or a batch of prompts (simulated as one)
+        if all(isinstance(t, int) for t in prompt):
+            return list(prompt) or [0]
+        return [t for p in prompt for t in (p if isinstance(p, list) else encode(str(p)))] \
+            or [0]
+    return encode(str(prompt)) or [0]
 
 
 def _seed(body: dict) -> int:
