@@ -70,6 +70,14 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
     parser.add_argument("--vllm-version", default="0.11.0")
     parser.add_argument("--legacy-metric-names", action="store_true",
                         help="vllm:gpu_cache_usage_perc etc., as vLLM before 0.10")
+    parser.add_argument("--crash-trigger", action="append", dest="crash_triggers",
+                        help="a request kind that kills the engine (repeatable; default: the "
+                        "version's own; see warden.sim.crashes)")
+    parser.add_argument("--no-crash-triggers", action="store_true")
+    parser.add_argument("--exit-after", type=float, default=2.0,
+                        help="seconds from an engine's death to its API server exiting")
+    parser.add_argument("--restart-after", type=float, default=5.0,
+                        help="seconds from exit to restart (negative: stay down)")
 
 
 def _node_config(args: argparse.Namespace) -> NodeConfig:
@@ -77,6 +85,10 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         models=tuple(args.models or ["sim-model"]), loras=tuple(args.loras),
         vllm_version=args.vllm_version, legacy_metric_names=args.legacy_metric_names,
         max_model_len=args.max_model_len,
+        crash_triggers=() if args.no_crash_triggers else (
+            tuple(args.crash_triggers) if args.crash_triggers else None),
+        exit_after=args.exit_after,
+        restart_after=args.restart_after if args.restart_after >= 0 else None,
         engine=EngineProfile(
             max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
             num_gpu_blocks=args.num_gpu_blocks, block_size=args.block_size,

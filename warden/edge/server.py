@@ -37,6 +37,7 @@ class HttpServer:
         return self._server.sockets[0].getsockname()[1]
 
     def stop_listening(self) -> None:
+        """Refuse new connections (open ones carry on)."""
         if self._server is not None:
             self._server.close()
 

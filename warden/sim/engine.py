@@ -74,6 +74,17 @@ class SimEngine:
         self._busy = False
         self._plan: StepPlan | None = None
         self._timer: asyncio.Handle | None = None
+        self.hung = False      # a hang: the engine stops stepping, work stays queued
+        self.slowdown = 1.0    # a slow node: every step takes this many times longer
+
+    def hang(self) -> None:
+        self.hung = True
+
+    def resume(self) -> None:
+        self.hung = False
+        if not self._busy and (self.running or self.waiting):
+            self._busy = True
+            self._timer = self._loop.call_soon(self._step)
 
     def submit(self, seq: Sequence) -> None:
         seq.arrival = self._loop.time()
@@ -108,6 +119,9 @@ class SimEngine:
     # -- the step loop ---------------------------------------------------------------------
 
     def _step(self) -> None:
+        if self.hung:
+            self._busy = False
+            return
         now = self._loop.time()
         plan = schedule(self.running, self.waiting, self.cache, self._limits)
         for seq in plan.admitted:
@@ -122,7 +136,7 @@ class SimEngine:
             return
         self._plan = plan
         self._events.step(sum(n for _, n in plan.scheduled))
-        cost = self.profile.step_cost(plan)
+        cost = self.profile.step_cost(plan) * self.slowdown
         self._timer = (self._loop.call_soon(self._complete) if cost <= 0
                        else self._loop.call_at(now + cost, self._complete))
 

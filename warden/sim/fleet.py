@@ -6,6 +6,8 @@ node 0 through node 1 and bring it back later:
     POST /sim/kill?node=0[&down=2.5]   reset node 0's connections and stop listening
                                         (for `down` seconds, else until revived)
     POST /sim/revive?node=0            listen again with a fresh engine (counters reset)
+    POST /sim/fault?node=0&mode=M[&value=V]   hang | slow (V = factor) | errors (V = count) |
+                                        refuse | crash (as the seed's request does) | recover
     GET  /sim/requests                 the X-Request-Id of every request each node received
 """
 
@@ -72,6 +74,10 @@ class SimFleet:
             if request.path == "/sim/revive":
                 await self.nodes[index].revive()
                 return 200, b'{"status":"alive"}'
+            if request.path == "/sim/fault":
+                await self.nodes[index].fault(query.get("mode", ""),
+                                              float(query.get("value", "0")))
+                return 200, b'{"status":"ok"}'
         except ValueError:
             return 400, b'{"error":"bad query"}'
         return 404, b'{"error":"unknown control route"}'

@@ -16,8 +16,15 @@ JSON_HEADERS = header_block((b"content-type", b"application/json"), SERVER)
 SSE_HEADERS = header_block((b"content-type", b"text/event-stream; charset=utf-8"), SERVER)
 
 
+# What vLLM answers once its engine is dead (EngineDeadError), to every request.
+ENGINE_DEAD = orjson.dumps({"error": {
+    "message": "EngineCore encountered an issue. See stack trace (above) for the root cause.",
+    "type": "InternalServerError", "param": None, "code": 500}})
+
+
 class Generation:
-    """Turns engine tokens into one response: SSE events as they come, or one body."""
+    """Turns engine tokens into one response: SSE events as they come, or one body. `done`
+    resolves when the response has ended (finished, failed or its client left)."""
 
     def __init__(self, kind: str, base_id: str, body: dict, prompt_tokens: int, version: str,
                  conn: HttpConnection):
@@ -33,17 +40,35 @@ class Generation:
         self.version = version
         self.conn = conn
         self.pieces: list[str] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def on_token_then(self, done: asyncio.Future[None]):
-        def on_token(text: str, finish: str | None) -> None:
-            self.pieces.append(text)
-            if self.stream:
-                self._event(text, finish)
-            elif finish is not None:
-                self._whole(finish)
-            if finish is not None and not done.done():
-                done.set_result(None)
-        return on_token
+    def on_token(self, text: str, finish: str | None) -> None:
+        if self.done.done():
+            return
+        self.pieces.append(text)
+        if self.stream:
+            self._event(text, finish)
+        elif finish is not None:
+            self._whole(finish)
+        if finish is not None:
+            self.done.set_result(None)
+
+    def fail(self, body: bytes = ENGINE_DEAD) -> None:
+        """End the response with an error: an error event and [DONE] once the stream has
+        begun (as vLLM does), else a 500."""
+        if self.done.done():
+            return
+        if self.stream and self.pieces:
+            self.conn.write(b"data: " + body + b"\n\n" + fmt.SSE_DONE)
+            self.conn.end_response()
+        else:
+            self.conn.respond(500, JSON_HEADERS, body)
+        self.done.set_result(None)
+
+    def end(self) -> None:
+        """The client left: nothing more to send."""
+        if not self.done.done():
+            self.done.set_result(None)
 
     def _event(self, text: str, finish: str | None) -> None:
         conn, rid, created, model = self.conn, self.rid, self.created, self.model

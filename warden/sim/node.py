@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import time
 from collections import deque
@@ -15,10 +16,14 @@ from warden.edge.request import HttpRequest
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
 from warden.edge.wire import header_block
 from warden.sim import vllm_format as fmt
+from warden.sim.crashes import TRIGGERS, default_triggers, first_match
 from warden.sim.engine import EngineProfile, Sequence, SimEngine
-from warden.sim.generation import JSON_HEADERS, SERVER, Generation
+from warden.sim.generation import ENGINE_DEAD, JSON_HEADERS, SERVER, Generation
 from warden.sim.metrics import NodeMetrics
 from warden.sim.tokenizer import count_tokens, encode, encode_chat
+from warden.sim.vllm_metrics import parse_version
+
+log = logging.getLogger("warden.sim")
 
 PLAIN_HEADERS = header_block(SERVER)
 TEXT_HEADERS = header_block((b"content-type", b"text/plain; version=1.0.0; charset=utf-8"),
@@ -35,14 +40,28 @@ class NodeConfig:
     legacy_metric_names: bool = False    # vllm:gpu_cache_usage_perc etc. (before vLLM 0.10)
     max_model_len: int = 4096
     engine: EngineProfile = field(default_factory=EngineProfile)
+    # Requests that kill the engine (names in warden.sim.crashes); None: the version's own.
+    crash_triggers: tuple[str, ...] | None = None
+    exit_after: float = 2.0                # a dead engine's API server exits this much later
+    restart_after: float | None = 5.0      # then a supervisor restarts it (None: it stays down)
 
     def __post_init__(self) -> None:
+        unknown = set(self.crash_triggers or ()) - set(TRIGGERS)
+        if unknown:
+            raise ValueError(f"unknown crash triggers: {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(TRIGGERS)})")
         capacity = self.engine.num_gpu_blocks * self.engine.block_size
         if self.max_model_len > capacity:  # vLLM refuses to start the same way
             raise ValueError(
                 f"max_model_len ({self.max_model_len}) is larger than the KV cache can hold "
                 f"({self.engine.num_gpu_blocks} blocks x {self.engine.block_size} tokens = "
                 f"{capacity}); lower --max-model-len or raise --num-gpu-blocks")
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        if self.crash_triggers is None:
+            return default_triggers(self.vllm_version)
+        return self.crash_triggers
 
     @property
     def served(self) -> tuple[str, ...]:
@@ -69,18 +88,16 @@ class _Stream:
     """Watches the client of one generation: a disconnect aborts the sequence, as vLLM
     aborts a request whose client went away."""
 
-    __slots__ = ("done", "engine", "seq")
+    __slots__ = ("engine", "generation", "seq")
 
-    def __init__(self, engine: SimEngine, done: asyncio.Future[None]):
+    def __init__(self, engine: SimEngine, seq: Sequence, generation: Generation):
         self.engine = engine
-        self.done = done
-        self.seq: Sequence | None = None
+        self.seq = seq
+        self.generation = generation
 
     def on_client_lost(self) -> None:
-        if self.seq is not None:
-            self.engine.abort(self.seq)
-        if not self.done.done():
-            self.done.set_result(None)
+        self.engine.abort(self.seq)
+        self.generation.end()
 
     def on_client_pause(self) -> None:
         pass
@@ -100,10 +117,16 @@ class SimNode:
         self.request_ids: deque[str] = deque(maxlen=_MAX_REMEMBERED_IDS)
         self._server: HttpServer | None = None
         self._created = int(time.time())
+        self._active: set[Generation] = set()
+        self._refusing: list[HttpServer] = []  # listeners closed by a `refuse` fault
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._boot()
 
     def _boot(self) -> None:
         """A fresh engine and fresh metrics: what a (re)started vLLM has."""
+        self.engine_dead = False
+        self.errors_left = 0  # the next this-many generation requests get a 500
         config = self.config
         self.metrics = NodeMetrics(config.models[0], config.vllm_version,
                                    legacy_names=config.legacy_metric_names,
@@ -119,16 +142,74 @@ class SimNode:
     async def kill(self) -> None:
         """Die like a crashed server: stop listening, reset every connection."""
         self.alive = False
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         self.engine.stop()
-        if self._server is not None:
-            await self._server.close()
-            self._server = None
+        for server in [self._server, *self._refusing]:
+            if server is not None:
+                await server.close()
+        self._server = None
+        self._refusing.clear()
 
     async def revive(self) -> None:
         if self.alive:
             return
         self._boot()
         await self.start()
+
+    def crash(self, cause: str) -> None:
+        """The engine dies as vLLM's does: every request in flight fails (streams get an
+        error event then [DONE]); new requests get 500; /health turns 503 (before 0.24) or
+        connections are refused (from 0.24); the API server exits `exit_after` later, and a
+        supervisor restarts it `restart_after` after that."""
+        if self.engine_dead or not self.alive:
+            return
+        log.warning("sim node %d: engine died (%s)", self.index, cause)
+        self.engine_dead = True
+        for generation in list(self._active):
+            generation.fail()
+        self.engine.stop()
+        if parse_version(self.config.vllm_version) >= (0, 24, 0) and self._server is not None:
+            self._server.stop_listening()
+        self._later(self.config.exit_after, self._exit)
+
+    async def _exit(self) -> None:
+        await self.kill()
+        if self.config.restart_after is not None:
+            self._later(self.config.restart_after, self.revive)
+
+    async def fault(self, mode: str, value: float) -> None:
+        """Switch on a failure: hang | slow (value = factor) | errors (value = count) |
+        refuse | crash; or `recover` from hang, slow, errors and refuse."""
+        if mode == "hang":
+            self.engine.hang()
+        elif mode == "slow":
+            self.engine.slowdown = value or 1.0
+        elif mode == "errors":
+            self.errors_left = int(value)
+        elif mode == "refuse":
+            if self._server is not None:
+                self._server.stop_listening()  # connections already open carry on
+                self._refusing.append(self._server)
+                self._server = None
+        elif mode == "crash":
+            self.crash("fault injected")
+        elif mode == "recover":
+            self.engine.slowdown = 1.0
+            self.errors_left = 0
+            self.engine.resume()
+            if self._server is None and self.alive:
+                await self.start()
+        else:
+            raise ValueError(f"unknown fault {mode!r}")
+
+    def _later(self, delay: float, coroutine_function) -> None:
+        def run() -> None:
+            task = asyncio.get_running_loop().create_task(coroutine_function())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._timers.append(asyncio.get_running_loop().call_later(delay, run))
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -149,7 +230,7 @@ class SimNode:
 
     def _get(self, path: str, conn: HttpConnection) -> None:
         if path == "/health":
-            conn.respond(200, PLAIN_HEADERS, b"")
+            conn.respond(503 if self.engine_dead else 200, PLAIN_HEADERS, b"")
         elif path == "/version":
             conn.respond(200, JSON_HEADERS, orjson.dumps({"version": self.config.vllm_version}))
         elif path == "/v1/models":
@@ -193,6 +274,19 @@ class SimNode:
 
     async def _generate(self, path: str, request: HttpRequest, body: dict,
                         conn: HttpConnection) -> None:
+        if self.engine_dead:
+            conn.respond(500, JSON_HEADERS, ENGINE_DEAD)
+            return
+        trigger = first_match(body, self.config.triggers)
+        if trigger is not None:
+            self.crash(f"{trigger.name}: {trigger.description}")
+            conn.respond(500, JSON_HEADERS, ENGINE_DEAD)
+            return
+        if self.errors_left > 0:
+            self.errors_left -= 1
+            conn.respond(500, JSON_HEADERS, fmt.error("Internal server error (injected)",
+                                                      "InternalServerError", 500))
+            return
         chat = path == "/v1/chat/completions"
         prompt_ids = _prompt_ids(body, chat)
         prompt_tokens = len(prompt_ids)
@@ -218,16 +312,16 @@ class SimNode:
         base_id = rid_header.decode() if rid_header else os.urandom(8).hex()
         kind = "chat" if chat else ("responses" if path == "/v1/responses" else "completion")
         gen = Generation(kind, base_id, body, prompt_tokens, self.config.vllm_version, conn)
-        done = asyncio.get_running_loop().create_future()
-        watcher = _Stream(self.engine, done)
         lora = body["model"] if body["model"] in self.config.loras else None
         seq = Sequence(prompt_ids, min(max_tokens, limit - prompt_tokens),
-                       self.config.engine.output_tokens, _seed(body), gen.on_token_then(done),
-                       lora)
-        watcher.seq = seq
-        conn.watcher = watcher
-        self.engine.submit(seq)
-        await done
+                       self.config.engine.output_tokens, _seed(body), gen.on_token, lora)
+        conn.watcher = _Stream(self.engine, seq, gen)
+        self._active.add(gen)
+        try:
+            self.engine.submit(seq)
+            await gen.done
+        finally:
+            self._active.discard(gen)
 
     async def _embeddings(self, path: str, request: HttpRequest, body: dict,
                           conn: HttpConnection) -> None:
