@@ -8,8 +8,8 @@ import sys
 from warden import __version__
 from warden.config import ConfigError, load_settings
 from warden.observe.logs import configure
-from warden.sim.engine import EngineProfile
 from warden.sim.node import NodeConfig
+from warden.sim.profiles import load_fleet, node_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--nodes", type=int, default=1)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=18090, help="first node's port")
+    sim.add_argument("--fleet", help="a YAML file of node groups (see warden.sim.profiles); "
+                     "replaces --nodes and the per-node flags")
     _engine_flags(sim, ttft=0.0, token_delay=0.0)
     sim.set_defaults(command=_sim)
     return parser
@@ -81,20 +83,23 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
 
 
 def _node_config(args: argparse.Namespace) -> NodeConfig:
-    return NodeConfig(
-        models=tuple(args.models or ["sim-model"]), loras=tuple(args.loras),
-        vllm_version=args.vllm_version, legacy_metric_names=args.legacy_metric_names,
-        max_model_len=args.max_model_len,
-        crash_triggers=() if args.no_crash_triggers else (
-            tuple(args.crash_triggers) if args.crash_triggers else None),
-        exit_after=args.exit_after,
-        restart_after=args.restart_after if args.restart_after >= 0 else None,
-        engine=EngineProfile(
-            max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-            num_gpu_blocks=args.num_gpu_blocks, block_size=args.block_size,
-            enable_prefix_caching=not args.no_prefix_caching, step_time=args.token_delay,
-            prefill_overhead=args.ttft, prefill_time_per_token=args.prefill_time_per_token,
-            decode_time_per_seq=args.decode_time_per_seq, output_tokens=args.output_tokens))
+    values = {
+        "models": args.models or ["sim-model"], "loras": args.loras,
+        "vllm_version": args.vllm_version, "legacy_metric_names": args.legacy_metric_names,
+        "max_model_len": args.max_model_len, "max_num_seqs": args.max_num_seqs,
+        "max_num_batched_tokens": args.max_num_batched_tokens,
+        "num_gpu_blocks": args.num_gpu_blocks, "block_size": args.block_size,
+        "enable_prefix_caching": not args.no_prefix_caching, "token_delay": args.token_delay,
+        "ttft": args.ttft, "prefill_time_per_token": args.prefill_time_per_token,
+        "decode_time_per_seq": args.decode_time_per_seq, "output_tokens": args.output_tokens,
+        "exit_after": args.exit_after,
+        "restart_after": args.restart_after if args.restart_after >= 0 else None,
+    }
+    if args.no_crash_triggers:
+        values["crash_triggers"] = []
+    elif args.crash_triggers:
+        values["crash_triggers"] = args.crash_triggers
+    return node_config(values)
 
 
 def _load(path: str):
@@ -138,7 +143,12 @@ def _sim(args: argparse.Namespace) -> int:
     from warden.run import run, serve_sim
 
     try:
-        configs = [_node_config(args)] * args.nodes
+        configs = load_fleet(args.fleet) if args.fleet else [_node_config(args)] * args.nodes
+    except ConfigError as e:
+        print(f"{args.fleet}: invalid fleet", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     except ValueError as e:
         print(f"warden sim: {e}", file=sys.stderr)
         return 2

@@ -60,7 +60,7 @@ def parse_settings(raw: object, environ: Mapping[str, str]) -> Settings:
     try:
         return Settings.model_validate(expanded)
     except ValidationError as e:
-        raise ConfigError([_describe(err) for err in e.errors()]) from None
+        raise ConfigError([describe_error(err) for err in e.errors()]) from None
 
 
 def _expand_env(value: object, environ: Mapping[str, str], path: str, problems: list[str]):
@@ -87,7 +87,8 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _describe(err: dict) -> str:
+def describe_error(err: dict) -> str:
+    """One pydantic error as `path: reason`."""
     path = ""
     for part in err["loc"]:
         path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
