@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -21,7 +22,7 @@ def test_poisson_rate_and_bursty_variance():
     assert 4500 < len(poisson) < 5500 and 4000 < len(bursty) < 6000
 
     def cv(times: list[float]) -> float:
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         return statistics.pstdev(gaps) / statistics.mean(gaps)
 
     assert 0.9 < cv(poisson) < 1.1 and cv(bursty) > 2.0
