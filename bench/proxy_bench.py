@@ -99,13 +99,18 @@ def _row(name, conns, r: WrkResult, cpu_us, ratio, added) -> str:
             f"| {r.p50_ms:.3f} | {r.p99_ms:.3f} | {fmt(added, '.3f')} | {r.errors} |")
 
 
+def start_sim(*flags: str):
+    """A one-node `warden sim` on the load core, roomy enough for every stream at once."""
+    port = procs.free_port()
+    sim = procs.start([sys.executable, "-m", "warden", "sim", "--port", str(port), "--model",
+                       "m", "--max-num-seqs", "4096", *flags], LOAD_CORE)
+    procs.wait_for_port(port)
+    return sim, port
+
+
 def streaming(workdir: Path) -> list[str]:
     """20 chunks 10 ms apart: added TTFT, and CPU per relayed stream and per chunk."""
-    sim_port = procs.free_port()
-    sim = procs.start([sys.executable, "-m", "warden", "sim", "--port", str(sim_port),
-                       "--model", "m", "--output-tokens", "20", "--token-delay", "0.01",
-                       "--max-num-seqs", "4096"], LOAD_CORE)
-    procs.wait_for_port(sim_port)
+    sim, sim_port = start_sim("--output-tokens", "20", "--token-delay", "0.01")
     proxies = Proxies(workdir, sim_port, "stream")
     rows = ["| target | TTFT p50 ms | added TTFT ms | streams | errors | CPU µs/stream "
             "| CPU µs/event | vs nginx |", "|---|---|---|---|---|---|---|---|"]
@@ -134,11 +139,7 @@ def streaming(workdir: Path) -> list[str]:
 
 def open_streams(workdir: Path, count: int = 1000) -> list[str]:
     """`count` streams open at once (60 tokens, 50 ms apart: 3 s each)."""
-    sim_port = procs.free_port()
-    sim = procs.start([sys.executable, "-m", "warden", "sim", "--port", str(sim_port),
-                       "--model", "m", "--output-tokens", "60", "--token-delay", "0.05",
-                       "--max-num-seqs", "4096"], LOAD_CORE)
-    procs.wait_for_port(sim_port)
+    sim, sim_port = start_sim("--output-tokens", "60", "--token-delay", "0.05")
     proxies = Proxies(workdir, sim_port, "open")
     rows = ["| target | open streams | completed | errors | RSS idle MB | RSS peak MB |",
             "|---|---|---|---|---|---|"]

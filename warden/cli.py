@@ -8,7 +8,7 @@ import sys
 from warden import __version__
 from warden.config import ConfigError, load_settings
 from warden.observe.logs import configure
-from warden.sim.node import NodeConfig
+from warden.sim.config import NodeConfig
 from warden.sim.profiles import load_fleet, node_config
 
 

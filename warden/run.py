@@ -10,8 +10,8 @@ import uvloop
 
 from warden.app import build_app
 from warden.config.schema import BackendSpec, Settings
+from warden.sim.config import NodeConfig
 from warden.sim.fleet import SimFleet
-from warden.sim.node import NodeConfig
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

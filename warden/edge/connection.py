@@ -19,14 +19,15 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import httptools
 
 from warden.edge import wire
+from warden.edge.contracts import ClientWatcher
 from warden.edge.request import HttpRequest
+from warden.edge.responding import ResponseWriter
 from warden.errors import error_envelope
 
 if TYPE_CHECKING:
@@ -34,23 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warden.edge")
 
-Handler = Callable[[HttpRequest, "HttpConnection"], Awaitable[None] | None]
-
 # Pipelined requests beyond this many pause reading from the client.
 _MAX_QUEUED_REQUESTS = 16
-
-
-class ClientWatcher(Protocol):
-    def on_client_lost(self) -> None: ...
-    def on_client_pause(self) -> None: ...
-    def on_client_resume(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    max_body: int = 100 * 2**20
-    max_header_bytes: int = 64 * 2**10
-    keepalive_timeout: float = 75.0
 
 
 class _Reject(Exception):
@@ -60,7 +46,7 @@ class _Reject(Exception):
         self.status, self.message, self.code = status, message, code
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(ResponseWriter, asyncio.Protocol):
     def __init__(self, server: HttpServer):
         self._server = server
         self._loop = server.loop
@@ -268,75 +254,3 @@ class HttpConnection(asyncio.Protocol):
                 wire.content_length(len(body)), wire.CRLF, body)))
         self._keep_alive = False
         self.transport.close()
-
-    # -- responding (for the current request) ----------------------------------------------
-
-    def respond(self, status: int, headers: bytes, body: bytes) -> None:
-        """Send a whole response with a Content-Length. `headers` is a rendered header block
-        (see `wire.header_block`)."""
-        if not self.closed and self.transport is not None:
-            self._response_started = True
-            self.transport.write(b"".join((
-                wire.status_line(status), headers, self._server.date_line,
-                b"" if self._keep_alive else wire.CONNECTION_CLOSE,
-                wire.content_length(len(body)), wire.CRLF, body)))
-        self._response_complete()
-
-    def start_response(self, status: int, headers: bytes, length: int | None = None) -> None:
-        """Prepare the head; the body follows through `write`. Without a length the body is
-        chunked (HTTP/1.1) or ends with the connection (HTTP/1.0). The head leaves with the
-        first `write`, `end_response` or `flush`."""
-        self._response_started = True
-        if length is not None:
-            framing = wire.content_length(length)
-            self._chunked = False
-        elif self.http11:
-            framing = wire.CHUNKED
-            self._chunked = True
-        else:
-            framing = b""
-            self._chunked = False
-            self._keep_alive = False
-        self._held_head = b"".join((
-            wire.status_line(status), headers, self._server.date_line,
-            b"" if self._keep_alive else wire.CONNECTION_CLOSE, framing, wire.CRLF))
-
-    def start_raw(self, head: bytes) -> None:
-        """Prepare a head that is complete but for the blank line (status line included),
-        for a body that `write` will pass on exactly as given (its framing included)."""
-        self._response_started = True
-        self._chunked = False
-        self._held_head = head + (wire.CRLF if self._keep_alive
-                                  else wire.CONNECTION_CLOSE + wire.CRLF)
-
-    def write(self, data: bytes) -> None:
-        if self.closed or not data or self.transport is None:
-            return
-        if self._chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        if self._held_head:
-            data = self._held_head + data
-            self._held_head = b""
-        self.transport.write(data)
-
-    def flush(self) -> None:
-        """Send a held head now (the body is not coming in this same read)."""
-        if self._held_head and not self.closed and self.transport is not None:
-            self.transport.write(self._held_head)
-        self._held_head = b""
-
-    def end_response(self) -> None:
-        if not self.closed and self.transport is not None:
-            tail = wire.LAST_CHUNK if self._chunked else b""
-            if self._held_head or tail:
-                self.transport.write(self._held_head + tail)
-        self._held_head = b""
-        self._response_complete()
-
-    def abort(self) -> None:
-        """Drop the connection (reset), e.g. when a response cannot be completed."""
-        self._keep_alive = False
-        self._held_head = b""
-        self.current = None
-        if self.transport is not None and not self.closed:
-            self.transport.abort()

@@ -7,7 +7,8 @@ import asyncio
 import time
 
 from warden.edge import wire
-from warden.edge.connection import Handler, HttpConnection, ServerLimits
+from warden.edge.connection import HttpConnection
+from warden.edge.contracts import Handler, ServerLimits
 
 __all__ = ["Handler", "HttpConnection", "HttpServer", "ServerLimits"]
 

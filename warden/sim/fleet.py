@@ -19,7 +19,8 @@ from urllib.parse import parse_qs
 import orjson
 
 from warden.edge.request import HttpRequest
-from warden.sim.node import NodeConfig, SimNode
+from warden.sim.config import NodeConfig
+from warden.sim.node import SimNode
 
 
 class SimFleet:

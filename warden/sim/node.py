@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import orjson
 
@@ -16,10 +14,18 @@ from warden.edge.request import HttpRequest
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
 from warden.edge.wire import header_block
 from warden.sim import vllm_format as fmt
-from warden.sim.crashes import TRIGGERS, default_triggers, first_match
-from warden.sim.engine import EngineProfile, Sequence, SimEngine
+from warden.sim.config import NodeConfig
+from warden.sim.crashes import first_match
+from warden.sim.engine import Sequence, SimEngine
 from warden.sim.generation import ENGINE_DEAD, JSON_HEADERS, SERVER, Generation
 from warden.sim.metrics import NodeMetrics
+from warden.sim.requests import (
+    BadRequest,
+    checked_max_tokens,
+    embed,
+    prompt_ids_of,
+    seed_of,
+)
 from warden.sim.tokenizer import count_tokens, encode, encode_chat
 from warden.sim.vllm_metrics import parse_version
 
@@ -30,58 +36,6 @@ TEXT_HEADERS = header_block((b"content-type", b"text/plain; version=1.0.0; chars
                             SERVER)
 
 _MAX_REMEMBERED_IDS = 100_000
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    models: tuple[str, ...] = ("sim-model",)
-    loras: tuple[str, ...] = ()          # LoRA adapters, served by name on top of models[0]
-    vllm_version: str = "0.11.0"
-    legacy_metric_names: bool = False    # vllm:gpu_cache_usage_perc etc. (before vLLM 0.10)
-    max_model_len: int = 4096
-    engine: EngineProfile = field(default_factory=EngineProfile)
-    # Requests that kill the engine (names in warden.sim.crashes); None: the version's own.
-    crash_triggers: tuple[str, ...] | None = None
-    exit_after: float = 2.0                # a dead engine's API server exits this much later
-    restart_after: float | None = 5.0      # then a supervisor restarts it (None: it stays down)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.crash_triggers or ()) - set(TRIGGERS)
-        if unknown:
-            raise ValueError(f"unknown crash triggers: {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(TRIGGERS)})")
-        capacity = self.engine.num_gpu_blocks * self.engine.block_size
-        if self.max_model_len > capacity:  # vLLM refuses to start the same way
-            raise ValueError(
-                f"max_model_len ({self.max_model_len}) is larger than the KV cache can hold "
-                f"({self.engine.num_gpu_blocks} blocks x {self.engine.block_size} tokens = "
-                f"{capacity}); lower --max-model-len or raise --num-gpu-blocks")
-
-    @property
-    def triggers(self) -> tuple[str, ...]:
-        if self.crash_triggers is None:
-            return default_triggers(self.vllm_version)
-        return self.crash_triggers
-
-    @property
-    def served(self) -> tuple[str, ...]:
-        return self.models + self.loras
-
-    def cache_config(self) -> dict[str, str]:
-        """vllm:cache_config_info's main labels (a subset of the real ones)."""
-        e = self.engine
-        return {"block_size": str(e.block_size), "cache_dtype": "auto",
-                "enable_prefix_caching": str(e.enable_prefix_caching),
-                "gpu_memory_utilization": "0.9", "num_gpu_blocks": str(e.num_gpu_blocks),
-                "num_gpu_blocks_override": "None", "prefix_caching_hash_algo": "sha256",
-                "sliding_window": "None"}
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str, type_: str, param: str | None = None):
-        super().__init__(message)
-        self.body = fmt.error(message, type_, status, param)
-        self.status = status
 
 
 class _Stream:
@@ -288,33 +242,16 @@ class SimNode:
                                                       "InternalServerError", 500))
             return
         chat = path == "/v1/chat/completions"
-        prompt_ids = _prompt_ids(body, chat)
-        prompt_tokens = len(prompt_ids)
+        prompt_ids = prompt_ids_of(body, chat)
         limit = self.config.max_model_len
-        if prompt_tokens > limit:
-            raise BadRequest(400, f"This model's maximum context length is {limit} tokens. "
-                             f"However, your prompt contains at least {prompt_tokens} input "
-                             "tokens, which exceeds this limit even without any output tokens. "
-                             "Please reduce the length of the input prompt. "
-                             f"(parameter=input_tokens, value={prompt_tokens})",
-                             "BadRequestError", "input_tokens")
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") \
-            or body.get("max_output_tokens") or (limit - prompt_tokens)
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise BadRequest(400, "max_tokens must be at least 1, got "
-                             f"{max_tokens}.", "BadRequestError", "max_tokens")
-        if max_tokens > limit:
-            raise BadRequest(400, f"max_tokens={max_tokens} cannot be greater than "
-                             f"max_model_len={limit}. Please request fewer output tokens. "
-                             f"(parameter=max_tokens, value={max_tokens})",
-                             "BadRequestError", "max_tokens")
+        max_tokens = checked_max_tokens(body, len(prompt_ids), limit)
         rid_header = request.header(b"x-request-id")
         base_id = rid_header.decode() if rid_header else os.urandom(8).hex()
         kind = "chat" if chat else ("responses" if path == "/v1/responses" else "completion")
-        gen = Generation(kind, base_id, body, prompt_tokens, self.config.vllm_version, conn)
+        gen = Generation(kind, base_id, body, len(prompt_ids), self.config.vllm_version, conn)
         lora = body["model"] if body["model"] in self.config.loras else None
-        seq = Sequence(prompt_ids, min(max_tokens, limit - prompt_tokens),
-                       self.config.engine.output_tokens, _seed(body), gen.on_token, lora)
+        seq = Sequence(prompt_ids, min(max_tokens, limit - len(prompt_ids)),
+                       self.config.engine.output_tokens, seed_of(body), gen.on_token, lora)
         conn.watcher = _Stream(self.engine, seq, gen)
         self._active.add(gen)
         try:
@@ -332,7 +269,7 @@ class SimNode:
             raise BadRequest(400, "input must be a string or a list of strings",
                              "BadRequestError", "input")
         texts = [x if isinstance(x, str) else orjson.dumps(x).decode() for x in inputs]
-        vectors = [_embed(t) for t in texts]
+        vectors = [embed(t) for t in texts]
         tokens = sum(count_tokens(t) for t in texts)
         rid = "embd-" + os.urandom(8).hex()
         conn.respond(200, JSON_HEADERS, orjson.dumps(fmt.embedding_list(
@@ -352,31 +289,3 @@ class SimNode:
         tokens = body.get("tokens") or []
         conn.respond(200, JSON_HEADERS, orjson.dumps({"prompt": " ".join(
             f"t{t}" for t in tokens)}))
-
-
-def _prompt_ids(body: dict, chat: bool) -> list[int]:
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise BadRequest(400, "messages must be a non-empty list", "BadRequestError",
-                             "messages")
-        return encode_chat(messages)
-    prompt = body.get("prompt", body.get("input", ""))
-    if isinstance(prompt, list):  # token ids, or a batch of prompts (simulated as one)
-        if all(isinstance(t, int) for t in prompt):
-            return list(prompt) or [0]
-        return [t for p in prompt for t in (p if isinstance(p, list) else encode(str(p)))] \
-            or [0]
-    return encode(str(prompt)) or [0]
-
-
-def _seed(body: dict) -> int:
-    """Output depends on the model and the prompt only (as greedy decoding would)."""
-    prompt = [body["model"], body.get("messages"), body.get("prompt"), body.get("input")]
-    digest = hashlib.blake2b(orjson.dumps(prompt, default=str), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
-def _embed(text: str, dims: int = 16) -> list[float]:
-    digest = hashlib.blake2b(text.encode(), digest_size=dims).digest()
-    return [round((b - 127.5) / 127.5, 6) for b in digest]

@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from warden.config.loader import ConfigError, describe_error
+from warden.sim.config import NodeConfig
 from warden.sim.engine import EngineProfile
-from warden.sim.node import NodeConfig
 
 
 class NodeSpec(BaseModel):

@@ -1,0 +1,103 @@
+"""The response half of a client connection: the current request's answer, as bytes.
+
+Rules: a head is held until the first body bytes (or a flush), so a small response leaves in
+one send; the end of the response (`respond`, `end_response`) frees the connection for the next
+request; HTTP/1.0 clients get no chunked framing (their bodies end with the connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from warden.edge import wire
+
+if TYPE_CHECKING:
+    from warden.edge.server import HttpServer
+
+
+class ResponseWriter:
+    """Mixed into `HttpConnection`, which provides the state below and `_response_complete`."""
+
+    transport: asyncio.Transport | None
+    closed: bool
+    current: object
+    http11: bool | None
+    _server: HttpServer
+    _keep_alive: bool
+    _chunked: bool
+    _held_head: bytes
+    _response_started: bool
+
+    def _response_complete(self) -> None:
+        raise NotImplementedError
+
+    def respond(self, status: int, headers: bytes, body: bytes) -> None:
+        """Send a whole response with a Content-Length. `headers` is a rendered header block
+        (see `wire.header_block`)."""
+        if not self.closed and self.transport is not None:
+            self._response_started = True
+            self.transport.write(b"".join((
+                wire.status_line(status), headers, self._server.date_line,
+                b"" if self._keep_alive else wire.CONNECTION_CLOSE,
+                wire.content_length(len(body)), wire.CRLF, body)))
+        self._response_complete()
+
+    def start_response(self, status: int, headers: bytes, length: int | None = None) -> None:
+        """Prepare the head; the body follows through `write`. Without a length the body is
+        chunked (HTTP/1.1) or ends with the connection (HTTP/1.0). The head leaves with the
+        first `write`, `end_response` or `flush`."""
+        self._response_started = True
+        if length is not None:
+            framing = wire.content_length(length)
+            self._chunked = False
+        elif self.http11:
+            framing = wire.CHUNKED
+            self._chunked = True
+        else:
+            framing = b""
+            self._chunked = False
+            self._keep_alive = False
+        self._held_head = b"".join((
+            wire.status_line(status), headers, self._server.date_line,
+            b"" if self._keep_alive else wire.CONNECTION_CLOSE, framing, wire.CRLF))
+
+    def start_raw(self, head: bytes) -> None:
+        """Prepare a head that is complete but for the blank line (status line included),
+        for a body that `write` will pass on exactly as given (its framing included)."""
+        self._response_started = True
+        self._chunked = False
+        self._held_head = head + (wire.CRLF if self._keep_alive
+                                  else wire.CONNECTION_CLOSE + wire.CRLF)
+
+    def write(self, data: bytes) -> None:
+        if self.closed or not data or self.transport is None:
+            return
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._held_head:
+            data = self._held_head + data
+            self._held_head = b""
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send a held head now (the body is not coming in this same read)."""
+        if self._held_head and not self.closed and self.transport is not None:
+            self.transport.write(self._held_head)
+        self._held_head = b""
+
+    def end_response(self) -> None:
+        if not self.closed and self.transport is not None:
+            tail = wire.LAST_CHUNK if self._chunked else b""
+            if self._held_head or tail:
+                self.transport.write(self._held_head + tail)
+        self._held_head = b""
+        self._response_complete()
+
+    def abort(self) -> None:
+        """Drop the connection (reset), e.g. when a response cannot be completed."""
+        self._keep_alive = False
+        self._held_head = b""
+        self.current = None
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
