@@ -125,3 +125,39 @@ def test_idle_timeout_mid_stream_ends_with_error_event():
     finally:
         gw.stop()
         sim.stop()
+
+
+def test_engine_death_reaches_the_client_as_vllm_error_event_and_is_never_retried():
+    """The seed's scenario: a poison request kills the engine a stream is running on."""
+    sim = SimProcess(2, "--token-delay", "0.02", "--output-tokens", "500",
+                     "--exit-after", "30")
+    gw = GatewayThread({"backends": sim.backends_config(),
+                        "routing": {"policy": "round_robin"}})
+    try:
+        client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="sim-model", messages=MESSAGES, stream=True)
+        node = int(raw.headers["x-upstream-addr"].rsplit(":", 1)[1]) - sim.base_port
+        stream = raw.parse()
+        next(iter(stream))
+        status, _, _ = http("POST", f"{sim.url(node)}/v1/chat/completions", json.dumps(
+            {"model": "sim-model", "messages": MESSAGES, "structured_outputs": {},
+             "max_tokens": 1}).encode(), {"Content-Type": "application/json",
+                                          "X-Request-Id": "poison-1"})
+        assert status == 500
+        with pytest.raises(openai.APIError) as caught:
+            for _ in stream:
+                pass
+        assert "EngineCore encountered an issue" in caught.value.message
+        wait_until(lambda: gw.in_flight() == 0, what="in-flight back to 0")
+        assert gw.metric("warden_stream_verdicts_total", 'verdict="upstream_error"') == 1
+        # Through the gateway, the poison is answered by the dead engine, never re-sent.
+        status, _, _ = http("POST", f"{gw.url}/v1/chat/completions", json.dumps(
+            {"model": "sim-model", "messages": MESSAGES, "structured_outputs": {}}).encode(),
+            {"Content-Type": "application/json", "X-Request-Id": "poison-2"})
+        assert status == 500
+        seen = sim.request_ids(via=node)
+        assert sum(ids.count("poison-2") for ids in seen.values()) == 1
+    finally:
+        gw.stop()
+        sim.stop()
