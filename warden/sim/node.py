@@ -21,6 +21,7 @@ from warden.sim.generation import ENGINE_DEAD, JSON_HEADERS, SERVER, Generation
 from warden.sim.metrics import NodeMetrics
 from warden.sim.requests import (
     BadRequest,
+    check_sampling,
     checked_max_tokens,
     embed,
     prompt_ids_of,
@@ -245,6 +246,7 @@ class SimNode:
         prompt_ids = prompt_ids_of(body, chat)
         limit = self.config.max_model_len
         max_tokens = checked_max_tokens(body, len(prompt_ids), limit)
+        check_sampling(body)
         rid_header = request.header(b"x-request-id")
         base_id = rid_header.decode() if rid_header else os.urandom(8).hex()
         kind = "chat" if chat else ("responses" if path == "/v1/responses" else "completion")

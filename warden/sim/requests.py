@@ -4,6 +4,7 @@ and vLLM's 4xx answers when a request is refused."""
 from __future__ import annotations
 
 import hashlib
+import math
 
 import orjson
 
@@ -16,6 +17,51 @@ class BadRequest(Exception):
         super().__init__(message)
         self.body = fmt.error(message, type_, status, param)
         self.status = status
+
+
+def check_sampling(body: dict) -> None:
+    """vLLM's SamplingParams checks (vllm/sampling_params.py `_verify_args`), with its
+    messages; those vLLM ties to a parameter name it in `param` and in the message."""
+    def number(name: str, default: float) -> float:
+        value = body.get(name)
+        return default if value is None or isinstance(value, bool) else value
+
+    n = number("n", 1)
+    if isinstance(n, int) and n < 1:
+        _refuse(f"n must be at least 1, got {n}.")
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = number(name, 0.0)
+        if isinstance(value, int | float) and not -2.0 <= value <= 2.0:
+            _refuse(f"{name} must be in [-2, 2], got {value}.")
+    temperature = number("temperature", 1.0)
+    if isinstance(temperature, int | float):
+        if not math.isfinite(temperature):
+            _refuse(f"temperature must be a finite number, got {temperature}.", "temperature",
+                    temperature)
+        if temperature < 0.0:
+            _refuse(f"temperature must be non-negative, got {temperature}.", "temperature",
+                    temperature)
+        if temperature > 2.0:
+            _refuse(f"temperature must be in [0, 2], got {temperature}.", "temperature",
+                    temperature)
+    top_p = number("top_p", 1.0)
+    if isinstance(top_p, int | float) and not 0.0 < top_p <= 1.0:
+        _refuse(f"top_p must be in (0, 1], got {top_p}.", "top_p", top_p)
+    top_k = number("top_k", 0)
+    if isinstance(top_k, int) and top_k < -1:
+        _refuse(f"top_k must be 0 (disable), or at least 1, got {top_k}.")
+    min_p = number("min_p", 0.0)
+    if isinstance(min_p, int | float) and not 0.0 <= min_p <= 1.0:
+        _refuse(f"min_p must be in [0, 1], got {min_p}.")
+    stop = body.get("stop")
+    if stop == "" or (isinstance(stop, list) and any(s == "" for s in stop)):
+        _refuse("stop cannot contain an empty string.")
+
+
+def _refuse(message: str, parameter: str | None = None, value: object = None) -> None:
+    if parameter is not None:
+        message = f"{message} (parameter={parameter}, value={value})"
+    raise BadRequest(400, message, "BadRequestError", parameter)
 
 
 def checked_max_tokens(body: dict, prompt_tokens: int, limit: int) -> int:

@@ -1,0 +1,42 @@
+"""The simulator refuses what vLLM refuses, with vLLM's messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from warden.sim.requests import BadRequest, check_sampling, checked_max_tokens
+
+
+@pytest.mark.parametrize(("body", "message", "param"), [
+    ({"temperature": -1.0}, "temperature must be non-negative, got -1.0. "
+     "(parameter=temperature, value=-1.0)", "temperature"),
+    ({"temperature": 3}, "temperature must be in [0, 2], got 3. (parameter=temperature, "
+     "value=3)", "temperature"),
+    ({"top_p": 0}, "top_p must be in (0, 1], got 0. (parameter=top_p, value=0)", "top_p"),
+    ({"n": 0}, "n must be at least 1, got 0.", None),
+    ({"presence_penalty": 2.5}, "presence_penalty must be in [-2, 2], got 2.5.", None),
+    ({"stop": ["a", ""]}, "stop cannot contain an empty string.", None),
+])
+def test_bad_sampling_parameters(body, message, param):
+    with pytest.raises(BadRequest) as caught:
+        check_sampling(body)
+    assert caught.value.status == 400
+    assert caught.value.body == (b'{"error":{"message":' + f'"{message}"'.encode()
+                                 + b',"type":"BadRequestError","param":'
+                                 + (f'"{param}"'.encode() if param else b"null")
+                                 + b',"code":400}}')
+
+
+@pytest.mark.parametrize("body", [{}, {"temperature": 0}, {"temperature": 2.0, "top_p": 1},
+                                  {"n": 2, "stop": ["\n"], "top_k": -1, "min_p": 0.5}])
+def test_legitimate_sampling_passes(body):
+    check_sampling(body)
+
+
+def test_max_tokens_like_the_captured_0_32_error():
+    with pytest.raises(BadRequest) as caught:
+        checked_max_tokens({"max_tokens": 100000}, 10, 512)
+    assert caught.value.body == (
+        b'{"error":{"message":"max_tokens=100000 cannot be greater than max_model_len=512. '
+        b'Please request fewer output tokens. (parameter=max_tokens, value=100000)",'
+        b'"type":"BadRequestError","param":"max_tokens","code":400}}')
