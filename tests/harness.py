@@ -121,8 +121,8 @@ class SimProcess:
 class GatewayThread:
     """A real gateway on a real socket, run by its own uvloop in a background thread."""
 
-    def __init__(self, config: dict):
-        self.settings = parse_settings(config, {})
+    def __init__(self, config: dict, environ: dict[str, str] | None = None):
+        self.settings = parse_settings(config, environ or {})
         self.gateway: Gateway | None = None
         self._loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -76,6 +76,8 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
                         help="a request kind that kills the engine (repeatable; default: the "
                         "version's own; see warden.sim.crashes)")
     parser.add_argument("--no-crash-triggers", action="store_true")
+    parser.add_argument("--api-key", help="as vLLM's --api-key: /v1 routes need this bearer "
+                        "token")
     parser.add_argument("--exit-after", type=float, default=2.0,
                         help="seconds from an engine's death to its API server exiting")
     parser.add_argument("--restart-after", type=float, default=5.0,
@@ -92,7 +94,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "enable_prefix_caching": not args.no_prefix_caching, "token_delay": args.token_delay,
         "ttft": args.ttft, "prefill_time_per_token": args.prefill_time_per_token,
         "decode_time_per_seq": args.decode_time_per_seq, "output_tokens": args.output_tokens,
-        "exit_after": args.exit_after,
+        "exit_after": args.exit_after, "api_key": args.api_key,
         "restart_after": args.restart_after if args.restart_after >= 0 else None,
     }
     if args.no_crash_triggers:

@@ -161,3 +161,25 @@ def test_engine_death_reaches_the_client_as_vllm_error_event_and_is_never_retrie
     finally:
         gw.stop()
         sim.stop()
+
+
+def test_backend_api_key_from_the_environment():
+    """vLLM --api-key on the backend; the gateway holds the key (from the environment) and
+    clients never need it."""
+    sim = SimProcess(1, "--api-key", "backend-secret")
+    try:
+        body = json.dumps({"model": "sim-model", "messages": MESSAGES, "max_tokens": 1})
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer client-token"}
+        assert http("POST", f"{sim.url(0)}/v1/chat/completions", body.encode(),
+                    headers)[0] == 401
+        gw = GatewayThread({"backends": [{"name": "a", "url": sim.url(0),
+                                          "models": ["sim-model"],
+                                          "api_key": "${VLLM_API_KEY}"}]},
+                           environ={"VLLM_API_KEY": "backend-secret"})
+        try:
+            assert http("POST", f"{gw.url}/v1/chat/completions", body.encode(),
+                        headers)[0] == 200
+        finally:
+            gw.stop()
+    finally:
+        sim.stop()

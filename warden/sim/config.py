@@ -18,6 +18,7 @@ class NodeConfig:
     engine: EngineProfile = field(default_factory=EngineProfile)
     # Requests that kill the engine (names in warden.sim.crashes); None: the version's own.
     crash_triggers: tuple[str, ...] | None = None
+    api_key: str | None = None             # vLLM --api-key: /v1 routes need this bearer token
     exit_after: float = 2.0                # a dead engine's API server exits this much later
     restart_after: float | None = 5.0      # then a supervisor restarts it (None: it stays down)
 

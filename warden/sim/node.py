@@ -174,6 +174,8 @@ class SimNode:
             if path.startswith("/sim/"):
                 status, body = await self._control(request, self)
                 conn.respond(status, JSON_HEADERS, body)
+            elif not self._authorized(request):
+                conn.respond(401, JSON_HEADERS, b'{"error":"Unauthorized"}')
             elif request.method == "GET":
                 self._get(path, conn)
             elif request.method == "POST":
@@ -182,6 +184,13 @@ class SimNode:
                 raise BadRequest(405, "Method Not Allowed", "MethodNotAllowed")
         except BadRequest as e:
             conn.respond(e.status, JSON_HEADERS, e.body)
+
+    def _authorized(self, request: HttpRequest) -> bool:
+        """As vLLM with --api-key: every /v1 route wants `Authorization: Bearer <key>`."""
+        key = self.config.api_key
+        if key is None or not request.path.startswith("/v1"):
+            return True
+        return request.header(b"authorization") == b"Bearer " + key.encode()
 
     def _get(self, path: str, conn: HttpConnection) -> None:
         if path == "/health":

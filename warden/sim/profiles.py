@@ -43,6 +43,7 @@ class NodeSpec(BaseModel):
     decode_time_per_seq: float | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=1)
     crash_triggers: list[str] | None = None
+    api_key: str | None = None
     exit_after: float | None = Field(default=None, ge=0)
     restart_after: float | None = Field(default=None, ge=0)
 
@@ -101,5 +102,6 @@ def node_config(values: dict) -> NodeConfig:
         max_model_len=values.get("max_model_len", base.max_model_len),
         engine=engine,
         crash_triggers=tuple(triggers) if triggers is not None else None,
+        api_key=values.get("api_key"),
         exit_after=values.get("exit_after", base.exit_after),
         restart_after=values.get("restart_after", base.restart_after))
