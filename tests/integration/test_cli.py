@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import free_port_block, http, wait_until
+from tests.harness import SimProcess, free_port_block, http, wait_until
 
 
 def warden(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -84,3 +84,43 @@ def _ready(url: str) -> bool:
         return http("GET", f"{url}/ready", timeout=1)[0] == 200
     except OSError:
         return False
+
+
+def test_sigterm_drains_streams_in_flight_then_exits(tmp_path: Path):
+    import signal
+    import socket
+    import threading
+
+    sim = SimProcess(1, "--token-delay", "0.02", "--output-tokens", "60")
+    port = free_port_block(1)
+    config = tmp_path / "warden.yaml"
+    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n  - name: a\n"
+                      f"    url: {sim.url(0)}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(url), what="warden serve to be ready")
+        streamed: list[bytes] = []
+        body = json.dumps({"model": "sim-model", "stream": True,
+                           "messages": [{"role": "user", "content": "hi"}]}).encode()
+        reader = threading.Thread(target=lambda: streamed.append(http(
+            "POST", f"{url}/v1/chat/completions", body,
+            {"Content-Type": "application/json"}, timeout=30)[2]))
+        reader.start()
+        wait_until(lambda: sim.metric(0, "vllm:generation_tokens_total") >= 2,
+                   what="the stream to be under way")
+        proc.send_signal(signal.SIGTERM)
+
+        def refusing() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) != 0
+
+        wait_until(refusing, what="new connections to be refused")
+        reader.join(30)
+        assert streamed and streamed[0].endswith(b"data: [DONE]\n\n")  # finished, not cut
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sim.stop()
