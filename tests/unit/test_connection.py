@@ -74,3 +74,33 @@ def test_pipelined_requests_are_all_answered_in_order(served):
                                 for b in bodies))
     assert [r.body for r in requests] == bodies
     assert sum(out.startswith(b"HTTP/1.1 200") for out in conn.transport.out) == 3
+
+
+def test_idle_connections_are_closed_only_after_the_whole_timeout(monkeypatch):
+    """Sweeps may come unevenly (a sleep can end a hair early and the next sweep follow at
+    once): idleness is elapsed time, so a connection is closed only once it has been idle for
+    the whole `keepalive_timeout`."""
+    import warden.edge.server as server_module
+
+    loop = asyncio.new_event_loop()
+    clock = [100.0]
+    loop.time = lambda: clock[0]
+    server = HttpServer(lambda r, c: None, ServerLimits(keepalive_timeout=5.0), loop)
+    conn = HttpConnection(server)
+    transport = Transport()
+    conn.connection_made(transport)
+    closed_at: list[float] = []
+    transport.close = lambda: closed_at.append(clock[0] - 100.0)
+    sweep_times = iter([0.0, 0.999, 1.0, 2.0, 3.0, 4.0, 4.001, 4.9, 5.0, 5.5])
+
+    async def next_sweep(_delay):
+        at = next(sweep_times, None)
+        if at is None:
+            raise asyncio.CancelledError  # no more sweeps: end the sweeper
+        clock[0] = 100.0 + at
+
+    monkeypatch.setattr(server_module.asyncio, "sleep", next_sweep)
+    task = loop.create_task(server._sweep_idle())
+    loop.run_until_complete(asyncio.wait([task]))
+    loop.close()
+    assert closed_at and closed_at[0] == 5.0

@@ -55,11 +55,11 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self.client_ip = ""
         self.closed = False
         self.watcher: ClientWatcher | None = None
-        # Keep-alive idleness, counted by the server's once-a-second sweep (no clock reads
-        # per request): responses finished so far, and whole idle seconds seen since.
+        # Keep-alive idleness, judged by the server's once-a-second sweep (no clock reads
+        # per request): responses finished so far, and when a sweep last saw activity.
         self.responses = 0
-        self.idle_seconds = 0
-        self._responses_at_sweep = -1
+        self.quiet_since = self._loop.time()
+        self._responses_at_sweep = 0
         self._queue: deque[HttpRequest] = deque()
         self.current: HttpRequest | None = None
         self._reading_paused = False

@@ -53,16 +53,19 @@ class HttpServer:
 
     async def _sweep_idle(self) -> None:
         """Every second: refresh the Date line; close connections that sat idle (no request
-        in progress, no response finished) for `keepalive_timeout` seconds."""
+        in progress, no response finished) for `keepalive_timeout` seconds.
+
+        Idleness is elapsed time since the sweep that last saw activity, so a connection is
+        never closed before it has been idle for the whole timeout, however the sweeps are
+        spaced (a sleep may end a hair early and the next sweep come right after it)."""
         timeout = self.limits.keepalive_timeout
         while True:
             await asyncio.sleep(1.0 - time.time() % 1.0)
             self.date_line = wire.date_line()
+            now = self.loop.time()
             for conn in list(self.connections):
                 if conn.busy or conn.responses != conn._responses_at_sweep:
                     conn._responses_at_sweep = conn.responses
-                    conn.idle_seconds = 0
-                    continue
-                conn.idle_seconds += 1
-                if conn.idle_seconds >= timeout and conn.transport is not None:
+                    conn.quiet_since = now
+                elif now - conn.quiet_since >= timeout and conn.transport is not None:
                     conn.transport.close()
