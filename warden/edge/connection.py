@@ -37,6 +37,9 @@ log = logging.getLogger("warden.edge")
 
 # Pipelined requests beyond this many pause reading from the client.
 _MAX_QUEUED_REQUESTS = 16
+# After answering a request that could not be read: how long to keep reading (and discarding)
+# before closing, so the answer is not lost to a reset.
+_LINGER = 2.0
 
 
 class _Reject(Exception):
@@ -54,6 +57,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
         self.closed = False
+        self._lingering = False
         self.watcher: ClientWatcher | None = None
         # Keep-alive idleness, judged by the server's once-a-second sweep (no clock reads
         # per request): responses finished so far, and when a sweep last saw activity.
@@ -94,6 +98,8 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # an error was answered: what still comes is discarded
         if self._in_head:
             self._head_bytes += len(data)
         try:
@@ -118,6 +124,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # A half-closed client is treated as gone: nobody is left to read the answer.
+        # (While lingering, its EOF is what we waited for: close now.)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -244,8 +251,13 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             self.transport.resume_reading()
 
     def _reject(self, status: int, message: str, code: str) -> None:
-        """Answer a request that could not be read, then close: the stream is out of sync."""
-        if self.transport is None or self.closed:
+        """Answer a request that could not be read, then close: the stream is out of sync.
+
+        Lingering close (as nginx's): a client may still be sending (a body too large, a
+        head too long); closing with its bytes unread would make the kernel reset the
+        connection and could destroy the answer in flight. So: answer, half-close, discard
+        what still comes, and close when the client does or after `_LINGER` seconds."""
+        if self.transport is None or self.closed or self._lingering:
             return
         body = error_envelope(message, "invalid_request_error", None, code)
         if self.current is None:
@@ -253,4 +265,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
                 wire.status_line(status), wire.JSON, wire.CONNECTION_CLOSE,
                 wire.content_length(len(body)), wire.CRLF, body)))
         self._keep_alive = False
-        self.transport.close()
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._loop.call_later(_LINGER, self.transport.close)

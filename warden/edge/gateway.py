@@ -6,7 +6,6 @@ model. Everything else is the forwarder's.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -29,8 +28,6 @@ from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
-
-log = logging.getLogger("warden.gateway")
 
 PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"))
 

@@ -65,6 +65,7 @@ class Forwarder:
             return
         now = time.monotonic()
         tried = relay.attempts
+        # Backend.available(now), inlined: this runs for every request.
         candidates = [b for b in serving
                       if (b.reachable or now >= b.unreachable_until) and b.name not in tried]
         if not candidates:
