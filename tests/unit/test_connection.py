@@ -35,7 +35,7 @@ def served():
 
     def handler(request, conn):
         requests.append(request)
-        conn.respond(200, b"", b"")
+        conn.respond(200, b"", b"ok")
 
     loop = asyncio.new_event_loop()
     server = HttpServer(handler, ServerLimits(), loop)
@@ -104,3 +104,10 @@ def test_idle_connections_are_closed_only_after_the_whole_timeout(monkeypatch):
     loop.run_until_complete(asyncio.wait([task]))
     loop.close()
     assert closed_at and closed_at[0] == 5.0
+
+
+def test_head_gets_the_headers_without_the_body(served):
+    conn, _ = served
+    conn.data_received(b"HEAD /health HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, _, body = conn.transport.out[-1].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"content-length: 2" in head and body == b""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from warden.edge import wire
 
 if TYPE_CHECKING:
+    from warden.edge.request import HttpRequest
     from warden.edge.server import HttpServer
 
 
@@ -21,7 +22,7 @@ class ResponseWriter:
 
     transport: asyncio.Transport | None
     closed: bool
-    current: object
+    current: HttpRequest | None
     http11: bool | None
     _server: HttpServer
     _keep_alive: bool
@@ -33,14 +34,16 @@ class ResponseWriter:
         raise NotImplementedError
 
     def respond(self, status: int, headers: bytes, body: bytes) -> None:
-        """Send a whole response with a Content-Length. `headers` is a rendered header block
-        (see `wire.header_block`)."""
+        """Send a whole response with a Content-Length (without the body for HEAD).
+        `headers` is a rendered header block (see `wire.header_block`)."""
         if not self.closed and self.transport is not None:
             self._response_started = True
+            request = self.current
+            head_only = request is not None and request.method_bytes == b"HEAD"
             self.transport.write(b"".join((
                 wire.status_line(status), headers, self._server.date_line,
                 b"" if self._keep_alive else wire.CONNECTION_CLOSE,
-                wire.content_length(len(body)), wire.CRLF, body)))
+                wire.content_length(len(body)), wire.CRLF, b"" if head_only else body)))
         self._response_complete()
 
     def start_response(self, status: int, headers: bytes, length: int | None = None) -> None:
