@@ -106,6 +106,10 @@ class SimProcess:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def node_of(self, response_headers) -> int:
+        """Which node answered, from the gateway's X-Upstream-Addr."""
+        return int(response_headers["x-upstream-addr"].rsplit(":", 1)[1]) - self.base_port
+
     def backends_config(self) -> list[dict]:
         return [{"name": f"node-{i}", "url": self.url(i)} for i in range(self.nodes)]
 

@@ -137,7 +137,7 @@ def test_engine_death_reaches_the_client_as_vllm_error_event_and_is_never_retrie
         client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
             model="sim-model", messages=MESSAGES, stream=True)
-        node = int(raw.headers["x-upstream-addr"].rsplit(":", 1)[1]) - sim.base_port
+        node = sim.node_of(raw.headers)
         stream = raw.parse()
         next(iter(stream))
         status, _, _ = http("POST", f"{sim.url(node)}/v1/chat/completions", json.dumps(

@@ -71,7 +71,7 @@ def test_node_killed_mid_stream_gives_error_event(slow_gateway, slow_fleet):
     client = OpenAI(base_url=f"{slow_gateway.url}/v1", api_key="x", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="sim-model", messages=BODY["messages"], stream=True)
-    node = int(raw.headers["x-upstream-addr"].rsplit(":", 1)[1]) - slow_fleet.base_port
+    node = slow_fleet.node_of(raw.headers)
     stream = raw.parse()
     next(iter(stream))
     slow_fleet.kill_node(node)

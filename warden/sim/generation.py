@@ -10,6 +10,8 @@ import orjson
 from warden.edge.connection import HttpConnection
 from warden.edge.wire import header_block
 from warden.sim import vllm_format as fmt
+from warden.sim.engine import SimEngine
+from warden.sim.scheduler import Sequence
 
 SERVER = (b"server", b"uvicorn")
 JSON_HEADERS = header_block((b"content-type", b"application/json"), SERVER)
@@ -111,3 +113,25 @@ class Generation:
                               "output_tokens": len(self.pieces),
                               "total_tokens": self.prompt_tokens + len(self.pieces)}}
         self.conn.respond(200, JSON_HEADERS, orjson.dumps(body))
+
+
+class GenerationWatcher:
+    """Watches the client of one generation: a disconnect aborts the sequence, as vLLM
+    aborts a request whose client went away."""
+
+    __slots__ = ("engine", "generation", "seq")
+
+    def __init__(self, engine: SimEngine, seq: Sequence, generation: Generation):
+        self.engine = engine
+        self.seq = seq
+        self.generation = generation
+
+    def on_client_lost(self) -> None:
+        self.engine.abort(self.seq)
+        self.generation.end()
+
+    def on_client_pause(self) -> None:
+        pass
+
+    def on_client_resume(self) -> None:
+        pass

@@ -17,7 +17,13 @@ from warden.sim import vllm_format as fmt
 from warden.sim.config import NodeConfig
 from warden.sim.crashes import first_match
 from warden.sim.engine import Sequence, SimEngine
-from warden.sim.generation import ENGINE_DEAD, JSON_HEADERS, SERVER, Generation
+from warden.sim.generation import (
+    ENGINE_DEAD,
+    JSON_HEADERS,
+    SERVER,
+    Generation,
+    GenerationWatcher,
+)
 from warden.sim.metrics import NodeMetrics
 from warden.sim.requests import (
     BadRequest,
@@ -37,28 +43,6 @@ TEXT_HEADERS = header_block((b"content-type", b"text/plain; version=1.0.0; chars
                             SERVER)
 
 _MAX_REMEMBERED_IDS = 100_000
-
-
-class _Stream:
-    """Watches the client of one generation: a disconnect aborts the sequence, as vLLM
-    aborts a request whose client went away."""
-
-    __slots__ = ("engine", "generation", "seq")
-
-    def __init__(self, engine: SimEngine, seq: Sequence, generation: Generation):
-        self.engine = engine
-        self.seq = seq
-        self.generation = generation
-
-    def on_client_lost(self) -> None:
-        self.engine.abort(self.seq)
-        self.generation.end()
-
-    def on_client_pause(self) -> None:
-        pass
-
-    def on_client_resume(self) -> None:
-        pass
 
 
 class SimNode:
@@ -263,7 +247,7 @@ class SimNode:
         lora = body["model"] if body["model"] in self.config.loras else None
         seq = Sequence(prompt_ids, min(max_tokens, limit - len(prompt_ids)),
                        self.config.engine.output_tokens, seed_of(body), gen.on_token, lora)
-        conn.watcher = _Stream(self.engine, seq, gen)
+        conn.watcher = GenerationWatcher(self.engine, seq, gen)
         self._active.add(gen)
         try:
             self.engine.submit(seq)
