@@ -11,9 +11,11 @@ import orjson
 
 
 class WardenError(Exception):
+    """The base is an internal error (500); subclasses say whose fault it is."""
+
     status: int = 500
     type: str = "internal_error"
-    code: str | None = None
+    code: str | None = "internal_error"
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -35,6 +37,7 @@ def error_envelope(message: str, type_: str, param: str | None, code: str | int 
 class ClientError(WardenError):
     status = 400
     type = "invalid_request_error"
+    code = None
 
 
 class InvalidRequest(ClientError):
@@ -59,6 +62,11 @@ class MethodNotAllowed(ClientError):
 class PayloadTooLarge(ClientError):
     status = 413
     code = "payload_too_large"
+
+
+class HeadersTooLarge(ClientError):
+    status = 431
+    code = "headers_too_large"
 
 
 class UnsupportedMediaType(ClientError):

@@ -28,7 +28,12 @@ from warden.edge import wire
 from warden.edge.contracts import ClientWatcher
 from warden.edge.request import HttpRequest
 from warden.edge.responding import ResponseWriter
-from warden.errors import error_envelope
+from warden.errors import (
+    HeadersTooLarge,
+    InvalidRequest,
+    PayloadTooLarge,
+    WardenError,
+)
 
 if TYPE_CHECKING:
     from warden.edge.server import HttpServer
@@ -40,13 +45,6 @@ _MAX_QUEUED_REQUESTS = 16
 # After answering a request that could not be read: how long to keep reading (and discarding)
 # before closing, so the answer is not lost to a reset.
 _LINGER = 2.0
-
-
-class _Reject(Exception):
-    """Raised from a parser callback to stop parsing and answer with an error."""
-
-    def __init__(self, status: int, message: str, code: str):
-        self.status, self.message, self.code = status, message, code
 
 
 class HttpConnection(ResponseWriter, asyncio.Protocol):
@@ -105,22 +103,22 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
-            reject = e.__context__
-            if isinstance(reject, _Reject):
-                self._reject(reject.status, reject.message, reject.code)
-            else:
+            # A callback raised: a WardenError is a refusal (413 ...), anything else a bug.
+            error = e.__context__
+            if not isinstance(error, WardenError):
                 log.exception("request parsing failed")
-                self._reject(500, "internal error while reading the request", "internal_error")
+                error = WardenError("internal error while reading the request")
+            self._reject(error)
         except httptools.HttpParserUpgrade:
-            self._reject(400, "protocol upgrades are not supported", "invalid_request")
+            self._reject(InvalidRequest("protocol upgrades are not supported"))
         except httptools.HttpParserError:
-            self._reject(400, "malformed HTTP request", "invalid_request")
+            self._reject(InvalidRequest("malformed HTTP request"))
         else:
             # The head size is checked per read, not per header (cheaper): a head still
             # incomplete past the limit is refused; one that completes within a read is
             # bounded by the read size (256 KiB).
             if self._in_head and self._head_bytes > self._max_header_bytes:
-                self._reject(431, "request headers are too large", "headers_too_large")
+                self._reject(HeadersTooLarge("request headers are too large"))
 
     def eof_received(self) -> bool:
         # A half-closed client is treated as gone: nobody is left to read the answer.
@@ -151,8 +149,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         name = name.lower()
         if name == b"content-length":
             if value.isdigit() and int(value) > self._max_body:
-                raise _Reject(413, f"request body is larger than {self._max_body} bytes",
-                              "payload_too_large")
+                raise PayloadTooLarge(f"request body is larger than {self._max_body} bytes")
         elif name == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
         self._headers.append((name, value))
@@ -165,8 +162,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._max_body:
-            raise _Reject(413, f"request body is larger than {self._max_body} bytes",
-                          "payload_too_large")
+            raise PayloadTooLarge(f"request body is larger than {self._max_body} bytes")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -226,8 +222,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         if self._response_started:
             self.abort()  # a half-written response cannot be completed honestly
         else:
-            self.respond(500, wire.JSON, error_envelope("internal error", "internal_error",
-                                                        None, "internal_error"))
+            self.respond(500, wire.JSON, WardenError("internal error").envelope())
 
     def _response_complete(self) -> None:
         self.current = None
@@ -250,7 +245,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    def _reject(self, status: int, message: str, code: str) -> None:
+    def _reject(self, error: WardenError) -> None:
         """Answer a request that could not be read, then close: the stream is out of sync.
 
         Lingering close (as nginx's): a client may still be sending (a body too large, a
@@ -259,10 +254,10 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         what still comes, and close when the client does or after `_LINGER` seconds."""
         if self.transport is None or self.closed or self._lingering:
             return
-        body = error_envelope(message, "invalid_request_error", None, code)
+        body = error.envelope()
         if self.current is None:
             self.transport.write(b"".join((
-                wire.status_line(status), wire.JSON, wire.CONNECTION_CLOSE,
+                wire.status_line(error.status), wire.JSON, wire.CONNECTION_CLOSE,
                 wire.content_length(len(body)), wire.CRLF, body)))
         self._keep_alive = False
         self._lingering = True
