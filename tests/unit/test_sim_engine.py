@@ -226,3 +226,13 @@ def test_stop_drops_everything_and_resets_the_cache():
     eng.stop()
     loop.advance(1.0)
     assert out == [] and not eng.running and not eng.waiting and eng.cache.usage == 0.0
+
+
+def test_extending_hashes_gives_the_same_chain_as_hashing_from_scratch():
+    from warden.sim.kv_cache import extend_hashes
+
+    tokens = list(range(100))
+    first_two = extend_hashes([], tokens[:40], 16)
+    assert len(first_two) == 2
+    assert extend_hashes(list(first_two), tokens, 16) == block_hashes(tokens, 16)
+    assert extend_hashes(list(first_two), tokens, 16, limit=4) == block_hashes(tokens, 16)[:4]

@@ -14,10 +14,16 @@ from collections import OrderedDict
 
 def block_hashes(token_ids: list[int], block_size: int, limit: int | None = None) -> list[int]:
     """The chained hash of every full block of `token_ids` (the first `limit` blocks)."""
-    hashes = []
-    parent = 0
+    return extend_hashes([], token_ids, block_size, limit)
+
+
+def extend_hashes(hashes: list[int], token_ids: list[int], block_size: int,
+                  limit: int | None = None) -> list[int]:
+    """`hashes` (those of the first blocks) extended in place to the first `limit` full blocks:
+    each block is hashed once in a sequence's life, not again whenever a block fills."""
     full = len(token_ids) // block_size
-    for i in range(full if limit is None else min(full, limit)):
+    parent = hashes[-1] if hashes else 0
+    for i in range(len(hashes), full if limit is None else min(full, limit)):
         parent = hash((parent, tuple(token_ids[i * block_size:(i + 1) * block_size])))
         hashes.append(parent)
     return hashes

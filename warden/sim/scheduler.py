@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from warden.sim.kv_cache import KvCache, block_hashes
+from warden.sim.kv_cache import KvCache, extend_hashes
 from warden.sim.tokenizer import output_token_id
 
 WAITING, RUNNING, FINISHED = "waiting", "running", "finished"
@@ -38,6 +38,7 @@ class Sequence:
         self.output_ids: list[int] = []
         self.computed = 0
         self.blocks: list[int] = []
+        self.hashes: list[int] = []   # chained hashes of its full blocks, computed once each
         self.status = WAITING
         self.preemptions = 0
         self.cached_tokens = 0
@@ -129,7 +130,7 @@ def complete(plan: StepPlan, cache: KvCache) -> list[tuple[Sequence, str | None]
         seq.computed += n
         after = seq.computed // cache.block_size
         if after > before:
-            hashes = block_hashes(seq.token_ids(), cache.block_size, after)
+            hashes = extend_hashes(seq.hashes, seq.token_ids(), cache.block_size, after)
             for index in range(before, after):
                 cache.register(seq.blocks[index], hashes[index])
         if seq.computed == seq.known:
@@ -166,7 +167,8 @@ def _grow(seq: Sequence, tokens: int, cache: KvCache) -> bool:
 def _take_cached_prefix(seq: Sequence, cache: KvCache) -> None:
     # At least one token must be computed, so the last known token is never taken from cache.
     usable = (seq.known - 1) // cache.block_size
-    blocks = cache.cached_prefix(block_hashes(seq.token_ids(), cache.block_size, usable))
+    hashes = extend_hashes(seq.hashes, seq.token_ids(), cache.block_size, usable)
+    blocks = cache.cached_prefix(hashes[:usable])
     cache.take(blocks)
     seq.blocks = blocks
     seq.computed = seq.cached_tokens = len(blocks) * cache.block_size
