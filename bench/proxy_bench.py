@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -21,14 +22,13 @@ from pathlib import Path
 import uvloop
 
 from bench import procs
+from bench.load import Outcome, send
 from bench.nginx_conf import COMPLETION, PROXY, STATIC_BACKEND, nginx_command
-from bench.stream_client import many_streams, ttft_median
 from bench.wrk import WrkResult, post_script, run_wrk
 
 PROXY_CORE, LOAD_CORE = 0, 1
 CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-STREAM = json.dumps({"model": "m", "stream": True,
-                     "messages": [{"role": "user", "content": "hi"}]}).encode()
+STREAM = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def warden_command(workdir: Path, port: int, upstream: int, name: str) -> list[str]:
@@ -99,6 +99,27 @@ def _row(name, conns, r: WrkResult, cpu_us, ratio, added) -> str:
             f"| {r.p50_ms:.3f} | {r.p99_ms:.3f} | {fmt(added, '.3f')} | {r.errors} |")
 
 
+async def ttft_median(port: int, samples: int) -> float:
+    outcomes = [await send("127.0.0.1", port, "/v1/chat/completions", STREAM, 60)
+                for _ in range(samples)]
+    return statistics.median(o.ttft for o in outcomes if o.error is None)
+
+
+async def many_streams(port: int, total: int, concurrency: int) -> list[Outcome]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> Outcome:
+        async with gate:
+            return await send("127.0.0.1", port, "/v1/chat/completions", STREAM, 60)
+
+    return await asyncio.gather(*(one() for _ in range(total)))
+
+
+def events(outcome: Outcome) -> int:
+    """SSE events received, [DONE] included."""
+    return len(outcome.gaps) + 1 if outcome.ttft is not None else 0
+
+
 def start_sim(*flags: str):
     """A one-node `warden sim` on the load core, roomy enough for every stream at once."""
     port = procs.free_port()
@@ -116,16 +137,16 @@ def streaming(workdir: Path) -> list[str]:
             "| CPU µs/event | vs nginx |", "|---|---|---|---|---|---|---|---|"]
     total, concurrency = 2000, 100
     try:
-        direct_ttft = asyncio.run(ttft_median(sim_port, STREAM, 100))
+        direct_ttft = asyncio.run(ttft_median(sim_port, 100))
         rows.append(f"| direct | {direct_ttft * 1e3:.3f} | — | — | — | — | — | — |")
         per_chunk = {}
         for name, port in proxies.ports.items():
-            ttft = asyncio.run(ttft_median(port, STREAM, 100))
+            ttft = asyncio.run(ttft_median(port, 100))
             results, cpu = proxies.measure_cpu(
-                name, lambda port=port: asyncio.run(many_streams(port, STREAM, total,
+                name, lambda port=port: asyncio.run(many_streams(port, total,
                                                                  concurrency)))
-            errors = sum(not r.ok for r in results)
-            chunks = sum(r.events for r in results)
+            errors = sum(r.error is not None for r in results)
+            chunks = sum(events(r) for r in results)
             per_chunk[name] = cpu / max(chunks, 1) * 1e6
             ratio = per_chunk[name] / per_chunk["nginx"]
             rows.append(f"| {name} | {ttft * 1e3:.3f} | {(ttft - direct_ttft) * 1e3:.3f} "
@@ -148,9 +169,9 @@ def open_streams(workdir: Path, count: int = 1000) -> list[str]:
             pid = proxies.procs[name].pid
             idle = procs.rss_mb(pid)
             started = time.monotonic()
-            results = asyncio.run(many_streams(port, STREAM, count, count))
+            results = asyncio.run(many_streams(port, count, count))
             assert time.monotonic() - started < 60
-            ok = sum(r.ok for r in results)
+            ok = sum(r.error is None for r in results)
             rows.append(f"| {name} | {count} | {ok} | {count - ok} | {idle:.0f} "
                         f"| {procs.rss_mb(pid, peak=True):.0f} |")
     finally:

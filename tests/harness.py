@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import openai
 import uvloop
 
 from warden.app import Gateway, build_app
@@ -51,6 +52,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def stream_error(stream) -> openai.APIError:
+    """Read an SDK stream to its end, which must be an error; return that error."""
+    try:
+        for _ in stream:
+            pass
+    except openai.APIError as e:
+        return e
+    raise AssertionError("the stream ended without an error")
 
 
 def http(method: str, url: str, body: bytes | None = None,
@@ -150,6 +161,10 @@ class GatewayThread:
 
     def in_flight(self) -> int:
         return self.call(lambda: self.gateway.in_flight())
+
+    def wait_idle(self) -> None:
+        """Until no request is in flight (every exchange has ended)."""
+        wait_until(lambda: self.in_flight() == 0, what="in-flight count back to 0")
 
     def metric(self, name: str, labels: str = "") -> float:
         _, _, body = http("GET", f"{self.url}/metrics")
