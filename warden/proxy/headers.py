@@ -70,17 +70,17 @@ _UPSTREAM_STATUS = {s: b"x-upstream-status: %d\r\n" % s for s in range(100, 600)
 
 
 def passthrough_head(raw: bytes, status: int, request_id: bytes,
-                     backend: UpstreamTarget) -> tuple[bytes | None, bool]:
-    """(the client's head block, is it an event stream) when the backend's head can be passed
-    through as it is with the gateway's lines appended: HTTP/1.1, a framed body
-    (Content-Length or chunked), no hop-by-hop headers, no `X-Request-Id`, not an event
-    stream. Else (None, is it an event stream): the caller rewrites it with `response_head`.
-    `raw` is the status line and header lines, each ending in CRLF.
+                     backend: UpstreamTarget) -> bytes | None:
+    """The client's head block when the backend's head can be passed through as it is with
+    the gateway's lines appended: HTTP/1.1, a framed body (Content-Length or chunked), no
+    hop-by-hop headers, no `X-Request-Id`, no mention of an event stream (those are observed,
+    so they take the rewrite path). Else None: the caller rewrites it with `response_head`,
+    which decides the rest. `raw` is the status line and header lines, each ending in CRLF.
 
     Cost rule: this runs per response, so it is a lower() and a few C-level searches."""
     low = raw.lower()
     if low.find(b"text/event-stream") >= 0:
-        return None, _is_event_stream(low)
+        return None
     at = low.find(_KEEP_ALIVE_LINE)
     if at >= 0:  # many servers say so; it is hop-by-hop, and the default in HTTP/1.1
         cut = at + len(_KEEP_ALIVE_LINE) - 2
@@ -89,16 +89,10 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes,
             or (low.find(b"\r\ncontent-length:") < 0
                 and low.find(b"\r\ntransfer-encoding:") < 0)
             or _NOT_PASSABLE.search(low) is not None):
-        return None, False
+        return None
     status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
     return b"".join((raw, b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
-                     status_line)), False
-
-
-def _is_event_stream(low: bytes) -> bool:
-    """The careful check, for heads that mention text/event-stream somewhere."""
-    return any(name == b"content-type" and value.startswith(b"text/event-stream")
-               for name, value in parse_head(low))
+                     status_line))
 
 
 def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:

@@ -81,7 +81,7 @@ class Relay(Exchange):
         self.progress += 1
         self.head_sent = True
         target = self.upstream.target
-        block, event_stream = passthrough_head(head, status, self.request_id, target)
+        block = passthrough_head(head, status, self.request_id, target)
         if block is not None and self.client.http11:
             self.client.start_raw(block)
             return True
