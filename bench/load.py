@@ -23,7 +23,7 @@ import uvloop
 
 from bench.workload import TimedRequest, WorkloadSpec, build, load_trace
 from warden.stream.sse import SseDecoder
-from warden.upstream.connection import UpstreamConnection
+from warden.upstream.connection import BodyMode, UpstreamConnection
 
 
 @dataclass
@@ -48,11 +48,11 @@ class _Timing:
         self.saw_done = False
         self.body: list[bytes] = []
 
-    def on_head(self, status: int, head: bytes) -> bool:
+    def on_head(self, status: int, head: bytes) -> int:
         self.outcome.status = status
-        return False
+        return BodyMode.DECODED
 
-    def on_raw(self, data: bytes) -> None:  # pragma: no cover - decoded mode only
+    def on_raw(self, data: bytes, last: bool) -> None:  # pragma: no cover - decoded mode only
         raise AssertionError
 
     def on_body(self, chunk: bytes) -> None:
@@ -66,7 +66,7 @@ class _Timing:
             self.last = now
             if payload == b"[DONE]":
                 self.saw_done = True
-            elif payload.startswith(b"{") and b'"usage":{' in payload:
+            elif payload.startswith(b"{") and payload.find(b'"usage":{') >= 0:
                 usage = orjson.loads(payload).get("usage") or {}
                 self.outcome.output_tokens = usage.get("completion_tokens", 0)
 

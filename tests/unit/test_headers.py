@@ -64,18 +64,25 @@ def test_response_head_framing_and_connection_listed_headers():
 def test_passthrough_keeps_the_backend_head_and_drops_keep_alive():
     raw = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 23\r\n"
            b"Connection: keep-alive\r\nContent-Type: application/json\r\n")
-    block = hdr.passthrough_head(raw, 200, b"rid", BACKEND)
-    assert block == (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 23\r\n"
+    passed = hdr.passthrough_head(raw, 200, b"rid", BACKEND)
+    assert passed is not None and not passed.event_stream
+    assert passed.block == (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 23\r\n"
                      b"Content-Type: application/json\r\nx-request-id: rid\r\n"
                      b"x-upstream-addr: 10.1.1.1:8000\r\nx-upstream-status: 200\r\n")
 
 
-def test_passthrough_refuses_what_it_cannot_pass():
+def test_passthrough_flags_an_event_stream():
     sse = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-    assert hdr.passthrough_head(sse, 200, b"r", BACKEND) is None
+    passed = hdr.passthrough_head(sse, 200, b"r", BACKEND)
+    assert passed is not None and passed.event_stream
+    assert passed.block.startswith(sse)
+
+
+def test_passthrough_refuses_what_it_cannot_pass():
     for raw in (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n",
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: theirs\r\n",
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nUpgrade: h2c\r\n",
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",  # unframed
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n",
                 b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n"):
         assert hdr.passthrough_head(raw, 200, b"r", BACKEND) is None, raw

@@ -10,6 +10,7 @@ from warden.edge.request import HttpRequest
 from warden.fleet.backend import Backend
 from warden.proxy.relay import Relay
 from warden.stream.observer import Ending
+from warden.upstream.connection import BodyMode
 
 BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
 REQUEST = HttpRequest(b"POST", b"/v1/chat/completions", [], b"{}", True, "127.0.0.1", 0.0)
@@ -44,7 +45,9 @@ class FakeClient:
     def flush(self):
         self.flushes += 1
 
-    def end_response(self):
+    def end_response(self, data=b""):
+        if data:
+            self.written.append(data)
         self.ended += 1
 
     def abort(self):
@@ -81,59 +84,100 @@ class Ends(list):
         self.append(relay.ending)
 
 
-def make(first_byte: float = 60.0, idle: float = 60.0):
+def make(first_byte: float = 60.0, idle: float = 60.0, http11: bool = True):
     client, upstream = FakeClient(), FakeUpstream()
+    client.http11 = http11
     ends = Ends(TimeoutsSpec(first_byte=first_byte, idle=idle))
     relay = Relay(REQUEST, client, b"r1", ends)
     relay.start(BACKEND, upstream, [b"POST / HTTP/1.1\r\n\r\n", b""])
     return relay, client, upstream, ends
 
 
-def test_every_later_event_is_ignored_after_the_end():
-    relay, client, upstream, ends = make()
-    relay.on_head(200, SSE)
-    relay.on_body(b"data: [DONE]\n\n")
-    relay.on_complete()
+def chunk(payload: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(payload), payload)
+
+
+def deliver(relay: Relay, payload: bytes, last: bool = False) -> None:
+    """One read of an event stream, as the upstream connection hands it over: de-chunked
+    pieces to `on_body` first, then (raw mode) the read as it came, or (decoded) the end."""
+    relay.on_body(payload)
+    if relay.raw:
+        relay.on_raw(chunk(payload) + (b"0\r\n\r\n" if last else b""), last)
+    elif last:
+        relay.on_complete()
+
+
+# Both ways an event stream is relayed: raw to an HTTP/1.1 client, re-framed to HTTP/1.0.
+modes = pytest.mark.parametrize("http11", [True, False], ids=["raw", "decoded"])
+
+
+@modes
+def test_every_later_event_is_ignored_after_the_end(http11):
+    relay, client, upstream, ends = make(http11=http11)
+    assert relay.on_head(200, SSE) == (BodyMode.RAW_OBSERVED if http11 else BodyMode.DECODED)
+    deliver(relay, b"data: [DONE]\n\n", last=True)
     # Late and duplicate events, in every order a racing transport could produce them.
     relay.on_complete()
     relay.on_lost("late reset")
-    relay.on_body(b"data: stray\n\n")
+    deliver(relay, b"data: stray\n\n", last=True)
     relay.on_client_lost()
     relay.cancel()
-    assert ends == [Ending.UPSTREAM_COMPLETE]
-    assert client.ended == 1 and client.written == [b"data: [DONE]\n\n"]
+    assert ends == [Ending.UPSTREAM_COMPLETE] and relay.observer.events == 1
+    relayed = chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n" if http11 else b"data: [DONE]\n\n"
+    assert client.ended == 1 and client.written == [relayed]
     assert not upstream.closed and not client.aborted
     assert client.watcher is None
 
 
-def test_client_leaving_closes_the_upstream_request():
-    relay, client, upstream, ends = make()
+@modes
+def test_client_leaving_closes_the_upstream_request(http11):
+    relay, client, upstream, ends = make(http11=http11)
     assert client.watcher is relay
     relay.on_head(200, SSE)
     relay.on_client_lost()
-    relay.on_body(b"data: {}\n\n")
-    relay.on_complete()
+    deliver(relay, b"data: {}\n\n", last=True)
     assert ends == [Ending.CLIENT_LOST]
     assert upstream.closed
     assert client.written == [] and client.ended == 0
 
 
-def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream():
-    relay, client, _, ends = make()
+@modes
+def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream(http11):
+    relay, client, _, ends = make(http11=http11)
     relay.on_head(200, SSE)
-    relay.on_body(b"data: {}\n\n")
+    deliver(relay, b"data: {}\n\n")
     relay.on_lost("backend closed the connection")
     relay.on_lost("again")
     assert ends == [Ending.UPSTREAM_LOST]
-    assert len(client.written) == 2 and client.written[1].startswith(b'data: {"error":')
-    assert b"backend closed the connection" in client.written[1]
-    assert client.ended == 1 and not client.aborted
+    assert len(client.written) == 2 and not client.aborted and client.ended == 1
+    error = client.written[1]
+    if http11:  # a chunk of its own after the backend's chunks, then the last chunk
+        size, _, rest = error.partition(b"\r\n")
+        assert rest.endswith(b"\r\n0\r\n\r\n") and int(size, 16) == len(rest) - 7
+        error = rest[:-7]
+    assert error.startswith(b'data: {"error":') and error.endswith(b"}\n\n")
+    assert b"backend closed the connection" in error
+
+
+@pytest.mark.parametrize("relayed", [
+    b"b\r\ndata: {}\n",            # inside an event
+    b"b\r\ndata: {}\n\n",          # the event ended, its chunk did not
+    b"b\r\ndata: {}\n\n\r\n5\r\n",  # the next chunk's size line went out
+])
+def test_raw_stream_cut_inside_a_chunk_resets_the_client(relayed):
+    relay, client, _, ends = make()
+    relay.on_head(200, SSE)
+    relay.on_body(relayed.split(b"\r\n")[1])
+    relay.on_raw(relayed, False)
+    relay.on_lost("backend closed the connection")
+    assert ends == [Ending.UPSTREAM_LOST]
+    assert client.aborted and client.written == [relayed]
 
 
 def test_backend_lost_mid_body_of_plain_response_resets_the_client():
     relay, client, _, ends = make()
     relay.on_head(200, JSON)
-    relay.on_raw(b"{")
+    relay.on_raw(b"{", False)
     relay.on_lost("reset")
     assert ends == [Ending.UPSTREAM_LOST]
     assert client.aborted and client.ended == 0
@@ -157,12 +201,13 @@ def test_first_byte_timeout():
     assert ends == [Ending.TIMED_OUT]
 
 
-def test_idle_timeout_counts_from_the_last_progress_seen():
-    relay, client, upstream, ends = make(idle=5.0)
+@modes
+def test_idle_timeout_counts_from_the_last_progress_seen(http11):
+    relay, client, upstream, ends = make(idle=5.0, http11=http11)
     relay.on_head(200, SSE)
     t = relay.sent_at
     relay.check_timeout(t + 1.0)  # the head is progress, seen at t + 1
-    relay.on_body(b"data: {}\n\n")
+    deliver(relay, b"data: {}\n\n")
     relay.check_timeout(t + 4.0)  # new bytes since the last tick: progress at t + 4
     relay.check_timeout(t + 8.0)
     assert ends == []
@@ -193,23 +238,33 @@ def test_back_pressure_pauses_the_upstream():
 
 def test_plain_response_is_relayed_raw_with_the_gateway_headers():
     relay, client, _, ends = make()
-    assert relay.on_head(200, JSON) is True  # raw mode: the backend's framing passes through
-    relay.on_raw(b"{}")
-    relay.on_complete()
-    assert ends == [Ending.UPSTREAM_COMPLETE]
+    assert relay.on_head(200, JSON) == BodyMode.RAW  # the backend's framing passes through
+    relay.on_raw(b"{", False)
+    relay.on_raw(b"}", True)  # the read that carries the end of the response ends it
+    relay.on_complete()       # a duplicate end is ignored
+    assert ends == [Ending.UPSTREAM_COMPLETE] and client.ended == 1
     assert relay.observer is None and client.raw
     (head,) = client.head
     assert head.startswith(JSON) and b"x-request-id: r1\r\n" in head
-    assert b"x-upstream-status: 200\r\n" in head and client.written == [b"{}"]
+    assert b"x-upstream-status: 200\r\n" in head and client.written == [b"{", b"}"]
 
 
-def test_event_stream_is_decoded_and_observed():
+def test_event_stream_is_relayed_raw_and_observed():
     relay, client, _, _ = make()
-    assert relay.on_head(200, SSE) is False
-    relay.on_body(b"data: [DONE]\n\n")
-    relay.on_complete()
+    assert relay.on_head(200, SSE) == BodyMode.RAW_OBSERVED
+    deliver(relay, b'data: {"choices":[{"finish_reason":"stop"}]}\n\n')
+    deliver(relay, b"data: [DONE]\n\n", last=True)
+    assert relay.observer.done and relay.observer.finish_reasons == ["stop"]
+    assert client.raw and client.written[0] == chunk(
+        b'data: {"choices":[{"finish_reason":"stop"}]}\n\n')
+
+
+def test_event_stream_to_an_http10_client_is_decoded_and_observed():
+    relay, client, _, _ = make(http11=False)
+    assert relay.on_head(200, SSE) == BodyMode.DECODED
+    deliver(relay, b"data: [DONE]\n\n", last=True)
     assert relay.observer is not None and relay.observer.done
-    assert client.head[2] is None  # re-framed (chunked) by the server
+    assert client.head[2] is None  # re-framed by the server (HTTP/1.0: ends with the close)
 
 
 @pytest.mark.parametrize("head", [
@@ -218,6 +273,6 @@ def test_event_stream_is_decoded_and_observed():
 ])
 def test_odd_heads_are_rewritten_not_passed_through(head):
     relay, client, _, _ = make()
-    assert relay.on_head(200, head) is False
+    assert relay.on_head(200, head) == BodyMode.DECODED
     status, block, _ = client.head
     assert status == 200 and b"x-hop" not in block and b"connection" not in block

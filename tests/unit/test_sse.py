@@ -57,6 +57,22 @@ def test_observer_reads_a_real_vllm_stream():
     assert observer.verdict(Ending.UPSTREAM_COMPLETE) == Verdict.COMPLETE
 
 
+@pytest.mark.parametrize(("capture", "usage"), [
+    ("sse-chat-0.32.0.txt", 32), ("sse-completions-0.32.0.txt", 10)])
+def test_observer_decodes_only_the_chunks_that_end_something(capture, usage):
+    decoded: list[bytes] = []
+
+    class Counting(StreamObserver):
+        def _inspect(self, payload: bytes) -> None:
+            decoded.append(payload)
+            super()._inspect(payload)
+
+    observer = Counting(lambda: 0.0)
+    observer.feed((FIXTURES / capture).read_bytes())
+    assert observer.finish_reasons == ["length"] and observer.usage["total_tokens"] == usage
+    assert len(decoded) == 2 and observer.events > 4  # the finishing chunk and the usage
+
+
 def test_observer_sees_vllm_error_events():
     observer = StreamObserver(lambda: 1.0)
     observer.feed(b'data: {"error": {"message": "EngineCore encountered an issue", '

@@ -89,11 +89,18 @@ class ResponseWriter:
             self.transport.write(self._held_head)
         self._held_head = b""
 
-    def end_response(self) -> None:
+    def end_response(self, data: bytes = b"") -> None:
+        """Send `data` (if any) as the last of the body, and end the response."""
         if not self.closed and self.transport is not None:
-            tail = wire.LAST_CHUNK if self._chunked else b""
-            if self._held_head or tail:
-                self.transport.write(self._held_head + tail)
+            if self._chunked:
+                if data:
+                    data = b"%x\r\n%b\r\n" % (len(data), data)
+                data += wire.LAST_CHUNK
+            if self._held_head:
+                data = self._held_head + data
+                self._held_head = b""
+            if data:
+                self.transport.write(data)
         self._held_head = b""
         self._response_complete()
 

@@ -113,21 +113,24 @@ class Forwarder:
         relay.start(backend, conn, data)
 
     def relay_ended(self, relay: Relay) -> None:
+        now = time.monotonic()
         self.active.discard(relay)
         backend = relay.upstream
         backend.in_flight -= 1
-        backend.pool.release(relay.conn)
+        backend.pool.release(relay.conn, now)
         ending = relay.ending
         observer = relay.observer
-        if observer is None:
-            relay.verdict = Verdict.COMPLETE if ending == Ending.UPSTREAM_COMPLETE \
-                else stream_verdict(ending, done=True, error=False)
-        else:
+        if observer is not None:
             _record_stream(relay, observer)
-        if relay.lost_reason is not None:
-            relay.error = relay.lost_reason
+        elif ending == Ending.UPSTREAM_COMPLETE:
+            relay.verdict = Verdict.COMPLETE
+        else:
+            relay.verdict = stream_verdict(ending, done=True, error=False)
         if relay.head_sent or ending == Ending.CLIENT_LOST or ending == Ending.CANCELLED:
-            self._done(relay)
+            if relay.lost_reason is not None:
+                relay.error = relay.lost_reason
+            relay.ended_at = now
+            self._metrics.exchange_done(relay)
             return
         message = f"backend {backend.name}: {relay.lost_reason}"
         self._fail(relay, UpstreamTimeout(message) if ending == Ending.TIMED_OUT

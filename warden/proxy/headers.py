@@ -69,30 +69,40 @@ _KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive\r\n"
 _UPSTREAM_STATUS = {s: b"x-upstream-status: %d\r\n" % s for s in range(100, 600)}
 
 
+class PassThrough:
+    """A backend head that can go to the client as it is, with the gateway's lines added."""
+
+    __slots__ = ("block", "event_stream")
+
+    def __init__(self, block: bytes, event_stream: bool):
+        self.block = block
+        self.event_stream = event_stream
+
+
 def passthrough_head(raw: bytes, status: int, request_id: bytes,
-                     backend: UpstreamTarget) -> bytes | None:
-    """The client's head block when the backend's head can be passed through as it is with
-    the gateway's lines appended: HTTP/1.1, a framed body (Content-Length or chunked), no
-    hop-by-hop headers, no `X-Request-Id`, no mention of an event stream (those are observed,
-    so they take the rewrite path). Else None: the caller rewrites it with `response_head`,
-    which decides the rest. `raw` is the status line and header lines, each ending in CRLF.
+                     backend: UpstreamTarget) -> PassThrough | None:
+    """The client's head when the backend's head can be passed through as it is with the
+    gateway's lines appended: HTTP/1.1, a framed body (Content-Length or chunked), no
+    hop-by-hop headers, no `X-Request-Id`. Else None: the caller rewrites it with
+    `response_head`, which decides the rest. `raw` is the status line and header lines, each
+    ending in CRLF. An event stream passes through too (its chunks are relayed as the backend
+    framed them), flagged so that the caller observes it.
 
     Cost rule: this runs per response, so it is a lower() and a few C-level searches."""
     low = raw.lower()
-    if low.find(b"text/event-stream") >= 0:
-        return None
     at = low.find(_KEEP_ALIVE_LINE)
     if at >= 0:  # many servers say so; it is hop-by-hop, and the default in HTTP/1.1
         cut = at + len(_KEEP_ALIVE_LINE) - 2
         raw, low = raw[:at] + raw[cut:], low[:at] + low[cut:]
     if (not raw.startswith(b"HTTP/1.1 ")
             or (low.find(b"\r\ncontent-length:") < 0
-                and low.find(b"\r\ntransfer-encoding:") < 0)
+                and low.find(b"\r\ntransfer-encoding: chunked\r\n") < 0)
             or _NOT_PASSABLE.search(low) is not None):
         return None
     status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
-    return b"".join((raw, b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
-                     status_line))
+    return PassThrough(b"".join((raw, b"x-request-id: ", request_id, b"\r\n",
+                                 backend.addr_line, status_line)),
+                       low.find(b"\r\ncontent-type: text/event-stream") >= 0)
 
 
 def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:

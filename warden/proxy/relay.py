@@ -24,7 +24,7 @@ from warden.edge.request import HttpRequest
 from warden.proxy.exchange import Exchange
 from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver
-from warden.upstream.connection import UpstreamConnection
+from warden.upstream.connection import BodyMode, UpstreamConnection
 
 if TYPE_CHECKING:
     from warden.fleet.backend import Backend
@@ -50,6 +50,8 @@ class Relay(Exchange):
     _progress_at_tick = 0
     observer: StreamObserver | None = None
     lost_reason: str | None = None
+    raw = False                   # the body is relayed as the backend framed it
+    last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
 
     def __init__(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
                  owner: RelayOwner):
@@ -72,41 +74,55 @@ class Relay(Exchange):
 
     # -- upstream events (ResponseSink) ----------------------------------------------------
 
-    def on_head(self, status: int, head: bytes) -> bool:
-        """Start the client's response. True: relay the body raw (as the backend framed it);
-        False: decoded, observed and re-framed (event streams, and the rare odd head)."""
+    def on_head(self, status: int, head: bytes) -> int:
+        """Start the client's response, and say how its body comes (a `BodyMode`): raw,
+        exactly as the backend framed it (plain responses and event streams alike: one
+        write per read, whatever the chunks), or decoded and re-framed (an HTTP/1.0 client,
+        or a head that must be rewritten). An event stream is observed in both modes, from
+        the de-chunked pieces the connection hands to `on_body`."""
         if self.ended:
-            return False
+            return BodyMode.DECODED
         self.status = status
         self.progress += 1
         self.head_sent = True
         target = self.upstream.target
-        block = passthrough_head(head, status, self.request_id, target)
-        if block is not None and self.client.http11:
-            self.client.start_raw(block)
-            return True
+        passed = passthrough_head(head, status, self.request_id, target)
+        if passed is not None and self.client.http11:
+            self.raw = True
+            self.client.start_raw(passed.block)
+            if passed.event_stream:
+                self.observer = StreamObserver(time.monotonic)
+                return BodyMode.RAW_OBSERVED
+            return BodyMode.RAW
         block, length, event_stream = response_head(parse_head(head), status,
                                                     self.request_id, target)
         if event_stream:
             self.observer = StreamObserver(time.monotonic)
         self.client.start_response(status, block, length)
-        return False
+        return BodyMode.DECODED
 
-    def on_raw(self, data: bytes) -> None:
+    def on_raw(self, data: bytes, last: bool) -> None:
         if self.ended:
             return
-        self.client.write(data)
         self.body_bytes += len(data)
-        self.progress += 1
+        if last:
+            self.client.end_response(data)
+            self._end(Ending.UPSTREAM_COMPLETE)
+        else:
+            self.client.write(data)
+            self.progress += 1
+            self.last_raw = data
 
     def on_body(self, chunk: bytes) -> None:
         if self.ended:
             return
-        self.client.write(chunk)
-        self.body_bytes += len(chunk)
-        self.progress += 1
-        if self.observer is not None:
-            self.observer.feed(chunk)
+        if not self.raw:
+            self.client.write(chunk)
+            self.body_bytes += len(chunk)
+            self.progress += 1
+        observer = self.observer
+        if observer is not None:
+            observer.feed(chunk)
 
     def flush(self) -> None:
         if not self.ended:
@@ -178,14 +194,26 @@ class Relay(Exchange):
     def _cut_client(self, reason: str, code: str) -> None:
         """A response the backend will not finish: an SSE client gets a well-formed error
         event and a properly ended stream; any other body cannot be repaired, so the client
-        connection is reset. Before the head, the owner answers with an error instead."""
+        connection is reset. Before the head, the owner answers with an error instead.
+
+        A raw-relayed event stream carries the backend's chunk framing, so the error event
+        goes in a chunk of its own — only if what was relayed ends exactly at the end of an
+        event and of a chunk (`\n\n` then the chunk's CRLF); else the client is reset, as
+        a chunk cut in the middle cannot be completed honestly."""
         if not self.head_sent:
             return
-        if self.observer is not None:
-            event = orjson.dumps({"error": {"message": reason, "type": "upstream_error",
-                                            "param": None, "code": code}})
-            self.client.write(b"data: " + event + b"\n\n")
+        observer = self.observer
+        if observer is None:
+            self.client.abort()
+            return
+        event = b"data: " + orjson.dumps({"error": {
+            "message": reason, "type": "upstream_error", "param": None, "code": code,
+        }}) + b"\n\n"
+        if not self.raw:
+            self.client.write(event)
             self.client.end_response()
+        elif observer.pending == 0 and self.last_raw.endswith(b"\n\n\r\n"):
+            self.client.end_response(b"%x\r\n%b\r\n0\r\n\r\n" % (len(event), event))
         else:
             self.client.abort()
 

@@ -1,7 +1,12 @@
 """Watches an OpenAI/vLLM SSE stream on the side, without copying it, and gives its verdict.
 
-Cost rule: a payload is JSON-decoded only when a cheap byte search says it carries something
-the gateway keeps (usage, a finish reason, an error); plain content chunks are only counted.
+Cost rule: a payload is JSON-decoded only when it may carry something the gateway keeps
+(usage, a finish reason, an error), and that is decided with one byte search: vLLM sends one
+choice per chunk, and every chunk that is still generating says `"finish_reason":null`; the
+finishing chunk, the usage chunk and error events do not. (With `continuous_usage_stats`, the
+running usage in content chunks is skipped; the final usage chunk carries the total.) Byte
+searches are `find`, never `in`: on CPython 3.11 `needle in payload` first tries the needle
+as an integer and formats (then discards) a TypeError, several times the cost of a find.
 """
 
 from __future__ import annotations
@@ -59,8 +64,7 @@ class StreamObserver:
                 self.first_event_at = self._clock()
             if payload == b"[DONE]":
                 self.done = True
-            elif b'"usage":{' in payload or b'"finish_reason":"' in payload \
-                    or b'"error"' in payload:
+            elif payload.find(b'"finish_reason":null') < 0:
                 self._inspect(payload)
 
     def _inspect(self, payload: bytes) -> None:
@@ -80,6 +84,11 @@ class StreamObserver:
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None
             if isinstance(reason, str):
                 self.finish_reasons.append(reason)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an event that has started but not ended (0: at an event boundary)."""
+        return self._decoder.pending
 
     def verdict(self, ending: str) -> str:
         return stream_verdict(ending, done=self.done, error=self.error is not None)

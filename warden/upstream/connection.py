@@ -1,16 +1,21 @@
 """One keep-alive HTTP/1.1 connection to a backend; httptools validates and frames responses.
 
-A response goes to a `ResponseSink` in one of two modes, which the sink picks when the head
-arrives (`on_head` returns True for raw):
+A response goes to a `ResponseSink` in one of three modes (`BodyMode`), which the sink picks
+when the head arrives (the value `on_head` returns):
 
-- raw: the body is handed over as the backend sent it, framing included (`on_raw`, once per
-  socket read), so a relay forwards it with no per-chunk work;
-- decoded: the body comes de-chunked, piece by piece (`on_body`), for a sink that must look at
-  it (an SSE observer) or re-frame it; `flush` follows a read that delivered the head.
+- RAW: the body is handed over as the backend sent it, framing included (`on_raw`, once per
+  socket read; `last` is True on the call that carries the end of the response, so a small
+  response costs the sink one call), so a relay forwards it with no per-chunk work;
+- RAW_OBSERVED: as RAW, and the de-chunked pieces also go to `on_body` (during the read,
+  before that read's `on_raw`), for a sink that watches what it relays (an SSE observer);
+- DECODED: the body reaches the sink only de-chunked (`on_body`), for a sink that must
+  re-frame it; `flush` follows a read that delivered the head, and `on_complete` the read
+  that delivered the end.
 
 The head is given raw too (status line and header lines, without the blank line): the sink
-reads only the few headers it needs. Each response ends in exactly one of `on_complete` (after
-the last body bytes were handed over) or `on_lost`.
+reads only the few headers it needs. Each response ends in exactly one of: `on_raw(..., True)`
+or `on_complete` (after the last body bytes were handed over), or `on_lost`. The connection is
+ready for reuse before that last call, so the sink may release it from there.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from typing import Protocol
 import httptools
 
 
+class BodyMode:
+    """How a sink takes a response body (plain ints: read per response)."""
+
+    DECODED = 0
+    RAW = 1
+    RAW_OBSERVED = 2
+
+
 class ResponseSink(Protocol):
-    def on_head(self, status: int, head: bytes) -> bool: ...
-    def on_raw(self, data: bytes) -> None: ...
+    def on_head(self, status: int, head: bytes) -> int: ...  # a BodyMode
+    def on_raw(self, data: bytes, last: bool) -> None: ...
     def on_body(self, chunk: bytes) -> None: ...
     def flush(self) -> None: ...
     def on_complete(self) -> None: ...
@@ -43,9 +56,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_buf = b""        # bytes of the response so far, until its head is complete
         self._head_start = 0        # where the head begins in _head_buf (after any 1xx heads)
         self._reading_head = True
-        self._raw = False
-        self._head_ended_in_this_read = False
-        self._body_offset = 0       # where, in the current read, the body begins
+        self._raw = False           # on_raw gets the body as it came
+        self._observe = False       # on_body gets it de-chunked
+        self._head_ended_in_this_read = False   # decoded mode: flush after this read
+        self._body_offset = 0       # raw mode: where, in the current read, the body begins
         self._data_len = 0
         self._complete = False
         self._keep_alive = False
@@ -75,17 +89,25 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self._sink is None:
             return
-        if self._head_ended_in_this_read:
-            self._head_ended_in_this_read = False
-            if self._raw:
-                if self._body_offset < len(data):
-                    sink.on_raw(data[self._body_offset:] if self._body_offset else data)
-            else:
+        complete = self._complete
+        if complete:
+            self._ready_for_next()
+        if self._raw:
+            offset = self._body_offset
+            if offset:
+                self._body_offset = 0
+                data = data[offset:]
+            if complete:
+                self._raw = False
+                sink.on_raw(data, True)
+            elif data:
+                sink.on_raw(data, False)
+        else:
+            if self._head_ended_in_this_read:
+                self._head_ended_in_this_read = False
                 sink.flush()
-        elif self._raw:
-            sink.on_raw(data)
-        if self._complete:
-            self._finish(sink)
+            if complete:
+                sink.on_complete()
 
     def eof_received(self) -> bool:
         return False
@@ -109,13 +131,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_head = False
         self._head_buf = b""
         self._head_start = 0
-        self._head_ended_in_this_read = True
-        self._body_offset = end + 4 - (len(buf) - self._data_len)
         if self._sink is not None:
-            self._raw = self._sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
+            mode = self._sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
+            self._observe = mode != BodyMode.RAW
+            self._raw = raw = mode != BodyMode.DECODED
+            if raw:  # where, in this read, the body begins
+                self._body_offset = end + 4 - (len(buf) - self._data_len)
+            else:
+                self._head_ended_in_this_read = True
 
     def on_body(self, body: bytes) -> None:
-        if not self._raw and self._sink is not None:
+        if self._observe and self._sink is not None:
             self._sink.on_body(body)
 
     def on_message_complete(self) -> None:
@@ -148,13 +174,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
 
-    def _finish(self, sink: ResponseSink) -> None:
+    def _ready_for_next(self) -> None:
+        """The response is complete: reset for the next one (before the sink hears of it)."""
         self._sink = None
         self.reusable = self._keep_alive and not self.closed
         self._reading_head = True
-        self._raw = False
         self._complete = False
-        sink.on_complete()
 
     def _fail(self, reason: str) -> None:
         sink, self._sink = self._sink, None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from warden.errors import UpstreamError, UpstreamTimeout
+from warden.upstream.connection import BodyMode
 from warden.upstream.pool import ConnectionPool
 
 
@@ -15,11 +16,11 @@ class _Collector:
         self._status = 0
         self._body: list[bytes] = []
 
-    def on_head(self, status: int, head: bytes) -> bool:
+    def on_head(self, status: int, head: bytes) -> int:
         self._status = status
-        return False  # decoded: the body arrives de-chunked through on_body
+        return BodyMode.DECODED  # the body arrives de-chunked through on_body
 
-    def on_raw(self, data: bytes) -> None:
+    def on_raw(self, data: bytes, last: bool) -> None:
         raise AssertionError("decoded mode")
 
     def on_body(self, chunk: bytes) -> None:

@@ -45,18 +45,20 @@ class ConnectionPool:
             return await self._connect(loop)
         return await self._wait_for_free(loop)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float | None = None) -> None:
         """Take back a connection, exactly once per `acquire`: kept for reuse if its last
-        response completed cleanly with keep-alive, closed otherwise."""
-        if not conn.reusable or conn.closed:
+        response completed cleanly with keep-alive, closed otherwise. `now` is
+        `time.monotonic()` if the caller has it."""
+        if not conn.reusable:  # (a closed connection is never reusable)
             self.discard(conn)
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(conn)
                 return
-        conn.idle_since = time.monotonic()
+        conn.idle_since = time.monotonic() if now is None else now
         self._idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
