@@ -65,19 +65,22 @@ class Forwarder:
             return
         now = time.monotonic()
         tried = relay.attempts
-        # Backend.available(now), inlined: this runs for every request.
-        candidates = [b for b in serving
-                      if (b.reachable or now >= b.unreachable_until) and b.name not in tried]
-        if not candidates:
-            detail = f" (last error: {last_error.message})" if last_error else ""
-            self._fail(relay, NoBackendAvailable(
-                f"no backend for model `{relay.model}` can take the request{detail}"))
-            return
-        backend = self._policy.pick(candidates)
+        if len(serving) == 1 and not tried and serving[0].reachable:
+            backend = serving[0]  # the common case of a one-backend model, decided at once
+        else:
+            # Backend.available(now), inlined: this runs for every request.
+            candidates = [b for b in serving
+                          if (b.reachable or now >= b.unreachable_until) and b.name not in tried]
+            if not candidates:
+                detail = f" (last error: {last_error.message})" if last_error else ""
+                self._fail(relay, NoBackendAvailable(
+                    f"no backend for model `{relay.model}` can take the request{detail}"))
+                return
+            backend = self._policy.pick(candidates)
         relay.attempts = (*tried, backend.name)
-        conn = backend.pool.try_acquire()
+        conn = backend.pool.try_acquire(now)
         if conn is not None:
-            self._send(relay, backend, conn)
+            self._send(relay, backend, conn, now)
             return
         assert self._loop is not None, "Forwarder.bind(loop) was not called"
         task = self._loop.create_task(self._connect(relay, backend))
@@ -98,9 +101,10 @@ class Forwarder:
             relay.client.abort()
             self._done(relay)
             raise
-        self._send(relay, backend, conn)
+        self._send(relay, backend, conn, time.monotonic())
 
-    def _send(self, relay: Relay, backend: Backend, conn: UpstreamConnection) -> None:
+    def _send(self, relay: Relay, backend: Backend, conn: UpstreamConnection,
+              now: float) -> None:
         request = relay.request
         data = hdr.upstream_request(request.method_bytes, request.target, request.headers,
                                     request.body, backend.target, relay.request_id,
@@ -110,7 +114,7 @@ class Forwarder:
         self.active.add(relay)
         backend.in_flight += 1
         backend.requests_sent += 1
-        relay.start(backend, conn, data)
+        relay.start(backend, conn, data, now)
 
     def relay_ended(self, relay: Relay) -> None:
         now = time.monotonic()

@@ -53,7 +53,7 @@ def upstream_request(method: bytes, target: bytes, headers: list[tuple[bytes, by
                     connection = value
                 continue
             lines += (name, b": ", value, b"\r\n")
-        listed = _listed_by(connection) - drop
+        listed = _listed_by(connection) - drop if connection else None
         if not listed:
             break
         drop = drop | listed  # rare: render again without the headers Connection names

@@ -55,17 +55,23 @@ class Relay(Exchange):
 
     def __init__(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
                  owner: RelayOwner):
-        super().__init__(request_id, request.path, request.client_ip, request.received_at)
+        # Exchange.__init__, inlined (per request).
+        self.request_id = request_id
+        self.endpoint = request.path
+        self.client_ip = request.client_ip
+        self.received_at = request.received_at
         self.request = request
         self.client = client
         self._owner = owner
 
-    def start(self, backend: Backend, conn: UpstreamConnection, data: list[bytes]) -> None:
-        """Send the request to `backend` over `conn` and start watching both sides."""
+    def start(self, backend: Backend, conn: UpstreamConnection, data: list[bytes],
+              now: float) -> None:
+        """Send the request to `backend` over `conn` (`now` is `time.monotonic()`) and start
+        watching both sides."""
         self.upstream = backend
         self.backend = backend.name
         self.conn = conn
-        self.sent_at = self.last_progress_at = time.monotonic()
+        self.sent_at = self.last_progress_at = now
         if self.client.closed:
             self.on_client_lost()
             return

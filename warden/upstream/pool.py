@@ -32,9 +32,10 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.open_count = 0
 
-    def try_acquire(self) -> UpstreamConnection | None:
-        """An idle keep-alive connection at once, or None (then `acquire` must wait)."""
-        return self._pop_idle(time.monotonic())
+    def try_acquire(self, now: float) -> UpstreamConnection | None:
+        """An idle keep-alive connection at once, or None (then `acquire` must wait).
+        `now` is `time.monotonic()`."""
+        return self._pop_idle(now)
 
     async def acquire(self) -> UpstreamConnection:
         conn = self._pop_idle(time.monotonic())
