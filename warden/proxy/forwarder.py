@@ -99,7 +99,7 @@ class Forwarder:
         except asyncio.CancelledError:
             relay.verdict = Verdict.CANCELLED
             relay.client.abort()
-            self._done(relay)
+            self._done(relay, time.monotonic())
             raise
         self._send(relay, backend, conn, time.monotonic())
 
@@ -133,8 +133,7 @@ class Forwarder:
         if relay.head_sent or ending == Ending.CLIENT_LOST or ending == Ending.CANCELLED:
             if relay.lost_reason is not None:
                 relay.error = relay.lost_reason
-            relay.ended_at = now
-            self._metrics.exchange_done(relay)
+            self._done(relay, now)
             return
         message = f"backend {backend.name}: {relay.lost_reason}"
         self._fail(relay, UpstreamTimeout(message) if ending == Ending.TIMED_OUT
@@ -144,10 +143,10 @@ class Forwarder:
         relay.status = error.status
         relay.error = error.message
         respond_error(relay.client, error, relay.request_id)
-        self._done(relay)
+        self._done(relay, time.monotonic())
 
-    def _done(self, relay: Relay) -> None:
-        relay.ended_at = time.monotonic()
+    def _done(self, relay: Relay, now: float) -> None:
+        relay.ended_at = now
         self._metrics.exchange_done(relay)
 
     # -- background ------------------------------------------------------------------------

@@ -55,11 +55,7 @@ class Relay(Exchange):
 
     def __init__(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
                  owner: RelayOwner):
-        # Exchange.__init__, inlined (per request).
-        self.request_id = request_id
-        self.endpoint = request.path
-        self.client_ip = request.client_ip
-        self.received_at = request.received_at
+        super().__init__(request_id, request.path, request.client_ip, request.received_at)
         self.request = request
         self.client = client
         self._owner = owner
