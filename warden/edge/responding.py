@@ -98,7 +98,6 @@ class ResponseWriter:
                 data += wire.LAST_CHUNK
             if self._held_head:
                 data = self._held_head + data
-                self._held_head = b""
             if data:
                 self.transport.write(data)
         self._held_head = b""
