@@ -2,7 +2,7 @@
 
 Each proxy runs alone on core 0; wrk, the backends and the stream client share core 1. Run:
 
-    python -m bench.proxy_bench [--seconds 8]
+    python -m bench.proxy_bench [--seconds 5] [--rounds 3]
 
 Prints one table per scenario and writes it to bench/results/proxy.md.
 """
@@ -64,38 +64,51 @@ class Proxies:
             procs.stop(proc)
 
 
-def non_streaming(workdir: Path, seconds: float) -> list[str]:
+def non_streaming(workdir: Path, seconds: float, rounds: int) -> list[str]:
+    """Per concurrency: the direct connection once, then `rounds` rounds of nginx and Warden
+    back to back, so each pair shares the machine's state (this shared VM's speed drifts by
+    ±20% within minutes). A row is a proxy's median round; "vs nginx" is the median of the
+    per-round ratios, with their range."""
     backend_port = procs.free_port()
     backend = procs.start(nginx_command(workdir, "backend", STATIC_BACKEND.format(
         port=backend_port, body=COMPLETION.replace("{", "{{").replace("}", "}}"))), LOAD_CORE)
     procs.wait_for_port(backend_port)
     proxies = Proxies(workdir, backend_port, "plain")
     script = post_script(workdir, CHAT)
-    rows = ["| target | conc. | req/s | vs nginx | CPU µs/req | p50 ms | p99 ms | added p50 ms "
-            "| errors |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| target | conc. | req/s | vs nginx (range) | CPU µs/req | p50 ms | p99 ms "
+            "| added p50 ms | errors |", "|---|---|---|---|---|---|---|---|---|"]
     try:
         for conns in (1, 16, 64):
             direct = run_wrk(f"http://127.0.0.1:{backend_port}/v1/chat/completions", script,
                              conns, seconds, LOAD_CORE)
-            rows.append(_row("direct", conns, direct, None, None, None))
-            results: dict[str, tuple[WrkResult, float]] = {}
-            for name, port in proxies.ports.items():
-                url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                results[name] = proxies.measure_cpu(name, lambda url=url, conns=conns: run_wrk(
-                    url, script, conns, seconds, LOAD_CORE))
-            nginx_rps = results["nginx"][0].rps
-            for name, (result, cpu) in results.items():
+            rows.append(_row("direct", conns, direct, None, "—", None))
+            runs: dict[str, list[tuple[WrkResult, float]]] = {name: [] for name in proxies.ports}
+            for _ in range(rounds):
+                for name, port in proxies.ports.items():
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    runs[name].append(proxies.measure_cpu(
+                        name, lambda url=url, conns=conns: run_wrk(url, script, conns, seconds,
+                                                                   LOAD_CORE)))
+            ratios = sorted(w.rps / n.rps for (w, _), (n, _) in zip(runs["warden"],
+                                                                  runs["nginx"], strict=True))
+            for name, results in runs.items():
+                result, cpu = sorted(results, key=lambda r: r[0].rps)[len(results) // 2]
+                ratio = "1.00" if name == "nginx" else _median_and_range(ratios)
                 rows.append(_row(name, conns, result, cpu / max(result.requests, 1) * 1e6,
-                                 result.rps / nginx_rps, result.p50_ms - direct.p50_ms))
+                                 ratio, result.p50_ms - direct.p50_ms))
     finally:
         proxies.stop()
         procs.stop(backend)
     return rows
 
 
-def _row(name, conns, r: WrkResult, cpu_us, ratio, added) -> str:
+def _median_and_range(ratios: list[float]) -> str:
+    return f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}..{max(ratios):.2f})"
+
+
+def _row(name, conns, r: WrkResult, cpu_us, ratio: str, added) -> str:
     fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
-    return (f"| {name} | {conns} | {r.rps:,.0f} | {fmt(ratio, '.2f')} | {fmt(cpu_us, '.1f')} "
+    return (f"| {name} | {conns} | {r.rps:,.0f} | {ratio} | {fmt(cpu_us, '.1f')} "
             f"| {r.p50_ms:.3f} | {r.p99_ms:.3f} | {fmt(added, '.3f')} | {r.errors} |")
 
 
@@ -129,29 +142,38 @@ def start_sim(*flags: str):
     return sim, port
 
 
-def streaming(workdir: Path) -> list[str]:
-    """20 chunks 10 ms apart: added TTFT, and CPU per relayed stream and per chunk."""
+def streaming(workdir: Path, rounds: int) -> list[str]:
+    """20 chunks 10 ms apart: added TTFT, and CPU per relayed stream and per event, in
+    `rounds` back-to-back rounds of nginx then Warden (medians; the ratio's range shown)."""
     sim, sim_port = start_sim("--output-tokens", "20", "--token-delay", "0.01")
     proxies = Proxies(workdir, sim_port, "stream")
     rows = ["| target | TTFT p50 ms | added TTFT ms | streams | errors | CPU µs/stream "
-            "| CPU µs/event | vs nginx |", "|---|---|---|---|---|---|---|---|"]
-    total, concurrency = 2000, 100
+            "| CPU µs/event | vs nginx (range) |", "|---|---|---|---|---|---|---|---|"]
+    per_round, concurrency = 1000, 100
     try:
         direct_ttft = asyncio.run(ttft_median(sim_port, 100))
         rows.append(f"| direct | {direct_ttft * 1e3:.3f} | — | — | — | — | — | — |")
-        per_chunk = {}
-        for name, port in proxies.ports.items():
-            ttft = asyncio.run(ttft_median(port, 100))
-            results, cpu = proxies.measure_cpu(
-                name, lambda port=port: asyncio.run(many_streams(port, total,
-                                                                 concurrency)))
-            errors = sum(r.error is not None for r in results)
-            chunks = sum(events(r) for r in results)
-            per_chunk[name] = cpu / max(chunks, 1) * 1e6
-            ratio = per_chunk[name] / per_chunk["nginx"]
-            rows.append(f"| {name} | {ttft * 1e3:.3f} | {(ttft - direct_ttft) * 1e3:.3f} "
-                        f"| {total} | {errors} | {cpu / total * 1e6:.0f} "
-                        f"| {per_chunk[name]:.1f} | {ratio:.2f} |")
+        ttfts = {name: asyncio.run(ttft_median(port, 100))
+                 for name, port in proxies.ports.items()}
+        cpu: dict[str, list[float]] = {name: [] for name in proxies.ports}
+        per_event: dict[str, list[float]] = {name: [] for name in proxies.ports}
+        errors = dict.fromkeys(proxies.ports, 0)
+        for _ in range(rounds):
+            for name, port in proxies.ports.items():
+                results, seconds = proxies.measure_cpu(
+                    name, lambda port=port: asyncio.run(many_streams(port, per_round,
+                                                                     concurrency)))
+                errors[name] += sum(r.error is not None for r in results)
+                cpu[name].append(seconds / per_round * 1e6)
+                per_event[name].append(seconds / max(sum(map(events, results)), 1) * 1e6)
+        ratios = sorted(w / n for w, n in zip(per_event["warden"], per_event["nginx"],
+                                              strict=True))
+        for name in proxies.ports:
+            ratio = "1.00" if name == "nginx" else _median_and_range(ratios)
+            rows.append(f"| {name} | {ttfts[name] * 1e3:.3f} "
+                        f"| {(ttfts[name] - direct_ttft) * 1e3:.3f} | {per_round * rounds} "
+                        f"| {errors[name]} | {statistics.median(cpu[name]):.0f} "
+                        f"| {statistics.median(per_event[name]):.1f} | {ratio} |")
     finally:
         proxies.stop()
         procs.stop(sim)
@@ -182,16 +204,18 @@ def open_streams(workdir: Path, count: int = 1000) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="back-to-back nginx/Warden rounds per scenario")
     args = parser.parse_args()
     uvloop.install()
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
         workdir = Path(tmp)
         for title, rows in (
-                ("Non-streaming, small bodies (wrk, 1 thread)", non_streaming(workdir,
-                                                                              args.seconds)),
-                ("Streaming: 20 chunks, 10 ms apart", streaming(workdir)),
+                ("Non-streaming, small bodies (wrk, 1 thread)",
+                 non_streaming(workdir, args.seconds, args.rounds)),
+                ("Streaming: 20 chunks, 10 ms apart", streaming(workdir, args.rounds)),
                 ("1,000 concurrent open streams", open_streams(workdir))):
             block = [f"### {title}", "", *rows, ""]
             print("\n".join(block), flush=True)

@@ -99,12 +99,15 @@ def chunk(payload: bytes) -> bytes:
 
 def deliver(relay: Relay, payload: bytes, last: bool = False) -> None:
     """One read of an event stream, as the upstream connection hands it over: de-chunked
-    pieces to `on_body` first, then (raw mode) the read as it came, or (decoded) the end."""
-    relay.on_body(payload)
+    pieces first (to `observe` in raw mode, else `on_body`), then (raw mode) the read as it
+    came, or (decoded) the end."""
     if relay.raw:
+        relay.observe(payload)
         relay.on_raw(chunk(payload) + (b"0\r\n\r\n" if last else b""), last)
-    elif last:
-        relay.on_complete()
+    else:
+        relay.on_body(payload)
+        if last:
+            relay.on_complete()
 
 
 # Both ways an event stream is relayed: raw to an HTTP/1.1 client, re-framed to HTTP/1.0.
@@ -119,7 +122,10 @@ def test_every_later_event_is_ignored_after_the_end(http11):
     # Late and duplicate events, in every order a racing transport could produce them.
     relay.on_complete()
     relay.on_lost("late reset")
-    deliver(relay, b"data: stray\n\n", last=True)
+    # (a raw stream's pieces go straight to its observer, which the upstream connection
+    # forgets when the response ends: test_upstream_connection covers that side)
+    relay.on_raw(chunk(b"data: stray\n\n"), True)
+    relay.on_body(b"data: stray\n\n")
     relay.on_client_lost()
     relay.cancel()
     assert ends == [Ending.UPSTREAM_COMPLETE] and relay.observer.events == 1
@@ -167,7 +173,7 @@ def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream(http1
 def test_raw_stream_cut_inside_a_chunk_resets_the_client(relayed):
     relay, client, _, ends = make()
     relay.on_head(200, SSE)
-    relay.on_body(relayed.split(b"\r\n")[1])
+    relay.observe(relayed.split(b"\r\n")[1])
     relay.on_raw(relayed, False)
     relay.on_lost("backend closed the connection")
     assert ends == [Ending.UPSTREAM_LOST]

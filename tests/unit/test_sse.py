@@ -73,6 +73,39 @@ def test_observer_decodes_only_the_chunks_that_end_something(capture, usage):
     assert len(decoded) == 2 and observer.events > 4  # the finishing chunk and the usage
 
 
+def observed(chunks: list[bytes]) -> tuple:
+    observer = StreamObserver(lambda: 1.0)
+    for chunk in chunks:
+        observer.feed(chunk)
+    return (observer.events, observer.done, observer.usage, observer.finish_reasons,
+            observer.pending)
+
+
+def test_one_event_per_chunk_is_observed_as_the_whole_stream():
+    """vLLM's usual framing (one event per chunk) takes the observer's shortcut; the result
+    must be the decoder's."""
+    events = [e + b"\n\n" for e in CHAT.split(b"\n\n") if e]
+    assert observed(events) == observed([CHAT]) == (19, True, {
+        "prompt_tokens": 16, "total_tokens": 32, "completion_tokens": 16}, ["length"], 0)
+
+
+@pytest.mark.parametrize("odd", [
+    # a CR ends lines (and CR CR an event): two events, the second one finishing
+    b'data: {"choices":[{"finish_reason":null}]}\r\rdata: {"choices":[{"finish_reason":'
+    b'"stop"}]}\n\n',
+    # two events in one chunk, the second one finishing
+    b'data: {"choices":[{"finish_reason":null}]}\n\ndata: {"choices":[{"finish_reason":'
+    b'"stop"}]}\n\n',
+])
+def test_chunks_that_are_not_one_plain_event_are_decoded(odd):
+    assert observed([odd]) == (2, False, None, ["stop"], 0)
+
+
+def test_a_chunk_completing_a_held_event_is_decoded():
+    first = b'data: {"choices":[{"finish_reason":"st'
+    assert observed([first, b'op"}]}\n\n']) == (1, False, None, ["stop"], 0)
+
+
 def test_observer_sees_vllm_error_events():
     observer = StreamObserver(lambda: 1.0)
     observer.feed(b'data: {"error": {"message": "EngineCore encountered an issue", '

@@ -14,6 +14,7 @@ idleness is "no progress since the last tick", so the hot path reads no clock pe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -49,6 +50,7 @@ class Relay(Exchange):
     last_progress_at = 0.0
     _progress_at_tick = 0
     observer: StreamObserver | None = None
+    observe: Callable[[bytes], None] | None = None   # a raw event stream's observer
     lost_reason: str | None = None
     raw = False                   # the body is relayed as the backend framed it
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
@@ -81,7 +83,7 @@ class Relay(Exchange):
         exactly as the backend framed it (plain responses and event streams alike: one
         write per read, whatever the chunks), or decoded and re-framed (an HTTP/1.0 client,
         or a head that must be rewritten). An event stream is observed in both modes, from
-        the de-chunked pieces the connection hands to `on_body`."""
+        the de-chunked pieces the connection hands to `observe` (raw) or `on_body`."""
         if self.ended:
             return BodyMode.DECODED
         self.status = status
@@ -93,7 +95,8 @@ class Relay(Exchange):
             self.raw = True
             self.client.start_raw(passed.block)
             if passed.event_stream:
-                self.observer = StreamObserver(time.monotonic)
+                self.observer = observer = StreamObserver(time.monotonic)
+                self.observe = observer.feed
                 return BodyMode.RAW_OBSERVED
             return BodyMode.RAW
         block, length, event_stream = response_head(parse_head(head), status,
@@ -116,12 +119,12 @@ class Relay(Exchange):
             self.last_raw = data
 
     def on_body(self, chunk: bytes) -> None:
+        """A de-chunked piece of a decoded body (a raw one goes to `on_raw`)."""
         if self.ended:
             return
-        if not self.raw:
-            self.client.write(chunk)
-            self.body_bytes += len(chunk)
-            self.progress += 1
+        self.client.write(chunk)
+        self.body_bytes += len(chunk)
+        self.progress += 1
         observer = self.observer
         if observer is not None:
             observer.feed(chunk)

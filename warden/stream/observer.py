@@ -58,6 +58,16 @@ class StreamObserver:
         self.error: dict | None = None
 
     def feed(self, chunk: bytes) -> None:
+        # The common chunk, decided without the decoder: nothing pending, and the chunk is one
+        # whole one-line `data:` event of a choice still generating (vLLM sends one event per
+        # chunk). It only counts; a CR anywhere could end lines or events, so it disqualifies.
+        if (not self._decoder.tail and chunk[-2:] == b"\n\n"
+                and chunk.find(b"\n") == len(chunk) - 2 and chunk.find(b"\r") < 0
+                and chunk[:5] == b"data:" and chunk.find(b'"finish_reason":null') >= 0):
+            self.events += 1
+            if self.first_event_at is None:
+                self.first_event_at = self._clock()
+            return
         for payload in self._decoder.feed(chunk):
             self.events += 1
             if self.first_event_at is None:

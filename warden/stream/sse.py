@@ -8,18 +8,18 @@ from __future__ import annotations
 
 
 class SseDecoder:
-    __slots__ = ("_tail",)
+    __slots__ = ("tail",)
 
     def __init__(self) -> None:
-        self._tail = b""
+        self.tail = b""  # an event that has started but not ended
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payload of every event completed by `chunk`, in order."""
         if chunk.find(b"\r") >= 0:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buffer = self._tail + chunk if self._tail else chunk
+        buffer = self.tail + chunk if self.tail else chunk
         events = buffer.split(b"\n\n")
-        self._tail = events.pop()
+        self.tail = events.pop()
         payloads = []
         for event in events:
             payload = _data_of(event)
@@ -30,7 +30,7 @@ class SseDecoder:
     @property
     def pending(self) -> int:
         """Bytes of an event that has started but not ended."""
-        return len(self._tail)
+        return len(self.tail)
 
 
 def _data_of(event: bytes) -> bytes | None:

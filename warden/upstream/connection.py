@@ -6,8 +6,9 @@ when the head arrives (the value `on_head` returns):
 - RAW: the body is handed over as the backend sent it, framing included (`on_raw`, once per
   socket read; `last` is True on the call that carries the end of the response, so a small
   response costs the sink one call), so a relay forwards it with no per-chunk work;
-- RAW_OBSERVED: as RAW, and the de-chunked pieces also go to `on_body` (during the read,
-  before that read's `on_raw`), for a sink that watches what it relays (an SSE observer);
+- RAW_OBSERVED: as RAW, and the de-chunked pieces also go to the sink's `observe` (during
+  the read, before that read's `on_raw`), for a sink that watches what it relays (an SSE
+  observer; called directly, with no hop through the sink, as it runs per chunk);
 - DECODED: the body reaches the sink only de-chunked (`on_body`), for a sink that must
   re-frame it; `flush` follows a read that delivered the head, and `on_complete` the read
   that delivered the end.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Protocol
 
 import httptools
@@ -36,6 +38,8 @@ class BodyMode:
 
 
 class ResponseSink(Protocol):
+    observe: Callable[[bytes], None]  # read after `on_head` returns RAW_OBSERVED
+
     def on_head(self, status: int, head: bytes) -> int: ...  # a BodyMode
     def on_raw(self, data: bytes, last: bool) -> None: ...
     def on_body(self, chunk: bytes) -> None: ...
@@ -57,7 +61,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_start = 0        # where the head begins in _head_buf (after any 1xx heads)
         self._reading_head = True
         self._raw = False           # on_raw gets the body as it came
-        self._observe = False       # on_body gets it de-chunked
+        self._on_piece: Callable[[bytes], None] | None = None   # gets it de-chunked
         self._head_ended_in_this_read = False   # decoded mode: flush after this read
         self._body_offset = 0       # raw mode: where, in the current read, the body begins
         self._data_len = 0
@@ -122,6 +126,9 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
+        if self._complete:  # a second response in the read that ended the first: stray
+            self._keep_alive = False
+            return
         buf = self._head_buf
         start = self._head_start
         end = buf.find(b"\r\n\r\n", start)
@@ -132,20 +139,29 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_buf = b""
         self._head_start = 0
         if self._sink is not None:
-            mode = self._sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
-            self._observe = mode != BodyMode.RAW
-            self._raw = raw = mode != BodyMode.DECODED
-            if raw:  # where, in this read, the body begins
-                self._body_offset = end + 4 - (len(buf) - self._data_len)
-            else:
+            sink = self._sink
+            mode = sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
+            if mode == BodyMode.DECODED:
+                self._raw = False
+                self._on_piece = sink.on_body
                 self._head_ended_in_this_read = True
+            else:
+                self._raw = True
+                self._on_piece = sink.observe if mode == BodyMode.RAW_OBSERVED else None
+                # where, in this read, the body begins
+                self._body_offset = end + 4 - (len(buf) - self._data_len)
 
     def on_body(self, body: bytes) -> None:
-        if self._observe and self._sink is not None:
-            self._sink.on_body(body)
+        on_piece = self._on_piece
+        if on_piece is not None:
+            on_piece(body)
 
     def on_message_complete(self) -> None:
+        if self._complete:  # the end of a stray second response: never reuse this connection
+            self._keep_alive = False
+            return
         self._complete = True
+        self._on_piece = None  # a stray response's body must not reach this one's sink
         # Only meaningful now: once feed_data returns, llhttp has reset for the next message.
         self._keep_alive = self._parser.should_keep_alive()
 
@@ -169,6 +185,7 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         """Close and never reuse; an in-progress response is abandoned silently."""
         self._sink = None
+        self._on_piece = None
         self.reusable = False
         if self.transport is not None and not self.closed:
             self.closed = True

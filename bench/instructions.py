@@ -1,0 +1,105 @@
+"""Instructions per proxied request and per relayed SSE chunk, counted, not timed.
+
+Wall-clock benchmarks on a shared VM move by ±10% from run to run; an instruction count does
+not (callgrind runs the same binary on the same input to the same total). This drives the
+same protocol objects as `bench.hot_path` for two round counts under callgrind and prints the
+difference per round, so the fixed start-up cost cancels out. `--opcodes` instead counts the
+bytecodes each function executes per request (sys.settrace), to show where the interpreter's
+share goes. Run:
+
+    python -m bench.instructions            # needs valgrind (Debian package)
+    python -m bench.instructions --opcodes
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import uvloop
+
+from bench.hot_path import SSE_EVENT, Rig
+
+SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8"
+            b"\r\ntransfer-encoding: chunked\r\n\r\n")
+SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
+
+
+async def _drive(kind: str, rounds: int) -> None:
+    rig = Rig()
+    for _ in range(100):
+        rig.one_round()
+    if kind == "request":
+        for _ in range(rounds):
+            rig.one_round()
+    else:
+        rig.start_stream()
+        for _ in range(rounds):
+            rig.upstream.data_received(SSE_CHUNK)
+            rig.client.transport.out.clear()
+
+
+def _callgrind_total(kind: str, rounds: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        sys.executable, "-m", "bench.instructions", "--run", kind,
+                        str(rounds)], check=True, env=env, capture_output=True)
+        summary = re.search(rb"^summary: (\d+)", out.read_bytes(), re.M)
+        assert summary is not None, "no summary line in callgrind's output"
+        return int(summary.group(1))
+
+
+def count_instructions(kind: str, low: int = 200, high: int = 1200) -> float:
+    return (_callgrind_total(kind, high) - _callgrind_total(kind, low)) / (high - low)
+
+
+async def count_opcodes(rounds: int = 200) -> Counter[str]:
+    """Bytecodes executed per request, by function."""
+    rig = Rig()
+    for _ in range(100):
+        rig.one_round()
+    counts: Counter[str] = Counter()
+
+    def tracer(frame, event, arg):
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            counts[frame.f_code.co_qualname] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    for _ in range(rounds):
+        rig.one_round()
+    sys.settrace(None)
+    counts.pop("count_opcodes", None)
+    return Counter({name: n // rounds for name, n in counts.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--opcodes", action="store_true")
+    parser.add_argument("--run", nargs=2, metavar=("KIND", "ROUNDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        uvloop.run(_drive(args.run[0], int(args.run[1])))
+    elif args.opcodes:
+        counts = uvloop.run(count_opcodes())
+        print(f"{sum(counts.values())} bytecodes per request")
+        for name, n in counts.most_common():
+            print(f"{n:6d}  {name}")
+    else:
+        request = count_instructions("request")
+        chunk = count_instructions("chunk")
+        print(f"{request:,.0f} instructions per non-streaming request, "
+              f"{chunk:,.0f} per relayed SSE chunk")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The upstream connection's framing contract with its sink, at the socket seam (a fake
+transport): what reaches `on_raw`, `observe` and `on_body`, and when it is reusable."""
+
+from __future__ import annotations
+
+import pytest
+
+from warden.upstream.connection import BodyMode, UpstreamConnection
+
+SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
+EVENTS = [b"data: {}\n\n", b"data: [DONE]\n\n"]
+SSE_BODY = b"".join(b"%x\r\n%b\r\n" % (len(e), e) for e in EVENTS) + b"0\r\n\r\n"
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def writelines(self, parts) -> None:
+        pass
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class Sink:
+    def __init__(self, mode: int):
+        self.mode = mode
+        self.heads: list[bytes] = []
+        self.raw: list[tuple[bytes, bool]] = []
+        self.observed: list[bytes] = []
+        self.decoded: list[bytes] = []
+        self.completed = 0
+        self.lost: list[str] = []
+        self.observe = self.observed.append
+
+    def on_head(self, status, head):
+        self.heads.append(head)
+        return self.mode
+
+    def on_raw(self, data, last):
+        self.raw.append((data, last))
+
+    def on_body(self, chunk):
+        self.decoded.append(chunk)
+
+    def flush(self):
+        pass
+
+    def on_complete(self):
+        self.completed += 1
+
+    def on_lost(self, reason):
+        self.lost.append(reason)
+
+
+def sent(mode: int) -> tuple[UpstreamConnection, Sink]:
+    conn = UpstreamConnection()
+    conn.connection_made(Transport())
+    sink = Sink(mode)
+    conn.send([b"POST / HTTP/1.1\r\n\r\n"], sink)
+    return conn, sink
+
+
+@pytest.mark.parametrize("split", [0, 10, len(SSE_HEAD), len(SSE_HEAD) + 3])
+def test_raw_observed_stream_goes_as_it_came_and_observed_de_chunked(split):
+    conn, sink = sent(BodyMode.RAW_OBSERVED)
+    whole = SSE_HEAD + SSE_BODY
+    for part in (whole[:split], whole[split:]):
+        if part:
+            conn.data_received(part)
+    assert sink.heads == [SSE_HEAD[:-2]]
+    assert b"".join(data for data, _ in sink.raw) == SSE_BODY and sink.raw[-1][1] is True
+    assert sink.observed == EVENTS and sink.decoded == [] and sink.lost == []
+    assert conn.reusable
+
+
+def test_decoded_mode_hands_over_pieces_and_the_end():
+    conn, sink = sent(BodyMode.DECODED)
+    conn.data_received(SSE_HEAD + SSE_BODY)
+    assert sink.decoded == EVENTS and sink.raw == [] and sink.observed == []
+    assert sink.completed == 1 and conn.reusable
+
+
+def test_a_stray_second_response_in_the_same_read_reaches_no_sink_and_ends_reuse():
+    conn, sink = sent(BodyMode.RAW_OBSERVED)
+    conn.data_received(SSE_HEAD + SSE_BODY + SSE_HEAD + SSE_BODY)
+    assert len(sink.heads) == 1 and sink.observed == EVENTS
+    assert [last for _, last in sink.raw] == [True]
+    assert not conn.reusable
+
+
+def test_bytes_nobody_asked_for_close_the_connection():
+    conn, sink = sent(BodyMode.RAW)
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+    assert sink.raw == [(b"{}", True)] and conn.reusable
+    conn.data_received(b"HTTP/1.1 200 OK\r\n")
+    assert conn.closed and not conn.reusable and conn.transport.aborted
