@@ -27,8 +27,9 @@ NODE = ["--token-delay", "0.015", "--prefill-time-per-token", "0.00005",
 RATES = (1, 2, 3, 4, 6, 8)
 
 
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+def scrape(root: str) -> dict[str, float]:
+    """The load gauges and the preemption counter from a vLLM (or sim) `/metrics`."""
+    text = urllib.request.urlopen(f"{root}/metrics", timeout=5).read().decode()
     values: dict[str, float] = {}
     for line in text.splitlines():
         for name in ("vllm:num_requests_waiting", "vllm:num_requests_running",
@@ -38,28 +39,33 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-async def measure(port: int, rate: float, seconds: float) -> dict:
-    spec = WorkloadSpec(rate=rate, duration=seconds, prompt_median=200, output_median=128,
-                        output_cap=1024, shared_prefix_share=0.0, session_share=0.0, seed=1)
+async def measure(root: str, spec: WorkloadSpec) -> dict:
+    """Run `spec` against the server at `root` (http://host:port) while sampling its
+    /metrics every 0.2 s: the clients' view plus the server's peaks."""
     peaks = {"waiting": 0.0, "running": 0.0, "kv": 0.0}
-    before = scrape(port)["vllm:num_preemptions_total"]
+    before = scrape(root)["vllm:num_preemptions_total"]
     sampling = True
 
     async def sample() -> None:
         while sampling:
-            values = await asyncio.to_thread(scrape, port)
+            values = await asyncio.to_thread(scrape, root)
             peaks["waiting"] = max(peaks["waiting"], values["vllm:num_requests_waiting"])
             peaks["running"] = max(peaks["running"], values["vllm:num_requests_running"])
             peaks["kv"] = max(peaks["kv"], values["vllm:kv_cache_usage_perc"])
             await asyncio.sleep(0.2)
 
     sampler = asyncio.create_task(sample())
-    outcomes, wall = await run(f"http://127.0.0.1:{port}/v1", build(spec))
+    outcomes, wall = await run(f"{root}/v1", build(spec))
     sampling = False
     await sampler
     summary = summarize(outcomes, wall)
-    summary.update(peaks, preemptions=scrape(port)["vllm:num_preemptions_total"] - before)
+    summary.update(peaks, preemptions=scrape(root)["vllm:num_preemptions_total"] - before)
     return summary
+
+
+def workload(rate: float, seconds: float) -> WorkloadSpec:
+    return WorkloadSpec(rate=rate, duration=seconds, prompt_median=200, output_median=128,
+                        output_cap=1024, shared_prefix_share=0.0, session_share=0.0, seed=1)
 
 
 def main() -> None:
@@ -75,7 +81,7 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     try:
         for rate in RATES:
-            s = uvloop.run(measure(port, rate, args.seconds))
+            s = uvloop.run(measure(f"http://127.0.0.1:{port}", workload(rate, args.seconds)))
             ttft, e2e = s["ttft"], s["e2e"]
             if ttft["p50"] is None:
                 rows.append(f"| {rate} | 0 | 0 | — | — | — | — | — | — | — "

@@ -186,7 +186,11 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="trace time divisor")
     parser.add_argument("--json", help="also write the summary here")
     for name, default in asdict(WorkloadSpec()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
     args = parser.parse_args()
     spec_fields = asdict(WorkloadSpec())
     spec = WorkloadSpec(**{k: getattr(args, k) for k in spec_fields})

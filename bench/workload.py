@@ -37,6 +37,7 @@ class WorkloadSpec:
     session_share: float = 0.2         # share of arrivals that are turns of multi-turn sessions
     session_turns: int = 4
     stream_share: float = 1.0
+    ignore_eos: bool = False           # vLLM's extension: generate max_tokens, EOS or not
     seed: int = 0
 
 
@@ -62,6 +63,8 @@ def build(spec: WorkloadSpec) -> list[TimedRequest]:
         body = {"model": spec.model, "messages": messages,
                 "max_tokens": _lognormal(rng, spec.output_median, spec.output_sigma,
                                          spec.output_cap)}
+        if spec.ignore_eos:
+            body["ignore_eos"] = True
         if rng.random() < spec.stream_share:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -106,3 +106,14 @@ def test_request_id_generated_when_absent(gateway):
     assert status == 200
     request_id = headers["x-request-id"]
     assert request_id and json.loads(body)["id"] == f"chatcmpl-{request_id}"
+
+
+def test_ignore_eos_runs_to_max_tokens(client):
+    """vLLM's extension passes through the gateway; the sim honours it as vLLM does."""
+    natural = client.chat.completions.create(model="sim-model", messages=MESSAGES,
+                                             max_tokens=40)
+    assert natural.choices[0].finish_reason == "stop" and natural.usage.completion_tokens < 40
+    forced = client.chat.completions.create(model="sim-model", messages=MESSAGES,
+                                            max_tokens=40, extra_body={"ignore_eos": True})
+    assert forced.choices[0].finish_reason == "length"
+    assert forced.usage.completion_tokens == 40

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from warden.sim.requests import BadRequest, check_sampling, checked_max_tokens
+from warden.sim.requests import (
+    BadRequest,
+    check_sampling,
+    check_structured_outputs,
+    checked_max_tokens,
+)
 
 
 @pytest.mark.parametrize(("body", "message", "param"), [
@@ -40,3 +46,18 @@ def test_max_tokens_like_the_captured_0_32_error():
         b'{"error":{"message":"max_tokens=100000 cannot be greater than max_model_len=512. '
         b'Please request fewer output tokens. (parameter=max_tokens, value=100000)",'
         b'"type":"BadRequestError","param":"max_tokens","code":400}}')
+
+
+@pytest.mark.parametrize("regex", ["(", "[", "a{2,1}"])
+def test_a_regex_that_does_not_parse_gets_vllm_0_32s_400(regex):
+    with pytest.raises(BadRequest) as caught:
+        check_structured_outputs({"structured_outputs": {"regex": regex}})
+    error = orjson.loads(caught.value.body)["error"]
+    assert caught.value.status == 400 and error["type"] == "BadRequestError"
+    assert error["message"].startswith(f'Grammar error: invalid regex "{regex}"')
+
+
+@pytest.mark.parametrize("body", [{}, {"structured_outputs": {"regex": "[a-z]+"}},
+                                  {"structured_outputs": {"json_object": True}}])
+def test_usable_structured_outputs_pass(body):
+    check_structured_outputs(body)

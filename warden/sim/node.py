@@ -28,6 +28,7 @@ from warden.sim.metrics import NodeMetrics
 from warden.sim.requests import (
     BadRequest,
     check_sampling,
+    check_structured_outputs,
     checked_max_tokens,
     embed,
     prompt_ids_of,
@@ -240,13 +241,17 @@ class SimNode:
         limit = self.config.max_model_len
         max_tokens = checked_max_tokens(body, len(prompt_ids), limit)
         check_sampling(body)
+        check_structured_outputs(body)
         rid_header = request.header(b"x-request-id")
         base_id = rid_header.decode() if rid_header else os.urandom(8).hex()
         kind = "chat" if chat else ("responses" if path == "/v1/responses" else "completion")
         gen = Generation(kind, base_id, body, len(prompt_ids), self.config.vllm_version, conn)
         lora = body["model"] if body["model"] in self.config.loras else None
-        seq = Sequence(prompt_ids, min(max_tokens, limit - len(prompt_ids)),
-                       self.config.engine.output_tokens, seed_of(body), gen.on_token, lora)
+        max_tokens = min(max_tokens, limit - len(prompt_ids))
+        # vLLM's `ignore_eos`: the output runs to max_tokens instead of its natural length.
+        natural = max_tokens if body.get("ignore_eos") is True \
+            else self.config.engine.output_tokens
+        seq = Sequence(prompt_ids, max_tokens, natural, seed_of(body), gen.on_token, lora)
         conn.watcher = GenerationWatcher(self.engine, seq, gen)
         self._active.add(gen)
         try:
