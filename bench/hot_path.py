@@ -28,6 +28,17 @@ def request(body: bytes) -> bytes:
 
 
 REQUEST = request(b'{"model":"m","messages":[{"role":"user","content":"hi"}]}')
+# The same request as the openai Python SDK sends it: 17 header fields, not wrk's 3.
+SDK_REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw:8000\r\nAccept-Encoding: gzip, deflate"
+    b"\r\nConnection: keep-alive\r\nAccept: application/json\r\nContent-Type: application/json"
+    b"\r\nUser-Agent: OpenAI/Python 1.99.1\r\nX-Stainless-Lang: python\r\n"
+    b"X-Stainless-Package-Version: 1.99.1\r\nX-Stainless-OS: Linux\r\nX-Stainless-Arch: x64"
+    b"\r\nX-Stainless-Runtime: CPython\r\nX-Stainless-Runtime-Version: 3.11.7\r\n"
+    b"Authorization: Bearer sk-unused\r\nX-Stainless-Async: false\r\n"
+    b"x-stainless-retry-count: 0\r\nx-stainless-read-timeout: 600\r\n"
+    b"Content-Length: 57\r\n\r\n"
+    b'{"model":"m","messages":[{"role":"user","content":"hi"}]}')
 STREAM_REQUEST = request(b'{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}')
 BODY = b'{"id":"x","object":"chat.completion","choices":[]}'
 RESPONSE = (b"HTTP/1.1 200 OK\r\ndate: Sat, 21 Nov 2026 20:00:00 GMT\r\nserver: uvicorn\r\n"
@@ -70,7 +81,8 @@ class Rig:
     """A gateway with one backend whose one upstream connection is a fake transport, and one
     client connection: the real protocol objects, driven by hand."""
 
-    def __init__(self) -> None:
+    def __init__(self, request: bytes = REQUEST) -> None:
+        self.request = request
         settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
                                                  "models": ["m"]}]}, {})
         gateway = build_app(settings)
@@ -86,7 +98,7 @@ class Rig:
     def one_round(self) -> None:
         """One non-streaming request, proxied and answered."""
         self.pool.release(self.upstream)
-        self.client.data_received(REQUEST)
+        self.client.data_received(self.request)
         self.upstream.data_received(RESPONSE)
         self.client.transport.out.clear()
         self.upstream.transport.out.clear()

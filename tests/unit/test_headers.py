@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from warden.edge.request import INTERPRETED
 from warden.proxy import headers as hdr
 
 BACKEND = hdr.UpstreamTarget("10.1.1.1:8000", None)
@@ -9,14 +10,26 @@ def head_lines(request: list[bytes]) -> list[bytes]:
     return request[0].split(b"\r\n")
 
 
+def split(headers: list[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], list[bytes]]:
+    """Client header fields as the server splits them (see `edge.request`)."""
+    fields: dict[bytes, bytes] = {}
+    passed: list[bytes] = []
+    for name, value in headers:
+        if name in INTERPRETED:
+            fields[name] = fields[name] + b", " + value if name in fields else value
+        else:
+            passed += (name, b": ", value, b"\r\n")
+    return fields, passed
+
+
 def test_upstream_request_rewrites_what_the_gateway_owns():
     client = [(b"host", b"gateway"), (b"content-type", b"application/json"),
               (b"x-secret-hop", b"1"), (b"connection", b"keep-alive, X-Secret-Hop"),
               (b"keep-alive", b"300"), (b"te", b"trailers"), (b"x-forwarded-for", b"10.0.0.1"),
               (b"x-request-id", b"client-id"), (b"authorization", b"Bearer user"),
               (b"content-length", b"999"), (b"expect", b"100-continue")]
-    request = hdr.upstream_request(b"POST", b"/v1/chat/completions", client, b"{}", BACKEND,
-                                   b"rid-1", "192.0.2.7")
+    request = hdr.upstream_request(b"POST", b"/v1/chat/completions", *split(client), b"{}",
+                                   BACKEND, b"rid-1", "192.0.2.7")
     lines = head_lines(request)
     assert lines[0] == b"POST /v1/chat/completions HTTP/1.1"
     assert b"host: 10.1.1.1:8000" in lines
@@ -31,10 +44,36 @@ def test_upstream_request_rewrites_what_the_gateway_owns():
     assert request[1] == b"{}"
 
 
+def test_every_interpreted_field_is_forwarded_or_owned_on_purpose():
+    owned = hdr.HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-request-id",
+                              b"x-forwarded-for"}
+    assert owned | hdr.FORWARDED_FIELDS == INTERPRETED
+
+
+def test_connection_can_make_any_field_hop_by_hop():
+    client = [(b"connection", b"Authorization, X-Trace"), (b"authorization", b"Bearer u"),
+              (b"x-trace", b"1"), (b"x-kept", b"2"), (b"content-type", b"application/json")]
+    lines = head_lines(hdr.upstream_request(b"POST", b"/v1/completions", *split(client),
+                                            b"", BACKEND, b"r", "1.2.3.4"))
+    assert b"x-kept: 2" in lines and b"content-type: application/json" in lines
+    for gone in (b"authorization", b"x-trace", b"connection"):
+        assert not any(line.startswith(gone + b":") for line in lines), gone
+
+
+def test_end_to_end_fields_go_on_in_order_and_repeats_stay_separate():
+    client = [(b"x-a", b"1"), (b"accept", b"*/*"), (b"x-a", b"2"),
+              (b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2")]
+    lines = head_lines(hdr.upstream_request(b"GET", b"/v1/models", *split(client), b"",
+                                            BACKEND, b"r", "1.2.3.4"))
+    assert lines[2:5] == [b"x-a: 1", b"accept: */*", b"x-a: 2"]
+    assert b"x-forwarded-for: 10.0.0.1, 10.0.0.2, 1.2.3.4" in lines
+
+
 def test_backend_api_key_replaces_the_clients():
     backend = hdr.UpstreamTarget("h:1", "backend-key")
-    request = hdr.upstream_request(b"POST", b"/v1/models", [(b"authorization", b"Bearer u")],
-                                   b"", backend, b"r", "1.2.3.4")
+    request = hdr.upstream_request(b"POST", b"/v1/models",
+                                   *split([(b"authorization", b"Bearer u")]), b"", backend,
+                                   b"r", "1.2.3.4")
     lines = head_lines(request)
     assert b"authorization: Bearer backend-key" in lines
     assert b"authorization: Bearer u" not in lines

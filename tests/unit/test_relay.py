@@ -13,7 +13,8 @@ from warden.stream.observer import Ending
 from warden.upstream.connection import BodyMode
 
 BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
-REQUEST = HttpRequest(b"POST", b"/v1/chat/completions", [], b"{}", True, "127.0.0.1", 0.0)
+REQUEST = HttpRequest(b"POST", b"/v1/chat/completions", {}, [], b"{}", True, "127.0.0.1",
+                      0.0)
 
 SSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
        b"transfer-encoding: chunked\r\n")

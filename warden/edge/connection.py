@@ -26,7 +26,7 @@ import httptools
 
 from warden.edge import wire
 from warden.edge.contracts import ClientWatcher
-from warden.edge.request import HttpRequest
+from warden.edge.request import INTERPRETED, HttpRequest
 from warden.edge.responding import ResponseWriter
 from warden.errors import (
     HeadersTooLarge,
@@ -69,7 +69,8 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self._max_header_bytes = server.limits.max_header_bytes
         # Per-request parsing state (reset when a message completes).
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._fields: dict[bytes, bytes] = {}
+        self._passed: list[bytes] = []
         self._in_head = True        # reading a request head (its size is bounded)
         self._head_bytes = 0
         self._body: list[bytes] = []
@@ -146,13 +147,21 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Split as parsed (see `edge.request`): an interpreted field by name, any other
+        rendered for forwarding."""
         name = name.lower()
-        if name == b"content-length":
+        if name not in INTERPRETED:
+            self._passed += (name, b": ", value, b"\r\n")
+            return
+        fields = self._fields
+        if name in fields:  # repeated: one list value (RFC 9110 §5.3)
+            value = fields[name] + b", " + value
+        elif name == b"content-length":
             if value.isdigit() and int(value) > self._max_body:
                 raise PayloadTooLarge(f"request body is larger than {self._max_body} bytes")
         elif name == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
-        self._headers.append((name, value))
+        fields[name] = value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -171,10 +180,11 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         parser = self._parser
         if self.http11 is None:  # once per connection: get_http_version() formats a string
             self.http11 = parser.get_http_version() == "1.1"
-        request = HttpRequest(parser.get_method(), self._url, self._headers, body,
+        request = HttpRequest(parser.get_method(), self._url, self._fields, self._passed, body,
                               parser.should_keep_alive(), self.client_ip, time.monotonic())
         self._url = b""
-        self._headers = []
+        self._fields = {}
+        self._passed = []
         self._in_head = True
         self._head_bytes = 0
         self._body = []

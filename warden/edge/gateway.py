@@ -75,16 +75,10 @@ class GatewayHandler:
     # -- proxied endpoints -----------------------------------------------------------------
 
     def _proxy(self, request: HttpRequest, client: HttpConnection) -> None:
-        client_id = None
-        content_type = b""
-        for name, value in request.headers:  # one pass for the headers admission reads
-            if name == b"content-type":
-                content_type = value
-            elif name == b"x-request-id":
-                client_id = value
-        request_id = self._ids.pick(client_id)
+        fields = request.fields
+        request_id = self._ids.pick(fields.get(b"x-request-id"))
         try:
-            model, stream = self._admit(request, content_type)
+            model, stream = self._admit(request, fields.get(b"content-type", b""))
         except WardenError as e:
             self._reject(request, client, request_id, e)
             return

@@ -14,12 +14,16 @@ HOP_BY_HOP = frozenset({
     b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
 
-_REWRITTEN_UP = HOP_BY_HOP | {b"host", b"content-length", b"x-request-id", b"x-forwarded-for",
-                              b"expect"}
-_REWRITTEN_UP_WITH_KEY = _REWRITTEN_UP | {b"authorization"}
+# The client's interpreted fields (`edge.request.INTERPRETED`) that go on to the backend
+# (authorization only when the backend has no key of its own); the rest of them are hop-by-hop
+# or rewritten by the gateway (host, content-length, x-request-id, x-forwarded-for, expect).
+FORWARDED_FIELDS = frozenset({b"content-type", b"authorization"})
 _REWRITTEN_DOWN = HOP_BY_HOP | {b"content-length", b"x-request-id", b"date"}
 # `Connection` tokens that name no extra header.
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
+# Whole `Connection` values that name none, as clients usually send them (a shortcut).
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+_NONE: frozenset[bytes] = frozenset()
 
 
 class UpstreamTarget:
@@ -35,31 +39,42 @@ class UpstreamTarget:
         self.addr_line = b"x-upstream-addr: " + address.encode() + b"\r\n"
 
 
-def upstream_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                     body: bytes, backend: UpstreamTarget, request_id: bytes,
-                     client_ip: str) -> list[bytes]:
+def upstream_request(method: bytes, target: bytes, fields: dict[bytes, bytes],
+                     passed: list[bytes], body: bytes, backend: UpstreamTarget,
+                     request_id: bytes, client_ip: str) -> list[bytes]:
     """The request as written to the backend: [head, body] (written with writelines, so a
-    large body is never copied)."""
-    drop = _REWRITTEN_UP_WITH_KEY if backend.auth_line else _REWRITTEN_UP
-    while True:
-        lines = [method, b" ", target, backend.host_line]
-        forwarded_for = client_ip.encode()
-        connection = b""
-        for name, value in headers:
-            if name in drop:
-                if name == b"x-forwarded-for":
-                    forwarded_for = value + b", " + forwarded_for
-                elif name == b"connection":
-                    connection = value
-                continue
-            lines += (name, b": ", value, b"\r\n")
-        listed = _listed_by(connection) - drop if connection else None
-        if not listed:
-            break
-        drop = drop | listed  # rare: render again without the headers Connection names
+    large body is never copied). `fields` and `passed` are the client's header fields as the
+    server split them (`edge.request`): of `fields`, only `FORWARDED_FIELDS` go on (every
+    other one is hop-by-hop or the gateway's own); `passed` goes on as it is, unless
+    `Connection` names some of it."""
+    listed = _NONE
+    connection = fields.get(b"connection")
+    if connection is not None and connection not in _PLAIN_CONNECTION:
+        listed = _listed_by(connection)  # rare: these fields are hop-by-hop too
+    lines = [method, b" ", target, backend.host_line]
+    content_type = fields.get(b"content-type")
+    if content_type is not None and b"content-type" not in listed:
+        lines += (b"content-type: ", content_type, b"\r\n")
+    if not backend.auth_line:
+        authorization = fields.get(b"authorization")
+        if authorization is not None and b"authorization" not in listed:
+            lines += (b"authorization: ", authorization, b"\r\n")
+    lines += _without(passed, listed) if listed else passed
+    forwarded = fields.get(b"x-forwarded-for")
+    forwarded_for = client_ip.encode() if forwarded is None \
+        else forwarded + b", " + client_ip.encode()
     lines += (backend.auth_line, b"x-request-id: ", request_id, b"\r\nx-forwarded-for: ",
               forwarded_for, b"\r\ncontent-length: ", b"%d" % len(body), b"\r\n\r\n")
     return [b"".join(lines), body]
+
+
+def _without(passed: list[bytes], names: frozenset[bytes]) -> list[bytes]:
+    """`passed` (rendered fields, four items each) without the fields named."""
+    kept: list[bytes] = []
+    for i in range(0, len(passed), 4):
+        if passed[i] not in names:
+            kept += passed[i:i + 4]
+    return kept
 
 
 # In a lower-cased head: a hop-by-hop header, or X-Request-Id (the gateway sets its own).
