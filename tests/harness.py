@@ -7,9 +7,11 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -137,6 +139,12 @@ class GatewayThread:
     """A real gateway on a real socket, run by its own uvloop in a background thread."""
 
     def __init__(self, config: dict, environ: dict[str, str] | None = None):
+        # The flight recorder writes to a directory of this gateway's own unless told where.
+        self._own_records = None
+        if "dir" not in config.get("recorder", {}):
+            self._own_records = tempfile.mkdtemp(prefix="warden-records-")
+            config = {**config, "recorder": {**config.get("recorder", {}),
+                                             "dir": self._own_records}}
         self.settings = parse_settings(config, environ or {})
         self.gateway: Gateway | None = None
         self._loop = uvloop.new_event_loop()
@@ -180,3 +188,5 @@ class GatewayThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+        if self._own_records is not None:
+            shutil.rmtree(self._own_records, ignore_errors=True)

@@ -13,6 +13,7 @@ from warden.fleet.discovery import Discovery
 from warden.fleet.registry import BackendRegistry
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
+from warden.record.recorder import Recorder
 from warden.routing.policy import build_policy
 
 log = logging.getLogger("warden")
@@ -22,10 +23,12 @@ class Gateway:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.backends = BackendRegistry(settings)
-        self.metrics = GatewayMetrics(self.backends, time.monotonic)
+        self.recorder = Recorder(settings.recorder) if settings.recorder.enabled else None
+        self.metrics = GatewayMetrics(self.backends, time.monotonic, self.recorder)
         self.forwarder = Forwarder(settings, self.backends, build_policy(settings.routing.policy),
-                                   self.metrics)
-        self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics)
+                                   self.metrics, self.recorder)
+        self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics,
+                                      self.recorder)
         self.discovery = Discovery(self.backends, settings.discovery,
                                    request_timeout=min(settings.timeouts.connect, 5.0))
         self.server: HttpServer | None = None
@@ -34,6 +37,9 @@ class Gateway:
     async def start(self, port: int | None = None) -> None:
         """Learn the fleet once, then listen. `port` overrides the configured one (0 = any)."""
         self.forwarder.bind(asyncio.get_running_loop())
+        if self.recorder is not None:
+            self.recorder.start()
+            self._tasks.append(asyncio.create_task(self.recorder.run()))
         await self.discovery.refresh_all()
         limits = ServerLimits(max_body=self.settings.limits.max_body,
                               max_header_bytes=self.settings.limits.max_header_bytes,
@@ -66,6 +72,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.recorder is not None:  # after every exchange has ended: their ends go too
+            await self.recorder.stop()
         self.backends.close()
 
 

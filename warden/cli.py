@@ -39,6 +39,31 @@ def _parser() -> argparse.ArgumentParser:
     _engine_flags(demo, ttft=0.05, token_delay=0.02)
     demo.set_defaults(command=_demo)
 
+    audit = commands.add_parser("audit", help="read the flight recorder's records")
+    audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
+    search = audit_commands.add_parser("search", help="requests matching every filter given")
+    _records_dir(search)
+    search.add_argument("--since", help="ISO time (UTC) or a duration ago: 10m, 2h, 1d")
+    search.add_argument("--until", help="ISO time (UTC) or a duration ago")
+    search.add_argument("--model")
+    search.add_argument("--backend")
+    search.add_argument("--status", type=int)
+    search.add_argument("--verdict", help="complete, client_abort, upstream_error, ...")
+    search.add_argument("--text", help="text the request body contains")
+    search.add_argument("--id", dest="request_id")
+    search.add_argument("--limit", type=int)
+    search.add_argument("--json", action="store_true", help="one joined request per line")
+    search.set_defaults(command=_audit_search)
+    show = audit_commands.add_parser("show", help="one request's records, in full")
+    _records_dir(show)
+    show.add_argument("request_id")
+    show.set_defaults(command=_audit_show)
+    tail = audit_commands.add_parser("tail", help="the latest requests (and follow)")
+    _records_dir(tail)
+    tail.add_argument("-n", type=int, default=20, dest="count")
+    tail.add_argument("-f", "--follow", action="store_true")
+    tail.set_defaults(command=_audit_tail)
+
     sim = commands.add_parser("sim", help="run simulated vLLM servers")
     sim.add_argument("--nodes", type=int, default=1)
     sim.add_argument("--host", default="127.0.0.1")
@@ -48,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     _engine_flags(sim, ttft=0.0, token_delay=0.0)
     sim.set_defaults(command=_sim)
     return parser
+
+
+def _records_dir(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dir", help="the recorder's directory (default: warden-records)")
+    where.add_argument("-c", "--config", help="read the directory from this config")
 
 
 def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: float) -> None:
@@ -156,3 +187,44 @@ def _sim(args: argparse.Namespace) -> int:
         return 2
     run(lambda stop: serve_sim(args.host, args.port, configs, stop))
     return 0
+
+
+def _records(args: argparse.Namespace) -> str | None:
+    if args.config:
+        settings = _load(args.config)
+        return None if settings is None else settings.recorder.dir
+    return args.dir or "warden-records"
+
+
+def _audit_search(args: argparse.Namespace) -> int:
+    import time
+
+    from warden.record import audit
+
+    directory = _records(args)
+    if directory is None:
+        return 2
+    now = time.time()
+    keep = audit.matches(since=audit.when(args.since, now), until=audit.when(args.until, now),
+                         model=args.model, backend=args.backend, status=args.status,
+                         verdict=args.verdict, text=args.text, request_id=args.request_id)
+    return audit.search(directory, keep, args.json, args.limit)
+
+
+def _audit_show(args: argparse.Namespace) -> int:
+    from warden.record import audit
+
+    directory = _records(args)
+    return 2 if directory is None else audit.show(directory, args.request_id)
+
+
+def _audit_tail(args: argparse.Namespace) -> int:
+    from warden.record import audit
+
+    directory = _records(args)
+    if directory is None:
+        return 2
+    try:
+        return audit.tail(directory, args.count, args.follow)
+    except KeyboardInterrupt:
+        return 0

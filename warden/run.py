@@ -31,6 +31,8 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
     gateway = build_app(settings)
     await gateway.start()
+    if gateway.recorder is not None:  # an external logrotate moved the open record file
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.recorder.reopen)
     await stop.wait()
     await gateway.stop(grace=settings.timeouts.shutdown_grace)
 

@@ -66,7 +66,7 @@ def test_serve_runs_the_gateway_from_a_config(tmp_path: Path, fleet):
     config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n{backends}\n"
                       "timeouts: {connect: 5s, first_byte: 600s, idle: 600s}\n")
     proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _ready(url), what="warden serve to be ready")
@@ -97,7 +97,7 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path: Path):
     config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n  - name: a\n"
                       f"    url: {sim.url(0)}\n")
     proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _ready(url), what="warden serve to be ready")

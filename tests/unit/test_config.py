@@ -55,7 +55,7 @@ def test_every_mistake_is_reported_with_its_path():
     assert "listen: not HOST:PORT (e.g. 127.0.0.1:8000)" in found
     assert "backends[1].url: not a URL (expected http://host:port)" in found
     assert "backends[2].name: required" in found
-    assert "timeouts.idle: not a duration (use e.g. 5s, 250ms, 2m)" in found
+    assert "timeouts.idle: not a duration (use e.g. 5s, 250ms, 2m, 7d)" in found
     assert "extra: unknown field" in found
 
 

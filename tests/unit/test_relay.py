@@ -77,9 +77,10 @@ class FakeUpstream:
 class Ends(list):
     """The relay's owner: records every end it is told of; there must be exactly one."""
 
-    def __init__(self, timeouts: TimeoutsSpec):
+    def __init__(self, timeouts: TimeoutsSpec, capture: int = 0):
         super().__init__()
         self.timeouts = timeouts
+        self.capture = capture
 
     def relay_ended(self, relay):
         self.append(relay.ending)

@@ -104,6 +104,37 @@ class DiscoverySpec(Spec):
     unreachable_cooldown: Duration = 2.0
 
 
+class RecorderSpec(Spec):
+    """The flight recorder (warden/record): every proxied request on disk, bounded."""
+
+    enabled: bool = True
+    dir: str = "warden-records"
+    # What of the response is kept: nothing, its summary (finish reasons, usage), or its
+    # body (a stream's reassembled text).
+    response: Literal["none", "summary", "full"] = "summary"
+    # Request header fields kept in each record (secrets are always redacted).
+    headers: list[str] = ["user-agent", "content-type", "x-forwarded-for"]
+    max_file_size: Size = 64 * 2**20
+    rotate_interval: Duration = 3600.0
+    compress: bool = True
+    # The hard cap on all the recorder's files together; the oldest go first.
+    max_total_size: Size = 2**30
+    max_age: Duration = 7 * 86400.0
+    max_files: int = Field(default=1000, ge=2)
+    # Below this much free disk, records keep their metadata but not the bodies.
+    min_free_disk: Size = 2**30
+    # Records reach the file (the OS) at least this often; a SIGKILL loses at most this much.
+    flush_interval: Duration = 0.2
+    # Records waiting for the writer beyond this are dropped (and counted).
+    queue_size: int = Field(default=100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _cap_holds_files(self) -> RecorderSpec:
+        if self.max_file_size * 4 > self.max_total_size:
+            raise ValueError("max_total_size must hold at least four files of max_file_size")
+        return self
+
+
 class Settings(Spec):
     listen: HostPort = ("127.0.0.1", 8000)
     backends: list[BackendSpec] = Field(min_length=1)
@@ -111,6 +142,7 @@ class Settings(Spec):
     timeouts: TimeoutsSpec = TimeoutsSpec()
     limits: LimitsSpec = LimitsSpec()
     discovery: DiscoverySpec = DiscoverySpec()
+    recorder: RecorderSpec = RecorderSpec()
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Settings:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_SCALE = {
@@ -17,13 +17,13 @@ _SIZE_SCALE = {
 def parse_duration(value: object) -> float:
     """Seconds from a number (seconds) or a string with a unit; rejects negatives."""
     if isinstance(value, bool):
-        raise ValueError("not a duration (use e.g. 5s, 250ms, 2m)")
+        raise ValueError("not a duration (use e.g. 5s, 250ms, 2m, 7d)")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _DURATION_SCALE[m.group(2)]
     else:
-        raise ValueError("not a duration (use e.g. 5s, 250ms, 2m)")
+        raise ValueError("not a duration (use e.g. 5s, 250ms, 2m, 7d)")
     if seconds < 0:
         raise ValueError("must not be negative")
     return seconds

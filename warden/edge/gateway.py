@@ -28,6 +28,7 @@ from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
+from warden.record.recorder import Recorder
 
 PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"))
 
@@ -42,10 +43,11 @@ LocalRoute = Callable[[HttpRequest, HttpConnection], None]
 
 class GatewayHandler:
     def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
-                 metrics: GatewayMetrics):
+                 metrics: GatewayMetrics, recorder: Recorder | None = None):
         self._forwarder = forwarder
         self._backends = backends
         self._metrics = metrics
+        self._recorder = recorder
         self._ids = RequestIds()
         self._local: dict[str, LocalRoute] = {
             "/v1/models": self._models,
@@ -117,11 +119,15 @@ class GatewayHandler:
     def _reject(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
                 error: WardenError) -> None:
         exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
+        exchange.request = request
         exchange.status = error.status
         exchange.error = error.message
         respond_error(client, error, request_id)
         exchange.ended_at = time.monotonic()
         self._metrics.exchange_done(exchange)
+        if self._recorder is not None:  # a refused request is evidence too
+            self._recorder.started(exchange)
+            self._recorder.ended(exchange)
 
     # -- the gateway's own endpoints -------------------------------------------------------
 

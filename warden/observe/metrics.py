@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from warden.fleet.registry import BackendRegistry
 from warden.proxy.exchange import Exchange
+from warden.record.recorder import Recorder
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    120.0, 300.0, 600.0)
@@ -50,9 +51,11 @@ class Histogram:
 
 
 class GatewayMetrics(Collector):
-    def __init__(self, backends: BackendRegistry, clock: Callable[[], float]):
+    def __init__(self, backends: BackendRegistry, clock: Callable[[], float],
+                 recorder: Recorder | None = None):
         self._backends = backends
         self._clock = clock
+        self._recorder = recorder
         self.requests: defaultdict[tuple[str, int], int] = defaultdict(int)
         self.verdicts: defaultdict[str, int] = defaultdict(int)
         self.retries: defaultdict[str, int] = defaultdict(int)
@@ -108,6 +111,8 @@ class GatewayMetrics(Collector):
             durations.add_metric([endpoint], histogram.cumulative(), histogram.sum)
         yield durations
         yield from self._backend_gauges()
+        if self._recorder is not None:
+            yield from self._recorder_metrics(self._recorder)
 
     def _backend_gauges(self) -> Iterable[Metric]:
         in_flight = GaugeMetricFamily("warden_backend_in_flight", "Requests this gateway has "
@@ -120,3 +125,28 @@ class GatewayMetrics(Collector):
             available.add_metric([backend.name], 1.0 if backend.available(now) else 0.0)
         yield in_flight
         yield available
+
+    @staticmethod
+    def _recorder_metrics(recorder: Recorder) -> Iterable[Metric]:
+        written = CounterMetricFamily("warden_recorder_records", "Audit records handed to "
+                                      "the flight recorder's writer and written (or lost)")
+        written.add_metric([], recorder.written)
+        yield written
+        dropped = CounterMetricFamily("warden_recorder_dropped", "Audit records lost, by "
+                                      "cause", labels=["cause"])
+        dropped.add_metric(["queue_full"], recorder.dropped)
+        dropped.add_metric(["disk_cap"], recorder.refused)
+        dropped.add_metric(["write_error"], recorder.failed)
+        yield dropped
+        omitted = CounterMetricFamily("warden_recorder_bodies_omitted", "Request bodies left "
+                                      "out of their records because free disk was low")
+        omitted.add_metric([], recorder.bodies_omitted)
+        yield omitted
+        files = recorder.files
+        size = GaugeMetricFamily("warden_recorder_disk_bytes", "Bytes of the recorder's "
+                                 "files (capped by recorder.max_total_size)")
+        size.add_metric([], files.total_bytes if files is not None else 0)
+        yield size
+        queued = GaugeMetricFamily("warden_recorder_queued", "Records waiting for the writer")
+        queued.add_metric([], recorder.queued)
+        yield queued

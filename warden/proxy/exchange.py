@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from warden.edge.request import HttpRequest
 
 _CLIENT_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
@@ -40,6 +44,12 @@ class Exchange:
     finish_reasons: tuple[str, ...] | list[str] = ()
     error: str | None = None
     ended_at = 0.0
+    sent_at = 0.0                    # written to a backend (monotonic; 0: never)
+    first_byte_at = 0.0              # the backend's response head arrived
+    # For the flight recorder: the request, and the response bytes kept for its record.
+    request: HttpRequest | None = None
+    captured: list[bytes] | None = None
+    capture_truncated = False
 
     def __init__(self, request_id: bytes, endpoint: str, client_ip: str, received_at: float):
         self.request_id = request_id

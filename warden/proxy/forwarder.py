@@ -32,6 +32,7 @@ from warden.fleet.registry import BackendRegistry
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy import headers as hdr
 from warden.proxy.relay import Relay
+from warden.record.recorder import Recorder
 from warden.routing.policy import RoutingPolicy
 from warden.stream.observer import Ending, Verdict, stream_verdict
 from warden.upstream.connection import UpstreamConnection
@@ -39,10 +40,13 @@ from warden.upstream.connection import UpstreamConnection
 
 class Forwarder:
     def __init__(self, settings: Settings, backends: BackendRegistry, policy: RoutingPolicy,
-                 metrics: GatewayMetrics):
+                 metrics: GatewayMetrics, recorder: Recorder | None = None):
         self._backends = backends
         self._policy = policy
         self._metrics = metrics
+        self._recorder = recorder
+        # What of each response a relay keeps for the recorder (see `Capture`).
+        self.capture = Capture.of(settings) if recorder is not None else Capture.NONE
         self.timeouts = settings.timeouts
         self._cooldown = settings.discovery.unreachable_cooldown
         self.active: set[Relay] = set()
@@ -114,6 +118,8 @@ class Forwarder:
         self.active.add(relay)
         backend.in_flight += 1
         backend.requests_sent += 1
+        if self._recorder is not None:  # write-ahead: queued before a byte is sent
+            self._recorder.started(relay)
         relay.start(backend, conn, data, now)
 
     def relay_ended(self, relay: Relay) -> None:
@@ -148,6 +154,11 @@ class Forwarder:
     def _done(self, relay: Relay, now: float) -> None:
         relay.ended_at = now
         self._metrics.exchange_done(relay)
+        recorder = self._recorder
+        if recorder is not None:
+            if not relay.sent_at:  # never forwarded: its start goes with its end
+                recorder.started(relay)
+            recorder.ended(relay)
 
     # -- background ------------------------------------------------------------------------
 
@@ -169,6 +180,18 @@ class Forwarder:
             task.cancel()
         for relay in list(self.active):
             relay.cancel()
+
+
+class Capture:
+    """What of a response a relay keeps for its record: nothing, a plain response's body
+    (for the summary's usage and finish reasons), or also a stream's events (for its text)."""
+
+    NONE, BODIES, STREAMS = 0, 1, 2
+
+    @staticmethod
+    def of(settings: Settings) -> int:
+        return {"none": Capture.NONE, "summary": Capture.BODIES,
+                "full": Capture.STREAMS}[settings.recorder.response]
 
 
 def _record_stream(relay: Relay, observer) -> None:

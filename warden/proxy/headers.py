@@ -87,11 +87,12 @@ _UPSTREAM_STATUS = {s: b"x-upstream-status: %d\r\n" % s for s in range(100, 600)
 class PassThrough:
     """A backend head that can go to the client as it is, with the gateway's lines added."""
 
-    __slots__ = ("block", "event_stream")
+    __slots__ = ("block", "event_stream", "length_framed")
 
-    def __init__(self, block: bytes, event_stream: bool):
+    def __init__(self, block: bytes, event_stream: bool, length_framed: bool):
         self.block = block
         self.event_stream = event_stream
+        self.length_framed = length_framed  # Content-Length, not chunked
 
 
 def passthrough_head(raw: bytes, status: int, request_id: bytes,
@@ -109,15 +110,15 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes,
     if at >= 0:  # many servers say so; it is hop-by-hop, and the default in HTTP/1.1
         cut = at + len(_KEEP_ALIVE_LINE) - 2
         raw, low = raw[:at] + raw[cut:], low[:at] + low[cut:]
+    length_framed = low.find(b"\r\ncontent-length:") >= 0
     if (not raw.startswith(b"HTTP/1.1 ")
-            or (low.find(b"\r\ncontent-length:") < 0
-                and low.find(b"\r\ntransfer-encoding: chunked\r\n") < 0)
+            or (not length_framed and low.find(b"\r\ntransfer-encoding: chunked\r\n") < 0)
             or _NOT_PASSABLE.search(low) is not None):
         return None
     status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
     return PassThrough(b"".join((raw, b"x-request-id: ", request_id, b"\r\n",
                                  backend.addr_line, status_line)),
-                       low.find(b"\r\ncontent-type: text/event-stream") >= 0)
+                       low.find(b"\r\ncontent-type: text/event-stream") >= 0, length_framed)
 
 
 def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:

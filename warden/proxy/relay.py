@@ -31,8 +31,14 @@ if TYPE_CHECKING:
     from warden.fleet.backend import Backend
 
 
+# The most response bytes kept for one record (the recorder's `summary` or `full`).
+CAPTURE_LIMIT = 4 * 2**20
+CAPTURE_STREAMS = 2  # forwarder.Capture.STREAMS (not imported: the forwarder imports this)
+
+
 class RelayOwner(Protocol):
     timeouts: TimeoutsSpec
+    capture: int  # forwarder.Capture: what of the response to keep for the recorder
 
     def relay_ended(self, relay: Relay) -> None: ...
 
@@ -44,7 +50,6 @@ class Relay(Exchange):
     ended = False
     ending: str | None = None
     head_sent = False
-    sent_at = 0.0
     body_bytes = 0
     progress = 0                  # +1 per head or body chunk: what the ticker watches
     last_progress_at = 0.0
@@ -52,6 +57,7 @@ class Relay(Exchange):
     observer: StreamObserver | None = None
     observe: Callable[[bytes], None] | None = None   # a raw event stream's observer
     lost_reason: str | None = None
+    captured_bytes = 0
     raw = False                   # the body is relayed as the backend framed it
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
 
@@ -89,6 +95,8 @@ class Relay(Exchange):
         self.status = status
         self.progress += 1
         self.head_sent = True
+        self.first_byte_at = time.monotonic()
+        capture = self._owner.capture
         target = self.upstream.target
         passed = passthrough_head(head, status, self.request_id, target)
         if passed is not None and self.client.http11:
@@ -96,13 +104,21 @@ class Relay(Exchange):
             self.client.start_raw(passed.block)
             if passed.event_stream:
                 self.observer = observer = StreamObserver(time.monotonic)
-                self.observe = observer.feed
+                if capture == CAPTURE_STREAMS:
+                    self.captured = []
+                    self.observe = self._observe_and_capture
+                else:
+                    self.observe = observer.feed
                 return BodyMode.RAW_OBSERVED
+            if capture and passed.length_framed:  # (raw chunked bytes would need decoding)
+                self.captured = []
             return BodyMode.RAW
         block, length, event_stream = response_head(parse_head(head), status,
                                                     self.request_id, target)
         if event_stream:
             self.observer = StreamObserver(time.monotonic)
+        if capture == CAPTURE_STREAMS or (capture and not event_stream):
+            self.captured = []
         self.client.start_response(status, block, length)
         return BodyMode.DECODED
 
@@ -110,6 +126,8 @@ class Relay(Exchange):
         if self.ended:
             return
         self.body_bytes += len(data)
+        if self.captured is not None and self.observer is None:
+            self._capture(data)
         if last:
             self.client.end_response(data)
             self._end(Ending.UPSTREAM_COMPLETE)
@@ -125,6 +143,8 @@ class Relay(Exchange):
         self.client.write(chunk)
         self.body_bytes += len(chunk)
         self.progress += 1
+        if self.captured is not None:
+            self._capture(chunk)
         observer = self.observer
         if observer is not None:
             observer.feed(chunk)
@@ -195,6 +215,19 @@ class Relay(Exchange):
         self._end(Ending.CANCELLED)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _observe_and_capture(self, piece: bytes) -> None:
+        self._capture(piece)
+        self.observer.feed(piece)
+
+    def _capture(self, data: bytes) -> None:
+        """Keep response bytes for the record, up to `CAPTURE_LIMIT`."""
+        captured = self.captured
+        if self.captured_bytes + len(data) > CAPTURE_LIMIT:
+            self.capture_truncated = True
+            return
+        self.captured_bytes += len(data)
+        captured.append(data)
 
     def _cut_client(self, reason: str, code: str) -> None:
         """A response the backend will not finish: an SSE client gets a well-formed error

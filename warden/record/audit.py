@@ -1,0 +1,134 @@
+"""`warden audit`: search, show and tail the flight recorder's records (output side only)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+
+from warden.config.units import parse_duration
+from warden.record.files import OPEN_NAME
+from warden.record.reader import (
+    Filter,
+    ReadStats,
+    Request,
+    matches,
+    read_records,
+    record_files,
+    requests,
+)
+from warden.record.render import iso
+
+HEADER = "received                     id                               status verdict        " \
+         "duration  model / backend / endpoint"
+
+
+def when(value: str | None, now: float) -> str | None:
+    """An ISO time as given, or a duration ago ("10m", "2h") as an ISO time."""
+    if value is None:
+        return None
+    try:
+        return iso(now - parse_duration(value))
+    except ValueError:
+        return value
+
+
+def line(request: Request) -> str:
+    received = request.get("received") or "-"
+    status = request.get("status")
+    duration = request.get("duration")
+    return (f"{received:<28} {request.id:<32} {status if status is not None else '-':>6} "
+            f"{request.get('verdict') or ('-' if request.end else 'no end'):<14} "
+            f"{f'{duration:.3f}s' if isinstance(duration, float) else '-':>9}  "
+            f"{request.get('model') or '-'} / {request.get('backend') or '-'} / "
+            f"{request.get('endpoint') or '-'}")
+
+
+def search(directory: str, keep: Filter, as_json: bool, limit: int | None,
+           out: TextIO = sys.stdout) -> int:
+    stats = ReadStats()
+    shown = 0
+    if not as_json:
+        print(HEADER, file=out)
+    for request in requests(read_records(record_files(directory), stats)):
+        if not keep(request):
+            continue
+        if as_json:
+            out.write(orjson.dumps({"id": request.id, "start": request.start,
+                                    "end": request.end}).decode() + "\n")
+        else:
+            print(line(request), file=out)
+        shown += 1
+        if limit is not None and shown >= limit:
+            break
+    skipped = stats.unreadable_lines
+    print(f"{shown} requests ({stats.records} records in {stats.files} files"
+          f"{f', {skipped} unreadable lines skipped' if skipped else ''})", file=sys.stderr)
+    return 0
+
+
+def show(directory: str, request_id: str, out: TextIO = sys.stdout) -> int:
+    found = [r for r in requests(read_records(record_files(directory)))
+             if r.id == request_id]
+    if not found:
+        print(f"no record of request {request_id} in {directory}", file=sys.stderr)
+        return 1
+    for request in found:
+        for record in (request.start, *request.extra_starts, request.end):
+            if record is not None:
+                out.write(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode() + "\n")
+        if request.end is None:
+            print(f"(no end record: {request_id} was in flight, or its gateway died)",
+                  file=out)
+    return 0
+
+
+def tail(directory: str, count: int, follow: bool, out: TextIO = sys.stdout,
+         poll: float = 0.5) -> int:
+    """The last `count` requests; with `follow`, then every new record as it is written."""
+    last = deque(requests(read_records(record_files(directory))), maxlen=count)
+    print(HEADER, file=out)
+    for request in last:
+        print(line(request), file=out)
+    if not follow:
+        return 0
+    path = Path(directory) / OPEN_NAME
+    position, inode = _end_of(path)
+    while True:
+        out.flush()
+        time.sleep(poll)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if stat.st_ino != inode or stat.st_size < position:  # rotated: a new open file
+            position, inode = 0, stat.st_ino
+        with open(path, "rb") as f:
+            f.seek(position)
+            data = f.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        position += len(complete)
+        for raw in complete.splitlines():
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            print(f"{record.get('type', '?'):<5} {record.get('id')} "
+                  f"{record.get('received') or record.get('done')} "
+                  f"{record.get('endpoint') or ''}{record.get('status') or ''} "
+                  f"{record.get('verdict') or ''}", file=out)
+
+
+def _end_of(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return 0, -1
+    return stat.st_size, stat.st_ino
+
+
+__all__ = ["matches", "search", "show", "tail", "when"]

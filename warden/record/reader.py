@@ -1,0 +1,121 @@
+"""Reading the flight recorder's files back: records in order, requests joined, filters.
+
+Files are read oldest first (by modification time; the open `warden.jsonl` last), plain or
+gzipped. A line that does not parse (the torn last line of a gateway killed mid-write) is
+skipped and counted. A request is its `start` and `end` records joined by id; one whose `end`
+never came (in flight, or lost with its gateway) is reported with `end` None.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from warden.record.files import OPEN_NAME
+
+
+def record_files(directory: str | Path) -> list[Path]:
+    base = Path(directory)
+    closed = [p for p in base.glob("warden*.jsonl*")
+              if p.name != OPEN_NAME and not p.name.endswith(".tmp")]
+    closed.sort(key=lambda p: p.stat().st_mtime)
+    current = base / OPEN_NAME
+    return [*closed, current] if current.exists() else closed
+
+
+@dataclass
+class ReadStats:
+    files: int = 0
+    records: int = 0
+    unreadable_lines: int = 0
+
+
+def read_records(paths: Iterable[Path], stats: ReadStats | None = None) -> Iterator[dict]:
+    stats = stats if stats is not None else ReadStats()
+    for path in paths:
+        stats.files += 1
+        opener = gzip.open if path.name.endswith(".gz") else open
+        try:
+            with opener(path, "rb") as f:
+                for line in f:
+                    try:
+                        record = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        stats.unreadable_lines += 1
+                        continue
+                    if isinstance(record, dict) and "id" in record:
+                        stats.records += 1
+                        yield record
+        except (OSError, EOFError):  # a file rotated away mid-read, a torn gzip
+            stats.unreadable_lines += 1
+
+
+@dataclass
+class Request:
+    id: str
+    start: dict | None = None
+    end: dict | None = None
+    extra_starts: list[dict] = field(default_factory=list)  # a reused client request id
+
+    def get(self, key: str) -> object:
+        """A field from the end record, else the start record."""
+        for record in (self.end, self.start):
+            if record is not None and record.get(key) is not None:
+                return record[key]
+        return None
+
+
+def requests(records: Iterable[dict]) -> Iterator[Request]:
+    """Join starts and ends by id, yielding each request when its end arrives (then the ones
+    that never ended, last). Memory holds only requests still waiting for their end."""
+    waiting: dict[str, Request] = {}
+    for record in records:
+        rid = record["id"]
+        if record.get("type") == "start":
+            if rid in waiting:  # the same client id again before the first one ended
+                waiting[rid].extra_starts.append(record)
+            else:
+                waiting[rid] = Request(rid, start=record)
+        elif record.get("type") == "end":
+            request = waiting.pop(rid, None) or Request(rid)
+            request.end = record
+            yield request
+    yield from waiting.values()
+
+
+Filter = Callable[[Request], bool]
+
+
+def matches(*, since: str | None = None, until: str | None = None, model: str | None = None,
+            backend: str | None = None, status: int | None = None,
+            verdict: str | None = None, text: str | None = None,
+            request_id: str | None = None) -> Filter:
+    """A predicate over joined requests; `since`/`until` compare ISO 8601 UTC times as text
+    (records write them in one fixed format, so text order is time order)."""
+    def keep(request: Request) -> bool:
+        received = request.get("received") or request.get("done") or ""
+        if since is not None and received < since:
+            return False
+        if until is not None and received > until:
+            return False
+        if request_id is not None and request.id != request_id:
+            return False
+        if model is not None and request.get("model") != model:
+            return False
+        if backend is not None and request.get("backend") != backend:
+            return False
+        if status is not None and request.get("status") != status:
+            return False
+        if verdict is not None and request.get("verdict") != verdict:
+            return False
+        if text is not None:
+            body = request.start.get("body") if request.start else None
+            if not isinstance(body, str) or text not in body:
+                return False
+        return True
+
+    return keep
