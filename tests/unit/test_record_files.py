@@ -1,0 +1,114 @@
+"""The recorder's files: rotation, compression, retention, and a byte cap that holds after
+every write (measured on disk, not by the code's own accounting). A fake clock drives time."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from warden.config.schema import RecorderSpec
+from warden.record.files import OPEN_NAME, RecordFiles
+from warden.record.reader import read_records, record_files
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spec(tmp_path: Path, **overrides) -> RecorderSpec:
+    values = {"dir": str(tmp_path), "max_file_size": 4096, "max_total_size": 16384,
+              "rotate_interval": 3600, "max_age": 86400, "max_files": 1000}
+    return RecorderSpec(**{**values, **overrides})
+
+
+def on_disk(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.iterdir())
+
+
+def line(n: int, size: int = 200) -> bytes:
+    return b'{"id":"%d","type":"start","pad":"%s"}\n' % (n, b"x" * size)
+
+
+def test_rotation_by_size_compresses_and_loses_nothing(tmp_path):
+    files = RecordFiles(spec(tmp_path, max_total_size=1 << 20))
+    for n in range(100):
+        assert files.write(line(n))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert OPEN_NAME in names and sum(name.endswith(".jsonl.gz") for name in names) >= 4
+    assert all(p.stat().st_size <= 4096 for p in tmp_path.glob("*.gz"))
+    assert [r["id"] for r in read_records(record_files(tmp_path))] == \
+        [str(n) for n in range(100)]
+
+
+def test_the_cap_holds_after_every_write_and_the_oldest_go_first(tmp_path):
+    files = RecordFiles(spec(tmp_path, compress=False))
+    for n in range(2000):
+        assert files.write(line(n, size=150 + n % 300))
+        assert on_disk(tmp_path) <= 16384
+    ids = [int(r["id"]) for r in read_records(record_files(tmp_path))]
+    assert ids == list(range(ids[0], 2000)) and ids[0] > 1000  # a suffix: the newest kept
+
+
+def test_the_cap_holds_while_compressing(tmp_path):
+    files = RecordFiles(spec(tmp_path))
+    for n in range(2000):
+        files.write(line(n, size=150 + n % 300))
+        assert on_disk(tmp_path) <= 16384
+
+
+def test_a_write_that_cannot_fit_under_the_cap_is_refused(tmp_path):
+    files = RecordFiles(spec(tmp_path))
+    assert not files.write(b"x" * 20000 + b"\n")
+    assert on_disk(tmp_path) == 0
+
+
+def test_rotation_by_time_and_retention_by_age(tmp_path):
+    clock = Clock()
+    files = RecordFiles(spec(tmp_path, rotate_interval=60, max_age=300), clock)
+    for n in range(10):
+        files.write(line(n))
+        clock.now += 61
+    closed = sorted(tmp_path.glob("warden-*.jsonl.gz"))
+    assert 4 <= len(closed) <= 6  # a file a minute, none older than 5 minutes
+    with gzip.open(closed[-1]) as f:
+        assert f.read() == line(8)
+
+
+def test_retention_by_count(tmp_path):
+    files = RecordFiles(spec(tmp_path, max_files=3, max_total_size=1 << 20))
+    for n in range(200):
+        files.write(line(n))
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_a_restart_rotates_the_file_the_last_run_left_open(tmp_path):
+    RecordFiles(spec(tmp_path)).write(line(1))
+    files = RecordFiles(spec(tmp_path))
+    files.write(line(2))
+    assert [r["id"] for r in read_records(record_files(tmp_path))] == ["1", "2"]
+    assert (tmp_path / OPEN_NAME).read_bytes() == line(2)
+
+
+def test_external_logrotate_then_sighup(tmp_path):
+    files = RecordFiles(spec(tmp_path, compress=False))
+    files.write(line(1))
+    (tmp_path / OPEN_NAME).rename(tmp_path / "warden.jsonl.1")  # what logrotate does
+    files.reopen()
+    files.write(line(2))
+    assert (tmp_path / OPEN_NAME).read_bytes() == line(2)
+    assert [r["id"] for r in read_records(record_files(tmp_path))] == ["1", "2"]
+    for n in range(3, 400):  # logrotate's copy counts against the cap, and goes first
+        files.write(line(n))
+        assert on_disk(tmp_path) <= 16384
+    assert not (tmp_path / "warden.jsonl.1").exists()
+
+
+def test_a_cap_too_small_for_four_files_is_a_config_error(tmp_path):
+    with pytest.raises(ValueError, match="max_total_size must hold at least four files"):
+        spec(tmp_path, max_file_size=8192)
