@@ -81,11 +81,16 @@ class Rig:
     """A gateway with one backend whose one upstream connection is a fake transport, and one
     client connection: the real protocol objects, driven by hand."""
 
-    def __init__(self, request: bytes = REQUEST) -> None:
+    def __init__(self, request: bytes = REQUEST, recorder: str | None = None) -> None:
+        """`recorder`: None (off), or the response capture (none | summary | full); its
+        records are rendered, and dropped at each round instead of being written."""
         self.request = request
+        recording = {"enabled": False} if recorder is None else {"response": recorder}
         settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
-                                                 "models": ["m"]}]}, {})
+                                                 "models": ["m"]}],
+                                   "recorder": recording}, {})
         gateway = build_app(settings)
+        self.recorder = gateway.recorder
         gateway.forwarder.bind(asyncio.get_running_loop())
         server = HttpServer(gateway.handler, ServerLimits())
         self.client = HttpConnection(server)
@@ -102,6 +107,8 @@ class Rig:
         self.upstream.data_received(RESPONSE)
         self.client.transport.out.clear()
         self.upstream.transport.out.clear()
+        if self.recorder is not None:
+            self.recorder._pending.clear()
 
     def start_stream(self) -> None:
         """A streaming request, proxied, with the event stream's head answered."""

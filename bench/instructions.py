@@ -32,10 +32,11 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 
 
 async def _drive(kind: str, rounds: int) -> None:
-    rig = Rig(SDK_REQUEST) if kind == "sdk" else Rig()
+    rig = Rig(SDK_REQUEST) if kind == "sdk" else Rig(recorder="full") if kind == "recorded" \
+        else Rig()
     for _ in range(100):
         rig.one_round()
-    if kind in ("request", "sdk"):
+    if kind in ("request", "sdk", "recorded"):
         for _ in range(rounds):
             rig.one_round()
     else:
@@ -97,9 +98,12 @@ def main() -> None:
     else:
         request = count_instructions("request")
         sdk = count_instructions("sdk")
+        recorded = count_instructions("recorded")
         chunk = count_instructions("chunk")
         print(f"{request:,.0f} instructions per non-streaming request (wrk's 3 header fields), "
-              f"{sdk:,.0f} with the openai SDK's 17, {chunk:,.0f} per relayed SSE chunk")
+              f"{sdk:,.0f} with the openai SDK's 17, {recorded:,.0f} with the flight "
+              f"recorder capturing everything (records rendered, not written); "
+              f"{chunk:,.0f} per relayed SSE chunk")
 
 
 if __name__ == "__main__":

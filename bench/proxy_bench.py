@@ -31,25 +31,33 @@ CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]
 STREAM = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
-def warden_command(workdir: Path, port: int, upstream: int, name: str) -> list[str]:
+# The flight recorder off (the data path alone), and on with everything captured.
+RECORDER = {"warden": "{{enabled: false}}", "warden+rec": "{{response: full, dir: '{dir}'}}"}
+
+
+def warden_command(workdir: Path, port: int, upstream: int, name: str,
+                   recorder: str = RECORDER["warden"]) -> list[str]:
     config = workdir / f"warden-{name}.yaml"
+    records = workdir / f"records-{name}"
     config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n"
-                      f"  - {{name: b, url: 'http://127.0.0.1:{upstream}', models: [m]}}\n")
+                      f"  - {{name: b, url: 'http://127.0.0.1:{upstream}', models: [m]}}\n"
+                      f"recorder: {recorder.format(dir=records)}\n")
     return [sys.executable, "-m", "warden", "--log-level", "WARNING", "serve", "-c",
             str(config)]
 
 
 class Proxies:
-    """nginx and Warden in front of one upstream, each pinned to the proxy core."""
+    """nginx and Warden (recorder off, and on capturing everything) in front of one
+    upstream, each pinned to the proxy core."""
 
     def __init__(self, workdir: Path, upstream: int, tag: str):
-        self.ports = {"nginx": procs.free_port(), "warden": procs.free_port()}
-        self.procs = {
-            "nginx": procs.start(nginx_command(workdir, f"proxy-{tag}", PROXY.format(
-                port=self.ports["nginx"], upstream=upstream)), PROXY_CORE),
-            "warden": procs.start(warden_command(workdir, self.ports["warden"], upstream, tag),
-                                  PROXY_CORE),
-        }
+        self.ports = {name: procs.free_port() for name in ("nginx", *RECORDER)}
+        self.procs = {"nginx": procs.start(nginx_command(workdir, f"proxy-{tag}", PROXY.format(
+            port=self.ports["nginx"], upstream=upstream)), PROXY_CORE)}
+        for name, recorder in RECORDER.items():
+            self.procs[name] = procs.start(warden_command(
+                workdir, self.ports[name], upstream, f"{tag}-{name.replace('+', '-')}",
+                recorder), PROXY_CORE)
         for port in self.ports.values():
             procs.wait_for_port(port)
 
@@ -71,7 +79,7 @@ def non_streaming(workdir: Path, seconds: float, rounds: int) -> list[str]:
     per-round ratios, with their range."""
     backend_port = procs.free_port()
     backend = procs.start(nginx_command(workdir, "backend", STATIC_BACKEND.format(
-        port=backend_port, body=COMPLETION.replace("{", "{{").replace("}", "}}"))), LOAD_CORE)
+        port=backend_port, body=COMPLETION)), LOAD_CORE)
     procs.wait_for_port(backend_port)
     proxies = Proxies(workdir, backend_port, "plain")
     script = post_script(workdir, CHAT)
@@ -89,11 +97,11 @@ def non_streaming(workdir: Path, seconds: float, rounds: int) -> list[str]:
                     runs[name].append(proxies.measure_cpu(
                         name, lambda url=url, conns=conns: run_wrk(url, script, conns, seconds,
                                                                    LOAD_CORE)))
-            ratios = sorted(w.rps / n.rps for (w, _), (n, _) in zip(runs["warden"],
-                                                                  runs["nginx"], strict=True))
             for name, results in runs.items():
                 result, cpu = sorted(results, key=lambda r: r[0].rps)[len(results) // 2]
-                ratio = "1.00" if name == "nginx" else _median_and_range(ratios)
+                ratio = "1.00" if name == "nginx" else _median_and_range([
+                    w.rps / n.rps for (w, _), (n, _) in zip(results, runs["nginx"],
+                                                            strict=True)])
                 rows.append(_row(name, conns, result, cpu / max(result.requests, 1) * 1e6,
                                  ratio, result.p50_ms - direct.p50_ms))
     finally:
@@ -166,10 +174,9 @@ def streaming(workdir: Path, rounds: int) -> list[str]:
                 errors[name] += sum(r.error is not None for r in results)
                 cpu[name].append(seconds / per_round * 1e6)
                 per_event[name].append(seconds / max(sum(map(events, results)), 1) * 1e6)
-        ratios = sorted(w / n for w, n in zip(per_event["warden"], per_event["nginx"],
-                                              strict=True))
         for name in proxies.ports:
-            ratio = "1.00" if name == "nginx" else _median_and_range(ratios)
+            ratio = "1.00" if name == "nginx" else _median_and_range([
+                w / n for w, n in zip(per_event[name], per_event["nginx"], strict=True)])
             rows.append(f"| {name} | {ttfts[name] * 1e3:.3f} "
                         f"| {(ttfts[name] - direct_ttft) * 1e3:.3f} | {per_round * rounds} "
                         f"| {errors[name]} | {statistics.median(cpu[name]):.0f} "

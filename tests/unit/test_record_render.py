@@ -12,9 +12,15 @@ from warden.config.schema import RecorderSpec
 from warden.edge.request import HttpRequest
 from warden.proxy.exchange import Exchange
 from warden.record.recorder import Recorder
-from warden.record.render import end_record, start_record, stream_text
+from warden.record.render import Clock, end_record, header_picks, start_record, stream_text
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "vllm"
+
+
+def clock(offset: float = 0.0) -> Clock:
+    fixed = Clock()
+    fixed.offset = offset
+    return fixed
 
 
 def exchange(body: bytes, fields: dict | None = None, passed: list | None = None) -> Exchange:
@@ -31,8 +37,8 @@ def test_secret_headers_are_redacted_even_when_asked_for():
                           b"content-type": b"application/json"},
                   [b"x-api-key", b": ", b"k-456", b"\r\n", b"user-agent", b": ", b"sdk",
                    b"\r\n"])
-    record = start_record(ex, 0.0, ("authorization", "x-api-key", "user-agent",
-                                    "content-type", "absent"), 1000)
+    picks = header_picks(["Authorization", "x-api-key", "user-agent", "content-type", "absent"])
+    record = start_record(ex, clock(), picks, 1000)
     assert record["headers"] == {"authorization": "[redacted]", "x-api-key": "[redacted]",
                                  "user-agent": "sdk", "content-type": "application/json"}
     assert b"sk-live-123" not in repr(record).encode() and b"k-456" not in repr(record).encode()
@@ -40,33 +46,35 @@ def test_secret_headers_are_redacted_even_when_asked_for():
 
 def test_bodies_are_verbatim_or_stand_in_by_size_and_digest():
     text = '{"messages": [{"role": "user", "content": "hé 😀"}]}'.encode()
-    assert start_record(exchange(text), 0.0, (), 1000)["body"].encode() == text
+    assert start_record(exchange(text), clock(), (), 1000)["body"].encode() == text
     binary = b"\xff\xfe\x00not utf-8"
-    record = start_record(exchange(binary), 0.0, (), 1000)
+    record = start_record(exchange(binary), clock(), (), 1000)
     assert record["body_encoding"] == "base64" and base64.b64decode(record["body"]) == binary
-    large = start_record(exchange(b"y" * 2000), 0.0, (), 1000)
+    large = start_record(exchange(b"y" * 2000), clock(), (), 1000)
     assert large["body"] is None and large["body_omitted"] == "too large"
     assert large["body_sha256"] == hashlib.sha256(b"y" * 2000).hexdigest()
-    assert start_record(exchange(b"{}"), 0.0, (), 0)["body_omitted"] == "low disk"
+    assert start_record(exchange(b"{}"), clock(), (), 0)["body_omitted"] == "low disk"
 
 
-def test_times_are_utc_iso_from_the_monotonic_clock():
+def test_times_are_the_arrival_in_utc_iso_and_seconds_after_it():
     ex = exchange(b"{}")
-    ex.sent_at, ex.ended_at = 100.25, 101.5
-    record = end_record(ex, 1_800_000_000.0 - 100.0, "none")
-    assert record["done"] == "2027-01-15T08:00:01.500000Z"
-    assert record["sent"] == "2027-01-15T08:00:00.250000Z" and record["duration"] == 1.5
+    ex.sent_at, ex.first_byte_at, ex.ended_at = 100.25, 100.75, 101.5
+    record = end_record(ex, clock(1_800_000_000.0 - 100.0), "none")
+    assert record["received"] == "2027-01-15T08:00:00.000000Z"
+    assert (record["sent_after"], record["first_byte_after"], record["duration"]) == \
+        (0.25, 0.75, 1.5)
+    assert start_record(ex, clock(), (), 10)["received"] == record["received"]  # once
 
 
 def test_a_plain_response_is_summed_up_from_its_captured_body():
     ex = exchange(b"{}")
     ex.captured = [b'{"choices":[{"finish_reason":"stop"}],',
                    b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}']
-    summary = end_record(ex, 0.0, "summary")
+    summary = end_record(ex, clock(), "summary")
     assert summary["finish_reasons"] == ["stop"] and summary["usage"]["total_tokens"] == 5
     assert "response" not in summary
-    assert end_record(ex, 0.0, "full")["response"] == b"".join(ex.captured).decode()
-    assert "usage" not in end_record(ex, 0.0, "none")
+    assert end_record(ex, clock(), "full")["response"] == b"".join(ex.captured).decode()
+    assert "usage" not in end_record(ex, clock(), "none")
 
 
 def test_a_stream_is_reassembled_into_its_text():
@@ -82,3 +90,13 @@ def test_a_full_queue_drops_and_counts():
     for _ in range(5):
         recorder.started(exchange(b"{}"))
     assert recorder.queued == 3 and recorder.dropped == 2
+
+
+def test_the_cached_iso_text_is_the_datetime_text():
+    from datetime import UTC, datetime
+
+    times = clock()
+    for wall in (1_800_000_000.0, 1_800_000_000.999999, 1_800_000_001.5, 1_799_999_999.25,
+                 1_800_086_400.000001):
+        expected = datetime.fromtimestamp(wall, UTC).isoformat(timespec="microseconds")
+        assert times.iso(wall) == expected.replace("+00:00", "Z")

@@ -48,6 +48,7 @@ class Exchange:
     first_byte_at = 0.0              # the backend's response head arrived
     # For the flight recorder: the request, and the response bytes kept for its record.
     request: HttpRequest | None = None
+    received_text: str | None = None  # received_at as the records write it
     captured: list[bytes] | None = None
     capture_truncated = False
 

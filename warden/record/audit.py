@@ -21,7 +21,7 @@ from warden.record.reader import (
     record_files,
     requests,
 )
-from warden.record.render import iso
+from warden.record.render import iso_wall
 
 HEADER = "received                     id                               status verdict        " \
          "duration  model / backend / endpoint"
@@ -32,7 +32,7 @@ def when(value: str | None, now: float) -> str | None:
     if value is None:
         return None
     try:
-        return iso(now - parse_duration(value))
+        return iso_wall(now - parse_duration(value))
     except ValueError:
         return value
 
@@ -118,7 +118,7 @@ def tail(directory: str, count: int, follow: bool, out: TextIO = sys.stdout,
             except orjson.JSONDecodeError:
                 continue
             print(f"{record.get('type', '?'):<5} {record.get('id')} "
-                  f"{record.get('received') or record.get('done')} "
+                  f"{record.get('received')} "
                   f"{record.get('endpoint') or ''}{record.get('status') or ''} "
                   f"{record.get('verdict') or ''}", file=out)
 

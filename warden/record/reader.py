@@ -97,7 +97,7 @@ def matches(*, since: str | None = None, until: str | None = None, model: str | 
     """A predicate over joined requests; `since`/`until` compare ISO 8601 UTC times as text
     (records write them in one fixed format, so text order is time order)."""
     def keep(request: Request) -> bool:
-        received = request.get("received") or request.get("done") or ""
+        received = request.get("received") or ""
         if since is not None and received < since:
             return False
         if until is not None and received > until:

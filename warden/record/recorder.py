@@ -1,11 +1,14 @@
-"""The flight recorder: every proxied request's `start` and `end` records, on disk, written
-off the hot path.
+"""The flight recorder: every proxied request's `start` and `end` records, on disk, with no
+disk I/O on the event loop.
 
-The event loop only appends `(kind, exchange)` to a list (`started`, `ended`: no rendering, no
-I/O, no lock); every `flush_interval` that list is handed to the writer thread, which renders,
-serializes and writes it (`RecordFiles`), one `write` per batch. A `start` is queued before the
-request is forwarded, so the evidence is on its way to disk even if the request then takes
-the engine down.
+Each record is rendered to one JSON line when it happens (`started`, before the request is
+forwarded; `ended`, once it is over) and appended to a list; every `flush_interval` the list
+goes to the writer thread, which only writes bytes and looks after the files (`RecordFiles`:
+rotation, compression, the cap). Rendering on the loop, not on the writer: it is a few
+microseconds a record either way, and a writer thread doing Python work contends for the GIL
+with the event loop (on one core, every handoff is a context switch), which cost several times
+more; a thread that only sits in `write()` releases the GIL. Rendering at the moment also
+means a record reads the exchange from the loop's own thread, never while it changes.
 
 Bounded: when `queue_size` records are waiting (queued or with the writer), new ones are
 dropped and counted (`dropped`, exported as a metric, and one log line per flush that
@@ -23,51 +26,69 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 
 import orjson
 
 from warden.config.schema import RecorderSpec
 from warden.proxy.exchange import Exchange
 from warden.record.files import RecordFiles
-from warden.record.render import end_record, start_record
+from warden.record.render import Clock, end_record, header_picks, start_record
 
 log = logging.getLogger("warden.record")
 
-_START, _END = 0, 1
 _REOPEN = "reopen"
 
 
 class Recorder:
     def __init__(self, spec: RecorderSpec):
         self.spec = spec
-        self._headers = tuple(name.lower() for name in spec.headers)
-        self._pending: list[tuple[int, Exchange]] = []
+        self._headers = header_picks(spec.headers)
+        self._clock = Clock().sync()
+        self._pending: list[bytes] = []
+        # How many records may be pending: the queue's size less what the writer still has
+        # (recomputed at each flush, so a record costs one comparison).
+        self._room = spec.queue_size
+        # The largest body written verbatim; 0 while free disk is below the floor (the
+        # writer checks after each batch).
+        self.body_limit = spec.max_file_size // 4
         # Counters: each is written by one thread only (the loop or the writer).
         self.handed = 0            # records handed to the writer (loop)
-        self.written = 0           # records written (writer)
+        self.written = 0           # records the writer is done with (writer)
         self.dropped = 0           # records dropped: queue full (loop)
+        self.unrendered = 0        # records that could not be rendered (loop; a bug)
+        self.bodies_omitted = 0    # bodies left out: low disk (loop)
         self.refused = 0           # records dropped: the disk cap refused them (writer)
         self.failed = 0            # records lost to a write error (writer)
-        self.bodies_omitted = 0    # bodies left out: low disk (writer)
-        self._dropped_logged = 0
-        self._batches: queue.SimpleQueue[list | str | None] = queue.SimpleQueue()
+        self._lost_logged = 0
+        self._batches: queue.SimpleQueue[list[bytes] | str | None] = queue.SimpleQueue()
         self.files: RecordFiles | None = None
         self._thread: threading.Thread | None = None
 
-    # -- the event loop's side (hot path: two appends per request) ------------------------
+    # -- the event loop's side -------------------------------------------------------------
 
     def started(self, exchange: Exchange) -> None:
-        if len(self._pending) + self.handed - self.written >= self.spec.queue_size:
+        if len(self._pending) >= self._room:
             self.dropped += 1
             return
-        self._pending.append((_START, exchange))
+        try:
+            record = start_record(exchange, self._clock, self._headers, self.body_limit)
+        except Exception:
+            self._unrenderable()
+            return
+        if self.body_limit == 0 and record.get("body_omitted") == "low disk":
+            self.bodies_omitted += 1
+        self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     def ended(self, exchange: Exchange) -> None:
-        if len(self._pending) + self.handed - self.written >= self.spec.queue_size:
+        if len(self._pending) >= self._room:
             self.dropped += 1
             return
-        self._pending.append((_END, exchange))
+        try:
+            record = end_record(exchange, self._clock, self.spec.response)
+        except Exception:
+            self._unrenderable()
+            return
+        self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     @property
     def queued(self) -> int:
@@ -86,16 +107,18 @@ class Recorder:
             self.flush()
 
     def flush(self) -> None:
+        self._clock.sync()  # the wall clock may have been stepped
         if self._pending:
             batch, self._pending = self._pending, []
             self.handed += len(batch)
             self._batches.put(batch)
-        lost = self.dropped + self.refused + self.failed
-        if lost != self._dropped_logged:
-            log.warning("flight recorder: %d records dropped so far (queue full: %d, disk "
-                        "cap: %d, write errors: %d)", lost, self.dropped, self.refused,
-                        self.failed)
-            self._dropped_logged = lost
+        self._room = self.spec.queue_size - (self.handed - self.written)
+        lost = self.dropped + self.unrendered + self.refused + self.failed
+        if lost != self._lost_logged:
+            log.warning("flight recorder: %d records lost so far (queue full: %d, disk cap: "
+                        "%d, write errors: %d, render errors: %d)", lost, self.dropped,
+                        self.refused, self.failed, self.unrendered)
+            self._lost_logged = lost
 
     def reopen(self) -> None:
         """SIGHUP: an external logrotate moved the open file; the writer starts a new one."""
@@ -108,7 +131,12 @@ class Recorder:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    # -- the writer thread ----------------------------------------------------------------
+    def _unrenderable(self) -> None:
+        self.unrendered += 1
+        if self.unrendered == 1:
+            log.exception("flight recorder: a record could not be rendered")
+
+    # -- the writer thread: bytes to files, nothing else -----------------------------------
 
     def _write_loop(self) -> None:
         files = self.files
@@ -125,6 +153,8 @@ class Recorder:
                 continue
             try:
                 self._write(files, batch)
+                low_disk = files.free_disk() < self.spec.min_free_disk
+                self.body_limit = 0 if low_disk else self.spec.max_file_size // 4
             except Exception:
                 log.exception("flight recorder: write failed")
                 self.failed += len(batch)
@@ -132,30 +162,17 @@ class Recorder:
                 self.written += len(batch)
         files.close()
 
-    def _write(self, files: RecordFiles, batch: list[tuple[int, Exchange]]) -> None:
-        offset = time.time() - time.monotonic()
-        low_disk = files.free_disk() < self.spec.min_free_disk
-        body_limit = 0 if low_disk else self.spec.max_file_size // 4
-        # Written in pieces of at most a quarter file, so a piece always fits under the cap.
-        piece_limit = self.spec.max_file_size // 4
-        lines: list[bytes] = []
-        size = 0
-        for kind, exchange in batch:
-            if kind == _START:
-                record = start_record(exchange, offset, self._headers, body_limit)
-                if low_disk and exchange.request is not None and exchange.request.body:
-                    self.bodies_omitted += 1
-            else:
-                record = end_record(exchange, offset, self.spec.response)
-            line = orjson.dumps(record) + b"\n"
-            if lines and size + len(line) > piece_limit:
-                self._write_piece(files, lines)
-                lines, size = [], 0
-            lines.append(line)
+    def _write(self, files: RecordFiles, batch: list[bytes]) -> None:
+        """In pieces of at most a quarter file, so that a piece always fits under the cap."""
+        limit = self.spec.max_file_size // 4
+        start, size = 0, 0
+        for end, line in enumerate(batch):
+            if size and size + len(line) > limit:
+                self._write_piece(files, batch[start:end])
+                start, size = end, 0
             size += len(line)
-        if lines:
-            self._write_piece(files, lines)
+        self._write_piece(files, batch[start:])
 
     def _write_piece(self, files: RecordFiles, lines: list[bytes]) -> None:
-        if not files.write(b"".join(lines)):
+        if lines and not files.write(b"".join(lines)):
             self.refused += len(lines)
