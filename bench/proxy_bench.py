@@ -219,11 +219,12 @@ def main() -> None:
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
         workdir = Path(tmp)
-        for title, rows in (
+        for title, scenario in (  # each printed as soon as it is measured
                 ("Non-streaming, small bodies (wrk, 1 thread)",
-                 non_streaming(workdir, args.seconds, args.rounds)),
-                ("Streaming: 20 chunks, 10 ms apart", streaming(workdir, args.rounds)),
-                ("1,000 concurrent open streams", open_streams(workdir))):
+                 lambda: non_streaming(workdir, args.seconds, args.rounds)),
+                ("Streaming: 20 chunks, 10 ms apart", lambda: streaming(workdir, args.rounds)),
+                ("1,000 concurrent open streams", lambda: open_streams(workdir))):
+            rows = scenario()
             block = [f"### {title}", "", *rows, ""]
             print("\n".join(block), flush=True)
             out += block

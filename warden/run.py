@@ -61,7 +61,8 @@ async def serve_demo(port: int, sim_port: int, nodes: int, config: NodeConfig,
     await gateway.start()
     model = config.models[0]
     print(DEMO_BANNER.format(port=port, nodes=nodes, sim_port=sim_port,
-                             last=sim_port + nodes - 1, model=model), flush=True)
+                             last=sim_port + nodes - 1, model=model,
+                             records=settings.recorder.dir), flush=True)
     await stop.wait()
     await gateway.stop(grace=1.0)
     await fleet.stop()
@@ -89,6 +90,7 @@ Try it:
   EOF
 
 Backends: http://127.0.0.1:{port}/admin/backends   Metrics: http://127.0.0.1:{port}/metrics
+Every request is recorded in {records}/ (try: warden audit tail -f --dir {records}).
 Ctrl-C stops it.
 """
 

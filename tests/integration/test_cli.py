@@ -124,3 +124,33 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path: Path):
         if proc.poll() is None:
             proc.kill()
         sim.stop()
+
+
+def test_demo_serves_a_simulated_fleet_and_records_every_request(tmp_path: Path):
+    """The README's first command: three sim nodes and the gateway; the banner's example
+    works, and `warden audit` finds the request in the records the banner points at."""
+    port, sim_port = free_port_block(1), free_port_block(3)
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "demo", "--port", str(port),
+                             "--sim-port", str(sim_port)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        banner = ""
+        while "Ctrl-C stops it." not in banner:
+            line = proc.stdout.readline()
+            assert line, f"demo exited early: {banner}"
+            banner += line
+        assert f"http://127.0.0.1:{port}/v1/chat/completions" in banner
+        assert "warden audit tail -f --dir warden-records" in banner
+        status, headers, _ = http("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
+                                  json.dumps({"model": "sim-model", "max_tokens": 2, "messages":
+                                              [{"role": "user", "content": "hi"}]}).encode(),
+                                  {"Content-Type": "application/json"})
+        assert status == 200
+        request_id = headers["x-request-id"]
+        shown = wait_until(lambda: (r := warden("audit", "show", request_id, cwd=tmp_path))
+                           .returncode == 0 and '"type": "end"' in r.stdout and r,
+                           what="the demo's request in its records")
+        assert '"model": "sim-model"' in shown.stdout
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0

@@ -38,7 +38,7 @@ def joined(directory: Path) -> dict:
 def recorded(fleet, tmp_path):
     gw = GatewayThread({"backends": fleet.backends_config(),
                         "recorder": {"dir": str(tmp_path), "response": "full",
-                                     "flush_interval": "50ms"}})
+                                     "flush_interval": "50ms", "min_free_disk": 0}})
     yield gw, tmp_path
     gw.stop()
 
