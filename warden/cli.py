@@ -43,17 +43,21 @@ def _parser() -> argparse.ArgumentParser:
     audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
     search = audit_commands.add_parser("search", help="requests matching every filter given")
     _records_dir(search)
-    search.add_argument("--since", help="ISO time (UTC) or a duration ago: 10m, 2h, 1d")
-    search.add_argument("--until", help="ISO time (UTC) or a duration ago")
-    search.add_argument("--model")
-    search.add_argument("--backend")
-    search.add_argument("--status", type=int)
-    search.add_argument("--verdict", help="complete, client_abort, upstream_error, ...")
-    search.add_argument("--text", help="text the request body contains")
-    search.add_argument("--id", dest="request_id")
+    _record_filters(search)
     search.add_argument("--limit", type=int)
     search.add_argument("--json", action="store_true", help="one joined request per line")
     search.set_defaults(command=_audit_search)
+    replay = audit_commands.add_parser("replay", help="re-send recorded requests to a target")
+    _records_dir(replay)
+    _record_filters(replay)
+    replay.add_argument("--target", required=True, help="base URL, e.g. http://127.0.0.1:8011")
+    replay.add_argument("--fast", action="store_true",
+                        help="one after another as fast as possible (default: the recorded "
+                        "pacing)")
+    replay.add_argument("--speed", type=float, default=1.0, help="recorded pacing divided by")
+    replay.add_argument("--concurrency", type=int, default=1, help="at once, with --fast")
+    replay.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    replay.set_defaults(command=_audit_replay)
     show = audit_commands.add_parser("show", help="one request's records, in full")
     _records_dir(show)
     show.add_argument("request_id")
@@ -79,6 +83,17 @@ def _records_dir(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--dir", help="the recorder's directory (default: warden-records)")
     where.add_argument("-c", "--config", help="read the directory from this config")
+
+
+def _record_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", help="ISO time (UTC) or a duration ago: 10m, 2h, 1d")
+    parser.add_argument("--until", help="ISO time (UTC) or a duration ago")
+    parser.add_argument("--model")
+    parser.add_argument("--backend")
+    parser.add_argument("--status", type=int)
+    parser.add_argument("--verdict", help="complete, client_abort, upstream_error, ...")
+    parser.add_argument("--text", help="text the request body contains")
+    parser.add_argument("--id", dest="request_id")
 
 
 def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: float) -> None:
@@ -196,19 +211,34 @@ def _records(args: argparse.Namespace) -> str | None:
     return args.dir or "warden-records"
 
 
-def _audit_search(args: argparse.Namespace) -> int:
+def _filter(args: argparse.Namespace):
     import time
 
+    from warden.record import audit
+
+    now = time.time()
+    return audit.matches(since=audit.when(args.since, now), until=audit.when(args.until, now),
+                         model=args.model, backend=args.backend, status=args.status,
+                         verdict=args.verdict, text=args.text, request_id=args.request_id)
+
+
+def _audit_search(args: argparse.Namespace) -> int:
     from warden.record import audit
 
     directory = _records(args)
     if directory is None:
         return 2
-    now = time.time()
-    keep = audit.matches(since=audit.when(args.since, now), until=audit.when(args.until, now),
-                         model=args.model, backend=args.backend, status=args.status,
-                         verdict=args.verdict, text=args.text, request_id=args.request_id)
-    return audit.search(directory, keep, args.json, args.limit)
+    return audit.search(directory, _filter(args), args.json, args.limit)
+
+
+def _audit_replay(args: argparse.Namespace) -> int:
+    from warden.record import audit
+
+    directory = _records(args)
+    if directory is None:
+        return 2
+    return audit.replay(directory, _filter(args), args.target, paced=not args.fast,
+                        speed=args.speed, concurrency=args.concurrency, timeout=args.timeout)
 
 
 def _audit_show(args: argparse.Namespace) -> int:

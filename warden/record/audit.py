@@ -123,6 +123,33 @@ def tail(directory: str, count: int, follow: bool, out: TextIO = sys.stdout,
                   f"{record.get('verdict') or ''}", file=out)
 
 
+def replay(directory: str, keep: Filter, target: str, *, paced: bool, speed: float,
+           concurrency: int, timeout: float, out: TextIO = sys.stdout) -> int:
+    """Re-send the matching requests to `target`; one line each: what it was, what it is."""
+    import asyncio
+
+    from warden.record.replay import replay as replay_all
+
+    chosen = [r for r in requests(read_records(record_files(directory))) if keep(r)]
+    if not chosen:
+        print(f"no recorded request matches in {directory}", file=sys.stderr)
+        return 1
+    outcomes = asyncio.run(replay_all(chosen, target, paced=paced, speed=speed,
+                                      concurrency=concurrency, timeout=timeout))
+    failed = 0
+    for outcome in outcomes:
+        was = f"{outcome.request.get('status') or '-'} {outcome.request.get('verdict') or ''}"
+        if outcome.skipped:
+            now = f"skipped: {outcome.skipped}"
+        else:
+            now = (f"{outcome.status or '-'} {outcome.verdict or ''} {outcome.duration:.3f}s"
+                   f"{f'  ({outcome.error})' if outcome.error else ''}")
+            failed += outcome.status == 0
+        print(f"{outcome.request.id:<32} recorded {was.strip():<22} replayed {now}", file=out)
+    print(f"{len(outcomes)} replayed to {target}, {failed} without an answer", file=sys.stderr)
+    return 0
+
+
 def _end_of(path: Path) -> tuple[int, int]:
     try:
         stat = path.stat()
@@ -131,4 +158,4 @@ def _end_of(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_ino
 
 
-__all__ = ["matches", "search", "show", "tail", "when"]
+__all__ = ["matches", "replay", "search", "show", "tail", "when"]

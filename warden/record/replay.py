@@ -1,0 +1,149 @@
+"""Re-sending recorded requests to a target: the same method, path and body bytes, and the
+recorded content type; never a recorded secret (they were never written).
+
+Each replayed request gets its own connection and the id `<recorded id>.replay` (so the
+target's logs tell replays apart), and is read to its end: a stream is observed as the
+gateway observes it, for its verdict. Pacing: as recorded (the gaps between arrivals, divided by
+`speed`), or one after another as fast as possible with at most `concurrency` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from warden.record.reader import Request
+from warden.stream.observer import Ending, StreamObserver
+from warden.upstream.connection import BodyMode, UpstreamConnection
+
+
+@dataclass
+class Replayed:
+    request: Request
+    status: int = 0
+    verdict: str | None = None     # for a stream: as the gateway would judge it
+    duration: float = 0.0
+    error: str | None = None
+    skipped: str | None = None     # not sent, and why
+
+
+class _Reader:
+    """Collects one response (decoded), observing it if it is an event stream."""
+
+    def __init__(self, done: asyncio.Future[None], outcome: Replayed):
+        self._done = done
+        self._outcome = outcome
+        self.observer: StreamObserver | None = None
+
+    def on_head(self, status: int, head: bytes) -> int:
+        self._outcome.status = status
+        if head.lower().find(b"\r\ncontent-type: text/event-stream") >= 0:
+            self.observer = StreamObserver(time.monotonic)
+        return BodyMode.DECODED
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.observer is not None:
+            self.observer.feed(chunk)
+
+    def on_raw(self, data: bytes, last: bool) -> None:
+        raise AssertionError("decoded mode")
+
+    def flush(self) -> None:
+        pass
+
+    def on_complete(self) -> None:
+        self._end(Ending.UPSTREAM_COMPLETE, None)
+
+    def on_lost(self, reason: str) -> None:
+        self._end(Ending.UPSTREAM_LOST, reason)
+
+    def _end(self, ending: str, error: str | None) -> None:
+        if self.observer is not None:
+            self._outcome.verdict = self.observer.verdict(ending)
+        self._outcome.error = error
+        if not self._done.done():
+            self._done.set_result(None)
+
+
+def request_bytes(request: Request, host: str) -> tuple[bytes, bytes] | str:
+    """(head, body) to re-send a recorded request, or why it cannot be."""
+    start = request.start
+    if start is None:
+        return "no start record"
+    if start.get("body_omitted"):
+        return f"body not recorded ({start['body_omitted']})"
+    body_text = start.get("body")
+    if not isinstance(body_text, str):
+        return "no body recorded"
+    body = base64.b64decode(body_text) if start.get("body_encoding") == "base64" \
+        else body_text.encode("utf-8")
+    content_type = (start.get("headers") or {}).get("content-type", "application/json")
+    head = (f"{start.get('method') or 'POST'} {start['endpoint']} HTTP/1.1\r\nhost: {host}\r\n"
+            f"content-type: {content_type}\r\nx-request-id: {request.id}.replay\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode("latin-1")
+    return head, body
+
+
+async def replay_one(request: Request, host: str, port: int, timeout: float) -> Replayed:
+    outcome = Replayed(request)
+    prepared = request_bytes(request, f"{host}:{port}")
+    if isinstance(prepared, str):
+        outcome.skipped = prepared
+        return outcome
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    try:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(UpstreamConnection, host, port), timeout)
+    except (OSError, TimeoutError) as e:
+        outcome.error = f"connect: {getattr(e, 'strerror', None) or e.__class__.__name__}"
+        return outcome
+    done: asyncio.Future[None] = loop.create_future()
+    conn.send(list(prepared), _Reader(done, outcome))
+    try:
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        outcome.error = f"no complete answer within {timeout:g}s"
+    finally:
+        conn.close()
+        outcome.duration = time.monotonic() - started
+    return outcome
+
+
+def _arrival(request: Request) -> float:
+    received = request.get("received")
+    if not isinstance(received, str):
+        return 0.0
+    return datetime.fromisoformat(received.replace("Z", "+00:00")).timestamp()
+
+
+async def replay(requests: Iterable[Request], target: str, *, paced: bool, speed: float,
+                 concurrency: int, timeout: float) -> list[Replayed]:
+    """Replay in arrival order; returns the outcomes in the same order."""
+    parts = urlsplit(target)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    ordered = sorted(requests, key=_arrival)
+    if not ordered:
+        return []
+    loop = asyncio.get_running_loop()
+    if paced:
+        origin, start = _arrival(ordered[0]), loop.time()
+
+        async def at_its_time(request: Request) -> Replayed:
+            await asyncio.sleep(max(0.0, start + (_arrival(request) - origin) / speed
+                                    - loop.time()))
+            return await replay_one(request, host, port, timeout)
+
+        return list(await asyncio.gather(*(at_its_time(r) for r in ordered)))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def in_turn(request: Request) -> Replayed:
+        async with gate:
+            return await replay_one(request, host, port, timeout)
+
+    return list(await asyncio.gather(*(in_turn(r) for r in ordered)))
