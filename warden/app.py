@@ -11,6 +11,7 @@ from warden.edge.gateway import GatewayHandler
 from warden.edge.server import HttpServer, ServerLimits
 from warden.fleet.discovery import Discovery
 from warden.fleet.registry import BackendRegistry
+from warden.forensics.incidents import IncidentDetector
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
@@ -29,6 +30,10 @@ class Gateway:
                                    self.metrics, self.recorder)
         self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics,
                                       self.recorder)
+        self.incidents = IncidentDetector(settings.recorder.dir, self._in_flight_on)
+        self.forwarder.incidents = self.incidents
+        for backend in self.backends:
+            backend.recent = self.incidents.recent_of(backend.name)
         self.discovery = Discovery(self.backends, settings.discovery,
                                    request_timeout=min(settings.timeouts.connect, 5.0))
         self.server: HttpServer | None = None
@@ -37,6 +42,7 @@ class Gateway:
     async def start(self, port: int | None = None) -> None:
         """Learn the fleet once, then listen. `port` overrides the configured one (0 = any)."""
         self.forwarder.bind(asyncio.get_running_loop())
+        self.incidents.bind(asyncio.get_running_loop())
         if self.recorder is not None:
             self.recorder.start()
             self._tasks.append(asyncio.create_task(self.recorder.run()))
@@ -59,6 +65,9 @@ class Gateway:
     def in_flight(self) -> int:
         return sum(b.in_flight for b in self.backends)
 
+    def _in_flight_on(self, backend: str) -> list:
+        return [relay for relay in self.forwarder.active if relay.backend == backend]
+
     async def stop(self, grace: float = 0.0) -> None:
         """Stop accepting; let requests in flight finish for up to `grace` seconds; then end
         the rest (each still ends exactly once, as cancelled) and close."""
@@ -72,6 +81,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.incidents.close_all()
         if self.recorder is not None:  # after every exchange has ended: their ends go too
             await self.recorder.stop()
         self.backends.close()

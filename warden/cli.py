@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("-f", "--follow", action="store_true")
     tail.set_defaults(command=_audit_tail)
 
+    incidents = commands.add_parser("incidents", help="backends that died, and their suspects")
+    incident_commands = incidents.add_subparsers(required=True, metavar="ACTION")
+    listing = incident_commands.add_parser("list", help="every incident, oldest first")
+    _records_dir(listing)
+    listing.set_defaults(command=_incidents_list)
+    show_incident = incident_commands.add_parser("show", help="one incident, in full")
+    _records_dir(show_incident)
+    show_incident.add_argument("incident_id")
+    show_incident.set_defaults(command=_incidents_show)
+
     sim = commands.add_parser("sim", help="run simulated vLLM servers")
     sim.add_argument("--nodes", type=int, default=1)
     sim.add_argument("--host", default="127.0.0.1")
@@ -258,3 +268,17 @@ def _audit_tail(args: argparse.Namespace) -> int:
         return audit.tail(directory, args.count, args.follow)
     except KeyboardInterrupt:
         return 0
+
+
+def _incidents_list(args: argparse.Namespace) -> int:
+    from warden.forensics import report
+
+    directory = _records(args)
+    return 2 if directory is None else report.list_incidents(directory)
+
+
+def _incidents_show(args: argparse.Namespace) -> int:
+    from warden.forensics import report
+
+    directory = _records(args)
+    return 2 if directory is None else report.show_incident(directory, args.incident_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from warden.config.schema import BackendSpec, TimeoutsSpec
 from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
@@ -33,6 +35,8 @@ class Backend:
         self.reachable = True
         self.unreachable_until = 0.0
         self.last_error: str | None = None
+        # The last requests sent here (the incident detector's deque, when there is one).
+        self.recent: deque | None = None
 
     @property
     def models(self) -> frozenset[str]:

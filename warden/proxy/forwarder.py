@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from warden.config.schema import Settings
 from warden.edge.responses import respond_error
@@ -33,6 +34,9 @@ from warden.observe.metrics import GatewayMetrics
 from warden.proxy import headers as hdr
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
+
+if TYPE_CHECKING:
+    from warden.forensics.incidents import IncidentDetector
 from warden.routing.policy import RoutingPolicy
 from warden.stream.observer import Ending, Verdict, stream_verdict
 from warden.upstream.connection import UpstreamConnection
@@ -45,6 +49,7 @@ class Forwarder:
         self._policy = policy
         self._metrics = metrics
         self._recorder = recorder
+        self.incidents: IncidentDetector | None = None  # set by the app
         # What of each response a relay keeps for the recorder (see `Capture`).
         self.capture = Capture.of(settings) if recorder is not None else Capture.NONE
         self.timeouts = settings.timeouts
@@ -96,7 +101,10 @@ class Forwarder:
             conn = await backend.pool.acquire()
         except NotSentError as e:
             if isinstance(e, ConnectFailed):
-                backend.mark_unreachable(time.monotonic(), self._cooldown, e.message)
+                now = time.monotonic()
+                backend.mark_unreachable(now, self._cooldown, e.message)
+                if self.incidents is not None:
+                    self.incidents.connect_failed(backend.name, now)
             self._metrics.retried(backend.name)
             self._attempt(relay, e)
             return
@@ -120,6 +128,8 @@ class Forwarder:
         backend.requests_sent += 1
         if self._recorder is not None:  # write-ahead: queued before a byte is sent
             self._recorder.started(relay)
+        if backend.recent is not None:  # the incident detector's suspects
+            backend.recent.append(relay)
         relay.start(backend, conn, data, now)
 
     def relay_ended(self, relay: Relay) -> None:
@@ -136,6 +146,10 @@ class Forwarder:
             relay.verdict = Verdict.COMPLETE
         else:
             relay.verdict = stream_verdict(ending, done=True, error=False)
+        incidents = self.incidents
+        if incidents is not None and (relay.verdict != Verdict.COMPLETE or relay.status >= 500
+                                      or incidents.down):
+            incidents.exchange_ended(relay, now)
         if relay.head_sent or ending == Ending.CLIENT_LOST or ending == Ending.CANCELLED:
             if relay.lost_reason is not None:
                 relay.error = relay.lost_reason

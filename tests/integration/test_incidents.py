@@ -1,0 +1,76 @@
+"""An engine dies on the seed's request among mixed traffic; the gateway writes an incident
+that names that request first among its suspects, and every other record is intact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+from tests.harness import GatewayThread, SimProcess, http, wait_until
+from warden.forensics.report import incident_files
+from warden.record.reader import read_records, record_files, requests
+
+JSON = {"Content-Type": "application/json"}
+POISON = {"model": "sim-model", "messages": [{"role": "user", "content": "x"}],
+          "structured_outputs": {}}  # kills a vLLM 0.11 engine (the seed's crash)
+
+
+def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
+    sim = SimProcess(3, "--token-delay", "0.02", "--output-tokens", "100",
+                     "--restart-after", "-1")
+    gw = GatewayThread({"backends": sim.backends_config(),
+                        "recorder": {"dir": str(tmp_path), "flush_interval": "50ms",
+                                     "min_free_disk": 0}})
+    sent: list[str] = []
+    try:
+        def stream(n: int) -> None:
+            body = {"model": "sim-model", "stream": True, "messages": [
+                {"role": "user", "content": f"long {n}"}]}
+            http("POST", f"{gw.url}/v1/chat/completions", json.dumps(body).encode(),
+                 {**JSON, "X-Request-Id": f"stream-{n}"}, timeout=30)
+
+        streams = [threading.Thread(target=stream, args=(n,)) for n in range(6)]
+        for thread in streams:
+            thread.start()
+        sent += [f"stream-{n}" for n in range(6)]
+        wait_until(lambda: gw.in_flight() == 6, what="six streams in flight")
+        for n in range(4):
+            body = {"model": "sim-model", "max_tokens": 2, "logprobs": True,
+                    "messages": [{"role": "user", "content": f"plain {n}"}]}
+            status, _, _ = http("POST", f"{gw.url}/v1/chat/completions",
+                                json.dumps(body).encode(), {**JSON, "X-Request-Id": f"plain-{n}"})
+            assert status == 200
+            sent.append(f"plain-{n}")
+        status, headers, body = http("POST", f"{gw.url}/v1/chat/completions",
+                                     json.dumps(POISON).encode(),
+                                     {**JSON, "X-Request-Id": "the-poison"})
+        sent.append("the-poison")
+        assert status == 500 and b"EngineCore encountered an issue" in body
+        dead = f"node-{sim.node_of(headers)}"
+
+        wait_until(lambda: incident_files(str(tmp_path)), timeout=15, what="an incident")
+        incident = json.loads(incident_files(str(tmp_path))[0].read_text())
+        assert incident["backend"] == dead
+        first = incident["suspects"][0]
+        assert first["id"] == "the-poison"
+        assert first["unusual"][0].startswith("structured_outputs with no usable constraint")
+        assert len(incident["suspects"]) >= 2  # the streams it cut are suspects too
+        assert all(s["score"] < first["score"] for s in incident["suspects"][1:])
+
+        for thread in streams:
+            thread.join(timeout=30)
+        gw.wait_idle()
+        recorder = gw.gateway.recorder
+        gw.call(recorder.flush)
+        wait_until(lambda: recorder.written == recorder.handed, what="records written")
+        records = {r.id: r for r in requests(read_records(record_files(tmp_path)))}
+        assert all(records[rid].start and records[rid].end for rid in sent)
+
+        listed = subprocess.run([sys.executable, "-m", "warden", "incidents", "list", "--dir",
+                                 str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0 and "first suspect the-poison" in listed.stdout
+    finally:
+        gw.stop()
+        sim.stop()

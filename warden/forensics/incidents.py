@@ -1,0 +1,186 @@
+"""Incidents: a backend that was serving dies, and the requests that may have killed it.
+
+Signals of a death, as vLLM dies (../shared/vllm/README.md): a response cut mid-way or a
+connection dropped before the answer, a 5xx carrying vLLM's engine-dead error
+(`EngineCore encountered an issue`, `EngineDeadError`), an error event in a stream, a refused
+connection. The first signal from a backend that was healthy opens an incident; signals during
+the next `settle` seconds join it (the poison request's own 500 often arrives just after the
+streams it broke); then the incident is ranked and written as one JSON file. The backend is
+healthy again after its next successful (2xx) response.
+
+Suspects: the requests in flight on the backend when it died, and those sent to it in the
+`window` seconds before. Ranked by what is unusual in their parameters (`unusual`: a shape
+known to kill engines outweighs everything), then by being sent in the last second before the
+death, being in flight, and recency. Each names its audit id, so `warden audit show` and
+`warden audit replay` take it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import orjson
+
+from warden.forensics.unusual import unusual
+from warden.record.render import iso_wall
+from warden.stream.observer import Ending
+
+log = logging.getLogger("warden.incidents")
+
+ENGINE_DEAD_MARKERS = (b"EngineCore encountered an issue", b"EngineDeadError",
+                       b"EngineGenerateError")
+KEEP_INCIDENTS = 200
+RECENT_PER_BACKEND = 64   # requests kept per backend for the suspect list (bodies included)
+
+
+class Incident:
+    def __init__(self, backend: str, detected_by: str, trigger: str | None, at: float,
+                 wall: float):
+        self.backend = backend
+        self.detected_by = detected_by
+        self.trigger = trigger
+        self.at = at                     # monotonic
+        self.wall = wall
+        self.id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(wall))}-{backend}"
+        self.signals: list[dict] = [{"how": detected_by, "request": trigger, "after": 0.0}]
+        self.suspects: dict[str, dict] = {}
+
+    def as_record(self) -> dict:
+        ranked = sorted(self.suspects.values(),
+                        key=lambda s: (-s["score"], s["age"]))
+        return {"id": self.id, "backend": self.backend, "at": iso_wall(self.wall),
+                "detected_by": self.detected_by, "trigger": self.trigger,
+                "signals": self.signals, "suspects": ranked}
+
+
+class IncidentDetector:
+    def __init__(self, directory: str | Path, in_flight: Callable[[str], Iterable],
+                 window: float = 10.0, settle: float = 2.0):
+        """`in_flight(backend)`: the exchanges now in flight on that backend."""
+        self.directory = Path(directory)
+        self._in_flight = in_flight
+        self.window = window
+        self.settle = settle
+        self.recent: dict[str, deque] = {}
+        self._open: dict[str, Incident] = {}
+        self.down: set[str] = set()       # backends with an incident, not yet answering 2xx
+        self.written: list[Path] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def recent_of(self, backend: str) -> deque:
+        """The deque the forwarder appends each relay it sends to this backend to."""
+        recent = self.recent.get(backend)
+        if recent is None:
+            recent = self.recent[backend] = deque(maxlen=RECENT_PER_BACKEND)
+        return recent
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def exchange_ended(self, relay, now: float) -> None:
+        """Called for an exchange that did not end cleanly, got a 5xx, or ended on a
+        backend that is down (the forwarder pre-filters: this is not per request)."""
+        backend = relay.backend
+        if backend is None:
+            return
+        how = death_signal(relay)
+        if how is not None:
+            self._signal(backend, how, relay, now)
+        elif 200 <= relay.status < 300 and backend in self.down \
+                and backend not in self._open:
+            self.down.discard(backend)
+            log.info("backend %s answers again", backend)
+
+    def connect_failed(self, backend: str, now: float) -> None:
+        self._signal(backend, "connection refused", None, now)
+
+    def _signal(self, backend: str, how: str, relay, now: float) -> None:
+        incident = self._open.get(backend)
+        rid = relay.request_id.decode("latin-1") if relay is not None else None
+        if incident is not None:
+            incident.signals.append({"how": how, "request": rid,
+                                     "after": round(now - incident.at, 6)})
+            if rid is not None and rid in incident.suspects:
+                incident.suspects[rid]["outcome"] = how
+            return
+        if backend in self.down:
+            return  # already known dead: not a new death
+        self.down.add(backend)
+        incident = Incident(backend, how, rid, now, time.time())
+        self._open[backend] = incident
+        self._collect_suspects(incident, relay, now)
+        log.warning("incident %s: backend %s died (%s); %d suspects", incident.id, backend,
+                    how, len(incident.suspects))
+        if self._loop is not None:
+            self._loop.call_later(self.settle, self._close, backend)
+        else:
+            self._close(backend)
+
+    def _collect_suspects(self, incident: Incident, trigger, now: float) -> None:
+        flying = {id(r) for r in self._in_flight(incident.backend)}
+        candidates = [r for r in self.recent_of(incident.backend)
+                      if now - r.sent_at <= self.window or id(r) in flying]
+        if trigger is not None and trigger not in candidates:
+            candidates.append(trigger)
+        for relay in candidates:
+            suspect = suspect_of(relay, now, in_flight=id(relay) in flying or relay is trigger)
+            if relay is trigger:
+                suspect["outcome"] = incident.detected_by
+            incident.suspects[suspect["id"]] = suspect
+
+    def _close(self, backend: str) -> None:
+        incident = self._open.pop(backend, None)
+        if incident is None:
+            return
+        incidents = self.directory / "incidents"
+        incidents.mkdir(parents=True, exist_ok=True)
+        path = incidents / f"incident-{incident.id}.json"
+        path.write_bytes(orjson.dumps(incident.as_record(), option=orjson.OPT_INDENT_2))
+        self.written.append(path)
+        for old in sorted(incidents.glob("incident-*.json"))[:-KEEP_INCIDENTS]:
+            old.unlink(missing_ok=True)
+
+    def close_all(self) -> None:
+        for backend in list(self._open):
+            self._close(backend)
+
+
+def death_signal(relay) -> str | None:
+    """How an ended exchange shows its backend died, if it does."""
+    if relay.ending == Ending.UPSTREAM_LOST:
+        return "response cut mid-way" if relay.head_sent \
+            else "connection dropped before the answer"
+    observer = relay.observer
+    if observer is not None and observer.error is not None:
+        message = str(observer.error.get("message", ""))
+        if any(marker.decode() in message for marker in ENGINE_DEAD_MARKERS) \
+                or observer.error.get("code") == 500:
+            return "engine error event in the stream"
+    if relay.status >= 500:
+        body = b"".join(relay.captured) if relay.captured else b""
+        if any(body.find(marker) >= 0 for marker in ENGINE_DEAD_MARKERS):
+            return f"engine-dead {relay.status}"
+    return None
+
+
+def suspect_of(relay, now: float, *, in_flight: bool) -> dict:
+    request = relay.request
+    try:
+        body = orjson.loads(request.body) if request is not None else None
+    except orjson.JSONDecodeError:
+        body = None
+    reasons = unusual(body)
+    age = now - relay.sent_at if relay.sent_at else 0.0
+    score = sum(weight for weight, _ in reasons) + (2 if age <= 1.0 else 0) \
+        + (1 if in_flight else 0)
+    return {"id": relay.request_id.decode("latin-1"), "endpoint": relay.endpoint,
+            "model": relay.model, "stream": relay.stream, "age": round(age, 6),
+            "in_flight": in_flight, "outcome": None,
+            "unusual": [reason for _, reason in reasons], "score": score}
