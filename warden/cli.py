@@ -78,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     show_incident.add_argument("incident_id")
     show_incident.set_defaults(command=_incidents_show)
 
+    bisect = commands.add_parser("bisect", help="replay an incident's suspects against a "
+                                 "scratch backend and name the one that kills it")
+    _records_dir(bisect)
+    bisect.add_argument("incident_id")
+    bisect.add_argument("--target", required=True, help="a scratch backend's base URL")
+    bisect.add_argument("--chronological", action="store_true",
+                        help="in arrival order (default: most suspect first)")
+    bisect.add_argument("--settle", type=float, default=5.0,
+                        help="seconds /health must stay 200 after each suspect")
+    bisect.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    bisect.set_defaults(command=_bisect)
+
     sim = commands.add_parser("sim", help="run simulated vLLM servers")
     sim.add_argument("--nodes", type=int, default=1)
     sim.add_argument("--host", default="127.0.0.1")
@@ -282,3 +294,14 @@ def _incidents_show(args: argparse.Namespace) -> int:
 
     directory = _records(args)
     return 2 if directory is None else report.show_incident(directory, args.incident_id)
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    from warden.forensics import bisect
+
+    directory = _records(args)
+    if directory is None:
+        return 2
+    return bisect.run(directory, args.incident_id, args.target,
+                      chronological=args.chronological, settle=args.settle,
+                      timeout=args.timeout)

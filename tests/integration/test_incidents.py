@@ -74,3 +74,17 @@ def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
     finally:
         gw.stop()
         sim.stop()
+
+    # Bisect against a fresh scratch node, in arrival order: the others survive, then it dies.
+    scratch = SimProcess(1, "--restart-after", "-1")
+    try:
+        bisected = subprocess.run(
+            [sys.executable, "-m", "warden", "bisect", incident["id"], "--dir", str(tmp_path),
+             "--target", scratch.url(0), "--chronological", "--settle", "0.3"],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        scratch.stop()
+    assert bisected.returncode == 0, bisected.stdout + bisected.stderr
+    survived = [line for line in bisected.stdout.splitlines() if "survived" in line]
+    assert len(survived) == len(incident["suspects"]) - 1
+    assert "the killer: the-poison (its answer was the engine-dead 500)" in bisected.stdout

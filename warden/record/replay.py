@@ -30,15 +30,17 @@ class Replayed:
     duration: float = 0.0
     error: str | None = None
     skipped: str | None = None     # not sent, and why
+    body: bytes | None = None      # the answer's body, when asked for (de-chunked)
 
 
 class _Reader:
     """Collects one response (decoded), observing it if it is an event stream."""
 
-    def __init__(self, done: asyncio.Future[None], outcome: Replayed):
+    def __init__(self, done: asyncio.Future[None], outcome: Replayed, keep_body: bool):
         self._done = done
         self._outcome = outcome
         self.observer: StreamObserver | None = None
+        self._kept: list[bytes] | None = [] if keep_body else None
 
     def on_head(self, status: int, head: bytes) -> int:
         self._outcome.status = status
@@ -49,6 +51,8 @@ class _Reader:
     def on_body(self, chunk: bytes) -> None:
         if self.observer is not None:
             self.observer.feed(chunk)
+        if self._kept is not None:
+            self._kept.append(chunk)
 
     def on_raw(self, data: bytes, last: bool) -> None:
         raise AssertionError("decoded mode")
@@ -66,6 +70,8 @@ class _Reader:
         if self.observer is not None:
             self._outcome.verdict = self.observer.verdict(ending)
         self._outcome.error = error
+        if self._kept is not None:
+            self._outcome.body = b"".join(self._kept)
         if not self._done.done():
             self._done.set_result(None)
 
@@ -89,7 +95,8 @@ def request_bytes(request: Request, host: str) -> tuple[bytes, bytes] | str:
     return head, body
 
 
-async def replay_one(request: Request, host: str, port: int, timeout: float) -> Replayed:
+async def replay_one(request: Request, host: str, port: int, timeout: float,
+                     keep_body: bool = False) -> Replayed:
     outcome = Replayed(request)
     prepared = request_bytes(request, f"{host}:{port}")
     if isinstance(prepared, str):
@@ -104,7 +111,7 @@ async def replay_one(request: Request, host: str, port: int, timeout: float) -> 
         outcome.error = f"connect: {getattr(e, 'strerror', None) or e.__class__.__name__}"
         return outcome
     done: asyncio.Future[None] = loop.create_future()
-    conn.send(list(prepared), _Reader(done, outcome))
+    conn.send(list(prepared), _Reader(done, outcome, keep_body))
     try:
         await asyncio.wait_for(done, timeout)
     except TimeoutError:
