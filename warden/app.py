@@ -9,6 +9,7 @@ import time
 from warden.config.schema import Settings
 from warden.edge.gateway import GatewayHandler
 from warden.edge.server import HttpServer, ServerLimits
+from warden.errors import UpstreamError
 from warden.fleet.discovery import Discovery
 from warden.fleet.registry import BackendRegistry
 from warden.forensics.incidents import IncidentDetector
@@ -16,6 +17,7 @@ from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
 from warden.routing.policy import build_policy
+from warden.upstream.fetch import fetch
 
 log = logging.getLogger("warden")
 
@@ -30,7 +32,8 @@ class Gateway:
                                    self.metrics, self.recorder)
         self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics,
                                       self.recorder)
-        self.incidents = IncidentDetector(settings.recorder.dir, self._in_flight_on)
+        self.incidents = IncidentDetector(settings.recorder.dir, self._in_flight_on,
+                                          scrape=self._scrape_metrics)
         self.forwarder.incidents = self.incidents
         for backend in self.backends:
             backend.recent = self.incidents.recent_of(backend.name)
@@ -67,6 +70,14 @@ class Gateway:
 
     def _in_flight_on(self, backend: str) -> list:
         return [relay for relay in self.forwarder.active if relay.backend == backend]
+
+    async def _scrape_metrics(self, name: str) -> str:
+        backend = next(b for b in self.backends if b.name == name)
+        status, body = await fetch(backend.pool, "GET", "/metrics", backend.host_header,
+                                   timeout=self.settings.timeouts.connect)
+        if status != 200:
+            raise UpstreamError(f"/metrics answered {status}")
+        return body.decode("utf-8", "replace")
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop accepting; let requests in flight finish for up to `grace` seconds; then end

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     _records_dir(show_incident)
     show_incident.add_argument("incident_id")
     show_incident.set_defaults(command=_incidents_show)
+    export = incident_commands.add_parser("export", help="a .tar.gz for a bug report")
+    _records_dir(export)
+    export.add_argument("incident_id")
+    export.add_argument("-o", "--output", help="default: incident-ID.tar.gz")
+    export.set_defaults(command=_incidents_export)
 
     bisect = commands.add_parser("bisect", help="replay an incident's suspects against a "
                                  "scratch backend and name the one that kills it")
@@ -305,3 +310,11 @@ def _bisect(args: argparse.Namespace) -> int:
     return bisect.run(directory, args.incident_id, args.target,
                       chronological=args.chronological, settle=args.settle,
                       timeout=args.timeout)
+
+
+def _incidents_export(args: argparse.Namespace) -> int:
+    from warden.forensics import report
+
+    directory = _records(args)
+    return 2 if directory is None else report.export_incident(directory, args.incident_id,
+                                                              args.output)

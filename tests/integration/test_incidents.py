@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 import threading
+from pathlib import Path
 
 from tests.harness import GatewayThread, SimProcess, http, wait_until
 from warden.forensics.report import incident_files
@@ -71,6 +73,20 @@ def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
         listed = subprocess.run([sys.executable, "-m", "warden", "incidents", "list", "--dir",
                                  str(tmp_path)], capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0 and "first suspect the-poison" in listed.stdout
+
+        bundle = tmp_path / "bundle.tar.gz"
+        exported = subprocess.run([sys.executable, "-m", "warden", "incidents", "export",
+                                   incident["id"], "--dir", str(tmp_path), "-o", str(bundle)],
+                                  capture_output=True, text=True, timeout=60)
+        assert exported.returncode == 0, exported.stderr
+        with tarfile.open(bundle) as tar:
+            files = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()}
+        assert set(files) == {"README.txt", "incident.json", "suspects.jsonl", "timeline.txt",
+                              "metrics.txt"}
+        first_suspect = json.loads(files["suspects.jsonl"].splitlines()[0])
+        assert json.loads(first_suspect["start"]["body"]) == POISON
+        assert b"vllm:num_requests_running" in files["metrics.txt"]
+        assert b"request the-poison arrived" in files["timeline.txt"]
     finally:
         gw.stop()
         sim.stop()

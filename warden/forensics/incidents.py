@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import orjson
@@ -49,21 +49,28 @@ class Incident:
         self.id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(wall))}-{backend}"
         self.signals: list[dict] = [{"how": detected_by, "request": trigger, "after": 0.0}]
         self.suspects: dict[str, dict] = {}
+        self.metrics: str | None = None      # the backend's /metrics as it died, if it answered
+        self.metrics_error: str | None = "not scraped"
 
     def as_record(self) -> dict:
         ranked = sorted(self.suspects.values(),
                         key=lambda s: (-s["score"], s["age"]))
         return {"id": self.id, "backend": self.backend, "at": iso_wall(self.wall),
                 "detected_by": self.detected_by, "trigger": self.trigger,
-                "signals": self.signals, "suspects": ranked}
+                "signals": self.signals, "suspects": ranked,
+                "last_metrics": f"metrics-{self.id}.txt" if self.metrics is not None
+                else f"none ({self.metrics_error})"}
 
 
 class IncidentDetector:
     def __init__(self, directory: str | Path, in_flight: Callable[[str], Iterable],
-                 window: float = 10.0, settle: float = 2.0):
-        """`in_flight(backend)`: the exchanges now in flight on that backend."""
+                 window: float = 10.0, settle: float = 2.0,
+                 scrape: Callable[[str], Awaitable[str]] | None = None):
+        """`in_flight(backend)`: the exchanges now in flight on that backend; `scrape(backend)`:
+        its `/metrics` text (tried once when it dies: a dying vLLM often still answers)."""
         self.directory = Path(directory)
         self._in_flight = in_flight
+        self._scrape = scrape
         self.window = window
         self.settle = settle
         self.recent: dict[str, deque] = {}
@@ -116,6 +123,8 @@ class IncidentDetector:
         incident = Incident(backend, how, rid, now, time.time())
         self._open[backend] = incident
         self._collect_suspects(incident, relay, now)
+        if self._scrape is not None and self._loop is not None:
+            self._loop.create_task(self._last_metrics(incident))
         log.warning("incident %s: backend %s died (%s); %d suspects", incident.id, backend,
                     how, len(incident.suspects))
         if self._loop is not None:
@@ -135,6 +144,14 @@ class IncidentDetector:
                 suspect["outcome"] = incident.detected_by
             incident.suspects[suspect["id"]] = suspect
 
+    async def _last_metrics(self, incident: Incident) -> None:
+        try:
+            incident.metrics = await asyncio.wait_for(self._scrape(incident.backend),
+                                                      self.settle / 2)
+        except Exception as e:  # dead is dead: note why there are no metrics
+            incident.metrics = None
+            incident.metrics_error = f"{e.__class__.__name__}: {e}".rstrip(": ")
+
     def _close(self, backend: str) -> None:
         incident = self._open.pop(backend, None)
         if incident is None:
@@ -143,9 +160,13 @@ class IncidentDetector:
         incidents.mkdir(parents=True, exist_ok=True)
         path = incidents / f"incident-{incident.id}.json"
         path.write_bytes(orjson.dumps(incident.as_record(), option=orjson.OPT_INDENT_2))
+        if incident.metrics is not None:
+            (incidents / f"metrics-{incident.id}.txt").write_text(incident.metrics)
         self.written.append(path)
         for old in sorted(incidents.glob("incident-*.json"))[:-KEEP_INCIDENTS]:
             old.unlink(missing_ok=True)
+            old.with_name(old.name.replace("incident-", "metrics-")).with_suffix(".txt") \
+                .unlink(missing_ok=True)
 
     def close_all(self) -> None:
         for backend in list(self._open):
