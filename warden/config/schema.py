@@ -104,6 +104,14 @@ class DiscoverySpec(Spec):
     unreachable_cooldown: Duration = 2.0
 
 
+class PostgresSinkSpec(Spec):
+    """Records also go to PostgreSQL (warden/record/postgres.py); use ${ENV} for secrets."""
+
+    dsn: str = Field(min_length=1)
+    table: str = Field(default="warden_records", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    retention: Duration = 30 * 86400.0
+
+
 class RecorderSpec(Spec):
     """The flight recorder (warden/record): every proxied request on disk, bounded."""
 
@@ -127,6 +135,8 @@ class RecorderSpec(Spec):
     flush_interval: Duration = 0.2
     # Records waiting for the writer beyond this are dropped (and counted).
     queue_size: int = Field(default=100_000, ge=1)
+    # Optional: the same records in PostgreSQL too.
+    postgres: PostgresSinkSpec | None = None
 
     @model_validator(mode="after")
     def _cap_holds_files(self) -> RecorderSpec:

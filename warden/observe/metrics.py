@@ -150,3 +150,9 @@ class GatewayMetrics(Collector):
         queued = GaugeMetricFamily("warden_recorder_queued", "Records waiting for the writer")
         queued.add_metric([], recorder.queued)
         yield queued
+        if recorder.sink is not None:
+            sink = CounterMetricFamily("warden_recorder_postgres_records", "Records sent to "
+                                       "the PostgreSQL sink, by outcome", labels=["outcome"])
+            sink.add_metric(["written"], recorder.sink.written)
+            sink.add_metric(["failed"], recorder.sink.failed)
+            yield sink

@@ -32,6 +32,7 @@ import orjson
 from warden.config.schema import RecorderSpec
 from warden.proxy.exchange import Exchange
 from warden.record.files import RecordFiles
+from warden.record.postgres import PostgresSink
 from warden.record.render import Clock, end_record, header_picks, start_record
 
 log = logging.getLogger("warden.record")
@@ -63,6 +64,8 @@ class Recorder:
         self._batches: queue.SimpleQueue[list[bytes] | str | None] = queue.SimpleQueue()
         self.files: RecordFiles | None = None
         self._thread: threading.Thread | None = None
+        self.sink: PostgresSink | None = None
+        self._sink_task: asyncio.Task[None] | None = None
 
     # -- the event loop's side -------------------------------------------------------------
 
@@ -95,10 +98,14 @@ class Recorder:
         return len(self._pending) + self.handed - self.written
 
     def start(self) -> None:
+        """From the event loop: open the files, start the writer (and the PostgreSQL sink)."""
         self.files = RecordFiles(self.spec)
         self._thread = threading.Thread(target=self._write_loop, name="warden-recorder",
                                         daemon=True)
         self._thread.start()
+        if self.spec.postgres is not None:
+            self.sink = PostgresSink(self.spec.postgres)
+            self._sink_task = asyncio.get_running_loop().create_task(self.sink.run())
 
     async def run(self) -> None:
         """Hand what is pending to the writer every flush interval."""
@@ -112,6 +119,8 @@ class Recorder:
             batch, self._pending = self._pending, []
             self.handed += len(batch)
             self._batches.put(batch)
+            if self.sink is not None:
+                self.sink.submit(batch)
         self._room = self.spec.queue_size - (self.handed - self.written)
         lost = self.dropped + self.unrendered + self.refused + self.failed
         if lost != self._lost_logged:
@@ -128,6 +137,9 @@ class Recorder:
         """Write everything pending, then stop the writer."""
         self.flush()
         self._batches.put(None)
+        if self.sink is not None and self._sink_task is not None:
+            self.sink.stop()
+            await self._sink_task
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
