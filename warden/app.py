@@ -38,7 +38,8 @@ class Gateway:
         for backend in self.backends:
             backend.recent = self.incidents.recent_of(backend.name)
         self.discovery = Discovery(self.backends, settings.discovery,
-                                   request_timeout=min(settings.timeouts.connect, 5.0))
+                                   request_timeout=min(settings.timeouts.connect, 5.0),
+                                   on_lost=self.incidents.connect_failed)
         self.server: HttpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

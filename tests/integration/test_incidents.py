@@ -104,3 +104,20 @@ def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
     survived = [line for line in bisected.stdout.splitlines() if "survived" in line]
     assert len(survived) == len(incident["suspects"]) - 1
     assert "the killer: the-poison (its answer was the engine-dead 500)" in bisected.stdout
+
+
+def test_a_backend_that_stops_answering_discovery_is_an_incident(tmp_path):
+    """No traffic at all: the discovery poll finding a serving backend gone opens one too."""
+    sim = SimProcess(2)
+    gw = GatewayThread({"backends": sim.backends_config(),
+                        "discovery": {"interval": "100ms"},
+                        "recorder": {"dir": str(tmp_path)}})
+    try:
+        sim.kill_node(1)
+        wait_until(lambda: incident_files(str(tmp_path)), timeout=15, what="an incident")
+        incident = json.loads(incident_files(str(tmp_path))[0].read_text())
+        assert incident["backend"] == "node-1"
+        assert incident["detected_by"] == "discovery poll: connection refused"
+    finally:
+        gw.stop()
+        sim.stop()

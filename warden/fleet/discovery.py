@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -18,10 +19,14 @@ log = logging.getLogger("warden.discovery")
 
 
 class Discovery:
-    def __init__(self, backends: BackendRegistry, spec: DiscoverySpec, request_timeout: float):
+    def __init__(self, backends: BackendRegistry, spec: DiscoverySpec, request_timeout: float,
+                 on_lost: Callable[[str, float, str], None] | None = None):
+        """`on_lost(backend, now, how)`: a backend that answered stopped answering (the
+        incident detector hears of it)."""
         self._backends = backends
         self._spec = spec
         self._timeout = request_timeout
+        self._on_lost = on_lost
 
     async def refresh_all(self) -> None:
         await asyncio.gather(*(self.refresh(b) for b in self._backends))
@@ -31,9 +36,12 @@ class Discovery:
             status, body = await fetch(backend.pool, "GET", "/v1/models", backend.host_header,
                                        self._timeout)
         except ConnectFailed as e:
+            now = time.monotonic()
             if backend.reachable:
                 log.warning("backend %s is unreachable: %s", backend.name, e.message)
-            backend.mark_unreachable(time.monotonic(), self._spec.unreachable_cooldown, e.message)
+                if self._on_lost is not None:
+                    self._on_lost(backend.name, now, "discovery poll: connection refused")
+            backend.mark_unreachable(now, self._spec.unreachable_cooldown, e.message)
             return
         except UpstreamError as e:
             log.warning("backend %s: model discovery failed: %s", backend.name, e.message)

@@ -105,8 +105,9 @@ class IncidentDetector:
             self.down.discard(backend)
             log.info("backend %s answers again", backend)
 
-    def connect_failed(self, backend: str, now: float) -> None:
-        self._signal(backend, "connection refused", None, now)
+    def connect_failed(self, backend: str, now: float,
+                       how: str = "connection refused") -> None:
+        self._signal(backend, how, None, now)
 
     def _signal(self, backend: str, how: str, relay, now: float) -> None:
         incident = self._open.get(backend)
