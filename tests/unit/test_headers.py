@@ -104,8 +104,10 @@ def test_passthrough_keeps_the_backend_head_and_drops_keep_alive():
     raw = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 23\r\n"
            b"Connection: keep-alive\r\nContent-Type: application/json\r\n")
     passed = hdr.passthrough_head(raw, 200, b"rid", BACKEND)
-    assert passed is not None and not passed.event_stream
-    assert passed.block == (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 23\r\n"
+    assert passed is not None
+    block, event_stream, length_framed = passed
+    assert not event_stream and length_framed
+    assert block == (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 23\r\n"
                      b"Content-Type: application/json\r\nx-request-id: rid\r\n"
                      b"x-upstream-addr: 10.1.1.1:8000\r\nx-upstream-status: 200\r\n")
 
@@ -113,8 +115,9 @@ def test_passthrough_keeps_the_backend_head_and_drops_keep_alive():
 def test_passthrough_flags_an_event_stream():
     sse = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
     passed = hdr.passthrough_head(sse, 200, b"r", BACKEND)
-    assert passed is not None and passed.event_stream
-    assert passed.block.startswith(sse)
+    assert passed is not None
+    block, event_stream, length_framed = passed
+    assert event_stream and not length_framed and block.startswith(sse)
 
 
 def test_passthrough_refuses_what_it_cannot_pass():

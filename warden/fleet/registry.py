@@ -17,7 +17,9 @@ class BackendRegistry:
     def __init__(self, settings: Settings):
         self._by_address = {spec.address: Backend(spec, settings.timeouts)
                             for spec in settings.backends}
-        self._serving: dict[str, list[Backend]] = {}
+        # model -> the backends serving it (read per request: a plain dict, not a method;
+        # its lists are shared, never modified in place)
+        self.serving: dict[str, list[Backend]] = {}
         self.reindex()
 
     def reindex(self) -> None:
@@ -25,7 +27,7 @@ class BackendRegistry:
         for backend in self._by_address.values():
             for model in backend.models:
                 serving.setdefault(model, []).append(backend)
-        self._serving = serving
+        self.serving = serving
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(self._by_address.values())
@@ -33,12 +35,8 @@ class BackendRegistry:
     def __len__(self) -> int:
         return len(self._by_address)
 
-    def serving(self, model: str) -> list[Backend]:
-        """The backends that serve `model` (shared list: do not modify)."""
-        return self._serving.get(model, [])
-
     def models(self) -> set[str]:
-        return set(self._serving)
+        return set(self.serving)
 
     def model_cards(self) -> list[dict]:
         """The union of the fleet's models, one card per id (the first backend's card wins)."""

@@ -70,7 +70,11 @@ class GatewayMetrics(Collector):
         """Called exactly once per request, when it has ended (answered or abandoned)."""
         endpoint = exchange.endpoint
         self.requests[endpoint, exchange.status] += 1
-        self.durations[endpoint].observe(exchange.ended_at - exchange.received_at)
+        # Histogram.observe, inlined: this runs per request.
+        duration = exchange.ended_at - exchange.received_at
+        histogram = self.durations[endpoint]
+        histogram.counts[bisect.bisect_left(histogram.buckets, duration)] += 1
+        histogram.sum += duration
         if exchange.stream and exchange.verdict is not None:
             self.verdicts[exchange.verdict] += 1
             if exchange.ttft is not None:

@@ -62,12 +62,10 @@ class Forwarder:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def start(self, relay: Relay) -> None:
-        """Forward an admitted request (its `model` set). The client always gets an answer."""
-        self._attempt(relay, None)
-
-    def _attempt(self, relay: Relay, last_error: NotSentError | None) -> None:
-        serving = self._backends.serving(relay.model)
+    def start(self, relay: Relay, last_error: NotSentError | None = None) -> None:
+        """Forward an admitted request (its `model` set), or try again after `last_error`
+        (nothing was sent). The client always gets an answer."""
+        serving = self._backends.serving.get(relay.model)
         if not serving:
             self._fail(relay, ModelNotFound(f"The model `{relay.model}` does not exist.",
                                             param="model"))
@@ -106,7 +104,7 @@ class Forwarder:
                 if self.incidents is not None:
                     self.incidents.connect_failed(backend.name, now)
             self._metrics.retried(backend.name)
-            self._attempt(relay, e)
+            self.start(relay, e)
             return
         except asyncio.CancelledError:
             relay.verdict = Verdict.CANCELLED

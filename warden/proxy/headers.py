@@ -84,25 +84,15 @@ _KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive\r\n"
 _UPSTREAM_STATUS = {s: b"x-upstream-status: %d\r\n" % s for s in range(100, 600)}
 
 
-class PassThrough:
-    """A backend head that can go to the client as it is, with the gateway's lines added."""
-
-    __slots__ = ("block", "event_stream", "length_framed")
-
-    def __init__(self, block: bytes, event_stream: bool, length_framed: bool):
-        self.block = block
-        self.event_stream = event_stream
-        self.length_framed = length_framed  # Content-Length, not chunked
-
-
 def passthrough_head(raw: bytes, status: int, request_id: bytes,
-                     backend: UpstreamTarget) -> PassThrough | None:
+                     backend: UpstreamTarget) -> tuple[bytes, bool, bool] | None:
     """The client's head when the backend's head can be passed through as it is with the
     gateway's lines appended: HTTP/1.1, a framed body (Content-Length or chunked), no
     hop-by-hop headers, no `X-Request-Id`. Else None: the caller rewrites it with
     `response_head`, which decides the rest. `raw` is the status line and header lines, each
-    ending in CRLF. An event stream passes through too (its chunks are relayed as the backend
-    framed them), flagged so that the caller observes it.
+    ending in CRLF. Returns (the head block, whether it is an event stream, whether its body
+    is framed by Content-Length): an event stream passes through too (its chunks are relayed
+    as the backend framed them), flagged so that the caller observes it.
 
     Cost rule: this runs per response, so it is a lower() and a few C-level searches."""
     low = raw.lower()
@@ -116,9 +106,9 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes,
             or _NOT_PASSABLE.search(low) is not None):
         return None
     status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
-    return PassThrough(b"".join((raw, b"x-request-id: ", request_id, b"\r\n",
-                                 backend.addr_line, status_line)),
-                       low.find(b"\r\ncontent-type: text/event-stream") >= 0, length_framed)
+    return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
+                      status_line)),
+            low.find(b"\r\ncontent-type: text/event-stream") >= 0, length_framed)
 
 
 def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:

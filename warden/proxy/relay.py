@@ -100,9 +100,10 @@ class Relay(Exchange):
         target = self.upstream.target
         passed = passthrough_head(head, status, self.request_id, target)
         if passed is not None and self.client.http11:
+            block, event_stream, length_framed = passed
             self.raw = True
-            self.client.start_raw(passed.block)
-            if passed.event_stream:
+            self.client.start_raw(block)
+            if event_stream:
                 self.observer = observer = StreamObserver(time.monotonic)
                 if capture == CAPTURE_STREAMS:
                     self.captured = []
@@ -110,7 +111,7 @@ class Relay(Exchange):
                 else:
                     self.observe = observer.feed
                 return BodyMode.RAW_OBSERVED
-            if capture and passed.length_framed:  # (raw chunked bytes would need decoding)
+            if capture and length_framed:  # (raw chunked bytes would need decoding)
                 self.captured = []
             return BodyMode.RAW
         block, length, event_stream = response_head(parse_head(head), status,

@@ -94,8 +94,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self._sink is None:
             return
         complete = self._complete
-        if complete:
-            self._ready_for_next()
+        if complete:  # reset for the next response before the sink hears of this one's end
+            self._sink = None
+            self.reusable = self._keep_alive and not self.closed
+            self._reading_head = True
+            self._complete = False
         if self._raw:
             offset = self._body_offset
             if offset:
@@ -190,13 +193,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
-
-    def _ready_for_next(self) -> None:
-        """The response is complete: reset for the next one (before the sink hears of it)."""
-        self._sink = None
-        self.reusable = self._keep_alive and not self.closed
-        self._reading_head = True
-        self._complete = False
 
     def _fail(self, reason: str) -> None:
         sink, self._sink = self._sink, None

@@ -35,10 +35,16 @@ class ConnectionPool:
     def try_acquire(self, now: float) -> UpstreamConnection | None:
         """An idle keep-alive connection at once, or None (then `acquire` must wait).
         `now` is `time.monotonic()`."""
-        return self._pop_idle(now)
+        while self._idle:
+            conn = self._idle.pop()  # most recently used first: warmest, least likely stale
+            if conn.closed or now - conn.idle_since > self.keepalive_timeout:
+                self.discard(conn)
+                continue
+            return conn
+        return None
 
     async def acquire(self) -> UpstreamConnection:
-        conn = self._pop_idle(time.monotonic())
+        conn = self.try_acquire(time.monotonic())
         if conn is not None:
             return conn
         loop = asyncio.get_running_loop()
@@ -76,15 +82,6 @@ class ConnectionPool:
     def close(self) -> None:
         while self._idle:
             self.discard(self._idle.popleft())
-
-    def _pop_idle(self, now: float) -> UpstreamConnection | None:
-        while self._idle:
-            conn = self._idle.pop()  # most recently used first: warmest, least likely stale
-            if conn.closed or now - conn.idle_since > self.keepalive_timeout:
-                self.discard(conn)
-                continue
-            return conn
-        return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
         self.open_count += 1
