@@ -13,6 +13,7 @@ from warden.errors import UpstreamError
 from warden.fleet.discovery import Discovery
 from warden.fleet.registry import BackendRegistry
 from warden.forensics.incidents import IncidentDetector
+from warden.guard.guard import Guard
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
@@ -30,8 +31,10 @@ class Gateway:
         self.metrics = GatewayMetrics(self.backends, time.monotonic, self.recorder)
         self.forwarder = Forwarder(settings, self.backends, build_policy(settings.routing.policy),
                                    self.metrics, self.recorder)
+        self.guard = Guard(settings.guard) if settings.guard.mode != "off" else None
+        self.metrics.guard = self.guard
         self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics,
-                                      self.recorder)
+                                      self.recorder, self.guard)
         self.incidents = IncidentDetector(settings.recorder.dir, self._in_flight_on,
                                           scrape=self._scrape_metrics)
         self.forwarder.incidents = self.incidents

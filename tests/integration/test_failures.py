@@ -129,8 +129,10 @@ def test_engine_death_reaches_the_client_as_vllm_error_event_and_is_never_retrie
     """The seed's scenario: a poison request kills the engine a stream is running on."""
     sim = SimProcess(2, "--token-delay", "0.02", "--output-tokens", "500",
                      "--exit-after", "30")
+    # The guard would normalize the poison away (tests/integration/test_guard.py): off here,
+    # as this is about what the data path does with a request that does reach an engine.
     gw = GatewayThread({"backends": sim.backends_config(),
-                        "routing": {"policy": "round_robin"}})
+                        "routing": {"policy": "round_robin"}, "guard": {"mode": "off"}})
     try:
         client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
         raw = client.chat.completions.with_raw_response.create(

@@ -22,7 +22,8 @@ POISON = {"model": "sim-model", "messages": [{"role": "user", "content": "x"}],
 def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
     sim = SimProcess(3, "--token-delay", "0.02", "--output-tokens", "100",
                      "--restart-after", "-1")
-    gw = GatewayThread({"backends": sim.backends_config(),
+    # The guard only watching (dry run): enforcing, it would normalize the poison away.
+    gw = GatewayThread({"backends": sim.backends_config(), "guard": {"mode": "dry_run"},
                         "recorder": {"dir": str(tmp_path), "flush_interval": "50ms",
                                      "min_free_disk": 0}})
     sent: list[str] = []
@@ -69,6 +70,8 @@ def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
         wait_until(lambda: recorder.written == recorder.handed, what="records written")
         records = {r.id: r for r in requests(read_records(record_files(tmp_path)))}
         assert all(records[rid].start and records[rid].end for rid in sent)
+        assert records["the-poison"].start["guard"] == ["would normalize so-no-constraint"]
+        assert gw.metric("warden_guard_decisions_total", 'mode="dry_run"') == 1
 
         listed = subprocess.run([sys.executable, "-m", "warden", "incidents", "list", "--dir",
                                  str(tmp_path)], capture_output=True, text=True, timeout=60)

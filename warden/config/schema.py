@@ -41,6 +41,8 @@ class BackendSpec(Spec):
     # Sent as `Authorization: Bearer ...` to this backend (vLLM --api-key); use ${ENV}.
     api_key: str | None = None
     max_connections: int = Field(default=1024, ge=1)
+    # Its vLLM version, when known in advance; else learned from its /version.
+    vllm_version: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -104,6 +106,23 @@ class DiscoverySpec(Spec):
     unreachable_cooldown: Duration = 2.0
 
 
+class GuardSpec(Spec):
+    """The crash-rule pack (warden/guard): enforce it, only report it, or neither."""
+
+    mode: Literal["enforce", "dry_run", "off"] = "enforce"
+    disable: list[str] = []  # rule ids
+
+    @field_validator("disable")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        from warden.guard.rules import RULES
+
+        unknown = sorted(set(value) - {rule.id for rule in RULES})
+        if unknown:
+            raise ValueError(f"unknown guard rule {', '.join(unknown)}")
+        return value
+
+
 class PostgresSinkSpec(Spec):
     """Records also go to PostgreSQL (warden/record/postgres.py); use ${ENV} for secrets."""
 
@@ -153,6 +172,7 @@ class Settings(Spec):
     limits: LimitsSpec = LimitsSpec()
     discovery: DiscoverySpec = DiscoverySpec()
     recorder: RecorderSpec = RecorderSpec()
+    guard: GuardSpec = GuardSpec()
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Settings:

@@ -24,6 +24,7 @@ from warden.errors import (
     WardenError,
 )
 from warden.fleet.registry import BackendRegistry
+from warden.guard.guard import Guard
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
@@ -43,11 +44,13 @@ LocalRoute = Callable[[HttpRequest, HttpConnection], None]
 
 class GatewayHandler:
     def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
-                 metrics: GatewayMetrics, recorder: Recorder | None = None):
+                 metrics: GatewayMetrics, recorder: Recorder | None = None,
+                 guard: Guard | None = None):
         self._forwarder = forwarder
         self._backends = backends
         self._metrics = metrics
         self._recorder = recorder
+        self._guard = guard
         self._ids = RequestIds()
         self._local: dict[str, LocalRoute] = {
             "/v1/models": self._models,
@@ -80,17 +83,28 @@ class GatewayHandler:
         fields = request.fields
         request_id = self._ids.pick(fields.get(b"x-request-id"))
         try:
-            model, stream = self._admit(request, fields.get(b"content-type", b""))
+            model, stream, body = self._admit(request, fields.get(b"content-type", b""))
         except WardenError as e:
             self._reject(request, client, request_id, e)
             return
         relay = Relay(request, client, request_id, self._forwarder)
         relay.model = model
         relay.stream = stream
+        guard = self._guard
+        if guard is not None and not guard.keys.isdisjoint(body):  # most requests: skipped
+            outcome = guard.check(body, [b.vllm_version
+                                         for b in self._backends.serving.get(model, ())])
+            relay.guard = outcome.notes
+            if outcome.rejection is not None:
+                self._reject(request, client, request_id, outcome.rejection, outcome.notes)
+                return
+            if outcome.changed:
+                relay.forwarded_body = orjson.dumps(body)
         self._forwarder.start(relay)
 
-    def _admit(self, request: HttpRequest, content_type: bytes) -> tuple[str, bool]:
-        """(model, stream) of an acceptable request; raises a `ClientError` otherwise."""
+    def _admit(self, request: HttpRequest, content_type: bytes) -> tuple[str, bool, dict]:
+        """(model, stream, the parsed body) of an acceptable request; raises a
+        `ClientError` otherwise."""
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; "
                                    "use POST")
@@ -107,7 +121,7 @@ class GatewayHandler:
             model = self._default_model()
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model must be a non-empty string", param="model")
-        return model, body.get("stream") is True
+        return model, body.get("stream") is True, body
 
     def _default_model(self) -> str:
         """vLLM lets a request omit `model` when it serves one; so does a one-model fleet."""
@@ -117,9 +131,10 @@ class GatewayHandler:
         raise InvalidRequest("you must provide a model parameter", param="model")
 
     def _reject(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
-                error: WardenError) -> None:
+                error: WardenError, guard_notes: list[str] | None = None) -> None:
         exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
         exchange.request = request
+        exchange.guard = guard_notes
         exchange.status = error.status
         exchange.error = error.message
         respond_error(client, error, request_id)

@@ -32,6 +32,7 @@ class Backend:
         self.configured_models = frozenset(spec.models) if spec.models is not None else None
         self.discovered_models: frozenset[str] = frozenset()
         self.model_cards: list[dict] = []
+        self.vllm_version = spec.vllm_version  # else learned from its /version
         self.reachable = True
         self.unreachable_until = 0.0
         self.last_error: str | None = None

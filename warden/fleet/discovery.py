@@ -60,6 +60,20 @@ class Discovery:
         if backend.learn_models([c for c in cards if isinstance(c, dict)]):
             log.info("backend %s serves %s", backend.name, ", ".join(sorted(backend.models)))
             self._backends.reindex()
+        if backend.vllm_version is None:
+            await self._learn_version(backend)
+
+    async def _learn_version(self, backend: Backend) -> None:
+        """Its vLLM version, from /version (the guard's rules depend on it)."""
+        try:
+            status, body = await fetch(backend.pool, "GET", "/version", backend.host_header,
+                                       self._timeout)
+            version = orjson.loads(body).get("version") if status == 200 else None
+        except (UpstreamError, orjson.JSONDecodeError, AttributeError):
+            return
+        if isinstance(version, str):
+            backend.vllm_version = version
+            log.info("backend %s runs vLLM %s", backend.name, version)
 
     async def run(self) -> None:
         while True:

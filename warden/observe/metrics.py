@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from warden.fleet.registry import BackendRegistry
+from warden.guard.guard import Guard
 from warden.proxy.exchange import Exchange
 from warden.record.recorder import Recorder
 
@@ -56,6 +57,7 @@ class GatewayMetrics(Collector):
         self._backends = backends
         self._clock = clock
         self._recorder = recorder
+        self.guard: Guard | None = None  # set by the app
         self.requests: defaultdict[tuple[str, int], int] = defaultdict(int)
         self.verdicts: defaultdict[str, int] = defaultdict(int)
         self.retries: defaultdict[str, int] = defaultdict(int)
@@ -117,6 +119,13 @@ class GatewayMetrics(Collector):
         yield from self._backend_gauges()
         if self._recorder is not None:
             yield from self._recorder_metrics(self._recorder)
+        if self.guard is not None:
+            decisions = CounterMetricFamily("warden_guard_decisions", "Requests a guard rule "
+                                            "matched, by rule, action and mode (enforce or "
+                                            "dry_run)", labels=["rule", "action", "mode"])
+            for (rule, action, mode), n in sorted(self.guard.decisions.items()):
+                decisions.add_metric([rule, action, mode], n)
+            yield decisions
 
     def _backend_gauges(self) -> Iterable[Metric]:
         in_flight = GaugeMetricFamily("warden_backend_in_flight", "Requests this gateway has "

@@ -48,6 +48,8 @@ class Exchange:
     first_byte_at = 0.0              # the backend's response head arrived
     # For the flight recorder: the request, and the response bytes kept for its record.
     request: HttpRequest | None = None
+    guard: list[str] | None = None        # what the guard did (or would have done)
+    forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
     received_text: str | None = None  # received_at as the records write it
     captured: list[bytes] | None = None
     capture_truncated = False

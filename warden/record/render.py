@@ -97,6 +97,10 @@ def start_record(exchange: Exchange, clock: Clock, headers: tuple[tuple[str, byt
                 record["body"] = base64.b64encode(body).decode()
                 record["body_encoding"] = "base64"
             record["body_bytes"] = len(body)
+    if exchange.guard:
+        record["guard"] = exchange.guard
+    if exchange.forwarded_body is not None:  # what went to the backend instead
+        record["forwarded_body"] = exchange.forwarded_body.decode("utf-8", "replace")
     return record
 
 

@@ -8,6 +8,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from warden.fleet.versions import parse_version
 from warden.sim.engine import SimEngine
 from warden.sim.scheduler import Sequence
 from warden.sim.vllm_metrics import (
@@ -15,7 +16,6 @@ from warden.sim.vllm_metrics import (
     FIXED_LABEL_VALUES,
     LEGACY_NAMES,
     NEW,
-    parse_version,
 )
 
 _KINDS = {"gauge": Gauge, "counter": Counter, "histogram": Histogram}

@@ -13,6 +13,7 @@ import orjson
 from warden.edge.request import HttpRequest
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
 from warden.edge.wire import header_block
+from warden.fleet.versions import parse_version
 from warden.sim import vllm_format as fmt
 from warden.sim.config import NodeConfig
 from warden.sim.crashes import first_match
@@ -35,7 +36,6 @@ from warden.sim.requests import (
     seed_of,
 )
 from warden.sim.tokenizer import count_tokens, encode, encode_chat
-from warden.sim.vllm_metrics import parse_version
 
 log = logging.getLogger("warden.sim")
 

@@ -143,8 +143,3 @@ FIXED_LABEL_VALUES = {
     "prompt_tokens_cached_by_source": ("device", "host", "disk", "p2p", "external_unspecified"),
     "admission_rejections": ("max_num_queued_reqs", "max_num_queued_tokens"),
 }
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in text.split("+")[0].split(".")[:3] if p.isdigit()]
-    return tuple([*parts, 0, 0, 0][:3])  # type: ignore[return-value]

@@ -1,0 +1,79 @@
+"""The guard in front of `warden sim` nodes with vLLM 0.11's crash triggers, through the
+openai SDK: the seed's request is normalized and succeeds, an uncompilable regex never reaches
+a node, legitimate structured outputs pass untouched, and a fleet of fixed versions is left
+alone."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.harness import GatewayThread, SimProcess, http
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def old_fleet():
+    sim = SimProcess(2, "--restart-after", "-1")  # 0.11.0: the seed's request kills it
+    gw = GatewayThread({"backends": sim.backends_config()})
+    yield sim, gw
+    gw.stop()
+    sim.stop()
+
+
+def test_versions_are_learned_from_the_backends(old_fleet):
+    _, gw = old_fleet
+    assert {b.vllm_version for b in gw.gateway.backends} == {"0.11.0"}
+
+
+def test_the_seeds_request_is_normalized_and_no_engine_dies(old_fleet):
+    sim, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    for n in range(4):  # unguarded, the first of these would kill its node
+        completion = client.chat.completions.create(
+            model="sim-model", messages=MESSAGES, max_tokens=2,
+            extra_body={"structured_outputs": {}}, extra_headers={"X-Request-Id": f"seed-{n}"})
+        assert completion.choices[0].finish_reason == "length"
+    assert [http("GET", f"{sim.url(i)}/health")[0] for i in range(2)] == [200, 200]
+    assert gw.metric("warden_guard_decisions_total",
+                     'action="normalize",mode="enforce",rule="so-no-constraint"') == 4
+
+
+def test_an_uncompilable_regex_never_reaches_a_node(old_fleet):
+    sim, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="sim-model", messages=MESSAGES, extra_body={"structured_outputs": {
+                "regex": "\\"}}, extra_headers={"X-Request-Id": "bad-regex"})
+    error = caught.value.body
+    assert error["code"] == "rejected_by_guard" and error["param"] == "structured_outputs.regex"
+    assert "so-bad-regex" in error["message"]
+    assert not any("bad-regex" in ids for ids in sim.request_ids().values())
+
+
+def test_legitimate_structured_outputs_pass_untouched(old_fleet):
+    _, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    before = gw.metric("warden_guard_decisions_total")
+    for extra in ({"structured_outputs": {"json": {"type": "object"}}},
+                  {"response_format": {"type": "json_object"}},
+                  {"structured_outputs": {"choice": ["yes", "no"]}}, {"logprobs": True}):
+        client.chat.completions.create(model="sim-model", messages=MESSAGES, max_tokens=2,
+                                       extra_body=extra)
+    assert gw.metric("warden_guard_decisions_total") == before
+
+
+def test_a_fleet_of_fixed_versions_is_left_alone():
+    sim = SimProcess(1, "--vllm-version", "0.32.0")
+    gw = GatewayThread({"backends": sim.backends_config()})
+    try:
+        client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+        client.chat.completions.create(model="sim-model", messages=MESSAGES, max_tokens=2,
+                                       extra_body={"structured_outputs": {}})
+        assert gw.metric("warden_guard_decisions_total") == 0
+    finally:
+        gw.stop()
+        sim.stop()
