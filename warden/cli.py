@@ -193,7 +193,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return 2
-    run(lambda stop: serve_gateway(settings, stop))
+    try:
+        run(lambda stop: serve_gateway(settings, stop))
+    except OSError as e:  # the listen address taken, the recorder's directory unwritable
+        print(f"warden serve: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -154,3 +154,15 @@ def test_demo_serves_a_simulated_fleet_and_records_every_request(tmp_path: Path)
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+def test_serve_explains_an_unwritable_recorder_directory(tmp_path: Path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the directory should be")
+    config = tmp_path / "warden.yaml"
+    config.write_text(f"listen: 127.0.0.1:{free_port_block(1)}\nbackends:\n  - name: a\n"
+                      f"    url: http://127.0.0.1:9\nrecorder: {{dir: {blocker}/records}}\n")
+    result = warden("serve", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"recorder.dir {blocker}/records" in result.stderr
+    assert "Traceback" not in result.stderr

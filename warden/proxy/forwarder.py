@@ -32,7 +32,7 @@ from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy import headers as hdr
-from warden.proxy.relay import Relay
+from warden.proxy.relay import Capture, Relay
 from warden.record.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ class Forwarder:
         self._recorder = recorder
         self.incidents: IncidentDetector | None = None  # set by the app
         # What of each response a relay keeps for the recorder (see `Capture`).
-        self.capture = Capture.of(settings) if recorder is not None else Capture.NONE
+        self.capture = Capture.of(settings.recorder.response) if recorder is not None \
+            else Capture.NONE
         self.timeouts = settings.timeouts
         self._cooldown = settings.discovery.unreachable_cooldown
         self.active: set[Relay] = set()
@@ -193,18 +194,6 @@ class Forwarder:
             task.cancel()
         for relay in list(self.active):
             relay.cancel()
-
-
-class Capture:
-    """What of a response a relay keeps for its record: nothing, a plain response's body
-    (for the summary's usage and finish reasons), or also a stream's events (for its text)."""
-
-    NONE, BODIES, STREAMS = 0, 1, 2
-
-    @staticmethod
-    def of(settings: Settings) -> int:
-        return {"none": Capture.NONE, "summary": Capture.BODIES,
-                "full": Capture.STREAMS}[settings.recorder.response]
 
 
 def _record_stream(relay: Relay, observer) -> None:

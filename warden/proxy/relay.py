@@ -33,12 +33,24 @@ if TYPE_CHECKING:
 
 # The most response bytes kept for one record (the recorder's `summary` or `full`).
 CAPTURE_LIMIT = 4 * 2**20
-CAPTURE_STREAMS = 2  # forwarder.Capture.STREAMS (not imported: the forwarder imports this)
+
+
+class Capture:
+    """What of a response a relay keeps for its record: nothing, a plain response's body
+    (for the summary's usage and finish reasons), or also a stream's events (for its text)."""
+
+    NONE, BODIES, STREAMS = 0, 1, 2
+
+    @staticmethod
+    def of(response: str) -> int:
+        """From the recorder's `response` setting."""
+        return {"none": Capture.NONE, "summary": Capture.BODIES,
+                "full": Capture.STREAMS}[response]
 
 
 class RelayOwner(Protocol):
     timeouts: TimeoutsSpec
-    capture: int  # forwarder.Capture: what of the response to keep for the recorder
+    capture: int  # a Capture: what of the response to keep for the recorder
 
     def relay_ended(self, relay: Relay) -> None: ...
 
@@ -105,7 +117,7 @@ class Relay(Exchange):
             self.client.start_raw(block)
             if event_stream:
                 self.observer = observer = StreamObserver(time.monotonic)
-                if capture == CAPTURE_STREAMS:
+                if capture == Capture.STREAMS:
                     self.captured = []
                     self.observe = self._observe_and_capture
                 else:
@@ -118,7 +130,7 @@ class Relay(Exchange):
                                                     self.request_id, target)
         if event_stream:
             self.observer = StreamObserver(time.monotonic)
-        if capture == CAPTURE_STREAMS or (capture and not event_stream):
+        if capture == Capture.STREAMS or (capture and not event_stream):
             self.captured = []
         self.client.start_response(status, block, length)
         return BodyMode.DECODED

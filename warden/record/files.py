@@ -33,7 +33,10 @@ class RecordFiles:
         self._spec = spec
         self._clock = clock
         self.dir = Path(spec.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(e.errno, f"recorder.dir {spec.dir}: {e.strerror}") from None
         self._open_path = self.dir / OPEN_NAME
         self._sequence = 0
         # Closed files, oldest first: [path, bytes, modification time].
