@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="warden", description=__doc__)
+    parser = argparse.ArgumentParser(prog="warden", description="An OpenAI-compatible "
+                                     "gateway for a fleet of vLLM servers, its flight "
+                                     "recorder, and a simulated fleet to run it against.")
     parser.add_argument("--version", action="version", version=f"warden {__version__}")
     parser.add_argument("--log-level", default="INFO")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
