@@ -1,12 +1,13 @@
-"""The `warden` command: parses arguments and hands over. No logic lives here."""
+"""The `warden` command: parses arguments and hands over (the commands that read the records
+are in cli_records). No logic lives here."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from warden import __version__
-from warden.config import ConfigError, load_settings
+from warden import __version__, cli_records
+from warden.config import ConfigError, load_or_explain
 from warden.observe.logs import configure
 from warden.sim.config import NodeConfig
 from warden.sim.profiles import load_fleet, node_config
@@ -41,61 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     _engine_flags(demo, ttft=0.05, token_delay=0.02)
     demo.set_defaults(command=_demo)
 
-    audit = commands.add_parser("audit", help="read the flight recorder's records")
-    audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
-    search = audit_commands.add_parser("search", help="requests matching every filter given")
-    _records_dir(search)
-    _record_filters(search)
-    search.add_argument("--limit", type=int)
-    search.add_argument("--json", action="store_true", help="one joined request per line")
-    search.set_defaults(command=_audit_search)
-    replay = audit_commands.add_parser("replay", help="re-send recorded requests to a target")
-    _records_dir(replay)
-    _record_filters(replay)
-    replay.add_argument("--target", required=True, help="base URL, e.g. http://127.0.0.1:8011")
-    replay.add_argument("--fast", action="store_true",
-                        help="one after another as fast as possible (default: the recorded "
-                        "pacing)")
-    replay.add_argument("--speed", type=float, default=1.0, help="recorded pacing divided by")
-    replay.add_argument("--concurrency", type=int, default=1, help="at once, with --fast")
-    replay.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
-    replay.set_defaults(command=_audit_replay)
-    show = audit_commands.add_parser("show", help="one request's records, in full")
-    _records_dir(show)
-    show.add_argument("request_id")
-    show.set_defaults(command=_audit_show)
-    tail = audit_commands.add_parser("tail", help="the latest requests (and follow)")
-    _records_dir(tail)
-    tail.add_argument("-n", type=int, default=20, dest="count")
-    tail.add_argument("-f", "--follow", action="store_true")
-    tail.set_defaults(command=_audit_tail)
-
-    incidents = commands.add_parser("incidents", help="backends that died, and their suspects")
-    incident_commands = incidents.add_subparsers(required=True, metavar="ACTION")
-    listing = incident_commands.add_parser("list", help="every incident, oldest first")
-    _records_dir(listing)
-    listing.set_defaults(command=_incidents_list)
-    show_incident = incident_commands.add_parser("show", help="one incident, in full")
-    _records_dir(show_incident)
-    show_incident.add_argument("incident_id")
-    show_incident.set_defaults(command=_incidents_show)
-    export = incident_commands.add_parser("export", help="a .tar.gz for a bug report")
-    _records_dir(export)
-    export.add_argument("incident_id")
-    export.add_argument("-o", "--output", help="default: incident-ID.tar.gz")
-    export.set_defaults(command=_incidents_export)
-
-    bisect = commands.add_parser("bisect", help="replay an incident's suspects against a "
-                                 "scratch backend and name the one that kills it")
-    _records_dir(bisect)
-    bisect.add_argument("incident_id")
-    bisect.add_argument("--target", required=True, help="a scratch backend's base URL")
-    bisect.add_argument("--chronological", action="store_true",
-                        help="in arrival order (default: most suspect first)")
-    bisect.add_argument("--settle", type=float, default=5.0,
-                        help="seconds /health must stay 200 after each suspect")
-    bisect.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    bisect.set_defaults(command=_bisect)
+    cli_records.add_commands(commands)
 
     sim = commands.add_parser("sim", help="run simulated vLLM servers")
     sim.add_argument("--nodes", type=int, default=1)
@@ -106,23 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     _engine_flags(sim, ttft=0.0, token_delay=0.0)
     sim.set_defaults(command=_sim)
     return parser
-
-
-def _records_dir(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--dir", help="the recorder's directory (default: warden-records)")
-    where.add_argument("-c", "--config", help="read the directory from this config")
-
-
-def _record_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", help="ISO time (UTC) or a duration ago: 10m, 2h, 1d")
-    parser.add_argument("--until", help="ISO time (UTC) or a duration ago")
-    parser.add_argument("--model")
-    parser.add_argument("--backend")
-    parser.add_argument("--status", type=int)
-    parser.add_argument("--verdict", help="complete, client_abort, upstream_error, ...")
-    parser.add_argument("--text", help="text the request body contains")
-    parser.add_argument("--id", dest="request_id")
 
 
 def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: float) -> None:
@@ -179,20 +109,10 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
     return node_config(values)
 
 
-def _load(path: str):
-    try:
-        return load_settings(path)
-    except ConfigError as e:
-        print(f"{path}: invalid config", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
-
-
 def _serve(args: argparse.Namespace) -> int:
     from warden.run import run, serve_gateway
 
-    settings = _load(args.config)
+    settings = load_or_explain(args.config)
     if settings is None:
         return 2
     try:
@@ -204,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
+    settings = load_or_explain(args.config)
     if settings is None:
         return 2
     print(f"{args.config}: ok ({len(settings.backends)} backends, "
@@ -236,91 +156,3 @@ def _sim(args: argparse.Namespace) -> int:
     run(lambda stop: serve_sim(args.host, args.port, configs, stop))
     return 0
 
-
-def _records(args: argparse.Namespace) -> str | None:
-    if args.config:
-        settings = _load(args.config)
-        return None if settings is None else settings.recorder.dir
-    return args.dir or "warden-records"
-
-
-def _filter(args: argparse.Namespace):
-    import time
-
-    from warden.record import audit
-
-    now = time.time()
-    return audit.matches(since=audit.when(args.since, now), until=audit.when(args.until, now),
-                         model=args.model, backend=args.backend, status=args.status,
-                         verdict=args.verdict, text=args.text, request_id=args.request_id)
-
-
-def _audit_search(args: argparse.Namespace) -> int:
-    from warden.record import audit
-
-    directory = _records(args)
-    if directory is None:
-        return 2
-    return audit.search(directory, _filter(args), args.json, args.limit)
-
-
-def _audit_replay(args: argparse.Namespace) -> int:
-    from warden.record import audit
-
-    directory = _records(args)
-    if directory is None:
-        return 2
-    return audit.replay(directory, _filter(args), args.target, paced=not args.fast,
-                        speed=args.speed, concurrency=args.concurrency, timeout=args.timeout)
-
-
-def _audit_show(args: argparse.Namespace) -> int:
-    from warden.record import audit
-
-    directory = _records(args)
-    return 2 if directory is None else audit.show(directory, args.request_id)
-
-
-def _audit_tail(args: argparse.Namespace) -> int:
-    from warden.record import audit
-
-    directory = _records(args)
-    if directory is None:
-        return 2
-    try:
-        return audit.tail(directory, args.count, args.follow)
-    except KeyboardInterrupt:
-        return 0
-
-
-def _incidents_list(args: argparse.Namespace) -> int:
-    from warden.forensics import report
-
-    directory = _records(args)
-    return 2 if directory is None else report.list_incidents(directory)
-
-
-def _incidents_show(args: argparse.Namespace) -> int:
-    from warden.forensics import report
-
-    directory = _records(args)
-    return 2 if directory is None else report.show_incident(directory, args.incident_id)
-
-
-def _bisect(args: argparse.Namespace) -> int:
-    from warden.forensics import bisect
-
-    directory = _records(args)
-    if directory is None:
-        return 2
-    return bisect.run(directory, args.incident_id, args.target,
-                      chronological=args.chronological, settle=args.settle,
-                      timeout=args.timeout)
-
-
-def _incidents_export(args: argparse.Namespace) -> int:
-    from warden.forensics import report
-
-    directory = _records(args)
-    return 2 if directory is None else report.export_incident(directory, args.incident_id,
-                                                              args.output)

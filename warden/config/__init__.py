@@ -1,6 +1,7 @@
 """Typed settings, loaded from YAML with ${ENV} expansion and path-precise error messages."""
 
-from warden.config.loader import ConfigError, load_settings, parse_settings
+from warden.config.loader import ConfigError, load_or_explain, load_settings, parse_settings
 from warden.config.schema import BackendSpec, Settings
 
-__all__ = ["BackendSpec", "ConfigError", "Settings", "load_settings", "parse_settings"]
+__all__ = ["BackendSpec", "ConfigError", "Settings", "load_or_explain", "load_settings",
+           "parse_settings"]

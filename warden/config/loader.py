@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -98,3 +99,14 @@ def describe_error(err: dict) -> str:
     if reason is None:
         reason = err["msg"].removeprefix("Value error, ")
     return f"{path or '(top level)'}: {reason}"
+
+
+def load_or_explain(path: str) -> Settings | None:
+    """The settings, or None after printing every problem to stderr (for commands)."""
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        print(f"{path}: invalid config", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None

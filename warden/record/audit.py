@@ -158,4 +158,4 @@ def _end_of(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_ino
 
 
-__all__ = ["matches", "replay", "search", "show", "tail", "when"]
+__all__ = ["Filter", "matches", "replay", "search", "show", "tail", "when"]

@@ -1,0 +1,110 @@
+"""The `warden` commands that read what the gateway recorded: `audit` (search, show, tail,
+replay), `incidents` (list, show, export) and `bisect`. Arguments only; each hands over to
+warden.record or warden.forensics with the recorder's directory."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+from warden.config import load_or_explain
+from warden.forensics import bisect, report
+from warden.record import audit
+
+Action = Callable[[str, argparse.Namespace], int]
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    audit_parser = commands.add_parser("audit", help="read the flight recorder's records")
+    actions = audit_parser.add_subparsers(required=True, metavar="ACTION")
+    search = _command(actions, "search", "requests matching every filter given",
+                      lambda d, a: audit.search(d, _filter(a), a.json, a.limit))
+    _filters(search)
+    search.add_argument("--limit", type=int)
+    search.add_argument("--json", action="store_true", help="one joined request per line")
+    replay = _command(actions, "replay", "re-send recorded requests to a target",
+                      lambda d, a: audit.replay(d, _filter(a), a.target, paced=not a.fast,
+                                                speed=a.speed, concurrency=a.concurrency,
+                                                timeout=a.timeout))
+    _filters(replay)
+    replay.add_argument("--target", required=True, help="base URL, e.g. http://127.0.0.1:8011")
+    replay.add_argument("--fast", action="store_true", help="one after another as fast as "
+                        "possible (default: the recorded pacing)")
+    replay.add_argument("--speed", type=float, default=1.0, help="recorded pacing divided by")
+    replay.add_argument("--concurrency", type=int, default=1, help="at once, with --fast")
+    replay.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    show = _command(actions, "show", "one request's records, in full",
+                    lambda d, a: audit.show(d, a.request_id))
+    show.add_argument("request_id")
+    tail = _command(actions, "tail", "the latest requests (and follow)",
+                    lambda d, a: audit.tail(d, a.count, a.follow))
+    tail.add_argument("-n", type=int, default=20, dest="count")
+    tail.add_argument("-f", "--follow", action="store_true")
+
+    incidents = commands.add_parser("incidents", help="backends that died, and their suspects")
+    actions = incidents.add_subparsers(required=True, metavar="ACTION")
+    _command(actions, "list", "every incident, oldest first",
+             lambda d, a: report.list_incidents(d))
+    _command(actions, "show", "one incident, in full",
+             lambda d, a: report.show_incident(d, a.incident_id)).add_argument("incident_id")
+    export = _command(actions, "export", "a .tar.gz for a bug report",
+                      lambda d, a: report.export_incident(d, a.incident_id, a.output))
+    export.add_argument("incident_id")
+    export.add_argument("-o", "--output", help="default: incident-ID.tar.gz")
+
+    killer = _command(commands, "bisect", "replay an incident's suspects against a scratch "
+                      "backend and name the one that kills it",
+                      lambda d, a: bisect.run(d, a.incident_id, a.target,
+                                              chronological=a.chronological, settle=a.settle,
+                                              timeout=a.timeout))
+    killer.add_argument("incident_id")
+    killer.add_argument("--target", required=True, help="a scratch backend's base URL")
+    killer.add_argument("--chronological", action="store_true",
+                        help="in arrival order (default: most suspect first)")
+    killer.add_argument("--settle", type=float, default=5.0,
+                        help="seconds /health must stay 200 after each suspect")
+    killer.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+
+
+def _command(parent: argparse._SubParsersAction, name: str, help_text: str,
+             action: Action) -> argparse.ArgumentParser:
+    """A command that reads the recorder's directory (`--dir`, or `-c` a config's)."""
+    parser = parent.add_parser(name, help=help_text)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dir", help="the recorder's directory (default: warden-records)")
+    where.add_argument("-c", "--config", help="read the directory from this config")
+    parser.set_defaults(command=lambda args: _in_records(args, action))
+    return parser
+
+
+def _in_records(args: argparse.Namespace, action: Action) -> int:
+    if args.config:
+        settings = load_or_explain(args.config)
+        if settings is None:
+            return 2
+        directory = settings.recorder.dir
+    else:
+        directory = args.dir or "warden-records"
+    try:
+        return action(directory, args)
+    except KeyboardInterrupt:  # `audit tail -f` ends this way
+        return 0
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", help="ISO time (UTC) or a duration ago: 10m, 2h, 1d")
+    parser.add_argument("--until", help="ISO time (UTC) or a duration ago")
+    parser.add_argument("--model")
+    parser.add_argument("--backend")
+    parser.add_argument("--status", type=int)
+    parser.add_argument("--verdict", help="complete, client_abort, upstream_error, ...")
+    parser.add_argument("--text", help="text the request body contains")
+    parser.add_argument("--id", dest="request_id")
+
+
+def _filter(args: argparse.Namespace) -> audit.Filter:
+    now = time.time()
+    return audit.matches(since=audit.when(args.since, now), until=audit.when(args.until, now),
+                         model=args.model, backend=args.backend, status=args.status,
+                         verdict=args.verdict, text=args.text, request_id=args.request_id)
