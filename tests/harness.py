@@ -190,3 +190,25 @@ class GatewayThread:
         self._loop.close()
         if self._own_records is not None:
             shutil.rmtree(self._own_records, ignore_errors=True)
+
+
+def serve(config: str, workdir, *, stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+    """`warden serve` with `config` (YAML text; its `listen` is added here) in `workdir`, as
+    a subprocess, once it answers /ready: (the process, its base URL)."""
+    port = free_port_block(1)
+    path = workdir / "warden.yaml"
+    path.write_text(f"listen: 127.0.0.1:{port}\n{config}")
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(path)],
+                            cwd=workdir, stderr=stderr, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"warden serve exited with {proc.returncode}")
+        try:
+            return http("GET", f"{url}/ready", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    wait_until(ready, what="warden serve to be ready")
+    return proc, url

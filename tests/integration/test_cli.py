@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import SimProcess, free_port_block, http, wait_until
+from tests.harness import SimProcess, free_port_block, http, serve, wait_until
 
 
 def warden(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -60,16 +60,10 @@ def test_check_config_bad_yaml_and_missing_file(tmp_path: Path):
 
 
 def test_serve_runs_the_gateway_from_a_config(tmp_path: Path, fleet):
-    port = free_port_block(1)
-    config = tmp_path / "warden.yaml"
     backends = "\n".join(f"  - name: n{i}\n    url: {fleet.url(i)}" for i in range(3))
-    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n{backends}\n"
-                      "timeouts: {connect: 5s, first_byte: 600s, idle: 600s}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc, url = serve(f"backends:\n{backends}\n"
+                      "timeouts: {connect: 5s, first_byte: 600s, idle: 600s}\n", tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _ready(url), what="warden serve to be ready")
         status, _, body = http("POST", f"{url}/v1/completions", json.dumps(
             {"model": "sim-model", "prompt": "hi", "max_tokens": 2}).encode(),
             {"Content-Type": "application/json"})
@@ -79,28 +73,15 @@ def test_serve_runs_the_gateway_from_a_config(tmp_path: Path, fleet):
         assert proc.wait(timeout=20) == 0
 
 
-def _ready(url: str) -> bool:
-    try:
-        return http("GET", f"{url}/ready", timeout=1)[0] == 200
-    except OSError:
-        return False
-
-
 def test_sigterm_drains_streams_in_flight_then_exits(tmp_path: Path):
     import signal
     import socket
     import threading
 
     sim = SimProcess(1, "--token-delay", "0.02", "--output-tokens", "60")
-    port = free_port_block(1)
-    config = tmp_path / "warden.yaml"
-    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n  - name: a\n"
-                      f"    url: {sim.url(0)}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc, url = serve(f"backends:\n  - name: a\n    url: {sim.url(0)}\n", tmp_path)
+    port = int(url.rsplit(":", 1)[1])
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _ready(url), what="warden serve to be ready")
         streamed: list[bytes] = []
         body = json.dumps({"model": "sim-model", "stream": True,
                            "messages": [{"role": "user", "content": "hi"}]}).encode()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.harness import GatewayThread, SimProcess, free_port_block, http, wait_until
+from tests.harness import GatewayThread, SimProcess, http, serve, wait_until
 from warden.record.reader import ReadStats, read_records, record_files, requests
 
 SECRET = "sk-never-on-disk-4242"
@@ -82,15 +82,10 @@ def test_every_request_is_recorded_with_its_body_and_outcome(recorded):
 def test_sigkill_under_load_loses_only_the_last_moments(tmp_path, fleet):
     """Killed with SIGKILL in the middle of a load, the gateway leaves both records of every
     request it answered half a second (five flush intervals) before the kill."""
-    port = free_port_block(1)
-    config = tmp_path / "warden.yaml"
     backends = "\n".join(f"  - name: n{i}\n    url: {fleet.url(i)}" for i in range(3))
-    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n{backends}\n"
-                      "recorder: {dir: records, flush_interval: 100ms}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
-                            cwd=tmp_path, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1/completions"
-    wait_until(lambda: _up(f"http://127.0.0.1:{port}/health"), what="gateway up")
+    proc, base = serve(f"backends:\n{backends}\n"
+                       "recorder: {dir: records, flush_interval: 100ms}\n", tmp_path)
+    url = f"{base}/v1/completions"
     answered: list[tuple[float, str]] = []
     stop = threading.Event()
 
@@ -128,13 +123,6 @@ def test_sigkill_under_load_loses_only_the_last_moments(tmp_path, fleet):
     missing = [rid for rid in settled if rid not in records or records[rid].end is None]
     assert missing == []
     assert stats.unreadable_lines <= 1  # at most the one line being written at the kill
-
-
-def _up(url: str) -> bool:
-    try:
-        return http("GET", url, timeout=1)[0] == 200
-    except OSError:
-        return False
 
 
 def test_the_disk_cap_holds_under_load(tmp_path):
