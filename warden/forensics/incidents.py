@@ -76,7 +76,6 @@ class IncidentDetector:
         self.recent: dict[str, deque] = {}
         self._open: dict[str, Incident] = {}
         self.down: set[str] = set()       # backends with an incident, not yet answering 2xx
-        self.written: list[Path] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -163,7 +162,6 @@ class IncidentDetector:
         path.write_bytes(orjson.dumps(incident.as_record(), option=orjson.OPT_INDENT_2))
         if incident.metrics is not None:
             (incidents / f"metrics-{incident.id}.txt").write_text(incident.metrics)
-        self.written.append(path)
         for old in sorted(incidents.glob("incident-*.json"))[:-KEEP_INCIDENTS]:
             old.unlink(missing_ok=True)
             old.with_name(old.name.replace("incident-", "metrics-")).with_suffix(".txt") \

@@ -77,10 +77,6 @@ class RecordFiles:
     def total_bytes(self) -> int:
         return self._size + sum(entry[1] for entry in self._closed)
 
-    @property
-    def file_count(self) -> int:
-        return len(self._closed) + 1
-
     def free_disk(self) -> int:
         return shutil.disk_usage(self.dir).free
 
