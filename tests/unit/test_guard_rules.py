@@ -1,79 +1,201 @@
 """Each crash rule: its crashing body is caught (and normalized or rejected), and its nearest
-legitimate neighbour passes untouched. Versions and modes decide whether a rule acts."""
+legitimate neighbour passes untouched. Versions, facts, modes and routes decide whether and
+how a rule acts."""
 
 from __future__ import annotations
 
 import copy
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
-from warden.config.schema import GuardSpec
+from warden.config.schema import BackendSpec, GuardSpec, ModelFacts, TimeoutsSpec
+from warden.fleet.backend import Backend
 from warden.guard.guard import Guard
 from warden.guard.rules import RULES
 
 OLD, NEW = "0.11.0", "0.32.0"
+CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 MESSAGES = [{"role": "user", "content": "hi"}]
+FACTS = {"m": ModelFacts(vocab_size=1000, max_model_len=32768)}
 
 
 def chat(**extra) -> dict:
     return {"model": "m", "messages": MESSAGES, **extra}
 
 
-# (rule, crashing body, what enforce makes of it (None: rejected), its nearest neighbour)
+def completion(**extra) -> dict:
+    return {"model": "m", "prompt": "hi", **extra}
+
+
+def image(url: str) -> dict:
+    return chat(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": url}}]}])
+
+
+def nested(depth: int, key: str = "properties") -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", key: {"a": schema}}
+    return schema
+
+
+def any_of(depth: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+_ports = iter(range(20000, 30000))
+
+
+def backend(version: str | None, **spec) -> Backend:
+    port = next(_ports)
+    return Backend(BackendSpec(name=spec.pop("name", f"b{port}"), url=f"http://127.0.0.1:{port}",
+                               vllm_version=version, **spec), TimeoutsSpec())
+
+
+def admit(guard: Guard, body: dict, backends: list[Backend], path: str = CHAT):
+    return guard.admit(path, "m", body, orjson.dumps(body), backends)
+
+
+# (rule, endpoint, crashing body, what enforce makes of it (None: rejected), its neighbour)
 CASES = [
-    ("so-no-constraint", chat(structured_outputs={}), chat(),
+    ("so-no-constraint", CHAT, chat(structured_outputs={}), chat(),
      chat(structured_outputs={"json_object": True})),
-    ("so-no-constraint", chat(structured_outputs={"json": None, "regex": None}), chat(),
+    ("so-no-constraint", CHAT, chat(structured_outputs={"json": None, "regex": None}), chat(),
      chat(structured_outputs={"regex": "[a-z]+"})),
-    ("so-falsy-constraint", chat(structured_outputs={"json_object": False}), chat(),
+    ("so-falsy-constraint", CHAT, chat(structured_outputs={"json_object": False}), chat(),
      chat(structured_outputs={"json_object": True})),
-    ("so-falsy-constraint", chat(structured_outputs={"json": "", "choice": ["a", "b"]}),
+    ("so-falsy-constraint", CHAT, chat(structured_outputs={"json": "", "choice": ["a", "b"]}),
      chat(structured_outputs={"choice": ["a", "b"]}),
      chat(structured_outputs={"json": {"type": "object"}, "choice": ["a", "b"]})),
-    ("so-falsy-constraint", chat(structured_outputs={"grammar": ""}), chat(),
+    ("so-falsy-constraint", CHAT, chat(structured_outputs={"grammar": ""}), chat(),
      chat(structured_outputs={"grammar": 'root ::= "yes" | "no"'})),
-    ("so-bad-regex", chat(structured_outputs={"regex": "\\"}), None,
+    ("so-bad-regex", CHAT, chat(structured_outputs={"regex": "\\"}), None,
      chat(structured_outputs={"regex": "\\d+"})),
-    ("so-bad-regex", chat(guided_regex="(unclosed"), None, chat(guided_regex="(closed)")),
-    ("rf-text", chat(response_format={"type": "text"}), chat(),
+    ("so-bad-regex", CHAT, chat(guided_regex="(unclosed"), None, chat(guided_regex="(closed)")),
+    ("rf-text", CHAT, chat(response_format={"type": "text"}), chat(),
      chat(response_format={"type": "json_object"})),
-    ("rf-json-schema-without-schema",
+    ("rf-json-schema-without-schema", CHAT,
      chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}}), None,
      chat(response_format={"type": "json_schema",
                            "json_schema": {"name": "x", "schema": {"type": "object"}}})),
+    ("so-schema-too-complex", CHAT, chat(structured_outputs={"json": nested(15)}), None,
+     chat(structured_outputs={"json": nested(5)})),
+    ("so-schema-too-complex", CHAT, chat(guided_json=any_of(5)), None,
+     chat(guided_json=any_of(2))),
+    ("tok-logit-bias-oov", CHAT, chat(logit_bias={"1000": 5}), None,
+     chat(logit_bias={"999": 5})),
+    ("tok-stop-token-ids-oov", CHAT, chat(stop_token_ids=[2, 151645]), None,
+     chat(stop_token_ids=[2, 999])),
+    ("tok-allowed-token-ids-oov", COMPLETIONS, completion(allowed_token_ids=[1, 1000]), None,
+     completion(allowed_token_ids=[1, 999])),
+    ("tok-prompt-ids-oov", COMPLETIONS, completion(prompt=[1, 2, 5000]), None,
+     completion(prompt=[1, 2, 999])),
+    ("tok-prompt-ids-oov", COMPLETIONS, completion(prompt=[[1], [1000]]), None,
+     completion(prompt=[[1], [999]])),
+    ("amp-sequences", CHAT, chat(n=65, max_tokens=16), None, chat(n=64, max_tokens=16)),
+    ("amp-sequences", COMPLETIONS, completion(best_of=500), None, completion(best_of=4)),
+    ("amp-logprobs", COMPLETIONS, completion(prompt_logprobs=-1), None,
+     completion(prompt_logprobs=5)),
+    ("amp-logprobs", CHAT, chat(logprobs=True, top_logprobs=21), None,
+     chat(logprobs=True, top_logprobs=20)),
+    ("amp-sequences", CHAT, chat(n=16, max_tokens=65537), None, chat(n=16, max_tokens=65536)),
+    ("amp-sequences", COMPLETIONS, completion(n=64, max_tokens=None), None,
+     completion(n=64, max_tokens=1024)),
+    ("ct-request-template", CHAT, chat(chat_template="{% for i in range(99999) %}x{% endfor %}"),
+     None, chat(chat_template_kwargs={"enable_thinking": False})),
+    ("ct-request-template", CHAT,
+     chat(chat_template_kwargs={"chat_template": "{{ messages }}"}), None,
+     chat(chat_template_kwargs={"add_generation_prompt": True})),
+    ("mm-private-url", CHAT, image("http://169.254.169.254/latest/meta-data/"), None,
+     image("https://upload.wikimedia.org/cat.png")),
+    ("mm-private-url", CHAT, image("http://127.1:8080/admin"), None,
+     image("http://93.184.216.34/cat.png")),
+    ("mm-private-url", CHAT, image("file:///etc/passwd"), None,
+     image("data:image/png;base64,iVBORw0KGgo=")),
+    ("mm-private-url", CHAT, image("http://metadata.google.internal/"), None,
+     image("http://metadata.example.com/")),
+    ("mm-too-much-media", CHAT,
+     chat(messages=[{"role": "user", "content": [
+         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}] * 17}]),
+     None,
+     chat(messages=[{"role": "user", "content": [
+         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}] * 16}])),
 ]
 
 
-@pytest.mark.parametrize(("rule_id", "crashing", "made", "neighbour"), CASES)
-def test_each_rule_catches_its_crash_and_spares_its_neighbour(rule_id, crashing, made,
+@pytest.mark.parametrize(("rule_id", "path", "crashing", "made", "neighbour"), CASES)
+def test_each_rule_catches_its_crash_and_spares_its_neighbour(rule_id, path, crashing, made,
                                                                 neighbour):
-    guard = Guard(GuardSpec())
+    guard = Guard(GuardSpec(models=FACTS))
     body = copy.deepcopy(crashing)
-    outcome = guard.check(body, [OLD])
-    assert any(note.endswith(rule_id) for note in outcome.notes), outcome.notes
+    outcome = admit(guard, body, [backend(OLD)], path)
+    assert outcome is not None and any(note.endswith(rule_id) for note in outcome.notes), \
+        outcome and outcome.notes
     if made is None:
         assert outcome.rejection is not None and outcome.rejection.status == 400
         assert outcome.rejection.code == "rejected_by_guard" and outcome.rejection.param
     else:
         assert outcome.rejection is None and outcome.changed and body == made
     untouched = copy.deepcopy(neighbour)
-    spared = guard.check(untouched, [OLD])
-    assert spared.notes == [] and not spared.changed and untouched == neighbour
+    assert admit(guard, untouched, [backend(OLD)], path) is None
+    assert untouched == neighbour
 
 
 def test_a_rule_acts_only_where_its_versions_run():
     guard = Guard(GuardSpec())
-    assert guard.check(chat(structured_outputs={}), [NEW]).notes == []
-    assert guard.check(chat(structured_outputs={}), [NEW, OLD]).changed  # one old backend
-    assert guard.check(chat(structured_outputs={}), [None]).changed      # version unknown
-    assert guard.check(chat(structured_outputs={"regex": "("}), [NEW]).rejection  # all
+    assert admit(guard, chat(structured_outputs={}), [backend(NEW)]) is None
+    assert admit(guard, chat(structured_outputs={}), [backend(NEW), backend(OLD)]).changed
+    assert admit(guard, chat(structured_outputs={}), [backend(None)]).changed  # unknown
+    assert admit(guard, chat(structured_outputs={"regex": "("}), [backend(NEW)]).rejection
+
+
+def test_token_rules_are_idle_without_a_vocabulary():
+    assert admit(Guard(GuardSpec()), chat(logit_bias={"99999999": 1}), [backend(OLD)]) is None
+
+
+def test_the_client_is_told_what_the_rule_guards_against():
+    guard = Guard(GuardSpec(models=FACTS))
+    crash = admit(guard, chat(logit_bias={"5000": 1}), [backend(OLD)]).rejection
+    assert "known to crash vLLM engines" in crash.message and "#16529" in crash.message
+    amplifier = admit(guard, chat(n=100), [backend(OLD)]).rejection
+    assert "known to crash" not in amplifier.message
+    assert "n=100 asks for more than 64 sequences" in amplifier.message
+
+
+def test_model_facts_are_learned_from_the_cards():
+    guard = Guard(GuardSpec(models={"m": ModelFacts(vocab_size=10)}))
+    learned = backend(OLD)
+    learned.learn_models([{"id": "m", "max_model_len": 100}])
+    assert guard.facts("m", [learned]) == ModelFacts(vocab_size=10, max_model_len=100)
+    assert guard.facts("other", [learned]) == ModelFacts()
+
+
+def test_route_sends_a_request_only_to_backends_safe_for_the_rule():
+    guard = Guard(GuardSpec(actions={"so-falsy-constraint": "route"}))
+    old, new = backend(OLD, name="old"), backend(NEW, name="new")
+    marked = backend(OLD, name="marked", safe_for=["so-falsy-constraint"])
+    outcome = admit(guard, chat(structured_outputs={"json_object": False}), [old, new, marked])
+    assert outcome.rejection is None and outcome.only == {"new", "marked"}
+    assert outcome.notes == ["routed so-falsy-constraint"]
+    nowhere = admit(guard, chat(structured_outputs={"json_object": False}), [old])
+    assert nowhere.rejection is not None and "no backend" in nowhere.rejection.message
+
+
+def test_an_action_the_rule_cannot_take_is_a_config_error():
+    with pytest.raises(ValidationError, match="so-bad-regex cannot normalize"):
+        GuardSpec(actions={"so-bad-regex": "normalize"})
 
 
 def test_dry_run_only_notes_and_counts():
     guard = Guard(GuardSpec(mode="dry_run"))
     body = chat(structured_outputs={})
-    outcome = guard.check(body, [OLD])
+    outcome = admit(guard, body, [backend(OLD)])
     assert outcome.notes == ["would normalize so-no-constraint"] and not outcome.changed
     assert body == chat(structured_outputs={})
     assert guard.decisions == {("so-no-constraint", "normalize", "dry_run"): 1}
@@ -81,7 +203,7 @@ def test_dry_run_only_notes_and_counts():
 
 def test_rules_can_be_disabled_and_unknown_ones_are_config_errors():
     guard = Guard(GuardSpec(disable=["so-no-constraint"]))
-    assert guard.check(chat(structured_outputs={}), [OLD]).notes == []
+    assert admit(guard, chat(structured_outputs={}), [backend(OLD)]) is None
     with pytest.raises(ValidationError, match="unknown guard rule no-such-rule"):
         GuardSpec(disable=["no-such-rule"])
 
@@ -89,3 +211,4 @@ def test_rules_can_be_disabled_and_unknown_ones_are_config_errors():
 def test_every_rule_names_its_source_and_has_a_case():
     assert {rule.id for rule in RULES} == {case[0] for case in CASES}
     assert all(rule.source and rule.description for rule in RULES)
+    assert len({rule.id for rule in RULES}) == len(RULES)

@@ -43,6 +43,10 @@ class BackendSpec(Spec):
     max_connections: int = Field(default=1024, ge=1)
     # Its vLLM version, when known in advance; else learned from its /version.
     vllm_version: str | None = None
+    # Guard rules this backend is known to be safe for (their `route` action may send it
+    # such requests), and whether it is the canary that takes quarantined requests.
+    safe_for: list[str] = []
+    canary: bool = False
 
     @field_validator("url")
     @classmethod
@@ -106,21 +110,112 @@ class DiscoverySpec(Spec):
     unreachable_cooldown: Duration = 2.0
 
 
+class ValidationSpec(Spec):
+    """Request bodies checked against the OpenAI schema plus vLLM's extras (guard/validate)."""
+
+    enabled: bool = True
+    # vLLM adds parameters every release: unknown fields pass unless told otherwise.
+    unknown_fields: Literal["pass", "reject"] = "pass"
+    max_messages: int = Field(default=4096, ge=1)
+    max_stop: int = Field(default=64, ge=1)
+    max_stop_length: int = Field(default=4096, ge=1)
+    max_tools: int = Field(default=512, ge=1)
+    max_logit_bias: int = Field(default=4096, ge=1)
+    max_depth: int = Field(default=64, ge=2, le=512)
+
+
+class ModelFacts(Spec):
+    """What the token-id and length rules need to know of a model (vLLM's /v1/models gives
+    max_model_len, which is learned when not set here; the vocabulary size is not)."""
+
+    vocab_size: int | None = Field(default=None, ge=1)
+    max_model_len: int | None = Field(default=None, ge=1)
+
+
+class GuardLimitsSpec(Spec):
+    """Bounds of the resource-amplifier and multimodal rules."""
+
+    max_n: int = Field(default=64, ge=1)            # n and best_of
+    max_generated_tokens: int = Field(default=2**20, ge=1)  # sequences x max_tokens
+    max_logprobs: int = Field(default=20, ge=0)     # vLLM's own --max-logprobs default
+    max_schema_depth: int = Field(default=24, ge=2)  # nesting of a structured-output schema
+    max_schema_combinators: int = Field(default=4, ge=1)  # anyOf/oneOf/allOf nested
+    max_media_items: int = Field(default=16, ge=0)
+    max_media_bytes: Size = 20 * 2**20              # one inline (data:) media item
+    # When set, media URLs must be on these hosts (or their subdomains).
+    allowed_media_domains: list[str] | None = None
+
+
+class CustomRuleSpec(Spec):
+    """An operator's own rule: every condition of `match` holds -> `action`.
+
+    `match` maps a path (`a.b`, `messages.*.role`, `stop.0`) to a predicate: one of
+    exists, eq, ne, gt, ge, lt, le, in, matches (a regex), longer_than."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    description: str = ""
+    match: dict[str, dict[str, object]] = Field(min_length=1)
+    action: Literal["reject", "normalize", "route"]
+    delete: list[str] = []              # normalize: paths removed
+    set: dict[str, object] = {}         # normalize: paths given a value
+    message: str | None = None          # reject: what the client is told
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomRuleSpec:
+        from warden.guard.custom import check_spec
+
+        check_spec(self)
+        return self
+
+
+class QuarantineSpec(Spec):
+    """Fingerprints implicated in an engine's death, held back (guard/quarantine)."""
+
+    enabled: bool = True
+    # Its own mode: it acts on deaths that happened, so it enforces even while the rules run
+    # in dry_run (set dry_run here to only report it too).
+    mode: Literal["enforce", "dry_run"] = "enforce"
+    # memory: one replica, kept in <recorder.dir>/quarantine.json; redis: shared by replicas.
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "warden:"
+    refresh: Duration = Field(default=1.0, gt=0)   # how often replicas re-read Redis
+    max_implicated: int = Field(default=16, ge=1)  # fingerprints struck per incident
+
+
 class GuardSpec(Spec):
     """The crash-rule pack (warden/guard): enforce it, only report it, or neither."""
 
     mode: Literal["enforce", "dry_run", "off"] = "enforce"
     disable: list[str] = []  # rule ids
+    # A rule's action overridden: e.g. {so-falsy-constraint: route} sends such requests only
+    # to backends that are safe for the rule (a version it does not apply to, or `safe_for`).
+    actions: dict[str, Literal["reject", "normalize", "route"]] = {}
+    validation: ValidationSpec = ValidationSpec()
+    limits: GuardLimitsSpec = GuardLimitsSpec()
+    models: dict[str, ModelFacts] = {}
+    custom: list[CustomRuleSpec] = []
+    quarantine: QuarantineSpec = QuarantineSpec()
 
-    @field_validator("disable")
-    @classmethod
-    def _known_rules(cls, value: list[str]) -> list[str]:
+    @model_validator(mode="after")
+    def _known_rules(self) -> GuardSpec:
         from warden.guard.rules import RULES
 
-        unknown = sorted(set(value) - {rule.id for rule in RULES})
+        builtin = {rule.id: rule for rule in RULES}
+        custom = [rule.id for rule in self.custom]
+        named = set(builtin) | set(custom)
+        unknown = sorted((set(self.disable) | set(self.actions)) - named)
         if unknown:
             raise ValueError(f"unknown guard rule {', '.join(unknown)}")
-        return value
+        clashes = sorted(set(custom) & set(builtin)) or sorted(
+            {c for c in custom if custom.count(c) > 1})
+        if clashes:
+            raise ValueError(f"guard rule id {', '.join(clashes)} is used twice")
+        for rule_id, action in self.actions.items():
+            rule = builtin.get(rule_id)
+            if action == "normalize" and rule is not None and rule.fix is None:
+                raise ValueError(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
+        return self
 
 
 class PostgresSinkSpec(Spec):

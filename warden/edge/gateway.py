@@ -7,7 +7,7 @@ model. Everything else is the forwarder's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 import orjson
 
@@ -25,6 +25,7 @@ from warden.errors import (
 )
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard
+from warden.guard.quarantine import Quarantine
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
@@ -40,6 +41,7 @@ PROXIED_PATHS = frozenset({
 })
 
 LocalRoute = Callable[[HttpRequest, HttpConnection], None]
+PostRoute = Callable[[HttpRequest, HttpConnection], Coroutine[None, None, None]]
 
 
 class GatewayHandler:
@@ -59,16 +61,25 @@ class GatewayHandler:
             "/version": self._version,
             "/metrics": self._prometheus,
             "/admin/backends": self._admin_backends,
+            "/admin/quarantine": self._admin_quarantine,
+        }
+        self._local_post: dict[str, PostRoute] = {
+            "/admin/quarantine/lift": self._admin_lift,
         }
 
-    def __call__(self, request: HttpRequest, client: HttpConnection) -> None:
+    def __call__(self, request: HttpRequest,
+                 client: HttpConnection) -> Coroutine[None, None, None] | None:
         """Synchronous on purpose: the data path starts (and usually sends) the upstream
         request from the client's read callback, with no task per request."""
         path = request.path
         if path in PROXIED_PATHS:
             self._proxy(request, client)
-            return
+            return None
         route = self._local.get(path)
+        if route is None and request.method == "POST":
+            post = self._local_post.get(path)
+            if post is not None:
+                return post(request, client)  # a coroutine: the connection awaits it
         if route is None:
             respond_error(client, NotFound(f"Unknown path: {path}"), None)
         elif request.method not in ("GET", "HEAD"):
@@ -76,6 +87,7 @@ class GatewayHandler:
                 f"{request.method} is not allowed on {path}"), None)
         else:
             route(request, client)
+        return None
 
     # -- proxied endpoints -----------------------------------------------------------------
 
@@ -91,15 +103,18 @@ class GatewayHandler:
         relay.model = model
         relay.stream = stream
         guard = self._guard
-        if guard is not None and not guard.keys.isdisjoint(body):  # most requests: skipped
-            outcome = guard.check(body, [b.vllm_version
-                                         for b in self._backends.serving.get(model, ())])
-            relay.guard = outcome.notes
-            if outcome.rejection is not None:
-                self._reject(request, client, request_id, outcome.rejection, outcome.notes)
-                return
-            if outcome.changed:
-                relay.forwarded_body = orjson.dumps(body)
+        serving = self._backends.serving.get(model)
+        if guard is not None and serving:  # an unknown model is the forwarder's 404
+            outcome = guard.admit(request.path, model, body, request.body, serving)
+            if outcome is not None:  # most requests: None
+                relay.guard = outcome.notes
+                if outcome.rejection is not None:
+                    self._reject(request, client, request_id, outcome.rejection,
+                                 outcome.notes)
+                    return
+                if outcome.changed:
+                    relay.forwarded_body = orjson.dumps(body)
+                relay.only = outcome.only
         self._forwarder.start(relay)
 
     def _admit(self, request: HttpRequest, content_type: bytes) -> tuple[str, bool, dict]:
@@ -170,3 +185,37 @@ class GatewayHandler:
         now = time.monotonic()
         body = {"backends": [b.snapshot(now) for b in self._backends]}
         client.respond(200, JSON, orjson.dumps(body))
+
+    def _admin_quarantine(self, request: HttpRequest, client: HttpConnection) -> None:
+        quarantine = self._quarantine()
+        body = {"quarantine": quarantine.listing() if quarantine is not None else [],
+                "enabled": quarantine is not None}
+        client.respond(200, JSON, orjson.dumps(body))
+
+    async def _admin_lift(self, request: HttpRequest, client: HttpConnection) -> None:
+        """POST {"fingerprints": [...]} or {"all": true}: lift them (a store write)."""
+        quarantine = self._quarantine()
+        try:
+            asked = orjson.loads(request.body or b"{}")
+        except orjson.JSONDecodeError:
+            asked = None
+        fingerprints = asked.get("fingerprints") if isinstance(asked, dict) else None
+        lift_all = isinstance(asked, dict) and asked.get("all") is True
+        if quarantine is None:
+            respond_error(client, NotFound("the quarantine is not enabled"), None)
+            return
+        if not lift_all and not (isinstance(fingerprints, list) and fingerprints
+                                 and all(isinstance(f, str) for f in fingerprints)):
+            respond_error(client, InvalidRequest(
+                'expected {"fingerprints": ["x:...", ...]} or {"all": true}',
+                param="fingerprints"), None)
+            return
+        try:
+            lifted = await quarantine.lift(None if lift_all else fingerprints)
+        except Exception as e:  # the store is down: say so, in the envelope
+            respond_error(client, WardenError(f"the quarantine store failed: {e}"), None)
+            return
+        client.respond(200, JSON, orjson.dumps({"lifted": lifted}))
+
+    def _quarantine(self) -> Quarantine | None:
+        return self._guard.quarantine if self._guard is not None else None

@@ -33,6 +33,8 @@ class Backend:
         self.discovered_models: frozenset[str] = frozenset()
         self.model_cards: list[dict] = []
         self.vllm_version = spec.vllm_version  # else learned from its /version
+        self.safe_for = frozenset(spec.safe_for)  # guard rules it may take requests of
+        self.canary = spec.canary                 # takes quarantined requests
         self.reachable = True
         self.unreachable_until = 0.0
         self.last_error: str | None = None

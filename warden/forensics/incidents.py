@@ -27,6 +27,7 @@ from pathlib import Path
 import orjson
 
 from warden.forensics.unusual import unusual
+from warden.guard.fingerprint import fingerprints
 from warden.record.render import iso_wall
 from warden.stream.observer import Ending
 
@@ -56,6 +57,7 @@ class Incident:
         ranked = sorted(self.suspects.values(),
                         key=lambda s: (-s["score"], s["age"]))
         return {"id": self.id, "backend": self.backend, "at": iso_wall(self.wall),
+                "at_unix": round(self.wall, 3),
                 "detected_by": self.detected_by, "trigger": self.trigger,
                 "signals": self.signals, "suspects": ranked,
                 "last_metrics": f"metrics-{self.id}.txt" if self.metrics is not None
@@ -65,12 +67,15 @@ class Incident:
 class IncidentDetector:
     def __init__(self, directory: str | Path, in_flight: Callable[[str], Iterable],
                  window: float = 10.0, settle: float = 2.0,
-                 scrape: Callable[[str], Awaitable[str]] | None = None):
+                 scrape: Callable[[str], Awaitable[str]] | None = None,
+                 on_written: Callable[[dict], None] | None = None):
         """`in_flight(backend)`: the exchanges now in flight on that backend; `scrape(backend)`:
-        its `/metrics` text (tried once when it dies: a dying vLLM often still answers)."""
+        its `/metrics` text (tried once when it dies: a dying vLLM often still answers);
+        `on_written(record)`: told of each incident written (the quarantine)."""
         self.directory = Path(directory)
         self._in_flight = in_flight
         self._scrape = scrape
+        self._on_written = on_written
         self.window = window
         self.settle = settle
         self.recent: dict[str, deque] = {}
@@ -159,7 +164,10 @@ class IncidentDetector:
         incidents = self.directory / "incidents"
         incidents.mkdir(parents=True, exist_ok=True)
         path = incidents / f"incident-{incident.id}.json"
-        path.write_bytes(orjson.dumps(incident.as_record(), option=orjson.OPT_INDENT_2))
+        record = incident.as_record()
+        path.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        if self._on_written is not None:
+            self._on_written(record)
         if incident.metrics is not None:
             (incidents / f"metrics-{incident.id}.txt").write_text(incident.metrics)
         for old in sorted(incidents.glob("incident-*.json"))[:-KEEP_INCIDENTS]:
@@ -192,8 +200,10 @@ def death_signal(relay) -> str | None:
 
 def suspect_of(relay, now: float, *, in_flight: bool) -> dict:
     request = relay.request
+    sent = relay.forwarded_body if relay.forwarded_body is not None \
+        else request.body if request is not None else None
     try:
-        body = orjson.loads(request.body) if request is not None else None
+        body = orjson.loads(sent) if sent is not None else None
     except orjson.JSONDecodeError:
         body = None
     reasons = unusual(body)
@@ -203,4 +213,5 @@ def suspect_of(relay, now: float, *, in_flight: bool) -> dict:
     return {"id": relay.request_id.decode("latin-1"), "endpoint": relay.endpoint,
             "model": relay.model, "stream": relay.stream, "age": round(age, 6),
             "in_flight": in_flight, "outcome": None,
-            "unusual": [reason for _, reason in reasons], "score": score}
+            "unusual": [reason for _, reason in reasons], "score": score,
+            "fingerprints": fingerprints(body)}

@@ -1,22 +1,35 @@
-"""The guard at the door: the crash-rule pack applied to each admitted request body.
+"""The guard at the door: schema validation, the crash-rule pack and the quarantine, applied to
+each admitted request body.
 
-Cost rule: most requests carry none of the keys any rule looks at, and the gateway skips them
-with one set test (`keys.isdisjoint(body)`) before calling `check`. A rule acts only if some
-backend serving the model runs a vLLM version it applies to (or one whose version is unknown).
+Cost rule: a request the guard has nothing to say about costs one call (`admit`): the
+validator's loop over the body's keys, one set test (`keys.isdisjoint(body)`: most bodies
+carry none of the keys any rule looks at), one C regex search of the raw body for the markers
+of nested inputs (media parts), and one truth test of the quarantine. Rules run only past
+those tests, and act only if some backend serving the model runs a vLLM version they apply to
+(or one whose version is unknown) and is not marked `safe_for` them.
 
-Modes: `enforce` normalizes or rejects; `dry_run` only notes what it would have done (in the
-request's audit record and the metrics), so it can be turned on in production safely; `off`.
+Modes: `enforce` normalizes, routes or rejects; `dry_run` only notes what it would have done
+(in the request's audit record and the metrics), so it can be turned on in production safely;
+`off` builds no guard at all. The quarantine has a mode of its own (enforce by default): it
+acts on engine deaths that happened, not on rules that predict them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from warden.config.schema import GuardSpec
-from warden.errors import InvalidRequest
-from warden.guard.rules import NORMALIZE, REJECT, RULES, Rule
+from warden.config.schema import GuardSpec, ModelFacts
+from warden.errors import ClientError, InvalidRequest
+from warden.fleet.backend import Backend
+from warden.guard.custom import build_rule
+from warden.guard.quarantine import Quarantine, QuarantineHeld
+from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Rule, RuleContext
+from warden.guard.rules import RULES
+from warden.guard.validate import Validator
 
 
 class GuardRejected(InvalidRequest):
@@ -27,41 +40,128 @@ class GuardRejected(InvalidRequest):
 class Outcome:
     notes: list[str] = field(default_factory=list)   # e.g. "normalized so-no-constraint"
     changed: bool = False                            # the body was rewritten
-    rejection: GuardRejected | None = None
+    rejection: ClientError | None = None
+    only: frozenset[str] | None = None               # route: the backends it may go to
 
 
 class Guard:
-    def __init__(self, spec: GuardSpec):
+    def __init__(self, spec: GuardSpec, quarantine: Quarantine | None = None):
         self.enforce = spec.mode == "enforce"
-        self.rules: tuple[Rule, ...] = tuple(r for r in RULES if r.id not in spec.disable)
+        self.mode = "enforce" if self.enforce else "dry_run"
+        self.limits = spec.limits
+        self.models = spec.models
+        vocab_known = any(facts.vocab_size for facts in spec.models.values())
+        rules = [*RULES, *(build_rule(custom) for custom in spec.custom)]
+        self.rules: tuple[Rule, ...] = tuple(
+            dataclasses.replace(rule, action=spec.actions.get(rule.id, rule.action))
+            for rule in rules
+            if rule.id not in spec.disable and (vocab_known or not rule.needs_vocab))
         self.keys = frozenset().union(*(rule.keys for rule in self.rules))
-        # (rule id, action, "enforce" | "dry_run") -> requests
+        self.always = any(rule.always for rule in self.rules)
+        markers = {m for rule in self.rules for m in rule.markers}
+        self._marked = re.compile(b"|".join(re.escape(m) for m in sorted(markers))).search \
+            if markers else None
+        self.validator = Validator(spec.validation) if spec.validation.enabled else None
+        self.quarantine = quarantine
+        self.quarantine_enforce = spec.quarantine.mode == "enforce"
+        # (rule id | "schema" | "quarantine", action, "enforce" | "dry_run") -> requests
         self.decisions: Counter[tuple[str, str, str]] = Counter()
 
-    def check(self, body: dict, versions: Iterable[str | None]) -> Outcome:
-        """Apply every rule that matches, in order; `body` is rewritten in place when a rule
-        normalizes it (enforce mode). The first rejection stops the rest."""
-        outcome = Outcome()
-        versions = tuple(versions) or (None,)
-        mode = "enforce" if self.enforce else "dry_run"
+    def admit(self, path: str, model: str, body: dict, raw: bytes,
+              backends: Sequence[Backend]) -> Outcome | None:
+        """What the guard makes of one request; None (the usual answer) when nothing.
+        `body` is rewritten in place when a rule normalizes it (enforce mode)."""
+        outcome = None
+        if self.validator is not None:
+            problem = self.validator.problem(path, body)
+            if problem is not None:
+                outcome = Outcome()
+                self.decisions["schema", REJECT, self.mode] += 1
+                if self.enforce:
+                    outcome.notes.append(f"rejected schema {problem.param or ''}".rstrip())
+                    outcome.rejection = problem
+                    return outcome
+                outcome.notes.append(f"would reject schema: {problem.message}")
+        marked = self._marked is not None and self._marked(raw) is not None
+        if self.always or marked or not self.keys.isdisjoint(body):
+            outcome = self.check(path, model, body, backends, marked, outcome)
+        quarantine = self.quarantine
+        if quarantine is not None and quarantine.entries and (
+                outcome is None or outcome.rejection is None):
+            outcome = self._quarantined(quarantine, body, backends, outcome)
+        return outcome if outcome is not None and outcome.notes else None  # every act notes
+
+    def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
+              marked: bool = True, outcome: Outcome | None = None) -> Outcome:
+        """Apply every rule that matches, in order. The first rejection stops the rest."""
+        outcome = outcome or Outcome()
+        ctx = RuleContext(path, self.facts(model, backends), self.limits)
         for rule in self.rules:
-            if rule.keys.isdisjoint(body) or not any(rule.applies_to(v) for v in versions):
+            if not (rule.always or (marked and rule.markers)) and rule.keys.isdisjoint(body):
                 continue
-            finding = rule.find(body)
+            exposed = [b for b in backends
+                       if rule.applies_to(b.vllm_version) and rule.id not in b.safe_for]
+            if backends and not exposed:
+                continue
+            finding = rule.find(body, ctx)
             if finding is None:
                 continue
-            self.decisions[rule.id, rule.action, mode] += 1
+            self.decisions[rule.id, rule.action, self.mode] += 1
             if not self.enforce:
                 outcome.notes.append(f"would {rule.action} {rule.id}")
                 continue
-            if rule.action == REJECT:
-                outcome.notes.append(f"rejected {rule.id}")
-                outcome.rejection = GuardRejected(
-                    f"{finding.message}: this request is known to crash vLLM engines "
-                    f"(guard rule {rule.id}; {rule.source})", param=finding.param)
-                return outcome
-            if rule.action == NORMALIZE and rule.fix is not None:
+            if rule.action == ROUTE:
+                safe = frozenset(b.name for b in backends if b not in exposed)
+                if safe:
+                    outcome.only = safe if outcome.only is None else outcome.only & safe
+                    outcome.notes.append(f"routed {rule.id}")
+                    if outcome.only:
+                        continue
+                rule_action = "no backend serving the model is safe for it"
+            elif rule.action == NORMALIZE and rule.fix is not None:
                 rule.fix(body)
                 outcome.changed = True
                 outcome.notes.append(f"normalized {rule.id}")
+                continue
+            else:
+                rule_action = rule.harm
+            outcome.notes.append(f"rejected {rule.id}")
+            outcome.rejection = GuardRejected(
+                f"{finding.message}: {rule_action} (guard rule {rule.id}; {rule.source})",
+                param=finding.param)
+            return outcome
+        return outcome
+
+    def facts(self, model: str, backends: Sequence[Backend]) -> ModelFacts:
+        """The model's facts: configured, else the context length from /v1/models."""
+        configured = self.models.get(model)
+        if configured is not None and configured.max_model_len is not None:
+            return configured
+        for backend in backends:
+            for card in backend.model_cards:
+                length = card.get("max_model_len")
+                if card.get("id") == model and isinstance(length, int) and length > 0:
+                    vocab = configured.vocab_size if configured is not None else None
+                    return ModelFacts(vocab_size=vocab, max_model_len=length)
+        return configured or ModelFacts()
+
+    def _quarantined(self, quarantine: Quarantine, body: dict, backends: Sequence[Backend],
+                     outcome: Outcome | None) -> Outcome | None:
+        held = quarantine.match(body)
+        if held is None:
+            return outcome
+        outcome = outcome or Outcome()
+        canaries = frozenset(b.name for b in backends if b.canary)
+        action = ROUTE if canaries and not held.blocked else REJECT
+        enforce = self.quarantine_enforce
+        self.decisions["quarantine", action, "enforce" if enforce else "dry_run"] += 1
+        verb = "routed" if action == ROUTE else "rejected"
+        if not enforce:
+            outcome.notes.append(f"would {action} quarantine {held.fingerprint}")
+        elif action == ROUTE:
+            outcome.only = canaries
+            outcome.notes.append(f"{verb} quarantine {held.fingerprint}")
+        else:
+            outcome.notes.append(f"{verb} quarantine {held.fingerprint}")
+            outcome.rejection = QuarantineHeld(held)
         return outcome

@@ -126,6 +126,15 @@ class GatewayMetrics(Collector):
             for (rule, action, mode), n in sorted(self.guard.decisions.items()):
                 decisions.add_metric([rule, action, mode], n)
             yield decisions
+            quarantine = self.guard.quarantine
+            if quarantine is not None:
+                entries = GaugeMetricFamily("warden_quarantine_entries", "Fingerprints in "
+                                            "quarantine: held (one engine death) or blocked "
+                                            "(two)", labels=["state"])
+                blocked = sum(e.blocked for e in quarantine.entries.values())
+                entries.add_metric(["held"], len(quarantine.entries) - blocked)
+                entries.add_metric(["blocked"], blocked)
+                yield entries
 
     def _backend_gauges(self) -> Iterable[Metric]:
         in_flight = GaugeMetricFamily("warden_backend_in_flight", "Requests this gateway has "

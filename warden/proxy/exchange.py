@@ -50,6 +50,7 @@ class Exchange:
     request: HttpRequest | None = None
     guard: list[str] | None = None        # what the guard did (or would have done)
     forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
+    only: frozenset[str] | None = None    # the backends the guard lets it go to (route)
     received_text: str | None = None  # received_at as the records write it
     captured: list[bytes] | None = None
     capture_truncated = False

@@ -73,12 +73,14 @@ class Forwarder:
             return
         now = time.monotonic()
         tried = relay.attempts
-        if len(serving) == 1 and not tried and serving[0].reachable:
+        only = relay.only
+        if len(serving) == 1 and not tried and serving[0].reachable and only is None:
             backend = serving[0]  # the common case of a one-backend model, decided at once
         else:
             # Backend.available(now), inlined: this runs for every request.
             candidates = [b for b in serving
-                          if (b.reachable or now >= b.unreachable_until) and b.name not in tried]
+                          if (b.reachable or now >= b.unreachable_until) and b.name not in tried
+                          and (only is None or b.name in only)]
             if not candidates:
                 detail = f" (last error: {last_error.message})" if last_error else ""
                 self._fail(relay, NoBackendAvailable(

@@ -1,0 +1,134 @@
+"""Where the quarantine lives: a JSON file beside the records (one replica), or Redis (shared
+by every replica). Both survive a gateway restart.
+
+Redis layout, under the configured prefix: `<prefix>quarantine` is a hash fingerprint -> the
+entry as JSON; `<prefix>quarantine:version` is bumped on every change, so replicas poll one
+small key and re-read the hash only when it moved. A strike is a WATCH/MULTI transaction on
+the hash: two replicas striking the same fingerprint at once both count, once each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import orjson
+
+from warden.guard.quarantine import Entry
+
+
+def _merge(entry: Entry | None, fingerprint: str, kind: str, incident: dict,
+           sample: dict) -> Entry:
+    if entry is None:
+        entry = Entry(fingerprint, kind, model=sample.get("model"),
+                      endpoint=sample.get("endpoint"), reasons=list(sample.get("reasons", [])))
+    entry.strike(incident)
+    return entry
+
+
+class FileStore:
+    """Entries in memory, written through to one JSON file (atomically: write, rename)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._entries: dict[str, Entry] | None = None
+        self._version = 0
+
+    def _read(self) -> dict[str, Entry]:
+        if self._entries is None:
+            try:
+                data = orjson.loads(self.path.read_bytes())
+            except FileNotFoundError:
+                data = []
+            self._entries = {item["fingerprint"]: Entry.of(item) for item in data}
+        return self._entries
+
+    def _write(self) -> None:
+        entries = self._read()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_bytes(orjson.dumps([e.as_dict() for e in entries.values()],
+                                           option=orjson.OPT_INDENT_2))
+        os.replace(temporary, self.path)
+        self._version += 1
+
+    async def load(self) -> dict[str, Entry]:
+        return dict(self._read())
+
+    async def strike(self, fingerprint: str, kind: str, incident: dict,
+                     sample: dict) -> Entry:
+        entries = self._read()
+        entries[fingerprint] = _merge(entries.get(fingerprint), fingerprint, kind, incident,
+                                      sample)
+        self._write()
+        return entries[fingerprint]
+
+    async def lift(self, fingerprints: list[str] | None) -> list[str]:
+        entries = self._read()
+        lifted = list(entries) if fingerprints is None else \
+            [fp for fp in fingerprints if fp in entries]
+        for fp in lifted:
+            del entries[fp]
+        if lifted:
+            self._write()
+        return lifted
+
+    async def version(self) -> int:
+        return self._version
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str):
+        import redis.asyncio as redis  # only when configured
+
+        self._redis = redis.from_url(url)
+        self._watch_error = redis.WatchError
+        self.key = f"{prefix}quarantine"
+        self.version_key = f"{prefix}quarantine:version"
+
+    async def load(self) -> dict[str, Entry]:
+        raw = await self._redis.hgetall(self.key)
+        return {fp.decode(): Entry.of(orjson.loads(data)) for fp, data in raw.items()}
+
+    async def strike(self, fingerprint: str, kind: str, incident: dict,
+                     sample: dict) -> Entry:
+        while True:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(self.key)
+                    current = await pipe.hget(self.key, fingerprint)
+                    entry = _merge(Entry.of(orjson.loads(current)) if current else None,
+                                   fingerprint, kind, incident, sample)
+                    pipe.multi()
+                    pipe.hset(self.key, fingerprint, orjson.dumps(entry.as_dict()))
+                    pipe.incr(self.version_key)
+                    await pipe.execute()
+                    return entry
+                except self._watch_error:
+                    await asyncio.sleep(0)  # another replica wrote first: read again
+                    continue
+
+    async def lift(self, fingerprints: list[str] | None) -> list[str]:
+        if fingerprints is None:
+            fingerprints = [fp.decode() for fp in await self._redis.hkeys(self.key)]
+        if not fingerprints:
+            return []
+        present = await self._redis.hmget(self.key, fingerprints)
+        lifted = [fp for fp, data in zip(fingerprints, present, strict=True) if data]
+        if lifted:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self.key, *lifted)
+                pipe.incr(self.version_key)
+                await pipe.execute()
+        return lifted
+
+    async def version(self) -> int:
+        value = await self._redis.get(self.version_key)
+        return int(value) if value else 0
+
+    async def close(self) -> None:
+        await self._redis.aclose()

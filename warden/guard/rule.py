@@ -1,0 +1,52 @@
+"""What a guard rule is: an id, where it comes from, the vLLM versions it applies to, what it
+looks at, and what it does (pure data; the rules themselves live in rules_*.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from warden.config.schema import GuardLimitsSpec, ModelFacts
+from warden.fleet.versions import parse_version
+
+NORMALIZE, REJECT, ROUTE = "normalize", "reject", "route"
+
+
+@dataclass(frozen=True)
+class Finding:
+    message: str
+    param: str | None
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule may know besides the body: the endpoint, the model's facts (vocabulary
+    size, context length; either may be unknown) and the configured bounds."""
+
+    path: str
+    facts: ModelFacts
+    limits: GuardLimitsSpec
+
+
+Find = Callable[[dict, RuleContext], "Finding | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    source: str                      # the vLLM issue, PR, advisory or measurement
+    before: tuple[int, int, int] | None  # applies to vLLM versions below this (None: all)
+    action: str                      # NORMALIZE | REJECT | ROUTE
+    keys: frozenset[str]             # top-level body keys that can trigger it
+    find: Find
+    fix: Callable[[dict], None] | None = None  # NORMALIZE: rewrites the body in place
+    # Raw-body byte strings that trigger it as well as `keys` (for what nests: media parts).
+    markers: tuple[bytes, ...] = ()
+    needs_vocab: bool = False        # idle unless some model's vocabulary size is known
+    always: bool = False             # can match a body without any of `keys` (custom rules)
+    harm: str = "this request is known to crash vLLM engines"  # told to the client
+
+    def applies_to(self, version: str | None) -> bool:
+        """Unknown versions are assumed affected: a rule errs on the side of the engine."""
+        return self.before is None or version is None or parse_version(version) < self.before

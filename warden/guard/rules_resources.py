@@ -1,0 +1,87 @@
+"""Resource amplifiers (one request asking for many sequences, whole-vocabulary logprobs) and
+request-supplied chat templates.
+
+These are valid OpenAI shapes that make one request cost what a thousand should: `n`/`best_of`
+multiply the sequences held in the KV cache, and `max_tokens` each one's length (absent, vLLM
+generates up to the context length); `prompt_logprobs: -1` allocates prompt length x
+vocabulary; a chat template sent with the request is Jinja the API server renders with no
+bound on its work. The bounds are `guard.limits`; the context length is the model's (config,
+or learned from /v1/models). A `max_tokens` past the context length is left to vLLM, which
+answers it 400 itself.
+"""
+
+from __future__ import annotations
+
+from warden.guard.rule import REJECT, Finding, Rule, RuleContext
+
+AMPLIFIES = "one request would take what many should"
+
+
+def _many_sequences(body: dict, ctx: RuleContext) -> Finding | None:
+    limits = ctx.limits
+    sequences = 1
+    for field in ("n", "best_of"):
+        value = body.get(field)
+        if type(value) is int:
+            if value > limits.max_n:
+                return Finding(f"{field}={value} asks for more than {limits.max_n} sequences",
+                               field)
+            sequences = max(sequences, value)
+    if sequences == 1:
+        return None
+    for field in ("max_tokens", "max_completion_tokens"):
+        value = body.get(field)
+        if type(value) is int:
+            break
+    else:  # no length asked: each sequence may run to the context length
+        field, value = "max_tokens", ctx.facts.max_model_len
+    if value is not None and sequences * value > limits.max_generated_tokens:
+        return Finding(f"{sequences} sequences x {field}={value} is more than "
+                       f"{limits.max_generated_tokens} tokens", field)
+    return None
+
+
+def _many_logprobs(body: dict, ctx: RuleContext) -> Finding | None:
+    limit = ctx.limits.max_logprobs
+    prompt_logprobs = body.get("prompt_logprobs")
+    if prompt_logprobs == -1:
+        return Finding("prompt_logprobs=-1 asks for the whole vocabulary at every prompt "
+                       "position", "prompt_logprobs")
+    for field in ("logprobs", "top_logprobs", "prompt_logprobs"):
+        value = body.get(field)
+        if type(value) is int and value > limit:
+            return Finding(f"{field}={value} is more than {limit}", field)
+    return None
+
+
+def _request_template(body: dict, ctx: RuleContext) -> Finding | None:
+    if body.get("chat_template") is not None:
+        return Finding("a chat template sent with the request", "chat_template")
+    kwargs = body.get("chat_template_kwargs")
+    if isinstance(kwargs, dict) and kwargs.get("chat_template") is not None:
+        return Finding("a chat template sent in chat_template_kwargs",
+                       "chat_template_kwargs.chat_template")
+    return None
+
+
+RESOURCE_RULES: tuple[Rule, ...] = (
+    Rule("amp-sequences",
+         "n or best_of above guard.limits.max_n, or sequences x max_tokens above "
+         "max_generated_tokens",
+         "resource amplifier: every sequence holds its own KV cache blocks", None, REJECT,
+         frozenset({"n", "best_of"}), _many_sequences, harm=AMPLIFIES),
+    Rule("amp-logprobs",
+         "logprobs, top_logprobs or prompt_logprobs above guard.limits.max_logprobs, or "
+         "prompt_logprobs -1 (the whole vocabulary)",
+         "local-inference-lab/vllm#264 (prompt_logprobs=-1: prompt x vocab allocation, OOM), "
+         "vllm-project/vllm#16836, #5890", None, REJECT,
+         frozenset({"logprobs", "top_logprobs", "prompt_logprobs"}), _many_logprobs,
+         harm=AMPLIFIES),
+    Rule("ct-request-template",
+         "a Jinja chat template supplied by the request (rendered by the API server, with "
+         "no bound on its work)",
+         "NVIDIA/Megatron-LM#6818 (the same class: nested loops pin the server); vLLM's "
+         "--trust-request-chat-template", None, REJECT,
+         frozenset({"chat_template", "chat_template_kwargs"}), _request_template,
+         harm="a request's own chat template runs unbounded work in the API server"),
+)

@@ -1,0 +1,84 @@
+"""Token-id parameters checked against the model's vocabulary.
+
+A token id at or past the vocabulary size indexes past the end of the logits on the device:
+vLLM's V0 engine died on it (an IndexError in the logits processor), the V1 engine died on an
+out-of-vocabulary `logit_bias` until it validated them, and `stop_token_ids` is still not
+validated (a device-side assert kills every rank on backends with bounds-checked kernels).
+These rules act only for models whose vocabulary size is configured (`guard.models`):
+vLLM's /v1/models does not say it.
+"""
+
+from __future__ import annotations
+
+from warden.guard.rule import REJECT, Finding, Rule, RuleContext
+
+
+def _first_outside(ids: object, vocab: int) -> object | None:
+    """The first item of `ids` that is not a token id of this vocabulary, or None."""
+    if not isinstance(ids, list):
+        return None
+    for token in ids:
+        if type(token) is int and not 0 <= token < vocab:
+            return token
+    return None
+
+
+def _message(param: str, token: object, vocab: int) -> Finding:
+    return Finding(f"{param} holds token id {token}, outside the model's vocabulary of "
+                   f"{vocab}", param)
+
+
+def _logit_bias(body: dict, ctx: RuleContext) -> Finding | None:
+    vocab = ctx.facts.vocab_size
+    bias = body.get("logit_bias")
+    if vocab is None or not isinstance(bias, dict):
+        return None
+    for key in bias:
+        if isinstance(key, str) and key.isdigit() and int(key) >= vocab:
+            return _message("logit_bias", key, vocab)
+    return None
+
+
+def _listed(field: str):
+    def find(body: dict, ctx: RuleContext) -> Finding | None:
+        vocab = ctx.facts.vocab_size
+        if vocab is None:
+            return None
+        token = _first_outside(body.get(field), vocab)
+        return None if token is None else _message(field, token, vocab)
+    return find
+
+
+def _prompt_ids(body: dict, ctx: RuleContext) -> Finding | None:
+    """A completions prompt (or embeddings input) given as token ids, or lists of them."""
+    vocab = ctx.facts.vocab_size
+    if vocab is None:
+        return None
+    for field in ("prompt", "input"):
+        value = body.get(field)
+        if not isinstance(value, list) or not value:
+            continue
+        batches = value if isinstance(value[0], list) else [value]
+        for i, ids in enumerate(batches):
+            token = _first_outside(ids, vocab)
+            if token is not None:
+                param = field if batches is not value else f"{field}[{i}]"
+                return _message(param, token, vocab)
+    return None
+
+
+TOKEN_ID_RULES: tuple[Rule, ...] = (
+    Rule("tok-logit-bias-oov", "a logit_bias token id outside the vocabulary",
+         "vllm-project/vllm#16529 (V1 EngineCore crash), #6866 (V0 AsyncEngineDeadError)",
+         None, REJECT, frozenset({"logit_bias"}), _logit_bias, needs_vocab=True),
+    Rule("tok-stop-token-ids-oov", "a stop_token_ids entry outside the vocabulary",
+         "vllm-project/vllm#54195 (not validated; a device-side assert kills the engine)",
+         None, REJECT, frozenset({"stop_token_ids"}), _listed("stop_token_ids"),
+         needs_vocab=True),
+    Rule("tok-allowed-token-ids-oov", "an allowed_token_ids entry outside the vocabulary",
+         "vllm-project/vllm#16529 (the same logits indexing as logit_bias)", None, REJECT,
+         frozenset({"allowed_token_ids"}), _listed("allowed_token_ids"), needs_vocab=True),
+    Rule("tok-prompt-ids-oov", "a prompt given as token ids with one outside the vocabulary",
+         "vllm-project/vllm#26797 ('Token id ... is out of vocabulary'), #6866 (V0 crash)",
+         None, REJECT, frozenset({"prompt", "input"}), _prompt_ids, needs_vocab=True),
+)
