@@ -42,7 +42,7 @@ class Gateway:
                                       self.recorder, self.guard)
         self.incidents = IncidentDetector(
             settings.recorder.dir, self._in_flight_on, scrape=self._scrape_metrics,
-            on_written=self._implicate if self.quarantine is not None else None)
+            on_opened=self._implicate if self.quarantine is not None else None)
         self.forwarder.incidents = self.incidents
         for backend in self.backends:
             backend.recent = self.incidents.recent_of(backend.name)

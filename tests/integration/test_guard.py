@@ -77,3 +77,54 @@ def test_a_fleet_of_fixed_versions_is_left_alone():
     finally:
         gw.stop()
         sim.stop()
+
+
+def test_a_malformed_body_is_refused_naming_its_parameter(old_fleet):
+    sim, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="sim-model", messages=MESSAGES,
+                                       extra_body={"max_tokens": 1.5},
+                                       extra_headers={"X-Request-Id": "float-max-tokens"})
+    error = caught.value.body
+    assert error["param"] == "max_tokens" and error["code"] == "invalid_type"
+    assert error["message"] == "max_tokens: expected an integer, got a number"
+    assert not any("float-max-tokens" in ids for ids in sim.request_ids().values())
+    assert gw.metric("warden_guard_decisions_total", 'rule="schema"') >= 1
+
+
+def test_a_media_url_on_a_private_address_never_reaches_a_node(old_fleet):
+    sim, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="sim-model", extra_headers={"X-Request-Id": "metadata-fetch"},
+            messages=[{"role": "user", "content": [
+                {"type": "text", "text": "describe"},
+                {"type": "image_url",
+                 "image_url": {"url": "http://169.254.169.254/latest/meta-data/"}}]}])
+    error = caught.value.body
+    assert error["param"] == "messages[0].content[1].image_url"
+    assert "169.254.169.254 is not a public address" in error["message"]
+    assert not any("metadata-fetch" in ids for ids in sim.request_ids().values())
+
+
+def test_custom_rules_from_the_config_apply(tmp_path):
+    sim = SimProcess(1, "--vllm-version", "0.32.0")
+    gw = GatewayThread({"backends": sim.backends_config(), "guard": {"custom": [
+        {"id": "cap-max-tokens", "action": "normalize", "match": {"max_tokens": {"gt": 8}},
+         "set": {"max_tokens": 8}},
+        {"id": "no-n", "action": "reject", "match": {"n": {"gt": 1}},
+         "message": "one completion per request here"}]}})
+    try:
+        client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+        capped = client.chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                max_tokens=50)
+        assert capped.usage.completion_tokens == 8 and capped.choices[0].finish_reason == "length"
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="sim-model", messages=MESSAGES, n=2)
+        assert caught.value.body["param"] == "n"
+        assert caught.value.body["message"].startswith("one completion per request here")
+    finally:
+        gw.stop()
+        sim.stop()

@@ -86,3 +86,18 @@ def test_env_expansion_with_default_and_missing():
 def test_top_level_must_be_mapping():
     with pytest.raises(ConfigError):
         parse_settings(["not", "a", "mapping"], {})
+
+
+def test_guard_mistakes_are_reported_with_their_paths():
+    found = problems({"backends": [BACKEND], "guard": {
+        "custom": [{"id": "x", "action": "reject", "match": {"n": {"bigger": 3}}}],
+        "limits": {"max_n": 0}, "quarantine": {"store": "redisx"},
+        "validation": {"unknown_fields": "drop"}}})
+    assert any(p.startswith("guard.custom[0]: match.n: unknown predicate 'bigger'")
+               for p in found), found
+    assert "guard.limits.max_n: Input should be greater than or equal to 1" in found
+    assert "guard.quarantine.store: must be 'memory' or 'redis'" in found
+    assert "guard.validation.unknown_fields: must be 'pass' or 'reject'" in found
+    actions = problems({"backends": [BACKEND], "guard": {"actions": {"so-bad-regex":
+                                                                     "normalize"}}})
+    assert actions == ["guard: guard rule so-bad-regex cannot normalize (no safe rewrite)"]

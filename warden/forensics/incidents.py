@@ -68,14 +68,15 @@ class IncidentDetector:
     def __init__(self, directory: str | Path, in_flight: Callable[[str], Iterable],
                  window: float = 10.0, settle: float = 2.0,
                  scrape: Callable[[str], Awaitable[str]] | None = None,
-                 on_written: Callable[[dict], None] | None = None):
+                 on_opened: Callable[[dict], None] | None = None):
         """`in_flight(backend)`: the exchanges now in flight on that backend; `scrape(backend)`:
         its `/metrics` text (tried once when it dies: a dying vLLM often still answers);
-        `on_written(record)`: told of each incident written (the quarantine)."""
+        `on_opened(record)`: told of each incident as soon as it opens, its suspects known
+        (the quarantine: a client's automatic retry comes within a second)."""
         self.directory = Path(directory)
         self._in_flight = in_flight
         self._scrape = scrape
-        self._on_written = on_written
+        self._on_opened = on_opened
         self.window = window
         self.settle = settle
         self.recent: dict[str, deque] = {}
@@ -128,6 +129,8 @@ class IncidentDetector:
         incident = Incident(backend, how, rid, now, time.time())
         self._open[backend] = incident
         self._collect_suspects(incident, relay, now)
+        if self._on_opened is not None:  # the suspects are final now: only outcomes change
+            self._on_opened(incident.as_record())
         if self._scrape is not None and self._loop is not None:
             self._loop.create_task(self._last_metrics(incident))
         log.warning("incident %s: backend %s died (%s); %d suspects", incident.id, backend,
@@ -164,10 +167,7 @@ class IncidentDetector:
         incidents = self.directory / "incidents"
         incidents.mkdir(parents=True, exist_ok=True)
         path = incidents / f"incident-{incident.id}.json"
-        record = incident.as_record()
-        path.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
-        if self._on_written is not None:
-            self._on_written(record)
+        path.write_bytes(orjson.dumps(incident.as_record(), option=orjson.OPT_INDENT_2))
         if incident.metrics is not None:
             (incidents / f"metrics-{incident.id}.txt").write_text(incident.metrics)
         for old in sorted(incidents.glob("incident-*.json"))[:-KEEP_INCIDENTS]:

@@ -1,0 +1,99 @@
+"""`warden quarantine list/lift`: the quarantine through a running gateway's admin API (which
+reads and writes whichever store it uses, so a lift reaches every replica sharing Redis).
+Arguments and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from warden.config import load_or_explain
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    quarantine = commands.add_parser("quarantine", help="request fingerprints held back after "
+                                     "an engine died: list and lift them")
+    actions = quarantine.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every fingerprint held or blocked")
+    listing.add_argument("--json", action="store_true", help="the entries as JSON")
+    listing.set_defaults(command=_list)
+    lift = actions.add_parser("lift", help="let these fingerprints through again")
+    lift.add_argument("fingerprints", nargs="*", metavar="FINGERPRINT")
+    lift.add_argument("--all", action="store_true", help="lift every one")
+    lift.set_defaults(command=_lift)
+    for parser in (listing, lift):
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--url", help="the gateway (default: http://127.0.0.1:8000)")
+        where.add_argument("-c", "--config", help="reach the gateway this config runs")
+
+
+def _gateway(args: argparse.Namespace) -> str | None:
+    if args.url:
+        return args.url.rstrip("/")
+    if args.config:
+        settings = load_or_explain(args.config)
+        if settings is None:
+            return None
+        host, port = settings.listen
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{port}"
+    return "http://127.0.0.1:8000"
+
+
+def _call(url: str, body: dict | None = None) -> dict | None:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode("utf-8", "replace")
+        print(f"warden quarantine: {url} answered {e.code}: {detail}", file=sys.stderr)
+    except OSError as e:
+        print(f"warden quarantine: cannot reach {url}: {e}", file=sys.stderr)
+    return None
+
+
+def _list(args: argparse.Namespace) -> int:
+    gateway = _gateway(args)
+    answer = _call(f"{gateway}/admin/quarantine") if gateway else None
+    if answer is None:
+        return 2
+    entries = answer["quarantine"]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not answer.get("enabled", True):
+        print("the quarantine is not enabled on this gateway")
+    elif not entries:
+        print("nothing in quarantine")
+    for entry in entries:
+        state = "blocked" if entry["blocked"] else "held"
+        last = entry["incidents"][-1]["id"] if entry["incidents"] else "-"
+        reasons = "; ".join(entry.get("reasons") or []) or "-"
+        print(f"{entry['fingerprint']}  {state:7}  strikes {entry['strikes']}  "
+              f"{entry.get('model') or '-'} {entry.get('endpoint') or '-'}  last incident "
+              f"{last}  unusual: {reasons}")
+    return 0
+
+
+def _lift(args: argparse.Namespace) -> int:
+    if bool(args.fingerprints) == args.all:
+        print("warden quarantine lift: give fingerprints, or --all", file=sys.stderr)
+        return 2
+    gateway = _gateway(args)
+    asked = {"all": True} if args.all else {"fingerprints": args.fingerprints}
+    answer = _call(f"{gateway}/admin/quarantine/lift", asked) if gateway else None
+    if answer is None:
+        return 2
+    lifted = answer["lifted"]
+    for fingerprint in lifted:
+        print(f"lifted {fingerprint}")
+    missing = [] if args.all else sorted(set(args.fingerprints) - set(lifted))
+    for fingerprint in missing:
+        print(f"not in quarantine: {fingerprint}", file=sys.stderr)
+    return 1 if missing else 0
