@@ -3,6 +3,7 @@ parameter, legitimate bodies (including every field the SDK sends) pass untouche
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from warden.config.schema import ValidationSpec
@@ -14,6 +15,10 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 def chat(**extra) -> dict:
     return {"model": "m", "messages": MESSAGES, **extra}
+
+
+def _both(body: dict) -> tuple[dict, bytes]:
+    return body, orjson.dumps(body)
 
 
 LEGITIMATE = [
@@ -84,29 +89,36 @@ PROBLEMS = [
 
 @pytest.mark.parametrize(("path", "body"), LEGITIMATE)
 def test_legitimate_bodies_pass(path, body):
-    assert Validator(ValidationSpec()).problem(path, body) is None
+    assert Validator(ValidationSpec()).problem(path, body, orjson.dumps(body)) is None
 
 
 @pytest.mark.parametrize(("path", "body", "param", "reason"), PROBLEMS)
 def test_each_problem_is_named_by_its_parameter(path, body, param, reason):
-    problem = Validator(ValidationSpec()).problem(path, body)
+    problem = Validator(ValidationSpec()).problem(path, body, orjson.dumps(body))
     assert problem is not None and problem.status == 400
     assert problem.param == param and reason in problem.message, problem.message
 
 
-def test_depth_is_bounded():
-    deep: dict = {"x": 1}
-    for _ in range(10):
+def nesting(levels: int) -> dict:
+    """A body whose containers nest exactly `levels` deep (the body itself is level 1)."""
+    deep: dict | list = [1]
+    for _ in range(levels - 4):  # the body, messages, the message and [1] are four
         deep = {"x": deep}
+    return {"model": "m", "messages": [{"role": "user", "content": "hi", "extra": deep}]}
+
+
+def test_depth_is_bounded_exactly():
     validator = Validator(ValidationSpec(max_depth=8))
-    problem = validator.problem(CHAT, chat(some_field=deep))
+    problem = validator.problem(CHAT, *_both(nesting(9)))
     assert problem is not None and problem.code == "too_deep"
-    assert validator.problem(CHAT, chat(some_field={"x": {"y": 1}})) is None
+    assert validator.problem(CHAT, *_both(nesting(8))) is None
+    wide = chat(messages=[{"role": "user", "content": "hi"}] * 50)  # many brackets, shallow
+    assert validator.problem(CHAT, *_both(wide)) is None
 
 
 def test_unknown_fields_are_refused_when_configured():
     validator = Validator(ValidationSpec(unknown_fields="reject"))
-    problem = validator.problem(CHAT, chat(tempreature=0.5))
+    problem = validator.problem(CHAT, *_both(chat(tempreature=0.5)))
     assert problem is not None and problem.param == "tempreature"
     assert "Unrecognized request argument supplied: tempreature" in problem.message
-    assert validator.problem(CHAT, chat(temperature=0.5, ignore_eos=True)) is None
+    assert validator.problem(CHAT, *_both(chat(temperature=0.5, ignore_eos=True))) is None

@@ -69,32 +69,33 @@ class Guard:
 
     def admit(self, path: str, model: str, body: dict, raw: bytes,
               backends: Sequence[Backend]) -> Outcome | None:
-        """What the guard makes of one request; None (the usual answer) when nothing.
-        `body` is rewritten in place when a rule normalizes it (enforce mode)."""
-        outcome = None
-        if self.validator is not None:
-            problem = self.validator.problem(path, body)
-            if problem is not None:
-                outcome = Outcome()
-                self.decisions["schema", REJECT, self.mode] += 1
-                if self.enforce:
-                    outcome.notes.append(f"rejected schema {problem.param or ''}".rstrip())
-                    outcome.rejection = problem
-                    return outcome
-                outcome.notes.append(f"would reject schema: {problem.message}")
+        """What the guard makes of one request (`body`, parsed from `raw`); None (the usual
+        answer) when nothing. `body` is rewritten in place when a rule normalizes it."""
+        validator = self.validator
+        problem = validator.problem(path, body, raw) if validator is not None else None
         marked = self._marked is not None and self._marked(raw) is not None
-        if self.always or marked or not self.keys.isdisjoint(body):
-            outcome = self.check(path, model, body, backends, marked, outcome)
         quarantine = self.quarantine
-        if quarantine is not None and quarantine.entries and (
-                outcome is None or outcome.rejection is None):
-            outcome = self._quarantined(quarantine, body, backends, outcome)
-        return outcome if outcome is not None and outcome.notes else None  # every act notes
+        if problem is None and not marked and not self.always \
+                and self.keys.isdisjoint(body) and (quarantine is None
+                                                    or not quarantine.entries):
+            return None  # the usual request
+        outcome = Outcome()
+        if problem is not None:
+            self.decisions["schema", REJECT, self.mode] += 1
+            if self.enforce:
+                outcome.notes.append(f"rejected schema {problem.param or ''}".rstrip())
+                outcome.rejection = problem
+                return outcome
+            outcome.notes.append(f"would reject schema: {problem.message}")
+        self.check(path, model, body, backends, marked, outcome)
+        if quarantine is not None and quarantine.entries and outcome.rejection is None:
+            self._quarantined(quarantine, body, backends, outcome)
+        return outcome if outcome.notes else None  # every act notes
 
     def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
-              marked: bool = True, outcome: Outcome | None = None) -> Outcome:
-        """Apply every rule that matches, in order. The first rejection stops the rest."""
-        outcome = outcome or Outcome()
+              marked: bool, outcome: Outcome) -> None:
+        """Apply every rule that matches, in order, into `outcome`. The first rejection stops
+        the rest."""
         ctx = RuleContext(path, self.facts(model, backends), self.limits)
         for rule in self.rules:
             if not (rule.always or (marked and rule.markers)) and rule.keys.isdisjoint(body):
@@ -129,8 +130,7 @@ class Guard:
             outcome.rejection = GuardRejected(
                 f"{finding.message}: {rule_action} (guard rule {rule.id}; {rule.source})",
                 param=finding.param)
-            return outcome
-        return outcome
+            return
 
     def facts(self, model: str, backends: Sequence[Backend]) -> ModelFacts:
         """The model's facts: configured, else the context length from /v1/models."""
@@ -146,11 +146,10 @@ class Guard:
         return configured or ModelFacts()
 
     def _quarantined(self, quarantine: Quarantine, body: dict, backends: Sequence[Backend],
-                     outcome: Outcome | None) -> Outcome | None:
+                     outcome: Outcome) -> None:
         held = quarantine.match(body)
         if held is None:
-            return outcome
-        outcome = outcome or Outcome()
+            return
         canaries = frozenset(b.name for b in backends if b.canary)
         action = ROUTE if canaries and not held.blocked else REJECT
         enforce = self.quarantine_enforce
@@ -164,4 +163,3 @@ class Guard:
         else:
             outcome.notes.append(f"{verb} quarantine {held.fingerprint}")
             outcome.rejection = QuarantineHeld(held)
-        return outcome

@@ -54,12 +54,17 @@ def out_of_range(param: str, value: object, rule: str) -> InvalidField:
 Deep = Callable[[str, object, "Limits"], "InvalidField | None"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Field:
     types: tuple[type, ...]
     low: float | None = None        # inclusive bounds for numbers
     high: float | None = None
     deep: Deep | None = None        # a check of the value's contents, run after the type's
+    plain: bool = True              # nothing past the type to check (set below)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", self.low is None and self.high is None
+                           and self.deep is None)
 
 
 @dataclass(frozen=True)
@@ -139,19 +144,28 @@ def _messages(param: str, value: object, limits: Limits) -> InvalidField | None:
     if len(value) > limits.max_messages:
         return InvalidField(f"{param}: at most {limits.max_messages} messages, got "
                             f"{len(value)}", param=param)
-    for i, message in enumerate(value):
+    # The usual conversation (objects with a string role and string content) in one tight
+    # loop; anything else is looked at again, with indexes, to name what is wrong.
+    for message in value:
+        if type(message) is not dict or type(message.get("role")) is not str \
+                or type(message.get("content")) is not str:
+            return _message_problem(param, value)
+    return None
+
+
+def _message_problem(param: str, messages: list) -> InvalidField | None:
+    for i, message in enumerate(messages):
         if type(message) is not dict:
             return wrong_type(f"{param}[{i}]", message, DICT)
         role = message.get("role")
         if type(role) is not str:
             return wrong_type(f"{param}[{i}].role", role, STR)
         content = message.get("content")
-        kind = type(content)
-        if kind is list:
+        if type(content) is list:
             problem = _content_parts(f"{param}[{i}].content", content)
             if problem is not None:
                 return problem
-        elif kind is not str and content is not None:
+        elif type(content) is not str and content is not None:
             return wrong_type(f"{param}[{i}].content", content, (str, list))
     return None
 
@@ -284,26 +298,42 @@ EMBEDDINGS: dict[str, Field] = {
     "request_id": _opt(STR),
 }
 
-# Always present or handled by admission (model), so never "unknown".
+# Always present, and checked by admission (model), so never "unknown".
 _COMMON = {"model": _opt(STR)}
-TABLES: dict[str, dict[str, Field]] = {
-    "/v1/chat/completions": {**_COMMON, **CHAT},
-    "/v1/completions": {**_COMMON, **COMPLETIONS},
-    "/v1/embeddings": {**_COMMON, **EMBEDDINGS},
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One endpoint's fields, split by what checking them takes: a type test only (most,
+    looked up first), or more."""
+
+    required: str
+    plain: dict[str, tuple[type, ...]]
+    detailed: dict[str, Field]
+
+    @classmethod
+    def of(cls, required: str, fields: dict[str, Field]) -> Table:
+        return cls(required, {k: f.types for k, f in fields.items() if f.plain},
+                   {k: f for k, f in fields.items() if not f.plain})
+
+
+TABLES: dict[str, Table] = {
+    "/v1/chat/completions": Table.of("messages", {**_COMMON, **CHAT}),
+    "/v1/completions": Table.of("prompt", {**_COMMON, **COMPLETIONS}),
+    "/v1/embeddings": Table.of("input", {**_COMMON, **EMBEDDINGS}),
 }
-REQUIRED = {"/v1/chat/completions": "messages", "/v1/completions": "prompt",
-            "/v1/embeddings": "input"}
 
 
 def _too_deep(value: object, budget: int) -> bool:
-    """True when `value` nests containers more than `budget` levels deep."""
-    if budget < 0:
-        return True
-    if type(value) is dict:
-        return any(type(v) in (dict, list) and _too_deep(v, budget - 1)
-                   for v in value.values())
-    if type(value) is list:
-        return any(type(v) in (dict, list) and _too_deep(v, budget - 1) for v in value)
+    """True when `value` nests containers more than `budget` levels deep (iterative)."""
+    stack: list[tuple[object, int]] = [(value, budget)]
+    while stack:
+        node, left = stack.pop()
+        children = node.values() if type(node) is dict else node
+        for child in children:  # type: ignore[union-attr]
+            if type(child) is dict or type(child) is list:
+                if left == 0:
+                    return True
+                stack.append((child, left - 1))
     return False
 
 
@@ -316,18 +346,23 @@ class Validator:
                              spec.max_tools, spec.max_logit_bias, spec.max_depth)
         self.reject_unknown = spec.unknown_fields == "reject"
 
-    def problem(self, path: str, body: dict) -> InvalidField | None:
-        """The first thing wrong with `body` for the endpoint at `path`, or None."""
+    def problem(self, path: str, body: dict, raw: bytes) -> InvalidField | None:
+        """The first thing wrong with `body` (parsed from `raw`) for the endpoint at `path`."""
         table = TABLES.get(path)
         if table is None:
             return None
-        required = REQUIRED[path]
+        required = table.required
         if required not in body:
             return InvalidField(f"{required}: this field is required", param=required,
                                 code="missing_required_parameter")
-        limits = self.limits
+        plain, detailed, limits = table.plain, table.detailed, self.limits
         for key, value in body.items():
-            field = table.get(key)
+            types = plain.get(key)
+            if types is not None:
+                if type(value) not in types:
+                    return wrong_type(key, value, types)
+                continue
+            field = detailed.get(key)
             if field is None:
                 if self.reject_unknown:
                     return InvalidField(f"Unrecognized request argument supplied: {key}",
@@ -337,15 +372,18 @@ class Validator:
                 return wrong_type(key, value, field.types)
             if value is None:
                 continue
-            if field.low is not None and value < field.low:
-                return out_of_range(key, value, f">= {field.low:g}")
-            if field.high is not None and value > field.high:
-                return out_of_range(key, value, f"<= {field.high:g}")
-            if field.deep is not None:
-                problem = field.deep(key, value, limits)
+            low, high, deep = field.low, field.high, field.deep
+            if low is not None and value < low:
+                return out_of_range(key, value, f">= {low:g}")
+            if high is not None and value > high:
+                return out_of_range(key, value, f"<= {high:g}")
+            if deep is not None:
+                problem = deep(key, value, limits)
                 if problem is not None:
                     return problem
-        if _too_deep(body, limits.max_depth):
-            return InvalidField(f"the body nests deeper than {limits.max_depth} levels",
-                                param=None, code="too_deep")
+        # Depth cannot exceed the number of brackets: counted in C, walked only past that.
+        depth = limits.max_depth
+        if raw.count(b"{") + raw.count(b"[") > depth and _too_deep(body, depth - 1):
+            return InvalidField(f"the body nests deeper than {depth} levels", param=None,
+                                code="too_deep")
         return None
