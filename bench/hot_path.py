@@ -81,14 +81,17 @@ class Rig:
     """A gateway with one backend whose one upstream connection is a fake transport, and one
     client connection: the real protocol objects, driven by hand."""
 
-    def __init__(self, request: bytes = REQUEST, recorder: str | None = None) -> None:
+    def __init__(self, request: bytes = REQUEST, recorder: str | None = None,
+                 guard: bool = True) -> None:
         """`recorder`: None (off), or the response capture (none | summary | full); its
-        records are rendered, and dropped at each round instead of being written."""
+        records are rendered, and dropped at each round instead of being written. `guard`:
+        the guard (validation and rules) on, as by default, or off."""
         self.request = request
         recording = {"enabled": False} if recorder is None else {"response": recorder}
         settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
                                                  "models": ["m"]}],
-                                   "recorder": recording}, {})
+                                   "recorder": recording,
+                                   "guard": {"mode": "enforce" if guard else "off"}}, {})
         gateway = build_app(settings)
         self.recorder = gateway.recorder
         gateway.forwarder.bind(asyncio.get_running_loop())

@@ -31,33 +31,38 @@ CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]
 STREAM = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
-# The flight recorder off (the data path alone), and on with everything captured.
-RECORDER = {"warden": "{{enabled: false}}", "warden+rec": "{{response: full, dir: '{dir}'}}"}
+# Warden's variants, as config: the flight recorder off (the data path and the guard), the
+# guard off too (what the guard costs is the difference), and recording everything.
+VARIANTS = {
+    "warden": "recorder: {{enabled: false}}",
+    "warden-noguard": "recorder: {{enabled: false}}\nguard: {{mode: 'off'}}",
+    "warden+rec": "recorder: {{response: full, dir: '{dir}'}}",
+}
 
 
 def warden_command(workdir: Path, port: int, upstream: int, name: str,
-                   recorder: str = RECORDER["warden"]) -> list[str]:
+                   variant: str = VARIANTS["warden"]) -> list[str]:
     config = workdir / f"warden-{name}.yaml"
     records = workdir / f"records-{name}"
     config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n"
                       f"  - {{name: b, url: 'http://127.0.0.1:{upstream}', models: [m]}}\n"
-                      f"recorder: {recorder.format(dir=records)}\n")
+                      f"{variant.format(dir=records)}\n")
     return [sys.executable, "-m", "warden", "--log-level", "WARNING", "serve", "-c",
             str(config)]
 
 
 class Proxies:
-    """nginx and Warden (recorder off, and on capturing everything) in front of one
-    upstream, each pinned to the proxy core."""
+    """nginx and Warden's variants in front of one upstream, each pinned to the proxy
+    core."""
 
     def __init__(self, workdir: Path, upstream: int, tag: str):
-        self.ports = {name: procs.free_port() for name in ("nginx", *RECORDER)}
+        self.ports = {name: procs.free_port() for name in ("nginx", *VARIANTS)}
         self.procs = {"nginx": procs.start(nginx_command(workdir, f"proxy-{tag}", PROXY.format(
             port=self.ports["nginx"], upstream=upstream)), PROXY_CORE)}
-        for name, recorder in RECORDER.items():
+        for name, variant in VARIANTS.items():
             self.procs[name] = procs.start(warden_command(
                 workdir, self.ports[name], upstream, f"{tag}-{name.replace('+', '-')}",
-                recorder), PROXY_CORE)
+                variant), PROXY_CORE)
         for port in self.ports.values():
             procs.wait_for_port(port)
 
