@@ -207,8 +207,7 @@ class GuardSpec(Spec):
         unknown = sorted((set(self.disable) | set(self.actions)) - named)
         if unknown:
             raise ValueError(f"unknown guard rule {', '.join(unknown)}")
-        clashes = sorted(set(custom) & set(builtin)) or sorted(
-            {c for c in custom if custom.count(c) > 1})
+        clashes = sorted({c for c in custom if c in builtin or custom.count(c) > 1})
         if clashes:
             raise ValueError(f"guard rule id {', '.join(clashes)} is used twice")
         for rule_id, action in self.actions.items():

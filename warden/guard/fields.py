@@ -50,11 +50,11 @@ class Field:
     low: float | None = None        # inclusive bounds for numbers
     high: float | None = None
     deep: Deep | None = None        # a check of the value's contents, run after the type's
-    plain: bool = True              # nothing past the type to check (set below)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "plain", self.low is None and self.high is None
-                           and self.deep is None)
+    @property
+    def plain(self) -> bool:
+        """Nothing past the type to check."""
+        return self.low is None and self.high is None and self.deep is None
 
 
 @dataclass(frozen=True)

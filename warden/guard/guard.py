@@ -74,10 +74,10 @@ class Guard:
         validator = self.validator
         problem = validator.problem(path, body, raw) if validator is not None else None
         marked = self._marked is not None and self._marked(raw) is not None
+        ruled = marked or self.always or not self.keys.isdisjoint(body)
         quarantine = self.quarantine
-        if problem is None and not marked and not self.always \
-                and self.keys.isdisjoint(body) and (quarantine is None
-                                                    or not quarantine.entries):
+        held = quarantine is not None and bool(quarantine.entries)
+        if problem is None and not ruled and not held:
             return None  # the usual request
         outcome = Outcome()
         if problem is not None:
@@ -87,8 +87,10 @@ class Guard:
                 outcome.rejection = problem
                 return outcome
             outcome.notes.append(f"would reject schema: {problem.message}")
-        self.check(path, model, body, backends, marked, outcome)
-        if quarantine is not None and quarantine.entries and outcome.rejection is None:
+        if ruled:  # not merely because the quarantine holds something
+            self.check(path, model, body, backends, marked, outcome)
+        if held and outcome.rejection is None:
+            assert quarantine is not None
             self._quarantined(quarantine, body, backends, outcome)
         return outcome if outcome.notes else None  # every act notes
 
