@@ -3,8 +3,10 @@ each admitted request body.
 
 Cost rule: a request the guard has nothing to say about costs one call (`admit`): the
 validator's loop over the body's keys, one set test (`keys.isdisjoint(body)`: most bodies
-carry none of the keys any rule looks at), one C regex search of the raw body for the markers
-of nested inputs (media parts), and one truth test of the quarantine. Rules run only past
+carry none of the keys any rule looks at), a `bytes.find` of the raw body per marker of nested
+inputs (media parts: two markers; a regex alternation of them was 7x slower on a 4 KB prompt,
+as `re` cannot use a fast substring search for an alternation), and one truth test of the
+quarantine. Rules run only past
 those tests, and act only if some backend serving the model runs a vLLM version they apply to
 (or one whose version is unknown) and is not marked `safe_for` them.
 
@@ -17,7 +19,6 @@ acts on engine deaths that happened, not on rules that predict them.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,9 +59,7 @@ class Guard:
             if rule.id not in spec.disable and (vocab_known or not rule.needs_vocab))
         self.keys = frozenset().union(*(rule.keys for rule in self.rules))
         self.always = any(rule.always for rule in self.rules)
-        markers = {m for rule in self.rules for m in rule.markers}
-        self._marked = re.compile(b"|".join(re.escape(m) for m in sorted(markers))).search \
-            if markers else None
+        self.markers = tuple(sorted({m for rule in self.rules for m in rule.markers}))
         self.validator = Validator(spec.validation) if spec.validation.enabled else None
         self.quarantine = quarantine
         self.quarantine_enforce = spec.quarantine.mode == "enforce"
@@ -73,7 +72,11 @@ class Guard:
         answer) when nothing. `body` is rewritten in place when a rule normalizes it."""
         validator = self.validator
         problem = validator.problem(path, body, raw) if validator is not None else None
-        marked = self._marked is not None and self._marked(raw) is not None
+        marked = False
+        for marker in self.markers:
+            if raw.find(marker) >= 0:  # (`in` on bytes first tries int(): slower)
+                marked = True
+                break
         ruled = marked or self.always or not self.keys.isdisjoint(body)
         quarantine = self.quarantine
         held = quarantine is not None and bool(quarantine.entries)
