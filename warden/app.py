@@ -13,6 +13,7 @@ from warden.edge.server import HttpServer, ServerLimits
 from warden.errors import UpstreamError
 from warden.fleet.discovery import Discovery
 from warden.fleet.registry import BackendRegistry
+from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
 from warden.guard.guard import Guard
 from warden.guard.quarantine import Quarantine, QuarantineStore
@@ -32,14 +33,15 @@ class Gateway:
         self.backends = BackendRegistry(settings)
         self.recorder = Recorder(settings.recorder) if settings.recorder.enabled else None
         self.metrics = GatewayMetrics(self.backends, time.monotonic, self.recorder)
-        self.forwarder = Forwarder(settings, self.backends, build_policy(settings.routing.policy),
-                                   self.metrics, self.recorder)
+        self.policy = build_policy(settings.routing, settings.scrape.staleness)
+        self.forwarder = Forwarder(settings, self.backends, self.policy, self.metrics,
+                                   self.recorder)
         self.quarantine = build_quarantine(settings)
         self.guard = Guard(settings.guard, self.quarantine) \
             if settings.guard.mode != "off" else None
         self.metrics.guard = self.guard
         self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics,
-                                      self.recorder, self.guard)
+                                      self.recorder, self.guard, settings.routing)
         self.incidents = IncidentDetector(
             settings.recorder.dir, self._in_flight_on, scrape=self._scrape_metrics,
             on_opened=self._implicate if self.quarantine is not None else None)
@@ -49,6 +51,11 @@ class Gateway:
         self.discovery = Discovery(self.backends, settings.discovery,
                                    request_timeout=min(settings.timeouts.connect, 5.0),
                                    on_lost=self.incidents.connect_failed)
+        self.scraper = Scraper(settings.scrape, on_lost=self.incidents.connect_failed)
+        self.metrics.scraper = self.scraper
+        self.metrics.policy = self.policy
+        self.health = HealthChecker(settings.health.active,
+                                    on_lost=self.incidents.connect_failed)
         self.server: HttpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -69,6 +76,10 @@ class Gateway:
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
         self._tasks.append(asyncio.create_task(self.discovery.run()))
+        if self.settings.scrape.enabled:
+            self._tasks.append(asyncio.create_task(self.scraper.run(self.backends)))
+        if self.settings.health.active.enabled:
+            self._tasks.append(asyncio.create_task(self.health.run(self.backends)))
         self._tasks.append(asyncio.create_task(self.forwarder.run_timeouts()))
         if self.quarantine is not None and self.settings.guard.quarantine.store == "redis":
             self._tasks.append(asyncio.create_task(self._refresh_quarantine()))

@@ -1,12 +1,13 @@
 """The `warden` command: parses arguments and hands over (the commands that read the records
-are in cli_records, the quarantine's in cli_quarantine). No logic lives here."""
+are in cli_records, the quarantine's in cli_quarantine, the
+backends' in cli_backends; cli_admin reaches a gateway's admin API). No logic lives here."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from warden import __version__, cli_quarantine, cli_records
+from warden import __version__, cli_backends, cli_quarantine, cli_records
 from warden.config import ConfigError, load_or_explain
 from warden.observe.logs import configure
 from warden.sim.config import NodeConfig
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_records.add_commands(commands)
     cli_quarantine.add_commands(commands)
+    cli_backends.add_commands(commands)
 
     sim = commands.add_parser("sim", help="run simulated vLLM servers")
     sim.add_argument("--nodes", type=int, default=1)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 
-from warden.config import load_or_explain
+from warden.cli_admin import add_where, call, gateway_url
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -25,42 +23,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     lift.add_argument("--all", action="store_true", help="lift every one")
     lift.set_defaults(command=_lift)
     for parser in (listing, lift):
-        where = parser.add_mutually_exclusive_group()
-        where.add_argument("--url", help="the gateway (default: http://127.0.0.1:8000)")
-        where.add_argument("-c", "--config", help="reach the gateway this config runs")
-
-
-def _gateway(args: argparse.Namespace) -> str | None:
-    if args.url:
-        return args.url.rstrip("/")
-    if args.config:
-        settings = load_or_explain(args.config)
-        if settings is None:
-            return None
-        host, port = settings.listen
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        return f"http://{host}:{port}"
-    return "http://127.0.0.1:8000"
-
-
-def _call(url: str, body: dict | None = None) -> dict | None:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        detail = e.read().decode("utf-8", "replace")
-        print(f"warden quarantine: {url} answered {e.code}: {detail}", file=sys.stderr)
-    except OSError as e:
-        print(f"warden quarantine: cannot reach {url}: {e}", file=sys.stderr)
-    return None
+        add_where(parser)
 
 
 def _list(args: argparse.Namespace) -> int:
-    gateway = _gateway(args)
-    answer = _call(f"{gateway}/admin/quarantine") if gateway else None
+    gateway = gateway_url(args)
+    answer = call("warden quarantine", f"{gateway}/admin/quarantine") if gateway else None
     if answer is None:
         return 2
     entries = answer["quarantine"]
@@ -85,9 +53,10 @@ def _lift(args: argparse.Namespace) -> int:
     if bool(args.fingerprints) == args.all:
         print("warden quarantine lift: give fingerprints, or --all", file=sys.stderr)
         return 2
-    gateway = _gateway(args)
+    gateway = gateway_url(args)
     asked = {"all": True} if args.all else {"fingerprints": args.fingerprints}
-    answer = _call(f"{gateway}/admin/quarantine/lift", asked) if gateway else None
+    answer = call("warden quarantine", f"{gateway}/admin/quarantine/lift", asked) \
+        if gateway else None
     if answer is None:
         return 2
     lifted = answer["lifted"]

@@ -33,7 +33,8 @@ colour: blue
     result = warden("check-config", "-c", str(config))
     assert result.returncode == 2
     assert "backends[1].url: not a URL" in result.stderr
-    assert "routing.policy: must be 'round_robin' or 'least_request'" in result.stderr
+    assert "routing.policy: must be 'round_robin', 'least_request', 'weighted', 'tiered', " \
+        "'load_aware' or 'prefix_aware'" in result.stderr
     assert "timeouts.connect: not a duration" in result.stderr
     assert "colour: unknown field" in result.stderr
 

@@ -6,12 +6,14 @@ model. Everything else is the forwarder's.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Coroutine
 
 import orjson
 
 from warden import __version__
+from warden.config.schema import RoutingSpec
 from warden.edge import wire
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
@@ -31,6 +33,9 @@ from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
+from warden.routing.affinity import prefix_key, session_key
+
+log = logging.getLogger("warden.admin")
 
 PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"))
 
@@ -40,6 +45,9 @@ PROXIED_PATHS = frozenset({
     "/tokenize", "/detokenize",
 })
 
+# POST BACKEND_ACTIONS + "NAME/drain" | "NAME/enable"
+BACKEND_ACTIONS = "/admin/backends/"
+
 LocalRoute = Callable[[HttpRequest, HttpConnection], None]
 PostRoute = Callable[[HttpRequest, HttpConnection], Coroutine[None, None, None]]
 
@@ -47,8 +55,13 @@ PostRoute = Callable[[HttpRequest, HttpConnection], Coroutine[None, None, None]]
 class GatewayHandler:
     def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
                  metrics: GatewayMetrics, recorder: Recorder | None = None,
-                 guard: Guard | None = None):
+                 guard: Guard | None = None, routing: RoutingSpec | None = None):
         self._forwarder = forwarder
+        self._routing = routing if routing is not None else RoutingSpec()
+        session = self._routing.session
+        self._session_header = session.header.lower().encode() \
+            if session is not None and session.header else None
+        self._session_user = session is not None and session.user_field
         self._backends = backends
         self._metrics = metrics
         self._recorder = recorder
@@ -80,6 +93,9 @@ class GatewayHandler:
             post = self._local_post.get(path)
             if post is not None:
                 return post(request, client)  # a coroutine: the connection awaits it
+            if path.startswith(BACKEND_ACTIONS):
+                self._admin_backend_action(request, client)
+                return None
         if route is None:
             respond_error(client, NotFound(f"Unknown path: {path}"), None)
         elif request.method not in ("GET", "HEAD"):
@@ -115,7 +131,26 @@ class GatewayHandler:
                 if outcome.changed:
                     relay.forwarded_body = orjson.dumps(body)
                 relay.only = outcome.only
+        policy = self._forwarder.policy
+        if policy.wants_prefix:
+            relay.prefix_key = prefix_key(body, self._routing.prefix_chars)
+        if policy.wants_session:
+            relay.session_key = self._session_key(request, body)
         self._forwarder.start(relay)
+
+    def _session_key(self, request: HttpRequest, body: dict) -> int | None:
+        """The session a request belongs to: the configured header's value, else the body's
+        `user` (when configured)."""
+        if self._session_header is not None:
+            value = request.header(self._session_header)
+            if value:
+                return session_key(value)
+        if self._session_user:
+            user = body.get("user")
+            if type(user) is str and user:
+                return session_key(user)
+        return None
+
 
     def _admit(self, request: HttpRequest, content_type: bytes) -> tuple[str, bool, dict]:
         """(model, stream, the parsed body) of an acceptable request; raises a
@@ -183,8 +218,31 @@ class GatewayHandler:
 
     def _admin_backends(self, request: HttpRequest, client: HttpConnection) -> None:
         now = time.monotonic()
-        body = {"backends": [b.snapshot(now) for b in self._backends]}
+        explain = getattr(self._forwarder.policy, "explain", None)
+        backends = []
+        for backend in self._backends:
+            snapshot = backend.snapshot(now)
+            if explain is not None:
+                snapshot["routing"] = explain(backend, now)
+            backends.append(snapshot)
+        body = {"policy": self._forwarder.policy.name, "backends": backends}
         client.respond(200, JSON, orjson.dumps(body))
+
+    def _admin_backend_action(self, request: HttpRequest, client: HttpConnection) -> None:
+        """POST /admin/backends/NAME/drain (no new requests; those in flight finish) or
+        /admin/backends/NAME/enable (back in rotation)."""
+        name, _, action = request.path[len(BACKEND_ACTIONS):].rpartition("/")
+        backend = next((b for b in self._backends if b.name == name), None)
+        if backend is None or action not in ("drain", "enable"):
+            respond_error(client, NotFound(
+                f"Unknown backend or action: {request.path} (expected "
+                f"{BACKEND_ACTIONS}NAME/drain or {BACKEND_ACTIONS}NAME/enable)"), None)
+            return
+        now = time.monotonic()
+        backend.set_draining(action == "drain", now)
+        log.warning("backend %s %s through the admin API", name,
+                    "draining" if backend.draining else "enabled")
+        client.respond(200, JSON, orjson.dumps(backend.snapshot(now)))
 
     def _admin_quarantine(self, request: HttpRequest, client: HttpConnection) -> None:
         quarantine = self._quarantine()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 
-from warden.config.schema import BackendSpec, TimeoutsSpec
+from warden.config.schema import BackendSpec, HealthSpec, TimeoutsSpec
+from warden.fleet.breaker import CLOSED, CircuitBreaker, PassiveEjection
+from warden.fleet.signals import EngineLoad
 from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
+
+# No cap on requests in flight.
+UNLIMITED = 2**62
 
 
 class Backend:
@@ -15,11 +21,19 @@ class Backend:
     `in_flight` is changed in exactly one place (the forwarder: +1 when a request is sent, -1
     when its relay ends, which happens exactly once), so it cannot leak. Models come from
     config, or else from the backend's /v1/models. Times are `time.monotonic()`.
+
+    Whether it may take a request: `clear` says, in one attribute read, that nothing stands
+    in the way (reachable, healthy, breaker closed, not ejected, not draining); only when it
+    is False does `admits(now)` look at each reason, which may clear it again (a cooldown
+    over, a breaker turning half-open). Every state change goes through `_settle`.
     """
 
-    def __init__(self, spec: BackendSpec, timeouts: TimeoutsSpec):
+    def __init__(self, spec: BackendSpec, timeouts: TimeoutsSpec,
+                 health: HealthSpec | None = None):
+        health = health if health is not None else HealthSpec()
         self.spec = spec
         self.name = spec.name
+        self.name_hash = zlib.crc32(spec.name.encode())  # for rendezvous hashing
         self.address = spec.address
         self.host_header = spec.address.encode()
         self.target = UpstreamTarget(spec.address, spec.api_key)
@@ -35,9 +49,21 @@ class Backend:
         self.vllm_version = spec.vllm_version  # else learned from its /version
         self.safe_for = frozenset(spec.safe_for)  # guard rules it may take requests of
         self.canary = spec.canary                 # takes quarantined requests
+        self.weight = spec.weight
+        self.max_in_flight = spec.max_in_flight or UNLIMITED
         self.reachable = True
         self.unreachable_until = 0.0
         self.last_error: str | None = None
+        self.healthy = True           # the active health check's verdict
+        self.draining = False         # no new requests; those in flight finish
+        self.breaker = CircuitBreaker(health.breaker) if health.breaker.enabled else None
+        self.ejection = PassiveEjection(health.passive)
+        self.clear = True
+        # The engine's load, from its /metrics (None until scraped, or when not scraped).
+        self.load: EngineLoad | None = None
+        self.scrape_error: str | None = None
+        self.failures = 0             # failed requests, in total (a counter)
+        self.failing = False          # failed since its last success (a success resets it)
         # The last requests sent here (the incident detector's deque, when there is one).
         self.recent: deque | None = None
 
@@ -48,16 +74,88 @@ class Backend:
         return self.discovered_models
 
     def available(self, now: float) -> bool:
-        return self.reachable or now >= self.unreachable_until
+        """Can take a request now (in-flight cap aside)."""
+        return self.clear or self.admits(now)
+
+    def admits(self, now: float) -> bool:
+        """The full test behind `clear`, reason by reason; settles `clear` again."""
+        if not self.reachable and now >= self.unreachable_until:
+            self.reachable = True  # may be tried again: the next connect tells
+        self._settle(now)
+        if self.clear:
+            return True
+        breaker = self.breaker
+        return (self.reachable and self.healthy and not self.draining
+                and not self.ejection.ejected(now)
+                and (breaker is None or breaker.allows(now)))
+
+    def state(self, now: float) -> str:
+        """One word for operators: what keeps it from taking requests, if anything."""
+        if self.draining:
+            return "draining"
+        if not self.healthy:
+            return "unhealthy"
+        if not (self.reachable or now >= self.unreachable_until):
+            return "unreachable"
+        if self.ejection.ejected(now):
+            return "ejected"
+        if self.breaker is not None and self.breaker.state != CLOSED:
+            return f"breaker_{self.breaker.state}"
+        return "ready"
+
+    def _settle(self, now: float) -> None:
+        breaker = self.breaker
+        self.clear = (self.reachable and self.healthy and not self.draining
+                      and not self.ejection.ejected(now)
+                      and (breaker is None or breaker.state == CLOSED))
 
     def mark_unreachable(self, now: float, cooldown: float, reason: str) -> None:
         self.reachable = False
         self.unreachable_until = now + cooldown
         self.last_error = reason
+        self.clear = False
 
-    def mark_reachable(self) -> None:
+    def mark_reachable(self, now: float) -> None:
         self.reachable = True
         self.last_error = None
+        self._settle(now)
+
+    def set_healthy(self, healthy: bool, now: float, reason: str | None = None) -> None:
+        self.healthy = healthy
+        if reason is not None:
+            self.last_error = reason
+        self._settle(now)
+
+    def set_draining(self, draining: bool, now: float) -> None:
+        self.draining = draining
+        self._settle(now)
+
+    # -- request outcomes (the forwarder reports each request once) -------------------------
+
+    def sent(self) -> bool:
+        """A request was sent; True if it is a breaker probe."""
+        breaker = self.breaker
+        return breaker.sent() if breaker is not None and not self.clear else False
+
+    def succeeded(self, now: float, probe: bool) -> None:
+        self.failing = False
+        if self.breaker is not None:
+            self.breaker.succeeded(probe)
+        self._settle(now)
+
+    def probe_abandoned(self) -> None:
+        """A probe ended with no verdict on the backend (the client left): free its slot."""
+        if self.breaker is not None:
+            self.breaker.abandoned()
+
+    def failed(self, now: float, probe: bool, reason: str) -> None:
+        self.failing = True
+        self.failures += 1
+        self.last_error = reason
+        if self.breaker is not None:
+            self.breaker.failed(now, probe)
+        self.ejection.failed(now)
+        self._settle(now)
 
     def learn_models(self, cards: list[dict]) -> bool:
         """Take the backend's /v1/models cards; True if its set of model ids changed."""
@@ -72,10 +170,20 @@ class Backend:
             "name": self.name,
             "address": self.address,
             "models": sorted(self.models),
+            "state": self.state(now),
             "in_flight": self.in_flight,
             "requests_sent": self.requests_sent,
+            "failures": self.failures,
             "available": self.available(now),
             "reachable": self.reachable,
+            "healthy": self.healthy,
+            "draining": self.draining,
+            "breaker": self.breaker.snapshot(now) if self.breaker is not None else None,
+            "ejected_for": round(max(0.0, self.ejection.ejected_until - now), 3),
+            "weight": self.weight,
+            "max_in_flight": self.max_in_flight if self.max_in_flight < UNLIMITED else None,
+            "load": self.load.as_dict(now) if self.load is not None else None,
+            "scrape_error": self.scrape_error,
             "last_error": self.last_error,
             "open_connections": self.pool.open_count,
         }

@@ -56,7 +56,7 @@ class Discovery:
             return
         if not backend.reachable:
             log.info("backend %s is reachable again", backend.name)
-        backend.mark_reachable()
+        backend.mark_reachable(time.monotonic())
         if backend.learn_models([c for c in cards if isinstance(c, dict)]):
             log.info("backend %s serves %s", backend.name, ", ".join(sorted(backend.models)))
             self._backends.reindex()

@@ -15,7 +15,7 @@ class BackendRegistry:
     (`reindex`, called by discovery)."""
 
     def __init__(self, settings: Settings):
-        self._by_address = {spec.address: Backend(spec, settings.timeouts)
+        self._by_address = {spec.address: Backend(spec, settings.timeouts, settings.health)
                             for spec in settings.backends}
         # model -> the backends serving it (read per request: a plain dict, not a method;
         # its lists are shared, never modified in place)

@@ -1,4 +1,5 @@
-"""Every Prometheus metric the gateway exports, defined here and nowhere else.
+"""Every Prometheus metric the gateway exports, defined here (and, per backend, in
+`backend_metrics`) and nowhere else.
 
 The hot path only bumps plain Python numbers (no locks, no label lookups through
 prometheus_client); a collector turns them into metric families at scrape time. Each gateway
@@ -21,9 +22,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from warden.fleet.registry import BackendRegistry
+from warden.fleet.watch import Scraper
 from warden.guard.guard import Guard
+from warden.observe.backend_metrics import backend_families
 from warden.proxy.exchange import Exchange
 from warden.record.recorder import Recorder
+from warden.routing.policy import RoutingPolicy
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    120.0, 300.0, 600.0)
@@ -58,6 +62,8 @@ class GatewayMetrics(Collector):
         self._clock = clock
         self._recorder = recorder
         self.guard: Guard | None = None  # set by the app
+        self.scraper: Scraper | None = None  # set by the app
+        self.policy: RoutingPolicy | None = None  # set by the app
         self.requests: defaultdict[tuple[str, int], int] = defaultdict(int)
         self.verdicts: defaultdict[str, int] = defaultdict(int)
         self.retries: defaultdict[str, int] = defaultdict(int)
@@ -137,16 +143,7 @@ class GatewayMetrics(Collector):
                 yield entries
 
     def _backend_gauges(self) -> Iterable[Metric]:
-        in_flight = GaugeMetricFamily("warden_backend_in_flight", "Requests this gateway has "
-                                      "in flight on the backend", labels=["backend"])
-        available = GaugeMetricFamily("warden_backend_available", "1 if the backend may be "
-                                      "picked, else 0", labels=["backend"])
-        now = self._clock()
-        for backend in self._backends:
-            in_flight.add_metric([backend.name], backend.in_flight)
-            available.add_metric([backend.name], 1.0 if backend.available(now) else 0.0)
-        yield in_flight
-        yield available
+        return backend_families(self._backends, self._clock(), self.scraper, self.policy)
 
     @staticmethod
     def _recorder_metrics(recorder: Recorder) -> Iterable[Metric]:

@@ -51,6 +51,11 @@ class Exchange:
     guard: list[str] | None = None        # what the guard did (or would have done)
     forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
     only: frozenset[str] | None = None    # the backends the guard lets it go to (route)
+    # Routing: affinity keys (computed only for a policy that wants them), and whether it
+    # was sent as a half-open breaker's probe.
+    prefix_key: int | None = None
+    session_key: int | None = None
+    probe = False
     received_text: str | None = None  # received_at as the records write it
     captured: list[bytes] | None = None
     capture_truncated = False

@@ -46,7 +46,7 @@ class Forwarder:
     def __init__(self, settings: Settings, backends: BackendRegistry, policy: RoutingPolicy,
                  metrics: GatewayMetrics, recorder: Recorder | None = None):
         self._backends = backends
-        self._policy = policy
+        self.policy = policy
         self._metrics = metrics
         self._recorder = recorder
         self.incidents: IncidentDetector | None = None  # set by the app
@@ -74,20 +74,27 @@ class Forwarder:
         now = time.monotonic()
         tried = relay.attempts
         only = relay.only
-        if len(serving) == 1 and not tried and serving[0].reachable and only is None:
-            backend = serving[0]  # the common case of a one-backend model, decided at once
+        first = serving[0]
+        if len(serving) == 1 and not tried and first.clear and only is None \
+                and first.in_flight < first.max_in_flight:
+            backend = first  # the common case of a one-backend model, decided at once
         else:
-            # Backend.available(now), inlined: this runs for every request.
+            # The filters: can take a request now (reachable, healthy, breaker, not
+            # draining, not ejected: `clear` says all at once), under its in-flight cap, not
+            # tried yet, allowed by the guard.
             candidates = [b for b in serving
-                          if (b.reachable or now >= b.unreachable_until) and b.name not in tried
-                          and (only is None or b.name in only)]
+                          if (b.clear or b.admits(now)) and b.in_flight < b.max_in_flight
+                          and b.name not in tried and (only is None or b.name in only)]
             if not candidates:
                 detail = f" (last error: {last_error.message})" if last_error else ""
                 self._fail(relay, NoBackendAvailable(
                     f"no backend for model `{relay.model}` can take the request{detail}"))
                 return
-            backend = self._policy.pick(candidates)
+            backend = candidates[0] if len(candidates) == 1 \
+                else self.policy.pick(candidates, relay, now)
         relay.attempts = (*tried, backend.name)
+        if not backend.clear:  # half-open: this request is one of its few probes
+            relay.probe = backend.sent()
         conn = backend.pool.try_acquire(now)
         if conn is not None:
             self._send(relay, backend, conn, now)
@@ -101,15 +108,21 @@ class Forwarder:
         try:
             conn = await backend.pool.acquire()
         except NotSentError as e:
+            now = time.monotonic()
             if isinstance(e, ConnectFailed):
-                now = time.monotonic()
+                backend.failed(now, relay.probe, e.message)
                 backend.mark_unreachable(now, self._cooldown, e.message)
                 if self.incidents is not None:
                     self.incidents.connect_failed(backend.name, now)
+            elif relay.probe:
+                backend.probe_abandoned()
+            relay.probe = False
             self._metrics.retried(backend.name)
             self.start(relay, e)
             return
         except asyncio.CancelledError:
+            if relay.probe:
+                backend.probe_abandoned()
             relay.verdict = Verdict.CANCELLED
             relay.client.abort()
             self._done(relay, time.monotonic())
@@ -148,6 +161,16 @@ class Forwarder:
             relay.verdict = Verdict.COMPLETE
         else:
             relay.verdict = stream_verdict(ending, done=True, error=False)
+        # The backend's side of it (breaker, passive ejection): a 5xx, a dropped or cut
+        # response, a timeout count against it; a client leaving counts for nothing; any
+        # other answer (4xx included) is a success.
+        if relay.status >= 500 or ending == Ending.UPSTREAM_LOST or ending == Ending.TIMED_OUT:
+            backend.failed(now, relay.probe, relay.lost_reason or f"answered {relay.status}")
+        elif ending == Ending.CLIENT_LOST or ending == Ending.CANCELLED:
+            if relay.probe:
+                backend.probe_abandoned()
+        elif not backend.clear or relay.probe or backend.failing:
+            backend.succeeded(now, relay.probe)
         incidents = self.incidents
         if incidents is not None and (relay.verdict != Verdict.COMPLETE or relay.status >= 500
                                       or incidents.down):

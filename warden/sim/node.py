@@ -67,6 +67,7 @@ class SimNode:
         """A fresh engine and fresh metrics: what a (re)started vLLM has."""
         self.engine_dead = False
         self.errors_left = 0  # the next this-many generation requests get a 500
+        self.metrics_down = False  # /metrics answers 503
         config = self.config
         self.metrics = NodeMetrics(config.models[0], config.vllm_version,
                                    legacy_names=config.legacy_metric_names,
@@ -121,7 +122,8 @@ class SimNode:
 
     async def fault(self, mode: str, value: float) -> None:
         """Switch on a failure: hang | slow (value = factor) | errors (value = count) |
-        refuse | crash; or `recover` from hang, slow, errors and refuse."""
+        refuse | crash | metrics_down (/metrics answers 503); or `recover` from hang, slow,
+        errors, refuse and metrics_down."""
         if mode == "hang":
             self.engine.hang()
         elif mode == "slow":
@@ -135,9 +137,12 @@ class SimNode:
                 self._server = None
         elif mode == "crash":
             self.crash("fault injected")
+        elif mode == "metrics_down":
+            self.metrics_down = True
         elif mode == "recover":
             self.engine.slowdown = 1.0
             self.errors_left = 0
+            self.metrics_down = False
             self.engine.resume()
             if self._server is None and self.alive:
                 await self.start()
@@ -190,7 +195,10 @@ class SimNode:
                                      parent=config.models[0]) for lora in config.loras]
             conn.respond(200, JSON_HEADERS, orjson.dumps({"object": "list", "data": cards}))
         elif path == "/metrics":
-            conn.respond(200, TEXT_HEADERS, self.metrics.render())
+            if self.metrics_down:
+                conn.respond(503, PLAIN_HEADERS, b"")
+            else:
+                conn.respond(200, TEXT_HEADERS, self.metrics.render())
         else:
             conn.respond(404, JSON_HEADERS, b'{"detail":"Not Found"}')
 

@@ -1,0 +1,49 @@
+"""Reaching a running gateway's admin API from the command line (the `quarantine` and
+`backends` commands): which gateway, and one JSON call with its errors printed plainly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from warden.config import load_or_explain
+
+
+def add_where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--url", help="the gateway (default: http://127.0.0.1:8000)")
+    where.add_argument("-c", "--config", help="reach the gateway this config runs")
+
+
+def gateway_url(args: argparse.Namespace) -> str | None:
+    """The gateway's base URL (None: its config is invalid; the reasons were printed)."""
+    if args.url:
+        return args.url.rstrip("/")
+    if args.config:
+        settings = load_or_explain(args.config)
+        if settings is None:
+            return None
+        host, port = settings.listen
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{port}"
+    return "http://127.0.0.1:8000"
+
+
+def call(command: str, url: str, body: dict | None = None, *, post: bool = False) -> dict | None:
+    """GET `url` (POST with `body` or `post`); its JSON answer, or None with the reason
+    printed as `command: ...`."""
+    data = json.dumps(body).encode() if body is not None else b"" if post else None
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None
+                                     else "GET", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode("utf-8", "replace")
+        print(f"{command}: {url} answered {e.code}: {detail}", file=sys.stderr)
+    except OSError as e:
+        print(f"{command}: cannot reach {url}: {e}", file=sys.stderr)
+    return None

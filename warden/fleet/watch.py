@@ -1,0 +1,128 @@
+"""The gateway's watch over its backends: one loop per backend per concern (its /metrics, its
+/health), so a backend that hangs delays nobody else's signals.
+
+Rules: a watcher never raises out of its loop (a failed read is a state, logged on change,
+not per attempt); transitions are what get logged and reported, so a dead backend makes one
+line, not one per second; a death seen here (a failed health check, an engine that restarted
+between two scrapes) goes to `on_lost`, the incident detector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from warden.config.schema import ActiveHealthSpec, ScrapeSpec
+from warden.errors import UpstreamError
+from warden.fleet.backend import Backend
+from warden.fleet.signals import engine_load
+from warden.upstream.fetch import fetch
+
+log = logging.getLogger("warden.watch")
+
+LostHook = Callable[[str, float, str], None]
+
+
+async def each_backend(backends: Iterable[Backend], interval: float,
+                       step: Callable[[Backend], Awaitable[None]]) -> None:
+    """Run `step(backend)` every `interval` for every backend, each on its own loop."""
+
+    async def loop(backend: Backend) -> None:
+        while True:
+            await step(backend)
+            await asyncio.sleep(interval)
+
+    await asyncio.gather(*(loop(backend) for backend in backends))
+
+
+class Scraper:
+    """Reads each backend's /metrics into `backend.load` (see `warden.fleet.signals`)."""
+
+    def __init__(self, spec: ScrapeSpec, on_lost: LostHook | None = None):
+        self.spec = spec
+        self._on_lost = on_lost
+        self._missing: dict[str, tuple[str, ...]] = {}
+        self.stale: set[str] = set()   # backends whose signals are stale now
+
+    async def scrape(self, backend: Backend) -> None:
+        try:
+            status, body = await fetch(backend.pool, "GET", "/metrics", backend.host_header,
+                                       self.spec.staleness)
+            if status != 200:
+                raise UpstreamError(f"GET /metrics answered {status}")
+        except UpstreamError as e:
+            backend.scrape_error = e.message
+            self._check_fresh(backend, time.monotonic())
+            return
+        now = time.monotonic()
+        load = engine_load(body.decode("utf-8", "replace"), now, backend.in_flight,
+                           backend.load)
+        backend.load = load
+        backend.scrape_error = None
+        self._check_fresh(backend, now)
+        missing = load.missing()
+        if missing != self._missing.get(backend.name, ()):
+            self._missing[backend.name] = missing
+            if missing:
+                log.warning("backend %s: its /metrics has no %s; the policies route without "
+                            "them", backend.name, ", ".join(missing))
+        if load.restarted:
+            log.warning("backend %s restarted: its counters went backwards", backend.name)
+            if self._on_lost is not None:
+                self._on_lost(backend.name, now, "restarted (its counters went backwards)")
+
+    def _check_fresh(self, backend: Backend, now: float) -> None:
+        load = backend.load
+        stale = load is None or now - load.at > self.spec.staleness
+        if stale and backend.name not in self.stale:
+            self.stale.add(backend.name)
+            log.warning("backend %s: load signals are stale (%s); routing uses the gateway's "
+                        "own counts for it", backend.name, backend.scrape_error or "no scrape")
+        elif not stale and backend.name in self.stale:
+            self.stale.discard(backend.name)
+            log.info("backend %s: load signals are fresh again", backend.name)
+
+    async def run(self, backends: Iterable[Backend]) -> None:
+        await each_backend(backends, self.spec.interval, self.scrape)
+
+
+class HealthChecker:
+    """Active checks: GET `path` every `interval`; `unhealthy_after` failures in a row take
+    the backend out of rotation, `healthy_after` passes bring it back."""
+
+    def __init__(self, spec: ActiveHealthSpec, on_lost: LostHook | None = None):
+        self.spec = spec
+        self._on_lost = on_lost
+        self._passed: dict[str, int] = {}
+        self._failed: dict[str, int] = {}
+
+    async def check(self, backend: Backend) -> None:
+        spec = self.spec
+        try:
+            status, _ = await fetch(backend.pool, "GET", spec.path, backend.host_header,
+                                    spec.timeout)
+            problem = None if status == 200 else f"GET {spec.path} answered {status}"
+        except UpstreamError as e:
+            problem = e.message
+        now = time.monotonic()
+        name = backend.name
+        if problem is None:
+            self._failed[name] = 0
+            passed = self._passed[name] = self._passed.get(name, 0) + 1
+            if not backend.healthy and passed >= spec.healthy_after:
+                log.info("backend %s is healthy again", name)
+                backend.mark_reachable(now)
+                backend.set_healthy(True, now)
+            return
+        self._passed[name] = 0
+        failed = self._failed[name] = self._failed.get(name, 0) + 1
+        if backend.healthy and failed >= spec.unhealthy_after:
+            log.warning("backend %s is unhealthy: %s", name, problem)
+            backend.set_healthy(False, now, f"health check: {problem}")
+            if self._on_lost is not None:
+                self._on_lost(name, now, f"health check failed ({problem})")
+
+    async def run(self, backends: Iterable[Backend]) -> None:
+        await each_backend(backends, self.spec.interval, self.check)
