@@ -8,7 +8,6 @@ import concurrent.futures
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,26 +21,9 @@ from typing import Any
 import openai
 import uvloop
 
+from bench.procs import free_port_block
 from warden.app import Gateway, build_app
 from warden.config import parse_settings
-
-
-def free_port_block(n: int) -> int:
-    """A base port with `n` consecutive free ports above it."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + n >= 65535:
-            continue
-        try:
-            for port in range(base, base + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no block of free ports")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
@@ -182,9 +164,11 @@ class GatewayThread:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def stop(self) -> None:
+    def stop(self, gateway_stopped: bool = False) -> None:
+        """Stop the gateway (unless a test already did) and its loop."""
         assert self.gateway is not None
-        self.call(lambda: self.gateway.stop(grace=0))
+        if not gateway_stopped:
+            self.call(lambda: self.gateway.stop(grace=0))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -230,4 +231,32 @@ def test_concurrent_burst_spreads_across_equal_nodes():
         assert sum(used.values()) == 12 and max(used.values()) <= 6, used
     finally:
         gw.stop()
+        sim.stop()
+
+
+def test_graceful_shutdown_refuses_new_connections_and_lets_streams_finish():
+    sim = SimProcess(1, "--token-delay", "0.02", "--output-tokens", "40")
+    gw = GatewayThread({"backends": sim.backends_config()})
+    stopping = None
+    try:
+        client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+        response = client.chat.completions.with_streaming_response.create(
+            model="sim-model", messages=MESSAGES, stream=True).__enter__()
+        wait_until(lambda: gw.in_flight() == 1, what="the stream in flight")
+        port = gw.gateway.port
+        stopping = gw.call(lambda: asyncio.ensure_future(gw.gateway.stop(grace=30)))
+
+        def refused() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) != 0
+
+        wait_until(refused, what="the listener closed")
+        chunks = list(response.parse())
+        response.close()
+        finished = [c.choices[0].finish_reason for c in chunks if c.choices]
+        assert len(chunks) > 5 and finished[-1] in ("stop", "length")
+        wait_until(stopping.done, what="the gateway stopped once the stream ended")
+        assert stopping.exception() is None
+    finally:
+        gw.stop(gateway_stopped=stopping is not None and stopping.done())
         sim.stop()

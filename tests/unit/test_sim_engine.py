@@ -179,6 +179,24 @@ def test_prefix_cache_reuses_full_blocks_of_a_common_prefix():
     assert [e for e in events.log if e[0] == "step"][-1] == ("step", 43 - 32)
 
 
+def test_a_waiting_sequence_holds_no_blocks_while_it_cannot_start():
+    """Its cached prefix is taken only with the rest of its blocks (as vLLM): held while it
+    waits, waiting sequences could own the whole cache with nothing running — a deadlock
+    seen under the routing benchmark's load."""
+    eng, loop, _ = engine(step_time=0.1, num_gpu_blocks=6, block_size=16)
+    system = list(range(5000, 5032))  # 2 full blocks, cached by the first request
+    done, running, waiting = [], [], []
+    eng.submit(seq(done, ids=[*system, 1], max_tokens=1))
+    loop.advance(0.5)
+    eng.submit(seq(running, prompt=64, max_tokens=10))                 # 4 fresh blocks
+    eng.submit(seq(waiting, ids=[*system, *range(40)], max_tokens=5))  # 2 cached + 3: no room
+    loop.advance(0.05)
+    assert len(eng.waiting) == 1 and eng.waiting[0].blocks == []
+    assert eng.cache.usage == pytest.approx(4 / 6)
+    loop.advance(30.0)
+    assert running[-1] == "length" and waiting[-1] == "length"
+
+
 def test_unreferenced_cached_blocks_are_evicted_lru_when_space_is_needed():
     cache = KvCache(num_blocks=3, block_size=2)
     a, b = cache.allocate(1), cache.allocate(1)

@@ -90,7 +90,7 @@ class ScorerWeights(Spec):
     queue: float = Field(default=2.0, ge=0)        # requests waiting in the engine
     running: float = Field(default=1.0, ge=0)      # requests running in the engine
     preemptions: float = Field(default=1.0, ge=0)  # preemptions since the last scrape
-    in_flight: float = Field(default=1.0, ge=0)    # this gateway's requests in flight there
+    in_flight: float = Field(default=3.0, ge=0)    # this gateway's requests in flight there
     prefix: float = Field(default=0.0, ge=0)       # holds the request's prompt prefix
 
 

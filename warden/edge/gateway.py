@@ -62,6 +62,8 @@ class GatewayHandler:
         self._session_header = session.header.lower().encode() \
             if session is not None and session.header else None
         self._session_user = session is not None and session.user_field
+        # Affinity keys cost a look at the body: only for a policy that uses them.
+        self._wants_keys = forwarder.policy.wants_prefix or forwarder.policy.wants_session
         self._backends = backends
         self._metrics = metrics
         self._recorder = recorder
@@ -131,11 +133,12 @@ class GatewayHandler:
                 if outcome.changed:
                     relay.forwarded_body = orjson.dumps(body)
                 relay.only = outcome.only
-        policy = self._forwarder.policy
-        if policy.wants_prefix:
-            relay.prefix_key = prefix_key(body, self._routing.prefix_chars)
-        if policy.wants_session:
-            relay.session_key = self._session_key(request, body)
+        if self._wants_keys:
+            policy = self._forwarder.policy
+            if policy.wants_prefix:
+                relay.prefix_key = prefix_key(body, self._routing.prefix_chars)
+            if policy.wants_session:
+                relay.session_key = self._session_key(request, body)
         self._forwarder.start(relay)
 
     def _session_key(self, request: HttpRequest, body: dict) -> int | None:

@@ -52,11 +52,16 @@ def estimated(load: EngineLoad, in_flight: int) -> tuple[float | None, float | N
     return waiting, running
 
 
+# KV-cache usage below this is no concern: vLLM preempts only when blocks run out, and a
+# cache kept warm (prefixes) reads as used. Above it the headroom scores linearly to 0.
+KV_KNEE = 0.8
+
+
 def kv_cache(backend: Backend, scene: Scene) -> float | None:
     load = fresh_load(backend, scene)
     if load is None or load.kv_usage is None:
         return None
-    return max(0.0, 1.0 - load.kv_usage)
+    return min(1.0, max(0.0, (1.0 - load.kv_usage) / (1.0 - KV_KNEE)))
 
 
 def queue(backend: Backend, scene: Scene) -> float | None:

@@ -105,11 +105,15 @@ def schedule(running: list[Sequence], waiting: deque[Sequence], cache: KvCache,
         return plan
     while waiting and len(running) < limits.max_num_seqs and budget > 0:
         seq = waiting[0]
-        if not seq.blocks:
-            _take_cached_prefix(seq, cache)
+        _take_cached_prefix(seq, cache)
         n = min(seq.known - seq.computed, budget)
         if not _grow(seq, seq.computed + n, cache):
-            break  # head of the line waits for blocks; nothing behind it jumps ahead
+            # The head of the line waits for blocks (nothing behind it jumps ahead), holding
+            # none: as vLLM, which touches the cached prefix only when the allocation
+            # succeeds. (Held, a preempted sequence queued before it could leave every
+            # block referenced by waiting sequences and none running: a deadlock.)
+            _drop_blocks(seq, cache)
+            break
         waiting.popleft()
         seq.status = RUNNING
         running.append(seq)
@@ -174,10 +178,14 @@ def _take_cached_prefix(seq: Sequence, cache: KvCache) -> None:
     seq.computed = seq.cached_tokens = len(blocks) * cache.block_size
 
 
-def _preempt(seq: Sequence, cache: KvCache, waiting: deque[Sequence]) -> None:
+def _drop_blocks(seq: Sequence, cache: KvCache) -> None:
     cache.release(seq.blocks)
     seq.blocks = []
-    seq.computed = 0
+    seq.computed = seq.cached_tokens = 0
+
+
+def _preempt(seq: Sequence, cache: KvCache, waiting: deque[Sequence]) -> None:
+    _drop_blocks(seq, cache)
     seq.status = WAITING
     seq.preemptions += 1
     waiting.appendleft(seq)
