@@ -156,8 +156,10 @@ def row(name: str, s: dict) -> str:
         value = s[key][q]
         return "—" if value is None else f"{value * 1e3:.0f}"
     errors = sum(s["errors"].values()) if s["errors"] else 0
-    extra = "" if s["killed_in_flight"] is None else \
-        f" (in flight on the killed node: {s['killed_in_flight']})"
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(s["errors"].items()))
+    extra = (f" ({kinds})" if kinds else "") + ("" if s["killed_in_flight"] is None else
+                                                f"; in flight on the killed node: "
+                                                f"{s['killed_in_flight']}")
     return (f"| {name} | {ms('ttft', 'p50')} | {ms('ttft', 'p99')} | {ms('e2e', 'p50')} "
             f"| {ms('e2e', 'p99')} | {s['throughput_rps']:.2f} | {s['preemptions']:.0f} "
             f"| {s['prefix_hit_rate']:.1%} | {errors}{extra} |")
