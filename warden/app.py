@@ -97,7 +97,9 @@ class Gateway:
         return [relay for relay in self.forwarder.active if relay.backend == backend]
 
     async def _scrape_metrics(self, name: str) -> str:
-        backend = next(b for b in self.backends if b.name == name)
+        backend = self.backends.named(name)
+        if backend is None:
+            raise UpstreamError(f"no backend named {name}")
         status, body = await fetch(backend.pool, "GET", "/metrics", backend.host_header,
                                    timeout=self.settings.timeouts.connect)
         if status != 200:

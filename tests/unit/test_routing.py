@@ -21,6 +21,7 @@ from warden.routing.policy import (
     build_policy,
     tiered_weight,
 )
+from warden.routing.scorers import queue
 
 NOW = 1000.0
 
@@ -125,8 +126,8 @@ def test_a_queueing_engine_gets_new_requests_counted_as_waiting():
     fleet[0].load = load(waiting=1, running=8, in_flight=2)   # 2 more sent since: 3 waiting
     fleet[1].load = load(waiting=2, running=8)
     scene = load_aware().scene(NOW)
-    from warden.routing.scorers import queue
-    assert queue(fleet[0], scene) == 1 / 4 < queue(fleet[1], scene) == 1 / 3
+    assert queue(fleet[0], fleet[0].load, scene) == 1 / 4 \
+        < queue(fleet[1], fleet[1].load, scene) == 1 / 3
 
 
 def test_stale_or_missing_signals_degrade_visibly_never_as_zero():

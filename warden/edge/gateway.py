@@ -235,7 +235,7 @@ class GatewayHandler:
         """POST /admin/backends/NAME/drain (no new requests; those in flight finish) or
         /admin/backends/NAME/enable (back in rotation)."""
         name, _, action = request.path[len(BACKEND_ACTIONS):].rpartition("/")
-        backend = next((b for b in self._backends if b.name == name), None)
+        backend = self._backends.named(name)
         if backend is None or action not in ("drain", "enable"):
             respond_error(client, NotFound(
                 f"Unknown backend or action: {request.path} (expected "

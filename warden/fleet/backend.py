@@ -78,16 +78,14 @@ class Backend:
         return self.clear or self.admits(now)
 
     def admits(self, now: float) -> bool:
-        """The full test behind `clear`, reason by reason; settles `clear` again."""
+        """The full test behind `clear`, reason by reason; settles `clear` again. Past the
+        other reasons, a breaker that is not closed may still let a probe through."""
         if not self.reachable and now >= self.unreachable_until:
             self.reachable = True  # may be tried again: the next connect tells
-        self._settle(now)
-        if self.clear:
-            return True
+        unblocked = self._unblocked(now)
         breaker = self.breaker
-        return (self.reachable and self.healthy and not self.draining
-                and not self.ejection.ejected(now)
-                and (breaker is None or breaker.allows(now)))
+        self.clear = unblocked and (breaker is None or breaker.state == CLOSED)
+        return self.clear or (unblocked and breaker is not None and breaker.allows(now))
 
     def state(self, now: float) -> str:
         """One word for operators: what keeps it from taking requests, if anything."""
@@ -103,11 +101,14 @@ class Backend:
             return f"breaker_{self.breaker.state}"
         return "ready"
 
+    def _unblocked(self, now: float) -> bool:
+        """Nothing but the breaker (if any) stands in the way."""
+        return (self.reachable and self.healthy and not self.draining
+                and not self.ejection.ejected(now))
+
     def _settle(self, now: float) -> None:
         breaker = self.breaker
-        self.clear = (self.reachable and self.healthy and not self.draining
-                      and not self.ejection.ejected(now)
-                      and (breaker is None or breaker.state == CLOSED))
+        self.clear = self._unblocked(now) and (breaker is None or breaker.state == CLOSED)
 
     def mark_unreachable(self, now: float, cooldown: float, reason: str) -> None:
         self.reachable = False
@@ -133,9 +134,9 @@ class Backend:
     # -- request outcomes (the forwarder reports each request once) -------------------------
 
     def sent(self) -> bool:
-        """A request was sent; True if it is a breaker probe."""
-        breaker = self.breaker
-        return breaker.sent() if breaker is not None and not self.clear else False
+        """A request is being sent; True if it is a half-open breaker's probe. (The forwarder
+        asks only when the backend is not `clear`.)"""
+        return self.breaker is not None and self.breaker.sent()
 
     def succeeded(self, now: float, probe: bool) -> None:
         self.failing = False

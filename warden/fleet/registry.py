@@ -32,6 +32,9 @@ class BackendRegistry:
     def __iter__(self) -> Iterator[Backend]:
         return iter(self._by_address.values())
 
+    def named(self, name: str) -> Backend | None:
+        return next((b for b in self._by_address.values() if b.name == name), None)
+
     def __len__(self) -> int:
         return len(self._by_address)
 

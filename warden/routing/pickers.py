@@ -16,11 +16,15 @@ Picker = Callable[[Scored, random.Random], "Backend"]
 TIE = 1e-9
 
 
-def max_score(scored: Scored, rng: random.Random) -> Backend:
-    """The best score; a tie is broken at random, so equal backends share a burst."""
-    best = max(score for score, _ in scored)
-    tied = [backend for score, backend in scored if score >= best - TIE]
+def one_of(tied: Sequence[Backend], rng: random.Random) -> Backend:
+    """One of equally good backends, at random (so equal backends share a burst)."""
     return tied[0] if len(tied) == 1 else tied[int(rng.random() * len(tied))]
+
+
+def max_score(scored: Scored, rng: random.Random) -> Backend:
+    """The best score; a tie is broken at random."""
+    best = max(score for score, _ in scored)
+    return one_of([backend for score, backend in scored if score >= best - TIE], rng)
 
 
 def weighted_random(scored: Scored, rng: random.Random) -> Backend:

@@ -22,7 +22,7 @@ from typing import Protocol
 from warden.config.schema import RoutingSpec, ScorerWeights
 from warden.fleet.backend import Backend
 from warden.routing.affinity import rendezvous
-from warden.routing.pickers import PICKERS, Picker
+from warden.routing.pickers import PICKERS, Picker, one_of
 from warden.routing.scorers import SCORERS, Scene, fresh_load, overloaded
 
 
@@ -63,8 +63,7 @@ class LeastRequest:
 
     def pick(self, candidates: Sequence[Backend], request: Keyed, now: float) -> Backend:
         fewest = min(b.in_flight for b in candidates)
-        best = [b for b in candidates if b.in_flight == fewest]
-        return best[0] if len(best) == 1 else best[int(self._rng.random() * len(best))]
+        return one_of([b for b in candidates if b.in_flight == fewest], self._rng)
 
 
 class Weighted:
@@ -127,8 +126,7 @@ class Tiered:
     def pick(self, candidates: Sequence[Backend], request: Keyed, now: float) -> Backend:
         ratios = [(b.in_flight / self.weight(b, now), b) for b in candidates]
         lowest = min(ratio for ratio, _ in ratios)
-        tied = [b for ratio, b in ratios if ratio == lowest]
-        return tied[0] if len(tied) == 1 else tied[int(self._rng.random() * len(tied))]
+        return one_of([b for ratio, b in ratios if ratio == lowest], self._rng)
 
 
 class Scoring:
@@ -140,7 +138,7 @@ class Scoring:
     def __init__(self, name: str, weights: ScorerWeights, picker: Picker, spec: RoutingSpec,
                  stale_after: float, rng: random.Random) -> None:
         self.name = name
-        self.scorers = [(weight, SCORERS[scorer]) for scorer, weight in weights
+        self.scorers = [(name, weight, SCORERS[name]) for name, weight in weights
                         if weight > 0]
         self.wants_prefix = weights.prefix > 0
         self.wants_session = False
@@ -155,10 +153,11 @@ class Scoring:
 
     def score(self, backend: Backend, scene: Scene) -> tuple[float, bool]:
         """(score, whether some scorer could not rate it)."""
+        load = fresh_load(backend, scene)
         total = weights = 0.0
         degraded = False
-        for weight, scorer in self.scorers:
-            value = scorer(backend, scene)
+        for _, weight, scorer in self.scorers:
+            value = scorer(backend, load, scene)
             if value is None:
                 degraded = True
                 continue
@@ -183,16 +182,12 @@ class Scoring:
     def explain(self, backend: Backend, now: float) -> dict:
         """Each scorer's rating of `backend` now (no affinity: that is per request)."""
         scene = self.scene(now)
+        load = fresh_load(backend, scene)
         score, degraded = self.score(backend, scene)
-        return {"score": round(score, 4), "degraded": degraded,
-                "scores": {name: (None if (v := SCORERS[name](backend, scene)) is None
-                                  else round(v, 4))
-                           for name, weight in self._weights_by_name() if weight > 0},
-                "fresh": fresh_load(backend, scene) is not None}
-
-    def _weights_by_name(self) -> list[tuple[str, float]]:
-        by_function = {function: name for name, function in SCORERS.items()}
-        return [(by_function[scorer], weight) for weight, scorer in self.scorers]
+        ratings = {name: scorer(backend, load, scene) for name, _, scorer in self.scorers}
+        return {"score": round(score, 4), "degraded": degraded, "fresh": load is not None,
+                "scores": {name: None if value is None else round(value, 4)
+                           for name, value in ratings.items()}}
 
 
 class Sticky:

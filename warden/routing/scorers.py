@@ -2,6 +2,9 @@
 it cannot (None: the signal is missing or stale). A scoring policy takes the weighted mean of
 the scorers that could rate a backend; one that cannot is left out, never read as 0 or 1.
 
+A scorer gets the backend's load already checked for freshness (`fresh_load`: None when
+missing or stale), looked up once per backend for all scorers.
+
 Between scrapes the gateway's own requests are added to what the engine last said: the
 requests sent there since the scrape (`in_flight - in_flight_at_scrape`, when positive)
 count as waiting if the engine was already queueing, else as running. So a burst spreads
@@ -57,42 +60,38 @@ def estimated(load: EngineLoad, in_flight: int) -> tuple[float | None, float | N
 KV_KNEE = 0.8
 
 
-def kv_cache(backend: Backend, scene: Scene) -> float | None:
-    load = fresh_load(backend, scene)
+def kv_cache(backend: Backend, load: EngineLoad | None, scene: Scene) -> float | None:
     if load is None or load.kv_usage is None:
         return None
     return min(1.0, max(0.0, (1.0 - load.kv_usage) / (1.0 - KV_KNEE)))
 
 
-def queue(backend: Backend, scene: Scene) -> float | None:
-    load = fresh_load(backend, scene)
+def queue(backend: Backend, load: EngineLoad | None, scene: Scene) -> float | None:
     if load is None or load.waiting is None:
         return None
     return 1.0 / (1.0 + estimated(load, backend.in_flight)[0])  # type: ignore[operator]
 
 
-def running(backend: Backend, scene: Scene) -> float | None:
-    load = fresh_load(backend, scene)
+def running(backend: Backend, load: EngineLoad | None, scene: Scene) -> float | None:
     if load is None or load.running is None:
         return None
     scale = scene.load_scale
     return scale / (scale + estimated(load, backend.in_flight)[1])  # type: ignore[operator]
 
 
-def preemptions(backend: Backend, scene: Scene) -> float | None:
-    load = fresh_load(backend, scene)
+def preemptions(backend: Backend, load: EngineLoad | None, scene: Scene) -> float | None:
     if load is None or load.preemptions is None:
         return None
     return 1.0 / (1.0 + load.preemptions)
 
 
-def in_flight(backend: Backend, scene: Scene) -> float | None:
+def in_flight(backend: Backend, load: EngineLoad | None, scene: Scene) -> float | None:
     """Always known: the gateway counts its own requests."""
     scale = scene.load_scale
     return scale / (scale + backend.in_flight)
 
 
-def prefix(backend: Backend, scene: Scene) -> float | None:
+def prefix(backend: Backend, load: EngineLoad | None, scene: Scene) -> float | None:
     """1 for the backend that likely holds this request's prompt prefix, unless it is
     overloaded; 0 for the others (and for all when the request has no prefix to key on)."""
     target = scene.prefix_target
@@ -113,7 +112,7 @@ def overloaded(backend: Backend, scene: Scene) -> bool:
             or (waiting is not None and waiting >= limits.waiting))
 
 
-Scorer = Callable[["Backend", Scene], "float | None"]
+Scorer = Callable[["Backend", "EngineLoad | None", Scene], "float | None"]
 
 SCORERS: dict[str, Scorer] = {
     "kv_cache": kv_cache, "queue": queue, "running": running, "preemptions": preemptions,
