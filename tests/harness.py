@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -125,15 +127,25 @@ class GatewayThread:
         self._own_records = None
         if "dir" not in config.get("recorder", {}):
             self._own_records = tempfile.mkdtemp(prefix="warden-records-")
-            config = {**config, "recorder": {**config.get("recorder", {}),
-                                             "dir": self._own_records}}
-        self.settings = parse_settings(config, environ or {})
+        self.settings = self._settings(config, environ)
         self.gateway: Gateway | None = None
         self._loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.gateway = self.call(self._start)
         self.url = f"http://127.0.0.1:{self.gateway.port}"
+
+    def _settings(self, config: dict, environ: dict[str, str] | None = None):
+        if self._own_records is not None:
+            config = {**config, "recorder": {**config.get("recorder", {}),
+                                             "dir": self._own_records}}
+        return parse_settings(config, environ or {})
+
+    def reload(self, config: dict) -> list[str]:
+        """Reload the running gateway with `config` (as SIGHUP does with a file); returns
+        the settings that changed but wait for a restart."""
+        settings = self._settings(config)
+        return self.call(lambda: self.gateway.reload(settings))
 
     async def _start(self) -> Gateway:
         gateway = build_app(self.settings)
@@ -147,7 +159,25 @@ class GatewayThread:
             return await result if asyncio.iscoroutine(result) else result
         future: concurrent.futures.Future = asyncio.run_coroutine_threadsafe(runner(),
                                                                              self._loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise AssertionError(f"the gateway's loop did not finish {fn!r} within "
+                                 f"{timeout}s; where it is:\n{self._where()}") from None
+
+    def _where(self) -> str:
+        """The gateway thread's stack and its loop's tasks' stacks (to diagnose a hang)."""
+        out = io.StringIO()
+        frame = sys._current_frames().get(self._thread.ident or 0)
+        out.write("-- the gateway's thread:\n")
+        out.write("".join(traceback.format_stack(frame)) if frame is not None else "(gone)\n")
+        try:
+            tasks = list(asyncio.all_tasks(self._loop))
+        except RuntimeError:  # (the set changed under us: this runs in another thread)
+            tasks = []
+        for task in tasks:
+            task.print_stack(limit=8, file=out)
+        return out.getvalue()
 
     def in_flight(self) -> int:
         return self.call(lambda: self.gateway.in_flight())

@@ -207,25 +207,32 @@ def test_drain_lets_streams_finish_and_sends_nothing_new_then_enable():
 def test_concurrent_burst_spreads_across_equal_nodes():
     """Between two scrapes, the gateway's own in-flight requests count: a burst of
     concurrent streams does not pile onto the node that looked idlest at the last scrape."""
-    sim = SimProcess(3, "--token-delay", "0.02", "--output-tokens", "20")
+    sim = SimProcess(3, "--token-delay", "0.02", "--output-tokens", "2000")
     gw = GatewayThread({"backends": sim.backends_config(), "scrape": {"interval": "10s"}})
     try:
         wait_until(lambda: all(b["load"] for b in backends(gw).values()), what="a scrape")
         client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
         used: Counter[int] = Counter()
         lock = threading.Lock()
+        all_in_flight = threading.Barrier(13)
+        done = threading.Event()
 
         def one() -> None:
+            # Each stream is held open (it would last 40 s) until all 12 are in flight and
+            # counted; then the client leaves.
             with client.chat.completions.with_streaming_response.create(
                     model="sim-model", messages=MESSAGES, stream=True) as response:
-                node = sim.node_of(response.headers)
-                list(response.iter_lines())
-            with lock:
-                used[node] += 1
+                with lock:
+                    used[sim.node_of(response.headers)] += 1
+                all_in_flight.wait(timeout=60)
+                done.wait(timeout=60)
 
         threads = [threading.Thread(target=one) for _ in range(12)]
         for t in threads:
             t.start()
+        all_in_flight.wait(timeout=60)
+        assert gw.in_flight() == 12
+        done.set()
         for t in threads:
             t.join()
         assert sum(used.values()) == 12 and max(used.values()) <= 6, used
