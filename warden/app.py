@@ -7,10 +7,12 @@ import logging
 import time
 from pathlib import Path
 
-from warden.config.schema import Settings
+from warden.config import ConfigError, Settings, read_config, settings_from_yaml
+from warden.config.watcher import ConfigFileWatcher
 from warden.edge.gateway import GatewayHandler
 from warden.edge.server import HttpServer, ServerLimits
 from warden.errors import UpstreamError
+from warden.fleet.backend import Backend
 from warden.fleet.discovery import Discovery
 from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import HealthChecker, Scraper
@@ -19,45 +21,93 @@ from warden.guard.guard import Guard
 from warden.guard.quarantine import Quarantine, QuarantineStore
 from warden.guard.quarantine_store import FileStore, RedisStore
 from warden.observe.metrics import GatewayMetrics
+from warden.proxy.exchange import RequestIds
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
-from warden.routing.policy import build_policy
+from warden.routing.policy import RoutingPolicy
+from warden.runtime import Runtime, build_runtime, restart_only_changes
 from warden.upstream.fetch import fetch
 
 log = logging.getLogger("warden")
 
 
 class Gateway:
-    def __init__(self, settings: Settings):
+    """One gateway: the parts that live as long as the process (the listening server, the
+    flight recorder, the metrics, the incident detector, the quarantine, the forwarder and
+    its requests in flight, the watch loops) and the current `Runtime`, which `reload`
+    replaces whole."""
+
+    def __init__(self, settings: Settings, source: Path | None = None):
+        """`source`: the config file `settings` came from, which `reload_source` re-reads."""
         self.settings = settings
-        self.backends = BackendRegistry(settings)
+        self._started_with = settings  # what a reload cannot change is compared to this
+        self.source = source
+        # The text the running config was read from (a changed file with the same text
+        # is not reloaded).
+        self._source_text = _read_or_none(source) if source is not None else None
         self.recorder = Recorder(settings.recorder) if settings.recorder.enabled else None
+        self.quarantine = build_quarantine(settings)
+        self.runtime = build_runtime(settings, self.quarantine)
         self.metrics = GatewayMetrics(self.backends, time.monotonic, self.recorder)
-        self.policy = build_policy(settings.routing, settings.scrape.staleness)
         self.forwarder = Forwarder(settings, self.backends, self.policy, self.metrics,
                                    self.recorder)
-        self.quarantine = build_quarantine(settings)
-        self.guard = Guard(settings.guard, self.quarantine) \
-            if settings.guard.mode != "off" else None
-        self.metrics.guard = self.guard
-        self.handler = GatewayHandler(self.forwarder, self.backends, self.metrics,
-                                      self.recorder, self.guard, settings.routing)
         self.incidents = IncidentDetector(
             settings.recorder.dir, self._in_flight_on, scrape=self._scrape_metrics,
             on_opened=self._implicate if self.quarantine is not None else None)
         self.forwarder.incidents = self.incidents
-        for backend in self.backends:
-            backend.recent = self.incidents.recent_of(backend.name)
         self.discovery = Discovery(self.backends, settings.discovery,
                                    request_timeout=min(settings.timeouts.connect, 5.0),
                                    on_lost=self.incidents.connect_failed)
         self.scraper = Scraper(settings.scrape, on_lost=self.incidents.connect_failed)
         self.metrics.scraper = self.scraper
-        self.metrics.policy = self.policy
         self.health = HealthChecker(settings.health.active,
                                     on_lost=self.incidents.connect_failed)
         self.server: HttpServer | None = None
+        self._request_ids = RequestIds()  # one id sequence for the process, across reloads
+        self.handler: GatewayHandler
+        self._activate(self.runtime)
+        self._reloading = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def backends(self) -> BackendRegistry:
+        return self.runtime.backends
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        return self.runtime.policy
+
+    @property
+    def guard(self) -> Guard | None:
+        return self.runtime.guard
+
+    def _activate(self, runtime: Runtime) -> None:
+        """Make `runtime` the one new requests see. Synchronous on purpose: no request can
+        run between two of these steps and see half an old and half a new config."""
+        self.runtime = runtime
+        settings = runtime.settings
+        self.forwarder.use(settings, runtime.backends, runtime.policy)
+        self.handler = GatewayHandler(self.forwarder, runtime.backends, self.metrics,
+                                      self.recorder, runtime.guard, settings.routing,
+                                      self._request_ids)
+        if self.server is not None:
+            self.server.handler = self.handler
+            self.server.limits = server_limits(settings)  # connections opened from now on
+        self.metrics.use(runtime.backends, runtime.guard, runtime.policy)
+        self.metrics.config_loaded_at = time.time()
+        self.discovery.use(runtime.backends, settings.discovery,
+                           min(settings.timeouts.connect, 5.0))
+        self.scraper.spec = settings.scrape
+        self.health.spec = settings.health.active
+        for backend in runtime.backends:
+            backend.recent = self.incidents.recent_of(backend.name)
+        if self.server is not None:  # started: the watch loops follow the new fleet
+            self._follow_backends()
+
+    def _follow_backends(self) -> None:
+        settings = self.runtime.settings
+        self.scraper.follow(self.backends if settings.scrape.enabled else ())
+        self.health.follow(self.backends if settings.health.active.enabled else ())
 
     async def start(self, port: int | None = None) -> None:
         """Learn the fleet once, then listen. `port` overrides the configured one (0 = any)."""
@@ -69,21 +119,65 @@ class Gateway:
         if self.quarantine is not None:
             await self._load_quarantine()
         await self.discovery.refresh_all()
-        limits = ServerLimits(max_body=self.settings.limits.max_body,
-                              max_header_bytes=self.settings.limits.max_header_bytes,
-                              keepalive_timeout=self.settings.timeouts.client_keepalive)
-        self.server = HttpServer(self.handler, limits)
+        self.server = HttpServer(self.handler, server_limits(self.settings))
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
         self._tasks.append(asyncio.create_task(self.discovery.run()))
-        if self.settings.scrape.enabled:
-            self._tasks.append(asyncio.create_task(self.scraper.run(self.backends)))
-        if self.settings.health.active.enabled:
-            self._tasks.append(asyncio.create_task(self.health.run(self.backends)))
+        self._follow_backends()
         self._tasks.append(asyncio.create_task(self.forwarder.run_timeouts()))
+        if self.source is not None:
+            watcher = ConfigFileWatcher(self.source, lambda: self.settings.reload,
+                                        lambda: self.reload_source("the file changed"))
+            self._tasks.append(asyncio.create_task(watcher.run()))
         if self.quarantine is not None and self.settings.guard.quarantine.store == "redis":
             self._tasks.append(asyncio.create_task(self._refresh_quarantine()))
         log.info("warden listening on %s:%d", host, self.server.port)
+
+    # -- reload ----------------------------------------------------------------------------
+
+    async def reload_source(self, why: str) -> bool:
+        """Re-read the config file and reload it (SIGHUP, or the watcher saw it change).
+        A config that does not load keeps the running one, and the log says why."""
+        assert self.source is not None, "a gateway built without a config file"
+        try:
+            text = read_config(self.source)
+            if why == "the file changed" and text == self._source_text:
+                return True  # touched, not changed
+            settings = settings_from_yaml(text, self.source)
+        except ConfigError as e:
+            self.metrics.reloads["failed"] += 1
+            log.error("config reload (%s): %s is invalid; the running config stays:\n  %s",
+                      why, self.source, "\n  ".join(e.problems))
+            return False
+        self._source_text = text
+        await self.reload(settings, why)
+        return True
+
+    async def reload(self, settings: Settings, why: str = "asked") -> list[str]:
+        """Build a runtime for `settings` and swap it in; requests in flight carry on.
+        Returns the settings that changed but wait for a restart (also logged)."""
+        async with self._reloading:  # two SIGHUPs in a row reload one after the other
+            old = self.runtime
+            runtime = build_runtime(settings, self.quarantine, old)
+            added = runtime.backends.added_since(old.backends)
+            removed = runtime.backends.removed_since(old.backends)
+            # New engines are asked what they serve before they are routed to (as at start).
+            # Meanwhile requests still see the old runtime (kept backends already carry
+            # their new settings: harmless, each is a plain value).
+            await asyncio.gather(*(self.discovery.refresh(b) for b in added))
+            runtime.backends.reindex()
+            waiting = restart_only_changes(self._started_with, settings)
+            self.settings = settings
+            self._activate(runtime)
+            for backend in removed:  # its requests in flight finish; then its connections close
+                backend.pool.retire()
+            self.metrics.reloads["ok"] += 1
+        log.info("config reloaded (%s): %d backends (%s), policy %s", why,
+                 len(runtime.backends), _changes(added, removed), runtime.policy.name)
+        if waiting:
+            log.warning("config reload: %s changed; that takes effect at the next restart",
+                        ", ".join(waiting))
+        return waiting
 
     @property
     def port(self) -> int:
@@ -91,7 +185,8 @@ class Gateway:
         return self.server.port
 
     def in_flight(self) -> int:
-        return sum(b.in_flight for b in self.backends)
+        """Requests in flight, on any backend (one a reload removed included)."""
+        return len(self.forwarder.active)
 
     def _in_flight_on(self, backend: str) -> list:
         return [relay for relay in self.forwarder.active if relay.backend == backend]
@@ -148,7 +243,8 @@ class Gateway:
             await self.server.close()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, self.scraper.loops.stop(), self.health.loops.stop(),
+                             return_exceptions=True)
         self.incidents.close_all()
         if self.quarantine is not None:
             await asyncio.gather(*self._tasks, return_exceptions=True)  # strikes under way
@@ -167,5 +263,23 @@ def build_quarantine(settings: Settings) -> Quarantine | None:
     return Quarantine(store, spec.max_implicated)
 
 
-def build_app(settings: Settings) -> Gateway:
-    return Gateway(settings)
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return read_config(path)
+    except ConfigError:
+        return None
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(max_body=settings.limits.max_body,
+                        max_header_bytes=settings.limits.max_header_bytes,
+                        keepalive_timeout=settings.timeouts.client_keepalive)
+
+
+def _changes(added: list[Backend], removed: list[Backend]) -> str:
+    parts = [f"+{b.name}" for b in added] + [f"-{b.name}" for b in removed]
+    return " ".join(parts) if parts else "same set"
+
+
+def build_app(settings: Settings, source: Path | None = None) -> Gateway:
+    return Gateway(settings, source)

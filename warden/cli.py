@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from warden import __version__, cli_backends, cli_quarantine, cli_records
 from warden.config import ConfigError, load_or_explain
@@ -119,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     try:
-        run(lambda stop: serve_gateway(settings, stop))
+        run(lambda stop: serve_gateway(settings, Path(args.config), stop))
     except OSError as e:  # the listen address taken, the recorder's directory unwritable
         print(f"warden serve: {e}", file=sys.stderr)
         return 2

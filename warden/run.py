@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import uvloop
 
@@ -28,13 +29,24 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         runner.run(wrapper())
 
 
-async def serve_gateway(settings: Settings, stop: asyncio.Event) -> None:
-    gateway = build_app(settings)
+async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event) -> None:
+    gateway = build_app(settings, source)
     await gateway.start()
-    if gateway.recorder is not None:  # an external logrotate moved the open record file
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.recorder.reopen)
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def hangup() -> None:
+        """SIGHUP: reopen the record file (an external logrotate moved it) and reload the
+        config file."""
+        if gateway.recorder is not None:
+            gateway.recorder.reopen()
+        task = loop.create_task(gateway.reload_source("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
-    await gateway.stop(grace=settings.timeouts.shutdown_grace)
+    await gateway.stop(grace=gateway.settings.timeouts.shutdown_grace)
 
 
 async def serve_sim(host: str, port: int, configs: list[NodeConfig], stop: asyncio.Event) -> None:

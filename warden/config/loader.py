@@ -38,10 +38,20 @@ class ConfigError(Exception):
 
 
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    return settings_from_yaml(read_config(path), path, environ)
+
+
+def read_config(path: str | Path) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([f"{path}: cannot read ({e.strerror})"]) from None
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ConfigError([f"{path}: cannot read ({reason})"]) from None
+
+
+def settings_from_yaml(text: str, path: str | Path,
+                       environ: Mapping[str, str] | None = None) -> Settings:
+    """`text` (the YAML read from `path`) as settings, or `ConfigError`."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

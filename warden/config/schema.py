@@ -247,6 +247,14 @@ class RecorderSpec(Spec):
         return self
 
 
+class ReloadSpec(Spec):
+    """`warden serve -c FILE` reloads FILE on SIGHUP and, when `watch` is on, when it changes
+    (its size, modification time or inode: an editor's save, a Kubernetes ConfigMap update)."""
+
+    watch: bool = True
+    interval: Duration = Field(default=1.0, gt=0)
+
+
 class Settings(Spec):
     listen: HostPort = ("127.0.0.1", 8000)
     backends: list[BackendSpec] = Field(min_length=1)
@@ -258,6 +266,7 @@ class Settings(Spec):
     discovery: DiscoverySpec = DiscoverySpec()
     recorder: RecorderSpec = RecorderSpec()
     guard: GuardSpec = GuardSpec()
+    reload: ReloadSpec = ReloadSpec()
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Settings:

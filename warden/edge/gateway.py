@@ -55,7 +55,8 @@ PostRoute = Callable[[HttpRequest, HttpConnection], Coroutine[None, None, None]]
 class GatewayHandler:
     def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
                  metrics: GatewayMetrics, recorder: Recorder | None = None,
-                 guard: Guard | None = None, routing: RoutingSpec | None = None):
+                 guard: Guard | None = None, routing: RoutingSpec | None = None,
+                 ids: RequestIds | None = None):
         self._forwarder = forwarder
         self._routing = routing if routing is not None else RoutingSpec()
         session = self._routing.session
@@ -68,7 +69,7 @@ class GatewayHandler:
         self._metrics = metrics
         self._recorder = recorder
         self._guard = guard
-        self._ids = RequestIds()
+        self._ids = ids if ids is not None else RequestIds()  # (one per process, not per reload)
         self._local: dict[str, LocalRoute] = {
             "/v1/models": self._models,
             "/health": self._health,

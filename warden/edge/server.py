@@ -18,6 +18,8 @@ class HttpServer:
 
     def __init__(self, handler: Handler, limits: ServerLimits,
                  loop: asyncio.AbstractEventLoop | None = None):
+        # Both read afresh for each request (handler) and each new connection (limits): a
+        # config reload replaces them.
         self.handler = handler
         self.limits = limits
         self.loop = loop or asyncio.get_running_loop()
@@ -58,11 +60,11 @@ class HttpServer:
         Idleness is elapsed time since the sweep that last saw activity, so a connection is
         never closed before it has been idle for the whole timeout, however the sweeps are
         spaced (a sleep may end a hair early and the next sweep come right after it)."""
-        timeout = self.limits.keepalive_timeout
         while True:
             await asyncio.sleep(1.0 - time.time() % 1.0)
             self.date_line = wire.date_line()
             now = self.loop.time()
+            timeout = self.limits.keepalive_timeout  # (a config reload may change it)
             for conn in list(self.connections):
                 if conn.busy or conn.responses != conn._responses_at_sweep:
                     conn._responses_at_sweep = conn.responses

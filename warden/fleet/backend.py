@@ -31,33 +31,27 @@ class Backend:
     def __init__(self, spec: BackendSpec, timeouts: TimeoutsSpec,
                  health: HealthSpec | None = None):
         health = health if health is not None else HealthSpec()
-        self.spec = spec
         self.name = spec.name
         self.name_hash = zlib.crc32(spec.name.encode())  # for rendezvous hashing
         self.address = spec.address
         self.host_header = spec.address.encode()
-        self.target = UpstreamTarget(spec.address, spec.api_key)
         self.pool = ConnectionPool(
             spec.host, spec.port, max_connections=spec.max_connections,
             connect_timeout=timeouts.connect, pool_timeout=timeouts.pool,
             keepalive_timeout=timeouts.upstream_keepalive)
         self.in_flight = 0
         self.requests_sent = 0
-        self.configured_models = frozenset(spec.models) if spec.models is not None else None
         self.discovered_models: frozenset[str] = frozenset()
         self.model_cards: list[dict] = []
         self.vllm_version = spec.vllm_version  # else learned from its /version
-        self.safe_for = frozenset(spec.safe_for)  # guard rules it may take requests of
-        self.canary = spec.canary                 # takes quarantined requests
-        self.weight = spec.weight
-        self.max_in_flight = spec.max_in_flight or UNLIMITED
+        self.breaker: CircuitBreaker | None = None
+        self.ejection = PassiveEjection(health.passive)
+        self._configure(spec, health)
         self.reachable = True
         self.unreachable_until = 0.0
         self.last_error: str | None = None
         self.healthy = True           # the active health check's verdict
         self.draining = False         # no new requests; those in flight finish
-        self.breaker = CircuitBreaker(health.breaker) if health.breaker.enabled else None
-        self.ejection = PassiveEjection(health.passive)
         self.clear = True
         # The engine's load, from its /metrics (None until scraped, or when not scraped).
         self.load: EngineLoad | None = None
@@ -66,6 +60,36 @@ class Backend:
         self.failing = False          # failed since its last success (a success resets it)
         # The last requests sent here (the incident detector's deque, when there is one).
         self.recent: deque | None = None
+
+    def _configure(self, spec: BackendSpec, health: HealthSpec) -> None:
+        """What the config says of it (at start, and again at each reload)."""
+        self.spec = spec
+        self.target = UpstreamTarget(spec.address, spec.api_key)
+        self.configured_models = frozenset(spec.models) if spec.models is not None else None
+        self.safe_for = frozenset(spec.safe_for)  # guard rules it may take requests of
+        self.canary = spec.canary                 # takes quarantined requests
+        self.weight = spec.weight
+        self.max_in_flight = spec.max_in_flight or UNLIMITED
+        if not health.breaker.enabled:
+            self.breaker = None
+        elif self.breaker is None:
+            self.breaker = CircuitBreaker(health.breaker)
+        else:
+            self.breaker.spec = health.breaker  # its state (open, failures) carries on
+        self.ejection.spec = health.passive
+
+    def reconfigure(self, spec: BackendSpec, timeouts: TimeoutsSpec, health: HealthSpec,
+                    now: float) -> None:
+        """A config reload kept it (same name, same URL): take the new settings and keep the
+        live state — requests in flight, load, health, breaker, ejection, learned models,
+        drain — and the open connections."""
+        self._configure(spec, health)
+        if spec.vllm_version is not None:
+            self.vllm_version = spec.vllm_version
+        self.pool.reconfigure(
+            max_connections=spec.max_connections, connect_timeout=timeouts.connect,
+            pool_timeout=timeouts.pool, keepalive_timeout=timeouts.upstream_keepalive)
+        self._settle(now)
 
     @property
     def models(self) -> frozenset[str]:

@@ -28,10 +28,21 @@ class Discovery:
         self._timeout = request_timeout
         self._on_lost = on_lost
 
-    async def refresh_all(self) -> None:
-        await asyncio.gather(*(self.refresh(b) for b in self._backends))
+    def use(self, backends: BackendRegistry, spec: DiscoverySpec, request_timeout: float) -> None:
+        """A reloaded config: poll these backends, so (from the next round on)."""
+        self._backends = backends
+        self._spec = spec
+        self._timeout = request_timeout
 
-    async def refresh(self, backend: Backend) -> None:
+    async def refresh_all(self) -> None:
+        backends = self._backends
+        changed = await asyncio.gather(*(self.refresh(b) for b in backends))
+        if any(changed):
+            backends.reindex()
+
+    async def refresh(self, backend: Backend) -> bool:
+        """Poll one backend; True if the set of models it serves changed (the caller
+        reindexes its registry)."""
         try:
             status, body = await fetch(backend.pool, "GET", "/v1/models", backend.host_header,
                                        self._timeout)
@@ -42,26 +53,27 @@ class Discovery:
                 if self._on_lost is not None:
                     self._on_lost(backend.name, now, "discovery poll: connection refused")
             backend.mark_unreachable(now, self._spec.unreachable_cooldown, e.message)
-            return
+            return False
         except UpstreamError as e:
             log.warning("backend %s: model discovery failed: %s", backend.name, e.message)
-            return
+            return False
         if status != 200:
             log.warning("backend %s: GET /v1/models answered %d", backend.name, status)
-            return
+            return False
         try:
             cards = orjson.loads(body)["data"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("backend %s: /v1/models is not a model list", backend.name)
-            return
+            return False
         if not backend.reachable:
             log.info("backend %s is reachable again", backend.name)
         backend.mark_reachable(time.monotonic())
-        if backend.learn_models([c for c in cards if isinstance(c, dict)]):
+        changed = backend.learn_models([c for c in cards if isinstance(c, dict)])
+        if changed:
             log.info("backend %s serves %s", backend.name, ", ".join(sorted(backend.models)))
-            self._backends.reindex()
         if backend.vllm_version is None:
             await self._learn_version(backend)
+        return changed
 
     async def _learn_version(self, backend: Backend) -> None:
         """Its vLLM version, from /version (the guard's rules depend on it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from warden.config.schema import Settings
@@ -14,13 +15,33 @@ class BackendRegistry:
     The index is read per request and rebuilt only when a backend's model set changes
     (`reindex`, called by discovery)."""
 
-    def __init__(self, settings: Settings):
-        self._by_address = {spec.address: Backend(spec, settings.timeouts, settings.health)
-                            for spec in settings.backends}
+    def __init__(self, settings: Settings, previous: BackendRegistry | None = None):
+        """`previous`: the registry a config reload replaces. A backend it holds under the
+        same name and URL is the same engine: kept, with its live state, and reconfigured."""
+        kept = {(b.name, b.address): b for b in previous} if previous is not None else {}
+        now = time.monotonic()
+        self._by_address: dict[str, Backend] = {}
+        for spec in settings.backends:
+            backend = kept.get((spec.name, spec.address))
+            if backend is None:
+                backend = Backend(spec, settings.timeouts, settings.health)
+            else:
+                backend.reconfigure(spec, settings.timeouts, settings.health, now)
+            self._by_address[spec.address] = backend
         # model -> the backends serving it (read per request: a plain dict, not a method;
         # its lists are shared, never modified in place)
         self.serving: dict[str, list[Backend]] = {}
         self.reindex()
+
+    def added_since(self, previous: BackendRegistry) -> list[Backend]:
+        """Its backends that `previous` did not hold (new engines, not yet discovered)."""
+        old = set(map(id, previous))
+        return [b for b in self if id(b) not in old]
+
+    def removed_since(self, previous: BackendRegistry) -> list[Backend]:
+        """The backends of `previous` it no longer holds."""
+        new = set(map(id, self))
+        return [b for b in previous if id(b) not in new]
 
     def reindex(self) -> None:
         serving: dict[str, list[Backend]] = {}

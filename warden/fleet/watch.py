@@ -25,16 +25,40 @@ log = logging.getLogger("warden.watch")
 LostHook = Callable[[str, float, str], None]
 
 
-async def each_backend(backends: Iterable[Backend], interval: float,
-                       step: Callable[[Backend], Awaitable[None]]) -> None:
-    """Run `step(backend)` every `interval` for every backend, each on its own loop."""
+class BackendLoops:
+    """One task per backend running `step(backend)`, then sleeping `interval()`, forever.
+    `follow` makes the set of loops match a set of backends (at start and at each config
+    reload): a backend that stays keeps its loop and its pace."""
 
-    async def loop(backend: Backend) -> None:
+    def __init__(self, step: Callable[[Backend], Awaitable[None]],
+                 interval: Callable[[], float]):
+        self._step = step
+        self._interval = interval
+        self._tasks: dict[Backend, asyncio.Task[None]] = {}
+
+    def follow(self, backends: Iterable[Backend]) -> list[Backend]:
+        """Loops for exactly these backends; returns those whose loop was stopped."""
+        wanted = list(backends)
+        gone = [b for b in self._tasks if b not in wanted]
+        for backend in gone:
+            self._tasks.pop(backend).cancel()
+        for backend in wanted:
+            if backend not in self._tasks:
+                self._tasks[backend] = asyncio.get_running_loop().create_task(
+                    self._loop(backend))
+        return gone
+
+    async def _loop(self, backend: Backend) -> None:
         while True:
-            await step(backend)
-            await asyncio.sleep(interval)
+            await self._step(backend)
+            await asyncio.sleep(self._interval())
 
-    await asyncio.gather(*(loop(backend) for backend in backends))
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Scraper:
@@ -45,6 +69,13 @@ class Scraper:
         self._on_lost = on_lost
         self._missing: dict[str, tuple[str, ...]] = {}
         self.stale: set[str] = set()   # backends whose signals are stale now
+        self.loops = BackendLoops(self.scrape, lambda: self.spec.interval)
+
+    def follow(self, backends: Iterable[Backend]) -> None:
+        """Scrape exactly these backends (forgetting what was known of any other)."""
+        for backend in self.loops.follow(backends):
+            self.stale.discard(backend.name)
+            self._missing.pop(backend.name, None)
 
     async def scrape(self, backend: Backend) -> None:
         try:
@@ -84,8 +115,6 @@ class Scraper:
             self.stale.discard(backend.name)
             log.info("backend %s: load signals are fresh again", backend.name)
 
-    async def run(self, backends: Iterable[Backend]) -> None:
-        await each_backend(backends, self.spec.interval, self.scrape)
 
 
 class HealthChecker:
@@ -97,6 +126,13 @@ class HealthChecker:
         self._on_lost = on_lost
         self._passed: dict[str, int] = {}
         self._failed: dict[str, int] = {}
+        self.loops = BackendLoops(self.check, lambda: self.spec.interval)
+
+    def follow(self, backends: Iterable[Backend]) -> None:
+        """Check exactly these backends (forgetting the counts of any other)."""
+        for backend in self.loops.follow(backends):
+            self._passed.pop(backend.name, None)
+            self._failed.pop(backend.name, None)
 
     async def check(self, backend: Backend) -> None:
         spec = self.spec
@@ -123,6 +159,3 @@ class HealthChecker:
             backend.set_healthy(False, now, f"health check: {problem}")
             if self._on_lost is not None:
                 self._on_lost(name, now, f"health check failed ({problem})")
-
-    async def run(self, backends: Iterable[Backend]) -> None:
-        await each_backend(backends, self.spec.interval, self.check)

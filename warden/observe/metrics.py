@@ -64,6 +64,9 @@ class GatewayMetrics(Collector):
         self.guard: Guard | None = None  # set by the app
         self.scraper: Scraper | None = None  # set by the app
         self.policy: RoutingPolicy | None = None  # set by the app
+        # Config reloads by result ("ok", "failed"), and when the running config was loaded.
+        self.reloads: defaultdict[str, int] = defaultdict(int)
+        self.config_loaded_at = 0.0  # time.time()
         self.requests: defaultdict[tuple[str, int], int] = defaultdict(int)
         self.verdicts: defaultdict[str, int] = defaultdict(int)
         self.retries: defaultdict[str, int] = defaultdict(int)
@@ -71,6 +74,13 @@ class GatewayMetrics(Collector):
         self.durations: defaultdict[str, Histogram] = defaultdict(Histogram)
         self.registry = CollectorRegistry()
         self.registry.register(self)
+
+    def use(self, backends: BackendRegistry, guard: Guard | None,
+            policy: RoutingPolicy) -> None:
+        """Export these (a config reload replaced them)."""
+        self._backends = backends
+        self.guard = guard
+        self.policy = policy
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -123,6 +133,13 @@ class GatewayMetrics(Collector):
             durations.add_metric([endpoint], histogram.cumulative(), histogram.sum)
         yield durations
         yield from self._backend_gauges()
+        reloads = CounterMetricFamily("warden_config_reloads", "Config reloads (SIGHUP or a "
+                                      "changed file), by result", labels=["result"])
+        for result in ("ok", "failed"):
+            reloads.add_metric([result], self.reloads[result])
+        yield reloads
+        yield GaugeMetricFamily("warden_config_loaded_timestamp_seconds", "When the running "
+                                "config was loaded (Unix time)", value=self.config_loaded_at)
         if self._recorder is not None:
             yield from self._recorder_metrics(self._recorder)
         if self.guard is not None:

@@ -63,6 +63,15 @@ class Forwarder:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
+    def use(self, settings: Settings, backends: BackendRegistry, policy: RoutingPolicy) -> None:
+        """A reloaded config: new requests go to these backends by this policy. Requests in
+        flight carry on where they are (their relay holds its backend); the new timeouts
+        apply to them from the next tick."""
+        self._backends = backends
+        self.policy = policy
+        self.timeouts = settings.timeouts
+        self._cooldown = settings.discovery.unreachable_cooldown
+
     def start(self, relay: Relay, last_error: NotSentError | None = None) -> None:
         """Forward an admitted request (its `model` set), or try again after `last_error`
         (nothing was sent). The client always gets an answer."""
@@ -207,9 +216,8 @@ class Forwarder:
         return min(max(shortest / 10, 0.01), 0.5)
 
     async def run_timeouts(self) -> None:
-        interval = self.tick_interval()
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.tick_interval())
             now = time.monotonic()
             for relay in list(self.active):
                 relay.check_timeout(now)

@@ -202,6 +202,10 @@ class Sticky:
         self.wants_session = True
         self._scene = Scene(0.0, stale_after, spec.load_scale, spec.overload)
 
+    def __getattr__(self, name: str):
+        """What the inner policy offers beyond `pick` (`explain`, `degraded_picks`)."""
+        return getattr(self.inner, name)
+
     def pick(self, candidates: Sequence[Backend], request: Keyed, now: float) -> Backend:
         key = request.session_key
         if key is not None:

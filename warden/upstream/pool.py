@@ -31,6 +31,21 @@ class ConnectionPool:
         self._idle: deque[UpstreamConnection] = deque()
         self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.open_count = 0
+        self.retired = False  # its backend left the config: connections end with their use
+
+    def reconfigure(self, *, max_connections: int, connect_timeout: float,
+                    pool_timeout: float, keepalive_timeout: float) -> None:
+        """New limits (a config reload); connections open now are kept."""
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.pool_timeout = pool_timeout
+        self.keepalive_timeout = keepalive_timeout
+
+    def retire(self) -> None:
+        """Its backend was removed: close the idle connections now, and each busy one when
+        its request ends (requests in flight finish)."""
+        self.retired = True
+        self.close()
 
     def try_acquire(self, now: float) -> UpstreamConnection | None:
         """An idle keep-alive connection at once, or None (then `acquire` must wait).
@@ -56,7 +71,7 @@ class ConnectionPool:
         """Take back a connection, exactly once per `acquire`: kept for reuse if its last
         response completed cleanly with keep-alive, closed otherwise. `now` is
         `time.monotonic()` if the caller has it."""
-        if not conn.reusable:  # (a closed connection is never reusable)
+        if not conn.reusable or self.retired:  # (a closed connection is never reusable)
             self.discard(conn)
             return
         waiters = self._waiters

@@ -1,0 +1,151 @@
+"""The pieces of a config reload: which backends carry over, what waits for a restart, the
+watch loops following the fleet, a retired pool, the file watcher (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from warden.config import parse_settings
+from warden.config.watcher import ConfigFileWatcher
+from warden.fleet.backend import UNLIMITED
+from warden.fleet.watch import BackendLoops
+from warden.runtime import build_runtime, restart_only_changes
+from warden.upstream.connection import UpstreamConnection
+from warden.upstream.pool import ConnectionPool
+
+
+def settings(*backends: dict, **rest):
+    return parse_settings({"backends": list(backends), **rest}, {})
+
+
+A = {"name": "a", "url": "http://127.0.0.1:9001"}
+B = {"name": "b", "url": "http://127.0.0.1:9002"}
+C = {"name": "c", "url": "http://127.0.0.1:9003"}
+
+
+def test_a_backend_kept_by_name_and_url_keeps_its_state_and_takes_new_settings():
+    first = build_runtime(settings(A, B, health={"breaker": {"failures": 1}}), None)
+    a, b = first.backends.named("a"), first.backends.named("b")
+    a.in_flight, a.requests_sent = 3, 40
+    a.failed(100.0, False, "answered 500")  # opens its breaker (one failure is enough)
+    a.set_draining(True, 100.0)
+    assert a.breaker is not None and a.breaker.state == "open"
+
+    second = build_runtime(settings({**A, "weight": 5, "max_in_flight": 8}, C,
+                                    health={"breaker": {"failures": 9}}), None, first)
+    assert second.backends.named("a") is a
+    assert (a.in_flight, a.requests_sent, a.draining, a.breaker.state) == (3, 40, True, "open")
+    assert a.weight == 5 and a.max_in_flight == 8 and a.breaker.spec.failures == 9
+    assert [x.name for x in second.backends.added_since(first.backends)] == ["c"]
+    assert second.backends.removed_since(first.backends) == [b]
+
+
+def test_same_name_at_a_new_url_is_a_new_engine():
+    first = build_runtime(settings(A), None)
+    second = build_runtime(settings({**A, "url": "http://127.0.0.1:9999"}), None, first)
+    moved = second.backends.named("a")
+    assert moved is not first.backends.named("a") and moved.address == "127.0.0.1:9999"
+    assert second.backends.removed_since(first.backends) == [first.backends.named("a")]
+
+
+def test_reconfigure_can_turn_the_breaker_off_and_lift_a_cap():
+    first = build_runtime(settings({**A, "max_in_flight": 2}), None)
+    second = build_runtime(settings(A, health={"breaker": {"enabled": False}}), None, first)
+    a = second.backends.named("a")
+    assert a.breaker is None and a.max_in_flight == UNLIMITED
+
+
+def test_guard_counters_carry_over_a_reload():
+    first = build_runtime(settings(A), None)
+    assert first.guard is not None
+    first.guard.decisions["schema", "reject", "enforce"] += 2
+    second = build_runtime(settings(A, guard={"mode": "dry_run"}), None, first)
+    assert second.guard is not None and second.guard.mode == "dry_run"
+    assert second.guard.decisions["schema", "reject", "enforce"] == 2
+
+
+def test_restart_only_changes_name_what_a_reload_cannot_apply():
+    base = settings(A)
+    assert restart_only_changes(base, settings(A, routing={"policy": "round_robin"})) == []
+    assert restart_only_changes(base, settings(A, listen="127.0.0.1:9")) == ["listen"]
+    assert restart_only_changes(base, settings(A, recorder={"response": "full"})) \
+        == ["recorder"]
+    assert restart_only_changes(base, settings(A, guard={"quarantine": {"store": "redis"}})) \
+        == ["guard.quarantine (its store)"]
+    # The quarantine's own mode is read per request: it reloads.
+    assert restart_only_changes(
+        base, settings(A, guard={"quarantine": {"mode": "dry_run"}})) == []
+
+
+def test_backend_loops_follow_the_fleet():
+    async def scenario() -> list:
+        steps: list[str] = []
+        stepped = asyncio.Event()
+
+        async def step(backend) -> None:
+            steps.append(backend.name)
+            stepped.set()
+
+        runtime = build_runtime(settings(A, B), None)
+        a, b = runtime.backends.named("a"), runtime.backends.named("b")
+        loops = BackendLoops(step, lambda: 3600.0)
+        assert loops.follow([a, b]) == []
+        while len(steps) < 2:
+            stepped.clear()
+            await stepped.wait()
+        gone = loops.follow([b])   # b keeps its loop (no second step); a's loop ends
+        await asyncio.sleep(0)
+        await loops.stop()
+        return [sorted(steps), gone == [a]]
+
+    assert asyncio.run(scenario()) == [["a", "b"], True]
+
+
+def test_a_retired_pool_closes_connections_as_they_come_back():
+    pool = ConnectionPool("127.0.0.1", 9, max_connections=4, connect_timeout=1,
+                          pool_timeout=1, keepalive_timeout=60)
+    busy, idle = UpstreamConnection(), UpstreamConnection()
+    for conn in (busy, idle):
+        conn.transport = Transport()  # (a seam: no socket needed to see it closed)
+        conn.reusable = True
+    pool.open_count = 2
+    pool.release(idle, now=0.0)
+    pool.retire()
+    assert pool.open_count == 1 and idle.closed   # the idle one at once
+    pool.release(busy, now=0.0)                   # the busy one when its request ends
+    assert pool.open_count == 0 and busy.closed
+
+
+def test_the_file_watcher_sees_a_change_and_not_a_mere_stat(tmp_path):
+    path = tmp_path / "warden.yaml"
+    path.write_text("a: 1\n")
+
+    async def scenario() -> int:
+        changed = asyncio.Event()
+        seen = 0
+
+        async def on_change() -> None:
+            nonlocal seen
+            seen += 1
+            changed.set()
+
+        spec = settings(A, reload={"interval": "10ms"}).reload
+        watcher = ConfigFileWatcher(path, lambda: spec, on_change)
+        task = asyncio.get_running_loop().create_task(watcher.run())
+        os.replace(_written(tmp_path / "new.yaml", "a: 2\n"), path)  # an atomic save
+        await asyncio.wait_for(changed.wait(), 10)
+        task.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == 1
+
+
+class Transport:
+    def abort(self) -> None:
+        pass
+
+
+def _written(path, text: str):
+    path.write_text(text)
+    return path

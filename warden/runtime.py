@@ -1,0 +1,66 @@
+"""The part of a gateway that a config reload replaces, built whole from one `Settings`.
+
+A `Runtime` is the fleet (its registry), the routing policy and the guard. Building one has no
+effect on the running gateway except one, on purpose: a backend the new config keeps (same
+name, same URL) is the same `Backend` object, reconfigured, so its live state — requests in
+flight, load, health, breaker — carries over. Everything that can fail on a new config fails
+before that (the settings are validated, the policy and the guard are built first).
+
+What a reload cannot change in a running process (the listening socket, the flight
+recorder's files, the quarantine's store) is named by `restart_only_changes`; the gateway
+keeps the old ones and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from warden.config.schema import Settings
+from warden.fleet.registry import BackendRegistry
+from warden.guard.guard import Guard
+from warden.guard.quarantine import Quarantine
+from warden.routing.policy import RoutingPolicy, build_policy
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    backends: BackendRegistry
+    policy: RoutingPolicy
+    guard: Guard | None
+
+
+def build_runtime(settings: Settings, quarantine: Quarantine | None,
+                  previous: Runtime | None = None) -> Runtime:
+    """A runtime for `settings`; with `previous`, the backends it keeps are reused and the
+    counters that metrics export (guard decisions, degraded picks) continue, so Prometheus
+    never sees them go backwards."""
+    policy = build_policy(settings.routing, settings.scrape.staleness)
+    guard = Guard(settings.guard, quarantine) if settings.guard.mode != "off" else None
+    if previous is not None:
+        if guard is not None and previous.guard is not None:
+            guard.decisions = previous.guard.decisions
+        inner, old_inner = _unwrap(policy), _unwrap(previous.policy)
+        if hasattr(inner, "degraded_picks") and hasattr(old_inner, "degraded_picks"):
+            inner.degraded_picks = old_inner.degraded_picks
+    backends = BackendRegistry(settings, previous.backends if previous is not None else None)
+    return Runtime(settings, backends, policy, guard)
+
+
+def _unwrap(policy: RoutingPolicy) -> object:
+    return getattr(policy, "inner", policy)
+
+
+def restart_only_changes(old: Settings, new: Settings) -> list[str]:
+    """The settings that differ between `old` and `new` but only take effect at a restart."""
+    changed = [name for name in ("listen", "recorder") if getattr(old, name) != getattr(new, name)]
+    if _quarantine_store(old) != _quarantine_store(new):
+        changed.append("guard.quarantine (its store)")
+    return changed
+
+
+def _quarantine_store(settings: Settings) -> tuple:
+    spec = settings.guard.quarantine
+    active = settings.guard.mode != "off" and spec.enabled
+    return (active, spec.store, spec.redis_url, spec.key_prefix, spec.max_implicated) \
+        if active else (False,)
