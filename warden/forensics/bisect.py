@@ -34,13 +34,15 @@ class Verdict:
 
 async def healthy(host: str, port: int, timeout: float = 2.0) -> bool:
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     try:
         writer.write(f"GET /health HTTP/1.1\r\nhost: {host}:{port}\r\nconnection: close"
                      "\r\n\r\n".encode())
-        status_line = await asyncio.wait_for(reader.readline(), timeout)
+        async with asyncio.timeout(timeout):
+            status_line = await reader.readline()
         return status_line.split(b" ")[1:2] == [b"200"]
     except (OSError, TimeoutError, IndexError):
         return False

@@ -154,8 +154,8 @@ class IncidentDetector:
 
     async def _last_metrics(self, incident: Incident) -> None:
         try:
-            incident.metrics = await asyncio.wait_for(self._scrape(incident.backend),
-                                                      self.settle / 2)
+            async with asyncio.timeout(self.settle / 2):
+                incident.metrics = await self._scrape(incident.backend)
         except Exception as e:  # dead is dead: note why there are no metrics
             incident.metrics = None
             incident.metrics_error = f"{e.__class__.__name__}: {e}".rstrip(": ")

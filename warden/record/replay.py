@@ -105,15 +105,16 @@ async def replay_one(request: Request, host: str, port: int, timeout: float,
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     try:
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(UpstreamConnection, host, port), timeout)
+        async with asyncio.timeout(timeout):
+            _, conn = await loop.create_connection(UpstreamConnection, host, port)
     except (OSError, TimeoutError) as e:
         outcome.error = f"connect: {getattr(e, 'strerror', None) or e.__class__.__name__}"
         return outcome
     done: asyncio.Future[None] = loop.create_future()
     conn.send(list(prepared), _Reader(done, outcome, keep_body))
     try:
-        await asyncio.wait_for(done, timeout)
+        async with asyncio.timeout(timeout):
+            await done
     except TimeoutError:
         outcome.error = f"no complete answer within {timeout:g}s"
     finally:

@@ -47,7 +47,10 @@ async def fetch(pool: ConnectionPool, method: str, path: str, host_header: bytes
                + b"\r\ncontent-length: 0\r\n\r\n")
     conn.send([request], _Collector(future))
     try:
-        return await asyncio.wait_for(future, timeout)
+        # asyncio.timeout, never wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that arrives with the result, and a watch loop cancelled at shutdown then runs on.
+        async with asyncio.timeout(timeout):
+            return await future
     except TimeoutError:
         raise UpstreamTimeout(f"{method} {path} got no answer within {timeout:g}s") from None
     finally:

@@ -101,9 +101,9 @@ class ConnectionPool:
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
         self.open_count += 1
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(UpstreamConnection, self.host, self.port),
-                self.connect_timeout)
+            async with asyncio.timeout(self.connect_timeout):  # (see fetch: not wait_for)
+                _, conn = await loop.create_connection(UpstreamConnection, self.host,
+                                                       self.port)
         except TimeoutError:
             self.open_count -= 1
             raise ConnectFailed(f"connect to {self.host}:{self.port} timed out") from None
@@ -120,7 +120,8 @@ class ConnectionPool:
         waiter: asyncio.Future[UpstreamConnection | None] = loop.create_future()
         self._waiters.append(waiter)
         try:
-            conn = await asyncio.wait_for(waiter, self.pool_timeout)
+            async with asyncio.timeout(self.pool_timeout):
+                conn = await waiter
         except TimeoutError:
             raise PoolExhausted(f"no free connection to {self.host}:{self.port} within "
                                f"{self.pool_timeout:g}s") from None
