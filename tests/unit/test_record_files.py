@@ -46,6 +46,21 @@ def test_rotation_by_size_compresses_and_loses_nothing(tmp_path):
         [str(n) for n in range(100)]
 
 
+def test_rotated_files_are_compressed_at_the_configured_level(tmp_path):
+    sizes = {}
+    for level in (1, 9):
+        directory = tmp_path / str(level)
+        directory.mkdir()
+        files = RecordFiles(spec(directory, max_file_size=1 << 14, max_total_size=1 << 20,
+                                 compress_level=level))
+        for n in range(400):  # varied lines: the levels differ on them
+            assert files.write(b'{"id":"%d","pad":"%s"}\n' % (n, str(n * n * 7919).encode() * 9))
+        rotated = sorted(directory.glob("*.gz"))[0]
+        sizes[level] = rotated.stat().st_size
+        assert gzip.decompress(rotated.read_bytes()).startswith(b'{"id":"0"')
+    assert sizes[9] < sizes[1]
+
+
 def test_the_cap_holds_after_every_write_and_the_oldest_go_first(tmp_path):
     files = RecordFiles(spec(tmp_path, compress=False))
     for n in range(2000):

@@ -117,7 +117,8 @@ class RecordFiles:
             return path, size
         target = path.with_name(path.name + ".gz")
         partial = target.with_name(target.name + ".tmp")
-        with open(path, "rb") as src, gzip.open(partial, "wb", compresslevel=5) as dst:
+        with open(path, "rb") as src, gzip.open(partial, "wb",
+                                                  compresslevel=self._spec.compress_level) as dst:
             while chunk := src.read(_COPY_CHUNK):
                 dst.write(chunk)
         os.replace(partial, target)
