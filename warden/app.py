@@ -67,6 +67,7 @@ class Gateway:
         self.handler: GatewayHandler
         self._activate(self.runtime)
         self._reloading = asyncio.Lock()
+        self._stopping = False  # a reload that comes during stop() is not applied
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -157,6 +158,8 @@ class Gateway:
         """Build a runtime for `settings` and swap it in; requests in flight carry on.
         Returns the settings that changed but wait for a restart (also logged)."""
         async with self._reloading:  # two SIGHUPs in a row reload one after the other
+            if self._stopping:
+                return []
             old = self.runtime
             runtime = build_runtime(settings, self.quarantine, old)
             added = runtime.backends.added_since(old.backends)
@@ -165,6 +168,8 @@ class Gateway:
             # Meanwhile requests still see the old runtime (kept backends already carry
             # their new settings: harmless, each is a plain value).
             await asyncio.gather(*(self.discovery.refresh(b) for b in added))
+            if self._stopping:
+                return []
             runtime.backends.reindex()
             waiting = restart_only_changes(self._started_with, settings)
             self.settings = settings
@@ -234,6 +239,7 @@ class Gateway:
     async def stop(self, grace: float = 0.0) -> None:
         """Stop accepting; let requests in flight finish for up to `grace` seconds; then end
         the rest (each still ends exactly once, as cancelled) and close."""
+        self._stopping = True
         if self.server is not None:
             self.server.stop_listening()
             deadline = time.monotonic() + grace
