@@ -55,8 +55,7 @@ class Gateway:
             settings.recorder.dir, self._in_flight_on, scrape=self._scrape_metrics,
             on_opened=self._implicate if self.quarantine is not None else None)
         self.forwarder.incidents = self.incidents
-        self.discovery = Discovery(self.backends, settings.discovery,
-                                   request_timeout=min(settings.timeouts.connect, 5.0),
+        self.discovery = Discovery(self.backends, settings,
                                    on_lost=self.incidents.connect_failed)
         self.scraper = Scraper(settings.scrape, on_lost=self.incidents.connect_failed)
         self.metrics.scraper = self.scraper
@@ -96,8 +95,7 @@ class Gateway:
             self.server.limits = server_limits(settings)  # connections opened from now on
         self.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         self.metrics.config_loaded_at = time.time()
-        self.discovery.use(runtime.backends, settings.discovery,
-                           min(settings.timeouts.connect, 5.0))
+        self.discovery.use(runtime.backends, settings)
         self.scraper.spec = settings.scrape
         self.health.spec = settings.health.active
         for backend in runtime.backends:
@@ -128,7 +126,8 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self.forwarder.run_timeouts()))
         if self.source is not None:
             watcher = ConfigFileWatcher(self.source, lambda: self.settings.reload,
-                                        lambda: self.reload_source("the file changed"))
+                                        lambda: self.reload_source("the file changed",
+                                                                   only_if_changed=True))
             self._tasks.append(asyncio.create_task(watcher.run()))
         if self.quarantine is not None and self.settings.guard.quarantine.store == "redis":
             self._tasks.append(asyncio.create_task(self._refresh_quarantine()))
@@ -136,13 +135,14 @@ class Gateway:
 
     # -- reload ----------------------------------------------------------------------------
 
-    async def reload_source(self, why: str) -> bool:
-        """Re-read the config file and reload it (SIGHUP, or the watcher saw it change).
-        A config that does not load keeps the running one, and the log says why."""
+    async def reload_source(self, why: str, only_if_changed: bool = False) -> bool:
+        """Re-read the config file and reload it (SIGHUP, or the watcher saw it change:
+        `only_if_changed` skips a file whose text is the running one's). A config that does
+        not load keeps the running one, and the log says why."""
         assert self.source is not None, "a gateway built without a config file"
         try:
             text = read_config(self.source)
-            if why == "the file changed" and text == self._source_text:
+            if only_if_changed and text == self._source_text:
                 return True  # touched, not changed
             settings = settings_from_yaml(text, self.source)
         except ConfigError as e:

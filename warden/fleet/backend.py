@@ -15,6 +15,12 @@ from warden.upstream.pool import ConnectionPool
 UNLIMITED = 2**62
 
 
+def pool_limits(spec: BackendSpec, timeouts: TimeoutsSpec) -> dict:
+    """Its connection pool's limits, as the config sets them."""
+    return {"max_connections": spec.max_connections, "connect_timeout": timeouts.connect,
+            "pool_timeout": timeouts.pool, "keepalive_timeout": timeouts.upstream_keepalive}
+
+
 class Backend:
     """Identity (name, address), its connection pool, and live state.
 
@@ -35,10 +41,7 @@ class Backend:
         self.name_hash = zlib.crc32(spec.name.encode())  # for rendezvous hashing
         self.address = spec.address
         self.host_header = spec.address.encode()
-        self.pool = ConnectionPool(
-            spec.host, spec.port, max_connections=spec.max_connections,
-            connect_timeout=timeouts.connect, pool_timeout=timeouts.pool,
-            keepalive_timeout=timeouts.upstream_keepalive)
+        self.pool = ConnectionPool(spec.host, spec.port, **pool_limits(spec, timeouts))
         self.in_flight = 0
         self.requests_sent = 0
         self.discovered_models: frozenset[str] = frozenset()
@@ -86,9 +89,7 @@ class Backend:
         self._configure(spec, health)
         if spec.vllm_version is not None:
             self.vllm_version = spec.vllm_version
-        self.pool.reconfigure(
-            max_connections=spec.max_connections, connect_timeout=timeouts.connect,
-            pool_timeout=timeouts.pool, keepalive_timeout=timeouts.upstream_keepalive)
+        self.pool.reconfigure(**pool_limits(spec, timeouts))
         self._settle(now)
 
     @property

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import orjson
 
-from warden.config.schema import DiscoverySpec
+from warden.config.schema import Settings
 from warden.errors import ConnectFailed, UpstreamError
 from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
@@ -19,20 +19,19 @@ log = logging.getLogger("warden.discovery")
 
 
 class Discovery:
-    def __init__(self, backends: BackendRegistry, spec: DiscoverySpec, request_timeout: float,
+    def __init__(self, backends: BackendRegistry, settings: Settings,
                  on_lost: Callable[[str, float, str], None] | None = None):
         """`on_lost(backend, now, how)`: a backend that answered stopped answering (the
         incident detector hears of it)."""
-        self._backends = backends
-        self._spec = spec
-        self._timeout = request_timeout
         self._on_lost = on_lost
+        self.use(backends, settings)
 
-    def use(self, backends: BackendRegistry, spec: DiscoverySpec, request_timeout: float) -> None:
-        """A reloaded config: poll these backends, so (from the next round on)."""
+    def use(self, backends: BackendRegistry, settings: Settings) -> None:
+        """Poll these backends, as `settings` says (at start; after a reload, from the next
+        round on)."""
         self._backends = backends
-        self._spec = spec
-        self._timeout = request_timeout
+        self._spec = settings.discovery
+        self._timeout = min(settings.timeouts.connect, 5.0)
 
     async def refresh_all(self) -> None:
         backends = self._backends

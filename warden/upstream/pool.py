@@ -24,10 +24,8 @@ class ConnectionPool:
                  pool_timeout: float, keepalive_timeout: float):
         self.host = host
         self.port = port
-        self.max_connections = max_connections
-        self.connect_timeout = connect_timeout
-        self.pool_timeout = pool_timeout
-        self.keepalive_timeout = keepalive_timeout
+        self.reconfigure(max_connections=max_connections, connect_timeout=connect_timeout,
+                         pool_timeout=pool_timeout, keepalive_timeout=keepalive_timeout)
         self._idle: deque[UpstreamConnection] = deque()
         self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.open_count = 0
