@@ -31,6 +31,11 @@ SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8"
 SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 
 
+# What a round is: a non-streaming request (wrk's headers; the openai SDK's; recorded; with
+# the guard off), or one relayed SSE chunk.
+KINDS = ("request", "sdk", "recorded", "unguarded", "chunk")
+
+
 async def _drive(kind: str, rounds: int) -> None:
     rigs = {"sdk": lambda: Rig(SDK_REQUEST), "recorded": lambda: Rig(recorder="full"),
             "unguarded": lambda: Rig(guard=False)}
@@ -47,20 +52,28 @@ async def _drive(kind: str, rounds: int) -> None:
             rig.client.transport.out.clear()
 
 
-def _callgrind_total(kind: str, rounds: int) -> int:
+def _callgrind_totals(kind: str, *round_counts: int) -> list[int]:
+    """The total instructions of one run per round count (run side by side: one per core)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        sys.executable, "-m", "bench.instructions", "--run", kind,
-                        str(rounds)], check=True, env=env, capture_output=True)
-        summary = re.search(rb"^summary: (\d+)", out.read_bytes(), re.M)
-        assert summary is not None, "no summary line in callgrind's output"
-        return int(summary.group(1))
+        outs = [Path(tmp) / f"callgrind.{rounds}.out" for rounds in round_counts]
+        runs = [subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                                  sys.executable, "-m", "bench.instructions", "--run", kind,
+                                  str(rounds)], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+                for out, rounds in zip(outs, round_counts, strict=True)]
+        totals = []
+        for run, out in zip(runs, outs, strict=True):
+            assert run.wait() == 0, f"callgrind failed on {kind}"
+            summary = re.search(rb"^summary: (\d+)", out.read_bytes(), re.M)
+            assert summary is not None, "no summary line in callgrind's output"
+            totals.append(int(summary.group(1)))
+        return totals
 
 
 def count_instructions(kind: str, low: int = 200, high: int = 1200) -> float:
-    return (_callgrind_total(kind, high) - _callgrind_total(kind, low)) / (high - low)
+    few, many = _callgrind_totals(kind, low, high)
+    return (many - few) / (high - low)
 
 
 async def count_opcodes(rounds: int = 200) -> Counter[str]:
@@ -87,10 +100,14 @@ async def count_opcodes(rounds: int = 200) -> Counter[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--opcodes", action="store_true")
+    parser.add_argument("--kind", choices=KINDS,
+                        help="count only this one (quicker, for before/after comparisons)")
     parser.add_argument("--run", nargs=2, metavar=("KIND", "ROUNDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         uvloop.run(_drive(args.run[0], int(args.run[1])))
+    elif args.kind:
+        print(f"{count_instructions(args.kind):,.0f} instructions per round ({args.kind})")
     elif args.opcodes:
         counts = uvloop.run(count_opcodes())
         print(f"{sum(counts.values())} bytecodes per request")
