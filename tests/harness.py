@@ -61,6 +61,17 @@ def http(method: str, url: str, body: bytes | None = None,
         return e.code, e.headers, e.read()
 
 
+def engine_metric(url: str, name: str, labels: str = "") -> float:
+    """The sum of a vLLM (or sim) metric's samples, from `url`/metrics, whose labels contain
+    `labels`."""
+    _, _, body = http("GET", f"{url}/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 class SimProcess:
     """`warden sim --nodes N` on consecutive loopback ports."""
 
@@ -96,12 +107,7 @@ class SimProcess:
         return {n["index"]: n["request_ids"] for n in json.loads(body)["nodes"]}
 
     def metric(self, node: int, name: str, labels: str = "") -> float:
-        _, _, body = http("GET", f"{self.url(node)}/metrics")
-        total = 0.0
-        for line in body.decode().splitlines():
-            if line.startswith(name + "{") and labels in line:
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return engine_metric(self.url(node), name, labels)
 
     def node_of(self, response_headers) -> int:
         """Which node answered, from the gateway's X-Upstream-Addr."""
