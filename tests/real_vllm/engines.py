@@ -123,10 +123,6 @@ class Engine:
     def attach(cls, url: str) -> Engine:
         return cls(url)
 
-    @property
-    def started_here(self) -> bool:
-        return self._proc is not None
-
     def _served_model(self) -> str:
         status, _, body = http("GET", f"{self.url}/v1/models")
         assert status == 200, f"{self.url}/v1/models answered {status}"
@@ -144,14 +140,19 @@ class Engine:
         except OSError:
             return False
 
-    def exited(self) -> bool:
-        return self._proc is not None and self._proc.poll() is not None
-
     def stop(self) -> None:
         if self._proc is not None:
             _stop(self._proc)
         if self._log is not None:
             self._log.unlink(missing_ok=True)
+
+
+def complete(url: str, model: str):
+    """A tiny completion request (2 tokens) to `url` (an engine or a gateway): (status,
+    headers, body)."""
+    body = json.dumps({"model": model, "prompt": "Hi", "max_tokens": 2}).encode()
+    return http("POST", f"{url}/v1/completions", body, {"Content-Type": "application/json"},
+                timeout=60)
 
 
 def _stop(proc: subprocess.Popen) -> None:

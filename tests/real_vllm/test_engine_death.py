@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from tests.harness import GatewayThread, http, wait_until
-from tests.real_vllm.engines import Engine
+from tests.real_vllm.engines import Engine, complete
 from warden.forensics.report import incident_files
 
 JSON = {"Content-Type": "application/json"}
@@ -109,13 +109,10 @@ def test_a_real_engine_death_end_to_end(tmp_path, old_engine):
             streams.append((status, data))
 
         def next_is_old() -> None:
-            _, headers, _ = http("POST", f"{gateway.url}/v1/completions", json.dumps(
-                {"model": old_engine.model, "prompt": "Hi", "max_tokens": 1}).encode(), JSON,
-                timeout=60)
-            if headers["x-upstream-addr"].endswith(old_port):
-                http("POST", f"{gateway.url}/v1/completions", json.dumps(
-                    {"model": old_engine.model, "prompt": "Hi", "max_tokens": 1}).encode(),
-                    JSON, timeout=60)
+            """Until an answer comes from `current` (two at most)."""
+            while complete(gateway.url, old_engine.model)[1]["x-upstream-addr"].endswith(
+                    old_port):
+                pass
 
         threads = [threading.Thread(target=stream, args=(n,)) for n in range(2)]
         next_is_old()

@@ -14,7 +14,7 @@ from http.client import HTTPConnection, HTTPException
 import pytest
 
 from tests.harness import GatewayThread, http, wait_until
-from tests.real_vllm.engines import Engine
+from tests.real_vllm.engines import Engine, complete
 
 # One sequence at a time and one more queued (vLLM counts both against the queue's limit):
 # a third request is refused with 503.
@@ -74,12 +74,6 @@ def engines():
         engine.stop()
 
 
-def _complete(url: str, model: str):
-    body = json.dumps({"model": model, "prompt": "Hi", "max_tokens": 2}).encode()
-    return http("POST", f"{url}/v1/completions", body,
-                {"Content-Type": "application/json"}, timeout=60)
-
-
 def _full(engine: Engine) -> bool:
     return (engine.metric("vllm:num_requests_running") == 1
             and engine.metric("vllm:num_requests_waiting") == 1)
@@ -104,10 +98,10 @@ def one_busy(engines: list[Engine], policy: str):
 
 def test_a_full_engine_503_passes_through_and_is_not_retried(engines):
     with one_busy(engines, "round_robin") as (gateway, busy, _):
-        status, _, expected = _complete(busy.url, busy.model)
+        status, _, expected = complete(busy.url, busy.model)
         assert status == 503, expected
         assert b"busy" in expected
-        answers = [_complete(gateway.url, busy.model) for _ in range(4)]
+        answers = [complete(gateway.url, busy.model) for _ in range(4)]
         refused = [a for a in answers if a[0] == 503]
         assert refused, "round robin sent nothing to the full engine"
         for _, headers, body in refused:
@@ -127,6 +121,6 @@ def test_load_aware_routing_sends_work_to_the_idle_engine(engines):
 
         wait_until(seen_waiting, timeout=30, what="the gateway to scrape the queue")
         for _ in range(6):
-            status, headers, body = _complete(gateway.url, idle.model)
+            status, headers, body = complete(gateway.url, idle.model)
             assert status == 200, body
             assert headers["x-upstream-addr"].endswith(idle.url.rsplit(":", 1)[1])
