@@ -264,7 +264,7 @@ def build_quarantine(settings: Settings) -> Quarantine | None:
     spec = settings.guard.quarantine
     if settings.guard.mode == "off" or not spec.enabled:
         return None
-    store: QuarantineStore = RedisStore(spec.redis_url, spec.key_prefix) \
+    store: QuarantineStore = RedisStore(spec.redis_url, spec.key_prefix, spec.timeout) \
         if spec.store == "redis" else FileStore(Path(settings.recorder.dir) / "quarantine.json")
     return Quarantine(store, spec.max_implicated)
 

@@ -151,3 +151,33 @@ def test_the_guard_holds_routes_to_a_canary_and_blocks(tmp_path):
         assert guard.decisions[("quarantine", "route", "enforce")] == 1
         assert guard.decisions[("quarantine", "reject", "enforce")] == 2
     asyncio.run(scenario())
+
+
+def test_a_redis_refresh_loop_always_ends_when_cancelled(prefix):
+    """The gateway stops its refresh loop by cancelling it. redis-py 8 bounds writes with
+    asyncio.wait_for, which on Python 3.11 drops a cancel that arrives as the write completes;
+    the loop then ran on and the gateway's stop hung. Cancel at many points: each must end."""
+    lost: list[int] = []
+
+    async def refreshing(quarantine: Quarantine) -> None:
+        while not lost:  # a lost cancel ends this test's loop, not the loop itself
+            await asyncio.sleep(0)
+            await quarantine.refresh()
+
+    async def scenario():
+        store = RedisStore(REDIS, prefix)
+        quarantine = Quarantine(store)
+        await quarantine.load()
+        for steps in range(200):
+            task = asyncio.create_task(refreshing(quarantine))
+            for _ in range(steps % 25):  # cancel it at a different point each time
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2.0)
+            if not done:
+                lost.append(steps)
+                await asyncio.wait([task])
+                break
+        await store.close()
+        assert not lost, f"the cancel at step {lost[0]} was lost: the loop ran on"
+    asyncio.run(scenario())

@@ -169,6 +169,7 @@ class QuarantineSpec(Spec):
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "warden:"
     refresh: Duration = Field(default=1.0, gt=0)   # how often replicas re-read Redis
+    timeout: Duration = Field(default=2.0, gt=0)   # one Redis operation, at most
     max_implicated: int = Field(default=16, ge=1)  # fingerprints struck per incident
 
 

@@ -5,6 +5,11 @@ Redis layout, under the configured prefix: `<prefix>quarantine` is a hash finger
 entry as JSON; `<prefix>quarantine:version` is bumped on every change, so replicas poll one
 small key and re-read the hash only when it moved. A strike is a WATCH/MULTI transaction on
 the hash: two replicas striking the same fingerprint at once both count, once each.
+
+Every Redis call is bounded by `asyncio.timeout`, never by the client's `socket_timeout`:
+redis-py (from 8.0, where it is on by default) enforces that with `asyncio.wait_for`, which on
+Python 3.11 drops a cancellation that arrives as the write completes. A refresh loop cancelled
+at shutdown then ran on, and the gateway's stop hung (reproduced: most cancels were lost).
 """
 
 from __future__ import annotations
@@ -82,20 +87,29 @@ class FileStore:
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str):
+    def __init__(self, url: str, prefix: str, timeout: float = 5.0):
         import redis.asyncio as redis  # only when configured
 
-        self._redis = redis.from_url(url)
+        # socket_timeout=None: no wait_for inside the client (see the module); `timeout`
+        # bounds each of our operations instead.
+        self._redis = redis.from_url(url, socket_timeout=None, socket_connect_timeout=timeout)
+        self.timeout = timeout
         self._watch_error = redis.WatchError
         self.key = f"{prefix}quarantine"
         self.version_key = f"{prefix}quarantine:version"
 
     async def load(self) -> dict[str, Entry]:
-        raw = await self._redis.hgetall(self.key)
+        async with asyncio.timeout(self.timeout):
+            raw = await self._redis.hgetall(self.key)
         return {fp.decode(): Entry.of(orjson.loads(data)) for fp, data in raw.items()}
 
     async def strike(self, fingerprint: str, kind: str, incident: dict,
                      sample: dict) -> Entry:
+        async with asyncio.timeout(self.timeout):
+            return await self._strike(fingerprint, kind, incident, sample)
+
+    async def _strike(self, fingerprint: str, kind: str, incident: dict,
+                      sample: dict) -> Entry:
         while True:
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
@@ -113,6 +127,10 @@ class RedisStore:
                     continue
 
     async def lift(self, fingerprints: list[str] | None) -> list[str]:
+        async with asyncio.timeout(self.timeout):
+            return await self._lift(fingerprints)
+
+    async def _lift(self, fingerprints: list[str] | None) -> list[str]:
         if fingerprints is None:
             fingerprints = [fp.decode() for fp in await self._redis.hkeys(self.key)]
         if not fingerprints:
@@ -127,7 +145,8 @@ class RedisStore:
         return lifted
 
     async def version(self) -> int:
-        value = await self._redis.get(self.version_key)
+        async with asyncio.timeout(self.timeout):
+            value = await self._redis.get(self.version_key)
         return int(value) if value else 0
 
     async def close(self) -> None:
