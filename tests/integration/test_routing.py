@@ -170,6 +170,32 @@ def test_a_failed_health_check_takes_a_backend_out_and_opens_an_incident():
         sim.stop()
 
 
+def test_a_slow_health_check_takes_a_backend_out_but_is_no_death():
+    """/health answering after its deadline (an API server too busy to answer in time) takes
+    the backend out of rotation, but opens no incident: that would quarantine the requests
+    in flight on a live engine. It comes back when /health answers in time again."""
+    sim = SimProcess(2)
+    gw = GatewayThread({"backends": sim.backends_config(), "health": {"active": {
+        "interval": "100ms", "timeout": "200ms", "unhealthy_after": 2}}})
+    try:
+        fault(sim, 0, "health_slow", 2)
+        wait_until(lambda: backends(gw)["node-0"]["state"] == "unhealthy",
+                   what="node-0 unhealthy")
+        assert "no answer within" in backends(gw)["node-0"]["last_error"]
+        client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+        assert nodes_used(sim, client, 4) == {1: 4}
+        incidents = gw.gateway.incidents
+        assert "node-0" not in incidents.down
+        gw.call(incidents.close_all)
+        assert not list((incidents.directory / "incidents").glob("incident-*.json"))
+        fault(sim, 0, "recover")
+        wait_until(lambda: backends(gw)["node-0"]["state"] == "ready", timeout=15,
+                   what="healthy again")
+    finally:
+        gw.stop()
+        sim.stop()
+
+
 def test_drain_lets_streams_finish_and_sends_nothing_new_then_enable():
     sim = SimProcess(2, "--token-delay", "0.02", "--output-tokens", "40")
     gw = GatewayThread({"backends": sim.backends_config(),

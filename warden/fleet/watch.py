@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from warden.config.schema import ActiveHealthSpec, ScrapeSpec
-from warden.errors import UpstreamError
+from warden.errors import UpstreamError, UpstreamTimeout
 from warden.fleet.backend import Backend
 from warden.fleet.signals import engine_load
 from warden.upstream.fetch import fetch
@@ -136,10 +136,13 @@ class HealthChecker:
 
     async def check(self, backend: Backend) -> None:
         spec = self.spec
+        slow = False
         try:
             status, _ = await fetch(backend.pool, "GET", spec.path, backend.host_header,
                                     spec.timeout)
             problem = None if status == 200 else f"GET {spec.path} answered {status}"
+        except UpstreamTimeout as e:
+            problem, slow = e.message, True
         except UpstreamError as e:
             problem = e.message
         now = time.monotonic()
@@ -155,7 +158,15 @@ class HealthChecker:
         self._passed[name] = 0
         failed = self._failed[name] = self._failed.get(name, 0) + 1
         if backend.healthy and failed >= spec.unhealthy_after:
-            log.warning("backend %s is unhealthy: %s", name, problem)
             backend.set_healthy(False, now, f"health check: {problem}")
+            # A slow answer is not a death: a vLLM API server on a busy host misses the
+            # deadline while it serves (measured: a real engine next to a loaded one), and
+            # an incident would quarantine the innocent requests in flight on it. A refused
+            # connection or an error status is what a dead engine shows.
+            if slow:
+                log.warning("backend %s is unhealthy: %s (slow, not dead: no incident)", name,
+                            problem)
+                return
+            log.warning("backend %s is unhealthy: %s", name, problem)
             if self._on_lost is not None:
                 self._on_lost(name, now, f"health check failed ({problem})")

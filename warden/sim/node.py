@@ -68,6 +68,7 @@ class SimNode:
         self.engine_dead = False
         self.errors_left = 0  # the next this-many generation requests get a 500
         self.metrics_down = False  # /metrics answers 503
+        self.health_delay = 0.0  # seconds /health takes to answer (a busy API server)
         config = self.config
         self.metrics = NodeMetrics(config.models[0], config.vllm_version,
                                    legacy_names=config.legacy_metric_names,
@@ -122,8 +123,9 @@ class SimNode:
 
     async def fault(self, mode: str, value: float) -> None:
         """Switch on a failure: hang | slow (value = factor) | errors (value = count) |
-        refuse | crash | metrics_down (/metrics answers 503); or `recover` from hang, slow,
-        errors, refuse and metrics_down."""
+        refuse | crash | metrics_down (/metrics answers 503) | health_slow (/health answers
+        after `value` seconds, 5 by default: an API server too busy to answer in time); or
+        `recover` from hang, slow, errors, refuse, metrics_down and health_slow."""
         if mode == "hang":
             self.engine.hang()
         elif mode == "slow":
@@ -139,10 +141,13 @@ class SimNode:
             self.crash("fault injected")
         elif mode == "metrics_down":
             self.metrics_down = True
+        elif mode == "health_slow":
+            self.health_delay = value or 5.0
         elif mode == "recover":
             self.engine.slowdown = 1.0
             self.errors_left = 0
             self.metrics_down = False
+            self.health_delay = 0.0
             self.engine.resume()
             if self._server is None and self.alive:
                 await self.start()
@@ -167,6 +172,8 @@ class SimNode:
             elif not self._authorized(request):
                 conn.respond(401, JSON_HEADERS, b'{"error":"Unauthorized"}')
             elif request.method == "GET":
+                if path == "/health" and self.health_delay:
+                    await asyncio.sleep(self.health_delay)  # the simulated slowness
                 self._get(path, conn)
             elif request.method == "POST":
                 await self._post(path, request, conn)
