@@ -7,7 +7,8 @@ Two ways to get an engine (see the README's "Against a real vLLM"):
   queue, few sequences) still start their own, from the CPU build.
 - otherwise each engine is started with `../shared/vllm/real-vllm.sh serve` from the CPU build
   that script installed (`real-vllm.sh install` for vLLM 0.32.0, `install024 DIR` for
-  0.24.0, `model` for the tiny Llama): `WARDEN_VLLM_VENV`, `WARDEN_VLLM_024_VENV`,
+  0.24.0, `model` for the tiny Llama), or for 0.11.0 by `install_vllm_011.sh` beside this
+  file: `WARDEN_VLLM_VENV`, `WARDEN_VLLM_024_VENV`, `WARDEN_VLLM_011_VENV`,
   `WARDEN_VLLM_MODEL` and `WARDEN_VLLM_SCRIPT` say where, the script's own cache by default.
 
 An engine starts in 25-50 s and holds ~3 GB: a module shares one, and no test runs more than
@@ -20,10 +21,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 
 from bench.procs import free_port_block
@@ -46,10 +51,18 @@ class Build:
         return (self.venv / "bin" / "vllm").exists()
 
 
+# Each version the suite starts: where its venv is (environment variable, default), and the
+# command that installs it.
+BUILDS = {
+    "0.32.0": ("WARDEN_VLLM_VENV", "venv", "{script} install"),
+    "0.24.0": ("WARDEN_VLLM_024_VENV", "venv024", "{script} install024 DIR"),
+    "0.11.0": ("WARDEN_VLLM_011_VENV", "venv011", "tests/real_vllm/install_vllm_011.sh DIR"),
+}
+
+
 def build(version: str = "0.32.0") -> Build:
-    if version == "0.24.0":
-        return Build(version, Path(os.environ.get("WARDEN_VLLM_024_VENV", CACHE / "venv024")))
-    return Build(version, Path(os.environ.get("WARDEN_VLLM_VENV", CACHE / "venv")))
+    variable, default, _ = BUILDS[version]
+    return Build(version, Path(os.environ.get(variable, CACHE / default)))
 
 
 def script() -> Path:
@@ -72,9 +85,9 @@ def missing(version: str = "0.32.0") -> str | None:
     if not script().exists():
         return f"{script()} not found (set WARDEN_VLLM_SCRIPT)"
     if not build(version).installed:
-        command = "install" if version == "0.32.0" else "install024 DIR"
+        variable, _, command = BUILDS[version]
         return (f"vLLM {version} is not installed at {build(version).venv} (run "
-                f"`{script()} {command}`, or set WARDEN_VLLM_VENV / WARDEN_VLLM_024_VENV)")
+                f"`{command.format(script=script())}`, or set {variable})")
     if not (model_dir() / "config.json").exists():
         return f"no model at {model_dir()} (run `{script()} model`)"
     return None
@@ -153,6 +166,50 @@ def complete(url: str, model: str):
     body = json.dumps({"model": model, "prompt": "Hi", "max_tokens": 2}).encode()
     return http("POST", f"{url}/v1/completions", body, {"Content-Type": "application/json"},
                 timeout=60)
+
+
+class Backlog:
+    """Keeps an engine busy: `slots` completions (`body`, without its model) sent straight
+    to it, each sent again as soon as it ends, until `release` closes them (vLLM then aborts
+    them)."""
+
+    def __init__(self, engine: Engine, body: dict, slots: int = 2):
+        self._url = urllib.parse.urlsplit(engine.url)
+        self._body = json.dumps({"model": engine.model, **body})
+        self._open: set[HTTPConnection] = set()
+        self._lock = threading.Lock()
+        self._released = False
+        self._threads = [threading.Thread(target=self._keep_one, daemon=True)
+                         for _ in range(slots)]
+        for thread in self._threads:
+            thread.start()
+
+    def _keep_one(self) -> None:
+        while True:
+            conn = HTTPConnection(self._url.hostname, self._url.port, timeout=120)
+            with self._lock:
+                if self._released:
+                    return
+                self._open.add(conn)
+            try:
+                conn.request("POST", "/v1/completions", self._body,
+                             {"Content-Type": "application/json"})
+                conn.getresponse().read()
+            except (OSError, HTTPException):
+                pass  # released: its connection was closed under it
+            finally:
+                with self._lock:
+                    self._open.discard(conn)
+                conn.close()
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            for conn in self._open:
+                if conn.sock is not None:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
 
 def _stop(proc: subprocess.Popen) -> None:

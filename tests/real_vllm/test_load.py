@@ -6,64 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
-import urllib.parse
-from http.client import HTTPConnection, HTTPException
 
 import pytest
 
 from tests.harness import GatewayThread, http, wait_until
-from tests.real_vllm.engines import Engine, complete
+from tests.real_vllm.engines import Backlog, Engine, complete
 
 # One sequence at a time and one more queued (vLLM counts both against the queue's limit):
 # a third request is refused with 503.
 FLAGS = ("--max-num-seqs", "1", "--max-num-queued-reqs", "2")
+# A tiny model decodes ~150 tokens/s here: one of these lasts ~3 s.
 LONG = {"prompt": "Once", "max_tokens": 480, "ignore_eos": True, "stream": True}
-
-
-class Backlog:
-    """Keeps an engine full: two long requests sent straight to it, each sent again as soon
-    as it ends (a tiny model decodes ~150 tokens/s here: one lasts ~3 s), until `release`
-    closes them (vLLM then aborts them)."""
-
-    def __init__(self, engine: Engine, slots: int = 2):
-        self._url = urllib.parse.urlsplit(engine.url)
-        self._body = json.dumps({"model": engine.model, **LONG})
-        self._open: set[HTTPConnection] = set()
-        self._lock = threading.Lock()
-        self._released = False
-        self._threads = [threading.Thread(target=self._keep_one, daemon=True)
-                         for _ in range(slots)]
-        for thread in self._threads:
-            thread.start()
-
-    def _keep_one(self) -> None:
-        while True:
-            conn = HTTPConnection(self._url.hostname, self._url.port, timeout=120)
-            with self._lock:
-                if self._released:
-                    return
-                self._open.add(conn)
-            try:
-                conn.request("POST", "/v1/completions", self._body,
-                             {"Content-Type": "application/json"})
-                conn.getresponse().read()
-            except (OSError, HTTPException):
-                pass  # released: its connection was closed under it
-            finally:
-                with self._lock:
-                    self._open.discard(conn)
-                conn.close()
-
-    def release(self) -> None:
-        with self._lock:
-            self._released = True
-            for conn in self._open:
-                if conn.sock is not None:
-                    conn.sock.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +40,7 @@ def one_busy(engines: list[Engine], policy: str):
     gateway = GatewayThread({"backends": [{"name": "busy", "url": busy.url},
                                           {"name": "idle", "url": idle.url}],
                              "routing": {"policy": policy}})
-    backlog = Backlog(busy)
+    backlog = Backlog(busy, LONG)
     try:
         wait_until(lambda: _full(busy), timeout=60, what="the busy engine's queue to fill")
         yield gateway, busy, idle
