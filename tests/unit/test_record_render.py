@@ -12,7 +12,7 @@ from warden.config.schema import RecorderSpec
 from warden.edge.request import HttpRequest
 from warden.proxy.exchange import Exchange
 from warden.record.recorder import Recorder
-from warden.record.render import Clock, end_record, header_picks, start_record, stream_text
+from warden.record.render import Clock, Renderer, stream_text
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "vllm"
 
@@ -21,6 +21,14 @@ def clock(offset: float = 0.0) -> Clock:
     fixed = Clock()
     fixed.offset = offset
     return fixed
+
+
+def start_record(ex: Exchange, times: Clock, headers: list[str], body_limit: int) -> dict:
+    return Renderer(headers, "none", times).start(ex, body_limit)
+
+
+def end_record(ex: Exchange, times: Clock, response: str) -> dict:
+    return Renderer([], response, times).end(ex)
 
 
 def exchange(body: bytes, fields: dict | None = None, passed: list | None = None) -> Exchange:
@@ -37,7 +45,7 @@ def test_secret_headers_are_redacted_even_when_asked_for():
                           b"content-type": b"application/json"},
                   [b"x-api-key", b": ", b"k-456", b"\r\n", b"user-agent", b": ", b"sdk",
                    b"\r\n"])
-    picks = header_picks(["Authorization", "x-api-key", "user-agent", "content-type", "absent"])
+    picks = ["Authorization", "x-api-key", "user-agent", "content-type", "absent"]
     record = start_record(ex, clock(), picks, 1000)
     assert record["headers"] == {"authorization": "[redacted]", "x-api-key": "[redacted]",
                                  "user-agent": "sdk", "content-type": "application/json"}
@@ -46,14 +54,14 @@ def test_secret_headers_are_redacted_even_when_asked_for():
 
 def test_bodies_are_verbatim_or_stand_in_by_size_and_digest():
     text = '{"messages": [{"role": "user", "content": "hé 😀"}]}'.encode()
-    assert start_record(exchange(text), clock(), (), 1000)["body"].encode() == text
+    assert start_record(exchange(text), clock(), [], 1000)["body"].encode() == text
     binary = b"\xff\xfe\x00not utf-8"
-    record = start_record(exchange(binary), clock(), (), 1000)
+    record = start_record(exchange(binary), clock(), [], 1000)
     assert record["body_encoding"] == "base64" and base64.b64decode(record["body"]) == binary
-    large = start_record(exchange(b"y" * 2000), clock(), (), 1000)
+    large = start_record(exchange(b"y" * 2000), clock(), [], 1000)
     assert large["body"] is None and large["body_omitted"] == "too large"
     assert large["body_sha256"] == hashlib.sha256(b"y" * 2000).hexdigest()
-    assert start_record(exchange(b"{}"), clock(), (), 0)["body_omitted"] == "low disk"
+    assert start_record(exchange(b"{}"), clock(), [], 0)["body_omitted"] == "low disk"
 
 
 def test_times_are_the_arrival_in_utc_iso_and_seconds_after_it():
@@ -63,7 +71,7 @@ def test_times_are_the_arrival_in_utc_iso_and_seconds_after_it():
     assert record["received"] == "2027-01-15T08:00:00.000000Z"
     assert (record["sent_after"], record["first_byte_after"], record["duration"]) == \
         (0.25, 0.75, 1.5)
-    assert start_record(ex, clock(), (), 10)["received"] == record["received"]  # once
+    assert start_record(ex, clock(), [], 10)["received"] == record["received"]  # once
 
 
 def test_a_plain_response_is_summed_up_from_its_captured_body():

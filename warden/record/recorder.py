@@ -33,7 +33,7 @@ from warden.config.schema import RecorderSpec
 from warden.proxy.exchange import Exchange
 from warden.record.files import RecordFiles
 from warden.record.postgres import PostgresSink
-from warden.record.render import Clock, end_record, header_picks, start_record
+from warden.record.render import Clock, Renderer
 
 log = logging.getLogger("warden.record")
 
@@ -43,8 +43,8 @@ _REOPEN = "reopen"
 class Recorder:
     def __init__(self, spec: RecorderSpec):
         self.spec = spec
-        self._headers = header_picks(spec.headers)
         self._clock = Clock().sync()
+        self._render = Renderer(spec.headers, spec.response, self._clock)
         self._pending: list[bytes] = []
         # How many records may be pending: the queue's size less what the writer still has
         # (recomputed at each flush, so a record costs one comparison).
@@ -73,12 +73,13 @@ class Recorder:
         if len(self._pending) >= self._room:
             self.dropped += 1
             return
+        body_limit = self.body_limit
         try:
-            record = start_record(exchange, self._clock, self._headers, self.body_limit)
+            record = self._render.start(exchange, body_limit)
         except Exception:
             self._unrenderable()
             return
-        if self.body_limit == 0 and record.get("body_omitted") == "low disk":
+        if body_limit == 0 and record.get("body_omitted") == "low disk":
             self.bodies_omitted += 1
         self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
@@ -87,7 +88,7 @@ class Recorder:
             self.dropped += 1
             return
         try:
-            record = end_record(exchange, self._clock, self.spec.response)
+            record = self._render.end(exchange)
         except Exception:
             self._unrenderable()
             return

@@ -1,9 +1,9 @@
 """Exchanges rendered as audit records (pure: objects in, JSON-ready dicts out; no I/O).
 
-Runs on the writer thread, so the proxy pays nothing for it. Each request gets two records with
-the same `id`: `start` (what was asked: written before the request is forwarded) and `end`
-(what became of it). Both carry `received`, the arrival time in UTC ISO 8601 with
-microseconds (`Clock`); the end gives the rest as seconds after it (`sent_after`,
+Runs on the event loop when each record happens (see recorder.py for why). Each request gets
+two records with the same `id`: `start` (what was asked: written before the request is
+forwarded) and `end` (what became of it). Both carry `received`, the arrival time in UTC ISO
+8601 with microseconds (`Clock`); the end gives the rest as seconds after it (`sent_after`,
 `first_byte_after`, `ttft`, `duration`): one time formatted per request, not four.
 
 Rules: a secret header is never written, whatever the config lists; a body is written as it
@@ -19,6 +19,7 @@ import time
 
 import orjson
 
+from warden.edge.request import INTERPRETED, HttpRequest
 from warden.proxy.exchange import Exchange
 from warden.stream.sse import SseDecoder
 
@@ -61,55 +62,105 @@ def iso_wall(wall: float, cache: dict[int, str] | None = None) -> str:
     return f"{prefix}.{micro:06d}Z"
 
 
-def header_picks(names: list[str]) -> tuple[tuple[str, bytes, bool], ...]:
-    """The header fields a record keeps: (name, its lookup key, whether it is a secret)."""
-    return tuple((name.lower(), name.lower().encode("latin-1"), name.lower() in SECRET_HEADERS)
-                 for name in names)
+class Renderer:
+    """An exchange's two records, with what the config decides taken once: the header fields
+    kept (`headers`: names, any case) and the response capture (`response`: none | summary |
+    full). Cost rule: this runs twice per request on the event loop, so each record is one
+    dict literal and a few tests, with no calls it can do without."""
 
+    def __init__(self, headers: list[str], response: str, clock: Clock):
+        names = dict.fromkeys(name.lower() for name in headers)  # in order, once each
+        # A field the server interprets is in `request.fields`; any other in `request.passed`
+        # (see edge.request), where `list.index` finds it in C.
+        picks = [(name, name.encode("latin-1"), name in SECRET_HEADERS) for name in names]
+        self._fielded = tuple(p for p in picks if p[1] in INTERPRETED)
+        self._passed = tuple(p for p in picks if p[1] not in INTERPRETED)
+        self._response = response
+        self._clock = clock
 
-def start_record(exchange: Exchange, clock: Clock, headers: tuple[tuple[str, bytes, bool], ...],
-                 body_limit: int) -> dict:
-    """`headers`: from `header_picks`; `body_limit`: the largest body written verbatim (0:
-    none, the disk is low)."""
-    request = exchange.request
-    record = {
-        "type": "start", "id": exchange.request_id.decode("latin-1"),
-        "received": _received(exchange, clock), "client": exchange.client_ip,
-        "principal": None, "endpoint": exchange.endpoint, "model": exchange.model,
-        "stream": exchange.stream,
-    }
-    if request is not None:
+    def start(self, exchange: Exchange, body_limit: int) -> dict:
+        """What was asked. `body_limit`: the largest body written verbatim (0: none, the disk
+        is low)."""
+        request = exchange.request
+        record = {
+            "type": "start", "id": exchange.request_id.decode("latin-1"),
+            "received": self.received(exchange), "client": exchange.client_ip,
+            "principal": None, "endpoint": exchange.endpoint, "model": exchange.model,
+            "stream": exchange.stream,
+        }
+        if request is not None:
+            record["method"] = request.method
+            record["headers"] = self._headers(request)
+            body = request.body
+            if len(body) > body_limit:
+                record.update(body_omitted(body, "low disk" if body_limit == 0 else "too large"))
+            else:
+                try:
+                    record["body"] = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    record["body"] = base64.b64encode(body).decode()
+                    record["body_encoding"] = "base64"
+                record["body_bytes"] = len(body)
+        if exchange.guard:
+            record["guard"] = exchange.guard
+        if exchange.forwarded_body is not None:  # what went to the backend instead
+            record["forwarded_body"] = exchange.forwarded_body.decode("utf-8", "replace")
+        return record
+
+    def end(self, exchange: Exchange) -> dict:
+        """What became of it. Seconds to the microsecond: round(x * 1e6) / 1e6 (round(x, 6)
+        takes the slow, correctly rounded decimal path)."""
+        received = exchange.received_at
+        sent, first_byte, ttft = exchange.sent_at, exchange.first_byte_at, exchange.ttft
+        record = {
+            "type": "end", "id": exchange.request_id.decode("latin-1"),
+            "received": self.received(exchange), "model": exchange.model,
+            "backend": exchange.backend, "attempts": exchange.attempts,
+            "status": exchange.status, "verdict": exchange.verdict,
+            "sent_after": round((sent - received) * 1e6) / 1e6 if sent else None,
+            "first_byte_after": round((first_byte - received) * 1e6) / 1e6 if first_byte
+            else None,
+            "ttft": None if ttft is None else round(ttft * 1e6) / 1e6,
+            "duration": round((exchange.ended_at - received) * 1e6) / 1e6,
+            "error": exchange.error,
+        }
+        if self._response != "none":
+            _response_fields(exchange, self._response == "full", record)
+        return record
+
+    def received(self, exchange: Exchange) -> str:
+        """The request's arrival as text, rendered once for both of its records."""
+        text = exchange.received_text
+        if text is None:
+            text = exchange.received_text = self._clock.iso(exchange.received_at)
+        return text
+
+    def _headers(self, request: HttpRequest) -> dict[str, str]:
         kept = {}
-        header = request.header
-        for name, key, secret in headers:
-            value = header(key)
+        fields = request.fields
+        for name, key, secret in self._fielded:
+            value = fields.get(key)
             if value is not None:
                 kept[name] = REDACTED if secret else value.decode("latin-1")
-        record["method"] = request.method
-        record["headers"] = kept
-        body = request.body
-        if len(body) > body_limit:
-            record.update(body_omitted(body, "low disk" if body_limit == 0 else "too large"))
-        else:
-            try:
-                record["body"] = body.decode("utf-8")
-            except UnicodeDecodeError:
-                record["body"] = base64.b64encode(body).decode()
-                record["body_encoding"] = "base64"
-            record["body_bytes"] = len(body)
-    if exchange.guard:
-        record["guard"] = exchange.guard
-    if exchange.forwarded_body is not None:  # what went to the backend instead
-        record["forwarded_body"] = exchange.forwarded_body.decode("utf-8", "replace")
-    return record
+        if self._passed:
+            passed = request.passed
+            for name, key, secret in self._passed:
+                value = _passed_value(passed, key)
+                if value is not None:
+                    kept[name] = REDACTED if secret else value.decode("latin-1")
+        return kept
 
 
-def _received(exchange: Exchange, clock: Clock) -> str:
-    """The request's arrival as text, rendered once for both of its records."""
-    text = exchange.received_text
-    if text is None:
-        text = exchange.received_text = clock.iso(exchange.received_at)
-    return text
+def _passed_value(passed: list[bytes], name: bytes) -> bytes | None:
+    """The first value of the field `name` in rendered fields (name, ": ", value, CRLF)."""
+    at = -1
+    while True:
+        try:
+            at = passed.index(name, at + 1)
+        except ValueError:
+            return None
+        if at % 4 == 0:  # a name, not a value that happens to equal it
+            return passed[at + 2]
 
 
 def body_omitted(body: bytes, reason: str) -> dict:
@@ -117,49 +168,31 @@ def body_omitted(body: bytes, reason: str) -> dict:
             "body_sha256": hashlib.sha256(body).hexdigest()}
 
 
-def end_record(exchange: Exchange, clock: Clock, response: str) -> dict:
-    """`response`: none | summary | full (the recorder's setting)."""
-    # Seconds to the microsecond: round(x * 1e6) / 1e6 (round(x, 6) takes the slow,
-    # correctly rounded decimal path).
-    received = exchange.received_at
-    sent, first_byte, ttft = exchange.sent_at, exchange.first_byte_at, exchange.ttft
-    record = {
-        "type": "end", "id": exchange.request_id.decode("latin-1"),
-        "received": _received(exchange, clock), "model": exchange.model,
-        "backend": exchange.backend, "attempts": exchange.attempts,
-        "status": exchange.status, "verdict": exchange.verdict,
-        "sent_after": round((sent - received) * 1e6) / 1e6 if sent else None,
-        "first_byte_after": round((first_byte - received) * 1e6) / 1e6 if first_byte else None,
-        "ttft": None if ttft is None else round(ttft * 1e6) / 1e6,
-        "duration": round((exchange.ended_at - received) * 1e6) / 1e6,
-        "error": exchange.error,
-    }
-    if response != "none":
-        record.update(response_fields(exchange, response == "full"))
-    return record
-
-
-def response_fields(exchange: Exchange, full: bool) -> dict:
+def _response_fields(exchange: Exchange, full: bool, record: dict) -> None:
     """Usage and finish reasons (a stream's come from its observer; a plain response's from
     its captured body), and with `full` the body, or a stream's text reassembled."""
     captured = exchange.captured
-    body = b"".join(captured) if captured else b""
-    out: dict = {"usage": exchange.usage, "finish_reasons": exchange.finish_reasons}
+    record["usage"] = exchange.usage
+    record["finish_reasons"] = exchange.finish_reasons
     if exchange.stream:
         if full:
-            out["text"] = stream_text(body) if captured is not None else None
-        return out
-    parsed = _json(body)
-    if isinstance(parsed, dict):
-        if isinstance(parsed.get("usage"), dict):
-            out["usage"] = parsed["usage"]
-        out["finish_reasons"] = [c.get("finish_reason") for c in parsed.get("choices") or ()
-                                 if isinstance(c, dict) and c.get("finish_reason")]
+            record["text"] = stream_text(b"".join(captured)) if captured is not None else None
+        return
+    body = b"".join(captured) if captured is not None else b""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if type(parsed) is dict:
+        usage = parsed.get("usage")
+        if type(usage) is dict:
+            record["usage"] = usage
+        record["finish_reasons"] = [c["finish_reason"] for c in parsed.get("choices") or ()
+                                    if type(c) is dict and c.get("finish_reason")]
     if full:
-        out["response"] = body.decode("utf-8", "replace") if captured is not None else None
+        record["response"] = body.decode("utf-8", "replace") if captured is not None else None
     if exchange.capture_truncated:
-        out["response_truncated"] = True
-    return out
+        record["response_truncated"] = True
 
 
 def stream_text(body: bytes) -> str:
