@@ -95,7 +95,9 @@ class Rig:
         gateway = build_app(settings)
         self.recorder = gateway.recorder
         gateway.forwarder.bind(asyncio.get_running_loop())
-        server = HttpServer(gateway.handler, ServerLimits())
+        # Writes wait for the end of the loop's turn (upstream.batch); here the rig ends it.
+        self.writes = gateway.forwarder.writes
+        server = HttpServer(gateway.handler, ServerLimits(), writes=self.writes)
         self.client = HttpConnection(server)
         self.client.connection_made(FakeTransport())
         self.upstream = UpstreamConnection()
@@ -107,7 +109,9 @@ class Rig:
         """One non-streaming request, proxied and answered."""
         self.pool.release(self.upstream)
         self.client.data_received(self.request)
+        self.writes.flush()
         self.upstream.data_received(RESPONSE)
+        self.writes.flush()
         self.client.transport.out.clear()
         self.upstream.transport.out.clear()
         if self.recorder is not None:
@@ -117,6 +121,7 @@ class Rig:
         """A streaming request, proxied, with the event stream's head answered."""
         self.pool.release(self.upstream)
         self.client.data_received(STREAM_REQUEST)
+        self.writes.flush()
         self.upstream.data_received(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; "
                                     b"charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n")
 
@@ -125,7 +130,10 @@ async def measure(rounds: int) -> None:
     rig = Rig()
     rig.pool.release(rig.upstream)
     rig.client.data_received(REQUEST)
+    rig.writes.flush()
+    assert rig.upstream.transport.out, "the request was not written upstream"
     rig.upstream.data_received(RESPONSE)
+    rig.writes.flush()
     assert rig.client.transport.out[-1].endswith(BODY), rig.client.transport.out[-1]
     for _ in range(1000):
         rig.one_round()
@@ -137,6 +145,7 @@ async def measure(rounds: int) -> None:
 
     def one_chunk() -> None:
         rig.upstream.data_received(chunk)
+        rig.writes.flush()
         rig.client.transport.out.clear()
 
     per_chunk = min(_timed(one_chunk, rounds) for _ in range(5))

@@ -49,6 +49,7 @@ async def _drive(kind: str, rounds: int) -> None:
         rig.start_stream()
         for _ in range(rounds):
             rig.upstream.data_received(SSE_CHUNK)
+            rig.writes.flush()
             rig.client.transport.out.clear()
 
 

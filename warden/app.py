@@ -118,7 +118,8 @@ class Gateway:
         if self.quarantine is not None:
             await self._load_quarantine()
         await self.discovery.refresh_all()
-        self.server = HttpServer(self.handler, server_limits(self.settings))
+        self.server = HttpServer(self.handler, server_limits(self.settings),
+                                 writes=self.forwarder.writes)
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
         self._tasks.append(asyncio.create_task(self.discovery.run()))

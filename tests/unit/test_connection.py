@@ -27,6 +27,15 @@ class Transport:
     def abort(self):
         self.closed = True
 
+    def is_closing(self):
+        return self.closed
+
+
+def sent(conn: HttpConnection) -> list[bytes]:
+    """What the connection has written, its loop's turn over (writes wait for its end)."""
+    conn._server.writes.flush()
+    return conn.transport.out
+
 
 @pytest.fixture
 def served():
@@ -54,7 +63,7 @@ def test_a_request_in_one_read(served):
     conn.data_received(HEAD + b"{}")
     assert requests[0].path == "/v1/chat/completions" and requests[0].body == b"{}"
     assert requests[0].header(b"x-note") == b"POST /v1/chat/completions HTTP/1.1"
-    assert conn.transport.out[-1].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert sent(conn)[-1].startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 @pytest.mark.parametrize("split", [1, 20, 40, 60, len(HEAD) - 1, len(HEAD) + 1])
@@ -73,7 +82,7 @@ def test_pipelined_requests_are_all_answered_in_order(served):
     conn.data_received(b"".join(HEAD.replace(b"Content-Length: 2", b"Content-Length: 7") + b
                                 for b in bodies))
     assert [r.body for r in requests] == bodies
-    assert sum(out.startswith(b"HTTP/1.1 200") for out in conn.transport.out) == 3
+    assert sum(out.startswith(b"HTTP/1.1 200") for out in sent(conn)) == 3
 
 
 def test_idle_connections_are_closed_only_after_the_whole_timeout(monkeypatch):
@@ -109,5 +118,5 @@ def test_idle_connections_are_closed_only_after_the_whole_timeout(monkeypatch):
 def test_head_gets_the_headers_without_the_body(served):
     conn, _ = served
     conn.data_received(b"HEAD /health HTTP/1.1\r\nHost: a\r\n\r\n")
-    head, _, body = conn.transport.out[-1].partition(b"\r\n\r\n")
+    head, _, body = sent(conn)[-1].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"content-length: 2" in head and body == b""

@@ -61,7 +61,7 @@ class FakeUpstream:
         self.closed = False
         self.paused = False
 
-    def send(self, data, sink):
+    def send(self, data, sink, batch=None):
         self.sent = data
 
     def close(self):
@@ -81,6 +81,7 @@ class Ends(list):
         super().__init__()
         self.timeouts = timeouts
         self.capture = capture
+        self.writes = None  # requests written at once
 
     def relay_ended(self, relay):
         self.append(relay.ending)

@@ -34,6 +34,7 @@ from warden.errors import (
     PayloadTooLarge,
     WardenError,
 )
+from warden.upstream.batch import CLOSE, WRITE_EOF
 
 if TYPE_CHECKING:
     from warden.edge.server import HttpServer
@@ -51,6 +52,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
     def __init__(self, server: HttpServer):
         self._server = server
         self._loop = server.loop
+        self._writes = server.writes  # every write, close and write_eof goes through it
         self._parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
@@ -166,7 +168,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._expect_continue and self.transport is not None:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._writes.add(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -240,7 +242,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         if not self._keep_alive:
-            self.transport.close()
+            self._writes.add(self.transport, CLOSE)  # after the response's last bytes
             return
         self.responses += 1
         if self._queue:
@@ -266,11 +268,10 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             return
         body = error.envelope()
         if self.current is None:
-            self.transport.write(b"".join((
+            self._writes.add(self.transport, b"".join((
                 wire.status_line(error.status), wire.JSON, wire.CONNECTION_CLOSE,
                 wire.content_length(len(body)), wire.CRLF, body)))
         self._keep_alive = False
         self._lingering = True
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
+        self._writes.add(self.transport, WRITE_EOF)
         self._loop.call_later(_LINGER, self.transport.close)

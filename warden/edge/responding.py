@@ -1,8 +1,10 @@
 """The response half of a client connection: the current request's answer, as bytes.
 
-Rules: a head is held until the first body bytes (or a flush), so a small response leaves in
-one send; the end of the response (`respond`, `end_response`) frees the connection for the next
-request; HTTP/1.0 clients get no chunked framing (their bodies end with the connection).
+Rules: every byte leaves through the server's write batch, at the end of the loop's turn
+(upstream.batch: a client is woken once per turn, not once per response); a head is held
+until the first body bytes (or a flush), so a small response leaves in one send; the end of
+the response (`respond`, `end_response`) frees the connection for the next request; HTTP/1.0
+clients get no chunked framing (their bodies end with the connection).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from warden.edge import wire
+from warden.upstream.batch import WriteBatch
 
 if TYPE_CHECKING:
     from warden.edge.request import HttpRequest
@@ -21,6 +24,7 @@ class ResponseWriter:
     """Mixed into `HttpConnection`, which provides the state below and `_response_complete`."""
 
     transport: asyncio.Transport | None
+    _writes: WriteBatch  # every write goes through it (see upstream.batch)
     closed: bool
     current: HttpRequest | None
     http11: bool | None
@@ -40,7 +44,7 @@ class ResponseWriter:
             self._response_started = True
             request = self.current
             head_only = request is not None and request.method_bytes == b"HEAD"
-            self.transport.write(b"".join((
+            self._writes.add(self.transport, b"".join((
                 wire.status_line(status), headers, self._server.date_line,
                 b"" if self._keep_alive else wire.CONNECTION_CLOSE,
                 wire.content_length(len(body)), wire.CRLF, b"" if head_only else body)))
@@ -81,12 +85,12 @@ class ResponseWriter:
         if self._held_head:
             data = self._held_head + data
             self._held_head = b""
-        self.transport.write(data)
+        self._writes.add(self.transport, data)
 
     def flush(self) -> None:
         """Send a held head now (the body is not coming in this same read)."""
         if self._held_head and not self.closed and self.transport is not None:
-            self.transport.write(self._held_head)
+            self._writes.add(self.transport, self._held_head)
         self._held_head = b""
 
     def end_response(self, data: bytes = b"") -> None:
@@ -99,7 +103,7 @@ class ResponseWriter:
             if self._held_head:
                 data = self._held_head + data
             if data:
-                self.transport.write(data)
+                self._writes.add(self.transport, data)
         self._held_head = b""
         self._response_complete()
 

@@ -9,6 +9,7 @@ import time
 from warden.edge import wire
 from warden.edge.connection import HttpConnection
 from warden.edge.contracts import Handler, ServerLimits
+from warden.upstream.batch import WriteBatch
 
 __all__ = ["Handler", "HttpConnection", "HttpServer", "ServerLimits"]
 
@@ -17,12 +18,17 @@ class HttpServer:
     """Owns the listening socket, the open connections and the keep-alive sweeper."""
 
     def __init__(self, handler: Handler, limits: ServerLimits,
-                 loop: asyncio.AbstractEventLoop | None = None):
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 writes: WriteBatch | None = None):
+        """`writes`: the batch every connection writes through (see upstream.batch); one of
+        its own by default."""
         # Both read afresh for each request (handler) and each new connection (limits): a
         # config reload replaces them.
         self.handler = handler
         self.limits = limits
         self.loop = loop or asyncio.get_running_loop()
+        self.writes = writes if writes is not None else WriteBatch()
+        self.writes.bind(self.loop)
         self.connections: set[HttpConnection] = set()
         # Refreshed every second by `_sweep_idle`'s loop, read by every response.
         self.date_line = wire.date_line()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from warden.forensics.incidents import IncidentDetector
 from warden.routing.policy import RoutingPolicy
 from warden.stream.observer import Ending, Verdict, stream_verdict
+from warden.upstream.batch import WriteBatch
 from warden.upstream.connection import UpstreamConnection
 
 
@@ -59,9 +60,13 @@ class Forwarder:
         self._connecting: set[asyncio.Task[None]] = set()
         # Bound at start: asyncio.get_running_loop() costs a syscall per call on CPython 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Requests go upstream, and (through the server, which shares it) responses to the
+        # clients, at the end of the loop's turn, together (see upstream.batch).
+        self.writes = WriteBatch(in_flight=self.active)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self.writes.bind(loop)
 
     def use(self, settings: Settings, backends: BackendRegistry, policy: RoutingPolicy) -> None:
         """A reloaded config: new requests go to these backends by this policy. Requests in

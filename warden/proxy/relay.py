@@ -25,6 +25,7 @@ from warden.edge.request import HttpRequest
 from warden.proxy.exchange import Exchange
 from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver
+from warden.upstream.batch import WriteBatch
 from warden.upstream.connection import BodyMode, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Capture:
 class RelayOwner(Protocol):
     timeouts: TimeoutsSpec
     capture: int  # a Capture: what of the response to keep for the recorder
+    writes: WriteBatch | None  # how requests are written upstream (None: at once)
 
     def relay_ended(self, relay: Relay) -> None: ...
 
@@ -92,7 +94,7 @@ class Relay(Exchange):
             self.on_client_lost()
             return
         self.client.watcher = self
-        conn.send(data, self)
+        conn.send(data, self, self._owner.writes)
 
     # -- upstream events (ResponseSink) ----------------------------------------------------
 

@@ -71,7 +71,7 @@ class SimFleet:
                     await self.kill(index, down)  # dead before the caller hears back
                     return 200, b'{"status":"dead"}'
                 # A node killing itself answers first, then dies.
-                self._background(self.kill(index, down))
+                answering.after_answer(lambda: self._background(self.kill(index, down)))
                 return 200, b'{"status":"dying"}'
             if request.path == "/sim/revive":
                 await self.nodes[index].revive()

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 
 import orjson
 
@@ -36,6 +37,7 @@ from warden.sim.requests import (
     seed_of,
 )
 from warden.sim.tokenizer import count_tokens, encode, encode_chat
+from warden.upstream.batch import WriteBatch
 
 log = logging.getLogger("warden.sim")
 
@@ -53,6 +55,10 @@ class SimNode:
         self.port = port
         self.config = config
         self._control = control
+        # Its servers' write batch (one across restarts), and what a control request asked
+        # to happen once its answer has left (a node killing itself).
+        self._writes = WriteBatch()
+        self._after_answer: list[Callable[[], None]] = []
         self.alive = False
         self.request_ids: deque[str] = deque(maxlen=_MAX_REMEMBERED_IDS)
         self._server: HttpServer | None = None
@@ -77,9 +83,14 @@ class SimNode:
         self.metrics.watch(self.engine)
 
     async def start(self) -> None:
-        self._server = HttpServer(self, ServerLimits(keepalive_timeout=5.0))
+        self._server = HttpServer(self, ServerLimits(keepalive_timeout=5.0),
+                                  writes=self._writes)
         await self._server.start(self.host, self.port)
         self.alive = True
+
+    def after_answer(self, action: Callable[[], None]) -> None:
+        """Run `action` once the answer to the control request being served has left."""
+        self._after_answer.append(action)
 
     async def kill(self) -> None:
         """Die like a crashed server: stop listening, reset every connection."""
@@ -169,6 +180,11 @@ class SimNode:
             if path.startswith("/sim/"):
                 status, body = await self._control(request, self)
                 conn.respond(status, JSON_HEADERS, body)
+                if self._after_answer:  # the answer leaves now (not at the turn's end) first
+                    self._writes.flush()
+                    actions, self._after_answer = self._after_answer, []
+                    for action in actions:
+                        action()
             elif not self._authorized(request):
                 conn.respond(401, JSON_HEADERS, b'{"error":"Unauthorized"}')
             elif request.method == "GET":

@@ -28,6 +28,8 @@ from typing import Protocol
 
 import httptools
 
+from warden.upstream.batch import WriteBatch
+
 
 class BodyMode:
     """How a sink takes a response body (plain ints: read per response)."""
@@ -170,12 +172,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- use -------------------------------------------------------------------------------
 
-    def send(self, data: list[bytes], sink: ResponseSink) -> None:
-        """Write one request; its response goes to `sink`. The connection becomes `reusable`
-        only once that response is complete and allowed keep-alive."""
+    def send(self, data: list[bytes], sink: ResponseSink,
+             batch: WriteBatch | None = None) -> None:
+        """Write one request (through `batch`: at the end of the loop's turn); its response
+        goes to `sink`. The connection becomes `reusable` only once that response is complete
+        and allowed keep-alive."""
         self._sink = sink
         self.reusable = False
-        self.transport.writelines(data)
+        if batch is None:
+            self.transport.writelines(data)
+        else:
+            batch.add(self.transport, data)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
