@@ -52,6 +52,13 @@ def test_secret_headers_are_redacted_even_when_asked_for():
     assert b"sk-live-123" not in repr(record).encode() and b"k-456" not in repr(record).encode()
 
 
+def test_a_kept_header_is_found_by_its_name_not_by_a_value_equal_to_it():
+    ex = exchange(b"{}", {}, [b"x-note", b": ", b"user-agent", b"\r\n",
+                             b"user-agent", b": ", b"sdk", b"\r\n"])
+    assert start_record(ex, clock(), ["user-agent"], 1000)["headers"] == {"user-agent": "sdk"}
+    assert start_record(exchange(b"{}"), clock(), ["user-agent"], 1000)["headers"] == {}
+
+
 def test_bodies_are_verbatim_or_stand_in_by_size_and_digest():
     text = '{"messages": [{"role": "user", "content": "hé 😀"}]}'.encode()
     assert start_record(exchange(text), clock(), [], 1000)["body"].encode() == text

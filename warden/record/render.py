@@ -153,14 +153,15 @@ class Renderer:
 
 def _passed_value(passed: list[bytes], name: bytes) -> bytes | None:
     """The first value of the field `name` in rendered fields (name, ": ", value, CRLF)."""
-    at = -1
-    while True:
-        try:
-            at = passed.index(name, at + 1)
-        except ValueError:
-            return None
-        if at % 4 == 0:  # a name, not a value that happens to equal it
-            return passed[at + 2]
+    if name not in passed:  # usually absent: `in` first, as a failed `index` raises
+        return None
+    at = passed.index(name)
+    if at % 4 == 0:  # a name, not a value that happens to equal it
+        return passed[at + 2]
+    for i in range(0, len(passed), 4):
+        if passed[i] == name:
+            return passed[i + 2]
+    return None
 
 
 def body_omitted(body: bytes, reason: str) -> dict:
@@ -172,23 +173,30 @@ def _response_fields(exchange: Exchange, full: bool, record: dict) -> None:
     """Usage and finish reasons (a stream's come from its observer; a plain response's from
     its captured body), and with `full` the body, or a stream's text reassembled."""
     captured = exchange.captured
-    record["usage"] = exchange.usage
-    record["finish_reasons"] = exchange.finish_reasons
     if exchange.stream:
+        record["usage"] = exchange.usage
+        record["finish_reasons"] = exchange.finish_reasons
         if full:
             record["text"] = stream_text(b"".join(captured)) if captured is not None else None
         return
     body = b"".join(captured) if captured is not None else b""
+    usage = None
+    reasons = []
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
     if type(parsed) is dict:
         usage = parsed.get("usage")
-        if type(usage) is dict:
-            record["usage"] = usage
-        record["finish_reasons"] = [c["finish_reason"] for c in parsed.get("choices") or ()
-                                    if type(c) is dict and c.get("finish_reason")]
+        if type(usage) is not dict:
+            usage = None
+        choices = parsed.get("choices")
+        if type(choices) is list:
+            for choice in choices:  # (a loop, not a comprehension: no frame per call)
+                if type(choice) is dict and choice.get("finish_reason"):
+                    reasons.append(choice["finish_reason"])
+    record["usage"] = usage
+    record["finish_reasons"] = reasons
     if full:
         record["response"] = body.decode("utf-8", "replace") if captured is not None else None
     if exchange.capture_truncated:
