@@ -117,3 +117,29 @@ def test_http10_client_gets_no_chunked_body(gateway, stream):
         assert payload.startswith(b"data: ") and payload.endswith(b"data: [DONE]\n\n")
     else:
         assert json.loads(payload)["usage"]["completion_tokens"] == 3
+
+
+def test_both_sides_have_nagle_off(slow_gateway):
+    """TCP_NODELAY on the client's connection and on the upstream one, from the event loop
+    (a proxy without it delays every first token by Nagle's ~40 ms: DESIGN.md, vllm-router).
+    Checked on the sockets of a stream in flight."""
+    request = json.dumps(BODY).encode()
+    port = int(slow_gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(request), request))
+        received = b""
+        while received.count(b"data: ") < 2:
+            received += sock.recv(65536)
+
+        def nodelay(transport) -> int:
+            return transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP,
+                                                                 socket.TCP_NODELAY)
+
+        def flags() -> list[int]:
+            relays = list(slow_gateway.gateway.forwarder.active)
+            assert len(relays) == 1
+            return [nodelay(relays[0].client.transport), nodelay(relays[0].conn.transport)]
+
+        assert slow_gateway.call(flags) == [1, 1]

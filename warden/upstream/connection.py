@@ -22,7 +22,6 @@ ready for reuse before that last call, so the sink may release it from there.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -75,9 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.reusable = True  # a fresh connection is as good as an idle one
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # (TCP_NODELAY: set by the loop on every TCP transport, as on the client side.)
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
