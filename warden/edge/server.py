@@ -54,6 +54,7 @@ class HttpServer:
         self.stop_listening()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.writes.flush()  # what this turn wrote leaves before the connections are cut
         for conn in list(self.connections):
             conn.abort()
         if self._server is not None:
