@@ -145,22 +145,32 @@ def test_the_breaker_opens_on_5xx_probes_and_closes_and_a_4xx_never_counts():
         sim.stop()
 
 
+def out_of_rotation(gw: GatewayThread, sim: SimProcess, error: str) -> None:
+    """node-0 turns unhealthy, its last error saying `error`, and gets no more traffic."""
+    wait_until(lambda: backends(gw)["node-0"]["state"] == "unhealthy",
+               what="node-0 unhealthy")
+    assert error in backends(gw)["node-0"]["last_error"]
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    assert nodes_used(sim, client, 4) == {1: 4}
+
+
+def incidents_written(gw: GatewayThread) -> list[str]:
+    """How each incident so far was detected (the open ones are written now)."""
+    incidents = gw.gateway.incidents
+    gw.call(incidents.close_all)
+    return [json.loads(p.read_text())["detected_by"]
+            for p in (incidents.directory / "incidents").glob("incident-*.json")]
+
+
 def test_a_failed_health_check_takes_a_backend_out_and_opens_an_incident():
     sim = SimProcess(2, "--exit-after", "60", "--restart-after", "60")
     gw = GatewayThread({"backends": sim.backends_config(),
                         "health": {"active": {"interval": "100ms", "unhealthy_after": 2}}})
     try:
         fault(sim, 0, "crash")  # engine dead: /health answers 503, the server stays up
-        wait_until(lambda: backends(gw)["node-0"]["state"] == "unhealthy",
-                   what="node-0 unhealthy")
-        assert "health check" in backends(gw)["node-0"]["last_error"]
-        client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
-        assert nodes_used(sim, client, 8) == {1: 8}
-        incidents = gw.gateway.incidents
-        assert "node-0" in incidents.down
-        gw.call(incidents.close_all)
-        records = list((gw.gateway.incidents.directory / "incidents").glob("incident-*.json"))
-        detected = [json.loads(p.read_text())["detected_by"] for p in records]
+        out_of_rotation(gw, sim, "health check")
+        assert "node-0" in gw.gateway.incidents.down
+        detected = incidents_written(gw)
         assert any(d.startswith("health check failed") for d in detected), detected
         sim.kill_node(0)    # the supervisor's restart, now
         sim.revive_node(0)
@@ -179,15 +189,9 @@ def test_a_slow_health_check_takes_a_backend_out_but_is_no_death():
         "interval": "100ms", "timeout": "200ms", "unhealthy_after": 2}}})
     try:
         fault(sim, 0, "health_slow", 2)
-        wait_until(lambda: backends(gw)["node-0"]["state"] == "unhealthy",
-                   what="node-0 unhealthy")
-        assert "no answer within" in backends(gw)["node-0"]["last_error"]
-        client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
-        assert nodes_used(sim, client, 4) == {1: 4}
-        incidents = gw.gateway.incidents
-        assert "node-0" not in incidents.down
-        gw.call(incidents.close_all)
-        assert not list((incidents.directory / "incidents").glob("incident-*.json"))
+        out_of_rotation(gw, sim, "no answer within")
+        assert "node-0" not in gw.gateway.incidents.down
+        assert incidents_written(gw) == []
         fault(sim, 0, "recover")
         wait_until(lambda: backends(gw)["node-0"]["state"] == "ready", timeout=15,
                    what="healthy again")

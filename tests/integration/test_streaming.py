@@ -47,16 +47,22 @@ def test_events_arrive_as_generated(slow_gateway):
     assert arrivals[-1] - arrivals[0] > 0.2
 
 
-def test_client_disconnect_aborts_upstream(slow_gateway, slow_fleet):
+def stream_on_a_socket(gateway, events: int) -> socket.socket:
+    """A stream requested on a raw socket, read until `events` events have come."""
     request = json.dumps(BODY).encode()
-    port = int(slow_gateway.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                     % (len(request), request))
-        received = b""
-        while received.count(b"data: ") < 3:
-            received += sock.recv(65536)
+    port = int(gateway.url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (len(request), request))
+    received = b""
+    while received.count(b"data: ") < events:
+        received += sock.recv(65536)
+    return sock
+
+
+def test_client_disconnect_aborts_upstream(slow_gateway, slow_fleet):
+    with stream_on_a_socket(slow_gateway, 3):
         assert slow_gateway.in_flight() == 1
     slow_gateway.wait_idle()
     # vLLM counts a request whose client left as finished_reason="abort".
@@ -123,16 +129,7 @@ def test_both_sides_have_nagle_off(slow_gateway):
     """TCP_NODELAY on the client's connection and on the upstream one, from the event loop
     (a proxy without it delays every first token by Nagle's ~40 ms: DESIGN.md, vllm-router).
     Checked on the sockets of a stream in flight."""
-    request = json.dumps(BODY).encode()
-    port = int(slow_gateway.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                     % (len(request), request))
-        received = b""
-        while received.count(b"data: ") < 2:
-            received += sock.recv(65536)
-
+    with stream_on_a_socket(slow_gateway, 2):
         def nodelay(transport) -> int:
             return transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP,
                                                                  socket.TCP_NODELAY)
