@@ -32,7 +32,7 @@ from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 
 from bench.procs import free_port_block
-from tests.harness import engine_metric, http
+from tests.harness import GatewayThread, engine_metric, http, wait_until
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "warden-real-vllm"
 REPO = Path(__file__).resolve().parents[2]
@@ -104,16 +104,23 @@ class Engine:
         self.model = self._served_model()
 
     @classmethod
-    def start(cls, *flags: str, version: str = "0.32.0") -> Engine:
+    def start(cls, *flags: str, version: str = "0.32.0", core: int | None = None) -> Engine:
+        """`core`: run the whole engine (API server, EngineCore, its OMP threads) on that
+        CPU alone, so that a loaded engine cannot starve another one's API server."""
         reason = missing(version)
         if reason is not None:
             raise RuntimeError(f"cannot start a real vLLM: {reason}")
         port = free_port_block(1)
         log = Path(tempfile.mkstemp(prefix=f"vllm-{port}-", suffix=".log")[1])
-        proc = subprocess.Popen(
-            ["bash", str(script()), "serve", str(build(version).venv), str(model_dir()),
-             str(port), *flags],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        command = ["bash", str(script()), "serve", str(build(version).venv), str(model_dir()),
+                   str(port), *flags]
+        env = None
+        if core is not None:
+            command = ["taskset", "-c", str(core), *command]
+            # vLLM binds its OMP threads to every core by itself ("auto"): to this one only.
+            env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": str(core)}
+        proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -158,6 +165,29 @@ class Engine:
             _stop(self._proc)
         if self._log is not None:
             self._log.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def started(*flags: str, count: int = 2):
+    """`count` engines started with `flags`, each on a core of its own (measured: two
+    engines sharing both cores, one kept full, left the other's API server seconds late to
+    answer /health, /v1/models, even a completion), stopped after."""
+    cores = os.cpu_count() or 1
+    engines = [Engine.start(*flags, core=i % cores) for i in range(count)]
+    try:
+        yield engines
+    finally:
+        for engine in engines:
+            engine.stop()
+
+
+def discovered(gateway: GatewayThread) -> None:
+    """Wait for the gateway to know every engine's models and version (a starting engine can
+    miss the first poll's deadline on two busy cores; the next poll is 10 s later)."""
+    def known() -> bool:
+        return gateway.call(lambda: all(b.models and b.vllm_version
+                                        for b in gateway.gateway.backends))
+    wait_until(known, timeout=60, what="the gateway to discover every engine")
 
 
 def complete(url: str, model: str):

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.harness import GatewayThread, http, wait_until
-from tests.real_vllm.engines import Backlog, Engine, complete
+from tests.real_vllm.engines import Backlog, complete, discovered, started
 
 # Two sequences at a time, 6 blocks of 128 tokens: two prompts of 340 tokens take all six
 # blocks after their prefill, and the first decode step past a block's end preempts one.
@@ -23,10 +23,8 @@ PRESSURE = {"prompt": [17] * 340, "max_tokens": 160, "ignore_eos": True, "stream
 
 @pytest.fixture(scope="module")
 def engines():
-    pair = [Engine.start(*FLAGS), Engine.start(*FLAGS)]
-    yield pair
-    for engine in pair:
-        engine.stop()
+    with started(*FLAGS) as pair:
+        yield pair
 
 
 def _admin(gateway: GatewayThread) -> dict:
@@ -36,14 +34,10 @@ def _admin(gateway: GatewayThread) -> dict:
 
 def test_load_aware_routing_moves_off_an_engine_whose_kv_cache_is_full(engines):
     full, idle = engines
-    # Two engines on two cores: the one under pressure takes both, and the idle one's API
-    # server then answers /health and /metrics in seconds, not milliseconds. Deadlines long
-    # enough for that keep this test about the KV signal.
     gateway = GatewayThread({"backends": [{"name": "full", "url": full.url},
                                           {"name": "idle", "url": idle.url}],
-                             "routing": {"policy": "load_aware"},
-                             "health": {"active": {"timeout": "15s"}},
-                             "scrape": {"stale_after": "15s"}})
+                             "routing": {"policy": "load_aware"}})
+    discovered(gateway)
     preempted_before = full.metric("vllm:num_preemptions_total")
     backlog = Backlog(full, PRESSURE, slots=SLOTS)
     try:

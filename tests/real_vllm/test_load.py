@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.harness import GatewayThread, http, wait_until
-from tests.real_vllm.engines import Backlog, Engine, complete
+from tests.real_vllm.engines import Backlog, Engine, complete, discovered, started
 
 # One sequence at a time and one more queued (vLLM counts both against the queue's limit):
 # a third request is refused with 503.
@@ -21,10 +21,8 @@ LONG = {"prompt": "Once", "max_tokens": 480, "ignore_eos": True, "stream": True}
 
 @pytest.fixture(scope="module")
 def engines():
-    pair = [Engine.start(*FLAGS), Engine.start(*FLAGS)]
-    yield pair
-    for engine in pair:
-        engine.stop()
+    with started(*FLAGS) as pair:
+        yield pair
 
 
 def _full(engine: Engine) -> bool:
@@ -40,6 +38,7 @@ def one_busy(engines: list[Engine], policy: str):
     gateway = GatewayThread({"backends": [{"name": "busy", "url": busy.url},
                                           {"name": "idle", "url": idle.url}],
                              "routing": {"policy": policy}})
+    discovered(gateway)
     backlog = Backlog(busy, LONG)
     try:
         wait_until(lambda: _full(busy), timeout=60, what="the busy engine's queue to fill")
