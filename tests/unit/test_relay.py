@@ -9,7 +9,7 @@ from warden.config.schema import BackendSpec, TimeoutsSpec
 from warden.edge.request import HttpRequest
 from warden.fleet.backend import Backend
 from warden.proxy.relay import Relay
-from warden.stream.observer import Ending
+from warden.stream.observer import Ending, Verdict
 from warden.upstream.connection import BodyMode
 
 BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
@@ -136,6 +136,20 @@ def test_every_later_event_is_ignored_after_the_end(http11):
     assert client.ended == 1 and client.written == [relayed]
     assert not upstream.closed and not client.aborted
     assert client.watcher is None
+
+
+@modes
+def test_a_client_leaving_after_done_had_the_whole_stream(http11):
+    """The openai SDK stops at `[DONE]` and may close before the chunked terminator comes:
+    the upstream request is closed, but the stream was complete."""
+    relay, _, upstream, ends = make(http11=http11)
+    relay.on_head(200, SSE)
+    deliver(relay, b'data: {"choices": [{"finish_reason": "stop"}]}\n\n')
+    deliver(relay, b"data: [DONE]\n\n")
+    relay.on_client_lost()
+    assert ends == [Ending.CLIENT_LOST] and upstream.closed
+    assert relay.observer.verdict(Ending.CLIENT_LOST) == Verdict.COMPLETE
+    assert relay.observer.finish_reasons == ["stop"]
 
 
 @modes

@@ -121,6 +121,8 @@ def test_observer_sees_vllm_error_events():
     (Ending.UPSTREAM_LOST, False, False, Verdict.UPSTREAM_EOF),
     (Ending.UPSTREAM_LOST, False, True, Verdict.UPSTREAM_ERROR),
     (Ending.CLIENT_LOST, False, True, Verdict.CLIENT_ABORT),
+    (Ending.CLIENT_LOST, True, False, Verdict.COMPLETE),  # left after [DONE]
+    (Ending.CLIENT_LOST, True, True, Verdict.UPSTREAM_ERROR),
     (Ending.TIMED_OUT, False, False, Verdict.TIMEOUT),
     (Ending.CANCELLED, True, False, Verdict.CANCELLED),
 ])

@@ -174,7 +174,7 @@ class Forwarder:
         elif ending == Ending.UPSTREAM_COMPLETE:
             relay.verdict = Verdict.COMPLETE
         else:
-            relay.verdict = stream_verdict(ending, done=True, error=False)
+            relay.verdict = stream_verdict(ending, done=False, error=False)
         # The backend's side of it (breaker, passive ejection): a 5xx, a dropped or cut
         # response, a timeout count against it; a client leaving counts for nothing; any
         # other answer (4xx included) is a success.

@@ -106,8 +106,11 @@ class StreamObserver:
 
 def stream_verdict(ending: str, *, done: bool, error: bool) -> str:
     """Pure: an error the upstream reported outranks how the connection ended, except that a
-    client that left or a timeout are named as such."""
-    if ending == Ending.UPSTREAM_COMPLETE:
+    client that left or a timeout are named as such.
+
+    A client that leaves after `[DONE]` had the whole stream: the openai SDK stops reading
+    there and may close before the chunked terminator that follows it arrives."""
+    if ending == Ending.UPSTREAM_COMPLETE or (ending == Ending.CLIENT_LOST and done):
         if error:
             return Verdict.UPSTREAM_ERROR
         return Verdict.COMPLETE if done else Verdict.UPSTREAM_EOF
