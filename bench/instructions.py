@@ -36,10 +36,14 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 KINDS = ("request", "sdk", "recorded", "unguarded", "chunk")
 
 
-async def _drive(kind: str, rounds: int) -> None:
+def _rig(kind: str) -> Rig:
     rigs = {"sdk": lambda: Rig(SDK_REQUEST), "recorded": lambda: Rig(recorder="full"),
             "unguarded": lambda: Rig(guard=False)}
-    rig = rigs.get(kind, Rig)()
+    return rigs.get(kind, Rig)()
+
+
+async def _drive(kind: str, rounds: int) -> None:
+    rig = _rig(kind)
     for _ in range(100):
         rig.one_round()
     if kind in ("request", "sdk", "recorded", "unguarded"):
@@ -77,9 +81,9 @@ def count_instructions(kind: str, low: int = 200, high: int = 1200) -> float:
     return (many - few) / (high - low)
 
 
-async def count_opcodes(rounds: int = 200) -> Counter[str]:
-    """Bytecodes executed per request, by function."""
-    rig = Rig()
+async def count_opcodes(kind: str = "request", rounds: int = 200) -> Counter[str]:
+    """Bytecodes executed per request (of a kind other than `chunk`), by function."""
+    rig = _rig(kind)
     for _ in range(100):
         rig.one_round()
     counts: Counter[str] = Counter()
@@ -107,13 +111,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.run:
         uvloop.run(_drive(args.run[0], int(args.run[1])))
-    elif args.kind:
-        print(f"{count_instructions(args.kind):,.0f} instructions per round ({args.kind})")
     elif args.opcodes:
-        counts = uvloop.run(count_opcodes())
+        counts = uvloop.run(count_opcodes(args.kind or "request"))
         print(f"{sum(counts.values())} bytecodes per request")
         for name, n in counts.most_common():
             print(f"{n:6d}  {name}")
+    elif args.kind:
+        print(f"{count_instructions(args.kind):,.0f} instructions per round ({args.kind})")
     else:
         request = count_instructions("request")
         unguarded = count_instructions("unguarded")
