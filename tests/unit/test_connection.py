@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -120,3 +122,23 @@ def test_head_gets_the_headers_without_the_body(served):
     conn.data_received(b"HEAD /health HTTP/1.1\r\nHost: a\r\n\r\n")
     head, _, body = sent(conn)[-1].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"content-length: 2" in head and body == b""
+
+
+def test_a_closed_connection_is_freed_without_the_cyclic_collector():
+    """The parser holds the connection's callbacks (a cycle): `connection_lost` breaks it, so
+    reference counting frees a closed connection at once, not a collection later."""
+    loop = asyncio.new_event_loop()
+    server = HttpServer(lambda request, conn: conn.respond(200, b"", b"ok"), ServerLimits(),
+                        loop)
+    conn = HttpConnection(server)
+    conn.connection_made(Transport())
+    conn.data_received(HEAD + b"{}")
+    conn.connection_lost(None)
+    gone = weakref.ref(conn)
+    gc.disable()
+    try:
+        del conn
+        assert gone() is None
+    finally:
+        gc.enable()
+        loop.close()

@@ -128,6 +128,11 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        # The parser holds this connection's callbacks, so the two are a reference cycle:
+        # dropped here, a closed connection is freed at once instead of by the cyclic
+        # garbage collector (a collection per few hundred connections, ~4% of a streaming
+        # benchmark's CPU). Nothing parses after connection_lost.
+        self._parser = None
         self._server.connections.discard(self)
         watcher, self.watcher = self.watcher, None
         if watcher is not None:

@@ -121,6 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        self._parser = None  # it holds our callbacks: a cycle, freed now, not by the GC
         if self._sink is not None:
             self._fail("backend closed the connection" if exc is None
                        else f"backend connection lost ({exc.__class__.__name__})")
