@@ -25,6 +25,7 @@ from pathlib import Path
 import uvloop
 
 from bench.hot_path import SDK_REQUEST, SSE_EVENT, Rig
+from warden.run import settle_heap
 
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8"
             b"\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -46,6 +47,7 @@ async def _drive(kind: str, rounds: int) -> None:
     rig = _rig(kind)
     for _ in range(100):
         rig.one_round()
+    settle_heap()  # as the gateway's process does once started
     if kind in ("request", "sdk", "recorded", "unguarded"):
         for _ in range(rounds):
             rig.one_round()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,9 +30,25 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         runner.run(wrapper())
 
 
+def settle_heap() -> None:
+    """Once the gateway has started: what exists now (modules, config, the fleet) is moved
+    out of the cyclic collector's sight, and its young generation is collected every 20,000
+    container allocations instead of 700.
+
+    Why: the data path leaves no reference cycles (connections break theirs when they close:
+    tested), so what it allocates is freed by reference counting and a collection finds
+    nothing; yet each one scans every container alive at that moment, and the full ones the
+    whole heap. Measured in the streaming benchmark: 3.5% of the gateway's CPU per event.
+    Cycles made elsewhere (an exception's traceback, a reload) are still collected, later."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 10)
+
+
 async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event) -> None:
     gateway = build_app(settings, source)
     await gateway.start()
+    settle_heap()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
 
