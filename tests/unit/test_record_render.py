@@ -8,11 +8,20 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from warden.config.schema import RecorderSpec
 from warden.edge.request import HttpRequest
 from warden.proxy.exchange import Exchange
 from warden.record.recorder import Recorder
-from warden.record.render import Clock, Renderer, stream_text
+from warden.record.render import (
+    Clock,
+    Renderer,
+    _vllm_shaped,
+    each_event,
+    stream_text,
+    text_of,
+)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "vllm"
 
@@ -98,6 +107,39 @@ def test_a_stream_is_reassembled_into_its_text():
                        for line in sse.decode().split("\n")
                        if line.startswith("data: {") and '"choices":[{' in line)
     assert len(expected) > 10 and stream_text(sse) == expected
+
+
+def _event_by_event(body: bytes) -> str:
+    """The reference: every event decoded apart (the path a stream in another shape takes)."""
+    return text_of(each_event(body))
+
+
+CHAT_EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n'
+
+
+@pytest.mark.parametrize("name", ["sse-chat-0.32.0.txt", "sse-completions-0.32.0.txt"])
+def test_vllm_streams_are_parsed_in_one_go_to_the_same_text(name):
+    sse = (FIXTURES / name).read_bytes()
+    assert _vllm_shaped(sse) is not None  # the fast path takes vLLM's own streams
+    assert len(stream_text(sse)) > 10 and stream_text(sse) == _event_by_event(sse)
+
+
+@pytest.mark.parametrize("body", [
+    CHAT_EVENT % b"a" + CHAT_EVENT % b"b",                        # no [DONE]
+    CHAT_EVENT % b"a" + CHAT_EVENT % b"b"[:-30],                  # cut mid-event
+    CHAT_EVENT % b"a" + b"data: 12345",                             # cut, still JSON
+    CHAT_EVENT % b"a" + b'data: {"error": {"message": "x"}}\n\ndata: [DONE]\n\n',
+    CHAT_EVENT % b"a" + b"data: not json\n\n" + CHAT_EVENT % b"b",
+    CHAT_EVENT % b"a" + b"data: [1,\ndata: 2]\n\n" + CHAT_EVENT % b"b",  # a two-line event
+    (CHAT_EVENT % b"a").replace(b"\n", b"\r\n") + CHAT_EVENT % b"b",
+    b": a comment\n\n" + CHAT_EVENT % b"a",
+    b'data: {"choices": 5}\n\ndata: {"choices": [5, {"text": "t"}]}\n\n',
+    CHAT_EVENT % b"a\\nb" + b"data: [DONE]\n\n",                 # an escaped newline
+    b"data: [DONE]\n\n",
+    b"",
+])
+def test_any_other_shape_gives_the_text_of_its_events(body):
+    assert stream_text(body) == _event_by_event(body)
 
 
 def test_a_full_queue_drops_and_counts():

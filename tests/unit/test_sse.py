@@ -106,6 +106,15 @@ def test_a_chunk_completing_a_held_event_is_decoded():
     assert observed([first, b'op"}]}\n\n']) == (1, False, None, ["stop"], 0)
 
 
+@pytest.mark.parametrize("choices", [b"5", b'"x"', b"{}", b"[5]", b"null"])
+def test_odd_choices_are_ignored_not_raised(choices):
+    """A backend's odd event must not break the stream it is in (the observer runs inside
+    the upstream connection's parser callbacks)."""
+    observer = StreamObserver(lambda: 1.0)
+    observer.feed(b'data: {"choices": %b, "usage": {"total_tokens": 3}}\n\n' % choices)
+    assert observer.usage == {"total_tokens": 3} and observer.finish_reasons == []
+
+
 def test_observer_sees_vllm_error_events():
     observer = StreamObserver(lambda: 1.0)
     observer.feed(b'data: {"error": {"message": "EngineCore encountered an issue", '

@@ -204,20 +204,56 @@ def _response_fields(exchange: Exchange, full: bool, record: dict) -> None:
 
 
 def stream_text(body: bytes) -> str:
-    """The text of an OpenAI SSE stream (chat deltas or completion text), reassembled."""
+    """The text of an OpenAI SSE stream (chat deltas or completion text), reassembled.
+
+    Cost rule: this runs once per recorded stream, on the event loop. A stream in vLLM's
+    shape (one-line `data: ` events, no CR, `[DONE]` last) is parsed as one JSON array, in
+    one call: parsing each event apart, and `[DONE]` raising, cost 3-4 times as much. Any
+    other stream takes the event-by-event path."""
+    events = _vllm_shaped(body)
+    return text_of(events if events is not None else each_event(body))
+
+
+def each_event(body: bytes) -> list:
+    """A stream's events, decoded one by one (None for a payload that is not JSON)."""
+    return [_json(payload) for payload in SseDecoder().feed(body + b"\n\n")]
+
+
+def text_of(events: list) -> str:
+    """The text that a stream's decoded events carry."""
     parts = []
-    for payload in SseDecoder().feed(body + b"\n\n"):
-        event = _json(payload)
-        if not isinstance(event, dict):
+    for event in events:
+        choices = event.get("choices") if type(event) is dict else None
+        if type(choices) is not list:
             continue
-        for choice in event.get("choices") or ():
-            if not isinstance(choice, dict):
+        for choice in choices:
+            if type(choice) is not dict:
                 continue
             delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if isinstance(text, str):
+            text = delta.get("content") if type(delta) is dict else choice.get("text")
+            if type(text) is str:
                 parts.append(text)
     return "".join(parts)
+
+
+def _vllm_shaped(body: bytes) -> list | None:
+    """A stream's events parsed in one go: `data: A\n\ndata: B\n\n...data: [DONE]\n\n` is
+    `[A,B,...]` once each `\n\ndata: ` is a comma. None when the stream is not in that shape
+    (the newline count says a payload spans lines) or is not JSON that way."""
+    if not body.startswith(b"data: ") or not body.endswith(b"\n\n") or body.find(b"\r") >= 0:
+        return None
+    end = len(body) - 2
+    if body.endswith(b"data: [DONE]\n\n"):
+        end -= len(b"\n\ndata: [DONE]")
+    payloads = body[6:end]
+    separators = payloads.count(b"\n\ndata: ")
+    if payloads.count(b"\n") != 2 * separators:  # a newline of a payload's own
+        return None
+    try:
+        events = orjson.loads(b"[" + payloads.replace(b"\n\ndata: ", b",") + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return events if len(events) == separators + 1 else None
 
 
 def _json(data: bytes) -> object:

@@ -90,7 +90,10 @@ class StreamObserver:
             self.error = event
         if isinstance(event.get("usage"), dict):
             self.usage = event["usage"]
-        for choice in event.get("choices") or ():
+        choices = event.get("choices")
+        if type(choices) is not list:  # (a backend's odd event must not break the relay)
+            return
+        for choice in choices:
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None
             if isinstance(reason, str):
                 self.finish_reasons.append(reason)
