@@ -273,6 +273,9 @@ class Relay(Exchange):
     def _end(self, ending: str) -> None:
         self.ended = True
         self.ending = ending
+        # A capturing observer is a method of this relay (a reference cycle): dropped here,
+        # the relay is freed by reference counting, not by the cyclic collector.
+        self.observe = None
         if self.client.watcher is self:
             self.client.watcher = None
         self._owner.relay_ended(self)
