@@ -105,7 +105,8 @@ def deliver(relay: Relay, payload: bytes, last: bool = False) -> None:
     pieces first (to `observe` in raw mode, else `on_body`), then (raw mode) the read as it
     came, or (decoded) the end."""
     if relay.raw:
-        relay.observe(payload)
+        if relay.observe is not None:  # (None once the relay has ended)
+            relay.observe(payload)
         relay.on_raw(chunk(payload) + (b"0\r\n\r\n" if last else b""), last)
     else:
         relay.on_body(payload)
