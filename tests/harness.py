@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +40,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def freed_without_collector(make: Callable[[], object]) -> bool:
+    """Whether what `make()` returns is freed by reference counting alone once `make` has let
+    go of it (the cyclic collector off meanwhile): False when it is part of a cycle."""
+    gc.disable()
+    try:
+        gone = weakref.ref(make())
+        return gone() is None
+    finally:
+        gc.enable()
 
 
 def stream_error(stream) -> openai.APIError:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import weakref
 
 import pytest
 
+from tests.harness import freed_without_collector
 from warden.edge.connection import HttpConnection
 from warden.edge.server import HttpServer, ServerLimits
 
@@ -130,15 +129,15 @@ def test_a_closed_connection_is_freed_without_the_cyclic_collector():
     loop = asyncio.new_event_loop()
     server = HttpServer(lambda request, conn: conn.respond(200, b"", b"ok"), ServerLimits(),
                         loop)
-    conn = HttpConnection(server)
-    conn.connection_made(Transport())
-    conn.data_received(HEAD + b"{}")
-    conn.connection_lost(None)
-    gone = weakref.ref(conn)
-    gc.disable()
+
+    def closed() -> HttpConnection:
+        conn = HttpConnection(server)
+        conn.connection_made(Transport())
+        conn.data_received(HEAD + b"{}")
+        conn.connection_lost(None)
+        return conn
+
     try:
-        del conn
-        assert gone() is None
+        assert freed_without_collector(closed)
     finally:
-        gc.enable()
         loop.close()

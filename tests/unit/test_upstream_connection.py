@@ -3,11 +3,9 @@ transport): what reaches `on_raw`, `observe` and `on_body`, and when it is reusa
 
 from __future__ import annotations
 
-import gc
-import weakref
-
 import pytest
 
+from tests.harness import freed_without_collector
 from warden.upstream.connection import BodyMode, UpstreamConnection
 
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
@@ -108,15 +106,12 @@ def test_bytes_nobody_asked_for_close_the_connection():
 def test_a_lost_connection_is_freed_without_the_cyclic_collector():
     """As the client side (test_connection): the parser's callbacks are a cycle that
     `connection_lost` breaks."""
-    conn = UpstreamConnection()
-    conn.connection_made(Transport())
-    conn.send([b"GET / HTTP/1.1\r\n\r\n"], Sink(BodyMode.RAW_OBSERVED))
-    conn.data_received(SSE_HEAD + SSE_BODY[:5])
-    conn.connection_lost(None)
-    gone = weakref.ref(conn)
-    gc.disable()
-    try:
-        del conn
-        assert gone() is None
-    finally:
-        gc.enable()
+    def lost() -> UpstreamConnection:
+        conn = UpstreamConnection()
+        conn.connection_made(Transport())
+        conn.send([b"GET / HTTP/1.1\r\n\r\n"], Sink(BodyMode.RAW_OBSERVED))
+        conn.data_received(SSE_HEAD + SSE_BODY[:5])
+        conn.connection_lost(None)
+        return conn
+
+    assert freed_without_collector(lost)
