@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.parse
 from http.client import HTTPConnection
 
@@ -152,13 +153,21 @@ def test_client_leaving_aborts_the_generation(engine, gateway):
 
 def test_scraper_reads_the_real_metrics(engine, gateway):
     """Every load signal load-aware routing uses is found in a real engine's /metrics, and
-    the engine's version in its /version."""
-    def loaded():
+    the engine's version in its /version. The scrape read is one taken once the engine was
+    idle (an earlier test's aborted request may still have been running at the one before)."""
+    wait_until(lambda: engine.metric("vllm:num_requests_running") == 0
+               and engine.metric("vllm:num_requests_waiting") == 0, timeout=30,
+               what="the engine to be idle")
+    idle_since = time.monotonic()  # the gateway runs in this process: the same clock
+
+    def scraped_since_idle():
         _, _, body = http("GET", f"{gateway.url}/admin/backends")
         backend = json.loads(body)["backends"][0]
-        return backend if backend["load"] is not None else None
+        load = backend["load"]
+        fresh = load is not None and load["age"] < time.monotonic() - idle_since
+        return backend if fresh else None
 
-    backend = wait_until(loaded, timeout=30, what="a scrape")
+    backend = wait_until(scraped_since_idle, timeout=30, what="a scrape of the idle engine")
     load = backend["load"]
     assert load["missing"] == []
     assert 0.0 <= load["kv_cache_usage"] <= 1.0
