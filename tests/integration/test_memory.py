@@ -64,3 +64,21 @@ def test_requests_and_streams_leave_no_reference_cycles(fleet, response):
         assert cyclic == []
     finally:
         gateway.stop()
+
+
+def test_recent_exchanges_keep_their_requests_but_not_their_responses(fleet):
+    """A backend's last exchanges stay in memory as its suspects, should it die: they keep
+    their requests (the suspect list reads them), not the responses kept for the record."""
+    backend = fleet.backends_config()[0]
+    gateway = GatewayThread({"backends": [backend], "recorder": {"response": "full"}})
+    port = int(gateway.url.rsplit(":", 1)[1])
+    try:
+        for request in (_request(stream=False), _request(stream=True)):
+            assert _exchange(port, request).startswith(b"HTTP/1.1 200 ")
+        gateway.wait_idle()
+        kept = gateway.call(lambda: [(r.request.body, r.captured) for r in
+                                     gateway.gateway.incidents.recent_of(backend["name"])])
+        assert [captured for _, captured in kept] == [None, None]
+        assert all(body.startswith(b'{"model": "sim-model"') for body, _ in kept)
+    finally:
+        gateway.stop()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import zlib
-from collections import deque
 
 from warden.config.schema import BackendSpec, HealthSpec, TimeoutsSpec
 from warden.fleet.breaker import CLOSED, CircuitBreaker, PassiveEjection
 from warden.fleet.signals import EngineLoad
+from warden.forensics.recent import RecentExchanges
 from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
 
@@ -61,8 +61,8 @@ class Backend:
         self.scrape_error: str | None = None
         self.failures = 0             # failed requests, in total (a counter)
         self.failing = False          # failed since its last success (a success resets it)
-        # The last requests sent here (the incident detector's deque, when there is one).
-        self.recent: deque | None = None
+        # The last requests sent here (the incident detector's, when there is one).
+        self.recent: RecentExchanges | None = None
 
     def _configure(self, spec: BackendSpec, health: HealthSpec) -> None:
         """What the config says of it (at start, and again at each reload)."""

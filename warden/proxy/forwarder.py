@@ -212,6 +212,9 @@ class Forwarder:
             if not relay.sent_at:  # never forwarded: its start goes with its end
                 recorder.started(relay)
             recorder.ended(relay)
+        # The response kept for the record (and the death signals, read before this) is not
+        # needed past here; the relay may live on among its backend's recent exchanges.
+        relay.captured = None
 
     # -- background ------------------------------------------------------------------------
 
