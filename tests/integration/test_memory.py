@@ -12,12 +12,13 @@ import socket
 import pytest
 
 from tests.harness import GatewayThread
-from warden.forensics.incidents import RECENT_PER_BACKEND
+from warden.forensics import recent
+from warden.forensics.recent import LARGE_BODY, RECENT_PER_BACKEND
 
 
-def _request(stream: bool) -> bytes:
+def _request(stream: bool, content: str = "hi") -> bytes:
     body = json.dumps({"model": "sim-model", "stream": stream, "max_tokens": 5,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+                       "messages": [{"role": "user", "content": content}]}).encode()
     return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
             b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(body), body))
 
@@ -80,5 +81,27 @@ def test_recent_exchanges_keep_their_requests_but_not_their_responses(fleet):
                                      gateway.gateway.incidents.recent_of(backend["name"])])
         assert [captured for _, captured in kept] == [None, None]
         assert all(body.startswith(b'{"model": "sim-model"') for body, _ in kept)
+    finally:
+        gateway.stop()
+
+
+def test_large_bodies_bound_the_bytes_recent_exchanges_hold(fleet, monkeypatch):
+    """A large request trims its backend's recent exchanges to their byte budget, oldest
+    first (here 4 MiB: the last two of four 1.5 MiB requests stay, and the small one after)."""
+    monkeypatch.setattr(recent, "RECENT_BYTES_PER_BACKEND", 4 * LARGE_BODY)
+    backend = fleet.backends_config()[0]
+    gateway = GatewayThread({"backends": [backend], "recorder": {"enabled": False},
+                             "limits": {"max_body": "8MiB"}})
+    port = int(gateway.url.rsplit(":", 1)[1])
+    try:
+        large = [_request(stream=False, content=f"{i}" + "x" * (3 * LARGE_BODY // 2))
+                 for i in range(4)]
+        for request in [*large, _request(stream=False)]:
+            _exchange(port, request)
+        gateway.wait_idle()
+        kept = gateway.call(lambda: [len(r.request.body) for r in
+                                     gateway.gateway.incidents.recent_of(backend["name"])])
+        assert len(kept) == 3 and kept[0] > LARGE_BODY and kept[1] > LARGE_BODY
+        assert kept[2] < 1000
     finally:
         gateway.stop()

@@ -1,10 +1,10 @@
-"""A backend's recent exchanges (the suspects when it dies) are bounded by count and by the
-request bytes they hold; the newest is always kept."""
+"""A backend's recent exchanges (the suspects when it dies) are bounded by count and, when a
+large body joins, by the request bytes they hold; the newest is always kept."""
 
 from __future__ import annotations
 
 from warden.edge.request import HttpRequest
-from warden.forensics.recent import RecentExchanges
+from warden.forensics.recent import RECENT_PER_BACKEND, held_by, recent_exchanges, trim_to_bytes
 from warden.proxy.exchange import Exchange
 
 
@@ -18,24 +18,23 @@ def sent(body_bytes: int, forwarded_bytes: int | None = None) -> Exchange:
 
 
 def test_the_oldest_go_when_there_are_too_many():
-    recent = RecentExchanges(max_count=3, max_bytes=10**6)
-    exchanges = [sent(10) for _ in range(5)]
-    for exchange in exchanges:
-        recent.append(exchange)
-    assert list(recent) == exchanges[2:] and recent.held_bytes == 30
+    recent = recent_exchanges()
+    exchanges = [sent(10) for _ in range(RECENT_PER_BACKEND + 2)]
+    recent.extend(exchanges)
+    assert list(recent) == exchanges[2:] and sum(map(held_by, recent)) == 10 * len(recent)
 
 
 def test_the_oldest_go_when_they_hold_too_many_bytes():
-    recent = RecentExchanges(max_count=64, max_bytes=100)
+    recent = recent_exchanges()
     big, rewritten, small = sent(60), sent(20, forwarded_bytes=20), sent(30)
-    for exchange in (big, rewritten, small):
-        recent.append(exchange)
-    assert list(recent) == [rewritten, small] and recent.held_bytes == 70
+    recent.extend((big, rewritten, small))
+    trim_to_bytes(recent, max_bytes=100)
+    assert list(recent) == [rewritten, small] and sum(map(held_by, recent)) == 70
 
 
 def test_the_newest_stays_however_large():
-    recent = RecentExchanges(max_count=64, max_bytes=100)
-    recent.append(sent(10))
+    recent = recent_exchanges()
     huge = sent(1000)
-    recent.append(huge)
-    assert list(recent) == [huge] and recent.held_bytes == 1000 and len(recent) == 1
+    recent.extend((sent(10), huge))
+    trim_to_bytes(recent, max_bytes=100)
+    assert list(recent) == [huge] and sum(map(held_by, recent)) == 1000 and len(recent) == 1

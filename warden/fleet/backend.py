@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import zlib
+from collections import deque
+from typing import TYPE_CHECKING
 
 from warden.config.schema import BackendSpec, HealthSpec, TimeoutsSpec
 from warden.fleet.breaker import CLOSED, CircuitBreaker, PassiveEjection
 from warden.fleet.signals import EngineLoad
-from warden.forensics.recent import RecentExchanges
 from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from warden.proxy.relay import Relay
 
 # No cap on requests in flight.
 UNLIMITED = 2**62
@@ -61,8 +65,9 @@ class Backend:
         self.scrape_error: str | None = None
         self.failures = 0             # failed requests, in total (a counter)
         self.failing = False          # failed since its last success (a success resets it)
-        # The last requests sent here (the incident detector's, when there is one).
-        self.recent: RecentExchanges | None = None
+        # The last requests sent here (the incident detector's, when there is one: see
+        # forensics.recent).
+        self.recent: deque[Relay] | None = None
 
     def _configure(self, spec: BackendSpec, health: HealthSpec) -> None:
         """What the config says of it (at start, and again at each reload)."""

@@ -20,24 +20,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from warden.forensics.recent import RecentExchanges
+from warden.forensics.recent import recent_exchanges
 from warden.forensics.unusual import unusual
 from warden.guard.fingerprint import fingerprints
 from warden.record.render import iso_wall
 from warden.stream.observer import Ending
+
+if TYPE_CHECKING:
+    from warden.proxy.relay import Relay
 
 log = logging.getLogger("warden.incidents")
 
 ENGINE_DEAD_MARKERS = (b"EngineCore encountered an issue", b"EngineDeadError",
                        b"EngineGenerateError")
 KEEP_INCIDENTS = 200
-RECENT_PER_BACKEND = 64   # requests kept per backend for the suspect list (bodies included)
-RECENT_BYTES_PER_BACKEND = 64 * 2**20  # and the request bytes they may hold (recent.py)
 
 
 class Incident:
@@ -80,7 +83,7 @@ class IncidentDetector:
         self._on_opened = on_opened
         self.window = window
         self.settle = settle
-        self.recent: dict[str, RecentExchanges] = {}
+        self.recent: dict[str, deque[Relay]] = {}
         self._open: dict[str, Incident] = {}
         self.down: set[str] = set()       # backends with an incident, not yet answering 2xx
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,12 +91,11 @@ class IncidentDetector:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def recent_of(self, backend: str) -> RecentExchanges:
-        """Where the forwarder appends each relay it sends to this backend."""
+    def recent_of(self, backend: str) -> deque[Relay]:
+        """Where the forwarder appends each relay it sends to this backend (forensics.recent)."""
         recent = self.recent.get(backend)
         if recent is None:
-            recent = self.recent[backend] = RecentExchanges(RECENT_PER_BACKEND,
-                                                            RECENT_BYTES_PER_BACKEND)
+            recent = self.recent[backend] = recent_exchanges()
         return recent
 
     # -- signals ---------------------------------------------------------------------------

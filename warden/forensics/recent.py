@@ -1,58 +1,45 @@
 """The exchanges last sent to one backend: the incident detector's suspects when it dies.
 
-Bounded twice: by count, and by the request bytes they hold. Each keeps its request (the
-suspect list needs its body: what is unusual in it, its fingerprints), and a count alone
-would let a backend's last 64 requests of up to `limits.max_body` each hold gigabytes. The
-newest is always kept, however large: it is the likeliest suspect. (The requests in flight
-when a backend dies are suspects whether or not they are still here: the forwarder has them.)
+A `deque(maxlen=RECENT_PER_BACKEND)` the forwarder appends each relay to (in C: this runs per
+request). Each relay keeps its request (the suspect list needs its body: what is unusual in
+it, its fingerprints), so a count alone would let 64 requests of up to `limits.max_body` each
+hold gigabytes. The bytes are bounded where they come from: a request whose body is larger
+than `LARGE_BODY` has the deque trimmed, oldest first, to `max_bytes` (the newest always
+stays: it is the likeliest suspect). Smaller ones are not counted, so what is held is at most
+`max_bytes` plus `maxlen` x `LARGE_BODY`. (The requests in flight when a backend dies are
+suspects whether or not they are still here: the forwarder has them.)
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from warden.proxy.relay import Relay
 
-
-class RecentExchanges:
-    __slots__ = ("_held", "_relays", "max_bytes", "max_count")
-
-    def __init__(self, max_count: int, max_bytes: int) -> None:
-        self.max_count = max_count
-        self.max_bytes = max_bytes
-        self._relays: deque[Relay] = deque()
-        self._held = 0  # request bytes held by the relays kept
-
-    def append(self, relay: Relay) -> None:
-        """Per request sent: one length read and one comparison on the usual path."""
-        self._relays.append(relay)
-        self._held += _held_by(relay)
-        if self._held > self.max_bytes or len(self._relays) > self.max_count:
-            self._trim()
-
-    def _trim(self) -> None:
-        relays = self._relays
-        while len(relays) > 1 and (self._held > self.max_bytes
-                                   or len(relays) > self.max_count):
-            self._held -= _held_by(relays.popleft())
-
-    @property
-    def held_bytes(self) -> int:
-        return self._held
-
-    def __iter__(self) -> Iterator[Relay]:
-        return iter(self._relays)
-
-    def __len__(self) -> int:
-        return len(self._relays)
+RECENT_PER_BACKEND = 64            # exchanges kept per backend
+RECENT_BYTES_PER_BACKEND = 64 * 2**20  # what a large body trims them to
+LARGE_BODY = 2**20                 # a body this large (or more) trims the exchanges kept
 
 
-def _held_by(relay: Relay) -> int:
-    """The request bytes a relay keeps alive (a body the guard rewrote is kept too). Read the
-    same way when it joins and when it leaves: neither changes once it is sent."""
+def recent_exchanges() -> deque[Relay]:
+    return deque(maxlen=RECENT_PER_BACKEND)
+
+
+def trim_to_bytes(recent: deque[Relay], max_bytes: int | None = None) -> None:
+    """Drop the oldest exchanges until those left hold at most `max_bytes` of requests
+    (`RECENT_BYTES_PER_BACKEND` by default; the newest stays, however large). Called after a
+    large body joined."""
+    if max_bytes is None:
+        max_bytes = RECENT_BYTES_PER_BACKEND
+    held = sum(map(held_by, recent))
+    while held > max_bytes and len(recent) > 1:
+        held -= held_by(recent.popleft())
+
+
+def held_by(relay: Relay) -> int:
+    """The request bytes a relay keeps alive (a body the guard rewrote is kept too)."""
     request = relay.request
     held = len(request.body) if request is not None else 0
     forwarded = relay.forwarded_body

@@ -37,6 +37,7 @@ from warden.record.recorder import Recorder
 
 if TYPE_CHECKING:
     from warden.forensics.incidents import IncidentDetector
+from warden.forensics.recent import LARGE_BODY, trim_to_bytes
 from warden.routing.policy import RoutingPolicy
 from warden.stream.observer import Ending, Verdict, stream_verdict
 from warden.upstream.batch import WriteBatch
@@ -157,8 +158,11 @@ class Forwarder:
         backend.requests_sent += 1
         if self._recorder is not None:  # write-ahead: queued before a byte is sent
             self._recorder.started(relay)
-        if backend.recent is not None:  # the incident detector's suspects
-            backend.recent.append(relay)
+        recent = backend.recent
+        if recent is not None:  # the incident detector's suspects
+            recent.append(relay)
+            if len(body) >= LARGE_BODY:  # (bytes bounded where they come from: see there)
+                trim_to_bytes(recent)
         relay.start(backend, conn, data, now)
 
     def relay_ended(self, relay: Relay) -> None:
@@ -212,9 +216,10 @@ class Forwarder:
             if not relay.sent_at:  # never forwarded: its start goes with its end
                 recorder.started(relay)
             recorder.ended(relay)
-        # The response kept for the record (and the death signals, read before this) is not
-        # needed past here; the relay may live on among its backend's recent exchanges.
-        relay.captured = None
+        if relay.captured is not None:
+            # The response kept for the record (and the death signals, read before this) is
+            # not needed past here; the relay may live on among its backend's suspects.
+            relay.captured = None
 
     # -- background ------------------------------------------------------------------------
 
