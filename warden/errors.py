@@ -44,6 +44,21 @@ class InvalidRequest(ClientError):
     code = "invalid_request"
 
 
+# The guard's refusals. (Every exception class lives in this interpreted module: a class
+# compiled by mypyc (warden.compiled) that derives from a Python class does not override
+# its class attributes, such as `code`.)
+class InvalidField(InvalidRequest):
+    """A body that breaks the schema (warden.guard.validate)."""
+
+    code = "invalid_value"
+
+
+class GuardRejected(InvalidRequest):
+    """A body a guard rule refuses."""
+
+    code = "rejected_by_guard"
+
+
 class NotFound(ClientError):
     status = 404
     code = "not_found"

@@ -1,5 +1,6 @@
 """The relay ends an exchange exactly once, whatever order the events arrive in (seed 002).
-Fakes stand at the two seams: the client connection and the upstream connection."""
+Fakes stand at the two seams: the client connection (the relay's `ClientStream`) and the
+upstream connection's socket (under a real `UpstreamConnection`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from warden.edge.request import HttpRequest
 from warden.fleet.backend import Backend
 from warden.proxy.relay import Relay
 from warden.stream.observer import Ending, Verdict
-from warden.upstream.connection import BodyMode
+from warden.upstream.connection import BodyMode, UpstreamConnection
 
 BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
 REQUEST = HttpRequest(b"POST", b"/v1/chat/completions", {}, [], b"{}", True, "127.0.0.1",
@@ -55,23 +56,31 @@ class FakeClient:
         self.aborted = True
 
 
-class FakeUpstream:
+class UpstreamSocket:
+    """The transport under the upstream connection: what was sent, paused, aborted."""
+
     def __init__(self) -> None:
         self.sent: list[bytes] | None = None
-        self.closed = False
         self.paused = False
+        self.aborted = False
 
-    def send(self, data, sink, batch=None):
-        self.sent = data
-
-    def close(self):
-        self.closed = True
+    def writelines(self, parts):
+        self.sent = list(parts)
 
     def pause_reading(self):
         self.paused = True
 
     def resume_reading(self):
         self.paused = False
+
+    def abort(self):
+        self.aborted = True
+
+
+def upstream_connection() -> UpstreamConnection:
+    conn = UpstreamConnection()
+    conn.connection_made(UpstreamSocket())
+    return conn
 
 
 class Ends(list):
@@ -83,12 +92,13 @@ class Ends(list):
         self.capture = capture
         self.writes = None  # requests written at once
 
-    def relay_ended(self, relay):
-        self.append(relay.ending)
+    def relay_ended(self, relay, ending):
+        assert ending == relay.ending
+        self.append(ending)
 
 
 def make(first_byte: float = 60.0, idle: float = 60.0, http11: bool = True):
-    client, upstream = FakeClient(), FakeUpstream()
+    client, upstream = FakeClient(), upstream_connection()
     client.http11 = http11
     ends = Ends(TimeoutsSpec(first_byte=first_byte, idle=idle))
     relay = Relay(REQUEST, client, b"r1", ends)
@@ -242,19 +252,19 @@ def test_idle_timeout_counts_from_the_last_progress_seen(http11):
 
 
 def test_a_closed_client_means_nothing_is_sent():
-    client, upstream, ends = FakeClient(), FakeUpstream(), Ends(TimeoutsSpec())
+    client, upstream, ends = FakeClient(), upstream_connection(), Ends(TimeoutsSpec())
     client.closed = True
     relay = Relay(REQUEST, client, b"r", ends)
     relay.start(BACKEND, upstream, [b"x"], 100.0)
-    assert upstream.sent is None and ends == [Ending.CLIENT_LOST]
+    assert upstream.transport.sent is None and ends == [Ending.CLIENT_LOST]
 
 
 def test_back_pressure_pauses_the_upstream():
     relay, _, upstream, ends = make()
     relay.on_client_pause()
-    assert upstream.paused
+    assert upstream.transport.paused
     relay.on_client_resume()
-    assert not upstream.paused
+    assert not upstream.transport.paused
     relay.cancel()
     relay.cancel()
     assert ends == [Ending.CANCELLED]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 
 from warden.stream.observer import Ending, StreamObserver, Verdict, stream_verdict
@@ -59,16 +60,18 @@ def test_observer_reads_a_real_vllm_stream():
 
 @pytest.mark.parametrize(("capture", "usage"), [
     ("sse-chat-0.32.0.txt", 32), ("sse-completions-0.32.0.txt", 10)])
-def test_observer_decodes_only_the_chunks_that_end_something(capture, usage):
+def test_observer_decodes_only_the_chunks_that_end_something(capture, usage, monkeypatch):
     decoded: list[bytes] = []
+    loads = orjson.loads
 
-    class Counting(StreamObserver):
-        def _inspect(self, payload: bytes) -> None:
-            decoded.append(payload)
-            super()._inspect(payload)
+    def counting_loads(payload):  # (orjson is the seam: the observer may be compiled)
+        decoded.append(payload)
+        return loads(payload)
 
-    observer = Counting(lambda: 0.0)
+    observer = StreamObserver(lambda: 0.0)
+    monkeypatch.setattr(orjson, "loads", counting_loads)
     observer.feed((FIXTURES / capture).read_bytes())
+    monkeypatch.undo()
     assert observer.finish_reasons == ["length"] and observer.usage["total_tokens"] == usage
     assert len(decoded) == 2 and observer.events > 4  # the finishing chunk and the usage
 

@@ -47,7 +47,12 @@ _MAX_QUEUED_REQUESTS = 16
 _LINGER = 2.0
 
 
-class HttpConnection(ResponseWriter, asyncio.Protocol):
+class HttpConnection(ResponseWriter):
+    """An asyncio protocol (by its methods, not by inheritance: compiled, a class with a
+    Python base class would crash when weakly referenced; see `warden.compiled`)."""
+
+    __deletable__ = ["_parser"]  # (for mypyc: `connection_lost` deletes it)
+
     def __init__(self, server: HttpServer):
         self._server = server
         self._loop = server.loop
@@ -86,9 +91,9 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self._held_head = b""
         self._response_started = False
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
+    # -- the asyncio protocol --------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         # TCP_NODELAY is on already: uvloop (and asyncio) set it on every TCP transport, so
         # no first token waits for Nagle's 40 ms (tested: test_streaming checks both sides).
@@ -132,7 +137,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         # dropped here, a closed connection is freed at once instead of by the cyclic
         # garbage collector (a collection per few hundred connections, ~4% of a streaming
         # benchmark's CPU). Nothing parses after connection_lost.
-        self._parser = None
+        del self._parser
         self._server.connections.discard(self)
         watcher, self.watcher = self.watcher, None
         if watcher is not None:

@@ -23,6 +23,23 @@ class ClientWatcher(Protocol):
     def on_client_resume(self) -> None: ...
 
 
+class ClientStream(Protocol):
+    """What an exchange may do with its client's connection (an `HttpConnection`): answer
+    it, or relay a response to it piece by piece, and watch it meanwhile."""
+
+    watcher: ClientWatcher | None
+    closed: bool
+    http11: bool | None    # None until the first request's version is known
+
+    def respond(self, status: int, headers: bytes, body: bytes) -> None: ...
+    def start_response(self, status: int, headers: bytes, length: int | None = None) -> None: ...
+    def start_raw(self, head: bytes) -> None: ...   # a head the backend framed: passed as is
+    def write(self, data: bytes) -> None: ...
+    def flush(self) -> None: ...
+    def end_response(self, data: bytes = b"") -> None: ...
+    def abort(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     max_body: int = 100 * 2**20

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from warden.edge import wire
-from warden.edge.connection import HttpConnection
+from warden.edge.contracts import ClientStream
 from warden.errors import WardenError
 
 JSON = wire.JSON
 
 
-def respond_error(client: HttpConnection, error: WardenError, request_id: bytes | None) -> None:
+def respond_error(client: ClientStream, error: WardenError, request_id: bytes | None) -> None:
     """The OpenAI error envelope with the error's status (and the request id, if any)."""
     headers = JSON if request_id is None else JSON + b"x-request-id: " + request_id + wire.CRLF
     client.respond(error.status, headers, error.envelope())

@@ -36,8 +36,9 @@ class HttpServer:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
-        self._server = await self.loop.create_server(
-            lambda: HttpConnection(self), host, port, backlog=4096, reuse_port=reuse_port)
+        self._server = await self.loop.create_server(  # (a protocol by its methods)
+            lambda: HttpConnection(self), host, port,  # type: ignore[arg-type,return-value]
+            backlog=4096, reuse_port=reuse_port)
         self._sweeper = self.loop.create_task(self._sweep_idle())
 
     @property

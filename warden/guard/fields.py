@@ -8,17 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from warden.errors import InvalidRequest
+from warden.errors import InvalidField
 
 NONE = type(None)
 INT, NUMBER, STR, BOOL = (int,), (int, float), (str,), (bool,)
 LIST, DICT = (list,), (dict,)
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
                list: "an array", dict: "an object", NONE: "null"}
-
-
-class InvalidField(InvalidRequest):
-    code = "invalid_value"
 
 
 def _kind(value: object) -> str:

@@ -24,17 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from warden.config.schema import GuardSpec, ModelFacts
-from warden.errors import ClientError, InvalidRequest
+from warden.errors import ClientError, GuardRejected
 from warden.fleet.backend import Backend
 from warden.guard.custom import build_rule
 from warden.guard.quarantine import Quarantine, QuarantineHeld
 from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Rule, RuleContext
 from warden.guard.rules import RULES
 from warden.guard.validate import Validator
-
-
-class GuardRejected(InvalidRequest):
-    code = "rejected_by_guard"
 
 
 @dataclass

@@ -15,15 +15,16 @@ admission; nothing here parses again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from warden.config.schema import ValidationSpec
+from warden.errors import InvalidField
 from warden.guard.fields import (
     CHAT,
     COMMON,
     COMPLETIONS,
     EMBEDDINGS,
     Field,
-    InvalidField,
     Limits,
     out_of_range,
     wrong_type,
@@ -57,8 +58,9 @@ def _too_deep(value: object, budget: int) -> bool:
     stack: list[tuple[object, int]] = [(value, budget)]
     while stack:
         node, left = stack.pop()
-        children = node.values() if type(node) is dict else node
-        for child in children:  # type: ignore[union-attr]
+        # (only dicts and lists are pushed: see below)
+        children = node.values() if type(node) is dict else cast("list[object]", node)
+        for child in children:
             if type(child) is dict or type(child) is list:
                 if left == 0:
                     return True

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from warden.forensics.incidents import IncidentDetector
 from warden.forensics.recent import LARGE_BODY, trim_to_bytes
 from warden.routing.policy import RoutingPolicy
-from warden.stream.observer import Ending, Verdict, stream_verdict
+from warden.stream.observer import Ending, StreamObserver, Verdict, stream_verdict
 from warden.upstream.batch import WriteBatch
 from warden.upstream.connection import UpstreamConnection
 
@@ -81,7 +81,7 @@ class Forwarder:
     def start(self, relay: Relay, last_error: NotSentError | None = None) -> None:
         """Forward an admitted request (its `model` set), or try again after `last_error`
         (nothing was sent). The client always gets an answer."""
-        serving = self._backends.serving.get(relay.model)
+        serving = self._backends.serving.get(relay.model or "")  # (set: it was admitted)
         if not serving:
             self._fail(relay, ModelNotFound(f"The model `{relay.model}` does not exist.",
                                             param="model"))
@@ -147,6 +147,7 @@ class Forwarder:
     def _send(self, relay: Relay, backend: Backend, conn: UpstreamConnection,
               now: float) -> None:
         request = relay.request
+        assert request is not None  # (a relay's always is)
         body = request.body if relay.forwarded_body is None else relay.forwarded_body
         data = hdr.upstream_request(request.method_bytes, request.target, request.fields,
                                     request.passed, body, backend.target, relay.request_id,
@@ -165,16 +166,15 @@ class Forwarder:
                 trim_to_bytes(recent)
         relay.start(backend, conn, data, now)
 
-    def relay_ended(self, relay: Relay) -> None:
+    def relay_ended(self, relay: Relay, ending: str) -> None:
         now = time.monotonic()
         self.active.discard(relay)
         backend = relay.upstream
         backend.in_flight -= 1
         backend.pool.release(relay.conn, now)
-        ending = relay.ending
         observer = relay.observer
         if observer is not None:
-            _record_stream(relay, observer)
+            _record_stream(relay, observer, ending)
         elif ending == Ending.UPSTREAM_COMPLETE:
             relay.verdict = Verdict.COMPLETE
         else:
@@ -242,8 +242,8 @@ class Forwarder:
             relay.cancel()
 
 
-def _record_stream(relay: Relay, observer) -> None:
-    relay.verdict = observer.verdict(relay.ending)
+def _record_stream(relay: Relay, observer: StreamObserver, ending: str) -> None:
+    relay.verdict = observer.verdict(ending)
     if observer.first_event_at is not None:
         relay.ttft = observer.first_event_at - relay.received_at
     relay.usage = observer.usage

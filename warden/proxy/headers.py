@@ -127,7 +127,7 @@ def response_head(headers: list[tuple[bytes, bytes]], status: int, request_id: b
     Content-Length or None when chunked, whether it is an event stream)."""
     drop = _REWRITTEN_DOWN
     while True:
-        out = []
+        out: list[bytes] = []
         length: int | None = None
         chunked = event_stream = False
         connection = b""

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
 
 from warden.config.schema import TimeoutsSpec
-from warden.edge.connection import HttpConnection
+from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
 from warden.proxy.exchange import Exchange
 from warden.proxy.headers import parse_head, passthrough_head, response_head
@@ -40,7 +40,9 @@ class Capture:
     """What of a response a relay keeps for its record: nothing, a plain response's body
     (for the summary's usage and finish reasons), or also a stream's events (for its text)."""
 
-    NONE, BODIES, STREAMS = 0, 1, 2
+    NONE: Final = 0
+    BODIES: Final = 1
+    STREAMS: Final = 2
 
     @staticmethod
     def of(response: str) -> int:
@@ -52,15 +54,16 @@ class Capture:
 class RelayOwner(Protocol):
     timeouts: TimeoutsSpec
     capture: int  # a Capture: what of the response to keep for the recorder
-    writes: WriteBatch | None  # how requests are written upstream (None: at once)
+    @property
+    def writes(self) -> WriteBatch | None: ...  # how requests are written upstream (None: at once)
 
-    def relay_ended(self, relay: Relay) -> None: ...
+    def relay_ended(self, relay: Relay, ending: str) -> None: ...  # once per relay
 
 
 class Relay(Exchange):
     # Per-request defaults live on the class: __init__ stores only what differs.
-    upstream: Backend | None = None
-    conn: UpstreamConnection | None = None
+    upstream: Backend             # (these two are set by `start`, before any event comes)
+    conn: UpstreamConnection
     ended = False
     ending: str | None = None
     head_sent = False
@@ -75,7 +78,7 @@ class Relay(Exchange):
     raw = False                   # the body is relayed as the backend framed it
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
 
-    def __init__(self, request: HttpRequest, client: HttpConnection, request_id: bytes,
+    def __init__(self, request: HttpRequest, client: ClientStream, request_id: bytes,
                  owner: RelayOwner):
         super().__init__(request_id, request.path, request.client_ip, request.received_at)
         self.request = request
@@ -233,11 +236,14 @@ class Relay(Exchange):
 
     def _observe_and_capture(self, piece: bytes) -> None:
         self._capture(piece)
-        self.observer.feed(piece)
+        observer = self.observer
+        assert observer is not None  # (set before this is)
+        observer.feed(piece)
 
     def _capture(self, data: bytes) -> None:
         """Keep response bytes for the record, up to `CAPTURE_LIMIT`."""
         captured = self.captured
+        assert captured is not None  # (called only once the relay decided to capture)
         if self.captured_bytes + len(data) > CAPTURE_LIMIT:
             self.capture_truncated = True
             return
@@ -278,4 +284,4 @@ class Relay(Exchange):
         self.observe = None
         if self.client.watcher is self:
             self.client.watcher = None
-        self._owner.relay_ended(self)
+        self._owner.relay_ended(self, ending)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -35,6 +35,8 @@ class Replayed:
 
 class _Reader:
     """Collects one response (decoded), observing it if it is an event stream."""
+
+    observe: Callable[[bytes], None] | None = None  # (raw mode only: unused here)
 
     def __init__(self, done: asyncio.Future[None], outcome: Replayed, keep_body: bool):
         self._done = done
@@ -106,7 +108,8 @@ async def replay_one(request: Request, host: str, port: int, timeout: float,
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(UpstreamConnection, host, port)
+            _, conn = await loop.create_connection(  # type: ignore[type-var]
+                UpstreamConnection, host, port)
     except (OSError, TimeoutError) as e:
         outcome.error = f"connect: {getattr(e, 'strerror', None) or e.__class__.__name__}"
         return outcome

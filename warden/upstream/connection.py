@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 import httptools
 
@@ -33,13 +33,13 @@ from warden.upstream.batch import WriteBatch
 class BodyMode:
     """How a sink takes a response body (plain ints: read per response)."""
 
-    DECODED = 0
-    RAW = 1
-    RAW_OBSERVED = 2
+    DECODED: Final = 0
+    RAW: Final = 1
+    RAW_OBSERVED: Final = 2
 
 
 class ResponseSink(Protocol):
-    observe: Callable[[bytes], None]  # read after `on_head` returns RAW_OBSERVED
+    observe: Callable[[bytes], None] | None  # read after `on_head` returns RAW_OBSERVED
 
     def on_head(self, status: int, head: bytes) -> int: ...  # a BodyMode
     def on_raw(self, data: bytes, last: bool) -> None: ...
@@ -49,7 +49,11 @@ class ResponseSink(Protocol):
     def on_lost(self, reason: str) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
+    """An asyncio protocol (by its methods, not by inheritance: see `HttpConnection`)."""
+
+    __deletable__ = ["_parser"]  # (for mypyc: `connection_lost` deletes it)
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -69,9 +73,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete = False
         self._keep_alive = False
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
+    # -- the asyncio protocol --------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.reusable = True  # a fresh connection is as good as an idle one
         # (TCP_NODELAY: set by the loop on every TCP transport, as on the client side.)
@@ -118,10 +122,16 @@ class UpstreamConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def pause_writing(self) -> None:
+        pass  # (requests are written whole; the transport buffers a large body)
+
+    def resume_writing(self) -> None:
+        pass
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
-        self._parser = None  # it holds our callbacks: a cycle, freed now, not by the GC
+        del self._parser  # it holds our callbacks: a cycle, freed now, not by the GC
         if self._sink is not None:
             self._fail("backend closed the connection" if exc is None
                        else f"backend connection lost ({exc.__class__.__name__})")
@@ -175,12 +185,14 @@ class UpstreamConnection(asyncio.Protocol):
         """Write one request (through `batch`: at the end of the loop's turn); its response
         goes to `sink`. The connection becomes `reusable` only once that response is complete
         and allowed keep-alive."""
+        transport = self.transport
+        assert transport is not None, "send() before connection_made()"
         self._sink = sink
         self.reusable = False
         if batch is None:
-            self.transport.writelines(data)
+            transport.writelines(data)
         else:
-            batch.add(self.transport, data)
+            batch.add(transport, data)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:

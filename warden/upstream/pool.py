@@ -100,8 +100,8 @@ class ConnectionPool:
         self.open_count += 1
         try:
             async with asyncio.timeout(self.connect_timeout):  # (see fetch: not wait_for)
-                _, conn = await loop.create_connection(UpstreamConnection, self.host,
-                                                       self.port)
+                _, conn = await loop.create_connection(  # type: ignore[type-var]
+                    UpstreamConnection, self.host, self.port)
         except TimeoutError:
             self.open_count -= 1
             raise ConnectFailed(f"connect to {self.host}:{self.port} timed out") from None
@@ -124,8 +124,9 @@ class ConnectionPool:
             raise PoolExhausted(f"no free connection to {self.host}:{self.port} within "
                                f"{self.pool_timeout:g}s") from None
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                self.release(waiter.result())
+            handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if handed is not None:
+                self.release(handed)
             raise
         if conn is None:
             return await self._connect(loop)
