@@ -63,7 +63,7 @@ class Recorder:
         self._lost_logged = 0
         self._batches: queue.SimpleQueue[list[bytes] | str | None] = queue.SimpleQueue()
         self.files: RecordFiles | None = None
-        self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self.sink: PostgresSink | None = None
         self._sink_task: asyncio.Task[None] | None = None
 
@@ -101,9 +101,9 @@ class Recorder:
     def start(self) -> None:
         """From the event loop: open the files, start the writer (and the PostgreSQL sink)."""
         self.files = RecordFiles(self.spec)
-        self._thread = threading.Thread(target=self._write_loop, name="warden-recorder",
+        self._writer = threading.Thread(target=self._write_loop, name="warden-recorder",
                                         daemon=True)
-        self._thread.start()
+        self._writer.start()
         if self.spec.postgres is not None:
             self.sink = PostgresSink(self.spec.postgres)
             self._sink_task = asyncio.get_running_loop().create_task(self.sink.run())
@@ -141,8 +141,8 @@ class Recorder:
         if self.sink is not None and self._sink_task is not None:
             self.sink.stop()
             await self._sink_task
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.join)
 
     def _unrenderable(self) -> None:
         self.unrendered += 1

@@ -82,7 +82,7 @@ class Renderer:
         """What was asked. `body_limit`: the largest body written verbatim (0: none, the disk
         is low)."""
         request = exchange.request
-        record = {
+        record: dict[str, object] = {
             "type": "start", "id": exchange.request_id.decode("latin-1"),
             "received": self.received(exchange), "client": exchange.client_ip,
             "principal": None, "endpoint": exchange.endpoint, "model": exchange.model,

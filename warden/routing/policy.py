@@ -41,7 +41,8 @@ class RoutingPolicy(Protocol):
 
 class RoundRobin:
     name = "round_robin"
-    wants_prefix = wants_session = False
+    wants_prefix = False
+    wants_session = False
 
     def __init__(self) -> None:
         self._next = 0
@@ -56,7 +57,8 @@ class LeastRequest:
     share the load instead of the first one taking every burst."""
 
     name = "least_request"
-    wants_prefix = wants_session = False
+    wants_prefix = False
+    wants_session = False
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
@@ -71,7 +73,8 @@ class Weighted:
     exactly its weight's share, interleaved (5:1:1 gives a a b a c a a, not a a a a a b c)."""
 
     name = "weighted"
-    wants_prefix = wants_session = False
+    wants_prefix = False
+    wants_session = False
 
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
@@ -109,7 +112,8 @@ class Tiered:
     last config), and nginx's weighted least_conn over them (fewest in flight per weight)."""
 
     name = "tiered"
-    wants_prefix = wants_session = False
+    wants_prefix = False
+    wants_session = False
 
     def __init__(self, spec: RoutingSpec, stale_after: float, rng: random.Random) -> None:
         self._spec = spec
