@@ -25,6 +25,7 @@ from pathlib import Path
 import uvloop
 
 from bench.hot_path import SDK_REQUEST, SSE_EVENT, Rig
+from warden import compiled
 from warden.run import settle_heap
 
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8"
@@ -119,7 +120,8 @@ def main() -> None:
         for name, n in counts.most_common():
             print(f"{n:6d}  {name}")
     elif args.kind:
-        print(f"{count_instructions(args.kind):,.0f} instructions per round ({args.kind})")
+        print(f"{count_instructions(args.kind):,.0f} instructions per round ({args.kind}; "
+              f"{compiled.describe()})")
     else:
         request = count_instructions("request")
         unguarded = count_instructions("unguarded")
@@ -129,7 +131,8 @@ def main() -> None:
         print(f"{request:,.0f} instructions per non-streaming request (wrk's 3 header fields; "
               f"{unguarded:,.0f} with the guard off), {sdk:,.0f} with the openai SDK's 17, "
               f"{recorded:,.0f} with the flight recorder capturing everything (records "
-              f"rendered, not written); {chunk:,.0f} per relayed SSE chunk")
+              f"rendered, not written); {chunk:,.0f} per relayed SSE chunk. The data path "
+              f"ran {compiled.describe()}.")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from bench import procs
 from bench.load import Outcome, send
 from bench.nginx_conf import COMPLETION, PROXY, STATIC_BACKEND, nginx_command
 from bench.wrk import WrkResult, post_script, run_wrk
+from warden import compiled
 
 PROXY_CORE, LOAD_CORE = 0, 1
 CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
@@ -221,7 +222,9 @@ def main() -> None:
                         help="back-to-back nginx/Warden rounds per scenario")
     args = parser.parse_args()
     uvloop.install()
-    out: list[str] = []
+    # Interpreted or compiled (WARDEN_COMPILE=1 pip install .): say which was measured.
+    out: list[str] = [f"Warden's data path: {compiled.describe()}", ""]
+    print(out[0], flush=True)
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
         workdir = Path(tmp)
         for title, scenario in (  # each printed as soon as it is measured

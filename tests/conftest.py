@@ -29,3 +29,10 @@ def pytest_sessionfinish(session, exitstatus):
     for pid in _children(os.getpid()):
         with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
             os.kill(pid, signal.SIGTERM)
+
+
+def pytest_report_header(config):
+    """Which build of the data path this run tests (warden/compiled.py)."""
+    from warden.compiled import describe
+
+    return f"warden data path: {describe()}"

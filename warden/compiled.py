@@ -1,19 +1,21 @@
 """The data path, compiled: which modules mypyc turns into C, and whether they were.
 
 Every request and every relayed chunk runs these modules; compiled (`WARDEN_COMPILE=1 pip
-install .`, see setup.py), they cost ~40% fewer instructions per request and ~50% fewer per
-chunk than interpreted. Everything else (config, CLI, recorder, fleet watching, simulator) stays
-interpreted: it runs per second, not per request. Without a compiler the same modules run
-interpreted, unchanged.
+install .`, see setup.py), they cost ~45% fewer instructions per request and ~50% fewer per
+chunk than interpreted. Everything else (config, CLI, fleet watching, the recorder's files,
+the simulator) stays interpreted: it runs per second or per batch, not per request. Without
+WARDEN_COMPILE the same modules run interpreted, unchanged.
 
-Rules for a compiled module (mypyc's native classes), checked by `mypy` in CI:
+Rules for a compiled module (mypyc's native classes), checked in CI by `mypy` and
+tests/unit/test_compiled.py:
 - it type-checks cleanly (mypyc refuses otherwise, and trusts the types at run time);
 - no class derives from a Python class: an asyncio protocol is one by its methods, and
   exception classes live in `warden.errors` (a native subclass of a Python class neither
   overrides its class attributes nor survives being weakly referenced);
 - attributes are declared on the class or set in `__init__` (native instances have no
   `__dict__`); one deleted with `del` is named in `__deletable__`;
-- class constants read through the class are `Final`.
+- class constants read through the class are `Final`; one assignment per line in a class body;
+- no attribute named `_thread` (mypyc's C field would be `__thread`, a C keyword).
 
 This module imports nothing of Warden's: setup.py reads `MODULES` from it before install.
 """
