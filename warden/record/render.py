@@ -32,34 +32,39 @@ REDACTED = "[redacted]"
 
 class Clock:
     """The gateway's monotonic times as UTC ISO 8601 text with microseconds. `sync` sets the
-    offset to the wall clock (once per batch); the text up to the second is cached, as
-    formatting a datetime costs microseconds and a record holds several times of one second."""
+    offset to the wall clock (once per batch); the text up to the second is kept for the
+    last second seen, as formatting a datetime costs microseconds and the records of one
+    second share it. (Cost rule: this runs once per request. A dict of seconds and an
+    f-string with a format spec cost ~0.7 µs here, compiled: more than interpreted.)"""
 
     def __init__(self) -> None:
         self.offset = 0.0
-        self._seconds: dict[int, str] = {}
+        self._second = -1
+        self._prefix = ""
 
     def sync(self) -> Clock:
         self.offset = time.time() - time.monotonic()
         return self
 
     def iso(self, monotonic: float) -> str:
-        return iso_wall(monotonic + self.offset, self._seconds)
+        wall = monotonic + self.offset
+        second = int(wall)
+        micro = round((wall - second) * 1e6)  # to the nearest, as datetime does
+        if micro == 1_000_000:
+            second, micro = second + 1, 0
+        if second != self._second:
+            self._prefix = _second_text(second)
+            self._second = second
+        return self._prefix + str(1_000_000 + micro)[1:] + "Z"  # (zero-padded, 6 digits)
 
 
-def iso_wall(wall: float, cache: dict[int, str] | None = None) -> str:
-    second = int(wall)
-    micro = round((wall - second) * 1e6)  # to the nearest, as datetime does
-    if micro == 1_000_000:
-        second, micro = second + 1, 0
-    prefix = cache.get(second) if cache is not None else None
-    if prefix is None:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        if cache is not None:
-            if len(cache) > 64:
-                cache.clear()
-            cache[second] = prefix
-    return f"{prefix}.{micro:06d}Z"
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+
+
+def iso_wall(wall: float) -> str:
+    """A wall-clock time as the records write it."""
+    return Clock().iso(wall)
 
 
 class Renderer:
