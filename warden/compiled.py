@@ -68,7 +68,9 @@ def compiled_modules() -> list[str]:
 
 
 def describe() -> str:
-    """`compiled`, `interpreted`, or `partly compiled (n of m)` (a stale or broken build)."""
+    """`compiled`, `interpreted`, or `partly compiled (n of m)`: a build that lost modules,
+    or an older one that compiled fewer. (A compiled module older than its source is not
+    detected: rebuild after editing.)"""
     done, total = len(compiled_modules()), len(MODULES)
     if done == total:
         return "compiled"

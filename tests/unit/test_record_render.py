@@ -154,6 +154,6 @@ def test_the_cached_iso_text_is_the_datetime_text():
 
     times = clock()
     for wall in (1_800_000_000.0, 1_800_000_000.999999, 1_800_000_001.5, 1_799_999_999.25,
-                 1_800_086_400.000001):
+                 1_800_086_400.000001, 1_800_000_001.9999997, 1_800_000_001.25):
         expected = datetime.fromtimestamp(wall, UTC).isoformat(timespec="microseconds")
         assert times.iso(wall) == expected.replace("+00:00", "Z")
