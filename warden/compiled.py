@@ -29,6 +29,7 @@ MODULES = (
     "warden/edge/gateway.py",
     "warden/edge/request.py",
     "warden/edge/responding.py",
+    "warden/edge/wire.py",
     "warden/fleet/backend.py",
     "warden/fleet/breaker.py",
     "warden/guard/fields.py",

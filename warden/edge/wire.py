@@ -9,13 +9,15 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Final
 
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
-CHUNKED = b"transfer-encoding: chunked\r\n"
-CONNECTION_CLOSE = b"connection: close\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
-CRLF = b"\r\n"
+# (Final: compiled, these are constants in the C code, not lookups in the module.)
+CHUNKED: Final = b"transfer-encoding: chunked\r\n"
+CONNECTION_CLOSE: Final = b"connection: close\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CRLF: Final = b"\r\n"
 
 
 def status_line(status: int) -> bytes:
@@ -27,7 +29,7 @@ def header_block(*pairs: tuple[bytes, bytes]) -> bytes:
     return b"".join(name + b": " + value + CRLF for name, value in pairs)
 
 
-JSON = header_block((b"content-type", b"application/json"))
+JSON: Final = header_block((b"content-type", b"application/json"))
 
 
 def content_length(n: int) -> bytes:
