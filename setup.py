@@ -1,5 +1,5 @@
-"""Builds the data path with mypyc when WARDEN_COMPILE=1 (see warden/compiled.py); otherwise,
-and on any platform without a C compiler, Warden installs as plain Python."""
+"""Builds the data path with mypyc when WARDEN_COMPILE=1 (see warden/compiled.py), and then a
+failed build fails the install; without it, Warden installs as plain Python (no compiler)."""
 
 import os
 import runpy
