@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from warden.proxy.exchange import Exchange
     from warden.proxy.relay import Relay
 
 RECENT_PER_BACKEND = 64            # exchanges kept per backend
@@ -29,8 +30,8 @@ def recent_exchanges() -> deque[Relay]:
 
 def trim_to_bytes(recent: deque[Relay], max_bytes: int | None = None) -> None:
     """Drop the oldest exchanges until those left hold at most `max_bytes` of requests
-    (`RECENT_BYTES_PER_BACKEND` by default; the newest stays, however large). Called after a
-    large body joined."""
+    (`RECENT_BYTES_PER_BACKEND` when None, read at the call, so that a test can lower it; the
+    newest stays, however large). Called after a large body joined."""
     if max_bytes is None:
         max_bytes = RECENT_BYTES_PER_BACKEND
     held = sum(map(held_by, recent))
@@ -38,9 +39,9 @@ def trim_to_bytes(recent: deque[Relay], max_bytes: int | None = None) -> None:
         held -= held_by(recent.popleft())
 
 
-def held_by(relay: Relay) -> int:
-    """The request bytes a relay keeps alive (a body the guard rewrote is kept too)."""
-    request = relay.request
+def held_by(exchange: Exchange) -> int:
+    """The request bytes an exchange keeps alive (a body the guard rewrote is kept too)."""
+    request = exchange.request
     held = len(request.body) if request is not None else 0
-    forwarded = relay.forwarded_body
+    forwarded = exchange.forwarded_body
     return held if forwarded is None else held + len(forwarded)
