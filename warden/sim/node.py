@@ -15,6 +15,7 @@ from warden.edge.request import HttpRequest
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
 from warden.edge.wire import header_block
 from warden.fleet.versions import parse_version
+from warden.sim import routes
 from warden.sim import vllm_format as fmt
 from warden.sim.config import NodeConfig
 from warden.sim.crashes import first_match
@@ -32,11 +33,9 @@ from warden.sim.requests import (
     check_sampling,
     check_structured_outputs,
     checked_max_tokens,
-    embed,
     prompt_ids_of,
     seed_of,
 )
-from warden.sim.tokenizer import count_tokens, encode, encode_chat
 from warden.upstream.batch import WriteBatch
 
 log = logging.getLogger("warden.sim")
@@ -46,6 +45,7 @@ TEXT_HEADERS = header_block((b"content-type", b"text/plain; version=1.0.0; chars
                             SERVER)
 
 _MAX_REMEMBERED_IDS = 100_000
+_GENERATING = frozenset(("/v1/chat/completions", "/v1/completions", "/v1/responses"))
 
 
 class SimNode:
@@ -226,13 +226,13 @@ class SimNode:
             conn.respond(404, JSON_HEADERS, b'{"detail":"Not Found"}')
 
     async def _post(self, path: str, request: HttpRequest, conn: HttpConnection) -> None:
-        handler = {"/v1/chat/completions": self._generate, "/v1/completions": self._generate,
-                   "/v1/embeddings": self._embeddings, "/tokenize": self._tokenize,
-                   "/detokenize": self._detokenize, "/v1/responses": self._generate}.get(path)
-        if handler is None:
+        if path not in _GENERATING and path not in routes.ANSWERED_AT_ONCE:
             raise BadRequest(404, "Not Found", "NotFound")
         body = self._parse(request)
-        await handler(path, request, body, conn)
+        if path in _GENERATING:
+            await self._generate(path, request, body, conn)
+        else:
+            routes.answer(path, body, self.config.max_model_len, conn)
 
     def _parse(self, request: HttpRequest) -> dict:
         rid = request.header(b"x-request-id")
@@ -290,33 +290,3 @@ class SimNode:
             await gen.done
         finally:
             self._active.discard(gen)
-
-    async def _embeddings(self, path: str, request: HttpRequest, body: dict,
-                          conn: HttpConnection) -> None:
-        inputs = body.get("input")
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if not isinstance(inputs, list) or not inputs:
-            raise BadRequest(400, "input must be a string or a list of strings",
-                             "BadRequestError", "input")
-        texts = [x if isinstance(x, str) else orjson.dumps(x).decode() for x in inputs]
-        vectors = [embed(t) for t in texts]
-        tokens = sum(count_tokens(t) for t in texts)
-        rid = "embd-" + os.urandom(8).hex()
-        conn.respond(200, JSON_HEADERS, orjson.dumps(fmt.embedding_list(
-            rid, int(time.time()), body["model"], vectors, tokens)))
-
-    async def _tokenize(self, path: str, request: HttpRequest, body: dict,
-                        conn: HttpConnection) -> None:
-        messages = body.get("messages")
-        ids = encode_chat(messages) if isinstance(messages, list) \
-            else encode(str(body.get("prompt", "")))
-        conn.respond(200, JSON_HEADERS, orjson.dumps({
-            "count": len(ids), "max_model_len": self.config.max_model_len,
-            "tokens": ids, "token_strs": None}))
-
-    async def _detokenize(self, path: str, request: HttpRequest, body: dict,
-                          conn: HttpConnection) -> None:
-        tokens = body.get("tokens") or []
-        conn.respond(200, JSON_HEADERS, orjson.dumps({"prompt": " ".join(
-            f"t{t}" for t in tokens)}))
