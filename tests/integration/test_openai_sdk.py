@@ -117,3 +117,15 @@ def test_ignore_eos_runs_to_max_tokens(client):
                                             max_tokens=40, extra_body={"ignore_eos": True})
     assert forced.choices[0].finish_reason == "length"
     assert forced.usage.completion_tokens == 40
+
+
+def test_tokenize_and_detokenize_pass_through(gateway):
+    """vLLM's /tokenize and /detokenize reach a backend serving the model, as they are."""
+    status, _, body = http("POST", f"{gateway.url}/tokenize", json.dumps(
+        {"model": "sim-model", "prompt": "a b c"}).encode(), {"Content-Type": "application/json"})
+    tokens = json.loads(body)
+    assert status == 200 and tokens["count"] == len(tokens["tokens"]) > 0
+    assert tokens["max_model_len"] > 0
+    status, _, body = http("POST", f"{gateway.url}/detokenize", json.dumps(
+        {"model": "sim-model", "tokens": [1, 2]}).encode(), {"Content-Type": "application/json"})
+    assert status == 200 and json.loads(body) == {"prompt": "t1 t2"}
