@@ -117,6 +117,7 @@ class Rig:
         self.upstream.transport.out.clear()
         if self.recorder is not None:
             self.recorder._pending.clear()
+            self.recorder._pending_count = 0
 
     def start_stream(self) -> None:
         """A streaming request, proxied, with the event stream's head answered."""

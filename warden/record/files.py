@@ -1,9 +1,10 @@
 """The recorder's files: one open JSON Lines file, rotated by size and by age, rotated files
-gzipped, and the directory kept under a hard cap on total bytes, a count and an age.
+compressed (zstd by default, or gzip: codecs.py), and the directory kept under a hard cap on
+total bytes, a count and an age.
 
 Runs on the writer thread only. Rules:
 - The open file is always `warden.jsonl`, a fixed name, so an external logrotate can move it
-  away and send SIGHUP (`reopen`). Rotated files are `warden-<UTC time>-<n>.jsonl[.gz]`.
+  away and send SIGHUP (`reopen`). Rotated files are `warden-<UTC time>-<n>.jsonl[.zst|.gz]`.
 - Every file in the directory whose name starts with `warden` and contains `.jsonl` counts
   against the cap (logrotate's copies too); the oldest (by modification time) go first.
 - The cap holds before every write, compression included: room for the bytes about to be
@@ -15,7 +16,6 @@ Runs on the writer thread only. Rules:
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import time
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from warden.config.schema import RecorderSpec
+from warden.record.codecs import SUFFIXES, open_compressed
 
 OPEN_NAME = "warden.jsonl"
 _COPY_CHUNK = 1 << 20
@@ -49,7 +50,7 @@ class RecordFiles:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes | memoryview) -> bool:
         """Append whole lines and hand them to the OS. False: refused by the cap."""
         now = self._clock()
         if self._size and (self._size + len(data) > self._spec.max_file_size
@@ -104,21 +105,23 @@ class RecordFiles:
         rotated = self.dir / f"warden-{stamp}-{self._sequence:06d}.jsonl"
         os.replace(self._open_path, rotated)
         size = rotated.stat().st_size
-        if self._spec.compress and size:
+        if self._spec.compress != "none" and size:
             rotated, size = self._compress(rotated, size)
         self._closed.append([rotated, size, now])
         self._open(now)
 
     def _compress(self, path: Path, size: int) -> tuple[Path, int]:
-        """Gzip a rotated file. The copy needs room for at least as many bytes as the
+        """Compress a rotated file. The copy needs room for at least as many bytes as the
         original (which is still counted, as the open file's size, until its copy is made);
         no room: it stays uncompressed."""
-        if not self._make_room(size + size // 64 + 4096):  # gzip's worst case, and then some
+        # Either codec's worst case (incompressible input), and then some.
+        if not self._make_room(size + size // 64 + 4096):
             return path, size
-        target = path.with_name(path.name + ".gz")
+        codec = self._spec.compress
+        target = path.with_name(path.name + SUFFIXES[codec])
         partial = target.with_name(target.name + ".tmp")
-        with open(path, "rb") as src, gzip.open(partial, "wb",
-                                                  compresslevel=self._spec.compress_level) as dst:
+        with open(path, "rb") as src, open_compressed(partial, codec,
+                                                      self._spec.compress_level) as dst:
             while chunk := src.read(_COPY_CHUNK):
                 dst.write(chunk)
         os.replace(partial, target)

@@ -38,12 +38,14 @@ class PostgresSink:
         self.written = 0
         self.failed = 0
         self._conn = None
-        self._queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
         self._days_ready: set[str] = set()
         self._retained_on = ""
 
-    def submit(self, batch: list[bytes]) -> None:
-        self._queue.put_nowait(batch)
+    def submit(self, lines: bytes | bytearray, count: int) -> None:
+        """A flush's records: `count` JSON lines. (Read, never changed, here and by the file
+        writer: the recorder starts a new buffer after each flush.)"""
+        self._queue.put_nowait((lines, count))
 
     async def run(self) -> None:
         """Write submitted batches, in order, until `stop`."""
@@ -51,24 +53,25 @@ class PostgresSink:
             batch = await self._queue.get()
             if batch is None:
                 break
+            lines, count = batch
             try:
-                await self._write(batch)
-                self.written += len(batch)
+                await self._write(lines)
+                self.written += count
             except Exception as e:
-                self.failed += len(batch)
+                self.failed += count
                 log.warning("postgres sink: a batch of %d records failed (%s: %s)",
-                            len(batch), e.__class__.__name__, e)
+                            count, e.__class__.__name__, e)
                 await self._disconnect()
         await self._disconnect()
 
     def stop(self) -> None:
         self._queue.put_nowait(None)
 
-    async def _write(self, batch: list[bytes]) -> None:
+    async def _write(self, lines: bytes | bytearray) -> None:
         conn = await self._connection()
         await self._prepare_days(conn)
         async with conn.transaction():
-            await conn.copy_to_table("warden_staging", source=io.BytesIO(b"".join(batch)),
+            await conn.copy_to_table("warden_staging", source=io.BytesIO(lines),
                                      columns=["record"], format="csv", quote=_QUOTE,
                                      delimiter=_DELIMITER)
             await conn.execute(

@@ -1,0 +1,62 @@
+"""The recorder's writer side: a flush's buffer reaches the files in pieces of whole lines, each
+at most a quarter file (so a piece always fits under the cap), and what the cap refuses is
+counted line by line."""
+
+from __future__ import annotations
+
+from warden.config.schema import RecorderSpec
+from warden.record.recorder import Recorder
+
+FILE_SIZE = 4096
+LIMIT = FILE_SIZE // 4
+
+
+class Files:
+    """RecordFiles' `write`, seen from the recorder: takes pieces, refuses the ones asked."""
+
+    def __init__(self, refuse: set[int] = frozenset()):
+        self.pieces: list[bytes] = []
+        self._refuse = refuse
+
+    def write(self, data) -> bool:
+        self.pieces.append(bytes(data))
+        return len(self.pieces) - 1 not in self._refuse
+
+
+def lines(*sizes: int) -> bytearray:
+    """One line per size, each `size` bytes with its newline."""
+    return bytearray(b"".join(b"%d" % (n % 10) * (size - 1) + b"\n"
+                              for n, size in enumerate(sizes)))
+
+
+def recorder() -> Recorder:
+    return Recorder(RecorderSpec(max_file_size=FILE_SIZE, max_total_size=4 * FILE_SIZE))
+
+
+def test_a_batch_is_written_in_whole_lines_of_at_most_a_quarter_file():
+    batch = lines(*[100] * 25, 300, 300, 300, 50)
+    files = Files()
+    recorder()._write(files, batch)
+    assert b"".join(files.pieces) == batch
+    assert len(files.pieces) > 1
+    assert all(len(piece) <= LIMIT and piece.endswith(b"\n") for piece in files.pieces)
+    # Greedy: no piece could have taken the next line too.
+    for piece, following in zip(files.pieces, files.pieces[1:], strict=False):
+        assert len(piece) + following.index(b"\n") + 1 > LIMIT
+
+
+def test_a_line_longer_than_the_limit_is_a_piece_of_its_own():
+    batch = lines(10, LIMIT * 2, 10, LIMIT + 1)
+    files = Files()
+    recorder()._write(files, batch)
+    assert files.pieces == [bytes(batch[:10]), bytes(batch[10:10 + 2 * LIMIT]),
+                            bytes(batch[10 + 2 * LIMIT:20 + 2 * LIMIT]),
+                            bytes(batch[20 + 2 * LIMIT:])]
+
+
+def test_lines_the_cap_refuses_are_counted():
+    batch = lines(*[400] * 6)  # two lines a piece
+    files = Files(refuse={1})
+    writer = recorder()
+    writer._write(files, batch)
+    assert len(files.pieces) == 3 and writer.refused == 2
