@@ -159,7 +159,7 @@ def test_the_disk_cap_holds_under_load(tmp_path):
         gw.stop()
         sim.stop()
     assert 0 < peak <= 64 * 1024
-    assert len(list(tmp_path.glob("*.jsonl.gz"))) >= 1
+    assert len(list(tmp_path.glob("*.jsonl.zst"))) >= 1
     ids = [r.id for r in requests(read_records(record_files(tmp_path)))]
     assert 10 < len(ids) < 300  # the newest were kept, the oldest deleted
 

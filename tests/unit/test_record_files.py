@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from warden.config.schema import RecorderSpec
+from warden.record.codecs import zstd
 from warden.record.files import OPEN_NAME, RecordFiles
-from warden.record.reader import read_records, record_files
+from warden.record.reader import ReadStats, read_records, record_files
 
 
 class Clock:
@@ -35,30 +36,55 @@ def line(n: int, size: int = 200) -> bytes:
     return b'{"id":"%d","type":"start","pad":"%s"}\n' % (n, b"x" * size)
 
 
-def test_rotation_by_size_compresses_and_loses_nothing(tmp_path):
-    files = RecordFiles(spec(tmp_path, max_total_size=1 << 20))
+@pytest.mark.parametrize(("codec", "suffix"), [("zstd", ".zst"), ("gzip", ".gz")])
+def test_rotation_by_size_compresses_and_loses_nothing(tmp_path, codec, suffix):
+    files = RecordFiles(spec(tmp_path, max_total_size=1 << 20, compress=codec))
     for n in range(100):
         assert files.write(line(n))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert OPEN_NAME in names and sum(name.endswith(".jsonl.gz") for name in names) >= 4
-    assert all(p.stat().st_size <= 4096 for p in tmp_path.glob("*.gz"))
+    assert OPEN_NAME in names and sum(name.endswith(".jsonl" + suffix) for name in names) >= 4
+    assert all(p.stat().st_size <= 4096 for p in tmp_path.glob("*" + suffix))
     assert [r["id"] for r in read_records(record_files(tmp_path))] == \
         [str(n) for n in range(100)]
 
 
-def test_rotated_files_are_compressed_at_the_configured_level(tmp_path):
+def test_zstd_is_the_default_and_a_bool_still_works():
+    assert RecorderSpec().compress == "zstd"
+    assert RecorderSpec(compress=True).compress == "zstd"
+    assert RecorderSpec(compress=False).compress == "none"
+    with pytest.raises(ValueError, match="gzip goes up to 9"):
+        RecorderSpec(compress="gzip", compress_level=12)
+    assert RecorderSpec(compress="zstd", compress_level=12).compress_level == 12
+
+
+@pytest.mark.parametrize(("codec", "suffix", "decompress", "high"), [
+    ("zstd", ".zst", zstd.decompress, 19), ("gzip", ".gz", gzip.decompress, 9)])
+def test_rotated_files_are_compressed_at_the_configured_level(tmp_path, codec, suffix,
+                                                               decompress, high):
     sizes = {}
-    for level in (1, 9):
+    for level in (1, high):
         directory = tmp_path / str(level)
         directory.mkdir()
         files = RecordFiles(spec(directory, max_file_size=1 << 14, max_total_size=1 << 20,
-                                 compress_level=level))
+                                 compress=codec, compress_level=level))
         for n in range(400):  # varied lines: the levels differ on them
             assert files.write(b'{"id":"%d","pad":"%s"}\n' % (n, str(n * n * 7919).encode() * 9))
-        rotated = sorted(directory.glob("*.gz"))[0]
+        rotated = sorted(directory.glob("*" + suffix))[0]
         sizes[level] = rotated.stat().st_size
-        assert gzip.decompress(rotated.read_bytes()).startswith(b'{"id":"0"')
-    assert sizes[9] < sizes[1]
+        assert decompress(rotated.read_bytes()).startswith(b'{"id":"0"')
+    assert sizes[high] < sizes[1]
+
+
+def test_a_torn_compressed_file_is_counted_not_fatal(tmp_path):
+    files = RecordFiles(spec(tmp_path, max_total_size=1 << 20))
+    for n in range(40):
+        files.write(line(n))
+    rotated = sorted(tmp_path.glob("*.zst"))
+    torn = rotated[-1].read_bytes()
+    rotated[-1].write_bytes(torn[:len(torn) // 2])
+    stats = ReadStats()
+    ids = [r["id"] for r in read_records(record_files(tmp_path), stats)]
+    assert stats.unreadable_lines >= 1 and "0" in ids and len(ids) < 40
 
 
 def test_the_cap_holds_after_every_write_and_the_oldest_go_first(tmp_path):
@@ -89,9 +115,9 @@ def test_rotation_by_time_and_retention_by_age(tmp_path):
     for n in range(10):
         files.write(line(n))
         clock.now += 61
-    closed = sorted(tmp_path.glob("warden-*.jsonl.gz"))
+    closed = sorted(tmp_path.glob("warden-*.jsonl.zst"))
     assert 4 <= len(closed) <= 6  # a file a minute, none older than 5 minutes
-    with gzip.open(closed[-1]) as f:
+    with zstd.open(closed[-1]) as f:
         assert f.read() == line(8)
 
 

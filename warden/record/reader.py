@@ -1,20 +1,21 @@
 """Reading the flight recorder's files back: records in order, requests joined, filters.
 
 Files are read oldest first (by modification time; the open `warden.jsonl` last), plain or
-gzipped. A line that does not parse (the torn last line of a gateway killed mid-write) is
-skipped and counted. A request is its `start` and `end` records joined by id; one whose `end`
-never came (in flight, or lost with its gateway) is reported with `end` None.
+compressed (zstd or gzip, by their suffix: codecs.py). A line that does not parse (the torn
+last line of a gateway killed mid-write) is skipped and counted. A request is its `start` and
+`end` records joined by id; one whose `end` never came (in flight, or lost with its gateway) is
+reported with `end` None.
 """
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
+from warden.record.codecs import READ_ERRORS, open_records
 from warden.record.files import OPEN_NAME
 
 
@@ -38,9 +39,8 @@ def read_records(paths: Iterable[Path], stats: ReadStats | None = None) -> Itera
     stats = stats if stats is not None else ReadStats()
     for path in paths:
         stats.files += 1
-        opener = gzip.open if path.name.endswith(".gz") else open
         try:
-            with opener(path, "rb") as f:
+            with open_records(path) as f:
                 for line in f:
                     try:
                         record = orjson.loads(line)
@@ -50,7 +50,7 @@ def read_records(paths: Iterable[Path], stats: ReadStats | None = None) -> Itera
                     if isinstance(record, dict) and "id" in record:
                         stats.records += 1
                         yield record
-        except (OSError, EOFError):  # a file rotated away mid-read, a torn gzip
+        except READ_ERRORS:  # a file rotated away mid-read, a torn compressed file
             stats.unreadable_lines += 1
 
 
