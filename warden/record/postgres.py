@@ -38,7 +38,7 @@ class PostgresSink:
         self.written = 0
         self.failed = 0
         self._conn = None
-        self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes | bytearray, int] | None] = asyncio.Queue()
         self._days_ready: set[str] = set()
         self._retained_on = ""
 
