@@ -8,6 +8,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
+    PostgresSinkSpec,
+    RecorderSpec,
+)
 from warden.config.routing_schema import (  # noqa: F401 - re-exported with the rest
     ActiveHealthSpec,
     BreakerSpec,
@@ -204,66 +208,6 @@ class GuardSpec(Spec):
             rule = builtin.get(rule_id)
             if action == "normalize" and rule is not None and rule.fix is None:
                 raise ValueError(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
-        return self
-
-
-class PostgresSinkSpec(Spec):
-    """Records also go to PostgreSQL (warden/record/postgres.py); use ${ENV} for secrets."""
-
-    dsn: str = Field(min_length=1)
-    table: str = Field(default="warden_records", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
-    retention: Duration = 30 * 86400.0
-
-
-# The highest level of each codec of the recorder's rotated files.
-MAX_LEVELS = {"zstd": 22, "gzip": 9}
-
-
-class RecorderSpec(Spec):
-    """The flight recorder (warden/record): every proxied request on disk, bounded."""
-
-    enabled: bool = True
-    dir: str = "warden-records"
-    # What of the response is kept: nothing, its summary (finish reasons, usage), or its
-    # body (a stream's reassembled text).
-    response: Literal["none", "summary", "full"] = "summary"
-    # Request header fields kept in each record (secrets are always redacted).
-    headers: list[str] = ["user-agent", "content-type", "x-forwarded-for"]
-    max_file_size: Size = 64 * 2**20
-    rotate_interval: Duration = 3600.0
-    # How rotated files are compressed (record/codecs.py): zstd, gzip, or none. (true and
-    # false, from when gzip was the only codec, mean zstd and none.)
-    compress: Literal["zstd", "gzip", "none"] = "zstd"
-    # The codec's level (zstd 1-22, gzip 1-9). 1: the writer shares the proxy's CPU, so speed
-    # comes first (gzip's 1 is twice as fast as its 5 for ~15% more bytes; measured on records).
-    compress_level: int = Field(default=1, ge=1, le=22)
-    # The hard cap on all the recorder's files together; the oldest go first.
-    max_total_size: Size = 2**30
-    max_age: Duration = 7 * 86400.0
-    max_files: int = Field(default=1000, ge=2)
-    # Below this much free disk, records keep their metadata but not the bodies.
-    min_free_disk: Size = 2**30
-    # Records reach the file (the OS) at least this often; a SIGKILL loses at most this much.
-    flush_interval: Duration = 0.2
-    # Records waiting for the writer beyond this are dropped (and counted).
-    queue_size: int = Field(default=100_000, ge=1)
-    # Optional: the same records in PostgreSQL too.
-    postgres: PostgresSinkSpec | None = None
-
-    @field_validator("compress", mode="before")
-    @classmethod
-    def _compress_as_bool(cls, value: object) -> object:
-        if value is True:
-            return "zstd"
-        return "none" if value is False else value
-
-    @model_validator(mode="after")
-    def _cap_holds_files(self) -> RecorderSpec:
-        if self.max_file_size * 4 > self.max_total_size:
-            raise ValueError("max_total_size must hold at least four files of max_file_size")
-        highest = MAX_LEVELS.get(self.compress)
-        if highest is not None and self.compress_level > highest:
-            raise ValueError(f"compress_level: {self.compress} goes up to {highest}")
         return self
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from warden.config.schema import RecorderSpec
+from warden.config.recorder_schema import RecorderSpec
 from warden.record.codecs import SUFFIXES, open_compressed
 
 OPEN_NAME = "warden.jsonl"

@@ -22,7 +22,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
-from warden.config.schema import PostgresSinkSpec
+from warden.config.recorder_schema import PostgresSinkSpec
 
 log = logging.getLogger("warden.record.postgres")
 

@@ -35,7 +35,7 @@ import threading
 
 import orjson
 
-from warden.config.schema import RecorderSpec
+from warden.config.recorder_schema import RecorderSpec
 from warden.proxy.exchange import Exchange
 from warden.record.files import RecordFiles
 from warden.record.postgres import PostgresSink
