@@ -4,6 +4,7 @@ and the optional PostgreSQL sink."""
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,6 +17,20 @@ class PostgresSinkSpec(Spec):
     dsn: str = Field(min_length=1)
     table: str = Field(default="warden_records", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
     retention: Duration = 30 * 86400.0
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str) -> str:
+        """The URL form, which the driver (asyncpg) requires; a keyword string such as
+        `host=... dbname=...` would fail every batch at run time."""
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ValueError("not a PostgreSQL URL (bad port)") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("not a PostgreSQL URL (expected postgresql://user@host:5432/db)")
+        return value
 
 
 # The highest level of each codec of the recorder's rotated files.

@@ -3,10 +3,11 @@ so a typo never silently falls back to a default."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
 
 from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
     PostgresSinkSpec,
@@ -23,7 +24,7 @@ from warden.config.routing_schema import (  # noqa: F401 - re-exported with the 
     ScrapeSpec,
     SessionSpec,
 )
-from warden.config.spec import Duration, HostPort, Size, Spec
+from warden.config.spec import Duration, HostPort, Size, Spec, validated_with
 
 
 class BackendSpec(Spec):
@@ -75,13 +76,14 @@ class BackendSpec(Spec):
 
 
 class TimeoutsSpec(Spec):
-    connect: Duration = 5.0
+    # (0 would fail every request at once, so these must be positive.)
+    connect: Duration = Field(default=5.0, gt=0)
     # From the request being sent to the first response byte (prefill can be long).
-    first_byte: Duration = 600.0
+    first_byte: Duration = Field(default=600.0, gt=0)
     # Longest silence between two response chunks.
-    idle: Duration = 600.0
+    idle: Duration = Field(default=600.0, gt=0)
     # How long a request may wait for a free upstream connection.
-    pool: Duration = 5.0
+    pool: Duration = Field(default=5.0, gt=0)
     # Idle keep-alive upstream connections are closed after this (uvicorn closes at 5 s).
     upstream_keepalive: Duration = 4.0
     # Idle client keep-alive connections are closed after this.
@@ -97,7 +99,7 @@ class LimitsSpec(Spec):
 
 class DiscoverySpec(Spec):
     # How often each backend's /v1/models is polled (models and reachability).
-    interval: Duration = 10.0
+    interval: Duration = Field(default=10.0, ge=0.1)
     # After a refused connection, a backend is skipped for this long (or until discovery
     # reaches it again).
     unreachable_cooldown: Duration = 2.0
@@ -153,12 +155,12 @@ class CustomRuleSpec(Spec):
     set: dict[str, object] = {}         # normalize: paths given a value
     message: str | None = None          # reject: what the client is told
 
-    @model_validator(mode="after")
-    def _consistent(self) -> CustomRuleSpec:
-        from warden.guard.custom import check_spec
+    @model_validator(mode="wrap")
+    @classmethod
+    def _consistent(cls, data: object, handler: ModelWrapValidatorHandler) -> CustomRuleSpec:
+        from warden.guard.custom import spec_problems
 
-        check_spec(self)
-        return self
+        return validated_with(data, handler, spec_problems)
 
 
 class QuarantineSpec(Spec):
@@ -176,6 +178,19 @@ class QuarantineSpec(Spec):
     timeout: Duration = Field(default=2.0, gt=0)   # one Redis operation, at most
     max_implicated: int = Field(default=16, ge=1)  # fingerprints struck per incident
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        """Parsed as the Redis client will parse it at start (a mistake here used to pass
+        the check and stop `serve` with a traceback)."""
+        from redis.connection import parse_url
+
+        try:
+            parse_url(value)
+        except ValueError as e:
+            raise ValueError(f"not a Redis URL ({e}; e.g. redis://127.0.0.1:6379/0)") from None
+        return value
+
 
 class GuardSpec(Spec):
     """The crash-rule pack (warden/guard): enforce it, only report it, or neither."""
@@ -191,24 +206,39 @@ class GuardSpec(Spec):
     custom: list[CustomRuleSpec] = []
     quarantine: QuarantineSpec = QuarantineSpec()
 
-    @model_validator(mode="after")
-    def _known_rules(self) -> GuardSpec:
-        from warden.guard.rules import RULES
+    @model_validator(mode="wrap")
+    @classmethod
+    def _known_rules(cls, data: object, handler: ModelWrapValidatorHandler) -> GuardSpec:
+        return validated_with(data, handler, _rule_id_problems)
 
-        builtin = {rule.id: rule for rule in RULES}
-        custom = [rule.id for rule in self.custom]
-        named = set(builtin) | set(custom)
-        unknown = sorted((set(self.disable) | set(self.actions)) - named)
-        if unknown:
-            raise ValueError(f"unknown guard rule {', '.join(unknown)}")
-        clashes = sorted({c for c in custom if c in builtin or custom.count(c) > 1})
-        if clashes:
-            raise ValueError(f"guard rule id {', '.join(clashes)} is used twice")
-        for rule_id, action in self.actions.items():
-            rule = builtin.get(rule_id)
-            if action == "normalize" and rule is not None and rule.fix is None:
-                raise ValueError(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
-        return self
+
+def _rule_id_problems(guard: Mapping[str, object]) -> list[str]:
+    """Rule ids that `disable` and `actions` name but no rule has; custom ids that are
+    taken; actions a rule cannot take. (From the fields as written: see `validated_with`.)"""
+    from warden.guard.rules import RULES
+
+    builtin = {rule.id: rule for rule in RULES}
+    custom = [c for rule in _list(guard.get("custom")) if isinstance(c := _field(rule, "id"), str)]
+    named = set(builtin) | set(custom)
+    actions = guard.get("actions") if isinstance(guard.get("actions"), dict) else {}
+    asked = [r for r in (*_list(guard.get("disable")), *actions) if isinstance(r, str)]
+    problems = [f"unknown guard rule {rule_id}" for rule_id in dict.fromkeys(asked)
+                if rule_id not in named]
+    problems += [f"guard rule id {c} is used twice" for c in dict.fromkeys(custom)
+                 if c in builtin or custom.count(c) > 1]
+    for rule_id, action in actions.items():
+        rule = builtin.get(rule_id)
+        if action == "normalize" and rule is not None and rule.fix is None:
+            problems.append(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
+    return problems
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _field(item: object, name: str) -> object:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
 class ReloadSpec(Spec):

@@ -3,13 +3,14 @@
 A path is dotted keys (`stream_options.include_usage`), with list indexes (`stop.0`) and `*`
 for every element (`messages.*.role`). A condition holds when any value at its path satisfies
 its predicate (`exists: false` when there is none); a rule matches when all its conditions
-hold. Validated when the config loads (`check_spec`), like everything else.
+hold. Validated when the config loads (`spec_problems`: every mistake at once), like everything
+else.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from warden.guard.rule import NORMALIZE, Finding, Rule, RuleContext
@@ -109,38 +110,62 @@ def set_path(body: dict, path: str, value: object) -> None:
     node[last] = value
 
 
-def check_spec(spec: CustomRuleSpec) -> None:
-    """Raise ValueError, naming the field, for what cannot work."""
-    for path, predicates in spec.match.items():
-        if not path or "" in split(path):
-            raise ValueError(f"match: {path!r} is not a path (a.b, a.*.b, a.0)")
-        for name, operand in predicates.items():
-            if name == "exists":
-                if not isinstance(operand, bool):
-                    raise ValueError(f"match.{path}.exists: expected true or false")
-                continue
-            if name not in PREDICATES:
-                known = ", ".join(["exists", *PREDICATES])
-                raise ValueError(f"match.{path}: unknown predicate {name!r} (one of {known})")
-            kind = PREDICATES[name][0]
-            if kind == "number" and not _number(operand):
-                raise ValueError(f"match.{path}.{name}: expected a number")
-            if kind == "integer" and (not isinstance(operand, int) or isinstance(operand, bool)):
-                raise ValueError(f"match.{path}.{name}: expected an integer")
-            if kind == "list" and not isinstance(operand, list):
-                raise ValueError(f"match.{path}.{name}: expected a list")
-            if kind == "regex":
-                try:
-                    re.compile(str(operand))
-                except re.error as e:
-                    raise ValueError(f"match.{path}.{name}: not a regex ({e})") from None
-    rewrites = bool(spec.delete or spec.set)
-    if spec.action == NORMALIZE and not rewrites:
-        raise ValueError("action normalize needs `delete` or `set`")
-    if spec.action != NORMALIZE and rewrites:
-        raise ValueError(f"`delete` and `set` belong to action normalize, not {spec.action}")
-    if any("*" in split(path) for path in spec.set):
-        raise ValueError("set: paths cannot contain `*`")
+def spec_problems(spec: Mapping[str, object]) -> list[str]:
+    """Every reason the rule `spec` (its fields as given in the config, not yet validated)
+    cannot work, each naming the field; the shapes pydantic checks (a mapping, a list, a
+    string) are skipped here when wrong, as pydantic reports them."""
+    problems: list[str] = []
+    match = spec.get("match")
+    if isinstance(match, dict):
+        for path, predicates in match.items():
+            if isinstance(path, str):
+                problems += _condition_problems(path, predicates)
+    action = spec.get("action")
+    delete, rewrite = spec.get("delete") or [], spec.get("set") or {}
+    rewrites = bool(delete or rewrite)
+    if action == NORMALIZE and not rewrites:
+        problems.append("action normalize needs `delete` or `set`")
+    if isinstance(action, str) and action != NORMALIZE and rewrites:
+        problems.append(f"`delete` and `set` belong to action normalize, not {action}")
+    if isinstance(rewrite, dict) and any(isinstance(path, str) and "*" in split(path)
+                                         for path in rewrite):
+        problems.append("set: paths cannot contain `*`")
+    return problems
+
+
+def _condition_problems(path: str, predicates: object) -> list[str]:
+    if not path or "" in split(path):
+        return [f"match: {path!r} is not a path (a.b, a.*.b, a.0)"]
+    if not isinstance(predicates, dict):
+        return []
+    problems = []
+    for name, operand in predicates.items():
+        problem = _operand_problem(name, operand)
+        if problem is not None:
+            problems.append(f"match.{path}{problem}")
+    return problems
+
+
+def _operand_problem(name: object, operand: object) -> str | None:
+    """What is wrong with one predicate (`: reason` or `.name: reason`), or None."""
+    if name == "exists":
+        return None if isinstance(operand, bool) else ".exists: expected true or false"
+    if not isinstance(name, str) or name not in PREDICATES:
+        known = ", ".join(["exists", *PREDICATES])
+        return f": unknown predicate {name!r} (one of {known})"
+    kind = PREDICATES[name][0]
+    if kind == "number" and not _number(operand):
+        return f".{name}: expected a number"
+    if kind == "integer" and (not isinstance(operand, int) or isinstance(operand, bool)):
+        return f".{name}: expected an integer"
+    if kind == "list" and not isinstance(operand, list):
+        return f".{name}: expected a list"
+    if kind == "regex":
+        try:
+            re.compile(str(operand))
+        except re.error as e:
+            return f".{name}: not a regex ({e})"
+    return None
 
 
 def _condition(path: str, predicates: dict[str, object]) -> Callable[[dict], bool]:
