@@ -89,7 +89,8 @@ class Gateway:
         self.forwarder.use(settings, runtime.backends, runtime.policy)
         self.handler = GatewayHandler(self.forwarder, runtime.backends, self.metrics,
                                       self.recorder, runtime.guard, settings.routing,
-                                      self._request_ids)
+                                      self._request_ids,
+                                      self.reload_source if self.source is not None else None)
         if self.server is not None:
             self.server.handler = self.handler
             self.server.limits = server_limits(settings)  # connections opened from now on
@@ -136,24 +137,28 @@ class Gateway:
 
     # -- reload ----------------------------------------------------------------------------
 
-    async def reload_source(self, why: str, only_if_changed: bool = False) -> bool:
-        """Re-read the config file and reload it (SIGHUP, or the watcher saw it change:
-        `only_if_changed` skips a file whose text is the running one's). A config that does
-        not load keeps the running one, and the log says why."""
+    async def reload_source(self, why: str, only_if_changed: bool = False) -> dict:
+        """Re-read the config file and reload it (SIGHUP, `warden reload`, or the watcher saw
+        it change: `only_if_changed` skips a file whose text is the running one's). A config
+        that does not load keeps the running one, and the log says why. Returns what it did
+        (as `POST /admin/reload` answers): `result` ok, failed (with the `problems`) or
+        unchanged, and the settings `restart_needed`."""
         assert self.source is not None, "a gateway built without a config file"
+        done: dict = {"config": str(self.source)}
         try:
             text = read_config(self.source)
             if only_if_changed and text == self._source_text:
-                return True  # touched, not changed
+                return {**done, "result": "unchanged"}  # touched, not changed
             settings = settings_from_yaml(text, self.source)
         except ConfigError as e:
             self.metrics.reloads["failed"] += 1
             log.error("config reload (%s): %s is invalid; the running config stays:\n  %s",
                       why, self.source, "\n  ".join(e.problems))
-            return False
+            return {**done, "result": "failed", "problems": e.problems}
         self._source_text = text
-        await self.reload(settings, why)
-        return True
+        waiting = await self.reload(settings, why)
+        return {**done, "result": "ok", "restart_needed": waiting,
+                "backends": len(self.backends), "policy": self.policy.name}
 
     async def reload(self, settings: Settings, why: str = "asked") -> list[str]:
         """Build a runtime for `settings` and swap it in; requests in flight carry on.

@@ -6,7 +6,6 @@ model. Everything else is the forwarder's.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Coroutine
 
@@ -15,9 +14,10 @@ import orjson
 from warden import __version__
 from warden.config.schema import RoutingSpec
 from warden.edge import wire
+from warden.edge.admin import BACKEND_ACTIONS, FleetAdmin, Reload
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
-from warden.edge.responses import JSON, respond_error
+from warden.edge.responses import respond_error, respond_json
 from warden.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -35,8 +35,6 @@ from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
 from warden.routing.affinity import prefix_key, session_key
 
-log = logging.getLogger("warden.admin")
-
 PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"))
 
 # POST endpoints routed to a backend that serves the body's `model`.
@@ -45,18 +43,17 @@ PROXIED_PATHS = frozenset({
     "/tokenize", "/detokenize",
 })
 
-# POST BACKEND_ACTIONS + "NAME/drain" | "NAME/enable"
-BACKEND_ACTIONS = "/admin/backends/"
-
-LocalRoute = Callable[[HttpRequest, HttpConnection], None]
-PostRoute = Callable[[HttpRequest, HttpConnection], Coroutine[None, None, None]]
+# The gateway's own routes get the request's id (every response carries an X-Request-Id).
+LocalRoute = Callable[[HttpRequest, HttpConnection, bytes], None]
+PostRoute = Callable[[HttpRequest, HttpConnection, bytes], Coroutine[None, None, None]]
 
 
 class GatewayHandler:
     def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
                  metrics: GatewayMetrics, recorder: Recorder | None = None,
                  guard: Guard | None = None, routing: RoutingSpec | None = None,
-                 ids: RequestIds | None = None):
+                 ids: RequestIds | None = None, reload: Reload | None = None):
+        """`reload`: re-reads the config file (None: the gateway has none)."""
         self._forwarder = forwarder
         self._routing = routing if routing is not None else RoutingSpec()
         session = self._routing.session
@@ -70,17 +67,19 @@ class GatewayHandler:
         self._recorder = recorder
         self._guard = guard
         self._ids = ids if ids is not None else RequestIds()  # (one per process, not per reload)
+        self._admin = FleetAdmin(forwarder, backends, reload)
         self._local: dict[str, LocalRoute] = {
             "/v1/models": self._models,
             "/health": self._health,
             "/ready": self._ready,
             "/version": self._version,
             "/metrics": self._prometheus,
-            "/admin/backends": self._admin_backends,
+            "/admin/backends": self._admin.backends,
             "/admin/quarantine": self._admin_quarantine,
         }
         self._local_post: dict[str, PostRoute] = {
             "/admin/quarantine/lift": self._admin_lift,
+            "/admin/reload": self._admin.reload,
         }
 
     def __call__(self, request: HttpRequest,
@@ -91,21 +90,22 @@ class GatewayHandler:
         if path in PROXIED_PATHS:
             self._proxy(request, client)
             return None
+        rid = self._ids.pick(request.fields.get(b"x-request-id"))
         route = self._local.get(path)
         if route is None and request.method == "POST":
             post = self._local_post.get(path)
             if post is not None:
-                return post(request, client)  # a coroutine: the connection awaits it
+                return post(request, client, rid)  # a coroutine: the connection awaits it
             if path.startswith(BACKEND_ACTIONS):
-                self._admin_backend_action(request, client)
+                self._admin.backend_action(request, client, rid)
                 return None
         if route is None:
-            respond_error(client, NotFound(f"Unknown path: {path}"), None)
+            respond_error(client, NotFound(f"Unknown path: {path}"), rid)
         elif request.method not in ("GET", "HEAD"):
             respond_error(client, MethodNotAllowed(
-                f"{request.method} is not allowed on {path}"), None)
+                f"{request.method} is not allowed on {path}"), rid)
         else:
-            route(request, client)
+            route(request, client, rid)
         return None
 
     # -- proxied endpoints -----------------------------------------------------------------
@@ -200,61 +200,34 @@ class GatewayHandler:
 
     # -- the gateway's own endpoints -------------------------------------------------------
 
-    def _models(self, request: HttpRequest, client: HttpConnection) -> None:
+    def _models(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         body = {"object": "list", "data": self._backends.model_cards()}
-        client.respond(200, JSON, orjson.dumps(body))
+        respond_json(client, 200, orjson.dumps(body), rid)
 
-    def _health(self, request: HttpRequest, client: HttpConnection) -> None:
-        client.respond(200, JSON, b'{"status":"ok"}')
+    def _health(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        respond_json(client, 200, b'{"status":"ok"}', rid)
 
-    def _ready(self, request: HttpRequest, client: HttpConnection) -> None:
+    def _ready(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         now = time.monotonic()
         ready = [b.name for b in self._backends if b.available(now) and b.models]
         status = 200 if ready else 503
         body = {"status": "ready" if ready else "unavailable", "backends": ready}
-        client.respond(status, JSON, orjson.dumps(body))
+        respond_json(client, status, orjson.dumps(body), rid)
 
-    def _version(self, request: HttpRequest, client: HttpConnection) -> None:
-        client.respond(200, JSON, orjson.dumps({"version": __version__}))
+    def _version(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        respond_json(client, 200, orjson.dumps({"version": __version__}), rid)
 
-    def _prometheus(self, request: HttpRequest, client: HttpConnection) -> None:
-        client.respond(200, PROMETHEUS, self._metrics.render())
+    def _prometheus(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        respond_json(client, 200, self._metrics.render(), rid, PROMETHEUS)
 
-    def _admin_backends(self, request: HttpRequest, client: HttpConnection) -> None:
-        now = time.monotonic()
-        explain = getattr(self._forwarder.policy, "explain", None)
-        backends = []
-        for backend in self._backends:
-            snapshot = backend.snapshot(now)
-            if explain is not None:
-                snapshot["routing"] = explain(backend, now)
-            backends.append(snapshot)
-        body = {"policy": self._forwarder.policy.name, "backends": backends}
-        client.respond(200, JSON, orjson.dumps(body))
-
-    def _admin_backend_action(self, request: HttpRequest, client: HttpConnection) -> None:
-        """POST /admin/backends/NAME/drain (no new requests; those in flight finish) or
-        /admin/backends/NAME/enable (back in rotation)."""
-        name, _, action = request.path[len(BACKEND_ACTIONS):].rpartition("/")
-        backend = self._backends.named(name)
-        if backend is None or action not in ("drain", "enable"):
-            respond_error(client, NotFound(
-                f"Unknown backend or action: {request.path} (expected "
-                f"{BACKEND_ACTIONS}NAME/drain or {BACKEND_ACTIONS}NAME/enable)"), None)
-            return
-        now = time.monotonic()
-        backend.set_draining(action == "drain", now)
-        log.warning("backend %s %s through the admin API", name,
-                    "draining" if backend.draining else "enabled")
-        client.respond(200, JSON, orjson.dumps(backend.snapshot(now)))
-
-    def _admin_quarantine(self, request: HttpRequest, client: HttpConnection) -> None:
+    def _admin_quarantine(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         quarantine = self._quarantine()
         body = {"quarantine": quarantine.listing() if quarantine is not None else [],
                 "enabled": quarantine is not None}
-        client.respond(200, JSON, orjson.dumps(body))
+        respond_json(client, 200, orjson.dumps(body), rid)
 
-    async def _admin_lift(self, request: HttpRequest, client: HttpConnection) -> None:
+    async def _admin_lift(self, request: HttpRequest, client: HttpConnection,
+                          rid: bytes) -> None:
         """POST {"fingerprints": [...]} or {"all": true}: lift them (a store write)."""
         quarantine = self._quarantine()
         try:
@@ -264,20 +237,20 @@ class GatewayHandler:
         fingerprints = asked.get("fingerprints") if isinstance(asked, dict) else None
         lift_all = isinstance(asked, dict) and asked.get("all") is True
         if quarantine is None:
-            respond_error(client, NotFound("the quarantine is not enabled"), None)
+            respond_error(client, NotFound("the quarantine is not enabled"), rid)
             return
         if not lift_all and not (isinstance(fingerprints, list) and fingerprints
                                  and all(isinstance(f, str) for f in fingerprints)):
             respond_error(client, InvalidRequest(
                 'expected {"fingerprints": ["x:...", ...]} or {"all": true}',
-                param="fingerprints"), None)
+                param="fingerprints"), rid)
             return
         try:
             lifted = await quarantine.lift(None if lift_all else fingerprints)
         except Exception as e:  # the store is down: say so, in the envelope
-            respond_error(client, WardenError(f"the quarantine store failed: {e}"), None)
+            respond_error(client, WardenError(f"the quarantine store failed: {e}"), rid)
             return
-        client.respond(200, JSON, orjson.dumps({"lifted": lifted}))
+        respond_json(client, 200, orjson.dumps({"lifted": lifted}), rid)
 
     def _quarantine(self) -> Quarantine | None:
         return self._guard.quarantine if self._guard is not None else None

@@ -13,3 +13,9 @@ def respond_error(client: ClientStream, error: WardenError, request_id: bytes | 
     """The OpenAI error envelope with the error's status (and the request id, if any)."""
     headers = JSON if request_id is None else JSON + b"x-request-id: " + request_id + wire.CRLF
     client.respond(error.status, headers, error.envelope())
+
+
+def respond_json(client: ClientStream, status: int, body: bytes, request_id: bytes,
+                 headers: bytes = JSON) -> None:
+    """A JSON answer of the gateway's own (or `headers`' content type), with its request id."""
+    client.respond(status, headers + b"x-request-id: " + request_id + wire.CRLF, body)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from warden.config.schema import Settings
 from warden.edge.responses import respond_error
@@ -42,6 +42,10 @@ from warden.routing.policy import RoutingPolicy
 from warden.stream.observer import Ending, StreamObserver, Verdict, stream_verdict
 from warden.upstream.batch import WriteBatch
 from warden.upstream.connection import UpstreamConnection
+
+# The status recorded (metrics, flight record) for a client that left before the response
+# began: nginx's 499 "client closed request". Never sent: nobody is left to read it.
+CLIENT_CLOSED_REQUEST: Final = 499
 
 
 class Forwarder:
@@ -83,8 +87,7 @@ class Forwarder:
         (nothing was sent). The client always gets an answer."""
         serving = self._backends.serving.get(relay.model or "")  # (set: it was admitted)
         if not serving:
-            self._fail(relay, ModelNotFound(f"The model `{relay.model}` does not exist.",
-                                            param="model"))
+            self._fail(relay, self._unserved(relay.model))
             return
         now = time.monotonic()
         tried = relay.attempts
@@ -118,6 +121,18 @@ class Forwarder:
         task = self._loop.create_task(self._connect(relay, backend))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
+
+    def _unserved(self, model: str | None) -> WardenError:
+        """No backend is known to serve `model`. A 404 (a typo, say) only once every
+        backend's models are known: while one's are not (its `models` not configured, and it
+        has not answered /v1/models since the start), the model may be its, so 503."""
+        unknown = sum(1 for backend in self._backends if not backend.models)
+        if unknown:
+            return NoBackendAvailable(
+                f"no backend can take a request for model `{model}` now: the models of "
+                f"{unknown} of {len(self._backends)} backends are not known yet (they have "
+                "not answered since the gateway started)")
+        return ModelNotFound(f"The model `{model}` does not exist.", param="model")
 
     async def _connect(self, relay: Relay, backend: Backend) -> None:
         try:
@@ -168,6 +183,8 @@ class Forwarder:
 
     def relay_ended(self, relay: Relay, ending: str) -> None:
         now = time.monotonic()
+        if ending == Ending.CLIENT_LOST and not relay.status:
+            relay.status = CLIENT_CLOSED_REQUEST  # left before the answer's head: nginx's 499
         self.active.discard(relay)
         backend = relay.upstream
         backend.in_flight -= 1

@@ -7,6 +7,7 @@ import os
 import time
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from warden.edge.server import HttpConnection
 from warden.sim import vllm_format as fmt
@@ -15,6 +16,8 @@ from warden.sim.requests import BadRequest, embed
 from warden.sim.tokenizer import count_tokens, encode, encode_chat
 
 ANSWERED_AT_ONCE = frozenset(("/v1/embeddings", "/tokenize", "/detokenize"))
+
+_TOKEN_IDS = TypeAdapter(list[int])  # vLLM's DetokenizeRequest.tokens (pydantic, lax)
 
 
 def answer(path: str, body: dict, max_model_len: int, conn: HttpConnection) -> None:
@@ -51,6 +54,20 @@ def _tokenize(body: dict, max_model_len: int, conn: HttpConnection) -> None:
 
 
 def _detokenize(body: dict, conn: HttpConnection) -> None:
-    tokens = body.get("tokens") or []
+    if "tokens" not in body:
+        raise _invalid([{"type": "missing", "loc": ("body", "tokens"), "msg": "Field required",
+                         "input": body}])
+    try:
+        tokens = _TOKEN_IDS.validate_python(body["tokens"])
+    except ValidationError as e:
+        raise _invalid([{"type": err["type"], "loc": ("body", "tokens", *err["loc"]),
+                         "msg": err["msg"], "input": err["input"]} for err in e.errors()]) \
+            from None
     conn.respond(200, JSON_HEADERS, orjson.dumps({"prompt": " ".join(
         f"t{t}" for t in tokens)}))
+
+
+def _invalid(errors: list[dict]) -> BadRequest:
+    """A body that fails vLLM's request model: its validation handler answers 400 with
+    pydantic's errors as the message, and the status phrase as the type."""
+    return BadRequest(400, str(errors), "Bad Request")

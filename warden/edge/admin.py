@@ -1,0 +1,77 @@
+"""The admin API's fleet routes, served by the gateway's handler (edge.gateway): the backends
+as routed, drain or enable one, and reload the config file. Not on the data path (so not
+compiled: warden/compiled.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+
+from warden.edge.connection import HttpConnection
+from warden.edge.request import HttpRequest
+from warden.edge.responses import respond_error, respond_json
+from warden.errors import NotFound
+from warden.fleet.registry import BackendRegistry
+from warden.proxy.forwarder import Forwarder
+
+log = logging.getLogger("warden.admin")
+
+# POST BACKEND_ACTIONS + "NAME/drain" | "NAME/enable"
+BACKEND_ACTIONS = "/admin/backends/"
+
+# Re-reads the config file (app.Gateway.reload_source): what it did, as a JSON object.
+Reload = Callable[[str], Coroutine[Any, Any, dict]]
+
+
+class FleetAdmin:
+    def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
+                 reload: Reload | None = None):
+        """`reload`: None when the gateway has no config file to re-read (`warden demo`)."""
+        self._forwarder = forwarder
+        self._backends = backends
+        self._reload = reload
+
+    def backends(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        """GET /admin/backends: each backend's state and load (and score, for a scoring
+        policy)."""
+        now = time.monotonic()
+        explain = getattr(self._forwarder.policy, "explain", None)
+        backends = []
+        for backend in self._backends:
+            snapshot = backend.snapshot(now)
+            if explain is not None:
+                snapshot["routing"] = explain(backend, now)
+            backends.append(snapshot)
+        body = {"policy": self._forwarder.policy.name, "backends": backends}
+        respond_json(client, 200, orjson.dumps(body), rid)
+
+    def backend_action(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        """POST /admin/backends/NAME/drain (no new requests; those in flight finish) or
+        /admin/backends/NAME/enable (back in rotation)."""
+        name, _, action = request.path[len(BACKEND_ACTIONS):].rpartition("/")
+        backend = self._backends.named(name)
+        if backend is None or action not in ("drain", "enable"):
+            respond_error(client, NotFound(
+                f"Unknown backend or action: {request.path} (expected "
+                f"{BACKEND_ACTIONS}NAME/drain or {BACKEND_ACTIONS}NAME/enable)"), rid)
+            return
+        now = time.monotonic()
+        backend.set_draining(action == "drain", now)
+        log.warning("backend %s %s through the admin API", name,
+                    "draining" if backend.draining else "enabled")
+        respond_json(client, 200, orjson.dumps(backend.snapshot(now)), rid)
+
+    async def reload(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        """POST /admin/reload: re-read the config file, as SIGHUP does, and answer what came
+        of it: `result` ok or failed, the `problems`, the settings `restart_needed`."""
+        if self._reload is None:
+            respond_error(client, NotFound("this gateway was not started from a config file "
+                                           "(warden serve -c FILE): there is none to reload"),
+                          rid)
+            return
+        outcome = await self._reload("asked through the admin API")
+        respond_json(client, 200, orjson.dumps(outcome), rid)
