@@ -1,57 +1,74 @@
-"""The `warden` command: parses arguments and hands over (the commands that read the records
-are in cli_records, the quarantine's in cli_quarantine, the
-backends' in cli_backends; cli_admin reaches a gateway's admin API). No logic lives here."""
+"""The `warden` command: parses arguments and hands over (the parser's conventions are in
+cli_parser; the commands that read the records are in cli_records, the quarantine's in
+cli_quarantine, the backends' in cli_backends, `reload` in cli_reload; cli_admin reaches a
+gateway's admin API). No logic lives here."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from warden import __version__, cli_backends, cli_quarantine, cli_records
+from warden import cli_backends, cli_quarantine, cli_records, cli_reload
+from warden.cli_parser import new_parser
 from warden.config import ConfigError, load_or_explain
 from warden.observe.logs import configure
 from warden.sim.config import NodeConfig
 from warden.sim.profiles import load_fleet, node_config
 
+# The exit status of a command whose reader went away (`warden audit search | head`): the
+# one a shell reports for a process ended by SIGPIPE.
+BROKEN_PIPE = 141
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure(args.log_level)
-    return args.command(args)
+    try:
+        status = args.command(args)
+        sys.stdout.flush()  # (a reader that left is found here, not at exit)
+        return status
+    except BrokenPipeError:
+        # The reader left: stop quietly, as Unix tools do. Python would still try to flush
+        # stdout at exit (and complain), so it is pointed at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="warden", description="An OpenAI-compatible "
-                                     "gateway for a fleet of vLLM servers, its flight "
-                                     "recorder, and a simulated fleet to run it against.")
-    parser.add_argument("--version", action="version", version=f"warden {__version__}")
-    parser.add_argument("--log-level", default="INFO")
+    parser = new_parser("An OpenAI-compatible gateway for a fleet of vLLM servers, its "
+                        "flight recorder, and a simulated fleet to run it against.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("-c", "--config", required=True)
+    serve = commands.add_parser("serve", help="run the gateway (SIGTERM or SIGINT: drain, "
+                                "then stop; `warden reload` or SIGHUP: re-read the config)")
+    serve.add_argument("-c", "--config", required=True, help="its config file (YAML)")
     serve.set_defaults(command=_serve)
 
-    check = commands.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("-c", "--config", required=True)
+    check = commands.add_parser("check-config", help="validate a config file, print every "
+                                "mistake, and exit (2 if it has any)")
+    check.add_argument("-c", "--config", required=True, help="the config file (YAML)")
     check.set_defaults(command=_check_config)
 
-    demo = commands.add_parser("demo", help="a simulated fleet behind the gateway")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--sim-port", type=int, default=18090)
-    demo.add_argument("--nodes", type=int, default=3)
+    demo = commands.add_parser("demo", help="a simulated fleet behind the gateway, to try it")
+    demo.add_argument("--port", type=int, default=8000, help="the gateway's port")
+    demo.add_argument("--sim-port", type=int, default=18090,
+                      help="the first simulated node's port (the others follow it)")
+    demo.add_argument("--nodes", type=int, default=3, help="simulated vLLM nodes")
     _engine_flags(demo, ttft=0.05, token_delay=0.02)
     demo.set_defaults(command=_demo)
 
+    cli_reload.add_commands(commands)
     cli_records.add_commands(commands)
     cli_quarantine.add_commands(commands)
     cli_backends.add_commands(commands)
 
     sim = commands.add_parser("sim", help="run simulated vLLM servers")
-    sim.add_argument("--nodes", type=int, default=1)
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=18090, help="first node's port")
+    sim.add_argument("--nodes", type=int, default=1, help="how many, on consecutive ports")
+    sim.add_argument("--host", default="127.0.0.1", help="the address they listen on")
+    sim.add_argument("--port", type=int, default=18090,
+                     help="the first node's port (the others follow it)")
     sim.add_argument("--fleet", help="a YAML file of node groups (see warden.sim.profiles); "
                      "replaces --nodes and the per-node flags")
     _engine_flags(sim, ttft=0.0, token_delay=0.0)
@@ -68,23 +85,32 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
                         help="seconds per engine step (one token for every running sequence)")
     parser.add_argument("--ttft", type=float, default=ttft,
                         help="seconds added to a step that prefills (time to first token)")
-    parser.add_argument("--prefill-time-per-token", type=float, default=0.0)
-    parser.add_argument("--decode-time-per-seq", type=float, default=0.0)
+    parser.add_argument("--prefill-time-per-token", type=float, default=0.0,
+                        help="seconds a prefilling step takes per prompt token")
+    parser.add_argument("--decode-time-per-seq", type=float, default=0.0,
+                        help="seconds a step takes per running sequence")
     parser.add_argument("--output-tokens", type=int, default=16,
                         help="tokens generated when max_tokens does not stop it first")
-    parser.add_argument("--max-num-seqs", type=int, default=256)
-    parser.add_argument("--max-num-batched-tokens", type=int, default=8192)
-    parser.add_argument("--num-gpu-blocks", type=int, default=4096)
-    parser.add_argument("--block-size", type=int, default=16)
-    parser.add_argument("--no-prefix-caching", action="store_true")
-    parser.add_argument("--max-model-len", type=int, default=4096)
-    parser.add_argument("--vllm-version", default="0.11.0")
+    parser.add_argument("--max-num-seqs", type=int, default=256,
+                        help="as vLLM's: sequences running at once (the rest wait)")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=8192,
+                        help="as vLLM's: tokens one engine step may process")
+    parser.add_argument("--num-gpu-blocks", type=int, default=4096,
+                        help="KV-cache blocks (fewer: preemptions sooner)")
+    parser.add_argument("--block-size", type=int, default=16, help="tokens per KV-cache block")
+    parser.add_argument("--no-prefix-caching", action="store_true",
+                        help="turn prefix caching off (on by default, as in vLLM)")
+    parser.add_argument("--max-model-len", type=int, default=4096,
+                        help="the context length; longer prompts get vLLM's 400")
+    parser.add_argument("--vllm-version", default="0.11.0",
+                        help="the version it reports, and whose failures and metrics it has")
     parser.add_argument("--legacy-metric-names", action="store_true",
                         help="vllm:gpu_cache_usage_perc etc., as vLLM before 0.10")
     parser.add_argument("--crash-trigger", action="append", dest="crash_triggers",
                         help="a request kind that kills the engine (repeatable; default: the "
                         "version's own; see warden.sim.crashes)")
-    parser.add_argument("--no-crash-triggers", action="store_true")
+    parser.add_argument("--no-crash-triggers", action="store_true",
+                        help="no request kills the engine")
     parser.add_argument("--api-key", help="as vLLM's --api-key: /v1 routes need this bearer "
                         "token")
     parser.add_argument("--exit-after", type=float, default=2.0,
@@ -114,10 +140,16 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from warden.run import run, serve_gateway
+    from warden.run import port_taken, run, serve_gateway
 
     settings = load_or_explain(args.config)
     if settings is None:
+        return 2
+    host, port = settings.listen
+    taken = port_taken(host, [port])
+    if taken is not None:
+        print(f"warden serve: cannot listen on {taken} (change `listen` in {args.config})",
+              file=sys.stderr)
         return 2
     try:
         run(lambda stop: serve_gateway(settings, Path(args.config), stop))
@@ -137,15 +169,31 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from warden.run import run, serve_demo
+    from warden.run import port_taken, run, serve_demo
 
     config = _node_config(args)
-    run(lambda stop: serve_demo(args.port, args.sim_port, args.nodes, config, stop))
+    taken = port_taken("127.0.0.1", [args.port])
+    if taken is not None:
+        return _port_problem("warden demo", taken, "--port")
+    taken = port_taken("127.0.0.1", range(args.sim_port, args.sim_port + args.nodes))
+    if taken is not None:
+        return _port_problem("warden demo", taken, "--sim-port")
+    try:
+        run(lambda stop: serve_demo(args.port, args.sim_port, args.nodes, config, stop))
+    except OSError as e:  # a port taken meanwhile, the recorder's directory unwritable
+        print(f"warden demo: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
+def _port_problem(command: str, taken: str, flag: str) -> int:
+    print(f"{command}: cannot listen on {taken} (choose another port with {flag})",
+          file=sys.stderr)
+    return 2
+
+
 def _sim(args: argparse.Namespace) -> int:
-    from warden.run import run, serve_sim
+    from warden.run import port_taken, run, serve_sim
 
     try:
         configs = load_fleet(args.fleet) if args.fleet else [_node_config(args)] * args.nodes
@@ -157,6 +205,13 @@ def _sim(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"warden sim: {e}", file=sys.stderr)
         return 2
-    run(lambda stop: serve_sim(args.host, args.port, configs, stop))
+    taken = port_taken(args.host, range(args.port, args.port + len(configs)))
+    if taken is not None:
+        return _port_problem("warden sim", taken, "--port")
+    try:
+        run(lambda stop: serve_sim(args.host, args.port, configs, stop))
+    except OSError as e:  # a port taken meanwhile
+        print(f"warden sim: {e}", file=sys.stderr)
+        return 2
     return 0
 

@@ -15,7 +15,8 @@ from warden.config import load_or_explain
 def add_where(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help="the gateway (default: http://127.0.0.1:8000)")
-    where.add_argument("-c", "--config", help="reach the gateway this config runs")
+    where.add_argument("-c", "--config", help="reach the gateway this config runs (at its "
+                       "`listen` address)")
 
 
 def gateway_url(args: argparse.Namespace) -> str | None:

@@ -21,7 +21,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     drain = actions.add_parser("drain", help="no new requests; those in flight finish")
     enable = actions.add_parser("enable", help="back in rotation")
     for parser, action in ((drain, "drain"), (enable, "enable")):
-        parser.add_argument("name", metavar="BACKEND")
+        parser.add_argument("name", metavar="BACKEND", help="its name in the config")
         parser.set_defaults(command=_act, action=action)
     for parser in (listing, drain, enable):
         add_where(parser)

@@ -19,7 +19,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="the entries as JSON")
     listing.set_defaults(command=_list)
     lift = actions.add_parser("lift", help="let these fingerprints through again")
-    lift.add_argument("fingerprints", nargs="*", metavar="FINGERPRINT")
+    lift.add_argument("fingerprints", nargs="*", metavar="FINGERPRINT",
+                      help="as `quarantine list` (or the 403's message) shows them")
     lift.add_argument("--all", action="store_true", help="lift every one")
     lift.set_defaults(command=_lift)
     for parser in (listing, lift):

@@ -5,8 +5,10 @@ warden.record or warden.forensics with the recorder's directory."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from warden.config import load_or_explain
 from warden.forensics import bisect, report
@@ -21,7 +23,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     search = _command(actions, "search", "requests matching every filter given",
                       lambda d, a: audit.search(d, _filter(a), a.json, a.limit))
     _filters(search)
-    search.add_argument("--limit", type=int)
+    search.add_argument("--limit", type=int, help="at most this many (default: all)")
     search.add_argument("--json", action="store_true", help="one joined request per line")
     replay = _command(actions, "replay", "re-send recorded requests to a target",
                       lambda d, a: audit.replay(d, _filter(a), a.target, paced=not a.fast,
@@ -36,21 +38,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     show = _command(actions, "show", "one request's records, in full",
                     lambda d, a: audit.show(d, a.request_id))
-    show.add_argument("request_id")
+    show.add_argument("request_id", help="its X-Request-Id (as `search` lists it)")
     tail = _command(actions, "tail", "the latest requests (and follow)",
                     lambda d, a: audit.tail(d, a.count, a.follow))
-    tail.add_argument("-n", type=int, default=20, dest="count")
-    tail.add_argument("-f", "--follow", action="store_true")
+    tail.add_argument("-n", type=int, default=20, dest="count", help="how many requests")
+    tail.add_argument("-f", "--follow", action="store_true",
+                      help="then print each new record as it is written (Ctrl-C stops)")
 
     incidents = commands.add_parser("incidents", help="backends that died, and their suspects")
     actions = incidents.add_subparsers(required=True, metavar="ACTION")
     _command(actions, "list", "every incident, oldest first",
              lambda d, a: report.list_incidents(d))
     _command(actions, "show", "one incident, in full",
-             lambda d, a: report.show_incident(d, a.incident_id)).add_argument("incident_id")
+             lambda d, a: report.show_incident(d, a.incident_id)).add_argument(
+                 "incident_id", help="as `incidents list` shows it")
     export = _command(actions, "export", "a .tar.gz for a bug report",
                       lambda d, a: report.export_incident(d, a.incident_id, a.output))
-    export.add_argument("incident_id")
+    export.add_argument("incident_id", help="as `incidents list` shows it")
     export.add_argument("-o", "--output", help="default: incident-ID.tar.gz")
 
     killer = _command(commands, "bisect", "replay an incident's suspects against a scratch "
@@ -58,7 +62,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                       lambda d, a: bisect.run(d, a.incident_id, a.target,
                                               chronological=a.chronological, settle=a.settle,
                                               timeout=a.timeout))
-    killer.add_argument("incident_id")
+    killer.add_argument("incident_id", help="as `incidents list` shows it")
     killer.add_argument("--target", required=True, help="a scratch backend's base URL")
     killer.add_argument("--chronological", action="store_true",
                         help="in arrival order (default: most suspect first)")
@@ -74,8 +78,12 @@ def _command(parent: argparse._SubParsersAction, name: str, help_text: str,
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--dir", help="the recorder's directory (default: warden-records)")
     where.add_argument("-c", "--config", help="read the directory from this config")
-    parser.set_defaults(command=lambda args: _in_records(args, action))
+    parser.set_defaults(command=lambda args: _in_records(args, action), prog=parser.prog)
     return parser
+
+
+class UsageError(Exception):
+    """A mistake in the command's arguments: one line, exit 2."""
 
 
 def _in_records(args: argparse.Namespace, action: Action) -> int:
@@ -87,24 +95,43 @@ def _in_records(args: argparse.Namespace, action: Action) -> int:
     else:
         directory = args.dir or "warden-records"
     try:
+        if not Path(directory).is_dir():
+            where = f"{args.config}'s recorder.dir" if args.config else "--dir"
+            raise UsageError(f"{directory} ({where}) is not a directory: no records there")
         return action(directory, args)
+    except UsageError as e:
+        print(f"{args.prog}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # `audit tail -f` ends this way
         return 0
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", help="ISO time (UTC) or a duration ago: 10m, 2h, 1d")
-    parser.add_argument("--until", help="ISO time (UTC) or a duration ago")
-    parser.add_argument("--model")
-    parser.add_argument("--backend")
-    parser.add_argument("--status", type=int)
-    parser.add_argument("--verdict", help="complete, client_abort, upstream_error, ...")
+    parser.add_argument("--since", help="received at or after: an ISO 8601 time (UTC unless "
+                        "it says otherwise) or a duration ago (30s, 10m, 2h, 1d)")
+    parser.add_argument("--until", help="received at or before: the same forms as --since")
+    parser.add_argument("--model", help="asked for this model")
+    parser.add_argument("--backend", help="sent to this backend (by name)")
+    parser.add_argument("--status", type=int, help="answered with this HTTP status (499: "
+                        "the client left first)")
+    parser.add_argument("--verdict", help=f"ended this way: {', '.join(audit.VERDICTS)}")
     parser.add_argument("--text", help="text the request body contains")
-    parser.add_argument("--id", dest="request_id")
+    parser.add_argument("--id", dest="request_id", help="this request id")
 
 
 def _filter(args: argparse.Namespace) -> audit.Filter:
     now = time.time()
-    return audit.matches(since=audit.when(args.since, now), until=audit.when(args.until, now),
+    if args.verdict is not None and args.verdict not in audit.VERDICTS:
+        raise UsageError(f"--verdict: unknown verdict {args.verdict!r} (one of "
+                         f"{', '.join(audit.VERDICTS)})")
+    return audit.matches(since=_when("--since", args.since, now),
+                         until=_when("--until", args.until, now),
                          model=args.model, backend=args.backend, status=args.status,
                          verdict=args.verdict, text=args.text, request_id=args.request_id)
+
+
+def _when(flag: str, value: str | None, now: float) -> str | None:
+    try:
+        return audit.when(value, now)
+    except ValueError as e:
+        raise UsageError(f"{flag}: {e}") from None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import uvloop
@@ -30,6 +31,30 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         runner.run(wrapper())
 
 
+def port_taken(host: str, ports: Iterable[int]) -> str | None:
+    """Why the first of `ports` on `host` cannot be listened on (`127.0.0.1:8000: Address
+    already in use`), or None: checked before anything starts, so that a taken port costs
+    one line, not a traceback after half the processes' parts have started. (Bound as the
+    server binds, with SO_REUSEADDR: a port held only by connections in TIME_WAIT is free.)
+    """
+    for port in ports:
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_PASSIVE)
+        except socket.gaierror as e:
+            return f"{host}:{port}: {e.strerror}"
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    probe.bind(address)
+                except OSError as e:
+                    return f"{host}:{port}: {e.strerror}"
+    return None
+
+
 def settle_heap() -> None:
     """Once the gateway has started: what exists now (modules, config, the fleet) is moved
     out of the cyclic collector's sight, and its young generation is collected every 20,000
@@ -50,7 +75,7 @@ async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event) -
     await gateway.start()
     settle_heap()
     loop = asyncio.get_running_loop()
-    reloads: set[asyncio.Task[bool]] = set()
+    reloads: set[asyncio.Task[dict]] = set()
 
     def hangup() -> None:
         """SIGHUP: reopen the record file (an external logrotate moved it) and reload the
@@ -68,60 +93,77 @@ async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event) -
 
 async def serve_sim(host: str, port: int, configs: list[NodeConfig], stop: asyncio.Event) -> None:
     fleet = SimFleet(host, port, configs)
-    await fleet.start()
-    for node in fleet.nodes:
-        print(f"sim node {node.index}: http://{node.host}:{node.port} "
-              f"models={','.join(node.config.models)} vllm={node.config.vllm_version}",
-              flush=True)
-    print("sim ready", flush=True)
-    await stop.wait()
-    await fleet.stop()
+    try:
+        await fleet.start()
+        for node in fleet.nodes:
+            print(f"sim node {node.index}: http://{node.host}:{node.port} "
+                  f"models={','.join(node.config.models)} vllm={node.config.vllm_version}",
+                  flush=True)
+        print("sim ready", flush=True)
+        await stop.wait()
+    finally:
+        await fleet.stop()
 
 
 async def serve_demo(port: int, sim_port: int, nodes: int, config: NodeConfig,
                      stop: asyncio.Event) -> None:
     fleet = SimFleet("127.0.0.1", sim_port, [config] * nodes)
-    await fleet.start()
-    settings = Settings(
-        listen=("127.0.0.1", port),
-        backends=[BackendSpec(name=f"sim-{n.index}", url=f"http://127.0.0.1:{n.port}")
-                  for n in fleet.nodes])
-    gateway = build_app(settings)
-    await gateway.start()
-    model = config.models[0]
-    print(DEMO_BANNER.format(port=port, nodes=nodes, sim_port=sim_port,
-                             last=sim_port + nodes - 1, model=model,
-                             records=settings.recorder.dir), flush=True)
-    await stop.wait()
-    await gateway.stop(grace=1.0)
-    await fleet.stop()
+    try:
+        await fleet.start()
+        settings = Settings(
+            listen=("127.0.0.1", port),
+            backends=[BackendSpec(name=f"sim-{n.index}", url=f"http://127.0.0.1:{n.port}")
+                      for n in fleet.nodes])
+        gateway = build_app(settings)
+        await gateway.start()
+        try:
+            print(demo_banner(port, nodes, sim_port, config.models[0], settings.recorder.dir),
+                  flush=True)
+            await stop.wait()
+        finally:
+            await gateway.stop(grace=1.0)
+    finally:
+        await fleet.stop()
 
 
+def demo_banner(port: int, nodes: int, sim_port: int, model: str, records: str) -> str:
+    """What `warden demo` prints: every command in it runs as pasted into a shell (so the
+    Python example is a heredoc at the start of its lines, and needs only the standard
+    library)."""
+    return DEMO_BANNER.format(port=port, nodes=nodes, sim_port=sim_port,
+                              last=sim_port + nodes - 1, model=model, records=records)
+
+
+# The commands are separated by blank lines, between "Try it" and "With the openai SDK"
+# (tests/integration/test_cli_demo.py runs each as printed).
 DEMO_BANNER = """
 Warden demo: {nodes} simulated vLLM nodes on 127.0.0.1:{sim_port}-{last}, gateway on \
 http://127.0.0.1:{port}
 
-Try it:
+Try it (each command runs as pasted):
 
-  curl -s http://127.0.0.1:{port}/v1/chat/completions -H 'Content-Type: application/json' \\
-    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+curl -s http://127.0.0.1:{port}/v1/chat/completions -H 'Content-Type: application/json' \\
+  -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
-  curl -sN http://127.0.0.1:{port}/v1/chat/completions -H 'Content-Type: application/json' \\
-    -d '{{"model": "{model}", "stream": true, "messages": [{{"role": "user", "content": "Hi"}}]}}'
+curl -sN http://127.0.0.1:{port}/v1/chat/completions -H 'Content-Type: application/json' \\
+  -d '{{"model": "{model}", "stream": true, "messages": [{{"role": "user", "content": "Hi"}}]}}'
 
-  python - <<'EOF'
-  from openai import OpenAI
-  client = OpenAI(base_url="http://127.0.0.1:{port}/v1", api_key="unused")
-  for chunk in client.chat.completions.create(
-          model="{model}", stream=True, messages=[{{"role": "user", "content": "Hi"}}]):
-      print(chunk.choices[0].delta.content or "", end="", flush=True) if chunk.choices else None
-  print()
-  EOF
+python3 - <<'EOF'
+import json, urllib.request
+body = {{"model": "{model}", "stream": True, "messages": [{{"role": "user", "content": "Hi"}}]}}
+request = urllib.request.Request("http://127.0.0.1:{port}/v1/chat/completions",
+                                 json.dumps(body).encode(), {{"Content-Type": "application/json"}})
+with urllib.request.urlopen(request) as response:
+    for line in response:
+        if line.startswith(b"data: {{"):
+            for choice in json.loads(line[6:])["choices"]:
+                print(choice["delta"].get("content") or "", end="", flush=True)
+print()
+EOF
 
+With the openai SDK (pip install openai): OpenAI(base_url="http://127.0.0.1:{port}/v1", \
+api_key="unused")
 Backends: http://127.0.0.1:{port}/admin/backends   Metrics: http://127.0.0.1:{port}/metrics
 Every request is recorded in {records}/ (try: warden audit tail -f --dir {records}).
 Ctrl-C stops it.
 """
-
-
-

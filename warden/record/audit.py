@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -22,19 +23,33 @@ from warden.record.reader import (
     requests,
 )
 from warden.record.render import iso_wall
+from warden.stream.observer import Verdict
+
+# Every verdict a record can carry (`--verdict` takes one of these).
+VERDICTS = tuple(value for name, value in vars(Verdict).items() if name.isupper())
 
 HEADER = "received                     id                               status verdict        " \
          "duration  model / backend / endpoint"
 
 
 def when(value: str | None, now: float) -> str | None:
-    """An ISO time as given, or a duration ago ("10m", "2h") as an ISO time."""
+    """`value` as the records write a time, so that it compares with theirs as text: an ISO
+    8601 time (UTC unless it gives an offset) or a duration ago ("30s", "10m", "2h", "1d").
+    ValueError for anything else (compared as text, it would match nothing, or everything)."""
     if value is None:
         return None
     try:
         return iso_wall(now - parse_duration(value))
     except ValueError:
-        return value
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"not a time: {value!r} (an ISO 8601 time such as "
+                         "2026-05-01T12:00:00Z, or a duration ago such as 10m, 2h, 1d)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return iso_wall(moment.timestamp())
 
 
 def line(request: Request) -> str:
@@ -125,7 +140,8 @@ def tail(directory: str, count: int, follow: bool, out: TextIO = sys.stdout,
 
 def replay(directory: str, keep: Filter, target: str, *, paced: bool, speed: float,
            concurrency: int, timeout: float, out: TextIO = sys.stdout) -> int:
-    """Re-send the matching requests to `target`; one line each: what it was, what it is."""
+    """Re-send the matching requests to `target`; one line each: what it was, what it is.
+    Returns 1 if any got no answer, or one cut short (a script must not read that as success)."""
     import asyncio
 
     from warden.record.replay import replay as replay_all
@@ -136,7 +152,7 @@ def replay(directory: str, keep: Filter, target: str, *, paced: bool, speed: flo
         return 1
     outcomes = asyncio.run(replay_all(chosen, target, paced=paced, speed=speed,
                                       concurrency=concurrency, timeout=timeout))
-    failed = 0
+    unanswered = cut = 0
     for outcome in outcomes:
         was = f"{outcome.request.get('status') or '-'} {outcome.request.get('verdict') or ''}"
         if outcome.skipped:
@@ -144,10 +160,12 @@ def replay(directory: str, keep: Filter, target: str, *, paced: bool, speed: flo
         else:
             now = (f"{outcome.status or '-'} {outcome.verdict or ''} {outcome.duration:.3f}s"
                    f"{f'  ({outcome.error})' if outcome.error else ''}")
-            failed += outcome.status == 0
+            unanswered += outcome.status == 0
+            cut += outcome.status != 0 and outcome.error is not None
         print(f"{outcome.request.id:<32} recorded {was.strip():<22} replayed {now}", file=out)
-    print(f"{len(outcomes)} replayed to {target}, {failed} without an answer", file=sys.stderr)
-    return 0
+    print(f"{len(outcomes)} replayed to {target}: {unanswered} without an answer, {cut} "
+          "with an answer cut short", file=sys.stderr)
+    return 1 if unanswered or cut else 0
 
 
 def _end_of(path: Path) -> tuple[int, int]:

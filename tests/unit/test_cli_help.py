@@ -1,0 +1,83 @@
+"""`warden --help` and every command's: each command and flag says what it does and, when it
+has one, its default; the global flags work before and after the command."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from warden.cli import _parser
+from warden.cli_parser import HelpFormatter
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str = "warden"):
+    """(its name, the parser) for `parser` and every command below it."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {command}")
+
+
+def _has_default(action: argparse.Action) -> bool:
+    default = action.default
+    return not (default is None or default is False or default is argparse.SUPPRESS
+                or default == [])
+
+
+def test_every_command_and_flag_says_what_it_does_and_its_default():
+    missing = []
+    for name, parser in _parsers(_parser()):
+        if not parser.description:
+            missing.append(f"{name}: no description")
+        formatter = HelpFormatter(name)
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [f"{name} {choice.dest}: no help" for choice in
+                            action._choices_actions if not choice.help]
+                continue
+            flag = "/".join(action.option_strings) or action.dest
+            text = formatter._get_help_string(action) or ""
+            if not (action.help or "").strip():
+                missing.append(f"{name} {flag}: no help")
+            elif _has_default(action) and "default" not in text:
+                missing.append(f"{name} {flag}: default {action.default!r} not said")
+    assert not missing, "\n".join(missing)
+
+
+def test_a_default_is_printed_in_the_help():
+    demo = dict(_parsers(_parser()))["warden demo"]
+    assert "(default: 18090)" in demo.format_help()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--log-level", "debug", "check-config", "-c", "x.yaml"],
+    ["check-config", "-c", "x.yaml", "--log-level", "Debug"],
+    ["audit", "search", "--log-level", "DEBUG"],
+])
+def test_log_level_before_or_after_the_command_any_case(argv):
+    assert _parser().parse_args(argv).log_level == "DEBUG"
+
+
+def test_log_level_defaults_to_info_even_with_the_command():
+    assert _parser().parse_args(["check-config", "-c", "x.yaml"]).log_level == "INFO"
+
+
+def test_an_unknown_log_level_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _parser().parse_args(["--log-level", "LOUD", "check-config", "-c", "x.yaml"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'LOUD'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["serve", "--version"]])
+def test_version_says_which_build_runs(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _parser().parse_args(argv)
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("warden ")
+    assert any(build in out for build in ("compiled", "interpreted")), out
