@@ -29,7 +29,7 @@ def gateway_url(args: argparse.Namespace) -> str | None:
             return None
         host, port = settings.listen
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     return "http://127.0.0.1:8000"
 
 

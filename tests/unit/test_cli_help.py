@@ -1,5 +1,6 @@
 """`warden --help` and every command's: each command and flag says what it does and, when it
-has one, its default; the global flags work before and after the command."""
+has one, its default; the global flags work before and after the command; the admin commands
+find the gateway a config runs."""
 
 from __future__ import annotations
 
@@ -81,3 +82,15 @@ def test_version_says_which_build_runs(argv, capsys):
     out = capsys.readouterr().out
     assert out.startswith("warden ")
     assert any(build in out for build in ("compiled", "interpreted")), out
+
+
+@pytest.mark.parametrize(("listen", "url"), [
+    ("127.0.0.1:8100", "http://127.0.0.1:8100"), ("0.0.0.0:8100", "http://127.0.0.1:8100"),
+    ("'[::1]:8100'", "http://[::1]:8100"), ("'[::]:8100'", "http://127.0.0.1:8100"),
+])
+def test_admin_commands_reach_the_gateway_a_config_runs(tmp_path, listen, url):
+    from warden.cli_admin import gateway_url
+
+    config = tmp_path / "warden.yaml"
+    config.write_text(f"listen: {listen}\nbackends: [{{name: a, url: 'http://127.0.0.1:9'}}]\n")
+    assert gateway_url(argparse.Namespace(url=None, config=str(config))) == url
