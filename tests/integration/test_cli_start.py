@@ -50,11 +50,17 @@ def _commands(banner: str) -> list[str]:
 def test_every_command_the_demo_prints_runs_as_pasted(demo_banner: str):
     commands = _commands(demo_banner)
     assert len(commands) == 3, commands
+    imported = {name.strip().split(".")[0] for line in commands[2].splitlines()
+                if line.startswith("import ") for name in line[len("import "):].split(",")}
+    imported |= {line.split()[1].split(".")[0] for line in commands[2].splitlines()
+                 if line.startswith("from ")}
+    assert imported and imported <= sys.stdlib_module_names, imported  # no openai needed
     outputs = []
     for command in commands:
-        # A bare environment: no openai, no virtualenv, only what a shell has.
+        # A bare environment: the system's python3 if it has one, nothing of a virtualenv.
         result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
-                                timeout=30, env={"PATH": "/usr/bin:/bin"})
+                                timeout=30,
+                                env={"PATH": f"/usr/bin:/bin:{Path(sys.executable).parent}"})
         assert result.returncode == 0, f"{command}\n{result.stderr}"
         outputs.append(result.stdout)
     unary, streamed, python = outputs
