@@ -10,7 +10,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_support"))
-from backend import ASKING, EDITABLE, asked, compiles  # noqa: E402 - the backend's own rules
+from backend import ASKING, EDITABLE, asked, compiles  # the backend's own rules
 
 
 class BuildNativeOrPure(build_ext):
