@@ -1,10 +1,11 @@
 """The data path, compiled: which modules mypyc turns into C, and whether they were.
 
-Every request and every relayed chunk runs these modules; compiled (`WARDEN_COMPILE=1 pip
-install .`, see setup.py), they cost ~45% fewer instructions per request and ~50% fewer per
-chunk than interpreted. Everything else (config, CLI, fleet watching, the recorder's files,
-the simulator) stays interpreted: it runs per second or per batch, not per request. Without
-WARDEN_COMPILE the same modules run interpreted, unchanged.
+Every request and every relayed chunk runs these modules; compiled (what `pip install .` does
+where a C compiler exists; see build_support/backend.py and setup.py), they cost ~45% fewer
+instructions per request and ~50% fewer per chunk than interpreted. Everything else (config,
+CLI, fleet watching, the recorder's files, the simulator) stays interpreted: it runs per
+second or per batch, not per request. An editable install (`pip install -e .`) runs them
+interpreted unless WARDEN_COMPILE=1; WARDEN_COMPILE=0 never compiles.
 
 Rules for a compiled module (mypyc's native classes), checked in CI by `mypy` and
 tests/unit/test_compiled.py:

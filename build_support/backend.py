@@ -1,0 +1,89 @@
+"""Warden's build backend: setuptools, asking for mypy (which brings mypyc) only when the
+build will compile the data path (warden/compiled.py), so a pure-Python install needs no
+compiler and downloads no mypy.
+
+When it compiles (see setup.py): a wheel (`pip install .`) is compiled where a C compiler and
+Python's headers exist, unless WARDEN_COMPILE=0; an editable install (`pip install -e .`) is
+not, unless WARDEN_COMPILE=1 (a compiled checkout runs its .so files, not the sources you
+edit). WARDEN_COMPILE=1 also makes a failed compilation fail the install; otherwise a wheel
+whose compilation fails is built pure, and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sysconfig
+from pathlib import Path
+
+from setuptools import build_meta as _setuptools
+from setuptools.build_meta import *  # noqa: F403 - the rest of the PEP 517 hooks, as they are
+
+MYPY = "mypy>=2.4"
+EDITABLE = "WARDEN_BUILD_EDITABLE"  # set while an editable install is built (setup.py reads it)
+ASKING = "WARDEN_BUILD_ASKING"      # set while setuptools runs setup.py for its requirements
+
+
+def asked() -> str:
+    """WARDEN_COMPILE as asked: "1" (must), "0" (must not) or "" (where it can)."""
+    value = os.environ.get("WARDEN_COMPILE", "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return "1"
+    if value in ("0", "false", "no"):
+        return "0"
+    return ""
+
+
+def can_compile() -> bool:
+    """A C compiler on PATH and Python's headers (what mypyc's C needs)."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return shutil.which(compiler) is not None and headers.exists()
+
+
+def compiles(editable: bool) -> bool:
+    mode = asked()
+    if mode:
+        return mode == "1"
+    return not editable and can_compile()
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    with _env(ASKING):
+        requires = _setuptools.get_requires_for_build_wheel(config_settings)
+    return [*requires, MYPY] if compiles(editable=False) else requires
+
+
+def get_requires_for_build_editable(config_settings=None):
+    with _env(ASKING, EDITABLE):
+        requires = _setuptools.get_requires_for_build_editable(config_settings)
+    return [*requires, MYPY] if compiles(editable=True) else requires
+
+
+def prepare_metadata_for_build_editable(metadata_directory, config_settings=None):
+    with _env(ASKING, EDITABLE):
+        return _setuptools.prepare_metadata_for_build_editable(metadata_directory,
+                                                               config_settings)
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    with _env(ASKING):
+        return _setuptools.prepare_metadata_for_build_wheel(metadata_directory, config_settings)
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    with _env(EDITABLE):
+        return _setuptools.build_editable(wheel_directory, config_settings, metadata_directory)
+
+
+@contextlib.contextmanager
+def _env(*names: str):
+    """These environment variables set to "1" for the duration (setup.py reads them)."""
+    for name in names:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in names:
+            os.environ.pop(name, None)
