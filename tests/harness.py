@@ -201,6 +201,11 @@ class GatewayThread:
             task.print_stack(limit=8, file=out)
         return out.getvalue()
 
+    @property
+    def records(self) -> str:
+        """Its flight recorder's directory (incidents are written under it)."""
+        return self.settings.recorder.dir
+
     def in_flight(self) -> int:
         return self.call(lambda: self.gateway.in_flight())
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from warden.app_quarantine import QuarantineParts
 from warden.config import ConfigError, Settings, read_config, settings_from_yaml
 from warden.config.watcher import ConfigFileWatcher
 from warden.edge.gateway import GatewayHandler
@@ -18,8 +20,8 @@ from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
 from warden.guard.guard import Guard
-from warden.guard.quarantine import Quarantine, QuarantineStore
-from warden.guard.quarantine_store import FileStore, RedisStore
+from warden.guard.probation import Probation
+from warden.guard.quarantine import Quarantine
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import RequestIds
 from warden.proxy.forwarder import Forwarder
@@ -46,21 +48,24 @@ class Gateway:
         # is not reloaded).
         self._source_text = _read_or_none(source) if source is not None else None
         self.recorder = Recorder(settings.recorder) if settings.recorder.enabled else None
-        self.quarantine = build_quarantine(settings)
-        self.runtime = build_runtime(settings, self.quarantine)
+        parts = self.quarantine_parts = build_quarantine(
+            settings, lambda name: name in self.incidents.down)
+        self.runtime = build_runtime(settings, self._probation())
         self.metrics = GatewayMetrics(self.backends, time.monotonic, self.recorder)
         self.forwarder = Forwarder(settings, self.backends, self.policy, self.metrics,
-                                   self.recorder)
+                                   self.recorder, parts.probe_ended if parts else None)
         self.incidents = IncidentDetector(
             settings.recorder.dir, self._in_flight_on, scrape=self._scrape_metrics,
-            on_opened=self._implicate if self.quarantine is not None else None)
+            on_opened=parts.implicate if parts is not None else None)
         self.forwarder.incidents = self.incidents
         self.discovery = Discovery(self.backends, settings,
-                                   on_lost=self.incidents.connect_failed)
-        self.scraper = Scraper(settings.scrape, on_lost=self.incidents.connect_failed)
+                                   on_lost=self.incidents.connect_failed,
+                                   on_reachable=self.incidents.reachable)
+        self.scraper = Scraper(settings.scrape, on_lost=self.incidents.restarted)
         self.metrics.scraper = self.scraper
         self.health = HealthChecker(settings.health.active,
-                                    on_lost=self.incidents.connect_failed)
+                                    on_lost=self.incidents.connect_failed,
+                                    on_alive=self.incidents.alive_again)
         self.server: HttpServer | None = None
         self._request_ids = RequestIds()  # one id sequence for the process, across reloads
         self.handler: GatewayHandler
@@ -81,6 +86,13 @@ class Gateway:
     def guard(self) -> Guard | None:
         return self.runtime.guard
 
+    def _probation(self) -> Probation | None:
+        return self.quarantine_parts.probation if self.quarantine_parts is not None else None
+
+    @property
+    def quarantine(self) -> Quarantine | None:
+        return self.quarantine_parts.quarantine if self.quarantine_parts is not None else None
+
     def _activate(self, runtime: Runtime) -> None:
         """Make `runtime` the one new requests see. Synchronous on purpose: no request can
         run between two of these steps and see half an old and half a new config."""
@@ -97,6 +109,8 @@ class Gateway:
         self.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         self.metrics.config_loaded_at = time.time()
         self.discovery.use(runtime.backends, settings)
+        if self.quarantine_parts is not None:
+            self.quarantine_parts.use(settings.guard.quarantine)
         self.scraper.spec = settings.scrape
         self.health.spec = settings.health.active
         for backend in runtime.backends:
@@ -116,13 +130,15 @@ class Gateway:
         if self.recorder is not None:
             self.recorder.start()
             self._tasks.append(asyncio.create_task(self.recorder.run()))
-        if self.quarantine is not None:
-            await self._load_quarantine()
+        if self.quarantine_parts is not None:
+            await self.quarantine_parts.start()
         await self.discovery.refresh_all()
         self.server = HttpServer(self.handler, server_limits(self.settings),
                                  writes=self.forwarder.writes)
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
+        if self.quarantine_parts is not None:  # (its 403s name the admin URL: known once listening)
+            self.quarantine_parts.quarantine.admin_url = admin_url(host, self.server.port)
         self._tasks.append(asyncio.create_task(self.discovery.run()))
         self._follow_backends()
         self._tasks.append(asyncio.create_task(self.forwarder.run_timeouts()))
@@ -131,8 +147,6 @@ class Gateway:
                                         lambda: self.reload_source("the file changed",
                                                                    only_if_changed=True))
             self._tasks.append(asyncio.create_task(watcher.run()))
-        if self.quarantine is not None and self.settings.guard.quarantine.store == "redis":
-            self._tasks.append(asyncio.create_task(self._refresh_quarantine()))
         log.info("warden listening on %s:%d", host, self.server.port)
 
     # -- reload ----------------------------------------------------------------------------
@@ -167,7 +181,7 @@ class Gateway:
             if self._stopping:
                 return []
             old = self.runtime
-            runtime = build_runtime(settings, self.quarantine, old)
+            runtime = build_runtime(settings, self._probation(), old)
             added = runtime.backends.added_since(old.backends)
             removed = runtime.backends.removed_since(old.backends)
             # New engines are asked what they serve before they are routed to (as at start).
@@ -212,36 +226,6 @@ class Gateway:
             raise UpstreamError(f"/metrics answered {status}")
         return body.decode("utf-8", "replace")
 
-    async def _load_quarantine(self) -> None:
-        assert self.quarantine is not None
-        try:
-            await self.quarantine.load()
-        except Exception as e:  # a store that is down must not keep the gateway down
-            log.error("quarantine: cannot read the store (%s); starting with it empty and "
-                      "retrying", e)
-
-    async def _refresh_quarantine(self) -> None:
-        """Redis: re-read what other replicas struck or lifted."""
-        assert self.quarantine is not None
-        while True:
-            await asyncio.sleep(self.settings.guard.quarantine.refresh)
-            try:
-                await self.quarantine.refresh()
-            except Exception as e:
-                log.warning("quarantine: refresh from Redis failed: %s", e)
-
-    def _implicate(self, incident: dict) -> None:
-        task = asyncio.get_running_loop().create_task(self._strike(incident))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
-
-    async def _strike(self, incident: dict) -> None:
-        assert self.quarantine is not None
-        try:
-            await self.quarantine.implicate(incident)
-        except Exception as e:
-            log.error("quarantine: incident %s could not be recorded: %s", incident["id"], e)
-
     async def stop(self, grace: float = 0.0) -> None:
         """Stop accepting; let requests in flight finish for up to `grace` seconds; then end
         the rest (each still ends exactly once, as cancelled) and close."""
@@ -258,21 +242,25 @@ class Gateway:
         await asyncio.gather(*self._tasks, self.scraper.loops.stop(), self.health.loops.stop(),
                              return_exceptions=True)
         self.incidents.close_all()
-        if self.quarantine is not None:
-            await asyncio.gather(*self._tasks, return_exceptions=True)  # strikes under way
-            await self.quarantine.store.close()
+        if self.quarantine_parts is not None:
+            await self.quarantine_parts.stop()
         if self.recorder is not None:  # after every exchange has ended: their ends go too
             await self.recorder.stop()
         self.backends.close()
 
 
-def build_quarantine(settings: Settings) -> Quarantine | None:
+def build_quarantine(settings: Settings,
+                     is_down: Callable[[str], bool]) -> QuarantineParts | None:
     spec = settings.guard.quarantine
     if settings.guard.mode == "off" or not spec.enabled:
         return None
-    store: QuarantineStore = RedisStore(spec.redis_url, spec.key_prefix, spec.timeout) \
-        if spec.store == "redis" else FileStore(Path(settings.recorder.dir) / "quarantine.json")
-    return Quarantine(store, spec.max_implicated)
+    return QuarantineParts(settings, is_down)
+
+
+def admin_url(host: str, port: int) -> str:
+    """Where this gateway's admin API is reached from its own host."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _read_or_none(path: Path) -> str | None:

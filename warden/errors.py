@@ -16,6 +16,8 @@ class WardenError(Exception):
     status: int = 500
     type: str = "internal_error"
     code: str | None = "internal_error"
+    # Extra response header lines (each ending in CRLF), e.g. b"retry-after: 1\r\n".
+    headers: bytes = b""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -87,6 +89,13 @@ class HeadersTooLarge(ClientError):
 class UnsupportedMediaType(ClientError):
     status = 415
     code = "unsupported_media_type"
+
+
+class ClientGone(ClientError):
+    """The client left before its answer (recorded as nginx logs it: 499)."""
+
+    status = 499
+    code = "client_closed_request"
 
 
 class UpstreamError(WardenError):

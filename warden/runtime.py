@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from warden.config.schema import Settings
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard
-from warden.guard.quarantine import Quarantine
+from warden.guard.probation import Probation
 from warden.routing.policy import RoutingPolicy, build_policy
 
 
@@ -30,13 +30,13 @@ class Runtime:
     guard: Guard | None
 
 
-def build_runtime(settings: Settings, quarantine: Quarantine | None,
+def build_runtime(settings: Settings, probation: Probation | None,
                   previous: Runtime | None = None) -> Runtime:
     """A runtime for `settings`; with `previous`, the backends it keeps are reused and the
     counters that metrics export (guard decisions, degraded picks) continue, so Prometheus
     never sees them go backwards."""
     policy = build_policy(settings.routing, settings.scrape.staleness)
-    guard = Guard(settings.guard, quarantine) if settings.guard.mode != "off" else None
+    guard = Guard(settings.guard, probation) if settings.guard.mode != "off" else None
     if previous is not None:
         if guard is not None and previous.guard is not None:
             guard.decisions = previous.guard.decisions

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 
 import orjson
 import pytest
 import redis.asyncio as redis
 
-from warden.config.schema import BackendSpec, GuardSpec, TimeoutsSpec
-from warden.fleet.backend import Backend
 from warden.guard.fingerprint import exact_fingerprint, fingerprints, params_fingerprint
-from warden.guard.guard import Guard
-from warden.guard.quarantine import Entry, Quarantine, implicated
+from warden.guard.quarantine import Entry, Policy, Quarantine, implicated
 from warden.guard.quarantine_store import FileStore, RedisStore
+from warden.guard.quarantine_sync import QuarantineSync
 
 REDIS = os.environ.get("WARDEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POISON = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
@@ -25,8 +24,13 @@ POISON = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
 PLAIN = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}
 
 
-def incident(incident_id: str, backend: str, at: float, *suspects: dict) -> dict:
-    return {"id": incident_id, "backend": backend, "at_unix": at, "suspects": list(suspects)}
+T0 = time.time()  # incidents happen `at` seconds after this (entries expire from then)
+
+
+def incident(incident_id: str, backend: str, at: float, *suspects: dict,
+             engine_crash: bool = True) -> dict:
+    return {"id": incident_id, "backend": backend, "at_unix": T0 + at,
+            "suspects": list(suspects), "engine_crash": engine_crash}
 
 
 def suspect(body: dict, *, in_flight: bool, unusual: list[str] | None = None) -> dict:
@@ -63,13 +67,24 @@ def test_an_incident_implicates_the_in_flight_and_the_unusual_only():
     assert implicated([flying, odd, bystander], 1) == [flying]
 
 
+async def strike(quarantine: Quarantine, incident: dict,
+                 sync: QuarantineSync | None = None) -> list:
+    """What the gateway does when an incident opens: the mirror now, the store next."""
+    sync = sync or QuarantineSync(quarantine, store="test", shared=False, refresh=1.0,
+                                  timeout=2.0)
+    entries = [sync.submit(fp, change) for fp, change in quarantine.strikes_of(incident)]
+    await sync.sync_once()
+    assert sync.up and not sync.pending, sync.error
+    return entries
+
+
 def test_file_store_strikes_survive_a_restart_and_lift(tmp_path):
     async def scenario():
         path = tmp_path / "quarantine.json"
         quarantine = Quarantine(FileStore(path))
         await quarantine.load()
         odd = suspect(POISON, in_flight=True, unusual=["structured_outputs carries nothing"])
-        struck = await quarantine.implicate(incident("i1", "n1", 100.0, odd))
+        struck = await strike(quarantine, incident("i1", "n1", 100.0, odd))
         assert {e.kind for e in struck} == {"exact", "params"}
         reworded = {**POISON, "messages": [{"role": "user", "content": "other"}]}
         assert quarantine.match(reworded).kind == "params"     # the shape is held
@@ -78,11 +93,39 @@ def test_file_store_strikes_survive_a_restart_and_lift(tmp_path):
         restarted = Quarantine(FileStore(path))
         await restarted.load()
         assert restarted.match(POISON) is not None
-        lifted = await restarted.lift([odd["fingerprints"]["exact"], "x:nothing"])
-        assert lifted == [odd["fingerprints"]["exact"]]
-        assert restarted.match(POISON).kind == "params"
-        assert await restarted.lift(None) == [odd["fingerprints"]["params"]]
-        assert restarted.match(POISON) is None and orjson.loads(path.read_bytes()) == []
+        sync = QuarantineSync(restarted, store="memory", shared=False, refresh=1.0,
+                              timeout=2.0)
+        # Lifting one of a request's fingerprints lifts both: the request is let through.
+        lifted = await sync.lift([odd["fingerprints"]["exact"], "x:nothing"])
+        assert lifted == [odd["fingerprints"]["exact"], odd["fingerprints"]["params"]]
+        assert restarted.match(POISON) is None and restarted.match(reworded) is None
+        assert orjson.loads(path.read_bytes()) == []
+    asyncio.run(scenario())
+
+
+def test_entries_that_are_not_blocked_expire_and_the_store_forgets_them(tmp_path):
+    async def scenario():
+        now = [T0 + 1000.0]
+        quarantine = Quarantine(FileStore(tmp_path / "q.json"), policy=Policy(hold_for=60),
+                                clock=lambda: now[0])
+        sync = QuarantineSync(quarantine, store="memory", shared=False, refresh=1.0,
+                              timeout=2.0)
+        await strike(quarantine, incident("i1", "n1", 1000.0, suspect(PLAIN, in_flight=True)),
+                     sync)
+        await strike(quarantine, incident("i2", "n1", 1000.0, suspect(POISON, in_flight=True)),
+                     sync)
+        blocked = quarantine.match(POISON).fingerprint
+        sync.submit(blocked, quarantine.block_of(blocked, {"backend": "n1", "at": now[0],
+                                                          "how": "test"}))
+        now[0] = T0 + 1059.0
+        assert quarantine.match(PLAIN) is not None
+        now[0] = T0 + 1061.0
+        assert quarantine.match(PLAIN) is None          # held: expired
+        assert quarantine.match(POISON).blocked         # blocked: until lifted (block_for 0)
+        await sync.sync_once()
+        assert sync.expired == 1
+        stored = orjson.loads((tmp_path / "q.json").read_bytes())
+        assert [e["fingerprint"] for e in stored] == [blocked]
     asyncio.run(scenario())
 
 
@@ -107,49 +150,22 @@ def test_redis_store_is_shared_by_replicas(prefix):
         await two.load()
         poison = suspect(POISON, in_flight=True)
         # two replicas report the same death at once: one strike
-        await asyncio.gather(one.implicate(incident("r1-a", "n1", 100.0, poison)),
-                             two.implicate(incident("r2-a", "n1", 100.5, poison)))
+        await asyncio.gather(strike(one, incident("r1-a", "n1", 100.0, poison)),
+                             strike(two, incident("r2-a", "n1", 100.5, poison)))
         await one.refresh()
         await two.refresh()
         held = two.match(POISON)
         assert held is not None and held.strikes == 1 and not held.blocked
         assert len(held.incidents) == 2
-        await one.implicate(incident("r1-b", "n2", 200.0, poison))   # a second death
+        await strike(one, incident("r1-b", "n2", 200.0, poison))   # a second death
         await two.refresh()
         assert two.match(POISON).blocked
-        assert await two.lift(None) == [poison["fingerprints"]["exact"]]
+        sync = QuarantineSync(two, store="redis", shared=True, refresh=1.0, timeout=2.0)
+        assert await sync.lift(None) == [poison["fingerprints"]["exact"]]
         await one.refresh()
         assert one.match(POISON) is None and one.entries == {}
         await one.store.close()
         await two.store.close()
-    asyncio.run(scenario())
-
-
-def test_the_guard_holds_routes_to_a_canary_and_blocks(tmp_path):
-    async def scenario():
-        quarantine = Quarantine(FileStore(tmp_path / "q.json"))
-        await quarantine.load()
-        await quarantine.implicate(incident("i1", "n1", 100.0, suspect(PLAIN, in_flight=True)))
-        guard = Guard(GuardSpec(), quarantine)
-        spec = {"url": "http://127.0.0.1:18001"}
-        plain = Backend(BackendSpec(name="plain", **spec), TimeoutsSpec())
-        canary = Backend(BackendSpec(name="canary", canary=True,
-                                     url="http://127.0.0.1:18002"), TimeoutsSpec())
-        raw = orjson.dumps(PLAIN)
-        routed = guard.admit("/v1/chat/completions", "m", dict(PLAIN), raw, [plain, canary])
-        assert routed.only == {"canary"} and routed.rejection is None
-        held = guard.admit("/v1/chat/completions", "m", dict(PLAIN), raw, [plain])
-        assert held.rejection is not None and held.rejection.status == 403
-        assert "i1" in held.rejection.message and "warden quarantine lift" in \
-            held.rejection.message
-        await quarantine.implicate(incident("i2", "n2", 500.0, suspect(PLAIN, in_flight=True)))
-        blocked = guard.admit("/v1/chat/completions", "m", dict(PLAIN), raw, [plain, canary])
-        assert blocked.rejection is not None and "fleet-wide" in blocked.rejection.message
-        other = {**PLAIN, "max_tokens": 6}
-        assert guard.admit("/v1/chat/completions", "m", other, orjson.dumps(other),
-                           [plain]) is None
-        assert guard.decisions[("quarantine", "route", "enforce")] == 1
-        assert guard.decisions[("quarantine", "reject", "enforce")] == 2
     asyncio.run(scenario())
 
 

@@ -177,6 +177,17 @@ class QuarantineSpec(Spec):
     refresh: Duration = Field(default=1.0, gt=0)   # how often replicas re-read Redis
     timeout: Duration = Field(default=2.0, gt=0)   # one Redis operation, at most
     max_implicated: int = Field(default=16, ge=1)  # fingerprints struck per incident
+    # An entry that is not blocked is lifted after `hold_for`; a blocked one after `block_for`
+    # (0: until an operator lifts it).
+    hold_for: Duration = Field(default=600.0, gt=0)
+    block_for: Duration = Field(default=0.0, ge=0)
+    # A request of an entry under probation waits this long, at most, for its probe's
+    # outcome; at most `max_waiting` wait at once (the rest get 503 and Retry-After).
+    probe_wait: Duration = Field(default=10.0, gt=0)
+    max_waiting: int = Field(default=256, ge=0)
+    # With its store down: `open` serves with what this gateway knows; `closed` refuses
+    # every proxied request (503) until the store is back.
+    fail_mode: Literal["open", "closed"] = "open"
 
     @field_validator("redis_url")
     @classmethod

@@ -19,15 +19,19 @@ from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error, respond_json
 from warden.errors import (
+    ClientGone,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     UnsupportedMediaType,
     WardenError,
 )
+from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
-from warden.guard.guard import Guard
-from warden.guard.quarantine import Quarantine
+from warden.guard.guard import Guard, Outcome
+from warden.guard.probation import Probation
+from warden.guard.quarantine import Quarantine, QuarantineUnavailable
+from warden.guard.quarantine_sync import describe
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
@@ -134,13 +138,56 @@ class GatewayHandler:
                 if outcome.changed:
                     relay.forwarded_body = orjson.dumps(body)
                 relay.only = outcome.only
+                relay.quarantine_probe = outcome.probe
+                if outcome.wait:
+                    self._wait_for_probe(relay, client, body, serving)
+                    return
+        self._forward(relay, body)
+
+    def _forward(self, relay: Relay, body: dict) -> None:
         if self._wants_keys:
             policy = self._forwarder.policy
             if policy.wants_prefix:
                 relay.prefix_key = prefix_key(body, self._routing.prefix_chars)
             if policy.wants_session:
+                request = relay.request
+                assert request is not None
                 relay.session_key = self._session_key(request, body)
         self._forwarder.start(relay)
+
+    def _wait_for_probe(self, relay: Relay, client: HttpConnection, body: dict,
+                        serving: list[Backend]) -> None:
+        """Park a request whose quarantine entry is being probed (guard/probation); when the
+        probe's outcome is known, its quarantine step runs again: it goes on, probes, waits
+        again, or is refused."""
+        guard = self._guard
+        assert guard is not None and guard.probation is not None
+        request = relay.request
+        assert request is not None
+        only = relay.only  # what the rules allowed, before the quarantine's step
+
+        def resume() -> None:
+            if client.closed:  # it left while it waited
+                refuse(ClientGone("the client closed the connection while its request "
+                                  "waited for a quarantine probe"))
+                return
+            outcome = Outcome()
+            guard.quarantined(body, serving, outcome)
+            relay.guard = [*(relay.guard or ()), *outcome.notes]
+            if outcome.rejection is not None:
+                refuse(outcome.rejection)
+            elif outcome.wait:
+                self._wait_for_probe(relay, client, body, serving)
+            else:
+                relay.quarantine_probe = outcome.probe
+                relay.only = outcome.only if only is None or outcome.only is None \
+                    else only & outcome.only
+                self._forward(relay, body)
+
+        def refuse(error: WardenError) -> None:
+            self._reject(request, client, relay.request_id, error, relay.guard)
+
+        guard.probation.park(resume, refuse)
 
     def _session_key(self, request: HttpRequest, body: dict) -> int | None:
         """The session a request belongs to: the configured header's value, else the body's
@@ -210,8 +257,13 @@ class GatewayHandler:
     def _ready(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         now = time.monotonic()
         ready = [b.name for b in self._backends if b.available(now) and b.models]
+        body: dict = {"status": "ready" if ready else "unavailable", "backends": ready}
+        if self._quarantine() is not None:
+            store = body["quarantine"] = self._probation().sync.state()
+            if store["fail"] == "closed" and not store["up"]:
+                ready = []  # it refuses every request until its store is back
+                body["status"] = "unavailable"
         status = 200 if ready else 503
-        body = {"status": "ready" if ready else "unavailable", "backends": ready}
         respond_json(client, status, orjson.dumps(body), rid)
 
     def _version(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
@@ -224,6 +276,10 @@ class GatewayHandler:
         quarantine = self._quarantine()
         body = {"quarantine": quarantine.listing() if quarantine is not None else [],
                 "enabled": quarantine is not None}
+        if quarantine is not None:
+            probation = self._probation()
+            body["store"] = probation.sync.state()
+            body["waiting"] = probation.waiting
         respond_json(client, 200, orjson.dumps(body), rid)
 
     async def _admin_lift(self, request: HttpRequest, client: HttpConnection,
@@ -246,11 +302,15 @@ class GatewayHandler:
                 param="fingerprints"), rid)
             return
         try:
-            lifted = await quarantine.lift(None if lift_all else fingerprints)
+            lifted = await self._probation().sync.lift(None if lift_all else fingerprints)
         except Exception as e:  # the store is down: say so, in the envelope
-            respond_error(client, WardenError(f"the quarantine store failed: {e}"), rid)
+            respond_error(client, QuarantineUnavailable(describe(e)), rid)
             return
         respond_json(client, 200, orjson.dumps({"lifted": lifted}), rid)
 
     def _quarantine(self) -> Quarantine | None:
         return self._guard.quarantine if self._guard is not None else None
+
+    def _probation(self) -> Probation:
+        assert self._guard is not None and self._guard.probation is not None
+        return self._guard.probation

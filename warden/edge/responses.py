@@ -12,6 +12,8 @@ JSON = wire.JSON
 def respond_error(client: ClientStream, error: WardenError, request_id: bytes | None) -> None:
     """The OpenAI error envelope with the error's status (and the request id, if any)."""
     headers = JSON if request_id is None else JSON + b"x-request-id: " + request_id + wire.CRLF
+    if error.headers:
+        headers += error.headers
     client.respond(error.status, headers, error.envelope())
 
 

@@ -20,10 +20,13 @@ log = logging.getLogger("warden.discovery")
 
 class Discovery:
     def __init__(self, backends: BackendRegistry, settings: Settings,
-                 on_lost: Callable[[str, float, str], None] | None = None):
-        """`on_lost(backend, now, how)`: a backend that answered stopped answering (the
-        incident detector hears of it)."""
+                 on_lost: Callable[[str, float, str], None] | None = None,
+                 on_reachable: Callable[[str], None] | None = None):
+        """`on_lost(backend, now, how)`: a backend that answered stopped answering;
+        `on_reachable(backend)`: it answered its model list (the incident detector hears of
+        both)."""
         self._on_lost = on_lost
+        self._on_reachable = on_reachable
         self.use(backends, settings)
 
     def use(self, backends: BackendRegistry, settings: Settings) -> None:
@@ -67,6 +70,8 @@ class Discovery:
         if not backend.reachable:
             log.info("backend %s is reachable again", backend.name)
         backend.mark_reachable(time.monotonic())
+        if self._on_reachable is not None:
+            self._on_reachable(backend.name)
         changed = backend.learn_models([c for c in cards if isinstance(c, dict)])
         if changed:
             log.info("backend %s serves %s", backend.name, ", ".join(sorted(backend.models)))

@@ -23,6 +23,7 @@ from warden.upstream.fetch import fetch
 log = logging.getLogger("warden.watch")
 
 LostHook = Callable[[str, float, str], None]
+AliveHook = Callable[[str, str], None]
 
 
 class BackendLoops:
@@ -121,9 +122,13 @@ class HealthChecker:
     """Active checks: GET `path` every `interval`; `unhealthy_after` failures in a row take
     the backend out of rotation, `healthy_after` passes bring it back."""
 
-    def __init__(self, spec: ActiveHealthSpec, on_lost: LostHook | None = None):
+    def __init__(self, spec: ActiveHealthSpec, on_lost: LostHook | None = None,
+                 on_alive: AliveHook | None = None):
+        """`on_alive(backend, how)`: told of every passed check (a dead engine is alive
+        again once it passes one, even before `healthy_after` passes bring it back)."""
         self.spec = spec
         self._on_lost = on_lost
+        self._on_alive = on_alive
         self._passed: dict[str, int] = {}
         self._failed: dict[str, int] = {}
         self.loops = BackendLoops(self.check, lambda: self.spec.interval)
@@ -148,6 +153,8 @@ class HealthChecker:
         now = time.monotonic()
         name = backend.name
         if problem is None:
+            if self._on_alive is not None:
+                self._on_alive(name, "health check passed")
             self._failed[name] = 0
             passed = self._passed[name] = self._passed.get(name, 0) + 1
             if not backend.healthy and passed >= spec.healthy_after:

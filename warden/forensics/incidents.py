@@ -3,10 +3,18 @@
 Signals of a death, as vLLM dies (../shared/vllm/README.md): a response cut mid-way or a
 connection dropped before the answer, a 5xx carrying vLLM's engine-dead error
 (`EngineCore encountered an issue`, `EngineDeadError`), an error event in a stream, a refused
-connection. The first signal from a backend that was healthy opens an incident; signals during
-the next `settle` seconds join it (the poison request's own 500 often arrives just after the
-streams it broke); then the incident is ranked and written as one JSON file. The backend is
-healthy again after its next successful (2xx) response.
+connection. A signal from a backend that was alive opens an incident: every death is one,
+however soon after the last (crash, restart, crash again). Signals during the next `settle`
+seconds join it (the poison request's own 500 often arrives just after the streams it broke);
+then the incident is ranked and written as one JSON file. A backend is alive once it has
+answered: at start, its model list (discovery) or a request of ours; after a death, a passed
+health check, a 2xx, or its counters starting again from zero. One that is dead, or was
+never reached (down when the gateway started: refused connections, failed checks), is in
+`down`: a signal from it is no new death.
+
+An incident says whether the engine itself said it died (`engine_crash`: vLLM's engine-dead
+5xx, an error event in a stream, `/health` answering 5xx) or its connections simply vanished
+(reset, refused: a process killed from outside). The quarantine weighs the two differently.
 
 Suspects: the requests in flight on the backend when it died, and those sent to it in the
 `window` seconds before. Ranked by what is unusual in their parameters (`unusual`: a shape
@@ -40,6 +48,8 @@ log = logging.getLogger("warden.incidents")
 
 ENGINE_DEAD_MARKERS = (b"EngineCore encountered an issue", b"EngineDeadError",
                        b"EngineGenerateError")
+# Death signals in the engine's own words (see `death_signal` and the health checker).
+ENGINE_SIGNALS = ("engine-dead ", "engine error event")
 KEEP_INCIDENTS = 200
 
 
@@ -56,6 +66,7 @@ class Incident:
         self.suspects: dict[str, dict] = {}
         self.metrics: str | None = None      # the backend's /metrics as it died, if it answered
         self.metrics_error: str | None = "not scraped"
+        self.engine_crash = is_engine_crash(detected_by)
 
     def as_record(self) -> dict:
         ranked = sorted(self.suspects.values(),
@@ -63,7 +74,7 @@ class Incident:
         return {"id": self.id, "backend": self.backend, "at": iso_wall(self.wall),
                 "at_unix": round(self.wall, 3),
                 "detected_by": self.detected_by, "trigger": self.trigger,
-                "signals": self.signals, "suspects": ranked,
+                "engine_crash": self.engine_crash, "signals": self.signals, "suspects": ranked,
                 "last_metrics": f"metrics-{self.id}.txt" if self.metrics is not None
                 else f"none ({self.metrics_error})"}
 
@@ -85,8 +96,10 @@ class IncidentDetector:
         self.settle = settle
         self.recent: dict[str, deque[Relay]] = {}
         self._open: dict[str, Incident] = {}
-        self.down: set[str] = set()       # backends with an incident, not yet answering 2xx
+        self.alive: set[str] = set()      # answered since start, or since their last death
+        self.down: set[str] = set()       # dead, or down at start: not seen alive since
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scrapes: set[asyncio.Task[None]] = set()   # last metrics being read
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -109,14 +122,37 @@ class IncidentDetector:
         how = death_signal(relay)
         if how is not None:
             self._signal(backend, how, relay, now)
-        elif 200 <= relay.status < 300 and backend in self.down \
-                and backend not in self._open:
-            self.down.discard(backend)
-            log.info("backend %s answers again", backend)
+        elif 200 <= relay.status < 300:
+            self.alive_again(backend, "answered 2xx")
 
     def connect_failed(self, backend: str, now: float,
                        how: str = "connection refused") -> None:
         self._signal(backend, how, None, now)
+
+    def restarted(self, backend: str, now: float, how: str) -> None:
+        """Its counters went backwards: it died and is back. A death if it was alive; the
+        end of one if it was down."""
+        if backend in self.down:
+            self.alive_again(backend, how)
+        else:
+            self._signal(backend, how, None, now)
+
+    def alive_again(self, backend: str, how: str) -> None:
+        """It answered as only a live engine does (a passed health check, a 2xx, counters
+        started again): the next death signal is a new death. Not while its incident is
+        open: a late answer from before the death proves nothing."""
+        if backend in self._open:
+            return
+        if backend in self.down:
+            self.down.discard(backend)
+            log.info("backend %s is alive again (%s)", backend, how)
+        self.alive.add(backend)
+
+    def reachable(self, backend: str) -> None:
+        """Its API server answered (discovery). Alive if it was never seen dead: a vLLM
+        whose engine died may still list its models."""
+        if backend not in self.down:
+            self.alive.add(backend)
 
     def _signal(self, backend: str, how: str, relay, now: float) -> None:
         incident = self._open.get(backend)
@@ -126,9 +162,20 @@ class IncidentDetector:
                                      "after": round(now - incident.at, 6)})
             if rid is not None and rid in incident.suspects:
                 incident.suspects[rid]["outcome"] = how
+            if is_engine_crash(how) and not incident.engine_crash:
+                incident.engine_crash = True  # its own words came after the first signal
+                if self._on_opened is not None:
+                    self._on_opened(incident.as_record())
             return
         if backend in self.down:
-            return  # already known dead: not a new death
+            return  # already dead (or down since start): not a new death
+        if backend not in self.alive and relay is None:
+            # Never seen answering, and no request of ours reached it: down at start.
+            log.info("backend %s is down (%s); it was not seen alive: no incident", backend,
+                     how)
+            self.down.add(backend)
+            return
+        self.alive.discard(backend)
         self.down.add(backend)
         incident = Incident(backend, how, rid, now, time.time())
         self._open[backend] = incident
@@ -136,7 +183,9 @@ class IncidentDetector:
         if self._on_opened is not None:  # the suspects are final now: only outcomes change
             self._on_opened(incident.as_record())
         if self._scrape is not None and self._loop is not None:
-            self._loop.create_task(self._last_metrics(incident))
+            task = self._loop.create_task(self._last_metrics(incident))
+            self._scrapes.add(task)
+            task.add_done_callback(self._scrapes.discard)
         log.warning("incident %s: backend %s died (%s); %d suspects", incident.id, backend,
                     how, len(incident.suspects))
         if self._loop is not None:
@@ -180,8 +229,17 @@ class IncidentDetector:
                 .unlink(missing_ok=True)
 
     def close_all(self) -> None:
+        for task in list(self._scrapes):
+            task.cancel()
         for backend in list(self._open):
             self._close(backend)
+
+
+def is_engine_crash(how: str) -> bool:
+    """Whether a death signal is the engine's own word that it died (not a connection that
+    simply vanished)."""
+    return how.startswith(ENGINE_SIGNALS) or (how.startswith("health check failed")
+                                              and " answered 5" in how)
 
 
 def death_signal(relay) -> str | None:

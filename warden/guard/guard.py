@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from warden.config.schema import GuardSpec, ModelFacts
-from warden.errors import ClientError, GuardRejected
+from warden.errors import GuardRejected, WardenError
 from warden.fleet.backend import Backend
 from warden.guard.custom import build_rule
-from warden.guard.quarantine import Quarantine, QuarantineHeld
+from warden.guard.probation import Probation, ProbeTicket
+from warden.guard.quarantine import Quarantine, QuarantineUnavailable
 from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Rule, RuleContext
 from warden.guard.rules import RULES
 from warden.guard.validate import Validator
@@ -37,12 +38,14 @@ from warden.guard.validate import Validator
 class Outcome:
     notes: list[str] = field(default_factory=list)   # e.g. "normalized so-no-constraint"
     changed: bool = False                            # the body was rewritten
-    rejection: ClientError | None = None
+    rejection: WardenError | None = None
     only: frozenset[str] | None = None               # route: the backends it may go to
+    probe: ProbeTicket | None = None                 # a quarantine probe (only: its backend)
+    wait: bool = False                               # park it until a probe's outcome
 
 
 class Guard:
-    def __init__(self, spec: GuardSpec, quarantine: Quarantine | None = None):
+    def __init__(self, spec: GuardSpec, probation: Probation | None = None):
         self.enforce = spec.mode == "enforce"
         self.mode = "enforce" if self.enforce else "dry_run"
         self.limits = spec.limits
@@ -57,7 +60,9 @@ class Guard:
         self.always = any(rule.always for rule in self.rules)
         self.markers = tuple(sorted({m for rule in self.rules for m in rule.markers}))
         self.validator = Validator(spec.validation) if spec.validation.enabled else None
-        self.quarantine = quarantine
+        self.probation = probation
+        self.quarantine: Quarantine | None = probation.quarantine if probation is not None \
+            else None
         self.quarantine_enforce = spec.quarantine.mode == "enforce"
         # (rule id | "schema" | "quarantine", action, "enforce" | "dry_run") -> requests
         self.decisions: Counter[tuple[str, str, str]] = Counter()
@@ -75,7 +80,7 @@ class Guard:
                 break
         ruled = marked or self.always or not self.keys.isdisjoint(body)
         quarantine = self.quarantine
-        held = quarantine is not None and bool(quarantine.entries)
+        held = quarantine is not None and (bool(quarantine.entries) or quarantine.refusing)
         if problem is None and not ruled and not held:
             return None  # the usual request
         outcome = Outcome()
@@ -89,8 +94,7 @@ class Guard:
         if ruled:  # not merely because the quarantine holds something
             self.check(path, model, body, backends, marked, outcome)
         if held and outcome.rejection is None:
-            assert quarantine is not None
-            self._quarantined(quarantine, body, backends, outcome)
+            self.quarantined(body, backends, outcome)
         return outcome if outcome.notes else None  # every act notes
 
     def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
@@ -146,21 +150,40 @@ class Guard:
                     return ModelFacts(vocab_size=vocab, max_model_len=length)
         return configured or ModelFacts()
 
-    def _quarantined(self, quarantine: Quarantine, body: dict, backends: Sequence[Backend],
-                     outcome: Outcome) -> None:
-        held = quarantine.match(body)
-        if held is None:
-            return
-        canaries = frozenset(b.name for b in backends if b.canary)
-        action = ROUTE if canaries and not held.blocked else REJECT
+    def quarantined(self, body: dict, backends: Sequence[Backend], outcome: Outcome) -> None:
+        """The quarantine's step (guard/probation): refuse, probe on one backend, or wait.
+        Run again for a request that waited, when a probe's outcome is known."""
+        quarantine = self.quarantine
+        probation = self.probation
+        assert quarantine is not None and probation is not None
         enforce = self.quarantine_enforce
-        self.decisions["quarantine", action, "enforce" if enforce else "dry_run"] += 1
-        verb = "routed" if action == ROUTE else "rejected"
-        if not enforce:
-            outcome.notes.append(f"would {action} quarantine {held.fingerprint}")
-        elif action == ROUTE:
-            outcome.only = canaries
-            outcome.notes.append(f"{verb} quarantine {held.fingerprint}")
+        mode = "enforce" if enforce else "dry_run"
+        if quarantine.refusing:  # its store is down, and it fails closed
+            self.decisions["quarantine", REJECT, mode] += 1
+            outcome.notes.append(("" if enforce else "would ") + "reject quarantine store down")
+            if enforce:
+                outcome.rejection = QuarantineUnavailable(probation.sync.error or "down")
+            return
+        entry = quarantine.match(body)
+        if entry is None:
+            return
+        if not enforce:  # (a dry run takes no probe slot and parks nothing)
+            self.decisions["quarantine", entry.state, mode] += 1
+            outcome.notes.append(f"would hold quarantine {entry.fingerprint} ({entry.state})")
+            return
+        decision = probation.decide(entry, body, backends)
+        if decision.refusal is not None:
+            action = REJECT
+            outcome.rejection = decision.refusal
+            outcome.notes.append(f"rejected quarantine {entry.fingerprint}")
+        elif decision.probe is not None:
+            action = "probe"
+            outcome.probe = decision.probe
+            outcome.only = frozenset((decision.probe.backend,))
+            outcome.notes.append(f"probe quarantine {entry.fingerprint} on "
+                                 f"{decision.probe.backend}")
         else:
-            outcome.notes.append(f"{verb} quarantine {held.fingerprint}")
-            outcome.rejection = QuarantineHeld(held)
+            action = "wait"
+            outcome.wait = True
+            outcome.notes.append(f"waited quarantine {entry.fingerprint}")
+        self.decisions["quarantine", action, mode] += 1

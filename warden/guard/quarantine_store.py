@@ -3,8 +3,9 @@ by every replica). Both survive a gateway restart.
 
 Redis layout, under the configured prefix: `<prefix>quarantine` is a hash fingerprint -> the
 entry as JSON; `<prefix>quarantine:version` is bumped on every change, so replicas poll one
-small key and re-read the hash only when it moved. A strike is a WATCH/MULTI transaction on
-the hash: two replicas striking the same fingerprint at once both count, once each.
+small key and re-read the hash only when it moved. A change (a strike, a block, an expiry) is a
+WATCH/MULTI transaction on the hash: two replicas striking the same fingerprint at once both
+count, once each.
 
 Every Redis call is bounded by `asyncio.timeout`, never by the client's `socket_timeout`:
 redis-py (from 8.0, where it is on by default) enforces that with `asyncio.wait_for`, which on
@@ -16,20 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import orjson
 
-from warden.guard.quarantine import Entry
-
-
-def _merge(entry: Entry | None, fingerprint: str, kind: str, incident: dict,
-           sample: dict) -> Entry:
-    if entry is None:
-        entry = Entry(fingerprint, kind, model=sample.get("model"),
-                      endpoint=sample.get("endpoint"), reasons=list(sample.get("reasons", [])))
-    entry.strike(incident)
-    return entry
+from warden.guard.quarantine import Change, Entry
 
 
 class FileStore:
@@ -59,15 +52,20 @@ class FileStore:
         self._version += 1
 
     async def load(self) -> dict[str, Entry]:
-        return dict(self._read())
+        # Copies: the caller's mirror must not share objects with what `change` mutates.
+        return {fp: Entry.of(asdict(e)) for fp, e in self._read().items()}
 
-    async def strike(self, fingerprint: str, kind: str, incident: dict,
-                     sample: dict) -> Entry:
+    async def change(self, fingerprint: str, fn: Change) -> Entry | None:
         entries = self._read()
-        entries[fingerprint] = _merge(entries.get(fingerprint), fingerprint, kind, incident,
-                                      sample)
-        self._write()
-        return entries[fingerprint]
+        before = entries.get(fingerprint)
+        entry = fn(before)
+        if entry is None:
+            entries.pop(fingerprint, None)
+        else:
+            entries[fingerprint] = entry
+        if entry is not None or before is not None:
+            self._write()
+        return entry
 
     async def lift(self, fingerprints: list[str] | None) -> list[str]:
         entries = self._read()
@@ -103,22 +101,24 @@ class RedisStore:
             raw = await self._redis.hgetall(self.key)
         return {fp.decode(): Entry.of(orjson.loads(data)) for fp, data in raw.items()}
 
-    async def strike(self, fingerprint: str, kind: str, incident: dict,
-                     sample: dict) -> Entry:
+    async def change(self, fingerprint: str, fn: Change) -> Entry | None:
         async with asyncio.timeout(self.timeout):
-            return await self._strike(fingerprint, kind, incident, sample)
+            return await self._change(fingerprint, fn)
 
-    async def _strike(self, fingerprint: str, kind: str, incident: dict,
-                      sample: dict) -> Entry:
+    async def _change(self, fingerprint: str, fn: Change) -> Entry | None:
         while True:
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(self.key)
                     current = await pipe.hget(self.key, fingerprint)
-                    entry = _merge(Entry.of(orjson.loads(current)) if current else None,
-                                   fingerprint, kind, incident, sample)
+                    entry = fn(Entry.of(orjson.loads(current)) if current else None)
+                    if entry is None and current is None:
+                        return None
                     pipe.multi()
-                    pipe.hset(self.key, fingerprint, orjson.dumps(entry.as_dict()))
+                    if entry is None:
+                        pipe.hdel(self.key, fingerprint)
+                    else:
+                        pipe.hset(self.key, fingerprint, orjson.dumps(entry.as_dict()))
                     pipe.incr(self.version_key)
                     await pipe.execute()
                     return entry

@@ -24,6 +24,7 @@ from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import Scraper
 from warden.guard.guard import Guard
 from warden.observe.backend_metrics import backend_families
+from warden.observe.quarantine_metrics import quarantine_families
 from warden.proxy.exchange import Exchange
 from warden.record.recorder import Recorder
 from warden.routing.policy import RoutingPolicy
@@ -151,15 +152,8 @@ class GatewayMetrics:
             for (rule, action, mode), n in sorted(self.guard.decisions.items()):
                 decisions.add_metric([rule, action, mode], n)
             yield decisions
-            quarantine = self.guard.quarantine
-            if quarantine is not None:
-                entries = GaugeMetricFamily("warden_quarantine_entries", "Fingerprints in "
-                                            "quarantine: held (one engine death) or blocked "
-                                            "(two)", labels=["state"])
-                blocked = sum(e.blocked for e in quarantine.entries.values())
-                entries.add_metric(["held"], len(quarantine.entries) - blocked)
-                entries.add_metric(["blocked"], blocked)
-                yield entries
+            if self.guard.probation is not None:
+                yield from quarantine_families(self.guard.probation)
 
     def _backend_gauges(self) -> Iterable[Metric]:
         return backend_families(self._backends, self._clock(), self.scraper, self.policy)

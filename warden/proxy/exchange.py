@@ -56,6 +56,9 @@ class Exchange:
     prefix_key: int | None = None
     session_key: int | None = None
     probe = False
+    # A request let out of the quarantine as its probe: its ticket (guard/probation), which
+    # hears how it ended.
+    quarantine_probe: object | None = None
     received_text: str | None = None  # received_at as the records write it
     captured: list[bytes] | None = None
     capture_truncated = False

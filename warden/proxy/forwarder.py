@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from warden.config.schema import Settings
@@ -50,8 +51,11 @@ CLIENT_CLOSED_REQUEST: Final = 499
 
 class Forwarder:
     def __init__(self, settings: Settings, backends: BackendRegistry, policy: RoutingPolicy,
-                 metrics: GatewayMetrics, recorder: Recorder | None = None):
+                 metrics: GatewayMetrics, recorder: Recorder | None = None,
+                 on_probe_end: Callable[[Relay], None] | None = None):
+        """`on_probe_end(relay)`: told when a quarantine probe's exchange ends."""
         self._backends = backends
+        self._on_probe_end = on_probe_end
         self.policy = policy
         self._metrics = metrics
         self._recorder = recorder
@@ -233,6 +237,8 @@ class Forwarder:
             if not relay.sent_at:  # never forwarded: its start goes with its end
                 recorder.started(relay)
             recorder.ended(relay)
+        if relay.quarantine_probe is not None and self._on_probe_end is not None:
+            self._on_probe_end(relay)  # (before `captured` goes: it reads the death signs)
         if relay.captured is not None:
             # The response kept for the record (and the death signals, read before this) is
             # not needed past here; the relay may live on among its backend's suspects.

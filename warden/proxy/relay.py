@@ -114,6 +114,8 @@ class Relay(Exchange):
         self.head_sent = True
         self.first_byte_at = time.monotonic()
         capture = self._owner.capture
+        if status >= 500 and not capture:
+            capture = Capture.BODIES  # a 5xx's body says whether the engine died (forensics)
         target = self.upstream.target
         passed = passthrough_head(head, status, self.request_id, target)
         if passed is not None and self.client.http11:
