@@ -266,7 +266,7 @@ def build_quarantine(settings: Settings) -> Quarantine | None:
     if settings.guard.mode == "off" or not spec.enabled:
         return None
     store: QuarantineStore = RedisStore(spec.redis_url, spec.key_prefix, spec.timeout) \
-        if spec.store == "redis" else FileStore(Path(settings.recorder.dir) / "quarantine.json")
+        if spec.store == "redis" else FileStore(settings.quarantine_file)
     return Quarantine(store, spec.max_implicated)
 
 
