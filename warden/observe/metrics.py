@@ -172,9 +172,12 @@ class GatewayMetrics:
         yield written
         dropped = CounterMetricFamily("warden_recorder_dropped", "Audit records lost, by "
                                       "cause", labels=["cause"])
+        writer = recorder.writer
         dropped.add_metric(["queue_full"], recorder.dropped)
-        dropped.add_metric(["disk_cap"], recorder.refused)
-        dropped.add_metric(["write_error"], recorder.failed)
+        dropped.add_metric(["disk_cap"], writer.refused)
+        dropped.add_metric(["disk_full"], writer.disk_full)
+        dropped.add_metric(["write_error"], writer.failed)
+        dropped.add_metric(["render_error"], recorder.unrendered)
         yield dropped
         omitted = CounterMetricFamily("warden_recorder_bodies_omitted", "Request bodies left "
                                       "out of their records because free disk was low")
@@ -182,7 +185,7 @@ class GatewayMetrics:
         yield omitted
         files = recorder.files
         size = GaugeMetricFamily("warden_recorder_disk_bytes", "Bytes of the recorder's "
-                                 "files (capped by recorder.max_total_size)")
+                                 "files on disk (capped by recorder.max_total_size)")
         size.add_metric([], files.total_bytes if files is not None else 0)
         yield size
         queued = GaugeMetricFamily("warden_recorder_queued", "Records waiting for the writer")
