@@ -19,7 +19,8 @@ from warden.config.schema import RecorderSpec
 from warden.record.files import OPEN_NAME, Disk, RecordFiles
 from warden.record.reader import ReadStats, read_records, record_files
 from warden.record.recorder import Recorder
-from warden.record.writer import SUMMARY_EVERY, Writer
+from warden.record.trouble import SUMMARY_EVERY
+from warden.record.writer import Writer
 
 
 class FullDisk(Disk):

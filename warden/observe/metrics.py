@@ -196,4 +196,10 @@ class GatewayMetrics:
                                        "the PostgreSQL sink, by outcome", labels=["outcome"])
             sink.add_metric(["written"], recorder.sink.written)
             sink.add_metric(["failed"], recorder.sink.failed)
+            sink.add_metric(["queue_full"], recorder.sink.dropped)
+            sink.add_metric(["shutdown"], recorder.sink.abandoned)
             yield sink
+            yield GaugeMetricFamily("warden_recorder_postgres_queued_bytes", "Bytes of records "
+                                    "waiting for PostgreSQL (bounded by "
+                                    "recorder.postgres.queue_bytes)",
+                                    value=recorder.sink.queued_bytes)

@@ -40,7 +40,8 @@ from warden.proxy.exchange import Exchange
 from warden.record.files import RecordFiles
 from warden.record.postgres import PostgresSink
 from warden.record.render import Clock, Renderer
-from warden.record.writer import REOPEN, SUMMARY_EVERY, Batch, Writer
+from warden.record.trouble import SUMMARY_EVERY
+from warden.record.writer import REOPEN, Batch, Writer
 
 log = logging.getLogger("warden.record")
 
@@ -165,8 +166,7 @@ class Recorder:
         self.flush()
         self.writer.batches.put(None)
         if self.sink is not None and self._sink_task is not None:
-            self.sink.stop()
-            await self._sink_task
+            await self.sink.close(self._sink_task)  # within its deadline
         await asyncio.to_thread(self.writer.join)
         self.report_losses(float("inf"))  # whatever the last minute lost
 

@@ -21,18 +21,17 @@ from collections.abc import Callable
 
 from warden.config.recorder_schema import RecorderSpec
 from warden.record.files import Disk, RecordFiles
+from warden.record.trouble import Trouble
 
 log = logging.getLogger("warden.record")
 
 REOPEN = "reopen"
-# How often, at most, a failure that goes on is summarised in the log.
-SUMMARY_EVERY = 60.0
 # With no batch for this long, the writer looks at the disk anyway (its free space, the files
 # an operator deleted).
 IDLE_CHECK = 1.0
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-_HINT = (" (a recorder.max_total_size that the disk can hold keeps the newest records "
-         "instead)")
+_DISK_FULL_HINT = {errno: " (a recorder.max_total_size that the disk can hold keeps the "
+                          "newest records instead)" for errno in _DISK_FULL}
 
 
 class Batch:
@@ -58,7 +57,7 @@ class Writer:
         # The largest body written verbatim; 0 while free disk is below the floor.
         self.body_limit = spec.max_file_size // 4
         self._disk = disk
-        self._trouble = Trouble(f"flight recorder: {spec.dir}", clock)
+        self._trouble = Trouble(log, f"flight recorder: {spec.dir}", clock, _DISK_FULL_HINT)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -143,67 +142,3 @@ class Writer:
         except OSError:  # the directory is gone: the next write makes it again
             return
         self.body_limit = 0 if low_disk else self.spec.max_file_size // 4
-
-
-class Trouble:
-    """A failure that can repeat on every batch, said with backoff: one line when it starts
-    (no traceback for an OSError: its message says it all), a summary of what was dropped
-    at most every `SUMMARY_EVERY` seconds while it lasts, one line when it ends. A failure
-    that comes and goes faster than that is summarised, not told each time."""
-
-    def __init__(self, what: str, clock: Callable[[], float]):
-        self.what = what
-        self._clock = clock
-        self.since: float | None = None   # failing since (None: working)
-        self._told = False                # the log said this failure began
-        self._said_at = float("-inf")   # when the log last spoke of a failure
-        self._noted_at = float("-inf")  # ... of a failure that lost nothing
-        self._dropped = 0                 # since the failure began
-        self._unsaid = 0                  # dropped since the log last spoke
-
-    def failing(self, error: OSError | None, dropped: int) -> None:
-        now = self._clock()
-        self._unsaid += dropped
-        if self.since is None:
-            self.since, self._dropped = now, dropped
-            self._told = now - self._said_at >= SUMMARY_EVERY
-            if self._told:
-                hint = _HINT if error is not None and error.errno in _DISK_FULL else ""
-                self._say(now, "cannot write (%s); records are dropped, and counted, until "
-                          "it can" + hint, error)
-            return
-        self._dropped += dropped
-        if now - self._said_at >= SUMMARY_EVERY:
-            self._told = True
-            self._say(now, "still cannot write (%s): %d records dropped in the last %.0f s",
-                      error, self._unsaid, now - self._said_at)
-
-    def working(self) -> None:
-        if self.since is None:
-            return
-        now = self._clock()
-        if self._told:
-            log.warning("%s: writing again after %.1f s; %d records were dropped meanwhile",
-                        self.what, now - self.since, self._dropped)
-            self._said_at = now
-            self._unsaid = 0
-        self.since = None
-
-    def noted(self, what: str, error: OSError) -> None:
-        """A failure that lost no record (a rotated file left uncompressed)."""
-        now = self._clock()
-        if now - self._noted_at >= SUMMARY_EVERY:
-            self._noted_at = now
-            log.warning("%s: %s (%s)", self.what, what, _reason(error))
-
-    def _say(self, now: float, message: str, error: OSError | None, *args: object) -> None:
-        self._said_at = now
-        self._unsaid = 0
-        if error is None:
-            log.exception("%s: " + message, self.what, "a bug", *args)
-        else:
-            log.warning("%s: " + message, self.what, _reason(error), *args)
-
-
-def _reason(error: OSError) -> str:
-    return error.strerror or error.__class__.__name__
