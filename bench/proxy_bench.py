@@ -33,10 +33,11 @@ STREAM = {"model": "m", "stream": True, "messages": [{"role": "user", "content":
 
 
 # Warden's variants, as config: the flight recorder off (the data path and the guard), the
-# guard off too (what the guard costs is the difference), and recording everything.
+# guard off too (what the guard costs is the difference), and recording everything. Each
+# has a directory of its own even with the recorder off: a gateway locks its directory.
 VARIANTS = {
-    "warden": "recorder: {{enabled: false}}",
-    "warden-noguard": "recorder: {{enabled: false}}\nguard: {{mode: 'off'}}",
+    "warden": "recorder: {{enabled: false, dir: '{dir}'}}",
+    "warden-noguard": "recorder: {{enabled: false, dir: '{dir}'}}\nguard: {{mode: 'off'}}",
     "warden+rec": "recorder: {{response: full, dir: '{dir}'}}",
 }
 

@@ -85,8 +85,13 @@ class Setup:
         config = workdir / f"warden-{policy}.yaml"
         backends = "".join(f"  - {{name: node-{i}, url: 'http://127.0.0.1:{self.base + i}'}}\n"
                            for i in range(NODES))
+        # Its own state, in the run's temporary directory: a death in one run must not leave
+        # a quarantine (403s) behind for the next.
+        state = workdir / f"state-{policy}-{self.port}"
         config.write_text(f"listen: 127.0.0.1:{self.port}\nbackends:\n{backends}"
-                          f"routing: {{policy: {policy}}}\nrecorder: {{enabled: false}}\n")
+                          f"routing: {{policy: {policy}}}\n"
+                          f"recorder: {{enabled: false, dir: '{state}'}}\n"
+                          f"guard: {{quarantine: {{file: '{state}/quarantine.json'}}}}\n")
         self.gateway = procs.start([sys.executable, "-m", "warden", "--log-level", "WARNING",
                                     "serve", "-c", str(config)], GATEWAY_CORE)
         procs.wait_for_port(self.port)

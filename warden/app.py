@@ -25,6 +25,7 @@ from warden.guard.quarantine import Quarantine
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import RequestIds
 from warden.proxy.forwarder import Forwarder
+from warden.record.lock import StateLock, hold_state
 from warden.record.recorder import Recorder
 from warden.routing.policy import RoutingPolicy
 from warden.runtime import Runtime, build_runtime, restart_only_changes
@@ -73,6 +74,7 @@ class Gateway:
         self._reloading = asyncio.Lock()
         self._stopping = False  # a reload that comes during stop() is not applied
         self._tasks: list[asyncio.Task[None]] = []
+        self._locks: list[StateLock] = []
 
     @property
     def backends(self) -> BackendRegistry:
@@ -124,7 +126,10 @@ class Gateway:
         self.health.follow(self.backends if settings.health.active.enabled else ())
 
     async def start(self, port: int | None = None) -> None:
-        """Learn the fleet once, then listen. `port` overrides the configured one (0 = any)."""
+        """Learn the fleet once, then listen. `port` overrides the configured one (0 = any).
+        The state directory is locked first: a second gateway on it stops here, having
+        touched nothing of the first's (record/lock.py)."""
+        self._locks = hold_state(self.settings)
         self.forwarder.bind(asyncio.get_running_loop())
         self.incidents.bind(asyncio.get_running_loop())
         if self.recorder is not None:
@@ -137,7 +142,7 @@ class Gateway:
                                  writes=self.forwarder.writes)
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
-        if self.quarantine_parts is not None:  # (its 403s name the admin URL: known once listening)
+        if self.quarantine_parts is not None:  # (its 403s name the admin URL, known now)
             self.quarantine_parts.quarantine.admin_url = admin_url(host, self.server.port)
         self._tasks.append(asyncio.create_task(self.discovery.run()))
         self._follow_backends()
@@ -247,6 +252,8 @@ class Gateway:
         if self.recorder is not None:  # after every exchange has ended: their ends go too
             await self.recorder.stop()
         self.backends.close()
+        for lock in self._locks:
+            lock.release()
 
 
 def build_quarantine(settings: Settings,

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from warden.config.schema import QuarantineSpec, Settings
 from warden.forensics.incidents import death_signal
@@ -28,7 +27,7 @@ class QuarantineParts:
     def __init__(self, settings: Settings, is_down: Callable[[str], bool]):
         spec = settings.guard.quarantine
         store: QuarantineStore = RedisStore(spec.redis_url, spec.key_prefix, spec.timeout) \
-            if spec.store == "redis" else FileStore(quarantine_file(settings))
+            if spec.store == "redis" else FileStore(settings.quarantine_file)
         self.quarantine = Quarantine(store, spec.max_implicated, _policy(spec))
         self.sync = QuarantineSync(self.quarantine, store=spec.store,
                                    shared=spec.store == "redis", refresh=spec.refresh,
@@ -96,7 +95,3 @@ class QuarantineParts:
 
 def _policy(spec: QuarantineSpec) -> Policy:
     return Policy(hold_for=spec.hold_for, block_for=spec.block_for)
-
-
-def quarantine_file(settings: Settings) -> Path:
-    return Path(settings.recorder.dir) / "quarantine.json"

@@ -5,7 +5,7 @@ counted line by line."""
 from __future__ import annotations
 
 from warden.config.schema import RecorderSpec
-from warden.record.recorder import Recorder
+from warden.record.writer import Writer
 
 FILE_SIZE = 4096
 LIMIT = FILE_SIZE // 4
@@ -29,14 +29,14 @@ def lines(*sizes: int) -> bytearray:
                               for n, size in enumerate(sizes)))
 
 
-def recorder() -> Recorder:
-    return Recorder(RecorderSpec(max_file_size=FILE_SIZE, max_total_size=4 * FILE_SIZE))
+def recorder() -> Writer:
+    return Writer(RecorderSpec(max_file_size=FILE_SIZE, max_total_size=4 * FILE_SIZE))
 
 
 def test_a_batch_is_written_in_whole_lines_of_at_most_a_quarter_file():
     batch = lines(*[100] * 25, 300, 300, 300, 50)
     files = Files()
-    recorder()._write(files, batch)
+    recorder().write(files, batch)
     assert b"".join(files.pieces) == batch
     assert len(files.pieces) > 1
     assert all(len(piece) <= LIMIT and piece.endswith(b"\n") for piece in files.pieces)
@@ -48,7 +48,7 @@ def test_a_batch_is_written_in_whole_lines_of_at_most_a_quarter_file():
 def test_a_line_longer_than_the_limit_is_a_piece_of_its_own():
     batch = lines(10, LIMIT * 2, 10, LIMIT + 1)
     files = Files()
-    recorder()._write(files, batch)
+    recorder().write(files, batch)
     assert files.pieces == [bytes(batch[:10]), bytes(batch[10:10 + 2 * LIMIT]),
                             bytes(batch[10 + 2 * LIMIT:20 + 2 * LIMIT]),
                             bytes(batch[20 + 2 * LIMIT:])]
@@ -58,5 +58,5 @@ def test_lines_the_cap_refuses_are_counted():
     batch = lines(*[400] * 6)  # two lines a piece
     files = Files(refuse={1})
     writer = recorder()
-    writer._write(files, batch)
+    writer.write(files, batch)
     assert len(files.pieces) == 3 and writer.refused == 2

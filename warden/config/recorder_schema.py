@@ -11,12 +11,48 @@ from pydantic import Field, field_validator, model_validator
 from warden.config.spec import Duration, Size, Spec
 
 
+def _at_least(value: float, minimum: float, shown: str) -> float:
+    if value < minimum:
+        raise ValueError(f"must be at least {shown}")
+    return value
+
+
+def _more_than_zero(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
 class PostgresSinkSpec(Spec):
     """Records also go to PostgreSQL (warden/record/postgres.py); use ${ENV} for secrets."""
 
     dsn: str = Field(min_length=1)
     table: str = Field(default="warden_records", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    # Whole days of partitions are dropped, so a day is the least that means anything.
     retention: Duration = 30 * 86400.0
+    # Each operation (connect, COPY, INSERT, retention) gives up after this.
+    timeout: Duration = 10.0
+    # Batches waiting for the database beyond either bound are dropped (and counted): a
+    # database that hangs must not grow the gateway's memory.
+    queue_size: int = Field(default=100_000, ge=1)
+    queue_bytes: Size = 16 * 2**20
+    # At shutdown, what is still queued after this long is dropped (counted and logged).
+    drain_timeout: Duration = 5.0
+
+    @field_validator("retention")
+    @classmethod
+    def _a_day_at_least(cls, value: float) -> float:
+        return _at_least(value, 86400.0, "1d")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        return _more_than_zero(value)
+
+    @field_validator("queue_bytes")
+    @classmethod
+    def _room_for_a_batch(cls, value: int) -> int:
+        return int(_at_least(value, 64 * 2**10, "64KiB"))
 
     @field_validator("dsn")
     @classmethod
@@ -35,6 +71,8 @@ class PostgresSinkSpec(Spec):
 
 # The highest level of each codec of the recorder's rotated files.
 MAX_LEVELS = {"zstd": 22, "gzip": 9}
+# The smallest file: a few records with their metadata (a body over a quarter file is left out).
+MIN_FILE_SIZE = 4 * 2**10
 
 
 class RecorderSpec(Spec):
@@ -74,6 +112,16 @@ class RecorderSpec(Spec):
         if value is True:
             return "zstd"
         return "none" if value is False else value
+
+    @field_validator("max_file_size")
+    @classmethod
+    def _file_holds_records(cls, value: int) -> int:
+        return int(_at_least(value, MIN_FILE_SIZE, "4KiB"))
+
+    @field_validator("flush_interval", "rotate_interval", "max_age")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        return _more_than_zero(value)
 
     @model_validator(mode="after")
     def _cap_holds_files(self) -> RecorderSpec:

@@ -4,6 +4,7 @@ so a typo never silently falls back to a default."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -170,8 +171,11 @@ class QuarantineSpec(Spec):
     # Its own mode: it acts on deaths that happened, so it enforces even while the rules run
     # in dry_run (set dry_run here to only report it too).
     mode: Literal["enforce", "dry_run"] = "enforce"
-    # memory: one replica, kept in <recorder.dir>/quarantine.json; redis: shared by replicas.
+    # memory: one replica, kept in `file`; redis: shared by replicas.
     store: Literal["memory", "redis"] = "memory"
+    # The memory store's file (it survives a restart); none: <recorder.dir>/quarantine.json,
+    # whether or not the recorder is enabled.
+    file: str | None = Field(default=None, min_length=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "warden:"
     refresh: Duration = Field(default=1.0, gt=0)   # how often replicas re-read Redis
@@ -272,6 +276,11 @@ class Settings(Spec):
     recorder: RecorderSpec = RecorderSpec()
     guard: GuardSpec = GuardSpec()
     reload: ReloadSpec = ReloadSpec()
+
+    @property
+    def quarantine_file(self) -> Path:
+        """Where the quarantine's memory store keeps its entries."""
+        return Path(self.guard.quarantine.file or Path(self.recorder.dir) / "quarantine.json")
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Settings:

@@ -166,9 +166,12 @@ class GatewayMetrics:
         yield written
         dropped = CounterMetricFamily("warden_recorder_dropped", "Audit records lost, by "
                                       "cause", labels=["cause"])
+        writer = recorder.writer
         dropped.add_metric(["queue_full"], recorder.dropped)
-        dropped.add_metric(["disk_cap"], recorder.refused)
-        dropped.add_metric(["write_error"], recorder.failed)
+        dropped.add_metric(["disk_cap"], writer.refused)
+        dropped.add_metric(["disk_full"], writer.disk_full)
+        dropped.add_metric(["write_error"], writer.failed)
+        dropped.add_metric(["render_error"], recorder.unrendered)
         yield dropped
         omitted = CounterMetricFamily("warden_recorder_bodies_omitted", "Request bodies left "
                                       "out of their records because free disk was low")
@@ -176,7 +179,7 @@ class GatewayMetrics:
         yield omitted
         files = recorder.files
         size = GaugeMetricFamily("warden_recorder_disk_bytes", "Bytes of the recorder's "
-                                 "files (capped by recorder.max_total_size)")
+                                 "files on disk (capped by recorder.max_total_size)")
         size.add_metric([], files.total_bytes if files is not None else 0)
         yield size
         queued = GaugeMetricFamily("warden_recorder_queued", "Records waiting for the writer")
@@ -187,4 +190,10 @@ class GatewayMetrics:
                                        "the PostgreSQL sink, by outcome", labels=["outcome"])
             sink.add_metric(["written"], recorder.sink.written)
             sink.add_metric(["failed"], recorder.sink.failed)
+            sink.add_metric(["queue_full"], recorder.sink.dropped)
+            sink.add_metric(["shutdown"], recorder.sink.abandoned)
             yield sink
+            yield GaugeMetricFamily("warden_recorder_postgres_queued_bytes", "Bytes of records "
+                                    "waiting for PostgreSQL (bounded by "
+                                    "recorder.postgres.queue_bytes)",
+                                    value=recorder.sink.queued_bytes)

@@ -9,68 +9,157 @@ fails; retention drops whole day partitions older than `retention`.
 Writing: one batch per recorder flush, with one COPY of the record lines as they are (no
 parsing in Python: CSV with a quote and a delimiter that JSON text never contains raw, into a
 temporary staging table) and one INSERT … SELECT that routes them to their day. On the event
-loop, batches are written one at a time, in order; a failed batch is counted and logged and the
-connection is reopened for the next. Loss on failure is the batch; the files still have it.
+loop, batches are written one at a time, in order.
+
+Faults (the files still have every record; what the sink loses is counted by outcome):
+- Every step (connecting, the day partitions and retention, a batch's COPY and INSERT) gives
+  up after `timeout`: a database that accepts and never answers holds nothing for long.
+- The database cannot be reached: the batch stays queued and the connection is tried again
+  after a pause that doubles up to 30 s. A batch whose writing fails is dropped (`failed`):
+  retried, a batch the database refuses would block every later one.
+- The queue is bounded in records and bytes (`queue_size`, `queue_bytes`; a batch alone is
+  always taken): beyond, batches are dropped (`queue_full`), so memory stays bounded however
+  long the database is away.
+- `close` gives the queue `drain_timeout`; what is still queued then is dropped (`shutdown`)
+  and logged, and the connection is cut: a shutdown never waits on the database.
+- The log tells of a failure once, then at most once a minute, and when it ends (trouble.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import re
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from warden.config.recorder_schema import PostgresSinkSpec
+from warden.record.trouble import Trouble, reason
 
 log = logging.getLogger("warden.record.postgres")
 
 # Control characters never appear raw in JSON text, so they can frame it for COPY.
 _QUOTE, _DELIMITER = "\x01", "\x02"
 _DAY = re.compile(r"_(\d{8})$")
+# The pause before connecting again: from the first, doubled up to the last.
+_RETRY_FIRST, _RETRY_LAST = 0.5, 30.0
+
+
+class Unreachable(Exception):
+    """The database could not be connected to (the batch is not at fault)."""
 
 
 class PostgresSink:
     def __init__(self, spec: PostgresSinkSpec):
         self.spec = spec
         self.table = spec.table
+        # Records, by outcome: written, or dropped because their batch failed, the queue was
+        # full, or the shutdown deadline came first.
         self.written = 0
         self.failed = 0
+        self.dropped = 0
+        self.abandoned = 0
+        self.queued_records = 0
+        self.queued_bytes = 0
+        self._queue: deque[tuple[bytes | bytearray, int]] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._retry_in = _RETRY_FIRST
         self._conn = None
-        self._queue: asyncio.Queue[tuple[bytes | bytearray, int] | None] = asyncio.Queue()
         self._days_ready: set[str] = set()
         self._retained_on = ""
+        self._trouble = Trouble(log, "postgres sink")
 
     def submit(self, lines: bytes | bytearray, count: int) -> None:
         """A flush's records: `count` JSON lines. (Read, never changed, here and by the file
         writer: the recorder starts a new buffer after each flush.)"""
-        self._queue.put_nowait((lines, count))
+        if self._queue and (self.queued_records + count > self.spec.queue_size
+                            or self.queued_bytes + len(lines) > self.spec.queue_bytes):
+            self.dropped += count
+            return
+        self._queue.append((lines, count))
+        self.queued_records += count
+        self.queued_bytes += len(lines)
+        self._wake.set()
 
     async def run(self) -> None:
-        """Write submitted batches, in order, until `stop`."""
-        while True:
-            batch = await self._queue.get()
-            if batch is None:
-                break
-            lines, count = batch
+        """Write submitted batches, in order, until `close`."""
+        while self._queue or not self._stopping:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            lines, count = self._queue[0]
             try:
                 await self._write(lines)
-                self.written += count
+            except Unreachable as e:  # the batch waits; the database gets a pause
+                self._trouble.failing(str(e), 0)
+                await self._pause()
+                continue
             except Exception as e:
+                self._done()
                 self.failed += count
-                log.warning("postgres sink: a batch of %d records failed (%s: %s)",
-                            count, e.__class__.__name__, e)
-                await self._disconnect()
-        await self._disconnect()
+                self._trouble.failing(self._reason(e), count)
+                self._cut()
+                continue
+            self._done()
+            self.written += count
+            self._retry_in = _RETRY_FIRST
+            self._trouble.working()
 
-    def stop(self) -> None:
-        self._queue.put_nowait(None)
+    async def close(self, task: asyncio.Task[None]) -> None:
+        """Stop `task` (the one running `run`): what is queued gets `drain_timeout` to be
+        written; the rest is dropped and logged."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self.spec.drain_timeout):
+                await asyncio.shield(task)
+                await self._say_goodbye()
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.queued_records:
+            self.abandoned += self.queued_records
+            log.warning("postgres sink: %d records not written by the shutdown deadline "
+                        "(recorder.postgres.drain_timeout, %gs); the record files have them",
+                        self.queued_records, self.spec.drain_timeout)
+            self._queue.clear()
+            self.queued_records = self.queued_bytes = 0
+        self._cut()
+
+    async def _say_goodbye(self) -> None:
+        """A clean close (the server logs no broken connection), within the deadline."""
+        if self._conn is not None and not self._conn.is_closed():
+            conn, self._conn = self._conn, None
+            try:
+                await conn.close()
+            except Exception:
+                conn.terminate()
+
+    def _done(self) -> None:
+        lines, count = self._queue.popleft()
+        self.queued_records -= count
+        self.queued_bytes -= len(lines)
+
+    async def _pause(self) -> None:
+        """Before connecting again (a shutdown ends it early)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._retry_in):
+                while not self._stopping:
+                    self._wake.clear()
+                    await self._wake.wait()
+        self._retry_in = min(self._retry_in * 2, _RETRY_LAST)
 
     async def _write(self, lines: bytes | bytearray) -> None:
         conn = await self._connection()
-        await self._prepare_days(conn)
-        async with conn.transaction():
+        async with asyncio.timeout(self.spec.timeout):
+            await self._prepare_days(conn)
+        async with asyncio.timeout(self.spec.timeout), conn.transaction():
             await conn.copy_to_table("warden_staging", source=io.BytesIO(lines),
                                      columns=["record"], format="csv", quote=_QUOTE,
                                      delimiter=_DELIMITER)
@@ -81,22 +170,37 @@ class PostgresSink:
             await conn.execute("TRUNCATE warden_staging")
 
     async def _connection(self):
-        if self._conn is None or self._conn.is_closed():
-            import asyncpg  # an optional dependency: only a configured sink needs it
-
-            self._conn = await asyncpg.connect(self.spec.dsn, timeout=10)
-            await self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} (received timestamptz NOT NULL, "
-                f"id text NOT NULL, type text NOT NULL, record jsonb NOT NULL) "
-                f"PARTITION BY RANGE (received)")
-            await self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table}_default "
-                                     f"PARTITION OF {self.table} DEFAULT")
-            await self._conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_id "
-                                     f"ON {self.table} (id)")
-            await self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS warden_staging "
-                                     "(record jsonb)")
-            self._days_ready.clear()
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                self._conn = await self._connect()
+        except Exception as e:
+            self._cut()
+            raise Unreachable(f"cannot connect: {self._reason(e)}") from e
+        self._days_ready.clear()
         return self._conn
+
+    def _reason(self, error: Exception) -> str:
+        if isinstance(error, TimeoutError):
+            return f"no answer within {self.spec.timeout:g}s"
+        return reason(error)
+
+    async def _connect(self):
+        import asyncpg  # an optional dependency: only a configured sink needs it
+
+        timeout = self.spec.timeout
+        conn = await asyncpg.connect(self.spec.dsn, timeout=timeout, command_timeout=timeout)
+        self._conn = conn  # cut if what follows times out
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (received timestamptz NOT NULL, "
+            f"id text NOT NULL, type text NOT NULL, record jsonb NOT NULL) "
+            f"PARTITION BY RANGE (received)")
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table}_default "
+                           f"PARTITION OF {self.table} DEFAULT")
+        await conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_id ON {self.table} (id)")
+        await conn.execute("CREATE TEMP TABLE IF NOT EXISTS warden_staging (record jsonb)")
+        return conn
 
     async def _prepare_days(self, conn) -> None:
         """Today's and tomorrow's partitions exist; once a day, old ones are dropped."""
@@ -136,10 +240,9 @@ class PostgresSink:
                 dropped.append(row["relname"])
         return dropped
 
-    async def _disconnect(self) -> None:
+    def _cut(self) -> None:
+        """Drop the connection at once (after a failure, or at shutdown: nothing to wait
+        for)."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            try:
-                await conn.close(timeout=5)
-            except Exception:  # closing a broken connection
-                conn.terminate()
+            conn.terminate()

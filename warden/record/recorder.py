@@ -3,8 +3,8 @@ disk I/O on the event loop.
 
 Each record is rendered to one JSON line when it happens (`started`, before the request is
 forwarded; `ended`, once it is over) and appended to one buffer; every `flush_interval` the
-buffer goes to the writer thread, which only writes bytes and looks after the files
-(`RecordFiles`: rotation, compression, the cap). One buffer, not a list of lines: a line
+buffer goes to the writer thread (writer.py), which only writes bytes and looks after the
+files (`RecordFiles`: rotation, compression, the cap). One buffer, not a list of lines: a line
 copied into it at once frees its memory while it is still in the CPU's cache, for the next
 record to reuse, where thousands of lines held apart until the flush each took fresh memory
 and were freed cold by the writer (3-4 µs more per request, compiled, with 4,000 records a
@@ -17,8 +17,9 @@ handoff is a context switch), which cost several times more; a thread that only 
 from the loop's own thread, never while it changes.
 
 Bounded: when `queue_size` records are waiting (queued or with the writer), new ones are
-dropped and counted (`dropped`, exported as a metric, and one log line per flush that
-dropped some), never silently and never by blocking the proxy.
+dropped and counted (`dropped`, exported as a metric), never silently and never by blocking
+the proxy. Every loss, whatever its cause (the writer's too: writer.py), is summarised in the
+log: at once the first time, then at most once a minute while losses go on.
 
 What a SIGKILL of the gateway can lose: the records queued since the last flush (at most
 `flush_interval`, 0.2 s by default) and the batch being written at that moment (a torn last
@@ -30,8 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
+import time
 
 import orjson
 
@@ -40,14 +40,14 @@ from warden.proxy.exchange import Exchange
 from warden.record.files import RecordFiles
 from warden.record.postgres import PostgresSink
 from warden.record.render import Clock, Renderer
+from warden.record.trouble import SUMMARY_EVERY
+from warden.record.writer import REOPEN, Batch, Writer
 
 log = logging.getLogger("warden.record")
 
-_REOPEN = "reopen"
-
 
 class Recorder:
-    def __init__(self, spec: RecorderSpec):
+    def __init__(self, spec: RecorderSpec, writer: Writer | None = None):
         self.spec = spec
         self._clock = Clock().sync()
         self._render = Renderer(spec.headers, spec.response, self._clock)
@@ -57,20 +57,16 @@ class Recorder:
         # (recomputed at each flush, so a record costs one comparison).
         self._room = spec.queue_size
         # The largest body written verbatim; 0 while free disk is below the floor (the
-        # writer checks after each batch).
+        # writer checks after each batch; read here at each flush).
         self.body_limit = spec.max_file_size // 4
-        # Counters: each is written by one thread only (the loop or the writer).
-        self.handed = 0            # records handed to the writer (loop)
-        self.written = 0           # records the writer is done with (writer)
-        self.dropped = 0           # records dropped: queue full (loop)
-        self.unrendered = 0        # records that could not be rendered (loop; a bug)
-        self.bodies_omitted = 0    # bodies left out: low disk (loop)
-        self.refused = 0           # records dropped: the disk cap refused them (writer)
-        self.failed = 0            # records lost to a write error (writer)
-        self._lost_logged = 0
-        self._batches: queue.SimpleQueue[Batch | str | None] = queue.SimpleQueue()
-        self.files: RecordFiles | None = None
-        self._writer: threading.Thread | None = None
+        # Counters of the loop's side (the writer keeps its own).
+        self.handed = 0            # records handed to the writer
+        self.dropped = 0           # records dropped: queue full
+        self.unrendered = 0        # records that could not be rendered (a bug)
+        self.bodies_omitted = 0    # bodies left out: low disk
+        self._lost_said = 0        # losses the log has told of
+        self._lost_said_at = float("-inf")
+        self.writer = writer if writer is not None else Writer(spec)
         self.sink: PostgresSink | None = None
         self._sink_task: asyncio.Task[None] | None = None
 
@@ -104,15 +100,26 @@ class Recorder:
         self._pending_count += 1
 
     @property
+    def written(self) -> int:
+        return self.writer.written
+
+    @property
+    def files(self) -> RecordFiles | None:
+        return self.writer.files
+
+    @property
+    def lost(self) -> int:
+        writer = self.writer
+        return self.dropped + self.unrendered + writer.refused + writer.disk_full \
+            + writer.failed
+
+    @property
     def queued(self) -> int:
-        return self._pending_count + self.handed - self.written
+        return self._pending_count + self.handed - self.writer.written
 
     def start(self) -> None:
         """From the event loop: open the files, start the writer (and the PostgreSQL sink)."""
-        self.files = RecordFiles(self.spec)
-        self._writer = threading.Thread(target=self._write_loop, name="warden-recorder",
-                                        daemon=True)
-        self._writer.start()
+        self.writer.start()
         if self.spec.postgres is not None:
             self.sink = PostgresSink(self.spec.postgres)
             self._sink_task = asyncio.get_running_loop().create_task(self.sink.run())
@@ -125,84 +132,45 @@ class Recorder:
 
     def flush(self) -> None:
         self._clock.sync()  # the wall clock may have been stepped
+        writer = self.writer
         if self._pending_count:
             batch = Batch(self._pending, self._pending_count)
             self._pending, self._pending_count = bytearray(), 0
             self.handed += batch.count
-            self._batches.put(batch)
+            writer.batches.put(batch)
             if self.sink is not None:
                 self.sink.submit(batch.lines, batch.count)
-        self._room = self.spec.queue_size - (self.handed - self.written)
-        lost = self.dropped + self.unrendered + self.refused + self.failed
-        if lost != self._lost_logged:
-            log.warning("flight recorder: %d records lost so far (queue full: %d, disk cap: "
-                        "%d, write errors: %d, render errors: %d)", lost, self.dropped,
-                        self.refused, self.failed, self.unrendered)
-            self._lost_logged = lost
+        self._room = self.spec.queue_size - (self.handed - writer.written)
+        self.body_limit = writer.body_limit
+        self.report_losses(time.monotonic())
+
+    def report_losses(self, now: float) -> None:
+        """Any records lost since the log last said: at once the first time, then at most
+        once a minute (a full disk or queue loses records on every flush)."""
+        lost = self.lost
+        if lost == self._lost_said or now - self._lost_said_at < SUMMARY_EVERY:
+            return
+        writer = self.writer
+        log.warning("flight recorder: %d records lost since the last report, %d in all "
+                    "(queue full: %d, disk full: %d, disk cap: %d, write errors: %d, render "
+                    "errors: %d)", lost - self._lost_said, lost, self.dropped,
+                    writer.disk_full, writer.refused, writer.failed, self.unrendered)
+        self._lost_said, self._lost_said_at = lost, now
 
     def reopen(self) -> None:
         """SIGHUP: an external logrotate moved the open file; the writer starts a new one."""
-        self._batches.put(_REOPEN)
+        self.writer.batches.put(REOPEN)
 
     async def stop(self) -> None:
         """Write everything pending, then stop the writer."""
         self.flush()
-        self._batches.put(None)
+        self.writer.batches.put(None)
         if self.sink is not None and self._sink_task is not None:
-            self.sink.stop()
-            await self._sink_task
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.join)
+            await self.sink.close(self._sink_task)  # within its deadline
+        await asyncio.to_thread(self.writer.join)
+        self.report_losses(float("inf"))  # whatever the last minute lost
 
     def _unrenderable(self) -> None:
         self.unrendered += 1
         if self.unrendered == 1:
             log.exception("flight recorder: a record could not be rendered")
-
-    # -- the writer thread: bytes to files, nothing else -----------------------------------
-
-    def _write_loop(self) -> None:
-        files = self.files
-        assert files is not None
-        while True:
-            batch = self._batches.get()
-            if batch is None:
-                break
-            if isinstance(batch, str):  # _REOPEN
-                try:
-                    files.reopen()
-                except OSError:
-                    log.exception("flight recorder: reopen failed")
-                continue
-            try:
-                self._write(files, batch.lines)
-                low_disk = files.free_disk() < self.spec.min_free_disk
-                self.body_limit = 0 if low_disk else self.spec.max_file_size // 4
-            except Exception:
-                log.exception("flight recorder: write failed")
-                self.failed += batch.count
-            finally:
-                self.written += batch.count
-        files.close()
-
-    def _write(self, files: RecordFiles, lines: bytearray) -> None:
-        """In pieces of whole lines of at most a quarter file each, so that a piece always
-        fits under the cap (a single longer line is a piece of its own)."""
-        limit = self.spec.max_file_size // 4
-        view = memoryview(lines)
-        start = 0
-        while start < len(lines):
-            end = lines.rfind(b"\n", start, start + limit) + 1
-            if end <= start:  # one line longer than the limit
-                end = lines.find(b"\n", start + limit) + 1 or len(lines)
-            if not files.write(view[start:end]):
-                self.refused += lines.count(b"\n", start, end)
-            start = end
-
-
-class Batch:
-    """What one flush hands over: record lines, and how many."""
-
-    def __init__(self, lines: bytearray, count: int):
-        self.lines = lines
-        self.count = count

@@ -1,0 +1,144 @@
+"""The recorder's writer thread: the batches the event loop hands over, written to the files
+(`RecordFiles`: rotation, compression, the cap), and nothing else. It runs per batch, not
+per request, so it stays interpreted (the recorder's loop side is compiled).
+
+Faults: a piece that cannot be written (a full disk above all) is dropped and counted by
+cause (`disk_full`: ENOSPC or EDQUOT; `write_error`: any other), and the next piece is tried
+all the same, so writing resumes by itself as soon as it can. The log says so once, without a
+traceback (`cannot write ...`), then at most once a minute how many records were dropped
+since, and once when writing resumes; the loop's own summary of every loss is throttled the
+same way (recorder.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from warden.config.recorder_schema import RecorderSpec
+from warden.record.files import Disk, RecordFiles
+from warden.record.trouble import Trouble
+
+log = logging.getLogger("warden.record")
+
+REOPEN = "reopen"
+# With no batch for this long, the writer looks at the disk anyway (its free space, the files
+# an operator deleted).
+IDLE_CHECK = 1.0
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_HINT = {errno: " (a recorder.max_total_size that the disk can hold keeps the "
+                          "newest records instead)" for errno in _DISK_FULL}
+
+
+class Batch:
+    """What one flush hands over: record lines, and how many."""
+
+    def __init__(self, lines: bytearray, count: int):
+        self.lines = lines
+        self.count = count
+
+
+class Writer:
+    """Owns the files and the thread; counters are written by its thread only."""
+
+    def __init__(self, spec: RecorderSpec, clock: Callable[[], float] = time.monotonic,
+                 disk: Disk | None = None):
+        self.spec = spec
+        self.batches: queue.SimpleQueue[Batch | str | None] = queue.SimpleQueue()
+        self.files: RecordFiles | None = None
+        self.written = 0      # records the writer is done with (written or dropped)
+        self.refused = 0      # dropped: the disk cap refused them
+        self.disk_full = 0    # dropped: no space on the disk (or over quota)
+        self.failed = 0       # dropped: any other write error
+        # The largest body written verbatim; 0 while free disk is below the floor.
+        self.body_limit = spec.max_file_size // 4
+        self._disk = disk
+        self._trouble = Trouble(log, f"flight recorder: {spec.dir}", clock, _DISK_FULL_HINT)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Open the files (here, so that an unwritable directory stops the start), then
+        start the thread."""
+        self.files = RecordFiles(self.spec, disk=self._disk, report=self._trouble.noted)
+        self._thread = threading.Thread(target=self.run, name="warden-recorder", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def run(self) -> None:
+        files = self.files
+        assert files is not None
+        while True:
+            try:
+                batch = self.batches.get(timeout=IDLE_CHECK)
+            except queue.Empty:  # no records for a while: the disk's state still counts
+                self._refresh(files)
+                continue
+            if batch is None:
+                break
+            if isinstance(batch, str):  # REOPEN
+                try:
+                    files.reopen()
+                except OSError as e:  # the next write opens it
+                    self._trouble.noted("reopen failed", e)
+                continue
+            try:
+                self.write(files, batch.lines)
+                self._check_free_disk(files)
+            finally:
+                self.written += batch.count
+        files.close()
+
+    def write(self, files: RecordFiles, lines: bytearray) -> None:
+        """In pieces of whole lines of at most a quarter file each, so that a piece always
+        fits under the cap (a single longer line is a piece of its own). A piece that fails
+        is dropped and the next is tried; the batch as a whole says whether writing works."""
+        limit = self.spec.max_file_size // 4
+        view = memoryview(lines)
+        start = 0
+        failure: OSError | None = None
+        dropped = 0
+        while start < len(lines):
+            end = lines.rfind(b"\n", start, start + limit) + 1
+            if end <= start:  # one line longer than the limit
+                end = lines.find(b"\n", start + limit) + 1 or len(lines)
+            count = lines.count(b"\n", start, end)
+            try:
+                if not files.write(view[start:end]):
+                    self.refused += count
+            except OSError as e:
+                failure = failure or e
+                dropped += count
+                if e.errno in _DISK_FULL:
+                    self.disk_full += count
+                else:
+                    self.failed += count
+            except Exception:  # a bug: its traceback (once a minute at most)
+                self.failed += count
+                self._trouble.failing(None, count)
+                return
+            start = end
+        if failure is not None:
+            self._trouble.failing(failure, dropped)
+        else:
+            self._trouble.working()
+
+    def _refresh(self, files: RecordFiles) -> None:
+        try:
+            files.refresh()
+        except OSError:  # the directory is gone: the next write makes it again
+            return
+        self._check_free_disk(files)
+
+    def _check_free_disk(self, files: RecordFiles) -> None:
+        try:
+            low_disk = files.free_disk() < self.spec.min_free_disk
+        except OSError:  # the directory is gone: the next write makes it again
+            return
+        self.body_limit = 0 if low_disk else self.spec.max_file_size // 4
