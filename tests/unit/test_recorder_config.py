@@ -65,5 +65,5 @@ def test_the_quarantine_file_is_its_own_setting(tmp_path: Path):
     settings = parse_settings({"backends": [BACKEND],
                                "recorder": {"enabled": False, "dir": str(tmp_path)},
                                "guard": {"quarantine": {"file": str(own)}}}, {})
-    quarantine = build_quarantine(settings)
-    assert quarantine is not None and quarantine.store.path == own
+    parts = build_quarantine(settings, lambda backend: False)
+    assert parts is not None and parts.quarantine.store.path == own
