@@ -115,3 +115,41 @@ def test_the_validator_refuses_what_vllm_would_read_otherwise(path, body, param)
 def test_max_tokens_zero_is_echo_only_scoring_on_completions():
     body = completion(max_tokens=0, echo=True, logprobs=1)
     assert Validator(ValidationSpec()).problem(COMPLETIONS, body, orjson.dumps(body)) is None
+
+
+def any_of(depth: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def tool(parameters: dict) -> dict:
+    return {"type": "function", "function": {"name": "f", "parameters": parameters}}
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    # the engine compiles a schema given as JSON text as it compiles the object
+    (chat(structured_outputs={"json": orjson.dumps(any_of(5)).decode()}),
+     "structured_outputs.json"),
+    (chat(guided_json=orjson.dumps(any_of(5)).decode()), "guided_json"),
+    (chat(guided_json="[" * 1000 + "]" * 1000), "guided_json"),  # past Python's recursion
+    # and a forced tool call compiles the tools' parameters
+    (chat(tools=[tool(any_of(5))], tool_choice={"type": "function", "function": {"name": "f"}}),
+     "tools[0].function.parameters"),
+    (chat(tools=[tool(any_of(4))], tool_choice="required"), "tools"),  # one more anyOf
+])
+def test_a_schema_the_engine_compiles_is_judged_however_it_is_given(body, param):
+    outcome = admit(unvalidated(), body)
+    assert outcome is not None and outcome.rejection is not None, outcome
+    assert outcome.rejection.param == param and "so-schema-too-complex" in \
+        outcome.rejection.message
+
+
+@pytest.mark.parametrize("body", [
+    chat(tools=[tool(any_of(5))], tool_choice="auto"),  # not forced: nothing compiled
+    chat(tools=[tool(any_of(3))], tool_choice="required"),
+    chat(structured_outputs={"json": orjson.dumps(any_of(3)).decode()}),
+])
+def test_schemas_within_bounds_pass(body):
+    assert admit(unvalidated(), body) is None
