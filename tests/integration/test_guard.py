@@ -6,6 +6,7 @@ alone."""
 from __future__ import annotations
 
 import openai
+import orjson
 import pytest
 from openai import OpenAI
 
@@ -128,3 +129,87 @@ def test_custom_rules_from_the_config_apply(tmp_path):
     finally:
         gw.stop()
         sim.stop()
+
+
+# The issue's killers in the spellings vLLM's lax parsing reads as empty or false constraints.
+LAX_KILLERS = [{"structured_outputs": {"json_object": 0}},
+               {"structured_outputs": {"json_object": 0.0}},
+               {"structured_outputs": {"json_object": "false"}},
+               {"structured_outputs": {"regex": ""}}, {"guided_grammar": ""}]
+
+
+def test_the_lax_killers_kill_a_0_11_node_sent_straight_to_it():
+    sim = SimProcess(len(LAX_KILLERS), "--restart-after", "-1")  # one node per killer
+    try:
+        for node, killer in enumerate(LAX_KILLERS):
+            body = {"model": "sim-model", "messages": MESSAGES, "max_tokens": 2, **killer}
+            assert http("GET", f"{sim.url(node)}/health")[0] == 200
+            status, _, _ = http("POST", f"{sim.url(node)}/v1/chat/completions",
+                                orjson.dumps(body))
+            assert status == 500, killer
+            assert http("GET", f"{sim.url(node)}/health")[0] == 503, killer
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_the_lax_killers_never_kill_a_node_through_the_guard(old_fleet, validation):
+    sim, gw = old_fleet
+    own = None if validation else GatewayThread({"backends": sim.backends_config(), "guard": {
+        "validation": {"enabled": False}}})
+    client = OpenAI(base_url=f"{(own or gw).url}/v1", api_key="x", max_retries=0)
+    try:
+        for killer in LAX_KILLERS:
+            try:  # normalized (the constraint dropped) or refused by the schema: never sent
+                completion = client.chat.completions.create(
+                    model="sim-model", messages=MESSAGES, max_tokens=2, extra_body=killer)
+                assert completion.choices[0].finish_reason == "length"
+            except openai.BadRequestError as e:
+                assert validation and e.body["code"] == "invalid_type", e.body
+                assert e.body["param"] == "structured_outputs.json_object"
+        assert [http("GET", f"{sim.url(i)}/health")[0] for i in range(2)] == [200, 200]
+    finally:
+        if own is not None:
+            own.stop()
+
+
+def test_max_tokens_zero_is_refused_naming_it(old_fleet):
+    sim, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="sim-model", messages=MESSAGES, max_tokens=0,
+                                       extra_headers={"X-Request-Id": "zero-max-tokens"})
+    assert caught.value.body["param"] == "max_tokens"
+    assert not any("zero-max-tokens" in ids for ids in sim.request_ids().values())
+
+
+@pytest.mark.parametrize("url", ["http://127\u30020\u30020\u30021/",
+                                 "http://\u2460\u2461\u2466.0.0.1/"])
+def test_a_disguised_loopback_image_never_reaches_a_node(old_fleet, url):
+    sim, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="sim-model", extra_headers={"X-Request-Id": "disguised-loopback"},
+            messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}}]}])
+    assert "127.0.0.1" in caught.value.body["message"]
+    assert not any("disguised-loopback" in ids for ids in sim.request_ids().values())
+
+
+def test_a_responses_input_image_on_the_metadata_address_never_reaches_a_node(old_fleet):
+    sim, gw = old_fleet
+    client = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="sim-model", extra_headers={"X-Request-Id": "responses-metadata"},
+            input=[{"role": "user", "content": [
+                {"type": "input_text", "text": "describe"},
+                {"type": "input_image", "image_url": "http://169.254.169.254/latest/",
+                 "detail": "auto"}]}])
+    error = caught.value.body
+    assert error["param"] == "input[0].content[1].image_url"
+    assert error["code"] == "rejected_by_guard"
+    assert not any("responses-metadata" in ids for ids in sim.request_ids().values())
+    answered = client.responses.create(model="sim-model", input="hello", max_output_tokens=2)
+    assert answered.output_text is not None

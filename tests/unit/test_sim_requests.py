@@ -61,3 +61,11 @@ def test_a_regex_that_does_not_parse_gets_vllm_0_32s_400(regex):
                                   {"structured_outputs": {"json_object": True}}])
 def test_usable_structured_outputs_pass(body):
     check_structured_outputs(body)
+
+
+def test_max_tokens_zero_is_refused_as_vllm_refuses_it_but_echo_scores_the_prompt():
+    for body in ({"max_tokens": 0}, {"max_completion_tokens": 0}, {"prompt": "x", "max_tokens": 0}):
+        with pytest.raises(BadRequest) as caught:
+            checked_max_tokens(body, 10, 512)
+        assert b"max_tokens must be at least 1, got 0." in caught.value.body
+    assert checked_max_tokens({"prompt": "x", "max_tokens": 0, "echo": True}, 10, 512) == 1

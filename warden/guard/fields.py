@@ -1,6 +1,7 @@
-"""The fields of OpenAI request bodies plus vLLM's extra parameters: each one's types, range
-and, where it has contents worth checking (messages, stop strings, tools, logit_bias, token-id
-prompts), the check of them. Pure data and pure functions; `validate` applies them."""
+"""What a field of a request body is (its types, range and content check) and the checks of
+contents worth checking (messages, stop strings, tools, logit_bias, token-id prompts,
+structured outputs). Which endpoint takes which field is field_tables'. Pure data and pure
+functions; `validate` applies them."""
 
 
 from __future__ import annotations
@@ -87,11 +88,11 @@ def _strings(param: str, value: object, limit: int, item_length: int) -> Invalid
     return None
 
 
-def _stop(param: str, value: object, limits: Limits) -> InvalidField | None:
+def stop_strings(param: str, value: object, limits: Limits) -> InvalidField | None:
     return _strings(param, value, limits.max_stop, limits.max_stop_length)
 
 
-def _token_ids(param: str, value: object, limits: Limits) -> InvalidField | None:
+def token_ids(param: str, value: object, limits: Limits) -> InvalidField | None:
     assert isinstance(value, list)
     for i, item in enumerate(value):
         if type(item) is not int:
@@ -101,7 +102,7 @@ def _token_ids(param: str, value: object, limits: Limits) -> InvalidField | None
     return None
 
 
-def _prompt(param: str, value: object, limits: Limits) -> InvalidField | None:
+def prompt(param: str, value: object, limits: Limits) -> InvalidField | None:
     """A string, a list of strings, a list of token ids, or a list of lists of token ids."""
     if isinstance(value, str):
         return None
@@ -110,10 +111,10 @@ def _prompt(param: str, value: object, limits: Limits) -> InvalidField | None:
         return InvalidField(f"{param}: must not be empty", param=param)
     first = value[0]
     if type(first) is int:
-        return _token_ids(param, value, limits)
+        return token_ids(param, value, limits)
     for i, item in enumerate(value):
         if type(item) is list:
-            problem = _token_ids(f"{param}[{i}]", item, limits)
+            problem = token_ids(f"{param}[{i}]", item, limits)
             if problem is not None:
                 return problem
         elif type(item) is not str:
@@ -130,7 +131,7 @@ def _content_parts(param: str, parts: list) -> InvalidField | None:
     return None
 
 
-def _messages(param: str, value: object, limits: Limits) -> InvalidField | None:
+def messages(param: str, value: object, limits: Limits) -> InvalidField | None:
     assert isinstance(value, list)
     if not value:
         return InvalidField(f"{param}: must contain at least one message", param=param)
@@ -162,7 +163,7 @@ def _message_problem(param: str, messages: list) -> InvalidField | None:
     return None
 
 
-def _tools(param: str, value: object, limits: Limits) -> InvalidField | None:
+def tools(param: str, value: object, limits: Limits) -> InvalidField | None:
     assert isinstance(value, list)
     problem = _too_many(param, value, limits.max_tools, "tools")
     if problem is not None:
@@ -179,7 +180,7 @@ def _tools(param: str, value: object, limits: Limits) -> InvalidField | None:
     return None
 
 
-def _logit_bias(param: str, value: object, limits: Limits) -> InvalidField | None:
+def logit_bias(param: str, value: object, limits: Limits) -> InvalidField | None:
     assert isinstance(value, dict)
     problem = _too_many(param, value, limits.max_logit_bias, "entries")
     if problem is not None:
@@ -194,7 +195,32 @@ def _logit_bias(param: str, value: object, limits: Limits) -> InvalidField | Non
     return None
 
 
-def _typed_object(field: str, types: tuple[type, ...]) -> Deep:
+# vLLM's StructuredOutputsParams (sampling_params.py; the same fields from 0.11 to 0.32, plus
+# 0.11's disable_fallback). Strict like every type here: vLLM would read `"json_object": 0`
+# as false (and 0.11's engine dies of a false one), so a number is refused, not guessed at.
+STRUCTURED_OUTPUTS: dict[str, tuple[type, ...]] = {
+    "json": (str, dict, NONE), "regex": (str, NONE), "choice": (list, NONE),
+    "grammar": (str, NONE), "json_object": (bool, NONE), "structural_tag": (str, NONE),
+    "whitespace_pattern": (str, NONE), "disable_any_whitespace": (bool, NONE),
+    "disable_additional_properties": (bool, NONE), "disable_fallback": (bool, NONE),
+}
+
+
+def structured_outputs(param: str, value: object, limits: Limits) -> InvalidField | None:
+    assert isinstance(value, dict)
+    for key, inner in value.items():
+        types = STRUCTURED_OUTPUTS.get(key)
+        if types is not None and type(inner) not in types:
+            return wrong_type(f"{param}.{key}", inner, types)
+    choice = value.get("choice")
+    if type(choice) is list:
+        for i, item in enumerate(choice):
+            if type(item) is not str:
+                return wrong_type(f"{param}.choice[{i}]", item, STR)
+    return None
+
+
+def typed_object(field: str, types: tuple[type, ...]) -> Deep:
     """An object whose `field`, when present, has one of `types` (response_format's type)."""
     def check(param: str, value: object, limits: Limits) -> InvalidField | None:
         assert isinstance(value, dict)
@@ -203,92 +229,3 @@ def _typed_object(field: str, types: tuple[type, ...]) -> Deep:
             return wrong_type(f"{param}.{field}", inner, types)
         return None
     return check
-
-
-# -- the tables ---------------------------------------------------------------------------
-
-def _opt(types: tuple[type, ...], low: float | None = None, high: float | None = None,
-         deep: Deep | None = None) -> Field:
-    return Field((*types, NONE), low, high, deep)
-
-
-SAMPLING: dict[str, Field] = {
-    # OpenAI's parameters shared by chat and completions
-    "stream": _opt(BOOL),
-    "stream_options": _opt(DICT, deep=_typed_object("include_usage", BOOL)),
-    "n": _opt(INT, 1),
-    "temperature": _opt(NUMBER, 0),
-    "top_p": _opt(NUMBER, 0, 1),
-    "presence_penalty": _opt(NUMBER, -2, 2),
-    "frequency_penalty": _opt(NUMBER, -2, 2),
-    "max_tokens": _opt(INT, 0),
-    "seed": _opt(INT),
-    "stop": _opt((str, list), deep=_stop),
-    "logit_bias": _opt(DICT, deep=_logit_bias),
-    "user": _opt(STR),
-    # vLLM's extra sampling parameters
-    "best_of": _opt(INT, 1),
-    "top_k": _opt(INT, -1),
-    "min_p": _opt(NUMBER, 0, 1),
-    "repetition_penalty": _opt(NUMBER, 0),
-    "length_penalty": _opt(NUMBER),
-    "min_tokens": _opt(INT, 0),
-    "stop_token_ids": _opt(LIST, deep=_token_ids),
-    "allowed_token_ids": _opt(LIST, deep=_token_ids),
-    "bad_words": _opt(LIST, deep=_stop),
-    "ignore_eos": _opt(BOOL),
-    "include_stop_str_in_output": _opt(BOOL),
-    "skip_special_tokens": _opt(BOOL),
-    "spaces_between_special_tokens": _opt(BOOL),
-    "prompt_logprobs": _opt(INT, -1),
-    "truncate_prompt_tokens": _opt(INT, -1),
-    "structured_outputs": _opt(DICT),
-    "guided_json": _opt((str, dict)),
-    "guided_regex": _opt(STR),
-    "guided_choice": _opt(LIST, deep=_stop),
-    "guided_grammar": _opt(STR),
-    "response_format": _opt(DICT, deep=_typed_object("type", STR)),
-    "priority": _opt(INT),
-    "request_id": _opt(STR),
-    "add_special_tokens": _opt(BOOL),
-}
-
-CHAT: dict[str, Field] = {
-    **SAMPLING,
-    "messages": Field(LIST, deep=_messages),
-    "max_completion_tokens": _opt(INT, 0),
-    "logprobs": _opt(BOOL),
-    "top_logprobs": _opt(INT, 0),
-    "tools": _opt(LIST, deep=_tools),
-    "tool_choice": _opt((str, dict)),
-    "parallel_tool_calls": _opt(BOOL),
-    "chat_template": _opt(STR),
-    "chat_template_kwargs": _opt(DICT),
-    "add_generation_prompt": _opt(BOOL),
-    "continue_final_message": _opt(BOOL),
-    "echo": _opt(BOOL),
-    "documents": _opt(LIST),
-    "mm_processor_kwargs": _opt(DICT),
-}
-
-COMPLETIONS: dict[str, Field] = {
-    **SAMPLING,
-    "prompt": Field((str, list), deep=_prompt),
-    "logprobs": _opt(INT, 0),
-    "echo": _opt(BOOL),
-    "suffix": _opt(STR),
-}
-
-EMBEDDINGS: dict[str, Field] = {
-    "input": Field((str, list), deep=_prompt),
-    "encoding_format": _opt(STR),
-    "dimensions": _opt(INT, 1),
-    "user": _opt(STR),
-    "truncate_prompt_tokens": _opt(INT, -1),
-    "add_special_tokens": _opt(BOOL),
-    "priority": _opt(INT),
-    "request_id": _opt(STR),
-}
-
-# Always present, and checked by admission (model), so never "unknown".
-COMMON: dict[str, Field] = {"model": _opt(STR)}

@@ -3,38 +3,47 @@
 vLLM fetches `image_url`/`audio_url`/`video_url` itself, from any address unless started with
 `--allowed-media-domains` (CVE-2025-6242; redirects followed, private addresses reachable:
 vllm-project/vllm#57157). The gateway refuses what it can judge without a DNS lookup on the
-request path: schemes other than http(s) and data, IP literals that are not public (every
-spelling `inet_aton` accepts: 127.1, 0x7f000001, 2130706433), and local names (localhost,
-*.local, *.internal). A public-looking name that resolves to a private address is not caught
-here: set `guard.limits.allowed_media_domains` (or vLLM's own flag) for that.
+request path (warden.guard.urls): schemes other than http(s) and data, hosts that are not
+public however they are spelled, and local names. A public-looking name that resolves to a
+private address is not caught here: set `guard.limits.allowed_media_domains` (or vLLM's own
+flag) for that.
+
+Media come in content parts, wherever vLLM reads messages: chat's and tokenize's `messages`,
+the embeddings endpoint's `messages` or `input` (chat messages, batched or not), and the
+Responses API's `input` items (`input_image` with an `image_url` string, `input_file`'s
+`file_url`). vLLM reads a part by its keys when it has no `type`, so every part holding a
+media key is judged, whatever its `type` says.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
+from warden.guard.urls import unsafe_url_reason
 
-MEDIA_PARTS = ("image_url", "audio_url", "video_url", "input_audio")
-LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
+MEDIA_KEYS = ("image_url", "audio_url", "video_url", "file_url", "input_audio")
+_CARRIERS = ("messages", "input", "previous_input_messages")
 
 
 def media_parts(body: dict) -> Iterator[tuple[str, str, object]]:
-    """(param, part type, its value) of every media part of a chat request's messages."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return
-    for i, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            continue
-        for j, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") in MEDIA_PARTS:
-                kind = part["type"]
-                yield f"messages[{i}].content[{j}].{kind}", kind, part.get(kind)
+    """(param, media key, its value) of every media item in the body's messages or input
+    items, at any nesting of lists and objects."""
+    stack: list[tuple[str, object]] = [(key, body[key]) for key in reversed(_CARRIERS)
+                                       if isinstance(body.get(key), list)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(node)))
+                         if isinstance(item, list | dict))
+        elif isinstance(node, dict):
+            for key in MEDIA_KEYS:
+                if node.get(key) is not None:
+                    yield f"{path}.{key}", key, node[key]
+            for key in ("content", "output"):  # a message's parts, a tool output's image
+                inner = node.get(key)
+                if isinstance(inner, list | dict):
+                    stack.append((f"{path}.{key}", inner))
 
 
 def _url_of(value: object) -> str | None:
@@ -42,41 +51,6 @@ def _url_of(value: object) -> str | None:
         return value
     if isinstance(value, dict) and isinstance(value.get("url"), str):
         return value["url"]
-    return None
-
-
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    try:  # the legacy IPv4 spellings a resolver still accepts
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
-def unsafe_url_reason(url: str, allowed_domains: list[str] | None) -> str | None:
-    """Why the engine must not fetch `url`, or None."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme == "data":
-        return None
-    if scheme not in ("http", "https"):
-        return f"the {scheme or 'missing'} scheme is not fetched (http, https or data only)"
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        return "the URL has no host"
-    address = _address(host)
-    if address is not None:
-        mapped = getattr(address, "ipv4_mapped", None)
-        if not (mapped or address).is_global:
-            return f"{host} is not a public address"
-    elif host == "localhost" or host.endswith(LOCAL_SUFFIXES):
-        return f"{host} is a local name"
-    if allowed_domains is not None and not any(
-            host == domain or host.endswith("." + domain) for domain in allowed_domains):
-        return f"{host} is not among guard.limits.allowed_media_domains"
     return None
 
 
@@ -106,13 +80,14 @@ def _too_much_media(body: dict, ctx: RuleContext) -> Finding | None:
 
 
 # Media parts nest inside messages, which every chat request has: the guard looks for them
-# only when the raw body holds one of these byte strings.
-MARKERS = (b'_url"', b'"input_audio"')
+# only when the raw body holds one of these byte strings. A JSON escape can spell a key
+# without them (`"image\u005furl"`), so a body with an escape is looked at too.
+MARKERS = (b'_url"', b'"input_audio"', b"\\u")
 
 MEDIA_RULES: tuple[Rule, ...] = (
     Rule("mm-private-url",
-         "a media URL the engine would fetch from a private, loopback or local address, or "
-         "with a scheme other than http(s)/data",
+         "a media URL the engine would fetch from a private, loopback or local address "
+         "(however the host is spelled), or with a scheme other than http(s)/data",
          "CVE-2025-6242 / GHSA-3f6c-7fw2-ppm4 (MediaConnector SSRF), vllm-project/vllm#57157",
          None, REJECT, frozenset(), _private_url, markers=MARKERS,
          harm="the engine must not fetch it"),

@@ -12,44 +12,60 @@ answers it 400 itself.
 
 from __future__ import annotations
 
+from warden.guard.lax import lax_bool, lax_int
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
 
 AMPLIFIES = "one request would take what many should"
+CHAT = "/v1/chat/completions"
+
+
+def _output_length(body: dict, ctx: RuleContext) -> tuple[str, int | None]:
+    """Each sequence's output limit as vLLM picks it: chat's max_completion_tokens when set
+    (0.11 skips a 0), else max_tokens (0 with echo: one), else (absent, or one vLLM refuses)
+    the context length."""
+    if ctx.path == CHAT:
+        value = lax_int(body.get("max_completion_tokens"))
+        if value is not None and value > 0:
+            return "max_completion_tokens", value
+    value = lax_int(body.get("max_tokens"))
+    if value is not None and value > 0:
+        return "max_tokens", value
+    if value == 0 and ctx.path != CHAT and lax_bool(body.get("echo")):
+        return "max_tokens", 1
+    return "max_tokens", ctx.facts.max_model_len
 
 
 def _many_sequences(body: dict, ctx: RuleContext) -> Finding | None:
     limits = ctx.limits
     sequences = 1
     for field in ("n", "best_of"):
-        value = body.get(field)
-        if type(value) is int:
+        value = lax_int(body.get(field))  # "65" and 65.0 are 65 to vLLM
+        if value is not None:
             if value > limits.max_n:
                 return Finding(f"{field}={value} asks for more than {limits.max_n} sequences",
                                field)
             sequences = max(sequences, value)
     if sequences == 1:
         return None
-    for field in ("max_tokens", "max_completion_tokens"):
-        value = body.get(field)
-        if type(value) is int:
-            break
-    else:  # no length asked: each sequence may run to the context length
-        field, value = "max_tokens", ctx.facts.max_model_len
-    if value is not None and sequences * value > limits.max_generated_tokens:
-        return Finding(f"{sequences} sequences x {field}={value} is more than "
+    field, length = _output_length(body, ctx)
+    if length is not None and sequences * length > limits.max_generated_tokens:
+        return Finding(f"{sequences} sequences x {field}={length} is more than "
                        f"{limits.max_generated_tokens} tokens", field)
     return None
 
 
 def _many_logprobs(body: dict, ctx: RuleContext) -> Finding | None:
+    """-1 asks for the whole vocabulary (prompt_logprobs, and top_logprobs / completions'
+    logprobs where vLLM allows it); chat's `logprobs` is a boolean."""
     limit = ctx.limits.max_logprobs
-    prompt_logprobs = body.get("prompt_logprobs")
-    if prompt_logprobs == -1:
-        return Finding("prompt_logprobs=-1 asks for the whole vocabulary at every prompt "
-                       "position", "prompt_logprobs")
-    for field in ("logprobs", "top_logprobs", "prompt_logprobs"):
-        value = body.get(field)
-        if type(value) is int and value > limit:
+    fields = ("top_logprobs", "prompt_logprobs") if ctx.path == CHAT else \
+        ("logprobs", "top_logprobs", "prompt_logprobs")
+    for field in fields:
+        value = lax_int(body.get(field))
+        if value == -1:
+            return Finding(f"{field}=-1 asks for the whole vocabulary at every "
+                           f"{'prompt ' if field == 'prompt_logprobs' else ''}position", field)
+        if value is not None and value > limit:
             return Finding(f"{field}={value} is more than {limit}", field)
     return None
 
@@ -72,7 +88,7 @@ RESOURCE_RULES: tuple[Rule, ...] = (
          frozenset({"n", "best_of"}), _many_sequences, harm=AMPLIFIES),
     Rule("amp-logprobs",
          "logprobs, top_logprobs or prompt_logprobs above guard.limits.max_logprobs, or "
-         "prompt_logprobs -1 (the whole vocabulary)",
+         "-1 (the whole vocabulary)",
          "local-inference-lab/vllm#264 (prompt_logprobs=-1: prompt x vocab allocation, OOM), "
          "vllm-project/vllm#16836, #5890", None, REJECT,
          frozenset({"logprobs", "top_logprobs", "prompt_logprobs"}), _many_logprobs,

@@ -1,20 +1,27 @@
-"""Structured outputs and guided decoding: empty, contradictory or uncompilable constraints,
-and schemas too complex to compile in bounded time.
+"""Structured outputs and guided decoding: empty, contradictory or uncompilable constraints
+(schemas too complex to compile are rules_schema's).
 
 vLLM 0.11 killed EngineCore on a constraint that was present but meant nothing (seed 001);
 0.24 still did on two of them; 0.26+ is fixed (measured, ../shared/vllm/README.md). Where the
 request is valid OpenAI the rule normalizes (an empty constraint is no constraint); where it
-cannot mean anything, it rejects.
+cannot mean anything, it rejects. Values are judged as vLLM reads them (warden.guard.lax):
+`{"json_object": 0}` is false there, so it is false here.
 """
 
 from __future__ import annotations
 
 import re
 
+from warden.guard.lax import lax_bool
 from warden.guard.rule import NORMALIZE, REJECT, Finding, Rule, RuleContext
 
 _CONSTRAINTS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
-_COMBINATORS = ("anyOf", "oneOf", "allOf")
+# vLLM < 0.12 builds structured_outputs from these deprecated top-level fields when it is
+# absent or null (whitespace_pattern alone: no constraint, and the engine dies of it).
+_GUIDED = {"json": "guided_json", "regex": "guided_regex", "choice": "guided_choice",
+           "grammar": "guided_grammar", "structural_tag": "structural_tag",
+           "whitespace_pattern": "guided_whitespace_pattern"}
+GUIDED_KEYS = frozenset(_GUIDED.values())
 
 
 def _outputs(body: dict) -> dict | None:
@@ -22,45 +29,81 @@ def _outputs(body: dict) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _no_constraint(body: dict, ctx: RuleContext) -> Finding | None:
+def _params(body: dict) -> tuple[dict, str] | None:
+    """The structured-output parameters the engine builds from `body`, and the prefix of
+    their names in it ("structured_outputs." or "" for the deprecated top-level fields)."""
     outputs = body.get("structured_outputs")
-    if outputs is None and "structured_outputs" not in body:
-        return None
-    if outputs is None or (isinstance(outputs, dict)
-                           and all(outputs.get(f) is None for f in _CONSTRAINTS)):
+    if isinstance(outputs, dict):
+        return outputs, "structured_outputs."
+    if outputs is not None:
+        return None  # not an object: vLLM refuses the request itself
+    guided = {field: body[key] for field, key in _GUIDED.items() if body.get(key) is not None}
+    return (guided, "") if guided else None
+
+
+def _param(prefix: str, field: str) -> str:
+    return f"{prefix}{field}" if prefix else _GUIDED[field]
+
+
+def _no_constraint(body: dict, ctx: RuleContext) -> Finding | None:
+    if "structured_outputs" in body and body["structured_outputs"] is None \
+            and not GUIDED_KEYS.intersection(body):
         return Finding("structured_outputs carries no constraint", "structured_outputs")
-    return None
+    found = _params(body)
+    if found is None or any(found[0].get(f) is not None for f in _CONSTRAINTS):
+        return None
+    param = "structured_outputs" if found[1] else _GUIDED["whitespace_pattern"]
+    return Finding(f"{param} carries no structured-output constraint", param)
 
 
-def _drop_structured_outputs(body: dict) -> None:
+def _drop_no_constraint(body: dict) -> None:
     body.pop("structured_outputs", None)
+    if not any(body.get(_GUIDED[f]) is not None for f in _CONSTRAINTS if f in _GUIDED):
+        body.pop(_GUIDED["whitespace_pattern"], None)
 
 
-def _falsy(outputs: dict) -> list[str]:
-    """Fields present but meaning nothing: json_object false, empty json/grammar/tag."""
-    return [f for f in ("json_object", "json", "grammar", "structural_tag")
-            if f in outputs and outputs[f] is not None
-            and (outputs[f] is False or outputs[f] == "" or outputs[f] == {})]
+def _empty(field: str, value: object) -> bool:
+    """A constraint present but meaning nothing, as the engine reads it: json_object false
+    (or 0, "false", "no", ...), an empty json, regex, grammar or structural_tag, no choices.
+    A value of the wrong type is not judged: vLLM refuses the request itself."""
+    if value is None:
+        return False
+    if field == "json_object":
+        return lax_bool(value) is False
+    if field == "choice":
+        return value == []
+    return value == "" or (field == "json" and value == {})
+
+
+def _falsy(params: dict) -> list[str]:
+    return [f for f in _CONSTRAINTS if _empty(f, params.get(f))]
 
 
 def _falsy_constraint(body: dict, ctx: RuleContext) -> Finding | None:
-    outputs = _outputs(body)
-    if outputs is None:
-        return None
-    fields = _falsy(outputs)
+    found = _params(body)
+    fields = _falsy(found[0]) if found is not None else []
     if not fields:
         return None
-    return Finding(f"structured_outputs.{fields[0]} is present but empty or false",
-                   f"structured_outputs.{fields[0]}")
+    param = _param(found[1], fields[0]) if found is not None else ""
+    return Finding(f"{param} is present but empty or false", param)
 
 
 def _drop_falsy(body: dict) -> None:
-    outputs = _outputs(body)
-    if outputs is None:
-        return
-    for field in _falsy(outputs):
-        del outputs[field]
-    if all(outputs.get(f) is None for f in _CONSTRAINTS):
+    """Drop the empty constraints. A structured_outputs left with none goes, and the guided_*
+    fields it hid (0.11 reads them then) are judged next; guided options left with no
+    constraint go too."""
+    while (found := _params(body)) is not None:
+        params, prefix = found
+        if not prefix:
+            for field in _falsy(params):
+                del body[_GUIDED[field]]
+            if not any(body.get(_GUIDED[f]) is not None for f in _CONSTRAINTS if f in _GUIDED):
+                body.pop(_GUIDED["whitespace_pattern"], None)
+            return
+        for field in _falsy(params):
+            del params[field]
+        if any(params.get(f) is not None for f in _CONSTRAINTS):
+            return
         del body["structured_outputs"]
 
 
@@ -97,60 +140,19 @@ def _json_schema_without_schema(body: dict, ctx: RuleContext) -> Finding | None:
     return None
 
 
-def _schemas(body: dict) -> list[tuple[str, object]]:
-    """The JSON schemas a request asks the engine to compile, with their parameter names."""
-    found: list[tuple[str, object]] = []
-    outputs = _outputs(body)
-    if outputs is not None and isinstance(outputs.get("json"), dict):
-        found.append(("structured_outputs.json", outputs["json"]))
-    if isinstance(body.get("guided_json"), dict):
-        found.append(("guided_json", body["guided_json"]))
-    response_format = body.get("response_format")
-    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"),
-                                                        dict):
-        found.append(("response_format.json_schema.schema",
-                      response_format["json_schema"].get("schema")))
-    return found
-
-
-def _complexity(node: object, depth: int = 0, combinators: int = 0) -> tuple[int, int]:
-    """(deepest nesting, most combinators nested on one path) of a schema."""
-    deepest, most = depth, combinators
-    if isinstance(node, dict):
-        for key, value in node.items():
-            inner = combinators + (key in _COMBINATORS)
-            d, c = _complexity(value, depth + 1, inner)
-            deepest, most = max(deepest, d), max(most, c)
-    elif isinstance(node, list):
-        for value in node:
-            d, c = _complexity(value, depth + 1, combinators)
-            deepest, most = max(deepest, d), max(most, c)
-    return deepest, most
-
-
-def _schema_too_complex(body: dict, ctx: RuleContext) -> Finding | None:
-    limits = ctx.limits
-    for param, schema in _schemas(body):
-        depth, combinators = _complexity(schema)
-        if depth > limits.max_schema_depth:
-            return Finding(f"{param} nests {depth} levels deep (limit "
-                           f"{limits.max_schema_depth})", param)
-        if combinators > limits.max_schema_combinators:
-            return Finding(f"{param} nests anyOf/oneOf/allOf {combinators} deep (limit "
-                           f"{limits.max_schema_combinators})", param)
-    return None
-
-
 STRUCTURED_OUTPUT_RULES: tuple[Rule, ...] = (
-    Rule("so-no-constraint", "structured_outputs present but empty or all null",
+    Rule("so-no-constraint", "structured_outputs (or the guided_* fields) present but "
+         "carrying no constraint: empty or all null",
          "seed 001; ../shared/vllm/README.md (0.11: EngineCore dies, 'No valid structured "
          "output parameter found')", (0, 12, 0), NORMALIZE,
-         frozenset({"structured_outputs"}), _no_constraint, _drop_structured_outputs),
+         frozenset({"structured_outputs", *GUIDED_KEYS}), _no_constraint, _drop_no_constraint),
     Rule("so-falsy-constraint",
-         'structured_outputs {"json_object": false}, or an empty json, grammar or '
-         "structural_tag", "vllm-project/vllm#45346, #47450; measured on 0.11 and 0.24",
-         (0, 26, 0), NORMALIZE, frozenset({"structured_outputs"}), _falsy_constraint,
-         _drop_falsy),
+         "a structured-output constraint present but meaning nothing as vLLM reads it: "
+         'json_object false (or 0, "false", "no", ...), an empty json, regex, grammar or '
+         "structural_tag, no choices",
+         "vllm-project/vllm#45346, #47450; measured on 0.11 and 0.24",
+         (0, 26, 0), NORMALIZE, frozenset({"structured_outputs", *GUIDED_KEYS}),
+         _falsy_constraint, _drop_falsy),
     Rule("so-bad-regex", "a structured-output regex that does not compile",
          "vllm-project/vllm#17313, #17623; measured on 0.11 (dies) and 0.32 (400)", None,
          REJECT, frozenset({"structured_outputs", "guided_regex"}), _bad_regex),
@@ -160,11 +162,4 @@ STRUCTURED_OUTPUT_RULES: tuple[Rule, ...] = (
     Rule("rf-json-schema-without-schema", "response_format json_schema without a schema",
          "measured on 0.11 (dies); invalid OpenAI on every version", None, REJECT,
          frozenset({"response_format"}), _json_schema_without_schema),
-    Rule("so-schema-too-complex",
-         "a structured-output JSON schema nested too deep, or with anyOf/oneOf/allOf nested "
-         "too deep: its grammar compiles in unbounded time, with no timeout",
-         "vllm-project/vllm#54003 (xgrammar JSON compile has no timeout; super-exponential "
-         "in oneOf depth)", None, REJECT,
-         frozenset({"structured_outputs", "guided_json", "response_format"}),
-         _schema_too_complex),
 )

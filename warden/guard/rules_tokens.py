@@ -6,10 +6,15 @@ out-of-vocabulary `logit_bias` until it validated them, and `stop_token_ids` is 
 validated (a device-side assert kills every rank on backends with bounds-checked kernels).
 These rules act only for models whose vocabulary size is configured (`guard.models`):
 vLLM's /v1/models does not say it.
+
+Ids are read as vLLM reads them: list items through pydantic's lax integers (`"5000"` and
+`5000.0` are 5000), logit_bias keys through Python's `int()` (vLLM converts them so: `"1_000"`
+and `" 7"` are token ids there).
 """
 
 from __future__ import annotations
 
+from warden.guard.lax import lax_int
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
 
 
@@ -18,9 +23,22 @@ def _first_outside(ids: object, vocab: int) -> object | None:
     if not isinstance(ids, list):
         return None
     for token in ids:
-        if type(token) is int and not 0 <= token < vocab:
+        if type(token) is int:  # (the usual spelling, tested first)
+            if not 0 <= token < vocab:
+                return token
+            continue
+        number = lax_int(token)
+        if number is not None and not 0 <= number < vocab:
             return token
     return None
+
+
+def _key_id(key: str) -> int | None:
+    """A logit_bias key as vLLM converts it (`int(key)`), or None."""
+    try:
+        return int(key)
+    except ValueError:
+        return None
 
 
 def _message(param: str, token: object, vocab: int) -> Finding:
@@ -34,7 +52,8 @@ def _logit_bias(body: dict, ctx: RuleContext) -> Finding | None:
     if vocab is None or not isinstance(bias, dict):
         return None
     for key in bias:
-        if isinstance(key, str) and key.isdigit() and int(key) >= vocab:
+        token = _key_id(key)
+        if token is not None and not 0 <= token < vocab:
             return _message("logit_bias", key, vocab)
     return None
 
@@ -50,13 +69,17 @@ def _listed(field: str):
 
 
 def _prompt_ids(body: dict, ctx: RuleContext) -> Finding | None:
-    """A completions prompt (or embeddings input) given as token ids, or lists of them."""
+    """A completions prompt (or embeddings input) given as token ids, or lists of them. A
+    list of strings is text; any other list is read as ids, as pydantic's union does (it
+    reads `[1.0, "5000"]` as the ids 1 and 5000)."""
     vocab = ctx.facts.vocab_size
     if vocab is None:
         return None
     for field in ("prompt", "input"):
         value = body.get(field)
         if not isinstance(value, list) or not value:
+            continue
+        if all(type(item) is str for item in value):
             continue
         batches = value if isinstance(value[0], list) else [value]
         for i, ids in enumerate(batches):

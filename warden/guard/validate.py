@@ -15,20 +15,12 @@ admission; nothing here parses again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 from warden.config.schema import ValidationSpec
 from warden.errors import InvalidField
-from warden.guard.fields import (
-    CHAT,
-    COMMON,
-    COMPLETIONS,
-    EMBEDDINGS,
-    Field,
-    Limits,
-    out_of_range,
-    wrong_type,
-)
+from warden.guard.field_tables import CHAT, COMMON, COMPLETIONS, EMBEDDINGS
+from warden.guard.fields import Field, Limits, out_of_range, wrong_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +38,10 @@ class Table:
                    {k: f for k, f in fields.items() if not f.plain})
 
 
+COMPLETIONS_PATH: Final = "/v1/completions"
 TABLES: dict[str, Table] = {
     "/v1/chat/completions": Table.of("messages", {**COMMON, **CHAT}),
-    "/v1/completions": Table.of("prompt", {**COMMON, **COMPLETIONS}),
+    COMPLETIONS_PATH: Table.of("prompt", {**COMMON, **COMPLETIONS}),
     "/v1/embeddings": Table.of("input", {**COMMON, **EMBEDDINGS}),
 }
 
@@ -112,6 +105,9 @@ class Validator:
                 problem = deep(key, value, limits)
                 if problem is not None:
                     return problem
+        if path == COMPLETIONS_PATH and body.get("max_tokens") == 0 \
+                and body.get("echo") is not True:  # (0 is echo-only scoring: vLLM's rule)
+            return out_of_range("max_tokens", 0, ">= 1; 0 only with echo")
         # Depth cannot exceed the number of brackets: counted in C, walked only past that.
         depth = limits.max_depth
         if raw.count(b"{") + raw.count(b"[") > depth and _too_deep(body, depth - 1):

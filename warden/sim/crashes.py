@@ -5,6 +5,10 @@ structured-output parameters are present but carry no usable constraint kills En
 (`ValueError: No valid structured output parameter found`); on 0.24.0 two of them still do;
 from 0.26 none. A node's default triggers follow its vLLM version; `--crash-trigger` and
 `--no-crash-triggers` override them.
+
+A trigger judges what the engine receives: the structured outputs as vLLM's API server reads
+them (pydantic's lax mode: `"json_object": 0` or `"false"` is false there), and nothing of a
+request the API server refuses itself (`"json": 0`, two constraints, an empty choice: 400).
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from warden.fleet.versions import parse_version
+from warden.sim.requests import CONSTRAINTS, BadRequest, StructuredOutputs, structured_outputs_of
 
-_CONSTRAINTS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
+# vLLM 0.11 builds structured outputs from these deprecated fields when structured_outputs is
+# absent (0.24 ignores them).
+_GUIDED = {"json": "guided_json", "regex": "guided_regex", "choice": "guided_choice",
+           "grammar": "guided_grammar", "structural_tag": "structural_tag",
+           "whitespace_pattern": "guided_whitespace_pattern"}
 
 
 @dataclass(frozen=True)
@@ -25,9 +34,16 @@ class CrashTrigger:
     matches: Callable[[dict], bool]
 
 
-def _structured_outputs(body: dict) -> dict | None:
-    value = body.get("structured_outputs")
-    return value if isinstance(value, dict) else None
+def _engine_params(body: dict, guided: bool = False) -> StructuredOutputs | None:
+    """The structured outputs the engine receives (None: none, or the API server refuses
+    the request first)."""
+    if body.get("structured_outputs") is None and guided:
+        kwargs = {field: body[key] for field, key in _GUIDED.items() if body.get(key) is not None}
+        body = {"structured_outputs": kwargs} if kwargs else body
+    try:
+        return structured_outputs_of(body)
+    except BadRequest:
+        return None
 
 
 def _usable(field: str, value: object) -> bool:
@@ -45,15 +61,14 @@ def _usable(field: str, value: object) -> bool:
 
 
 def _no_usable_constraint(body: dict) -> bool:
-    outputs = _structured_outputs(body)
-    return outputs is not None and not any(
-        _usable(field, outputs.get(field)) for field in _CONSTRAINTS)
+    params = _engine_params(body, guided=True)
+    return params is not None and not any(
+        _usable(field, getattr(params, field)) for field in CONSTRAINTS)
 
 
 def _falsy_constraint(body: dict) -> bool:
-    outputs = _structured_outputs(body)
-    return outputs is not None and (outputs.get("json_object") is False
-                                    or outputs.get("json") == "")
+    params = _engine_params(body)
+    return params is not None and (params.json_object is False or params.json == "")
 
 
 def _json_schema_without_schema(body: dict) -> bool:
@@ -71,8 +86,9 @@ def _text_response_format(body: dict) -> bool:
 
 TRIGGERS = {t.name: t for t in (
     CrashTrigger("structured_outputs_unusable",
-                 "structured_outputs present with no usable constraint ({}, nulls, false, "
-                 "empty strings, an uncompilable regex): vLLM 0.11", _no_usable_constraint),
+                 "structured_outputs (or 0.11's guided_* fields) present with no usable "
+                 "constraint ({}, nulls, false, empty strings, an uncompilable regex): "
+                 "vLLM 0.11", _no_usable_constraint),
     CrashTrigger("structured_outputs_falsy",
                  'structured_outputs {"json_object": false} or {"json": ""}: vLLM 0.24',
                  _falsy_constraint),

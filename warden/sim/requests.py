@@ -8,6 +8,8 @@ import math
 import re
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from warden.sim import vllm_format as fmt
 from warden.sim.tokenizer import encode, encode_chat
@@ -59,14 +61,60 @@ def check_sampling(body: dict) -> None:
         _refuse("stop cannot contain an empty string.")
 
 
-def check_structured_outputs(body: dict) -> None:
-    """A regex constraint that does not parse gets vLLM's 400 (measured on 0.32.0: `(`, `[`,
-    `a{2,1}` → `Grammar error: ... invalid regex ...`). Parseability is judged by Python's
-    `re`; the engine's own regex crate differs at the edges (a lone backslash got an empty
-    completion from real 0.32 rather than a 400)."""
+CONSTRAINTS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
+
+
+@pydantic_dataclass
+class StructuredOutputs:
+    """vLLM's StructuredOutputsParams (vllm/sampling_params.py, the same fields from 0.11 to
+    0.32): a pydantic dataclass read in lax mode, as vLLM reads it — `"json_object": 0` or
+    `"false"` is false, `"json": 0` is refused."""
+
+    json: str | dict | None = None
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+    disable_fallback: bool = False
+    whitespace_pattern: str | None = None
+    structural_tag: str | None = None
+
+
+_READ_STRUCTURED_OUTPUTS = TypeAdapter(StructuredOutputs)
+
+
+def structured_outputs_of(body: dict) -> StructuredOutputs | None:
+    """The request's structured outputs as vLLM's API server reads them (None when absent),
+    or its 400: a value pydantic cannot read, two constraints, an empty choice."""
     outputs = body.get("structured_outputs")
-    regex = outputs.get("regex") if isinstance(outputs, dict) else None
-    if not isinstance(regex, str) or not regex:
+    if outputs is None:
+        return None
+    try:
+        params = _READ_STRUCTURED_OUTPUTS.validate_python(outputs)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in ("structured_outputs", *first["loc"]))
+        raise BadRequest(400, f"{where}: {first['msg']}", "BadRequestError",
+                         "structured_outputs") from None
+    if sum(getattr(params, field) is not None for field in CONSTRAINTS) > 1:
+        raise BadRequest(400, "You can only use one kind of structured outputs constraint "
+                         f"but multiple are specified: {outputs}", "BadRequestError")
+    if params.choice == []:
+        raise BadRequest(400, "Choice '[]' cannot be an empty list", "BadRequestError")
+    return params
+
+
+def check_structured_outputs(body: dict) -> None:
+    """vLLM's API-server checks of structured outputs (`structured_outputs_of`), and a regex
+    constraint that does not parse gets vLLM's 400 (measured on 0.32.0: `(`, `[`, `a{2,1}` →
+    `Grammar error: ... invalid regex ...`). Parseability is judged by Python's `re`; the
+    engine's own regex crate differs at the edges (a lone backslash got an empty completion
+    from real 0.32 rather than a 400)."""
+    params = structured_outputs_of(body)
+    regex = params.regex if params is not None else None
+    if not regex:
         return
     try:
         re.compile(regex)
@@ -90,8 +138,11 @@ def checked_max_tokens(body: dict, prompt_tokens: int, limit: int) -> int:
                          "Please reduce the length of the input prompt. "
                          f"(parameter=input_tokens, value={prompt_tokens})",
                          "BadRequestError", "input_tokens")
-    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") \
-        or body.get("max_output_tokens") or (limit - prompt_tokens)
+    max_tokens = _first_set(body, "max_completion_tokens", "max_tokens", "max_output_tokens")
+    if max_tokens is None:
+        max_tokens = limit - prompt_tokens
+    elif max_tokens == 0 and body.get("echo") is True and "prompt" in body:
+        max_tokens = 1  # completions' echo without generation: vLLM runs one step
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise BadRequest(400, f"max_tokens must be at least 1, got {max_tokens}.",
                          "BadRequestError", "max_tokens")
@@ -101,6 +152,13 @@ def checked_max_tokens(body: dict, prompt_tokens: int, limit: int) -> int:
                          f"(parameter=max_tokens, value={max_tokens})",
                          "BadRequestError", "max_tokens")
     return max_tokens
+
+
+def _first_set(body: dict, *names: str) -> object:
+    for name in names:
+        if body.get(name) is not None:
+            return body[name]
+    return None
 
 
 def prompt_ids_of(body: dict, chat: bool) -> list[int]:

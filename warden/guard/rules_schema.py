@@ -1,0 +1,104 @@
+"""Structured-output JSON schemas too complex to compile in bounded time.
+
+xgrammar compiles a schema into a grammar with no timeout, in time super-exponential in the
+nesting of anyOf/oneOf/allOf (vllm-project/vllm#54003): one request pins the engine. The
+engine compiles every schema a request carries, however it is spelled: `structured_outputs.json`
+and `guided_json` as an object or as a JSON string, `response_format.json_schema.schema`, and
+the parameters of the tools when `tool_choice` forces a call ("required", or a named
+function: vLLM turns them into a schema, the tools under one anyOf).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from warden.guard.rule import REJECT, Finding, Rule, RuleContext
+
+_COMBINATORS = frozenset({"anyOf", "oneOf", "allOf"})
+
+
+def _parsed(value: object) -> object:
+    """A schema given as JSON text, parsed as the engine parses it (None if it is not JSON:
+    the engine refuses it)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _tool_schemas(body: dict) -> list[tuple[str, object]]:
+    choice, tools = body.get("tool_choice"), body.get("tools")
+    if not isinstance(tools, list) or not (choice == "required" or isinstance(choice, dict)):
+        return []
+    found: list[tuple[str, object]] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            continue
+        function = tool.get("function")  # chat; the Responses API has them on the tool
+        holder = function if isinstance(function, dict) else tool
+        where = f"tools[{i}].function" if holder is function else f"tools[{i}]"
+        found.append((f"{where}.parameters", holder.get("parameters")))
+    if choice == "required" and found:  # one schema: an array of anyOf the tools' calls
+        return [("tools", {"type": "array", "items": {"type": "object", "anyOf": [
+            {"properties": {"parameters": schema}} for _, schema in found]}})]
+    return found
+
+
+def _schemas(body: dict) -> list[tuple[str, object]]:
+    """The JSON schemas a request asks the engine to compile, with their parameter names."""
+    found: list[tuple[str, object]] = []
+    outputs = body.get("structured_outputs")
+    if isinstance(outputs, dict) and outputs.get("json") is not None:
+        found.append(("structured_outputs.json", _parsed(outputs["json"])))
+    if body.get("guided_json") is not None:
+        found.append(("guided_json", _parsed(body["guided_json"])))
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"),
+                                                        dict):
+        found.append(("response_format.json_schema.schema",
+                      response_format["json_schema"].get("schema")))
+    found.extend(_tool_schemas(body))
+    return found
+
+
+def complexity(schema: object) -> tuple[int, int]:
+    """(deepest nesting, most combinators nested on one path) of a schema. Iterative: a
+    schema from a JSON string may nest deeper than Python's recursion limit."""
+    deepest = most = 0
+    stack: list[tuple[object, int, int]] = [(schema, 0, 0)]
+    while stack:
+        node, depth, combinators = stack.pop()
+        deepest, most = max(deepest, depth), max(most, combinators)
+        if isinstance(node, dict):
+            for key, value in node.items():
+                stack.append((value, depth + 1, combinators + (key in _COMBINATORS)))
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1, combinators) for value in node)
+    return deepest, most
+
+
+def _schema_too_complex(body: dict, ctx: RuleContext) -> Finding | None:
+    limits = ctx.limits
+    for param, schema in _schemas(body):
+        depth, combinators = complexity(schema)
+        if depth > limits.max_schema_depth:
+            return Finding(f"{param} nests {depth} levels deep (limit "
+                           f"{limits.max_schema_depth})", param)
+        if combinators > limits.max_schema_combinators:
+            return Finding(f"{param} nests anyOf/oneOf/allOf {combinators} deep (limit "
+                           f"{limits.max_schema_combinators})", param)
+    return None
+
+
+SCHEMA_RULES: tuple[Rule, ...] = (
+    Rule("so-schema-too-complex",
+         "a structured-output JSON schema (an object or JSON text, or forced tools' "
+         "parameters) nested too deep, or with anyOf/oneOf/allOf nested too deep: its "
+         "grammar compiles in unbounded time, with no timeout",
+         "vllm-project/vllm#54003 (xgrammar JSON compile has no timeout; super-exponential "
+         "in oneOf depth)", None, REJECT,
+         frozenset({"structured_outputs", "guided_json", "response_format", "tools"}),
+         _schema_too_complex),
+)
