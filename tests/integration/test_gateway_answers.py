@@ -120,3 +120,24 @@ def test_sim_detokenize_takes_token_ids_as_vllm_does(fleet):
     status, _, body = http("POST", f"{fleet.url(0)}/detokenize", json.dumps(
         {"model": "sim-model", "tokens": [1, "2"]}).encode(), JSON)
     assert status == 200 and json.loads(body) == {"prompt": "t1 t2"}
+
+
+def test_a_stream_asked_for_as_vllm_reads_it_is_relayed_as_a_stream(tmp_path):
+    """vLLM streams `"stream": "true"` (pydantic's lax mode); with the schema check off the
+    gateway must see a stream too: its events observed, its verdict and record a stream's."""
+    sim = SimProcess(1)
+    gw = GatewayThread({"backends": sim.backends_config(),
+                        "guard": {"validation": {"enabled": False}},
+                        "recorder": {"dir": str(tmp_path), "flush_interval": "50ms"}})
+    try:
+        body = {"model": "sim-model", "stream": "true",
+                "messages": [{"role": "user", "content": "hi"}]}
+        status, headers, answer = http("POST", f"{gw.url}/v1/chat/completions",
+                                       json.dumps(body).encode(),
+                                       {"Content-Type": "application/json"})
+        assert status == 200 and headers["content-type"].startswith("text/event-stream")
+        assert answer.rstrip().endswith(b"data: [DONE]")
+        assert gw.metric("warden_stream_verdicts_total", 'verdict="complete"') == 1
+    finally:
+        gw.stop()
+        sim.stop()

@@ -29,6 +29,7 @@ from warden.errors import (
 from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard, Outcome
+from warden.guard.lax import lax_bool
 from warden.guard.probation import Probation
 from warden.guard.quarantine import Quarantine, QuarantineUnavailable
 from warden.guard.quarantine_sync import describe
@@ -222,7 +223,10 @@ class GatewayHandler:
             model = self._default_model()
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model must be a non-empty string", param="model")
-        return model, body.get("stream") is True, body
+        stream = body.get("stream")
+        if stream is not True and stream is not None and stream is not False:
+            stream = lax_bool(stream)  # vLLM streams "true", 1, "on" too (pydantic's lax mode)
+        return model, stream is True, body
 
     def _default_model(self) -> str:
         """vLLM lets a request omit `model` when it serves one; so does a one-model fleet."""

@@ -9,6 +9,7 @@ import orjson
 
 from warden.edge.connection import HttpConnection
 from warden.edge.wire import header_block
+from warden.guard.lax import lax_bool
 from warden.sim import vllm_format as fmt
 from warden.sim.engine import SimEngine
 from warden.sim.scheduler import Sequence
@@ -35,9 +36,11 @@ class Generation:
         self.rid = prefix + base_id
         self.model = body["model"]
         self.created = int(time.time())
-        self.stream = body.get("stream") is True and kind != "responses"
+        # Read as vLLM's pydantic models read them (lax: "true", 1 and "on" are True).
+        self.stream = lax_bool(body.get("stream")) is True and kind != "responses"
         options = body.get("stream_options")
-        self.include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        self.include_usage = isinstance(options, dict) \
+            and lax_bool(options.get("include_usage")) is True
         self.prompt_tokens = prompt_tokens
         self.version = version
         self.conn = conn
