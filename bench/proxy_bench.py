@@ -32,13 +32,15 @@ CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]
 STREAM = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
-# Warden's variants, as config: the flight recorder off (the data path and the guard), the
-# guard off too (what the guard costs is the difference), and recording everything. Each
-# has a directory of its own even with the recorder off: a gateway locks its directory.
+# Warden's variants, as config. `warden` is the shipped defaults (the guard on, the flight
+# recorder on, recording a summary of each response); each other one changes one thing from
+# them, so its row says what that thing costs: the recorder off, the guard off too, and the
+# recorder capturing everything. Each has a directory of its own: a gateway locks its own.
 VARIANTS = {
-    "warden": "recorder: {{enabled: false, dir: '{dir}'}}",
-    "warden-noguard": "recorder: {{enabled: false, dir: '{dir}'}}\nguard: {{mode: 'off'}}",
-    "warden+rec": "recorder: {{response: full, dir: '{dir}'}}",
+    "warden": "recorder: {{dir: '{dir}'}}",
+    "warden-norec": "recorder: {{enabled: false, dir: '{dir}'}}",
+    "warden-bare": "recorder: {{enabled: false, dir: '{dir}'}}\nguard: {{mode: 'off'}}",
+    "warden+full": "recorder: {{response: full, dir: '{dir}'}}",
 }
 
 

@@ -6,7 +6,7 @@ proxy core, drives it with wrk, and reads each of its threads' user and system t
 switches. It answers "is this cost on the loop or on the writer?", which a whole-process
 figure cannot. Run:
 
-    python -m bench.thread_cpu [--variants warden,warden+rec] [--seconds 5] [--conns 16]
+    python -m bench.thread_cpu [--variants warden,warden-norec,warden+full] [--seconds 5] [--conns 16]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def measure(workdir: Path, backend_port: int, variant: str, seconds: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variants", default="warden,warden+rec",
+    parser.add_argument("--variants", default="warden,warden-norec,warden+full",
                         help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--conns", type=int, default=16)
