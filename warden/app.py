@@ -20,6 +20,7 @@ from warden.forensics.incidents import IncidentDetector
 from warden.guard.guard import Guard
 from warden.guard.quarantine import Quarantine, QuarantineStore
 from warden.guard.quarantine_store import FileStore, RedisStore
+from warden.observe.edge_metrics import EdgeCollector
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import RequestIds
 from warden.proxy.forwarder import Forwarder
@@ -120,6 +121,7 @@ class Gateway:
         await self.discovery.refresh_all()
         self.server = HttpServer(self.handler, server_limits(self.settings),
                                  writes=self.forwarder.writes)
+        self.metrics.registry.register(EdgeCollector(self.server))  # type: ignore[arg-type]
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
         self._tasks.append(asyncio.create_task(self.discovery.run()))
@@ -278,8 +280,10 @@ def _read_or_none(path: Path) -> str | None:
 
 
 def server_limits(settings: Settings) -> ServerLimits:
-    return ServerLimits(max_body=settings.limits.max_body,
-                        max_header_bytes=settings.limits.max_header_bytes,
+    limits = settings.limits
+    return ServerLimits(max_body=limits.max_body, max_body_buffer=limits.max_body_buffer,
+                        max_header_bytes=limits.max_header_bytes,
+                        max_header_count=limits.max_header_count,
                         keepalive_timeout=settings.timeouts.client_keepalive)
 
 

@@ -89,6 +89,15 @@ class UnsupportedMediaType(ClientError):
     code = "unsupported_media_type"
 
 
+class BodyBufferFull(WardenError):
+    """A request body that does not fit in what all bodies in memory may hold together
+    (`limits.max_body_buffer`): the gateway's own load, not the client's fault; retry soon."""
+
+    status = 503
+    type = "server_error"
+    code = "body_buffer_full"
+
+
 class UpstreamError(WardenError):
     status = 502
     type = "upstream_error"
