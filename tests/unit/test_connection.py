@@ -175,6 +175,23 @@ def test_a_head_over_the_limits_in_one_read_is_431(head):
     assert answered == [] and status_of(conn) == b"431" and conn._lingering
 
 
+def test_an_oversized_head_after_a_pipelined_request_in_the_same_read_is_431():
+    answered = []
+    conn = connection(lambda r, c: answered.append(r) or c.respond(200, b"", b"ok"),
+                      max_header_bytes=4096)
+    conn.data_received(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+                       b"GET /b HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n")
+    assert [r.path for r in answered] == ["/a"] and status_of(conn) == b"431"
+
+
+def test_merged_repeats_count_as_fields():
+    """A repeated list field is merged into one value: each merge copies what came before,
+    so the repeats are bounded as they come, not only when the head is complete."""
+    conn = connection(lambda r, c: None, max_header_count=10)
+    conn.data_received(b"GET / HTTP/1.1\r\n" + b"X-Forwarded-For: 1\r\n" * 12 + b"\r\n")
+    assert status_of(conn) == b"431"
+
+
 def test_a_head_at_the_limits_is_read():
     answered = []
     conn = connection(lambda r, c: answered.append(r), max_header_bytes=4096,

@@ -93,8 +93,9 @@ class HttpConnection(RequestReader):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # an error was answered: what still comes is discarded
+        self._read_size = len(data)
         if self._in_head:
-            self._head_read += len(data)
+            self._head_read += self._read_size
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -127,8 +128,7 @@ class HttpConnection(RequestReader):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._release(self._held)  # every body it still held, once (`_held` is now 0)
-        self._reserved = 0
+        self._release_all()
         # The parser holds this connection's callbacks, so the two are a reference cycle:
         # dropped here, a closed connection is freed at once instead of by the cyclic
         # garbage collector (a collection per few hundred connections, ~4% of a streaming
@@ -152,9 +152,9 @@ class HttpConnection(RequestReader):
     def on_message_complete(self) -> None:
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        if self._reserved != len(body):  # (the parser makes them equal: kept exact anyway)
-            self._release(self._reserved - len(body))
-        self._reserved = 0  # the request holds len(body) now, until its answer ends
+        # The request holds len(body) in the budget now (the parser made it what was reserved),
+        # until its answer ends.
+        self._reserved = 0
         parser = self._parser
         if self.http11 is None:  # once per connection: get_http_version() formats a string
             self.http11 = parser.get_http_version() == "1.1"
@@ -165,8 +165,7 @@ class HttpConnection(RequestReader):
         self._passed = []
         self._in_head = True
         self._head_read = 0
-        self._head_size = 0
-        self._header_count = 0
+        self._merged = 0
         self._body = []
         self._body_size = 0
         self._expect_continue = False
@@ -220,8 +219,8 @@ class HttpConnection(RequestReader):
         self.watcher = None
         if self.closed or self.transport is None:
             return  # (what it held was released with the connection)
-        if request is not None and request.body:
-            self._release(len(request.body))
+        if request is not None:
+            self._bodies.held -= len(request.body)
         if not self._keep_alive or (self._eof and not self._queue):
             self._writes.add(self.transport, CLOSE)  # after the response's last bytes
             return
@@ -229,6 +228,24 @@ class HttpConnection(RequestReader):
         if self._queue:
             # Not re-entrant: the next request starts from the loop, not from this call stack.
             self._loop.call_soon(self._dispatch_queued)
+
+    def abort(self) -> None:
+        request = self.current
+        if request is not None and not self.closed:  # its answer will not end: give it back
+            self._bodies.held -= len(request.body)
+        super().abort()
+
+    def _release_all(self) -> None:
+        """At the connection's loss, give back what its bodies hold in the budget: the one
+        being read, the one being answered, those waiting. Once: past it, nothing is read,
+        and an answer that ends releases nothing (`_response_complete`)."""
+        held = self._reserved
+        if self.current is not None:
+            held += len(self.current.body)
+        for request in self._queue:
+            held += len(request.body)
+        self._bodies.held -= held
+        self._reserved = 0
 
     def _dispatch_queued(self) -> None:
         if self.current is not None or not self._queue or self.closed:
@@ -250,7 +267,7 @@ class HttpConnection(RequestReader):
         refused = self._server.refused
         code = error.code or "invalid_request"
         refused[code] = refused.get(code, 0) + 1
-        self._release(self._reserved)  # what is still coming is discarded
+        self._bodies.held -= self._reserved  # what is still coming is discarded
         self._reserved = 0
         self._body = []
         body = error.envelope()

@@ -91,7 +91,6 @@ def _without(passed: list[bytes], names: frozenset[bytes]) -> list[bytes]:
 _NOT_PASSABLE = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-|te[ \t:]|trailer|upgrade|x-request-id)")
 _KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive\r\n"
-_SERVER_LINE = b"\r\nserver:"
 _UPSTREAM_STATUS = {s: b"x-upstream-status: %d\r\n" % s for s in range(100, 600)}
 
 
@@ -118,19 +117,19 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes, backend: Upstre
             or (not length_framed and low.find(b"\r\ntransfer-encoding: chunked\r\n") < 0)
             or _NOT_PASSABLE.search(low) is not None):
         return None
-    event_stream = low.find(b"\r\ncontent-type: text/event-stream") >= 0
     status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
+    event_stream = low.find(b"\r\ncontent-type: text/event-stream") >= 0
     if expose:
-        shown = backend.addr_line
-    else:
-        shown = b""
-        at = low.find(_SERVER_LINE)
-        if at >= 0:  # (`raw` and `low` have the same offsets)
-            end = low.find(b"\r\n", at + 2)
-            if low.find(_SERVER_LINE, end) >= 0:
-                return None  # rare: several; `response_head` drops them all
-            raw = raw[:at] + raw[end:]
-    return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", shown, status_line)),
+        return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
+                          status_line)), event_stream, length_framed)
+    at = low.find(b"\r\nserver:")
+    if at >= 0:  # (`raw` and `low` have the same offsets)
+        end = low.find(b"\r\n", at + 8)
+        if low.find(b"\r\nserver:", end) >= 0:
+            return None  # rare: several; `response_head` drops them all
+        return (b"".join((raw[:at], raw[end:], b"x-request-id: ", request_id, b"\r\n",
+                          status_line)), event_stream, length_framed)
+    return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", status_line)),
             event_stream, length_framed)
 
 
