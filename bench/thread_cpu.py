@@ -6,7 +6,7 @@ proxy core, drives it with wrk, and reads each of its threads' user and system t
 switches. It answers "is this cost on the loop or on the writer?", which a whole-process
 figure cannot. Run:
 
-    python -m bench.thread_cpu [--variants warden,warden-norec,warden+full] [--seconds 5] [--conns 16]
+    python -m bench.thread_cpu [--variants warden,warden+full] [--seconds 5] [--conns 16]
 """
 
 from __future__ import annotations

@@ -158,6 +158,9 @@ class GatewayThread:
         self.url = f"http://127.0.0.1:{self.gateway.port}"
 
     def _settings(self, config: dict, environ: dict[str, str] | None = None):
+        # Tests read which node answered from X-Upstream-Addr: shown unless a test says not
+        # (the shipped default hides it).
+        config = {"expose_upstream": True, **config}
         if self._own_records is not None:
             config = {**config, "recorder": {**config.get("recorder", {}),
                                              "dir": self._own_records}}

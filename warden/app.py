@@ -22,6 +22,7 @@ from warden.forensics.incidents import IncidentDetector
 from warden.guard.guard import Guard
 from warden.guard.probation import Probation
 from warden.guard.quarantine import Quarantine
+from warden.observe.edge_metrics import EdgeCollector
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import RequestIds
 from warden.proxy.forwarder import Forwarder
@@ -140,6 +141,7 @@ class Gateway:
         await self.discovery.refresh_all()
         self.server = HttpServer(self.handler, server_limits(self.settings),
                                  writes=self.forwarder.writes)
+        self.metrics.registry.register(EdgeCollector(self.server))  # type: ignore[arg-type]
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)
         if self.quarantine_parts is not None:  # (its 403s name the admin URL, known now)
@@ -278,8 +280,10 @@ def _read_or_none(path: Path) -> str | None:
 
 
 def server_limits(settings: Settings) -> ServerLimits:
-    return ServerLimits(max_body=settings.limits.max_body,
-                        max_header_bytes=settings.limits.max_header_bytes,
+    limits = settings.limits
+    return ServerLimits(max_body=limits.max_body, max_body_buffer=limits.max_body_buffer,
+                        max_header_bytes=limits.max_header_bytes,
+                        max_header_count=limits.max_header_count,
                         keepalive_timeout=settings.timeouts.client_keepalive)
 
 

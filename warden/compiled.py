@@ -26,8 +26,10 @@ from __future__ import annotations
 import importlib
 
 MODULES = (
+    "warden/edge/budget.py",
     "warden/edge/connection.py",
     "warden/edge/gateway.py",
+    "warden/edge/reading.py",
     "warden/edge/request.py",
     "warden/edge/responding.py",
     "warden/edge/wire.py",

@@ -98,6 +98,15 @@ class ClientGone(ClientError):
     code = "client_closed_request"
 
 
+class BodyBufferFull(WardenError):
+    """A request body that does not fit in what all bodies in memory may hold together
+    (`limits.max_body_buffer`): the gateway's own load, not the client's fault; retry soon."""
+
+    status = 503
+    type = "server_error"
+    code = "body_buffer_full"
+
+
 class UpstreamError(WardenError):
     status = 502
     type = "upstream_error"

@@ -129,8 +129,9 @@ def test_reload_reports_what_waits_for_a_restart():
 
 def test_serve_reloads_on_sighup_and_on_a_changed_file_and_refuses_a_bad_config(tmp_path):
     sim = SimProcess(2)
-    backend = "backends:\n  - {{name: {name}, url: '{url}'}}\nreload: {{watch: {watch}, " \
-              "interval: 100ms}}\n"
+    # (expose_upstream: which node answered is read from X-Upstream-Addr.)
+    backend = "expose_upstream: true\nbackends:\n  - {{name: {name}, url: '{url}'}}\n" \
+              "reload: {{watch: {watch}, interval: 100ms}}\n"
     stderr = tmp_path / "stderr"
     proc, url = serve(backend.format(name="node-0", url=sim.url(0), watch="false"), tmp_path,
                       stderr=stderr.open("w"))

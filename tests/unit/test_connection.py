@@ -28,6 +28,12 @@ class Transport:
     def abort(self):
         self.closed = True
 
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        self.out.append(b"<eof>")
+
     def is_closing(self):
         return self.closed
 
@@ -141,3 +147,125 @@ def test_a_closed_connection_is_freed_without_the_cyclic_collector():
         assert freed_without_collector(closed)
     finally:
         loop.close()
+
+
+def connection(handler, **limits) -> HttpConnection:
+    server = HttpServer(handler, ServerLimits(**limits), asyncio.new_event_loop())
+    conn = HttpConnection(server)
+    conn.connection_made(Transport())
+    return conn
+
+
+def status_of(conn: HttpConnection) -> bytes:
+    """The status of the last response written."""
+    answers = [out for out in sent(conn) if out.startswith(b"HTTP/1.1 ")]
+    return answers[-1].split(b" ", 2)[1] if answers else b""
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n",                  # request line
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n",        # one field
+    b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(11)) + b"\r\n",  # count
+], ids=["request line", "one field", "field count"])
+def test_a_head_over_the_limits_in_one_read_is_431(head):
+    answered = []
+    conn = connection(lambda r, c: answered.append(r), max_header_bytes=4096,
+                      max_header_count=10)
+    conn.data_received(head)
+    assert answered == [] and status_of(conn) == b"431" and conn._lingering
+
+
+def test_an_oversized_head_after_a_pipelined_request_in_the_same_read_is_431():
+    answered = []
+    conn = connection(lambda r, c: answered.append(r) or c.respond(200, b"", b"ok"),
+                      max_header_bytes=4096)
+    conn.data_received(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+                       b"GET /b HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n")
+    assert [r.path for r in answered] == ["/a"] and status_of(conn) == b"431"
+
+
+def test_merged_repeats_count_as_fields():
+    """A repeated list field is merged into one value: each merge copies what came before,
+    so the repeats are bounded as they come, not only when the head is complete."""
+    conn = connection(lambda r, c: None, max_header_count=10)
+    conn.data_received(b"GET / HTTP/1.1\r\n" + b"X-Forwarded-For: 1\r\n" * 12 + b"\r\n")
+    assert status_of(conn) == b"431"
+
+
+def test_a_head_at_the_limits_is_read():
+    answered = []
+    conn = connection(lambda r, c: answered.append(r), max_header_bytes=4096,
+                      max_header_count=10)
+    conn.data_received(b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(10))
+                       + b"\r\n")
+    assert len(answered) == 1
+
+
+def test_a_repeated_single_valued_field_is_refused_and_a_list_one_merged():
+    answered = []
+    conn = connection(lambda r, c: answered.append(r))
+    conn.data_received(b"GET / HTTP/1.1\r\nX-Forwarded-For: a\r\nX-Forwarded-For: b\r\n\r\n")
+    assert answered[0].fields[b"x-forwarded-for"] == b"a, b"
+    conn = connection(lambda r, c: answered.append(r))
+    conn.data_received(b"GET / HTTP/1.1\r\nAuthorization: a\r\nauthorization: b\r\n\r\n")
+    assert len(answered) == 1 and status_of(conn) == b"400"
+    assert any(b"more than one authorization" in out for out in sent(conn))
+
+
+def post(body: bytes) -> bytes:
+    return b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_a_body_is_held_from_its_head_until_its_answer_ends():
+    pending = []
+    conn = connection(lambda r, c: pending.append(c))
+    bodies = conn._server.bodies
+    conn.data_received(post(b"x" * 100)[:-40])
+    assert bodies.held == 100  # the whole Content-Length, from the head
+    conn.data_received(b"x" * 40 + post(b"y" * 7))  # and a pipelined one
+    assert bodies.held == 107
+    pending[0].respond(200, b"", b"ok")
+    assert bodies.held == 7
+    conn._dispatch_queued()
+    pending[1].respond(200, b"", b"ok")
+    assert bodies.held == 0
+
+
+@pytest.mark.parametrize("when", ["mid-upload", "waiting", "after a refusal"])
+def test_a_lost_connection_gives_back_what_it_held_once(when):
+    conn = connection(lambda r, c: None, max_body=1000, max_body_buffer=1000)
+    bodies = conn._server.bodies
+    if when == "mid-upload":
+        conn.data_received(post(b"x" * 500)[:-100])
+        assert bodies.held == 500
+    elif when == "waiting":
+        conn.data_received(post(b"x" * 500))
+        assert bodies.held == 500
+    else:
+        conn.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"3e8\r\n" + b"x" * 1000 + b"\r\n1\r\nx\r\n")
+        assert status_of(conn) == b"413" and bodies.held == 0
+    conn.connection_lost(None)
+    assert bodies.held == 0  # (after a refusal too: released once, not again)
+
+
+def test_a_body_that_does_not_fit_is_503_with_retry_after():
+    first = connection(lambda r, c: None, max_body=1000, max_body_buffer=1500)
+    first.data_received(post(b"x" * 1000)[:-1])
+    second = HttpConnection(first._server)
+    second.connection_made(Transport())
+    second.data_received(b"POST / HTTP/1.1\r\nContent-Length: 501\r\n\r\n")
+    assert status_of(second) == b"503" and b"retry-after: 1\r\n" in sent(second)[0]
+    assert first._server.refused == {"body_buffer_full": 1}
+    assert first._server.bodies.held == 1000
+
+
+def test_eof_after_a_request_keeps_the_connection_until_it_is_answered():
+    pending = []
+    conn = connection(lambda r, c: pending.append(c))
+    conn.data_received(post(b"{}"))
+    assert conn.eof_received() is True  # half-closed: the answer can still be written
+    pending[0].respond(200, b"", b"ok")
+    assert sent(conn)[-1].startswith(b"HTTP/1.1 200") and conn.transport.closed
+    idle = connection(lambda r, c: None)
+    assert idle.eof_received() is False  # nothing to answer: close

@@ -69,6 +69,13 @@ def test_end_to_end_fields_go_on_in_order_and_repeats_stay_separate():
     assert b"x-forwarded-for: 10.0.0.1, 10.0.0.2, 1.2.3.4" in lines
 
 
+def test_api_key_fields_go_on():
+    client = [(b"api-key", b"k1"), (b"x-api-key", b"k2"), (b"x-other", b"3")]
+    lines = head_lines(hdr.upstream_request(b"POST", b"/v1/completions", *split(client), b"",
+                                            BACKEND, b"r", "1.2.3.4"))
+    assert b"api-key: k1" in lines and b"x-api-key: k2" in lines and b"x-other: 3" in lines
+
+
 def test_backend_api_key_replaces_the_clients():
     backend = hdr.UpstreamTarget("h:1", "backend-key")
     request = hdr.upstream_request(b"POST", b"/v1/models",
@@ -84,7 +91,7 @@ def test_response_head_is_rewritten_in_one_pass():
                 (b"transfer-encoding", b"chunked"), (b"date", b"x"),
                 (b"x-request-id", b"theirs"), (b"server", b"uvicorn")]
     block, length, event_stream = hdr.response_head(
-        upstream, 200, b"ours", hdr.UpstreamTarget("127.0.0.1:18090", None))
+        upstream, 200, b"ours", hdr.UpstreamTarget("127.0.0.1:18090", None), True)
     assert block == (b"content-type: text/event-stream; charset=utf-8\r\n"
                      b"server: uvicorn\r\nx-request-id: ours\r\n"
                      b"x-upstream-addr: 127.0.0.1:18090\r\nx-upstream-status: 200\r\n")
@@ -94,7 +101,7 @@ def test_response_head_is_rewritten_in_one_pass():
 def test_response_head_framing_and_connection_listed_headers():
     upstream = [(b"content-length", b"12"), (b"content-type", b"application/json"),
                 (b"x-hop", b"1"), (b"connection", b"x-hop, keep-alive")]
-    block, length, event_stream = hdr.response_head(upstream, 503, b"r", BACKEND)
+    block, length, event_stream = hdr.response_head(upstream, 503, b"r", BACKEND, True)
     assert length == 12 and not event_stream
     assert b"x-hop" not in block and b"connection" not in block
     assert b"x-upstream-status: 503\r\n" in block
@@ -103,7 +110,7 @@ def test_response_head_framing_and_connection_listed_headers():
 def test_passthrough_keeps_the_backend_head_and_drops_keep_alive():
     raw = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 23\r\n"
            b"Connection: keep-alive\r\nContent-Type: application/json\r\n")
-    passed = hdr.passthrough_head(raw, 200, b"rid", BACKEND)
+    passed = hdr.passthrough_head(raw, 200, b"rid", BACKEND, True)
     assert passed is not None
     block, event_stream, length_framed = passed
     assert not event_stream and length_framed
@@ -114,7 +121,7 @@ def test_passthrough_keeps_the_backend_head_and_drops_keep_alive():
 
 def test_passthrough_flags_an_event_stream():
     sse = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-    passed = hdr.passthrough_head(sse, 200, b"r", BACKEND)
+    passed = hdr.passthrough_head(sse, 200, b"r", BACKEND, True)
     assert passed is not None
     block, event_stream, length_framed = passed
     assert event_stream and not length_framed and block.startswith(sse)
@@ -127,4 +134,42 @@ def test_passthrough_refuses_what_it_cannot_pass():
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",  # unframed
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n",
                 b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n"):
-        assert hdr.passthrough_head(raw, 200, b"r", BACKEND) is None, raw
+        assert hdr.passthrough_head(raw, 200, b"r", BACKEND, True) is None, raw
+        assert hdr.passthrough_head(raw, 200, b"r", BACKEND, False) is None, raw
+
+
+def test_passthrough_hides_the_backend_unless_exposed():
+    """Not exposed: the backend's Server line is cut out and no X-Upstream-Addr is added;
+    every other byte of its head passes as it came (no rewrite)."""
+    raw = (b"HTTP/1.1 200 OK\r\ndate: x\r\nServer: uvicorn\r\nContent-Length: 23\r\n"
+           b"Server-Timing: a=1\r\nContent-Type: application/json\r\n")
+    passed = hdr.passthrough_head(raw, 200, b"rid", BACKEND, False)
+    assert passed is not None
+    assert passed[0] == (b"HTTP/1.1 200 OK\r\ndate: x\r\nContent-Length: 23\r\n"
+                         b"Server-Timing: a=1\r\nContent-Type: application/json\r\n"
+                         b"x-request-id: rid\r\nx-upstream-status: 200\r\n")
+    exposed = hdr.passthrough_head(raw, 200, b"rid", BACKEND, True)
+    assert exposed is not None
+    assert exposed[0] == raw + (b"x-request-id: rid\r\nx-upstream-addr: 10.1.1.1:8000\r\n"
+                                b"x-upstream-status: 200\r\n")
+    sse = b"HTTP/1.1 200 OK\r\nserver: uvicorn\r\ntransfer-encoding: chunked\r\n" \
+          b"content-type: text/event-stream\r\n"
+    passed = hdr.passthrough_head(sse, 200, b"r", BACKEND, False)
+    assert passed is not None and passed[1] and b"uvicorn" not in passed[0]
+
+
+def test_several_server_lines_are_left_to_the_rewrite():
+    raw = b"HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 2\r\nServer: b\r\n"
+    assert hdr.passthrough_head(raw, 200, b"r", BACKEND, False) is None
+    block, length, _ = hdr.response_head(hdr.parse_head(raw), 200, b"r", BACKEND, False)
+    assert block == b"x-request-id: r\r\nx-upstream-status: 200\r\n" and length == 2
+
+
+def test_a_rewritten_head_hides_the_backend_unless_exposed():
+    upstream = [(b"server", b"uvicorn"), (b"content-length", b"2"), (b"x-hop", b"1"),
+                (b"connection", b"x-hop")]
+    block, _, _ = hdr.response_head(upstream, 200, b"r", BACKEND, False)
+    assert block == b"x-request-id: r\r\nx-upstream-status: 200\r\n"
+    block, _, _ = hdr.response_head(upstream, 200, b"r", BACKEND, True)
+    assert block == (b"server: uvicorn\r\nx-request-id: r\r\n"
+                     b"x-upstream-addr: 10.1.1.1:8000\r\nx-upstream-status: 200\r\n")

@@ -50,15 +50,18 @@ def exchange(body: bytes, fields: dict | None = None, passed: list | None = None
 
 
 def test_secret_headers_are_redacted_even_when_asked_for():
-    ex = exchange(b"{}", {b"authorization": b"Bearer sk-live-123",
+    ex = exchange(b"{}", {b"authorization": b"Bearer sk-live-123", b"x-api-key": b"k-456",
                           b"content-type": b"application/json"},
-                  [b"x-api-key", b": ", b"k-456", b"\r\n", b"user-agent", b": ", b"sdk",
+                  [b"openai-api-key", b": ", b"k-789", b"\r\n", b"user-agent", b": ", b"sdk",
                    b"\r\n"])
-    picks = ["Authorization", "x-api-key", "user-agent", "content-type", "absent"]
+    picks = ["Authorization", "x-api-key", "openai-api-key", "user-agent", "content-type",
+             "absent"]
     record = start_record(ex, clock(), picks, 1000)
     assert record["headers"] == {"authorization": "[redacted]", "x-api-key": "[redacted]",
-                                 "user-agent": "sdk", "content-type": "application/json"}
-    assert b"sk-live-123" not in repr(record).encode() and b"k-456" not in repr(record).encode()
+                                 "openai-api-key": "[redacted]", "user-agent": "sdk",
+                                 "content-type": "application/json"}
+    for secret in (b"sk-live-123", b"k-456", b"k-789"):
+        assert secret not in repr(record).encode()
 
 
 def test_a_kept_header_is_found_by_its_name_not_by_a_value_equal_to_it():

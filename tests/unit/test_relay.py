@@ -90,6 +90,7 @@ class Ends(list):
         super().__init__()
         self.timeouts = timeouts
         self.capture = capture
+        self.expose_upstream = True
         self.writes = None  # requests written at once
 
     def relay_ended(self, relay, ending):

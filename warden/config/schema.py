@@ -94,8 +94,18 @@ class TimeoutsSpec(Spec):
 
 
 class LimitsSpec(Spec):
-    max_body: Size = 100 * 2**20
-    max_header_bytes: Size = 64 * 2**10
+    max_body: Size = Field(default=100 * 2**20, ge=1)
+    # All request bodies in memory at once (being received, waiting, or in flight): one that
+    # does not fit is refused with 503 and Retry-After.
+    max_body_buffer: Size = Field(default=256 * 2**20, ge=1)
+    max_header_bytes: Size = Field(default=64 * 2**10, ge=1)
+    max_header_count: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _a_whole_body_fits(self) -> LimitsSpec:
+        if self.max_body_buffer < self.max_body:
+            raise ValueError("max_body_buffer must be at least max_body")
+        return self
 
 
 class DiscoverySpec(Spec):
@@ -266,6 +276,9 @@ class ReloadSpec(Spec):
 
 class Settings(Spec):
     listen: HostPort = ("127.0.0.1", 8000)
+    # Show clients which backend answered (X-Upstream-Addr, its Server header, its name in
+    # error messages). Off: the listener is reachable by clients; records and logs keep it.
+    expose_upstream: bool = False
     backends: list[BackendSpec] = Field(min_length=1)
     routing: RoutingSpec = RoutingSpec()
     scrape: ScrapeSpec = ScrapeSpec()

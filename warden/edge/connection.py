@@ -10,6 +10,9 @@ A handler may be a plain function that starts the work and returns (the gateway'
 no task per request) or a coroutine function (run as a task; cold paths, the simulator). A
 `ClientWatcher` set on the connection hears about client disconnects and write back-pressure,
 which is how a relay aborts its upstream request or pauses reading it.
+
+Its halves are stacked classes (mypyc allows a native class one base): `ResponseWriter`
+(answers), `RequestReader` (the parser's callbacks and the request's bounds), then this one.
 """
 
 from __future__ import annotations
@@ -25,14 +28,9 @@ import httptools
 
 from warden.edge import wire
 from warden.edge.contracts import ClientWatcher
-from warden.edge.request import INTERPRETED, HttpRequest
-from warden.edge.responding import ResponseWriter
-from warden.errors import (
-    HeadersTooLarge,
-    InvalidRequest,
-    PayloadTooLarge,
-    WardenError,
-)
+from warden.edge.reading import RequestReader
+from warden.edge.request import HttpRequest
+from warden.errors import HeadersTooLarge, InvalidRequest, WardenError
 from warden.upstream.batch import CLOSE, WRITE_EOF
 
 if TYPE_CHECKING:
@@ -47,13 +45,14 @@ _MAX_QUEUED_REQUESTS = 16
 _LINGER = 2.0
 
 
-class HttpConnection(ResponseWriter):
+class HttpConnection(RequestReader):
     """An asyncio protocol (by its methods, not by inheritance: compiled, a class with a
     Python base class would crash when weakly referenced; see `warden.compiled`)."""
 
     __deletable__ = ["_parser"]  # (for mypyc: `connection_lost` deletes it)
 
     def __init__(self, server: HttpServer):
+        super().__init__(server.limits, server.bodies)
         self._server = server
         self._loop = server.loop
         self._writes = server.writes  # every write, close and write_eof goes through it
@@ -71,17 +70,7 @@ class HttpConnection(ResponseWriter):
         self._queue: deque[HttpRequest] = deque()
         self.current: HttpRequest | None = None
         self._reading_paused = False
-        self._max_body = server.limits.max_body
-        self._max_header_bytes = server.limits.max_header_bytes
-        # Per-request parsing state (reset when a message completes).
-        self._url = b""
-        self._fields: dict[bytes, bytes] = {}
-        self._passed: list[bytes] = []
-        self._in_head = True        # reading a request head (its size is bounded)
-        self._head_bytes = 0
-        self._body: list[bytes] = []
-        self._body_size = 0
-        self._expect_continue = False
+        self._eof = False           # the client half-closed: close once it is answered
         # Per-response state. The head is held back until the first body bytes (or a flush),
         # so a small response leaves in one send.
         self._keep_alive = True
@@ -104,8 +93,9 @@ class HttpConnection(ResponseWriter):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # an error was answered: what still comes is discarded
+        self._read_size = len(data)
         if self._in_head:
-            self._head_bytes += len(data)
+            self._head_read += self._read_size
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -120,19 +110,25 @@ class HttpConnection(ResponseWriter):
         except httptools.HttpParserError:
             self._reject(InvalidRequest("malformed HTTP request"))
         else:
-            # The head size is checked per read, not per header (cheaper): a head still
-            # incomplete past the limit is refused; one that completes within a read is
-            # bounded by the read size (256 KiB).
-            if self._in_head and self._head_bytes > self._max_header_bytes:
+            # A complete head is measured as parsed (`on_headers_complete`); one still
+            # coming (the parser buffers it) by the bytes read so far.
+            if self._in_head and self._head_read > self._max_header_bytes:
                 self._reject(HeadersTooLarge("request headers are too large"))
 
     def eof_received(self) -> bool:
-        # A half-closed client is treated as gone: nobody is left to read the answer.
-        # (While lingering, its EOF is what we waited for: close now.)
-        return False
+        """A client may half-close after its requests (shutdown(SHUT_WR)) and still read the
+        answers: those it sent whole are answered, then the connection is closed (True keeps
+        the sending side open meanwhile). TCP cannot tell that from a client that closed
+        entirely until something is written: a stream whose client is gone ends at its next
+        writes. Idle, in the middle of a request, or lingering: close now."""
+        if self._lingering or (self.current is None and not self._queue):
+            return False
+        self._eof = True
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._release_all()
         # The parser holds this connection's callbacks, so the two are a reference cycle:
         # dropped here, a closed connection is freed at once instead of by the cyclic
         # garbage collector (a collection per few hundred connections, ~4% of a streaming
@@ -151,42 +147,14 @@ class HttpConnection(ResponseWriter):
         if self.watcher is not None:
             self.watcher.on_client_resume()
 
-    # -- httptools callbacks ---------------------------------------------------------------
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """Split as parsed (see `edge.request`): an interpreted field by name, any other
-        rendered for forwarding."""
-        name = name.lower()
-        if name not in INTERPRETED:
-            self._passed += (name, b": ", value, b"\r\n")
-            return
-        fields = self._fields
-        if name in fields:  # repeated: one list value (RFC 9110 §5.3)
-            value = fields[name] + b", " + value
-        elif name == b"content-length":
-            if value.isdigit() and int(value) > self._max_body:
-                raise PayloadTooLarge(f"request body is larger than {self._max_body} bytes")
-        elif name == b"expect":
-            self._expect_continue = value.lower() == b"100-continue"
-        fields[name] = value
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        if self._expect_continue and self.transport is not None:
-            self._writes.add(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self._max_body:
-            raise PayloadTooLarge(f"request body is larger than {self._max_body} bytes")
-        self._body.append(body)
+    # -- httptools callbacks (the others: `RequestReader`) --------------------------------
 
     def on_message_complete(self) -> None:
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
+        # The request holds len(body) in the budget now (the parser made it what was reserved),
+        # until its answer ends.
+        self._reserved = 0
         parser = self._parser
         if self.http11 is None:  # once per connection: get_http_version() formats a string
             self.http11 = parser.get_http_version() == "1.1"
@@ -196,7 +164,8 @@ class HttpConnection(ResponseWriter):
         self._fields = {}
         self._passed = []
         self._in_head = True
-        self._head_bytes = 0
+        self._head_read = 0
+        self._merged = 0
         self._body = []
         self._body_size = 0
         self._expect_continue = False
@@ -245,17 +214,38 @@ class HttpConnection(ResponseWriter):
             self.respond(500, wire.JSON, WardenError("internal error").envelope())
 
     def _response_complete(self) -> None:
+        request = self.current
         self.current = None
         self.watcher = None
         if self.closed or self.transport is None:
-            return
-        if not self._keep_alive:
+            return  # (what it held was released with the connection)
+        if request is not None:
+            self._bodies.held -= len(request.body)
+        if not self._keep_alive or (self._eof and not self._queue):
             self._writes.add(self.transport, CLOSE)  # after the response's last bytes
             return
         self.responses += 1
         if self._queue:
             # Not re-entrant: the next request starts from the loop, not from this call stack.
             self._loop.call_soon(self._dispatch_queued)
+
+    def abort(self) -> None:
+        request = self.current
+        if request is not None and not self.closed:  # its answer will not end: give it back
+            self._bodies.held -= len(request.body)
+        super().abort()
+
+    def _release_all(self) -> None:
+        """At the connection's loss, give back what its bodies hold in the budget: the one
+        being read, the one being answered, those waiting. Once: past it, nothing is read,
+        and an answer that ends releases nothing (`_response_complete`)."""
+        held = self._reserved
+        if self.current is not None:
+            held += len(self.current.body)
+        for request in self._queue:
+            held += len(request.body)
+        self._bodies.held -= held
+        self._reserved = 0
 
     def _dispatch_queued(self) -> None:
         if self.current is not None or not self._queue or self.closed:
@@ -274,10 +264,17 @@ class HttpConnection(ResponseWriter):
         what still comes, and close when the client does or after `_LINGER` seconds."""
         if self.transport is None or self.closed or self._lingering:
             return
+        refused = self._server.refused
+        code = error.code or "invalid_request"
+        refused[code] = refused.get(code, 0) + 1
+        self._bodies.held -= self._reserved  # what is still coming is discarded
+        self._reserved = 0
+        self._body = []
         body = error.envelope()
         if self.current is None:
             self._writes.add(self.transport, b"".join((
-                wire.status_line(error.status), wire.JSON, wire.CONNECTION_CLOSE,
+                wire.status_line(error.status), wire.JSON,
+                wire.RETRY_AFTER if error.status == 503 else b"", wire.CONNECTION_CLOSE,
                 wire.content_length(len(body)), wire.CRLF, body)))
         self._keep_alive = False
         self._lingering = True

@@ -43,5 +43,7 @@ class ClientStream(Protocol):
 @dataclass(frozen=True)
 class ServerLimits:
     max_body: int = 100 * 2**20
+    max_body_buffer: int = 256 * 2**20   # all request bodies in memory at once
     max_header_bytes: int = 64 * 2**10
+    max_header_count: int = 100
     keepalive_timeout: float = 75.0

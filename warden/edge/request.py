@@ -17,6 +17,16 @@ INTERPRETED = frozenset({
     b"proxy-authenticate",
     # read or rewritten by the gateway
     b"content-type", b"x-request-id", b"x-forwarded-for", b"authorization",
+    # credentials some OpenAI-compatible clients send instead of Authorization
+    b"api-key", b"x-api-key",
+})
+
+# Fields that hold one value, not a list (RFC 9110 §5.3): given twice, the request is refused
+# (400), never merged into "a, b" (two credentials would reach the backend as one). Host: RFC
+# 9112 §3.2 requires it; Authorization and Content-Length: nginx refuses them too.
+SINGLE_VALUED = frozenset({
+    b"host", b"content-length", b"content-type", b"authorization", b"proxy-authorization",
+    b"x-request-id", b"api-key", b"x-api-key",
 })
 
 

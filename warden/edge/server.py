@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from warden.edge import wire
+from warden.edge.budget import BodyBudget
 from warden.edge.connection import HttpConnection
 from warden.edge.contracts import Handler, ServerLimits
 from warden.upstream.batch import WriteBatch
@@ -22,10 +23,14 @@ class HttpServer:
                  writes: WriteBatch | None = None):
         """`writes`: the batch every connection writes through (see upstream.batch); one of
         its own by default."""
+        # The memory request bodies hold across all connections (its limit follows `limits`).
+        self.bodies = BodyBudget(limits.max_body_buffer)
         # Both read afresh for each request (handler) and each new connection (limits): a
         # config reload replaces them.
         self.handler = handler
         self.limits = limits
+        # Requests refused before they were read whole, by error code (413, 431, 503...).
+        self.refused: dict[str, int] = {}
         self.loop = loop or asyncio.get_running_loop()
         self.writes = writes if writes is not None else WriteBatch()
         self.writes.bind(self.loop)
@@ -34,6 +39,15 @@ class HttpServer:
         self.date_line = wire.date_line()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def limits(self) -> ServerLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: ServerLimits) -> None:
+        self._limits = limits
+        self.bodies.limit = limits.max_body_buffer  # (bodies held already stay held)
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         self._server = await self.loop.create_server(  # (a protocol by its methods)

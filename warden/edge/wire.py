@@ -18,6 +18,8 @@ CHUNKED: Final = b"transfer-encoding: chunked\r\n"
 CONNECTION_CLOSE: Final = b"connection: close\r\n"
 LAST_CHUNK: Final = b"0\r\n\r\n"
 CRLF: Final = b"\r\n"
+# On a 503 the gateway gives itself (no room for a request body): the SDKs retry after it.
+RETRY_AFTER: Final = b"retry-after: 1\r\n"
 
 
 def status_line(status: int) -> bytes:

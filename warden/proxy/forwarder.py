@@ -65,6 +65,9 @@ class Forwarder:
             else Capture.NONE
         self.timeouts = settings.timeouts
         self._cooldown = settings.discovery.unreachable_cooldown
+        # Whether clients are shown which backend answered, in headers and error messages
+        # (the records always say).
+        self.expose_upstream = settings.expose_upstream
         self.active: set[Relay] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         # Bound at start: asyncio.get_running_loop() costs a syscall per call on CPython 3.11.
@@ -85,6 +88,7 @@ class Forwarder:
         self.policy = policy
         self.timeouts = settings.timeouts
         self._cooldown = settings.discovery.unreachable_cooldown
+        self.expose_upstream = settings.expose_upstream
 
     def start(self, relay: Relay, last_error: NotSentError | None = None) -> None:
         """Forward an admitted request (its `model` set), or try again after `last_error`
@@ -108,9 +112,11 @@ class Forwarder:
                           if (b.clear or b.admits(now)) and b.in_flight < b.max_in_flight
                           and b.name not in tried and (only is None or b.name in only)]
             if not candidates:
+                message = f"no backend for model `{relay.model}` can take the request"
                 detail = f" (last error: {last_error.message})" if last_error else ""
-                self._fail(relay, NoBackendAvailable(
-                    f"no backend for model `{relay.model}` can take the request{detail}"))
+                # (The detail names the backend's address: shown only when exposed.)
+                self._fail(relay, NoBackendAvailable(message + detail),
+                           None if self.expose_upstream else message)
                 return
             backend = candidates[0] if len(candidates) == 1 \
                 else self.policy.pick(candidates, relay, now)
@@ -221,11 +227,16 @@ class Forwarder:
             return
         message = f"backend {backend.name}: {relay.lost_reason}"
         self._fail(relay, UpstreamTimeout(message) if ending == Ending.TIMED_OUT
-                   else UpstreamError(message))
+                   else UpstreamError(message),
+                   None if self.expose_upstream else relay.lost_reason or "the backend failed")
 
-    def _fail(self, relay: Relay, error: WardenError) -> None:
+    def _fail(self, relay: Relay, error: WardenError, shown: str | None = None) -> None:
+        """Answer `error`; the client reads `shown` instead of its message when given (one
+        that does not name the backend), the record always the message."""
         relay.status = error.status
         relay.error = error.message
+        if shown is not None:
+            error = type(error)(shown, param=error.param, code=error.code)
         respond_error(relay.client, error, relay.request_id)
         self._done(relay, time.monotonic())
 

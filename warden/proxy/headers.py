@@ -3,6 +3,9 @@
 RFC 9110 §7.6.1: hop-by-hop headers are not forwarded, nor is any header that `Connection`
 names. The gateway owns framing (Content-Length / Transfer-Encoding), `Host`, the request id
 and `X-Forwarded-For`; the backend's copies of those are replaced, never duplicated.
+
+What a response tells the client of its backend is the `expose` argument (the config's
+`expose_upstream`): exposed, `X-Upstream-Addr` and the backend's `Server` header; else neither.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ HOP_BY_HOP = frozenset({
 # The client's interpreted fields (`edge.request.INTERPRETED`) that go on to the backend
 # (authorization only when the backend has no key of its own); the rest of them are hop-by-hop
 # or rewritten by the gateway (host, content-length, x-request-id, x-forwarded-for, expect).
-FORWARDED_FIELDS = frozenset({b"content-type", b"authorization"})
+FORWARDED_FIELDS = frozenset({b"content-type", b"authorization", b"api-key", b"x-api-key"})
 _REWRITTEN_DOWN = HOP_BY_HOP | {b"content-length", b"x-request-id", b"date"}
+_REWRITTEN_DOWN_HIDDEN = _REWRITTEN_DOWN | {b"server"}
 # `Connection` tokens that name no extra header.
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 # Whole `Connection` values that name none, as clients usually send them (a shortcut).
@@ -35,7 +39,7 @@ class UpstreamTarget:
         self.host_line = b" HTTP/1.1\r\nhost: " + address.encode() + b"\r\n"
         self.auth_line = (b"authorization: Bearer " + api_key.encode() + b"\r\n"
                           if api_key is not None else b"")
-        # Shown to the client as X-Upstream-Addr.
+        # Shown to the client as X-Upstream-Addr (when exposed).
         self.addr_line = b"x-upstream-addr: " + address.encode() + b"\r\n"
 
 
@@ -59,6 +63,12 @@ def upstream_request(method: bytes, target: bytes, fields: dict[bytes, bytes],
         authorization = fields.get(b"authorization")
         if authorization is not None and b"authorization" not in listed:
             lines += (b"authorization: ", authorization, b"\r\n")
+    key = fields.get(b"api-key")
+    if key is not None and b"api-key" not in listed:
+        lines += (b"api-key: ", key, b"\r\n")
+    key = fields.get(b"x-api-key")
+    if key is not None and b"x-api-key" not in listed:
+        lines += (b"x-api-key: ", key, b"\r\n")
     lines += _without(passed, listed) if listed else passed
     forwarded = fields.get(b"x-forwarded-for")
     forwarded_for = client_ip.encode() if forwarded is None \
@@ -84,15 +94,17 @@ _KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive\r\n"
 _UPSTREAM_STATUS = {s: b"x-upstream-status: %d\r\n" % s for s in range(100, 600)}
 
 
-def passthrough_head(raw: bytes, status: int, request_id: bytes,
-                     backend: UpstreamTarget) -> tuple[bytes, bool, bool] | None:
+def passthrough_head(raw: bytes, status: int, request_id: bytes, backend: UpstreamTarget,
+                     expose: bool) -> tuple[bytes, bool, bool] | None:
     """The client's head when the backend's head can be passed through as it is with the
     gateway's lines appended: HTTP/1.1, a framed body (Content-Length or chunked), no
     hop-by-hop headers, no `X-Request-Id`. Else None: the caller rewrites it with
     `response_head`, which decides the rest. `raw` is the status line and header lines, each
     ending in CRLF. Returns (the head block, whether it is an event stream, whether its body
     is framed by Content-Length): an event stream passes through too (its chunks are relayed
-    as the backend framed them), flagged so that the caller observes it.
+    as the backend framed them), flagged so that the caller observes it. Not `expose`d: the
+    backend's `Server` line is cut out (a search and a splice: still no rewrite) and no
+    `X-Upstream-Addr` is added.
 
     Cost rule: this runs per response, so it is a lower() and a few C-level searches."""
     low = raw.lower()
@@ -106,9 +118,22 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes,
             or _NOT_PASSABLE.search(low) is not None):
         return None
     status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
-    return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
-                      status_line)),
-            low.find(b"\r\ncontent-type: text/event-stream") >= 0, length_framed)
+    event_stream = low.find(b"\r\ncontent-type: text/event-stream") >= 0
+    if expose:
+        return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
+                          status_line)), event_stream, length_framed)
+    # (split and partition, not find(x, start): on CPython 3.11 bytes.find parses its
+    # arguments with PyArg_ParseTuple, ~700 instructions a call.)
+    around = low.split(b"\r\nserver:")
+    if len(around) == 1:
+        return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", status_line)),
+                event_stream, length_framed)
+    if len(around) > 2:
+        return None  # rare: several; `response_head` drops them all
+    at = len(around[0])  # (`raw` and `low` have the same offsets)
+    end = at + 9 + len(around[1].partition(b"\r\n")[0])
+    return (b"".join((raw[:at], raw[end:], b"x-request-id: ", request_id, b"\r\n",
+                      status_line)), event_stream, length_framed)
 
 
 def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:
@@ -122,10 +147,10 @@ def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def response_head(headers: list[tuple[bytes, bytes]], status: int, request_id: bytes,
-                  backend: UpstreamTarget) -> tuple[bytes, int | None, bool]:
+                  backend: UpstreamTarget, expose: bool) -> tuple[bytes, int | None, bool]:
     """A backend's response head rewritten for the client, in one pass: (header block,
     Content-Length or None when chunked, whether it is an event stream)."""
-    drop = _REWRITTEN_DOWN
+    drop = _REWRITTEN_DOWN if expose else _REWRITTEN_DOWN_HIDDEN
     while True:
         out: list[bytes] = []
         length: int | None = None
@@ -147,7 +172,7 @@ def response_head(headers: list[tuple[bytes, bytes]], status: int, request_id: b
         if not listed:
             break
         drop = drop | listed  # rare: render again without the headers Connection names
-    out += (b"x-request-id: ", request_id, b"\r\n", backend.addr_line,
+    out += (b"x-request-id: ", request_id, b"\r\n", backend.addr_line if expose else b"",
             b"x-upstream-status: ", b"%d" % status, b"\r\n")
     return b"".join(out), None if chunked else length, event_stream
 

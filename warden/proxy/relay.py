@@ -54,6 +54,7 @@ class Capture:
 class RelayOwner(Protocol):
     timeouts: TimeoutsSpec
     capture: int  # a Capture: what of the response to keep for the recorder
+    expose_upstream: bool  # responses show the backend (X-Upstream-Addr, its Server header)
     @property
     def writes(self) -> WriteBatch | None: ...  # how requests are written upstream (None: at once)
 
@@ -117,7 +118,8 @@ class Relay(Exchange):
         if status >= 500 and not capture:
             capture = Capture.BODIES  # a 5xx's body says whether the engine died (forensics)
         target = self.upstream.target
-        passed = passthrough_head(head, status, self.request_id, target)
+        expose = self._owner.expose_upstream
+        passed = passthrough_head(head, status, self.request_id, target, expose)
         if passed is not None and self.client.http11:
             block, event_stream, length_framed = passed
             self.raw = True
@@ -134,7 +136,7 @@ class Relay(Exchange):
                 self.captured = []
             return BodyMode.RAW
         block, length, event_stream = response_head(parse_head(head), status,
-                                                    self.request_id, target)
+                                                    self.request_id, target, expose)
         if event_stream:
             self.observer = StreamObserver(time.monotonic)
         if capture == Capture.STREAMS or (capture and not event_stream):

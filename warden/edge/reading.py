@@ -1,0 +1,118 @@
+"""The reading half of a client connection: httptools' callbacks, the request's bounds.
+
+Bounds, however TCP splits the bytes: a head (request target and fields, as parsed) of at most
+`max_header_bytes` in at most `max_header_count` fields, checked when it is complete (a head
+still coming is measured by the bytes read: see `HttpConnection.data_received`). Cost rule:
+nothing per field; per request, a few comparisons, and the head is measured field by field only
+when the reads it came in were large enough for it to be too large. A body of at
+most `max_body`, held in the server's `BodyBudget` from its head (a Content-Length) or as its
+chunks come, until its answer ends or the connection is lost. A field that may have only one
+value (`request.SINGLE_VALUED`) given twice is refused, never merged. A bound broken is an
+exception raised in a callback: the connection answers it and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from warden.edge.budget import BodyBudget
+from warden.edge.contracts import ServerLimits
+from warden.edge.request import INTERPRETED, SINGLE_VALUED
+from warden.edge.responding import ResponseWriter
+from warden.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge
+
+
+class RequestReader(ResponseWriter):
+    """Derived from by `HttpConnection`, which feeds the parser and completes each message."""
+
+    _loop: asyncio.AbstractEventLoop
+
+    def __init__(self, limits: ServerLimits, bodies: BodyBudget):
+        self._max_body = limits.max_body
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_header_count = limits.max_header_count
+        self._bodies = bodies
+        # Per-request parsing state (reset when a message completes).
+        self._url = b""
+        self._fields: dict[bytes, bytes] = {}
+        self._passed: list[bytes] = []
+        self._in_head = True        # reading a request head (its size is bounded)
+        self._head_read = 0         # bytes read while in the head (for a head still coming)
+        self._read_size = 0         # of the read being parsed
+        self._merged = 0            # repeated fields merged into one value (not in `_fields`)
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._reserved = 0          # in the budget for the body being read
+        self._expect_continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Split as parsed (see `edge.request`): an interpreted field by name, any other
+        rendered for forwarding."""
+        name = name.lower()
+        if name not in INTERPRETED:
+            self._passed += (name, b": ", value, b"\r\n")
+            return
+        fields = self._fields
+        if name in fields:  # repeated: one list value (RFC 9110 §5.3), if it is a list
+            if name in SINGLE_VALUED:
+                raise InvalidRequest(f"the request has more than one {name.decode()} header "
+                                     "field")
+            self._merged += 1  # (bounded at once: each merge copies the value so far)
+            if self._merged > self._max_header_count:
+                raise self._too_many_fields()
+            value = fields[name] + b", " + value
+        elif name == b"content-length":
+            if value.isdigit():  # (else the parser refuses it)
+                self._reserve_body(int(value))
+        elif name == b"expect":
+            self._expect_continue = value.lower() == b"100-continue"
+        fields[name] = value
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        # A head can pass the limit only if the bytes read since it began, or the read it
+        # ended in (it may have begun in it, after a pipelined request), did: else it is not
+        # measured.
+        if self._head_read + self._read_size > self._max_header_bytes \
+                and self._head_size() > self._max_header_bytes:
+            raise HeadersTooLarge("request headers are too large")
+        if (len(self._passed) >> 2) + len(self._fields) + self._merged \
+                > self._max_header_count:
+            raise self._too_many_fields()
+        if self._expect_continue and self.transport is not None:
+            self._writes.add(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        size = self._body_size + len(body)
+        self._body_size = size
+        if size > self._reserved:  # chunked: reserved as it comes (a length was at its head)
+            self._reserve_body(size)
+        self._body.append(body)
+
+    def _reserve_body(self, size: int) -> None:
+        """Hold room for `size` bytes of the body being read, or refuse it: 413 past
+        `max_body`, 503 when the server's bodies have no room left."""
+        if size > self._max_body:
+            raise PayloadTooLarge(f"request body is larger than {self._max_body} bytes")
+        more = size - self._reserved
+        bodies = self._bodies
+        if bodies.held + more > bodies.limit:
+            raise bodies.refusal(more, self._loop.time())
+        bodies.held += more
+        self._reserved = size
+
+    def _head_size(self) -> int:
+        """The head's bytes as parsed: its target, and each field's name, value, ": " and
+        CRLF (a merged repeat counts its ", " in place of a name)."""
+        size = len(self._url) + sum(map(len, self._passed))
+        for name, value in self._fields.items():
+            size += len(name) + len(value) + 4
+        return size
+
+    def _too_many_fields(self) -> HeadersTooLarge:
+        return HeadersTooLarge(f"the request has more than {self._max_header_count} header "
+                               "fields")
+
