@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 
 import pytest
 
@@ -86,6 +87,8 @@ def test_a_client_that_leaves_before_the_answer_is_499():
                       b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                       % (len(body), body))
             wait_until(lambda: gw.in_flight() == 1, what="the request to be in flight")
+            # Gone, not half-closed (which gets its answer): the close resets the connection.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         wait_until(lambda: gw.in_flight() == 0, what="the gateway to see the client leave")
         assert gw.metric("warden_requests_total", 'status="499"') == 1
         assert gw.metric("warden_requests_total", 'status="0"') == 0
