@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import io
 import json
@@ -18,7 +19,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -256,3 +257,25 @@ def serve(config: str, workdir, *, stderr=subprocess.DEVNULL) -> tuple[subproces
 
     wait_until(ready, what="warden serve to be ready")
     return proc, url
+
+
+@contextlib.contextmanager
+def running_demo(workdir) -> Iterator[tuple[str, int]]:
+    """`warden demo` in `workdir`, on free ports, until its banner is printed: (the banner,
+    the gateway's port). Stopped with SIGTERM afterwards, which it must obey (exit 0)."""
+    port, sim_port = free_port_block(1), free_port_block(3)
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "demo", "--port", str(port),
+                             "--sim-port", str(sim_port)], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    try:
+        banner = ""
+        while "Ctrl-C stops it." not in banner:
+            line = proc.stdout.readline()
+            assert line, f"demo exited early: {banner}"
+            banner += line
+        yield banner, port
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+

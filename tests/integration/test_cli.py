@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import SimProcess, free_port_block, http, serve, wait_until
+from tests.harness import SimProcess, free_port_block, http, running_demo, serve, wait_until
 
 
 def warden(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -111,16 +111,7 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path: Path):
 def test_demo_serves_a_simulated_fleet_and_records_every_request(tmp_path: Path):
     """The README's first command: three sim nodes and the gateway; the banner's example
     works, and `warden audit` finds the request in the records the banner points at."""
-    port, sim_port = free_port_block(1), free_port_block(3)
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "demo", "--port", str(port),
-                             "--sim-port", str(sim_port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        banner = ""
-        while "Ctrl-C stops it." not in banner:
-            line = proc.stdout.readline()
-            assert line, f"demo exited early: {banner}"
-            banner += line
+    with running_demo(tmp_path) as (banner, port):
         assert f"http://127.0.0.1:{port}/v1/chat/completions" in banner
         assert "warden audit tail -f --dir warden-records" in banner
         status, headers, _ = http("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -133,9 +124,6 @@ def test_demo_serves_a_simulated_fleet_and_records_every_request(tmp_path: Path)
                            .returncode == 0 and '"type": "end"' in r.stdout and r,
                            what="the demo's request in its records")
         assert '"model": "sim-model"' in shown.stdout
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=20) == 0
 
 
 def test_serve_explains_an_unwritable_recorder_directory(tmp_path: Path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.procs import free_port_block
+from tests.harness import running_demo
 from warden.run import port_taken
 
 
@@ -23,21 +24,8 @@ def warden(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def demo_banner(tmp_path: Path) -> Iterator[str]:
-    port, sim_port = free_port_block(1), free_port_block(3)
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "demo", "--port", str(port),
-                             "--sim-port", str(sim_port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    try:
-        banner = ""
-        while "Ctrl-C stops it." not in banner:
-            line = proc.stdout.readline()
-            assert line, f"demo exited early: {banner}"
-            banner += line
+    with running_demo(tmp_path) as (banner, _):
         yield banner
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=20) == 0
 
 
 def _commands(banner: str) -> list[str]:
