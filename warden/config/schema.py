@@ -3,13 +3,19 @@ so a typo never silently falls back to a default."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from warden.config.guard_schema import (  # noqa: F401 - re-exported with the rest
+    CustomRuleSpec,
+    GuardLimitsSpec,
+    GuardSpec,
+    ModelFacts,
+    QuarantineSpec,
+    ValidationSpec,
+)
 from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
     PostgresSinkSpec,
     RecorderSpec,
@@ -25,7 +31,7 @@ from warden.config.routing_schema import (  # noqa: F401 - re-exported with the 
     ScrapeSpec,
     SessionSpec,
 )
-from warden.config.spec import Duration, HostPort, Size, Spec, validated_with
+from warden.config.spec import Duration, HostPort, Size, Spec
 
 
 class BackendSpec(Spec):
@@ -114,156 +120,6 @@ class DiscoverySpec(Spec):
     # After a refused connection, a backend is skipped for this long (or until discovery
     # reaches it again).
     unreachable_cooldown: Duration = 2.0
-
-
-class ValidationSpec(Spec):
-    """Request bodies checked against the OpenAI schema plus vLLM's extras (guard/validate)."""
-
-    enabled: bool = True
-    # vLLM adds parameters every release: unknown fields pass unless told otherwise.
-    unknown_fields: Literal["pass", "reject"] = "pass"
-    max_messages: int = Field(default=4096, ge=1)
-    max_stop: int = Field(default=64, ge=1)
-    max_stop_length: int = Field(default=4096, ge=1)
-    max_tools: int = Field(default=512, ge=1)
-    max_logit_bias: int = Field(default=4096, ge=1)
-    max_depth: int = Field(default=64, ge=2, le=512)
-
-
-class ModelFacts(Spec):
-    """What the token-id and length rules need to know of a model (vLLM's /v1/models gives
-    max_model_len, which is learned when not set here; the vocabulary size is not)."""
-
-    vocab_size: int | None = Field(default=None, ge=1)
-    max_model_len: int | None = Field(default=None, ge=1)
-
-
-class GuardLimitsSpec(Spec):
-    """Bounds of the resource-amplifier and multimodal rules."""
-
-    max_n: int = Field(default=64, ge=1)            # n and best_of
-    max_generated_tokens: int = Field(default=2**20, ge=1)  # sequences x max_tokens
-    max_logprobs: int = Field(default=20, ge=0)     # vLLM's own --max-logprobs default
-    max_schema_depth: int = Field(default=24, ge=2)  # nesting of a structured-output schema
-    max_schema_combinators: int = Field(default=4, ge=1)  # anyOf/oneOf/allOf nested
-    max_media_items: int = Field(default=16, ge=0)
-    max_media_bytes: Size = 20 * 2**20              # one inline (data:) media item
-    # When set, media URLs must be on these hosts (or their subdomains).
-    allowed_media_domains: list[str] | None = None
-
-
-class CustomRuleSpec(Spec):
-    """An operator's own rule: every condition of `match` holds -> `action`.
-
-    `match` maps a path (`a.b`, `messages.*.role`, `stop.0`) to a predicate: one of
-    exists, eq, ne, gt, ge, lt, le, in, matches (a regex), longer_than."""
-
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-    description: str = ""
-    match: dict[str, dict[str, object]] = Field(min_length=1)
-    action: Literal["reject", "normalize", "route"]
-    delete: list[str] = []              # normalize: paths removed
-    set: dict[str, object] = {}         # normalize: paths given a value
-    message: str | None = None          # reject: what the client is told
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _consistent(cls, data: object, handler: ModelWrapValidatorHandler) -> CustomRuleSpec:
-        from warden.guard.custom import spec_problems
-
-        return validated_with(data, handler, spec_problems)
-
-
-class QuarantineSpec(Spec):
-    """Fingerprints implicated in an engine's death, held back (guard/quarantine)."""
-
-    enabled: bool = True
-    # Its own mode: it acts on deaths that happened, so it enforces even while the rules run
-    # in dry_run (set dry_run here to only report it too).
-    mode: Literal["enforce", "dry_run"] = "enforce"
-    # memory: one replica, kept in `file`; redis: shared by replicas.
-    store: Literal["memory", "redis"] = "memory"
-    # The memory store's file (it survives a restart); none: <recorder.dir>/quarantine.json,
-    # whether or not the recorder is enabled.
-    file: str | None = Field(default=None, min_length=1)
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "warden:"
-    refresh: Duration = Field(default=1.0, gt=0)   # how often replicas re-read Redis
-    timeout: Duration = Field(default=2.0, gt=0)   # one Redis operation, at most
-    max_implicated: int = Field(default=16, ge=1)  # fingerprints struck per incident
-    # An entry that is not blocked is lifted after `hold_for`; a blocked one after `block_for`
-    # (0: until an operator lifts it).
-    hold_for: Duration = Field(default=600.0, gt=0)
-    block_for: Duration = Field(default=0.0, ge=0)
-    # A request of an entry under probation waits this long, at most, for its probe's
-    # outcome; at most `max_waiting` wait at once (the rest get 503 and Retry-After).
-    probe_wait: Duration = Field(default=10.0, gt=0)
-    max_waiting: int = Field(default=256, ge=0)
-    # With its store down: `open` serves with what this gateway knows; `closed` refuses
-    # every proxied request (503) until the store is back.
-    fail_mode: Literal["open", "closed"] = "open"
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        """Parsed as the Redis client will parse it at start (a mistake here used to pass
-        the check and stop `serve` with a traceback)."""
-        from redis.connection import parse_url
-
-        try:
-            parse_url(value)
-        except ValueError as e:
-            raise ValueError(f"not a Redis URL ({e}; e.g. redis://127.0.0.1:6379/0)") from None
-        return value
-
-
-class GuardSpec(Spec):
-    """The crash-rule pack (warden/guard): enforce it, only report it, or neither."""
-
-    mode: Literal["enforce", "dry_run", "off"] = "enforce"
-    disable: list[str] = []  # rule ids
-    # A rule's action overridden: e.g. {so-falsy-constraint: route} sends such requests only
-    # to backends that are safe for the rule (a version it does not apply to, or `safe_for`).
-    actions: dict[str, Literal["reject", "normalize", "route"]] = {}
-    validation: ValidationSpec = ValidationSpec()
-    limits: GuardLimitsSpec = GuardLimitsSpec()
-    models: dict[str, ModelFacts] = {}
-    custom: list[CustomRuleSpec] = []
-    quarantine: QuarantineSpec = QuarantineSpec()
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _known_rules(cls, data: object, handler: ModelWrapValidatorHandler) -> GuardSpec:
-        return validated_with(data, handler, _rule_id_problems)
-
-
-def _rule_id_problems(guard: Mapping[str, object]) -> list[str]:
-    """Rule ids that `disable` and `actions` name but no rule has; custom ids that are
-    taken; actions a rule cannot take. (From the fields as written: see `validated_with`.)"""
-    from warden.guard.rules import RULES
-
-    builtin = {rule.id: rule for rule in RULES}
-    custom = [c for rule in _list(guard.get("custom")) if isinstance(c := _field(rule, "id"), str)]
-    named = set(builtin) | set(custom)
-    actions = guard.get("actions") if isinstance(guard.get("actions"), dict) else {}
-    asked = [r for r in (*_list(guard.get("disable")), *actions) if isinstance(r, str)]
-    problems = [f"unknown guard rule {rule_id}" for rule_id in dict.fromkeys(asked)
-                if rule_id not in named]
-    problems += [f"guard rule id {c} is used twice" for c in dict.fromkeys(custom)
-                 if c in builtin or custom.count(c) > 1]
-    for rule_id, action in actions.items():
-        rule = builtin.get(rule_id)
-        if action == "normalize" and rule is not None and rule.fix is None:
-            problems.append(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
-    return problems
-
-
-def _list(value: object) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _field(item: object, name: str) -> object:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
 class ReloadSpec(Spec):

@@ -15,6 +15,7 @@ from warden import __version__
 from warden.config.schema import RoutingSpec
 from warden.edge import wire
 from warden.edge.admin import BACKEND_ACTIONS, FleetAdmin, Reload
+from warden.edge.admin_quarantine import QuarantineAdmin
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error, respond_json
@@ -30,9 +31,6 @@ from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard, Outcome
 from warden.guard.lax import lax_bool
-from warden.guard.probation import Probation
-from warden.guard.quarantine import Quarantine, QuarantineUnavailable
-from warden.guard.quarantine_sync import describe
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
@@ -73,6 +71,7 @@ class GatewayHandler:
         self._guard = guard
         self._ids = ids if ids is not None else RequestIds()  # (one per process, not per reload)
         self._admin = FleetAdmin(forwarder, backends, reload)
+        self._quarantine_admin = QuarantineAdmin(guard.probation if guard is not None else None)
         self._local: dict[str, LocalRoute] = {
             "/v1/models": self._models,
             "/health": self._health,
@@ -80,10 +79,10 @@ class GatewayHandler:
             "/version": self._version,
             "/metrics": self._prometheus,
             "/admin/backends": self._admin.backends,
-            "/admin/quarantine": self._admin_quarantine,
+            "/admin/quarantine": self._quarantine_admin.listing,
         }
         self._local_post: dict[str, PostRoute] = {
-            "/admin/quarantine/lift": self._admin_lift,
+            "/admin/quarantine/lift": self._quarantine_admin.lift,
             "/admin/reload": self._admin.reload,
         }
 
@@ -262,8 +261,9 @@ class GatewayHandler:
         now = time.monotonic()
         ready = [b.name for b in self._backends if b.available(now) and b.models]
         body: dict = {"status": "ready" if ready else "unavailable", "backends": ready}
-        if self._quarantine() is not None:
-            store = body["quarantine"] = self._probation().sync.state()
+        store = self._quarantine_admin.ready()
+        if store is not None:
+            body["quarantine"] = store
             if store["fail"] == "closed" and not store["up"]:
                 ready = []  # it refuses every request until its store is back
                 body["status"] = "unavailable"
@@ -275,46 +275,3 @@ class GatewayHandler:
 
     def _prometheus(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         respond_json(client, 200, self._metrics.render(), rid, PROMETHEUS)
-
-    def _admin_quarantine(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
-        quarantine = self._quarantine()
-        body = {"quarantine": quarantine.listing() if quarantine is not None else [],
-                "enabled": quarantine is not None}
-        if quarantine is not None:
-            probation = self._probation()
-            body["store"] = probation.sync.state()
-            body["waiting"] = probation.waiting
-        respond_json(client, 200, orjson.dumps(body), rid)
-
-    async def _admin_lift(self, request: HttpRequest, client: HttpConnection,
-                          rid: bytes) -> None:
-        """POST {"fingerprints": [...]} or {"all": true}: lift them (a store write)."""
-        quarantine = self._quarantine()
-        try:
-            asked = orjson.loads(request.body or b"{}")
-        except orjson.JSONDecodeError:
-            asked = None
-        fingerprints = asked.get("fingerprints") if isinstance(asked, dict) else None
-        lift_all = isinstance(asked, dict) and asked.get("all") is True
-        if quarantine is None:
-            respond_error(client, NotFound("the quarantine is not enabled"), rid)
-            return
-        if not lift_all and not (isinstance(fingerprints, list) and fingerprints
-                                 and all(isinstance(f, str) for f in fingerprints)):
-            respond_error(client, InvalidRequest(
-                'expected {"fingerprints": ["x:...", ...]} or {"all": true}',
-                param="fingerprints"), rid)
-            return
-        try:
-            lifted = await self._probation().sync.lift(None if lift_all else fingerprints)
-        except Exception as e:  # the store is down: say so, in the envelope
-            respond_error(client, QuarantineUnavailable(describe(e)), rid)
-            return
-        respond_json(client, 200, orjson.dumps({"lifted": lifted}), rid)
-
-    def _quarantine(self) -> Quarantine | None:
-        return self._guard.quarantine if self._guard is not None else None
-
-    def _probation(self) -> Probation:
-        assert self._guard is not None and self._guard.probation is not None
-        return self._guard.probation
