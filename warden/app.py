@@ -140,7 +140,8 @@ class Gateway:
             await self.quarantine_parts.start()
         await self.discovery.refresh_all()
         self.server = HttpServer(self.handler, server_limits(self.settings),
-                                 writes=self.forwarder.writes)
+                                 writes=self.forwarder.writes,
+                                 request_id=self._request_ids.pick)
         self.metrics.registry.register(EdgeCollector(self.server))  # type: ignore[arg-type]
         host, configured_port = self.settings.listen
         await self.server.start(host, configured_port if port is None else port)

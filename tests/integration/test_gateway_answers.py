@@ -144,3 +144,18 @@ def test_a_stream_asked_for_as_vllm_reads_it_is_relayed_as_a_stream(tmp_path):
     finally:
         gw.stop()
         sim.stop()
+
+
+@pytest.mark.parametrize("raw", [
+    b"NOT HTTP AT ALL\r\n\r\n",                                        # malformed: 400
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",  # 431
+])
+def test_what_the_server_refuses_unread_carries_a_request_id_too(gateway, raw):
+    with socket.create_connection(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]))) as s:
+        s.sendall(raw)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith((b"http/1.1 400", b"http/1.1 431")), head
+    assert b"\r\nx-request-id: " in head

@@ -211,7 +211,8 @@ class HttpConnection(RequestReader):
         if self._response_started:
             self.abort()  # a half-written response cannot be completed honestly
         else:
-            self.respond(500, wire.JSON, WardenError("internal error").envelope())
+            self.respond(500, self._json_head(request.fields.get(b"x-request-id")),
+                         WardenError("internal error").envelope())
 
     def _response_complete(self) -> None:
         request = self.current
@@ -255,6 +256,13 @@ class HttpConnection(RequestReader):
             self._reading_paused = False
             self.transport.resume_reading()
 
+    def _json_head(self, client_id: bytes | None) -> bytes:
+        """The JSON content type, with an X-Request-Id when the server has ids to give."""
+        request_id = self._server.request_id
+        if request_id is None:
+            return wire.JSON
+        return wire.JSON + b"x-request-id: " + request_id(client_id) + wire.CRLF
+
     def _reject(self, error: WardenError) -> None:
         """Answer a request that could not be read, then close: the stream is out of sync.
 
@@ -273,7 +281,7 @@ class HttpConnection(RequestReader):
         body = error.envelope()
         if self.current is None:
             self._writes.add(self.transport, b"".join((
-                wire.status_line(error.status), wire.JSON,
+                wire.status_line(error.status), self._json_head(None),
                 wire.RETRY_AFTER if error.status == 503 else b"", wire.CONNECTION_CLOSE,
                 wire.content_length(len(body)), wire.CRLF, body)))
         self._keep_alive = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from warden.edge import wire
 from warden.edge.budget import BodyBudget
@@ -20,9 +21,13 @@ class HttpServer:
 
     def __init__(self, handler: Handler, limits: ServerLimits,
                  loop: asyncio.AbstractEventLoop | None = None,
-                 writes: WriteBatch | None = None):
+                 writes: WriteBatch | None = None,
+                 request_id: Callable[[bytes | None], bytes] | None = None):
         """`writes`: the batch every connection writes through (see upstream.batch); one of
-        its own by default."""
+        its own by default. `request_id(client's X-Request-Id or None)`: the id the server's
+        own answers (a request it could not read, a handler that failed) carry, from the
+        same sequence as the handler's (None: they carry none)."""
+        self.request_id = request_id
         # The memory request bodies hold across all connections (its limit follows `limits`).
         self.bodies = BodyBudget(limits.max_body_buffer)
         # Both read afresh for each request (handler) and each new connection (limits): a
