@@ -15,6 +15,7 @@ from warden.cli_parser import new_parser
 from warden.config import ConfigError, load_or_explain
 from warden.observe.logs import configure
 from warden.sim.config import NodeConfig
+from warden.sim.crashes import TRIGGERS
 from warden.sim.profiles import load_fleet, node_config
 
 # The exit status of a command whose reader went away (`warden audit search | head`): the
@@ -107,8 +108,8 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
     parser.add_argument("--legacy-metric-names", action="store_true",
                         help="vllm:gpu_cache_usage_perc etc., as vLLM before 0.10")
     parser.add_argument("--crash-trigger", action="append", dest="crash_triggers",
-                        help="a request kind that kills the engine (repeatable; default: the "
-                        "version's own; see warden.sim.crashes)")
+                        help="a request kind that kills the engine: "
+                        f"{', '.join(TRIGGERS)} (repeatable; default: the version's own)")
     parser.add_argument("--no-crash-triggers", action="store_true",
                         help="no request kills the engine")
     parser.add_argument("--api-key", help="as vLLM's --api-key: /v1 routes need this bearer "

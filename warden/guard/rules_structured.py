@@ -143,8 +143,8 @@ def _json_schema_without_schema(body: dict, ctx: RuleContext) -> Finding | None:
 STRUCTURED_OUTPUT_RULES: tuple[Rule, ...] = (
     Rule("so-no-constraint", "structured_outputs (or the guided_* fields) present but "
          "carrying no constraint: empty or all null",
-         "seed 001; ../shared/vllm/README.md (0.11: EngineCore dies, 'No valid structured "
-         "output parameter found')", (0, 12, 0), NORMALIZE,
+         "measured on vLLM 0.11 (EngineCore dies: 'No valid structured output parameter "
+         "found')", (0, 12, 0), NORMALIZE,
          frozenset({"structured_outputs", *GUIDED_KEYS}), _no_constraint, _drop_no_constraint),
     Rule("so-falsy-constraint",
          "a structured-output constraint present but meaning nothing as vLLM reads it: "
