@@ -135,3 +135,14 @@ async def test_a_wait_is_bounded_in_time_and_in_number(tmp_path):
     assert len(rig.refused) == 2 and rig.refused[1].code == "quarantine_probe_pending"
     assert rig.probation.waits["full"] == 1 and rig.probation.waits["timed_out"] == 1
     assert rig.resumed == [] and rig.probation.waiting == 0
+
+
+async def test_a_request_parked_again_keeps_its_first_deadline(tmp_path):
+    rig = Rig(tmp_path, wait=5.0)
+    rig.strike(PLAIN, on="n1", engine_crash=True)
+    probe = rig.decide(PLAIN).probe
+    first = rig.probation.park(lambda: None, rig.refused.append)
+    rig.probation.ended(probe, INCONCLUSIVE, "client_abort")  # the turn passes: it resumes
+    again = rig.probation.park(lambda: None, rig.refused.append, first)
+    assert again == first  # not five more seconds
+    assert rig.probation.park(lambda: None, rig.refused.append) > first

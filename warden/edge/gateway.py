@@ -156,7 +156,7 @@ class GatewayHandler:
         self._forwarder.start(relay)
 
     def _wait_for_probe(self, relay: Relay, client: HttpConnection, body: dict,
-                        serving: list[Backend]) -> None:
+                        serving: list[Backend], deadline: float | None = None) -> None:
         """Park a request whose quarantine entry is being probed (guard/probation); when the
         probe's outcome is known, its quarantine step runs again: it goes on, probes, waits
         again, or is refused."""
@@ -177,7 +177,7 @@ class GatewayHandler:
             if outcome.rejection is not None:
                 refuse(outcome.rejection)
             elif outcome.wait:
-                self._wait_for_probe(relay, client, body, serving)
+                self._wait_for_probe(relay, client, body, serving, parked_until)
             else:
                 relay.quarantine_probe = outcome.probe
                 relay.only = outcome.only if only is None or outcome.only is None \
@@ -187,7 +187,7 @@ class GatewayHandler:
         def refuse(error: WardenError) -> None:
             self._reject(request, client, relay.request_id, error, relay.guard)
 
-        guard.probation.park(resume, refuse)
+        parked_until = guard.probation.park(resume, refuse, deadline)
 
     def _session_key(self, request: HttpRequest, body: dict) -> int | None:
         """The session a request belongs to: the configured header's value, else the body's

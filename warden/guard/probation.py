@@ -110,22 +110,27 @@ class Probation:
                 return Decision(entry, probe=ticket)
         return Decision(entry, wait=True)
 
-    def park(self, resume: Callable[[], None],
-             refuse: Callable[[WardenError], None]) -> None:
+    def park(self, resume: Callable[[], None], refuse: Callable[[WardenError], None],
+             deadline: float | None = None) -> float:
         """Hold a request until a probe's outcome: then `resume()` (decide again), or
-        `refuse(error)` when the wait is over or there is no room to wait."""
+        `refuse(error)` when the wait is over or there is no room to wait. `deadline` (the
+        loop's time): a request parked again after a resume keeps its first one, so no
+        request waits longer than `wait` in all. Returns the deadline."""
         if len(self._waiting) >= self.max_waiting or self._loop is None:
             self.waits["full"] += 1
             refuse(_busy(f"{len(self._waiting)} requests already wait for probes"))
-            return
+            return 0.0
+        if deadline is None:
+            deadline = self._loop.time() + self.wait
         waiter = Waiter(resume)
 
         def timed_out() -> None:
             if self._finish(waiter):
                 self.waits["timed_out"] += 1
                 refuse(_busy(f"no probe outcome within {self.wait:g}s"))
-        waiter.timer = self._loop.call_later(self.wait, timed_out)
+        waiter.timer = self._loop.call_at(deadline, timed_out)
         self._waiting.append(waiter)
+        return deadline
 
     def _finish(self, waiter: Waiter) -> bool:
         if waiter.done:

@@ -102,7 +102,8 @@ class QuarantineSync:
         local = list(quarantine.entries) if asked is None else asked
         gone = [fp for fp in local if fp in quarantine.entries]
         quarantine.forget(gone)
-        self.pending = deque((fp, c) for fp, c in self.pending if fp not in set(gone))
+        lifted_here = set(gone)
+        self.pending = deque((fp, c) for fp, c in self.pending if fp not in lifted_here)
         return sorted(set(lifted) | set(gone), key=lambda fp: (fp[0] != "x", fp))
 
     # -- the loop --------------------------------------------------------------------------
