@@ -26,11 +26,19 @@ class ValidationSpec(Spec):
 
 
 class ModelFacts(Spec):
-    """What the token-id and length rules need to know of a model (vLLM's /v1/models gives
-    max_model_len, which is learned when not set here; the vocabulary size is not)."""
+    """What the rules need to know of a served model. Each is learned from the backends
+    where vLLM says it (fleet/model_facts) and may be set here by hand, which wins; None (or
+    empty) is unknown, and a rule that needs an unknown fact does not act on it."""
 
-    vocab_size: int | None = Field(default=None, ge=1)
-    max_model_len: int | None = Field(default=None, ge=1)
+    vocab_size: int | None = Field(default=None, ge=1)  # token ids are 0..vocab_size-1
+    max_model_len: int | None = Field(default=None, ge=1)  # prompt + output, in tokens
+    # Special and added token strings (turn markers, media placeholders): text that the
+    # tokenizer turns into control tokens when a client writes it.
+    special_tokens: list[str] = []
+    # What the model takes besides text ("image", "video", "audio"); None: unknown.
+    modalities: list[str] | None = None
+    # The engine's structured-output backend ("xgrammar", "guidance", "outlines", ...).
+    structured_output_backend: str | None = None
 
 
 class GuardLimitsSpec(Spec):
@@ -135,6 +143,8 @@ class GuardSpec(Spec):
 def _rule_id_problems(guard: Mapping[str, object]) -> list[str]:
     """Rule ids that `disable` and `actions` name but no rule has; custom ids that are
     taken; actions a rule cannot take. (From the fields as written: see `validated_with`.)"""
+    if not any(guard.get(name) for name in ("disable", "actions", "custom")):
+        return []  # (nothing to check; and the rules are not imported while they import this)
     from warden.guard.rules import RULES
 
     builtin = {rule.id: rule for rule in RULES}
