@@ -105,6 +105,8 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
                         help="the context length; longer prompts get vLLM's 400")
     parser.add_argument("--vllm-version", default="0.11.0",
                         help="the version it reports, and whose failures and metrics it has")
+    parser.add_argument("--hide-version", action="store_true",
+                        help="answer /version with 404, so a gateway cannot learn the version")
     parser.add_argument("--legacy-metric-names", action="store_true",
                         help="vllm:gpu_cache_usage_perc etc., as vLLM before 0.10")
     parser.add_argument("--crash-trigger", action="append", dest="crash_triggers",
@@ -123,7 +125,8 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
 def _node_config(args: argparse.Namespace) -> NodeConfig:
     values = {
         "models": args.models or ["sim-model"], "loras": args.loras,
-        "vllm_version": args.vllm_version, "legacy_metric_names": args.legacy_metric_names,
+        "vllm_version": args.vllm_version, "answers_version": not args.hide_version,
+        "legacy_metric_names": args.legacy_metric_names,
         "max_model_len": args.max_model_len, "max_num_seqs": args.max_num_seqs,
         "max_num_batched_tokens": args.max_num_batched_tokens,
         "num_gpu_blocks": args.num_gpu_blocks, "block_size": args.block_size,

@@ -34,7 +34,7 @@ Find = Callable[[dict, RuleContext], "Finding | None"]
 @dataclass(frozen=True)
 class Rule:
     id: str
-    description: str
+    description: str                 # what it catches (the README's rule table; Markdown)
     source: str                      # the vLLM issue, PR, advisory or measurement
     before: tuple[int, int, int] | None  # applies to vLLM versions below this (None: all)
     action: str                      # NORMALIZE | REJECT | ROUTE
@@ -46,6 +46,7 @@ class Rule:
     needs_vocab: bool = False        # idle unless some model's vocabulary size is known
     always: bool = False             # can match a body without any of `keys` (custom rules)
     harm: str = "this request is known to crash vLLM engines"  # told to the client
+    remedy: str = ""                 # NORMALIZE: what the rewrite does, for the rule table
 
     def applies_to(self, version: str | None) -> bool:
         """Unknown versions are assumed affected: a rule errs on the side of the engine."""

@@ -13,6 +13,7 @@ class NodeConfig:
     models: tuple[str, ...] = ("sim-model",)
     loras: tuple[str, ...] = ()          # LoRA adapters, served by name on top of models[0]
     vllm_version: str = "0.11.0"
+    answers_version: bool = True         # False: /version is 404 (a gateway in front hides it)
     legacy_metric_names: bool = False    # vllm:gpu_cache_usage_perc etc. (before vLLM 0.10)
     max_model_len: int = 4096
     engine: EngineProfile = field(default_factory=EngineProfile)

@@ -208,7 +208,7 @@ class SimNode:
     def _get(self, path: str, conn: HttpConnection) -> None:
         if path == "/health":
             conn.respond(503 if self.engine_dead else 200, PLAIN_HEADERS, b"")
-        elif path == "/version":
+        elif path == "/version" and self.config.answers_version:
             conn.respond(200, JSON_HEADERS, orjson.dumps({"version": self.config.vllm_version}))
         elif path == "/v1/models":
             config = self.config

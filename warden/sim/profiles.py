@@ -98,6 +98,7 @@ def node_config(values: dict) -> NodeConfig:
         models=tuple(values.get("models", base.models)),
         loras=tuple(values.get("loras", ())),
         vllm_version=values.get("vllm_version", base.vllm_version),
+        answers_version=values.get("answers_version", True),
         legacy_metric_names=values.get("legacy_metric_names", False),
         max_model_len=values.get("max_model_len", base.max_model_len),
         engine=engine,
