@@ -98,7 +98,8 @@ SCHEMA_CHECK_RULES: tuple[Rule, ...] = (
          "a structured-output JSON schema whose length, item or property counts ask for "
          "more than guard.limits.max_repetition copies, whose integer bounds pass 64 bits, "
          "or with more than max_schema_nodes subschemas",
-         "vllm-project/vllm#17894 (a large integer maximum killed the engine), "
+         "vllm-project/vllm#17894 (an integer bound xgrammar could not read killed 0.8.5's "
+         "engine; xgrammar refuses those past 64 bits, measured), "
          "mlc-ai/xgrammar#852 (a large maxLength makes every token's mask ~300x slower), "
          "#368 (counted repetitions expanded into copies)", None, REJECT, SCHEMA_KEYS,
          _finding(BOUND)),
