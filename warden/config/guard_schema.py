@@ -42,13 +42,30 @@ class ModelFacts(Spec):
 
 
 class GuardLimitsSpec(Spec):
-    """Bounds of the resource-amplifier and multimodal rules."""
+    """Bounds of the structured-output, resource-amplifier and multimodal rules."""
 
     max_n: int = Field(default=64, ge=1)            # n and best_of
     max_generated_tokens: int = Field(default=2**20, ge=1)  # sequences x max_tokens
     max_logprobs: int = Field(default=20, ge=0)     # vLLM's own --max-logprobs default
     max_schema_depth: int = Field(default=24, ge=2)  # nesting of a structured-output schema
     max_schema_combinators: int = Field(default=4, ge=1)  # anyOf/oneOf/allOf nested
+    # Copies a count may ask for: a schema's maxLength/minItems/..., a regex's x{m,n} (nested
+    # ones multiplied). Engines that expand repetitions build that many states; 100000 is
+    # the largest maxLength seen in real agent tool schemas (a file's content).
+    max_repetition: int = Field(default=100_000, ge=1)
+    # Subschemas walked in one schema: bounds the guard's own work (50000 take ~0.1 s);
+    # a thousand tools of fifty subschemas each stay under it.
+    max_schema_nodes: int = Field(default=50_000, ge=1)
+    # A choice list compiles into one alternative per choice: 5000 took xgrammar 0.15 s,
+    # 20000 took 3.7 s (measured; it grows faster than the count).
+    max_choices: int = Field(default=4096, ge=1)
+    max_choice_bytes: Size = 2**20          # all choices' characters together
+    # A grammar or structural tag, in characters: compiled with no timeout (vLLM's regexes
+    # have one, its grammars do not); real grammars (SQL, JSON) are tens of KB.
+    max_grammar_bytes: Size = 2**20
+    # How long the optional xgrammar check (installed with warden[xgrammar]) may take over
+    # one request's specs before the request is refused as one the engine would hang on.
+    xgrammar_timeout: Duration = Field(default=1.0, gt=0)
     max_media_items: int = Field(default=16, ge=0)
     max_media_bytes: Size = 20 * 2**20              # one inline (data:) media item
     # When set, media URLs must be on these hosts (or their subdomains).
@@ -145,11 +162,11 @@ def _rule_id_problems(guard: Mapping[str, object]) -> list[str]:
     taken; actions a rule cannot take. (From the fields as written: see `validated_with`.)"""
     if not any(guard.get(name) for name in ("disable", "actions", "custom")):
         return []  # (nothing to check; and the rules are not imported while they import this)
-    from warden.guard.rules import RULES
+    from warden.guard.rules import OPTIONAL_RULE_IDS, RULES
 
     builtin = {rule.id: rule for rule in RULES}
     custom = [c for rule in _list(guard.get("custom")) if isinstance(c := _field(rule, "id"), str)]
-    named = set(builtin) | set(custom)
+    named = set(builtin) | set(custom) | OPTIONAL_RULE_IDS
     actions = guard.get("actions") if isinstance(guard.get("actions"), dict) else {}
     asked = [r for r in (*_list(guard.get("disable")), *actions) if isinstance(r, str)]
     problems = [f"unknown guard rule {rule_id}" for rule_id in dict.fromkeys(asked)

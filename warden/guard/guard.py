@@ -31,6 +31,7 @@ from warden.guard.probation import Probation, ProbeTicket
 from warden.guard.quarantine import Quarantine, QuarantineUnavailable
 from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Rule, RuleContext
 from warden.guard.rules import RULES
+from warden.guard.rules_xgrammar import optional_rules
 from warden.guard.validate import Validator
 
 
@@ -51,7 +52,7 @@ class Guard:
         self.limits = spec.limits
         self.models = spec.models
         vocab_known = any(facts.vocab_size for facts in spec.models.values())
-        rules = [*RULES, *(build_rule(custom) for custom in spec.custom)]
+        rules = [*RULES, *optional_rules(), *(build_rule(custom) for custom in spec.custom)]
         self.rules: tuple[Rule, ...] = tuple(
             dataclasses.replace(rule, action=spec.actions.get(rule.id, rule.action))
             for rule in rules

@@ -4,7 +4,7 @@ looks at, and what it does (pure data; the rules themselves live in rules_*.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from warden.config.schema import GuardLimitsSpec, ModelFacts
 from warden.fleet.versions import parse_version
@@ -21,11 +21,14 @@ class Finding:
 @dataclass(frozen=True)
 class RuleContext:
     """What a rule may know besides the body: the endpoint, the model's facts (vocabulary
-    size, context length; either may be unknown) and the configured bounds."""
+    size, context length; either may be unknown) and the configured bounds. `memo` is one
+    request's scratch space, where rules that read the same thing (a parsed and checked JSON
+    schema) keep it for the next: a context lives for one request only."""
 
     path: str
     facts: ModelFacts
     limits: GuardLimitsSpec
+    memo: dict[str, object] = field(default_factory=dict)
 
 
 Find = Callable[[dict, RuleContext], "Finding | None"]

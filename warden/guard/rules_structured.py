@@ -29,7 +29,7 @@ def _outputs(body: dict) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _params(body: dict) -> tuple[dict, str] | None:
+def structured_params(body: dict) -> tuple[dict, str] | None:
     """The structured-output parameters the engine builds from `body`, and the prefix of
     their names in it ("structured_outputs." or "" for the deprecated top-level fields)."""
     outputs = body.get("structured_outputs")
@@ -41,7 +41,7 @@ def _params(body: dict) -> tuple[dict, str] | None:
     return (guided, "") if guided else None
 
 
-def _param(prefix: str, field: str) -> str:
+def param_name(prefix: str, field: str) -> str:
     return f"{prefix}{field}" if prefix else _GUIDED[field]
 
 
@@ -49,7 +49,7 @@ def _no_constraint(body: dict, ctx: RuleContext) -> Finding | None:
     if "structured_outputs" in body and body["structured_outputs"] is None \
             and not GUIDED_KEYS.intersection(body):
         return Finding("structured_outputs carries no constraint", "structured_outputs")
-    found = _params(body)
+    found = structured_params(body)
     if found is None or any(found[0].get(f) is not None for f in _CONSTRAINTS):
         return None
     param = "structured_outputs" if found[1] else _GUIDED["whitespace_pattern"]
@@ -64,7 +64,8 @@ def _drop_no_constraint(body: dict) -> None:
 
 def _empty(field: str, value: object) -> bool:
     """A constraint present but meaning nothing, as the engine reads it: json_object false
-    (or 0, "false", "no", ...), an empty json, regex, grammar or structural_tag, no choices.
+    (or 0, "false", "no", ...), an empty json, regex or structural_tag, a grammar of only
+    whitespace, no choices.
     A value of the wrong type is not judged: vLLM refuses the request itself."""
     if value is None:
         return False
@@ -72,6 +73,8 @@ def _empty(field: str, value: object) -> bool:
         return lax_bool(value) is False
     if field == "choice":
         return value == []
+    if field == "grammar" and isinstance(value, str):
+        return not value.strip()  # whitespace is no grammar either (vllm-project/vllm#23215)
     return value == "" or (field == "json" and value == {})
 
 
@@ -80,11 +83,11 @@ def _falsy(params: dict) -> list[str]:
 
 
 def _falsy_constraint(body: dict, ctx: RuleContext) -> Finding | None:
-    found = _params(body)
+    found = structured_params(body)
     fields = _falsy(found[0]) if found is not None else []
     if not fields:
         return None
-    param = _param(found[1], fields[0]) if found is not None else ""
+    param = param_name(found[1], fields[0]) if found is not None else ""
     return Finding(f"{param} is present but empty or false", param)
 
 
@@ -92,7 +95,7 @@ def _drop_falsy(body: dict) -> None:
     """Drop the empty constraints. A structured_outputs left with none goes, and the guided_*
     fields it hid (0.11 reads them then) are judged next; guided options left with no
     constraint go too."""
-    while (found := _params(body)) is not None:
+    while (found := structured_params(body)) is not None:
         params, prefix = found
         if not prefix:
             for field in _falsy(params):
@@ -148,9 +151,10 @@ STRUCTURED_OUTPUT_RULES: tuple[Rule, ...] = (
          frozenset({"structured_outputs", *GUIDED_KEYS}), _no_constraint, _drop_no_constraint),
     Rule("so-falsy-constraint",
          "a structured-output constraint present but meaning nothing as vLLM reads it: "
-         'json_object false (or 0, "false", "no", ...), an empty json, regex, grammar or '
-         "structural_tag, no choices",
-         "vllm-project/vllm#45346, #47450; measured on 0.11 and 0.24",
+         'json_object false (or 0, "false", "no", ...), an empty json, regex or '
+         "structural_tag, a grammar of only whitespace, no choices",
+         "vllm-project/vllm#45346, #47450, #23215 (an empty grammar); measured on 0.11 and "
+         "0.24",
          (0, 26, 0), NORMALIZE, frozenset({"structured_outputs", *GUIDED_KEYS}),
          _falsy_constraint, _drop_falsy),
     Rule("so-bad-regex", "a structured-output regex that does not compile",
