@@ -10,6 +10,7 @@ import gc
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,9 @@ def engine_metric(url: str, name: str, labels: str = "") -> float:
     return total
 
 
+_GATEWAY_SUFFIX = re.compile(r"\.[0-9a-f]{12}-[0-9a-f]+$")
+
+
 class SimProcess:
     """`warden sim --nodes N` on consecutive loopback ports."""
 
@@ -119,9 +123,15 @@ class SimProcess:
         status, _, body = http("POST", f"{self.url(via)}/sim/revive?node={node}")
         assert status == 200, body
 
-    def request_ids(self, via: int = 0) -> dict[int, list[str]]:
+    def request_ids(self, via: int = 0, as_sent: bool = False) -> dict[int, list[str]]:
+        """The X-Request-Id of every request each node got: as the clients chose them (the
+        gateway sends a client's id made unique: `<id>.<its prefix>-<n>`), or `as_sent`."""
         _, _, body = http("GET", f"{self.url(via)}/sim/requests")
-        return {n["index"]: n["request_ids"] for n in json.loads(body)["nodes"]}
+        nodes = {n["index"]: n["request_ids"] for n in json.loads(body)["nodes"]}
+        if as_sent:
+            return nodes
+        return {index: [_GATEWAY_SUFFIX.sub("", rid) for rid in ids]
+                for index, ids in nodes.items()}
 
     def metric(self, node: int, name: str, labels: str = "") -> float:
         return engine_metric(self.url(node), name, labels)

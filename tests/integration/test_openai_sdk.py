@@ -93,9 +93,17 @@ def test_request_id_travels_to_vllm(gateway, fleet, client):
         model="sim-model", messages=MESSAGES, max_tokens=1,
         extra_headers={"X-Request-Id": "trace-42"})
     assert raw.headers["x-request-id"] == "trace-42"
-    # vLLM builds its own id from X-Request-Id, so engine logs join gateway records.
-    assert raw.parse().id == "chatcmpl-trace-42"
-    assert any("trace-42" in ids for ids in fleet.request_ids().values())
+    # vLLM builds its own id from X-Request-Id, so engine logs join gateway records: the
+    # client's id, made unique (two requests with one id must never meet in an engine).
+    assert raw.parse().id.startswith("chatcmpl-trace-42.")
+    again = client.chat.completions.with_raw_response.create(
+        model="sim-model", messages=MESSAGES, max_tokens=1,
+        extra_headers={"X-Request-Id": "trace-42"})
+    assert again.headers["x-request-id"] == "trace-42"
+    seen = [rid for ids in fleet.request_ids(as_sent=True).values() for rid in ids
+            if "trace-42" in rid]
+    assert len(seen) == 2 and len(set(seen)) == 2, seen
+    assert all(rid.startswith("trace-42.") for rid in seen)
 
 
 def test_request_id_generated_when_absent(gateway):

@@ -116,13 +116,16 @@ class GatewayHandler:
 
     def _proxy(self, request: HttpRequest, client: HttpConnection) -> None:
         fields = request.fields
-        request_id = self._ids.pick(fields.get(b"x-request-id"))
+        client_id = fields.get(b"x-request-id")
+        request_id = self._ids.pick(client_id)
         try:
             model, stream, body = self._admit(request, fields.get(b"content-type", b""))
         except WardenError as e:
             self._reject(request, client, request_id, e)
             return
         relay = Relay(request, client, request_id, self._forwarder)
+        if request_id is client_id:  # (see RequestIds: never the client's id upstream)
+            relay.upstream_id = self._ids.upstream(request_id)
         relay.model = model
         relay.stream = stream
         guard = self._guard

@@ -16,7 +16,13 @@ _CLIENT_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 class RequestIds:
     """Request ids: the client's `X-Request-Id` when it is sane, else `<process prefix>-<n>`
     (unique per process without a syscall per request; the random prefix separates restarts
-    and replicas)."""
+    and replicas).
+
+    Rule: the id a backend gets is always unique, even when the client chose it. vLLM uses the
+    X-Request-Id header as its engine's request id, and two requests in flight with one id
+    hung a V0 engine (vllm#10583) and crashed 0.8.x (vllm#15041): a client that sends its id
+    twice must not be able to do that through the gateway. So a client's id goes upstream as
+    `<its id>.<process prefix>-<n>`: still found by searching the engine's logs for it."""
 
     def __init__(self) -> None:
         self._prefix = os.urandom(6).hex().encode()
@@ -27,6 +33,11 @@ class RequestIds:
             return client_value
         self._counter += 1
         return b"%s-%x" % (self._prefix, self._counter)
+
+    def upstream(self, client_id: bytes) -> bytes:
+        """The id sent upstream for a request whose id the client chose."""
+        self._counter += 1
+        return b"%s.%s-%x" % (client_id, self._prefix, self._counter)
 
 
 class Exchange:
@@ -50,6 +61,7 @@ class Exchange:
     request: HttpRequest | None = None
     guard: list[str] | None = None        # what the guard did (or would have done)
     forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
+    upstream_id = b""                     # the id sent upstream when not `request_id`
     only: frozenset[str] | None = None    # the backends the guard lets it go to (route)
     # Routing: affinity keys (computed only for a policy that wants them), and whether it
     # was sent as a half-open breaker's probe.

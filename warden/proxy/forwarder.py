@@ -175,8 +175,8 @@ class Forwarder:
         assert request is not None  # (a relay's always is)
         body = request.body if relay.forwarded_body is None else relay.forwarded_body
         data = hdr.upstream_request(request.method_bytes, request.target, request.fields,
-                                    request.passed, body, backend.target, relay.request_id,
-                                    request.client_ip)
+                                    request.passed, body, backend.target,
+                                    relay.upstream_id or relay.request_id, request.client_ip)
         # In-flight accounting: +1 here, -1 in `relay_ended`, which the relay calls exactly
         # once whatever ends it (response, backend loss, client loss, timeout, shutdown).
         self.active.add(relay)
