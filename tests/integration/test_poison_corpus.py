@@ -74,8 +74,8 @@ def test_the_default_guard_stops_the_poison_and_passes_the_neighbours(tmp_path):
     for n, item in enumerate(items):
         rid = f"corpus-{n}"
         notes = (records[rid].start or {}).get("guard") or [] if rid in records else []
-        acted = statuses[rid] == 400 and any(note.startswith("rejected") for note in notes) \
-            or any(note.startswith(("normalized", "routed")) for note in notes)
+        rejected = statuses[rid] == 400 and any(note.startswith("rejected") for note in notes)
+        acted = rejected or any(note.startswith(("normalized", "routed")) for note in notes)
         if item["kind"] == "poison":
             (stopped if acted else wrong).append(item)
         elif not notes and statuses[rid] == 200:
