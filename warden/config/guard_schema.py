@@ -158,7 +158,7 @@ def _rule_id_problems(guard: Mapping[str, object]) -> list[str]:
                  if c in builtin or custom.count(c) > 1]
     for rule_id, action in actions.items():
         rule = builtin.get(rule_id)
-        if action == "normalize" and rule is not None and rule.fix is None:
+        if action == "normalize" and rule is not None and not rule.can_fix:
             problems.append(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
     return problems
 
