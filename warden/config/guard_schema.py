@@ -53,6 +53,16 @@ class GuardLimitsSpec(Spec):
     max_media_bytes: Size = 20 * 2**20              # one inline (data:) media item
     # When set, media URLs must be on these hosts (or their subdomains).
     allowed_media_domains: list[str] | None = None
+    # The most characters one token of a served model spells: a text prompt has at least
+    # len(text) / this many tokens. Generous on purpose (an under-estimate never refuses a
+    # prompt that fits); vLLM reads the exact figure from the vocabulary, and setting yours
+    # here catches more.
+    max_chars_per_token: int = Field(default=256, ge=1)
+    # Prompt logprobs make the engine hold prompt x vocabulary float32 logits at once,
+    # outside the memory it profiled at start (vllm-project/vllm#5907): a request needing
+    # more is refused. 4 GiB: about the 10% of a 40 GB card gpu_memory_utilization 0.9
+    # leaves free (vLLM 0.20 died allocating 3.8 GiB of them, gonka-ai/gonka#1171).
+    max_prompt_logprobs_bytes: Size = 4 * 2**30
 
 
 class CustomRuleSpec(Spec):

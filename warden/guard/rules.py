@@ -1,15 +1,17 @@
 """The crash-rule pack: one rule per known way a single request crashes, hangs or exhausts a
 vLLM engine. Each names where it comes from and the vLLM versions it applies to; the families
-live in rules_structured, rules_schema, rules_tokens, rules_resources and rules_media."""
+live in rules_structured, rules_schema, rules_tokens, rules_sampling, rules_resources and
+rules_media."""
 
 from __future__ import annotations
 
 from warden.guard.rule import Rule
 from warden.guard.rules_media import MEDIA_RULES
 from warden.guard.rules_resources import RESOURCE_RULES
+from warden.guard.rules_sampling import SAMPLING_RULES
 from warden.guard.rules_schema import SCHEMA_RULES
 from warden.guard.rules_structured import STRUCTURED_OUTPUT_RULES
 from warden.guard.rules_tokens import TOKEN_ID_RULES
 
 RULES: tuple[Rule, ...] = (*STRUCTURED_OUTPUT_RULES, *SCHEMA_RULES, *TOKEN_ID_RULES,
-                           *RESOURCE_RULES, *MEDIA_RULES)
+                           *SAMPLING_RULES, *RESOURCE_RULES, *MEDIA_RULES)
