@@ -10,6 +10,14 @@ from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_va
 
 from warden.config.spec import Duration, Size, Spec, validated_with
 
+# Template switches in vLLM's documentation and examples (thinking on or off, reasoning
+# effort, embedding instructions) and the generation flags every HF template reads.
+CHAT_TEMPLATE_KWARGS = (
+    "enable_thinking", "thinking", "thinking_mode", "thinking_effort", "thinking_budget",
+    "reasoning_effort", "preserve_thinking", "add_generation_prompt", "continue_final_message",
+    "add_vision_id", "force_nonempty_content", "instruction", "model_identity",
+)
+
 
 class ValidationSpec(Spec):
     """Request bodies checked against the OpenAI schema plus vLLM's extras (guard/validate)."""
@@ -39,6 +47,9 @@ class ModelFacts(Spec):
     modalities: list[str] | None = None
     # The engine's structured-output backend ("xgrammar", "guidance", "outlines", ...).
     structured_output_backend: str | None = None
+    # The chat_template_kwargs keys a request may set for this model (its template's
+    # variables); None: guard.limits.chat_template_kwargs.
+    chat_template_kwargs: list[str] | None = None
 
 
 class GuardLimitsSpec(Spec):
@@ -63,6 +74,11 @@ class GuardLimitsSpec(Spec):
     # more is refused. 4 GiB: about the 10% of a 40 GB card gpu_memory_utilization 0.9
     # leaves free (vLLM 0.20 died allocating 3.8 GiB of them, gonka-ai/gonka#1171).
     max_prompt_logprobs_bytes: Size = 4 * 2**30
+    # The chat_template_kwargs keys a request may set (models without their own list in
+    # guard.models): the switches vLLM's documentation and common templates read. A value
+    # must be a string (up to max_chat_template_kwarg_chars), number, boolean or null.
+    chat_template_kwargs: list[str] = list(CHAT_TEMPLATE_KWARGS)
+    max_chat_template_kwarg_chars: int = Field(default=4096, ge=1)
 
 
 class CustomRuleSpec(Spec):

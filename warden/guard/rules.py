@@ -1,7 +1,7 @@
 """The crash-rule pack: one rule per known way a single request crashes, hangs or exhausts a
 vLLM engine. Each names where it comes from and the vLLM versions it applies to; the families
-live in rules_structured, rules_schema, rules_tokens, rules_sampling, rules_resources and
-rules_media."""
+live in rules_structured, rules_schema, rules_tokens, rules_sampling, rules_resources,
+rules_templates and rules_media."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from warden.guard.rules_resources import RESOURCE_RULES
 from warden.guard.rules_sampling import SAMPLING_RULES
 from warden.guard.rules_schema import SCHEMA_RULES
 from warden.guard.rules_structured import STRUCTURED_OUTPUT_RULES
+from warden.guard.rules_templates import TEMPLATE_RULES
 from warden.guard.rules_tokens import TOKEN_ID_RULES
 
 RULES: tuple[Rule, ...] = (*STRUCTURED_OUTPUT_RULES, *SCHEMA_RULES, *TOKEN_ID_RULES,
-                           *SAMPLING_RULES, *RESOURCE_RULES, *MEDIA_RULES)
+                           *SAMPLING_RULES, *RESOURCE_RULES, *TEMPLATE_RULES, *MEDIA_RULES)
