@@ -261,6 +261,15 @@ def test_a_prompt_that_may_fit_or_is_truncated_passes(body):
     assert untouched(guard(validate=False, max_chars_per_token=4), body, path)
 
 
+def test_tokenize_counts_a_long_prompt_and_takes_an_empty_one():
+    g = guard(validate=False, max_chars_per_token=4)
+    assert untouched(g, {"model": "m", "prompt": "x" * 40000}, "/tokenize")
+    assert untouched(g, long_chat(40000), "/tokenize")
+    assert untouched(g, {"model": "m", "prompt": ""}, "/tokenize", "0.5.4")
+    assert untouched(g, {"model": "m", "messages": [], "add_generation_prompt": False},
+                     "/tokenize")
+
+
 def test_without_a_context_length_the_prompt_is_not_measured():
     g = guard(validate=False, models={"m": ModelFacts(vocab_size=1000)}, max_chars_per_token=1)
     assert untouched(g, {"model": "m", "prompt": "x" * 50000})

@@ -24,6 +24,7 @@ from warden.guard.rule import REJECT, Finding, Rule, RuleContext
 
 AMPLIFIES = "one request would take what many should"
 CHAT = "/v1/chat/completions"
+TOKENIZER_ONLY = frozenset({"/tokenize", "/detokenize"})
 # A body below this cannot hold a prompt past any context of 128 tokens or more, counted as
 # the rule counts (256 characters a token); below it the guard does not look.
 LARGE_BODY = 32 * 1024
@@ -91,8 +92,8 @@ def _prompt_cap(body: dict, ctx: RuleContext) -> int | None:
 
 def _prompt_too_long(body: dict, ctx: RuleContext) -> Finding | None:
     length = ctx.facts.max_model_len
-    if length is None or _prompt_cap(body, ctx) is not None:
-        return None
+    if length is None or ctx.path in TOKENIZER_ONLY or _prompt_cap(body, ctx) is not None:
+        return None  # (/tokenize counts a long text's tokens: no engine runs)
     tokens, param = prompt_tokens_at_least(body, ctx.limits.max_chars_per_token)
     if tokens <= length:
         return None

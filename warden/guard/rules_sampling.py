@@ -10,7 +10,9 @@ from __future__ import annotations
 from warden.guard.lax import lax_bool, lax_int
 from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Finding, Rule, RuleContext
 
-COMPLETIONS = "/v1/completions"
+CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
+# Endpoints that only run the tokenizer: an empty prompt there is an empty answer.
+TOKENIZER_ONLY = frozenset({"/tokenize", "/detokenize"})
 FAILS = "vLLM fails on this request instead of answering it"
 
 
@@ -61,6 +63,8 @@ def _max_tokens_below_one(body: dict, ctx: RuleContext) -> Finding | None:
 # to backends from 0.5.5 on, and refused only where none serves the model.
 
 def _empty_prompt(body: dict, ctx: RuleContext) -> Finding | None:
+    if ctx.path in TOKENIZER_ONLY:
+        return None
     for field in ("prompt", "input"):
         value = body.get(field)
         if value == "" or value == []:
@@ -72,11 +76,13 @@ def _empty_prompt(body: dict, ctx: RuleContext) -> Finding | None:
     return None
 
 
-# With add_generation_prompt false, vLLM names the reply's role after the last message
-# (`messages[-1]`, every version): with no message at all, an IndexError and a 500.
+# With add_generation_prompt false, vLLM's chat endpoint names the reply's role after the
+# last message (`messages[-1]`, every version): with no message at all, an IndexError and a
+# 500.
 
 def _no_messages(body: dict, ctx: RuleContext) -> Finding | None:
-    if body.get("messages") == [] and lax_bool(body.get("add_generation_prompt")) is False:
+    if ctx.path == CHAT and body.get("messages") == [] \
+            and lax_bool(body.get("add_generation_prompt")) is False:
         return Finding("messages is empty and add_generation_prompt is false: there is no "
                        "conversation to continue", "messages")
     return None
