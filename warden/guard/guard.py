@@ -48,6 +48,11 @@ class Outcome:
     wait: bool = False                               # park it until a probe's outcome
 
 
+def _holds(found: list[bytes], markers: tuple[bytes, ...]) -> bool:
+    """Whether the body holds one of a rule's markers (rules share some: media's `\\u`)."""
+    return any(marker in found for marker in markers)
+
+
 class Guard:
     def __init__(self, spec: GuardSpec, probation: Probation | None = None):
         self.enforce = spec.mode == "enforce"
@@ -102,18 +107,21 @@ class Guard:
                 return outcome
             outcome.notes.append(f"would reject schema: {problem.message}")
         if ruled:  # not merely because the quarantine holds something
-            self.check(path, model, body, backends, marked, size, outcome)
+            self.check(path, model, body, backends, raw if marked else b"", size, outcome)
         if held and outcome.rejection is None:
             self.quarantined(body, backends, outcome)
         return outcome if outcome.notes else None  # every act notes
 
     def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
-              marked: bool, size: int, outcome: Outcome) -> None:
-        """Apply every rule that matches, in order, into `outcome` (`size`: the raw body's
-        length). The first rejection stops the rest."""
+              marked: bytes, size: int, outcome: Outcome) -> None:
+        """Apply every rule that matches, in order, into `outcome` (`marked`: the raw body if
+        it holds a marker, else empty; `size`: its length). The first rejection stops the
+        rest."""
         ctx = RuleContext(path, self.facts(model, backends), self.limits)
+        # Which markers it holds: a rule runs on its own (the media rules not on every `<`).
+        found = [m for m in self.markers if marked.find(m) >= 0] if marked else []
         for rule in self.rules:
-            if not (rule.always or (marked and rule.markers)
+            if not (rule.always or (found and _holds(found, rule.markers))
                     or (rule.min_body and size >= rule.min_body)) \
                     and rule.keys.isdisjoint(body):
                 continue
