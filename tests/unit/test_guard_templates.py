@@ -142,6 +142,13 @@ def test_history_ordinary_text_and_other_fields_pass(body):
     assert untouched(guard(validate=False), body)
 
 
+def test_a_special_token_holding_its_first_character_twice_is_found():
+    g = guard(models={"m": ModelFacts(special_tokens=["<<SYS>>", "<|a|>"])})
+    body = chat(user("x <<SYS>> y <|a|>"))
+    admit(g, body)
+    assert body["messages"][0]["content"] == f"x <{WJ}<SYS>> y <{WJ}|a|>"
+
+
 def test_bracket_markers_are_found_once_the_body_is_looked_at():
     body = chat(user("<b>bold</b> [INST] hi [/INST]"))
     admit(guard(), body)

@@ -99,21 +99,28 @@ def _drop_bad_kwargs(body: dict, ctx: RuleContext) -> None:
 
 # -- control tokens in message text ---------------------------------------------------------
 
-Index = dict[str, dict[str, tuple[tuple[str, str], ...]]]
+# Markers by first character, then by second: (marker, the rest after its first character),
+# longest first; and the markers that hold their first character again (a split at it would
+# cut them), searched whole.
+Index = tuple[dict[str, dict[str, tuple[tuple[str, str], ...]]], tuple[str, ...]]
 
 
 @lru_cache(maxsize=64)
 def _index(markers: tuple[str, ...]) -> Index:
-    """The markers by first character, then by second: (marker, the rest after those two),
-    longest first. A text is split at each first character (a search at memchr speed), and
-    only the pieces whose first character can continue a marker are compared."""
+    """A text is split at each marker's first character (a search at memchr speed), and only
+    the pieces whose first character can continue a marker are compared."""
     index: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    whole: list[str] = []
     for marker in sorted(set(markers), key=len, reverse=True):
-        if len(marker) >= 2 and not marker.isspace():
+        if len(marker) < 2 or marker.isspace():
+            continue  # (nothing to split: one character, or blanks)
+        if marker[0] in marker[1:]:
+            whole.append(marker)
+        else:
             index.setdefault(marker[0], {}).setdefault(marker[1], []).append(
                 (marker, marker[1:]))
-    return {first: {second: tuple(found) for second, found in by_second.items()}
-            for first, by_second in index.items()}
+    return ({first: {second: tuple(found) for second, found in by_second.items()}
+             for first, by_second in index.items()}, tuple(whole))
 
 
 def _markers(ctx: RuleContext) -> tuple[str, ...]:
@@ -123,8 +130,9 @@ def _markers(ctx: RuleContext) -> tuple[str, ...]:
 
 def _found(text: str, index: Index) -> list[str]:
     """The markers `text` holds."""
-    found: list[str] = []
-    for first, by_second in index.items():
+    by_first, whole = index
+    found = [marker for marker in whole if marker in text]
+    for first, by_second in by_first.items():
         if first not in text:
             continue
         for piece in text.split(first)[1:]:  # each piece follows one `first`
