@@ -132,6 +132,7 @@ TOKEN_ID_RULES: tuple[Rule, ...] = (
          "a token id outside the vocabulary in logprob_token_ids, label_token_ids, token_ids, "
          "tokens or prompt_token_ids",
          "vllm-project/vllm#34468 (/detokenize answered an id past int64 with a 500 until "
-         "0.17); the rest defensive: vLLM range-checks them itself, as it does prompt ids "
-         "(#26797)", None, REJECT, frozenset(OTHER_ID_FIELDS), _other_ids, needs_vocab=True),
+         "0.17); the rest defensive: vLLM range-checks most of them itself, as it does "
+         "prompt ids (#26797)", None, REJECT, frozenset(OTHER_ID_FIELDS), _other_ids,
+         needs_vocab=True),
 )
