@@ -10,6 +10,14 @@ from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_va
 
 from warden.config.spec import Duration, Size, Spec, validated_with
 
+# Template switches in vLLM's documentation and examples (thinking on or off, reasoning
+# effort, embedding instructions) and the generation flags every HF template reads.
+CHAT_TEMPLATE_KWARGS = (
+    "enable_thinking", "thinking", "thinking_mode", "thinking_effort", "thinking_budget",
+    "reasoning_effort", "preserve_thinking", "add_generation_prompt", "continue_final_message",
+    "add_vision_id", "force_nonempty_content", "instruction", "model_identity",
+)
+
 
 class ValidationSpec(Spec):
     """Request bodies checked against the OpenAI schema plus vLLM's extras (guard/validate)."""
@@ -39,6 +47,9 @@ class ModelFacts(Spec):
     modalities: list[str] | None = None
     # The engine's structured-output backend ("xgrammar", "guidance", "outlines", ...).
     structured_output_backend: str | None = None
+    # The chat_template_kwargs keys a request may set for this model (its template's
+    # variables); None: guard.limits.chat_template_kwargs.
+    chat_template_kwargs: list[str] | None = None
 
 
 class GuardLimitsSpec(Spec):
@@ -70,6 +81,21 @@ class GuardLimitsSpec(Spec):
     max_media_bytes: Size = 20 * 2**20              # one inline (data:) media item
     # When set, media URLs must be on these hosts (or their subdomains).
     allowed_media_domains: list[str] | None = None
+    # The most characters one token of a served model spells: a text prompt has at least
+    # len(text) / this many tokens. Generous on purpose (an under-estimate never refuses a
+    # prompt that fits); vLLM reads the exact figure from the vocabulary, and setting yours
+    # here catches more.
+    max_chars_per_token: int = Field(default=256, ge=1)
+    # Prompt logprobs make the engine hold prompt x vocabulary float32 logits at once,
+    # outside the memory it profiled at start (vllm-project/vllm#5907): a request needing
+    # more is refused. 4 GiB: about the 10% of a 40 GB card gpu_memory_utilization 0.9
+    # leaves free (vLLM 0.20 died allocating 3.8 GiB of them, gonka-ai/gonka#1171).
+    max_prompt_logprobs_bytes: Size = 4 * 2**30
+    # The chat_template_kwargs keys a request may set (models without their own list in
+    # guard.models): the switches vLLM's documentation and common templates read. A value
+    # must be a string (up to max_chat_template_kwarg_chars), number, boolean or null.
+    chat_template_kwargs: list[str] = list(CHAT_TEMPLATE_KWARGS)
+    max_chat_template_kwarg_chars: int = Field(default=4096, ge=1)
 
 
 class CustomRuleSpec(Spec):
@@ -175,7 +201,7 @@ def _rule_id_problems(guard: Mapping[str, object]) -> list[str]:
                  if c in builtin or custom.count(c) > 1]
     for rule_id, action in actions.items():
         rule = builtin.get(rule_id)
-        if action == "normalize" and rule is not None and rule.fix is None:
+        if action == "normalize" and rule is not None and not rule.can_fix:
             problems.append(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
     return problems
 

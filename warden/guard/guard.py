@@ -3,12 +3,15 @@ each admitted request body.
 
 Cost rule: a request the guard has nothing to say about costs one call (`admit`): the
 validator's loop over the body's keys, one set test (`keys.isdisjoint(body)`: most bodies
-carry none of the keys any rule looks at), a `bytes.find` of the raw body per marker of nested
-inputs (media parts: three markers, one of them any JSON escape; a regex alternation of them
-was 7x slower on a 4 KB prompt, as `re` cannot use a fast substring search for an
-alternation), and one truth test of the quarantine. Rules run only past
-those tests, and act only if some backend serving the model runs a vLLM version they apply to
-(or one whose version is unknown) and is not marked `safe_for` them.
+carry none of the keys any rule looks at), one comparison of the raw body's length (the
+prompt-length rule looks only at large bodies), a `bytes.find` of the raw body per marker of
+nested inputs (media parts: three markers, one of them any JSON escape; special-token text:
+`<`, a one-byte search at memchr speed; a regex alternation of them was 7x slower on a 4 KB
+prompt, as `re` cannot use a fast substring search for an alternation), and one truth test
+of the quarantine. Rules run only past those tests, and act only if some backend serving the
+model runs a vLLM version they apply to (or one whose version is unknown) and is not marked
+`safe_for` them. Rules that only repeat, in vLLM's lax reading, what the schema validation
+refuses anyway (`covered_by_validation`) are built only when validation is off.
 
 Modes: `enforce` normalizes, routes or rejects; `dry_run` only notes what it would have done
 (in the request's audit record and the metrics), so it can be turned on in production safely;
@@ -19,6 +22,7 @@ acts on engine deaths that happened, not on rules that predict them.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +49,11 @@ class Outcome:
     wait: bool = False                               # park it until a probe's outcome
 
 
+def _holds(found: list[bytes], markers: tuple[bytes, ...]) -> bool:
+    """Whether the body holds one of a rule's markers (rules share some: media's `\\u`)."""
+    return any(marker in found for marker in markers)
+
+
 class Guard:
     def __init__(self, spec: GuardSpec, probation: Probation | None = None):
         self.enforce = spec.mode == "enforce"
@@ -56,10 +65,14 @@ class Guard:
         self.rules: tuple[Rule, ...] = tuple(
             dataclasses.replace(rule, action=spec.actions.get(rule.id, rule.action))
             for rule in rules
-            if rule.id not in spec.disable and (vocab_known or not rule.needs_vocab))
+            if rule.id not in spec.disable and (vocab_known or not rule.needs_vocab)
+            and not (rule.covered_by_validation and spec.validation.enabled))
         self.keys = frozenset().union(*(rule.keys for rule in self.rules))
         self.always = any(rule.always for rule in self.rules)
         self.markers = tuple(sorted({m for rule in self.rules for m in rule.markers}))
+        # The smallest body a size-triggered rule looks at (none: larger than any body).
+        self.min_body = min((rule.min_body for rule in self.rules if rule.min_body),
+                            default=sys.maxsize)
         self.validator = Validator(spec.validation) if spec.validation.enabled else None
         self.probation = probation
         self.quarantine: Quarantine | None = probation.quarantine if probation is not None \
@@ -79,7 +92,9 @@ class Guard:
             if raw.find(marker) >= 0:  # (`in` on bytes first tries int(): slower)
                 marked = True
                 break
-        ruled = marked or self.always or not self.keys.isdisjoint(body)
+        size = len(raw)
+        ruled = (marked or self.always or size >= self.min_body
+                 or not self.keys.isdisjoint(body))
         quarantine = self.quarantine
         held = quarantine is not None and (bool(quarantine.entries) or quarantine.refusing)
         if problem is None and not ruled and not held:
@@ -93,18 +108,23 @@ class Guard:
                 return outcome
             outcome.notes.append(f"would reject schema: {problem.message}")
         if ruled:  # not merely because the quarantine holds something
-            self.check(path, model, body, backends, marked, outcome)
+            self.check(path, model, body, backends, raw if marked else b"", size, outcome)
         if held and outcome.rejection is None:
             self.quarantined(body, backends, outcome)
         return outcome if outcome.notes else None  # every act notes
 
     def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
-              marked: bool, outcome: Outcome) -> None:
-        """Apply every rule that matches, in order, into `outcome`. The first rejection stops
-        the rest."""
+              marked: bytes, size: int, outcome: Outcome) -> None:
+        """Apply every rule that matches, in order, into `outcome` (`marked`: the raw body if
+        it holds a marker, else empty; `size`: its length). The first rejection stops the
+        rest."""
         ctx = RuleContext(path, self.facts(model, backends), self.limits)
+        # Which markers it holds: a rule runs on its own (the media rules not on every `<`).
+        found = [m for m in self.markers if marked.find(m) >= 0] if marked else []
         for rule in self.rules:
-            if not (rule.always or (marked and rule.markers)) and rule.keys.isdisjoint(body):
+            if not (rule.always or (found and _holds(found, rule.markers))
+                    or (rule.min_body and size >= rule.min_body)) \
+                    and rule.keys.isdisjoint(body):
                 continue
             exposed = [b for b in backends
                        if rule.applies_to(b.vllm_version) and rule.id not in b.safe_for]
@@ -125,8 +145,8 @@ class Guard:
                     if outcome.only:
                         continue
                 rule_action = "no backend serving the model is safe for it"
-            elif rule.action == NORMALIZE and rule.fix is not None:
-                rule.fix(body)
+            elif rule.action == NORMALIZE and rule.can_fix:
+                rule.apply_fix(body, ctx)
                 outcome.changed = True
                 outcome.notes.append(f"normalized {rule.id}")
                 continue
@@ -147,8 +167,9 @@ class Guard:
             for card in backend.model_cards:
                 length = card.get("max_model_len")
                 if card.get("id") == model and isinstance(length, int) and length > 0:
-                    vocab = configured.vocab_size if configured is not None else None
-                    return ModelFacts(vocab_size=vocab, max_model_len=length)
+                    if configured is None:
+                        return ModelFacts(max_model_len=length)
+                    return configured.model_copy(update={"max_model_len": length})
         return configured or ModelFacts()
 
     def quarantined(self, body: dict, backends: Sequence[Backend], outcome: Outcome) -> None:

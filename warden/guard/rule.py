@@ -32,6 +32,7 @@ class RuleContext:
 
 
 Find = Callable[[dict, RuleContext], "Finding | None"]
+FixInContext = Callable[[dict, RuleContext], None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,24 @@ class Rule:
     always: bool = False             # can match a body without any of `keys` (custom rules)
     harm: str = "this request is known to crash vLLM engines"  # told to the client
     remedy: str = ""                 # NORMALIZE: what the rewrite does, for the rule table
+    # NORMALIZE when the rewrite depends on the model's facts or the bounds (the vocabulary
+    # size, the special tokens): used instead of `fix`.
+    fix_in_context: FixInContext | None = None
+    # Also triggered by a raw body of at least this many bytes (0: never), for what every
+    # request carries but only a large one can get wrong (the prompt's length).
+    min_body: int = 0
+    # The schema validation refuses what this finds (strictly typed): built only without it.
+    covered_by_validation: bool = False
+
+    @property
+    def can_fix(self) -> bool:
+        return self.fix is not None or self.fix_in_context is not None
+
+    def apply_fix(self, body: dict, ctx: RuleContext) -> None:
+        if self.fix_in_context is not None:
+            self.fix_in_context(body, ctx)
+        elif self.fix is not None:
+            self.fix(body)
 
     def applies_to(self, version: str | None) -> bool:
         """Unknown versions are assumed affected: a rule errs on the side of the engine."""

@@ -6,17 +6,28 @@ multiply the sequences held in the KV cache, and `max_tokens` each one's length 
 generates up to the context length); `prompt_logprobs: -1` allocates prompt length x
 vocabulary; a chat template sent with the request is Jinja the API server renders with no
 bound on its work. The bounds are `guard.limits`; the context length is the model's (config,
-or learned from /v1/models). A `max_tokens` past the context length is left to vLLM, which
-answers it 400 itself.
+or learned from /v1/models).
+
+A prompt longer than the context is refused by every vLLM version; before 0.7.1 (V1) and
+where vLLM fitted the context to memory but still admitted the model's full length, it
+reached the engine and killed it, and until an early-fail guard vLLM tokenized any prompt in
+full first. The guard measures the prompt by an under-estimate (warden.guard.prompt_size) and
+only in large bodies. A prompt plus `max_tokens` past the context is left to vLLM: before
+0.32 it answers 400, from 0.32 it clamps `max_tokens` and serves the request.
 """
 
 from __future__ import annotations
 
 from warden.guard.lax import lax_bool, lax_int
+from warden.guard.prompt_size import prompt_tokens_at_least
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
 
 AMPLIFIES = "one request would take what many should"
 CHAT = "/v1/chat/completions"
+TOKENIZER_ONLY = frozenset({"/tokenize", "/detokenize"})
+# A body below this cannot hold a prompt past any context of 128 tokens or more, counted as
+# the rule counts (256 characters a token); below it the guard does not look.
+LARGE_BODY = 32 * 1024
 
 
 def _output_length(body: dict, ctx: RuleContext) -> tuple[str, int | None]:
@@ -70,6 +81,55 @@ def _many_logprobs(body: dict, ctx: RuleContext) -> Finding | None:
     return None
 
 
+def _prompt_cap(body: dict, ctx: RuleContext) -> int | None:
+    """The prompt's length once vLLM truncates it (truncate_prompt_tokens: a count, or -1 for
+    the context length), or None when it is not truncated."""
+    keep = lax_int(body.get("truncate_prompt_tokens"))
+    if keep is None:
+        return None
+    return ctx.facts.max_model_len if keep == -1 else keep
+
+
+def _prompt_too_long(body: dict, ctx: RuleContext) -> Finding | None:
+    length = ctx.facts.max_model_len
+    if length is None or ctx.path in TOKENIZER_ONLY or _prompt_cap(body, ctx) is not None:
+        return None  # (/tokenize counts a long text's tokens: no engine runs)
+    tokens, param = prompt_tokens_at_least(body, ctx.limits.max_chars_per_token)
+    if tokens <= length:
+        return None
+    return Finding(f"the prompt is at least {tokens} tokens, more than the model's context "
+                   f"of {length}", param)
+
+
+def _prompt_logprobs_asked(body: dict, ctx: RuleContext) -> int | None:
+    """The prompt logprobs the engine computes: prompt_logprobs, else echo's (completions:
+    logprobs; chat: top_logprobs, 0 when absent). -1 (whole vocabulary) is amp-logprobs'."""
+    asked = lax_int(body.get("prompt_logprobs"))
+    if asked is not None or not lax_bool(body.get("echo")):
+        return asked
+    if ctx.path == CHAT:
+        return lax_int(body.get("top_logprobs", 0))
+    return lax_int(body.get("logprobs"))
+
+
+def _prompt_logprobs_memory(body: dict, ctx: RuleContext) -> Finding | None:
+    vocab = ctx.facts.vocab_size
+    if vocab is None or _prompt_logprobs_asked(body, ctx) is None:
+        return None
+    tokens, _param = prompt_tokens_at_least(body, ctx.limits.max_chars_per_token)
+    cap = _prompt_cap(body, ctx)
+    if cap is not None and cap >= 0:
+        tokens = min(tokens, cap)
+    needed = tokens * vocab * 4  # float32 logits, one row per prompt token
+    bound = ctx.limits.max_prompt_logprobs_bytes
+    if needed <= bound:
+        return None
+    param = "prompt_logprobs" if body.get("prompt_logprobs") is not None else "echo"
+    return Finding(f"prompt logprobs for a prompt of at least {tokens} tokens over a "
+                   f"vocabulary of {vocab} take at least {needed} bytes, more than {bound}",
+                   param)
+
+
 def _request_template(body: dict, ctx: RuleContext) -> Finding | None:
     if body.get("chat_template") is not None:
         return Finding("a chat template sent with the request", "chat_template")
@@ -93,6 +153,21 @@ RESOURCE_RULES: tuple[Rule, ...] = (
          "vllm-project/vllm#16836, #5890", None, REJECT,
          frozenset({"logprobs", "top_logprobs", "prompt_logprobs"}), _many_logprobs,
          harm=AMPLIFIES),
+    Rule("amp-prompt-logprobs-memory",
+         "prompt logprobs (prompt_logprobs, or echo with logprobs) whose prompt x vocabulary "
+         "float32 logits exceed guard.limits.max_prompt_logprobs_bytes",
+         "vllm-project/vllm#5907 (logprobs memory is outside vLLM's profile; #5890, #38830: "
+         "echo with logprobs ran it out of memory), gonka-ai/gonka#1171 (vLLM 0.20 died "
+         "allocating 3.8 GiB of them)", None, REJECT,
+         frozenset({"prompt_logprobs", "echo"}), _prompt_logprobs_memory, needs_vocab=True,
+         harm=AMPLIFIES),
+    Rule("ctx-prompt-too-long",
+         "a prompt longer than the model's context, counted by an under-estimate, in bodies "
+         "of at least 32 KiB",
+         "vllm-project/vllm#12567 (V1 engine died on it; fixed by #12600 in 0.7.1), #40302 "
+         "(a fitted context still admits the model's full length), #31229 (vLLM tokenized "
+         "any prompt in full first)", None, REJECT, frozenset(), _prompt_too_long,
+         min_body=LARGE_BODY),
     Rule("ct-request-template",
          "a Jinja chat template supplied by the request (rendered by the API server, with "
          "no bound on its work)",

@@ -68,6 +68,30 @@ def _listed(field: str):
     return find
 
 
+# Token ids in fields the other rules do not read: logprobs of chosen tokens (chat and
+# completions, vLLM 0.34), generative scoring's labels, the token-in-token-out generate
+# endpoint's prompt, /detokenize's tokens and the derender endpoints' prompts (ids, or lists
+# of them).
+OTHER_ID_FIELDS = ("logprob_token_ids", "label_token_ids", "token_ids", "tokens",
+                   "prompt_token_ids")
+
+
+def _other_ids(body: dict, ctx: RuleContext) -> Finding | None:
+    vocab = ctx.facts.vocab_size
+    if vocab is None:
+        return None
+    for field in OTHER_ID_FIELDS:
+        value = body.get(field)
+        if not isinstance(value, list):
+            continue
+        batches = [item for item in value if isinstance(item, list)] or [value]
+        for ids in batches:
+            token = _first_outside(ids, vocab)
+            if token is not None:
+                return _message(field, token, vocab)
+    return None
+
+
 def _prompt_ids(body: dict, ctx: RuleContext) -> Finding | None:
     """A completions prompt (or embeddings input) given as token ids, or lists of them. A
     list of strings is text; any other list is read as ids, as pydantic's union does (it
@@ -104,4 +128,11 @@ TOKEN_ID_RULES: tuple[Rule, ...] = (
     Rule("tok-prompt-ids-oov", "a prompt given as token ids with one outside the vocabulary",
          "vllm-project/vllm#26797 ('Token id ... is out of vocabulary'), #6866 (V0 crash)",
          None, REJECT, frozenset({"prompt", "input"}), _prompt_ids, needs_vocab=True),
+    Rule("tok-other-ids-oov",
+         "a token id outside the vocabulary in logprob_token_ids, label_token_ids, token_ids, "
+         "tokens or prompt_token_ids",
+         "vllm-project/vllm#34468 (/detokenize answered an id past int64 with a 500 until "
+         "0.17); the rest defensive: vLLM range-checks most of them itself, as it does "
+         "prompt ids (#26797)", None, REJECT, frozenset(OTHER_ID_FIELDS), _other_ids,
+         needs_vocab=True),
 )
