@@ -12,6 +12,7 @@ from warden.config.guard_schema import (  # noqa: F401 - re-exported with the re
     CustomRuleSpec,
     GuardLimitsSpec,
     GuardSpec,
+    MediaFetchSpec,
     ModelFacts,
     QuarantineSpec,
     ValidationSpec,
