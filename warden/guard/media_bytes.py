@@ -105,6 +105,9 @@ def _prefix_chars() -> int:
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 _TEXT_IMAGE_STARTS = (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7", b"#define",
                       b"/* XPM */", b"%!PS")
+# Binary formats whose signature is printable: a short item of one is not text.
+_PRINTABLE_SIGNATURES = (b"RIFF", b"fLaC", b"ID3", b"OggS", b"GIF8", b"FORM", b"#!AMR",
+                         b"MThd", b"caff")
 
 
 def looks_like_text(head: bytes, image: bool) -> bool:
@@ -112,5 +115,7 @@ def looks_like_text(head: bytes, image: bool) -> bool:
     file name): printable ASCII throughout. Pillow reads a few text image formats (netpbm,
     XBM, XPM, EPS): those are not text here when `image`."""
     if not head or head.translate(None, _PRINTABLE):  # (what is left is not printable)
+        return False
+    if head.startswith(_PRINTABLE_SIGNATURES):
         return False
     return not (image and head.startswith(_TEXT_IMAGE_STARTS))
