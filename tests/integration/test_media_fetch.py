@@ -95,13 +95,15 @@ def test_remote_images_are_fetched_checked_and_sent_inline(images, fleet):
         status, _, body = ask(gw, f"{images}/tiny.png", "tiny")
         assert status == 400 and "mm-image-too-small" in json.loads(body)["error"]["message"]
 
+        assert gw.metric("warden_guard_decisions_total", 'rule="media-fetch"') == 3
+        assert gw.metric("warden_guard_decisions_total", 'rule="mm-image-too-small"') == 1
         seen = fleet.request_ids()[0]
         assert "served" in seen and "missing" not in seen and "tiny" not in seen
         records = recorded(gw)
         sent = json.loads(records["served"].start["forwarded_body"])
         inline = sent["messages"][0]["content"][1]["image_url"]["url"]
         assert inline == "data:image/png;base64," + base64.b64encode(PNG).decode()
-        assert records["served"].start["guard"] == ["fetched remote media"]
+        assert records["served"].start["guard"] == ["fetch remote media"]
         assert records["missing"].end["status"] == 400
     finally:
         gw.stop()

@@ -176,7 +176,7 @@ def test_the_guard_asks_for_a_fetch_only_when_it_is_on_and_there_are_remote_imag
 
     on = Guard(GuardSpec(media=MediaFetchSpec(fetch=True)))
     outcome = admit(on, chat("https://cdn.example/a.png"))
-    assert outcome.fetch and outcome.notes == ["fetched remote media"]
+    assert outcome.fetch and outcome.notes == ["fetch remote media"]
     assert admit(on, chat(media.data_url(PNG))) is None
     assert admit(on, {"model": "m", "messages": [{"role": "user", "content": "hi"}]}) is None
     assert admit(on, chat("http://10.0.0.1/a.png")).rejection is not None  # never fetched

@@ -106,7 +106,8 @@ class Guard:
             if marked and self.fetcher is not None and outcome.rejection is None \
                     and remote_images(body):
                 outcome.fetch = True
-                outcome.notes.append("fetched remote media")
+                outcome.notes.append("fetch remote media")
+                self.decisions["media-fetch", "fetch", self.mode] += 1
                 return outcome  # (the quarantine's step comes once they are inline)
         if held and outcome.rejection is None:
             self.quarantined(body, backends, outcome)

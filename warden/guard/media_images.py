@@ -73,7 +73,7 @@ def _png(head: bytes) -> Judged:
     if len(head) < 24:
         return "its PNG header is cut short"
     if head[12:16] != b"IHDR":
-        return "its PNG header is corrupt (no IHDR chunk first)"
+        return None  # (out of order: not judged, as Pillow may still find the size)
     return _sized("PNG", _u32be(head, 16), _u32be(head, 20))
 
 
