@@ -37,6 +37,7 @@ log = logging.getLogger("warden.guard")
 Done = Callable[[WardenError | None], None]
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~?"
+_MAX_HEAD = 64 * 1024  # a response head's bytes, at most
 
 
 def remote_images(body: dict) -> list[tuple[str, dict, str, str]]:
@@ -69,13 +70,16 @@ class _Response:
     def __init__(self, limit: int):
         self.limit = limit
         self.headers: dict[bytes, bytes] = {}
+        self.head_bytes = 0
         self.parts: list[bytes] = []
         self.size = 0
         self.head_done = False
         self.complete = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.lower()] = value
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes <= _MAX_HEAD:
+            self.headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
         self.head_done = True
@@ -195,8 +199,8 @@ class MediaFetcher:
         try:
             target = quote(parts.path or "/", safe=_PATH_SAFE) + (
                 "?" + quote(parts.query, safe=_PATH_SAFE) if parts.query else "")
-            authority = host.encode("idna").decode() + (
-                f":{parts.port}" if parts.port else "")
+            name = f"[{host}]" if ":" in host else host.encode("idna").decode()
+            authority = name + (f":{parts.port}" if parts.port else "")
             writer.write(f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: warden"
                          "\r\nAccept: image/*\r\nAccept-Encoding: identity\r\n"
                          "Connection: close\r\n\r\n".encode())
@@ -215,6 +219,8 @@ class MediaFetcher:
                     break  # a body that ends with the connection
                 raise MediaFetchFailed("the connection closed before the response ended")
             parser.feed_data(data)
+            if response.head_bytes > _MAX_HEAD:
+                raise MediaFetchFailed("the image server's response head is too large")
             if response.head_done:
                 status = parser.get_status_code()
                 if status in _REDIRECTS or status != 200:
