@@ -110,6 +110,44 @@ def test_an_undecodable_image_is_refused(url, said):
     assert said in message and message.startswith(f"{PARAM}: the inline image cannot be read")
 
 
+def test_zero_bytes_where_an_image_belongs_are_refused():
+    # CVE-2026-22778's reproducer: Pillow's error on it showed the client a heap address.
+    message = refusal(admit(chat("data:image/png;base64,AAAAAAAAAAAAAAAA")),
+                      "mm-undecodable-media")
+    assert "its data is zero bytes, not an image" in message
+
+
+def frames(*images: bytes) -> str:
+    return "data:video/jpeg;base64," + ",".join(base64.b64encode(i).decode() for i in images)
+
+
+def admit_on(version: str, body: dict):
+    backend = Backend(BackendSpec(name="b", url="http://127.0.0.1:9", vllm_version=version),
+                      TimeoutsSpec())
+    return guard().admit(CHAT, "m", body, orjson.dumps(body), [backend])
+
+
+def test_a_video_jpeg_list_longer_than_the_bound_is_refused_where_every_frame_is_decoded():
+    # GHSA-pq5c-rjhq-qp7p: before 0.19 every frame was decoded (5000 of them: OOM).
+    frame = media.jpeg(64, 64)
+    message = refusal(admit_on("0.18.0", chat(frames(*[frame] * 33), "video_url")),
+                      "mm-video-jpeg-frames")
+    assert "more than 32 frames" in message
+    assert admit_on("0.18.0", chat(frames(*[frame] * 32), "video_url")) is None
+    assert admit_on("0.19.0", chat(frames(*[frame] * 33), "video_url")) is None  # (fixed)
+
+
+def test_the_frames_of_a_video_jpeg_list_are_judged_as_images():
+    bad = refusal(admit_on("0.32.0", chat(frames(media.png(64, 64), b"<html>"), "video_url")),
+                  "mm-undecodable-media")
+    assert "the inline video cannot be read: frame 2: its data is text" in bad
+    bomb = refusal(admit_on("0.32.0", chat(frames(media.png(50000, 50000, header_only=True)),
+                                           "video_url")), "mm-image-too-many-pixels")
+    assert "a 50000x50000 PNG frame has 2500000000 pixels" in bomb
+    small = chat(frames(media.png(16, 16)), "video_url")  # (only images' shapes are judged)
+    assert admit_on("0.32.0", small) is None
+
+
 @pytest.mark.parametrize("data", ids=["tiff", "ico", "netpbm"], argvalues=[
     b"II*\x00" + b"\x00" * 60,           # TIFF: not read here, so not judged
     b"\x00\x00\x01\x00" + b"\x01" * 60,  # ICO
@@ -153,8 +191,7 @@ def test_short_audio_and_unread_containers_pass():
                  g=guard(max_audio_seconds=30)) is None
     assert admit(chat(media.data_url(b"ID3\x04" + b"\x00" * 200, "audio/mpeg"),
                       "audio_url")) is None  # MP3: bytes only
-    frames = ",".join([base64.b64encode(media.jpeg(64, 64)).decode()] * 3)
-    assert admit(chat("data:video/jpeg;base64," + frames, "video_url")) is None
+    assert admit(chat(frames(*[media.jpeg(64, 64)] * 3), "video_url")) is None
 
 
 def test_text_where_a_video_belongs_is_refused():
@@ -253,3 +290,4 @@ def test_hostile_data_never_raises():
         image_header(Base64View(encoded).read)
         duration_seconds(Base64View(encoded).read, len(data))
         admit(chat("data:image/png;base64," + encoded))
+        admit(chat("data:video/jpeg;base64," + encoded.replace("A", ",", 3), "video_url"))

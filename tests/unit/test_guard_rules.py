@@ -136,6 +136,12 @@ CASES = [
      image(media.data_url(media.png(5600, 28)))),
     ("mm-image-too-small", CHAT, image(media.data_url(media.png(26, 28))), None,
      image(PNG_64)),
+    ("mm-video-jpeg-frames", CHAT, chat(messages=[{"role": "user", "content": [
+        {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(
+            [PNG_64.partition(",")[2]] * 33)}}]}]), None,
+     chat(messages=[{"role": "user", "content": [
+         {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(
+             [PNG_64.partition(",")[2]] * 32)}}]}])),
     ("mm-media-too-long", CHAT, chat(messages=[{"role": "user", "content": [
         {"type": "video_url", "video_url": {"url": media.data_url(media.mp4(7200),
                                                                    "video/mp4")}}]}]), None,

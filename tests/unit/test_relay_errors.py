@@ -141,6 +141,7 @@ def test_a_held_body_cut_off_gets_a_502_answer():
     "torch.OutOfMemoryError: oom", "ValueError('bad shape')",
     "<class 'vllm.v1.engine.exceptions.EngineDeadError'>",
     "see /opt/venv/lib/python3.11/vllm/engine/core.py for details",
+    "cannot identify image file <_io.BytesIO object at 0x7f3b2c1d5e90>",  # CVE-2026-22778
 ])
 def test_what_counts_as_internals(text):
     assert scrub.leaks_internals(text.encode())

@@ -81,12 +81,15 @@ class GuardLimitsSpec(Spec):
     # and a 1 px side failed others (mllama). Lower it for a fleet without those models.
     min_image_side: int = Field(default=28, ge=1)
     # Inline video and audio whose container header (MP4/MOV/M4A, WAV, FLAC) gives a longer
-    # duration are refused: decoding takes the API server's CPU and memory (an hour of audio
-    # is 230 MB as 16 kHz float samples). Set max_audio_seconds to 30 for Qwen2-Audio or
-    # Whisper on a vLLM that does not truncate their clips (0.29 did not, and a longer clip
-    # killed its engine; 0.26 and 0.34 truncate).
+    # duration are refused: decoding takes the API server's CPU and memory. Audio: vLLM's own
+    # bound since it decoded 25 MB of Opus into 15 GB (VLLM_MAX_AUDIO_DECODE_DURATION_S);
+    # set 30 for Qwen2-Audio or Whisper on a vLLM that does not truncate their clips (0.29
+    # did not, and a longer clip killed its engine; 0.26 and 0.34 truncate).
     max_video_seconds: Duration = Field(default=3600.0, gt=0)
-    max_audio_seconds: Duration = Field(default=3600.0, gt=0)
+    max_audio_seconds: Duration = Field(default=600.0, gt=0)
+    # The frames of a video/jpeg data URL: vLLM reads num_frames of them (32 by default) from
+    # 0.19; before, it decoded every one (thousands exhausted its memory).
+    max_video_frames: int = Field(default=32, ge=1)
 
 
 class MediaFetchSpec(Spec):

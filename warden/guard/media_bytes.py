@@ -35,34 +35,37 @@ def split_data_url(url: str) -> tuple[str, str] | str:
 
 
 class Base64View:
-    """The bytes that base64 text stands for, read by window: `read(offset, length)` decodes
-    only the characters that hold those bytes.
+    """The bytes that base64 text stands for (`text[start:stop]`: one frame of several is a
+    range, not a copy), read by window: `read(offset, length)` decodes only the characters
+    that hold those bytes.
 
     `read` returns the bytes (fewer than asked when the data ends there), or None where it
     cannot tell (past the prefix of line-wrapped base64). `invalid` says why the text is not
     base64, once a window showed it."""
 
-    __slots__ = ("_prefix", "invalid", "text")
+    __slots__ = ("_prefix", "_start", "_stop", "invalid", "text")
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, start: int = 0, stop: int | None = None):
         self.text = text
+        self._start = start
+        self._stop = len(text) if stop is None else stop
         self.invalid: str | None = None
         self._prefix: bytes | None = None  # set once the text proved not to be one run
 
     @property
     def size(self) -> int:
         """The decoded size (an upper bound for line-wrapped base64)."""
-        text = self.text
-        padding = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
-        return max(0, len(text) * 3 // 4 - padding)
+        tail = self.text[max(self._start, self._stop - 2):self._stop]
+        padding = 2 if tail.endswith("==") else 1 if tail.endswith("=") else 0
+        return max(0, (self._stop - self._start) * 3 // 4 - padding)
 
     def read(self, offset: int, length: int) -> bytes | None:
         if offset < 0 or length <= 0 or self.invalid is not None:
             return b"" if self.invalid is None else None
         if self._prefix is None:
             start = offset // 3 * 4
-            stop = min(-(-(offset + length) // 3) * 4, len(self.text))
-            chunk = self.text[start:stop]
+            stop = min(-(-(offset + length) // 3) * 4, self._stop - self._start)
+            chunk = self.text[self._start + start:self._start + stop]
             try:
                 data = binascii.a2b_base64(chunk, strict_mode=True)
             except (binascii.Error, ValueError):
@@ -80,7 +83,7 @@ class Base64View:
     def _lenient(self) -> bool:
         """A window did not decode strictly: either the text is line-wrapped (decode its
         prefix, as vLLM before 0.24 would) or it is not base64 at all (say why)."""
-        head = self.text[:_prefix_chars()]
+        head = self.text[self._start:min(self._stop, self._start + _prefix_chars())]
         if _BASE64_OR_WHITESPACE.fullmatch(head) is None:
             self.invalid = "its data is not base64 (a character outside A-Z a-z 0-9 + / =)"
             return False
@@ -94,7 +97,7 @@ class Base64View:
         return True
 
     def _prefix_is_partial(self) -> bool:
-        return len(self.text) > _prefix_chars()
+        return self._stop - self._start > _prefix_chars()
 
 
 def _prefix_chars() -> int:
@@ -108,6 +111,12 @@ _TEXT_IMAGE_STARTS = (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7", b"#define
 # Binary formats whose signature is printable: a short item of one is not text.
 _PRINTABLE_SIGNATURES = (b"RIFF", b"fLaC", b"ID3", b"OggS", b"GIF8", b"FORM", b"#!AMR",
                          b"MThd", b"caff")
+
+
+def only_zeros(head: bytes) -> bool:
+    """Whether data begins with nothing but zero bytes (at least 4): no image format Pillow
+    reads starts so (a buffer never filled, a placeholder)."""
+    return len(head) >= 4 and not head[:16].strip(b"\x00")
 
 
 def looks_like_text(head: bytes, image: bool) -> bool:

@@ -2,9 +2,11 @@
 
 vLLM's error bodies carry what its exception said: a Python traceback, source paths, the
 engine's internals (`EngineCore encountered an issue. See stack trace (above)...`), CUDA
-errors, exception reprs. Such a text is replaced by a generic one in the OpenAI error
-envelope, with the same status and the request's id (the flight recorder's record keeps the
-original, in `error` and, when responses are kept, the body itself).
+errors, exception reprs, heap addresses (Pillow's "cannot identify image file <_io.BytesIO
+object at 0x7f...>", which defeated ASLR: CVE-2026-22778). Such a text is replaced by a
+generic one in the OpenAI error envelope, with the same status and the request's id (the
+flight recorder's record keeps the original, in `error` and, when responses are kept, the
+body itself).
 
 Cost rule: only non-2xx responses that are not event streams are held and looked at (a
 2xx costs one comparison in the relay); the look is one regex search of at most
@@ -37,6 +39,7 @@ _INTERNALS = re.compile(
     rb"|CUDA error|CUDA out of memory|CUBLAS_STATUS|cuDNN error|NCCL error"
     rb"|device-side assert"
     rb"|<class '[\w.]{1,200}'>"                  # an exception's class, repr'd
+    rb"|<[\w.]{1,200} object at 0x[0-9A-Fa-f]{1,16}>"  # an object's repr: a heap address
     rb"|\b(?:[a-z_][a-z0-9_]{0,50}\.){1,10}[A-Z]\w{0,60}(?:Error|Exception)\b"  # torch.x.Error
     rb"|\b[A-Z]\w{0,60}(?:Error|Exception)\(['\"]"  # ValueError('...'), an exception's repr
 )
