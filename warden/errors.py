@@ -61,6 +61,13 @@ class GuardRejected(InvalidRequest):
     code = "rejected_by_guard"
 
 
+class MediaFetchFailed(InvalidRequest):
+    """A remote image the gateway fetches itself (guard.media.fetch) could not be fetched:
+    refused at the door rather than failing in the engine."""
+
+    code = "media_fetch_failed"
+
+
 class NotFound(ClientError):
     status = 404
     code = "not_found"

@@ -50,7 +50,9 @@ def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
                                      json.dumps(POISON).encode(),
                                      {**JSON, "X-Request-Id": "the-poison"})
         sent.append("the-poison")
-        assert status == 500 and b"EngineCore encountered an issue" in body
+        # The engine's words show its insides: the client reads a generic text, the record
+        # and the forensics the original.
+        assert status == 500 and b"withheld" in body and b"EngineCore" not in body
         dead = f"node-{sim.node_of(headers)}"
 
         wait_until(lambda: incident_files(str(tmp_path)), timeout=15, what="an incident")
@@ -71,6 +73,9 @@ def test_the_request_that_killed_an_engine_is_the_first_suspect(tmp_path):
         records = {r.id: r for r in requests(read_records(record_files(tmp_path)))}
         assert all(records[rid].start and records[rid].end for rid in sent)
         assert records["the-poison"].start["guard"] == ["would normalize so-no-constraint"]
+        assert records["the-poison"].end["error"] == (
+            "upstream error text withheld from the client: EngineCore encountered an issue. "
+            "See stack trace (above) for the root cause.")
         assert gw.metric("warden_guard_decisions_total", 'mode="dry_run"') == 1
 
         listed = subprocess.run([sys.executable, "-m", "warden", "incidents", "list", "--dir",

@@ -8,6 +8,7 @@ import idna
 import orjson
 import pytest
 
+from tests import media_samples as media
 from warden.config.schema import (
     BackendSpec,
     GuardLimitsSpec,
@@ -21,6 +22,7 @@ from warden.guard.urls import normalized_host
 
 CHAT, RESPONSES = "/v1/chat/completions", "/v1/responses"
 METADATA = "http://169.254.169.254/latest/meta-data/"
+PNG_64 = media.data_url(media.png(64, 64))  # a normal inline image
 
 PRIVATE = [
     "http://127\u30020\u30020\u30021/",          # ideographic full stops (IDNA maps them)
@@ -56,8 +58,8 @@ PUBLIC = [
     "https://b\u00fccher.example/cover.png",      # an internationalised public name
     "http://[2606:4700:4700::1111]/a.png",
     "https://example.com:8443/a.png?next=//127.0.0.1",
-    "data:image/png;base64,iVBORw0KGgo=",
-    "DATA:image/png;base64,iVBORw0KGgo=",
+    PNG_64,
+    "DATA" + PNG_64[4:],
 ]
 
 
@@ -147,7 +149,7 @@ def test_a_responses_text_input_and_public_images_pass():
     assert admit(guard(), {"model": "m", "input": "hello"}, RESPONSES) is None
     body = {"model": "m", "input": [{"role": "user", "content": [
         {"type": "input_image", "image_url": "https://example.com/a.png"},
-        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}]}
+        {"type": "input_image", "image_url": PNG_64}]}]}
     assert admit(guard(), body, RESPONSES) is None
 
 

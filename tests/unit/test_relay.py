@@ -91,6 +91,7 @@ class Ends(list):
         self.timeouts = timeouts
         self.capture = capture
         self.expose_upstream = True
+        self.scrub_errors = True
         self.writes = None  # requests written at once
 
     def relay_ended(self, relay, ending):

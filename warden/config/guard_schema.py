@@ -96,6 +96,39 @@ class GuardLimitsSpec(Spec):
     # must be a string (up to max_chat_template_kwarg_chars), number, boolean or null.
     chat_template_kwargs: list[str] = list(CHAT_TEMPLATE_KWARGS)
     max_chat_template_kwarg_chars: int = Field(default=4096, ge=1)
+    # Inline images, judged by their headers. A few KB of PNG can claim 40000x40000 pixels
+    # (4.8 GB decoded as RGB). This is Pillow's own refusal (DecompressionBombError) and
+    # vLLM's VLLM_MAX_IMAGE_PIXELS default; some vLLM versions lifted Pillow's bound for
+    # every model served, so nothing else stopped it there.
+    max_image_pixels: int = Field(default=178_956_970, ge=1)
+    # The Qwen2-VL family's image processor refuses a long side over 200 times the short one.
+    max_image_aspect_ratio: float = Field(default=200.0, ge=1)
+    # A side under 28 px (14 px patches merged 2x2) fails the Qwen2-VL family's processor,
+    # and a 1 px side failed others (mllama). Lower it for a fleet without those models.
+    min_image_side: int = Field(default=28, ge=1)
+    # Inline video and audio whose container header (MP4/MOV/M4A, WAV, FLAC) gives a longer
+    # duration are refused: decoding takes the API server's CPU and memory. Audio: vLLM's own
+    # bound since it decoded 25 MB of Opus into 15 GB (VLLM_MAX_AUDIO_DECODE_DURATION_S);
+    # set 30 for Qwen2-Audio or Whisper on a vLLM that does not truncate their clips (0.29
+    # did not, and a longer clip killed its engine; 0.26 and 0.34 truncate).
+    max_video_seconds: Duration = Field(default=3600.0, gt=0)
+    max_audio_seconds: Duration = Field(default=600.0, gt=0)
+    # The frames of a video/jpeg data URL: vLLM reads num_frames of them (32 by default) from
+    # 0.19; before, it decoded every one (thousands exhausted its memory).
+    max_video_frames: int = Field(default=32, ge=1)
+
+
+class MediaFetchSpec(Spec):
+    """The gateway fetches remote images itself (`fetch: true`) and forwards them inline, so
+    that an image that cannot be fetched or read is a 400 at the door, not an engine's error.
+    Every URL and redirect is judged as guard rule mm-private-url judges media URLs (and
+    `guard.limits.allowed_media_domains`), and every address it resolves to must be public."""
+
+    fetch: bool = False
+    timeout: Duration = Field(default=10.0, gt=0)   # all of one request's fetches, at most
+    # One image's bytes, at most (none: guard.limits.max_media_bytes).
+    max_bytes: Size | None = Field(default=None, ge=1)
+    max_redirects: int = Field(default=3, ge=0)
 
 
 class CustomRuleSpec(Spec):
@@ -173,6 +206,7 @@ class GuardSpec(Spec):
     actions: dict[str, Literal["reject", "normalize", "route"]] = {}
     validation: ValidationSpec = ValidationSpec()
     limits: GuardLimitsSpec = GuardLimitsSpec()
+    media: MediaFetchSpec = MediaFetchSpec()
     models: dict[str, ModelFacts] = {}
     custom: list[CustomRuleSpec] = []
     quarantine: QuarantineSpec = QuarantineSpec()

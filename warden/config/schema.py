@@ -12,6 +12,7 @@ from warden.config.guard_schema import (  # noqa: F401 - re-exported with the re
     CustomRuleSpec,
     GuardLimitsSpec,
     GuardSpec,
+    MediaFetchSpec,
     ModelFacts,
     QuarantineSpec,
     ValidationSpec,
@@ -135,6 +136,10 @@ class Settings(Spec):
     # Show clients which backend answered (X-Upstream-Addr, its Server header, its name in
     # error messages). Off: the listener is reachable by clients; records and logs keep it.
     expose_upstream: bool = False
+    # An upstream error text that shows the server's insides (a Python traceback, source
+    # paths, engine or CUDA internals, exception reprs) reaches the client as a generic
+    # message with the same status; the flight record keeps the original.
+    scrub_upstream_errors: bool = True
     backends: list[BackendSpec] = Field(min_length=1)
     routing: RoutingSpec = RoutingSpec()
     scrape: ScrapeSpec = ScrapeSpec()

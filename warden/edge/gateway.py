@@ -11,14 +11,13 @@ from collections.abc import Callable, Coroutine
 
 import orjson
 
-from warden import __version__
 from warden.config.schema import RoutingSpec
-from warden.edge import wire
 from warden.edge.admin import BACKEND_ACTIONS, FleetAdmin, Reload
 from warden.edge.admin_quarantine import QuarantineAdmin
 from warden.edge.connection import HttpConnection
+from warden.edge.own import OwnEndpoints
 from warden.edge.request import HttpRequest
-from warden.edge.responses import respond_error, respond_json
+from warden.edge.responses import respond_error
 from warden.errors import (
     ClientGone,
     InvalidRequest,
@@ -37,8 +36,6 @@ from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
 from warden.routing.affinity import prefix_key, session_key
-
-PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"))
 
 # POST endpoints routed to a backend that serves the body's `model`.
 PROXIED_PATHS = frozenset({
@@ -72,12 +69,13 @@ class GatewayHandler:
         self._ids = ids if ids is not None else RequestIds()  # (one per process, not per reload)
         self._admin = FleetAdmin(forwarder, backends, reload)
         self._quarantine_admin = QuarantineAdmin(guard.probation if guard is not None else None)
+        own = OwnEndpoints(backends, metrics, self._quarantine_admin)
         self._local: dict[str, LocalRoute] = {
-            "/v1/models": self._models,
-            "/health": self._health,
-            "/ready": self._ready,
-            "/version": self._version,
-            "/metrics": self._prometheus,
+            "/v1/models": own.models,
+            "/health": own.health,
+            "/ready": own.ready,
+            "/version": own.version,
+            "/metrics": own.prometheus,
             "/admin/backends": self._admin.backends,
             "/admin/quarantine": self._quarantine_admin.listing,
         }
@@ -132,20 +130,53 @@ class GatewayHandler:
         serving = self._backends.serving.get(model)
         if guard is not None and serving:  # an unknown model is the forwarder's 404
             outcome = guard.admit(request.path, model, body, request.body, serving)
-            if outcome is not None:  # most requests: None
-                relay.guard = outcome.notes
-                if outcome.rejection is not None:
-                    self._reject(request, client, request_id, outcome.rejection,
-                                 outcome.notes)
-                    return
-                if outcome.changed:
-                    relay.forwarded_body = orjson.dumps(body)
-                relay.only = outcome.only
-                relay.quarantine_probe = outcome.probe
-                if outcome.wait:
-                    self._wait_for_probe(relay, client, body, serving)
-                    return
+            # (most requests: None)
+            if outcome is not None and not self._follow(relay, client, body, serving, outcome):
+                return
         self._forward(relay, body)
+
+    def _follow(self, relay: Relay, client: HttpConnection, body: dict, serving: list[Backend],
+                outcome: Outcome) -> bool:
+        """Do what the guard decided; whether the request goes on now (else it was refused,
+        or goes on later: parked for a probe, or its images being fetched)."""
+        relay.guard = [*(relay.guard or ()), *outcome.notes]
+        if outcome.rejection is not None:
+            request = relay.request
+            assert request is not None
+            self._reject(request, client, relay.request_id, outcome.rejection, relay.guard)
+            return False
+        if outcome.changed:
+            relay.forwarded_body = orjson.dumps(body)
+        if outcome.only is not None:
+            relay.only = outcome.only if relay.only is None else relay.only & outcome.only
+        relay.quarantine_probe = outcome.probe
+        if outcome.fetch:
+            self._fetch_media(relay, client, body, serving)
+        elif outcome.wait:
+            self._wait_for_probe(relay, client, body, serving)
+        return not (outcome.fetch or outcome.wait)
+
+    def _fetch_media(self, relay: Relay, client: HttpConnection, body: dict,
+                     serving: list[Backend]) -> None:
+        """Fetch the request's remote images and inline them (guard/media_fetch); the media
+        rules then judge them, and it goes on, or is refused (a failed fetch: 400)."""
+        guard = self._guard
+        assert guard is not None and guard.fetcher is not None
+
+        def fetched(error: WardenError | None) -> None:
+            request = relay.request
+            assert request is not None
+            if error is None and client.closed:
+                error = ClientGone("the client left while its images were fetched")
+            if error is not None:
+                self._reject(request, client, relay.request_id, error, relay.guard)
+                return
+            relay.forwarded_body = orjson.dumps(body)
+            outcome = guard.after_fetch(request.path, relay.model or "", body, serving)
+            if outcome is None or self._follow(relay, client, body, serving, outcome):
+                self._forward(relay, body)
+
+        guard.fetcher.start(body, fetched)
 
     def _forward(self, relay: Relay, body: dict) -> None:
         if self._wants_keys:
@@ -205,7 +236,6 @@ class GatewayHandler:
                 return session_key(user)
         return None
 
-
     def _admit(self, request: HttpRequest, content_type: bytes) -> tuple[str, bool, dict]:
         """(model, stream, the parsed body) of an acceptable request; raises a
         `ClientError` otherwise."""
@@ -250,31 +280,3 @@ class GatewayHandler:
         if self._recorder is not None:  # a refused request is evidence too
             self._recorder.started(exchange)
             self._recorder.ended(exchange)
-
-    # -- the gateway's own endpoints -------------------------------------------------------
-
-    def _models(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
-        body = {"object": "list", "data": self._backends.model_cards()}
-        respond_json(client, 200, orjson.dumps(body), rid)
-
-    def _health(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
-        respond_json(client, 200, b'{"status":"ok"}', rid)
-
-    def _ready(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
-        now = time.monotonic()
-        ready = [b.name for b in self._backends if b.available(now) and b.models]
-        body: dict = {"status": "ready" if ready else "unavailable", "backends": ready}
-        store = self._quarantine_admin.ready()
-        if store is not None:
-            body["quarantine"] = store
-            if store["fail"] == "closed" and not store["up"]:
-                ready = []  # it refuses every request until its store is back
-                body["status"] = "unavailable"
-        status = 200 if ready else 503
-        respond_json(client, status, orjson.dumps(body), rid)
-
-    def _version(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
-        respond_json(client, 200, orjson.dumps({"version": __version__}), rid)
-
-    def _prometheus(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
-        respond_json(client, 200, self._metrics.render(), rid, PROMETHEUS)

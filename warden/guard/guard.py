@@ -17,6 +17,10 @@ Modes: `enforce` normalizes, routes or rejects; `dry_run` only notes what it wou
 (in the request's audit record and the metrics), so it can be turned on in production safely;
 `off` builds no guard at all. The quarantine has a mode of its own (enforce by default): it
 acts on engine deaths that happened, not on rules that predict them.
+
+Remote images (`guard.media.fetch`, enforce mode only): a marked request that carries some is
+answered with `fetch`; the gateway fetches and inlines them (guard/media_fetch), then
+`after_fetch` runs the media rules on what came and the quarantine's step.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from warden.config.schema import GuardSpec, ModelFacts
 from warden.errors import GuardRejected, WardenError
 from warden.fleet.backend import Backend
 from warden.guard.custom import build_rule
+from warden.guard.media_fetch import MediaFetcher, remote_images
 from warden.guard.probation import Probation, ProbeTicket
 from warden.guard.quarantine import Quarantine, QuarantineUnavailable
 from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Rule, RuleContext
@@ -47,6 +54,7 @@ class Outcome:
     only: frozenset[str] | None = None               # route: the backends it may go to
     probe: ProbeTicket | None = None                 # a quarantine probe (only: its backend)
     wait: bool = False                               # park it until a probe's outcome
+    fetch: bool = False                              # its remote images are to be fetched
 
 
 def _holds(found: list[bytes], markers: tuple[bytes, ...]) -> bool:
@@ -73,6 +81,9 @@ class Guard:
         # The smallest body a size-triggered rule looks at (none: larger than any body).
         self.min_body = min((rule.min_body for rule in self.rules if rule.min_body),
                             default=sys.maxsize)
+        self.media_rules = tuple(rule for rule in self.rules if rule.markers)
+        self.fetcher = MediaFetcher(spec.media, spec.limits) \
+            if spec.media.fetch and self.enforce else None
         self.validator = Validator(spec.validation) if spec.validation.enabled else None
         self.probation = probation
         self.quarantine: Quarantine | None = probation.quarantine if probation is not None \
@@ -109,19 +120,39 @@ class Guard:
             outcome.notes.append(f"would reject schema: {problem.message}")
         if ruled:  # not merely because the quarantine holds something
             self.check(path, model, body, backends, raw if marked else b"", size, outcome)
+            if marked and self.fetcher is not None and outcome.rejection is None \
+                    and remote_images(body):
+                outcome.fetch = True
+                outcome.notes.append("fetch remote media")
+                self.decisions["media-fetch", "fetch", self.mode] += 1
+                return outcome  # (the quarantine's step comes once they are inline)
         if held and outcome.rejection is None:
             self.quarantined(body, backends, outcome)
         return outcome if outcome.notes else None  # every act notes
 
+    def after_fetch(self, path: str, model: str, body: dict,
+                    backends: Sequence[Backend]) -> Outcome | None:
+        """A request whose remote images were fetched and inlined: the media rules judge
+        them, then the quarantine's step runs (as `admit` would have)."""
+        outcome = Outcome()
+        raw = orjson.dumps(body)  # (the rules' markers are looked for in the inlined body)
+        self.check(path, model, body, backends, raw, len(raw), outcome, self.media_rules)
+        quarantine = self.quarantine
+        if outcome.rejection is None and quarantine is not None and (
+                quarantine.entries or quarantine.refusing):
+            self.quarantined(body, backends, outcome)
+        return outcome if outcome.notes else None
+
     def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
-              marked: bytes, size: int, outcome: Outcome) -> None:
-        """Apply every rule that matches, in order, into `outcome` (`marked`: the raw body if
-        it holds a marker, else empty; `size`: its length). The first rejection stops the
-        rest."""
+              marked: bytes, size: int, outcome: Outcome,
+              rules: tuple[Rule, ...] | None = None) -> None:
+        """Apply every rule that matches (of `rules`: all of them by default), in order, into
+        `outcome` (`marked`: the raw body if it holds a marker, else empty; `size`: its
+        length). The first rejection stops the rest."""
         ctx = RuleContext(path, self.facts(model, backends), self.limits)
         # Which markers it holds: a rule runs on its own (the media rules not on every `<`).
         found = [m for m in self.markers if marked.find(m) >= 0] if marked else []
-        for rule in self.rules:
+        for rule in self.rules if rules is None else rules:
             if not (rule.always or (found and _holds(found, rule.markers))
                     or (rule.min_body and size >= rule.min_body)) \
                     and rule.keys.isdisjoint(body):

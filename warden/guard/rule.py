@@ -23,7 +23,8 @@ class RuleContext:
     """What a rule may know besides the body: the endpoint, the model's facts (vocabulary
     size, context length; either may be unknown) and the configured bounds. `memo` is one
     request's scratch space, where rules that read the same thing (a parsed and checked JSON
-    schema) keep it for the next: a context lives for one request only."""
+    schema, the inline media's headers) keep it for the next: a context lives for one request
+    only."""
 
     path: str
     facts: ModelFacts

@@ -1,14 +1,15 @@
 """The crash-rule pack: one rule per known way a single request crashes, hangs or exhausts a
 vLLM engine. Each names where it comes from and the vLLM versions it applies to; the families
 live in rules_structured, rules_schema, rules_schema_check, rules_constraints, rules_tokens,
-rules_sampling, rules_resources, rules_templates and rules_media (and rules_xgrammar's,
-present only with xgrammar installed)."""
+rules_sampling, rules_resources, rules_templates, rules_media and rules_media_inline (and
+rules_xgrammar's, present only with xgrammar installed)."""
 
 from __future__ import annotations
 
 from warden.guard.rule import Rule
 from warden.guard.rules_constraints import CONSTRAINT_RULES
 from warden.guard.rules_media import MEDIA_RULES
+from warden.guard.rules_media_inline import INLINE_MEDIA_RULES
 from warden.guard.rules_resources import RESOURCE_RULES
 from warden.guard.rules_sampling import SAMPLING_RULES
 from warden.guard.rules_schema import SCHEMA_RULES
@@ -20,7 +21,7 @@ from warden.guard.rules_xgrammar import RULE_ID as XGRAMMAR_RULE_ID
 
 RULES: tuple[Rule, ...] = (*STRUCTURED_OUTPUT_RULES, *SCHEMA_RULES, *SCHEMA_CHECK_RULES,
                            *CONSTRAINT_RULES, *TOKEN_ID_RULES, *SAMPLING_RULES,
-                           *RESOURCE_RULES, *TEMPLATE_RULES, *MEDIA_RULES)
+                           *RESOURCE_RULES, *TEMPLATE_RULES, *MEDIA_RULES, *INLINE_MEDIA_RULES)
 # Rules a guard adds when their optional dependency is installed (rules_xgrammar): their ids
 # are valid in guard.disable and guard.actions either way.
 OPTIONAL_RULE_IDS: frozenset[str] = frozenset({XGRAMMAR_RULE_ID})

@@ -8,55 +8,21 @@ public however they are spelled, and local names. A public-looking name that res
 private address is not caught here: set `guard.limits.allowed_media_domains` (or vLLM's own
 flag) for that.
 
-Media come in content parts, wherever vLLM reads messages: chat's and tokenize's `messages`,
-the embeddings endpoint's `messages` or `input` (chat messages, batched or not), and the
-Responses API's `input` items (`input_image` with an `image_url` string, `input_file`'s
-`file_url`). vLLM reads a part by its keys when it has no `type`, so every part holding a
-media key is judged, whatever its `type` says.
+Media come in content parts wherever vLLM reads messages (warden.guard.media_walk); every part
+holding a media key is judged, whatever its `type` says. What inline items hold is judged by
+rules_media_inline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
+from warden.guard.media_walk import media_parts, url_of
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
 from warden.guard.urls import unsafe_url_reason
-
-MEDIA_KEYS = ("image_url", "audio_url", "video_url", "file_url", "input_audio")
-_CARRIERS = ("messages", "input", "previous_input_messages")
-
-
-def media_parts(body: dict) -> Iterator[tuple[str, str, object]]:
-    """(param, media key, its value) of every media item in the body's messages or input
-    items, at any nesting of lists and objects."""
-    stack: list[tuple[str, object]] = [(key, body[key]) for key in reversed(_CARRIERS)
-                                       if isinstance(body.get(key), list)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, list):
-            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(node)))
-                         if isinstance(item, list | dict))
-        elif isinstance(node, dict):
-            for key in MEDIA_KEYS:
-                if node.get(key) is not None:
-                    yield f"{path}.{key}", key, node[key]
-            for key in ("content", "output"):  # a message's parts, a tool output's image
-                inner = node.get(key)
-                if isinstance(inner, list | dict):
-                    stack.append((f"{path}.{key}", inner))
-
-
-def _url_of(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("url"), str):
-        return value["url"]
-    return None
 
 
 def _private_url(body: dict, ctx: RuleContext) -> Finding | None:
     for param, _kind, value in media_parts(body):
-        url = _url_of(value)
+        url = url_of(value)
         if url is None:
             continue
         reason = unsafe_url_reason(url, ctx.limits.allowed_media_domains)
@@ -72,7 +38,7 @@ def _too_much_media(body: dict, ctx: RuleContext) -> Finding | None:
     for count, (param, _kind, value) in enumerate(media_parts(body), 1):
         if count > limits.max_media_items:
             return Finding(f"more than {limits.max_media_items} media items", param)
-        inline = _url_of(value) or (value.get("data") if isinstance(value, dict) else None)
+        inline = url_of(value) or (value.get("data") if isinstance(value, dict) else None)
         if isinstance(inline, str) and len(inline) > longest:
             return Finding(f"{param}: an inline item larger than "
                            f"{limits.max_media_bytes} bytes", param)

@@ -5,12 +5,31 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from warden.edge.request import HttpRequest
 
 _CLIENT_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+# The most response bytes kept for one record (the recorder's `summary` or `full`).
+CAPTURE_LIMIT = 4 * 2**20
+
+
+class Capture:
+    """What of a response a relay keeps for its record: nothing, a plain response's body
+    (for the summary's usage and finish reasons), or also a stream's events (for its text)."""
+
+    NONE: Final = 0
+    BODIES: Final = 1
+    STREAMS: Final = 2
+
+    @staticmethod
+    def of(response: str) -> int:
+        """From the recorder's `response` setting."""
+        return {"none": Capture.NONE, "summary": Capture.BODIES,
+                "full": Capture.STREAMS}[response]
 
 
 class RequestIds:

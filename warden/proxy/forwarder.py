@@ -33,7 +33,8 @@ from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy import headers as hdr
-from warden.proxy.relay import Capture, Relay
+from warden.proxy.exchange import Capture
+from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class Forwarder:
         # Whether clients are shown which backend answered, in headers and error messages
         # (the records always say).
         self.expose_upstream = settings.expose_upstream
+        # Error texts that show the server's insides are withheld from clients (scrub).
+        self.scrub_errors = settings.scrub_upstream_errors
         self.active: set[Relay] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         # Bound at start: asyncio.get_running_loop() costs a syscall per call on CPython 3.11.
@@ -89,6 +92,7 @@ class Forwarder:
         self.timeouts = settings.timeouts
         self._cooldown = settings.discovery.unreachable_cooldown
         self.expose_upstream = settings.expose_upstream
+        self.scrub_errors = settings.scrub_upstream_errors
 
     def start(self, relay: Relay, last_error: NotSentError | None = None) -> None:
         """Forward an admitted request (its `model` set), or try again after `last_error`

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from warden.config.schema import TimeoutsSpec
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
-from warden.proxy.exchange import Exchange
+from warden.proxy import scrub
+from warden.proxy.exchange import CAPTURE_LIMIT, Capture, Exchange
 from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver
 from warden.upstream.batch import WriteBatch
@@ -32,29 +33,11 @@ if TYPE_CHECKING:
     from warden.fleet.backend import Backend
 
 
-# The most response bytes kept for one record (the recorder's `summary` or `full`).
-CAPTURE_LIMIT = 4 * 2**20
-
-
-class Capture:
-    """What of a response a relay keeps for its record: nothing, a plain response's body
-    (for the summary's usage and finish reasons), or also a stream's events (for its text)."""
-
-    NONE: Final = 0
-    BODIES: Final = 1
-    STREAMS: Final = 2
-
-    @staticmethod
-    def of(response: str) -> int:
-        """From the recorder's `response` setting."""
-        return {"none": Capture.NONE, "summary": Capture.BODIES,
-                "full": Capture.STREAMS}[response]
-
-
 class RelayOwner(Protocol):
     timeouts: TimeoutsSpec
     capture: int  # a Capture: what of the response to keep for the recorder
     expose_upstream: bool  # responses show the backend (X-Upstream-Addr, its Server header)
+    scrub_errors: bool  # error texts that show the server's insides are withheld (scrub)
     @property
     def writes(self) -> WriteBatch | None: ...  # how requests are written upstream (None: at once)
 
@@ -78,6 +61,7 @@ class Relay(Exchange):
     captured_bytes = 0
     raw = False                   # the body is relayed as the backend framed it
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
+    held: scrub.HeldError | None = None  # a non-2xx body, looked at before the client sees it
 
     def __init__(self, request: HttpRequest, client: ClientStream, request_id: bytes,
                  owner: RelayOwner):
@@ -115,8 +99,14 @@ class Relay(Exchange):
         self.head_sent = True
         self.first_byte_at = time.monotonic()
         capture = self._owner.capture
-        if status >= 500 and not capture:
-            capture = Capture.BODIES  # a 5xx's body says whether the engine died (forensics)
+        if status >= 400:  # (a 2xx costs this one comparison)
+            if status >= 500 and not capture:
+                capture = Capture.BODIES  # a 5xx's body says whether the engine died
+            held = self.held = scrub.hold(head) if self._owner.scrub_errors else None
+            if held is not None:  # (None for an event stream)
+                if capture:
+                    self.captured = []  # the record and the forensics read the original
+                return BodyMode.DECODED
         target = self.upstream.target
         expose = self._owner.expose_upstream
         passed = passthrough_head(head, status, self.request_id, target, expose)
@@ -162,6 +152,13 @@ class Relay(Exchange):
         """A de-chunked piece of a decoded body (a raw one goes to `on_raw`)."""
         if self.ended:
             return
+        held = self.held
+        if held is not None:
+            held.add(chunk)
+            self.progress += 1
+            if self.captured is not None:
+                self._capture(chunk)
+            return
         self.client.write(chunk)
         self.body_bytes += len(chunk)
         self.progress += 1
@@ -178,7 +175,12 @@ class Relay(Exchange):
     def on_complete(self) -> None:
         if self.ended:
             return
-        self.client.end_response()
+        held = self.held
+        if held is None:
+            self.client.end_response()
+        else:
+            self.error = held.answer(self.client, self.status, self.request_id,
+                                     self.upstream.target, self._owner.expose_upstream)
         self._end(Ending.UPSTREAM_COMPLETE)
 
     def on_lost(self, reason: str) -> None:
@@ -264,6 +266,10 @@ class Relay(Exchange):
         event and of a chunk (`\n\n` then the chunk's CRLF); else the client is reset, as
         a chunk cut in the middle cannot be completed honestly."""
         if not self.head_sent:
+            return
+        if self.held is not None:  # the client has seen nothing of it yet: answer now
+            self.status = 502
+            self.client.respond(502, *scrub.cut_answer(reason, code, self.request_id))
             return
         observer = self.observer
         if observer is None:

@@ -1,0 +1,54 @@
+"""The gateway's own endpoints (not proxied): the fleet's models, liveness, readiness, the
+version and the metrics. Served by the gateway's handler (edge.gateway); not on the data path
+(so not compiled: warden/compiled.py)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from warden import __version__
+from warden.edge import wire
+from warden.edge.admin_quarantine import QuarantineAdmin
+from warden.edge.connection import HttpConnection
+from warden.edge.request import HttpRequest
+from warden.edge.responses import respond_json
+from warden.fleet.registry import BackendRegistry
+from warden.observe.metrics import GatewayMetrics
+
+PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"))
+
+
+class OwnEndpoints:
+    def __init__(self, backends: BackendRegistry, metrics: GatewayMetrics,
+                 quarantine: QuarantineAdmin):
+        self._backends = backends
+        self._metrics = metrics
+        self._quarantine = quarantine
+
+    def models(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        body = {"object": "list", "data": self._backends.model_cards()}
+        respond_json(client, 200, orjson.dumps(body), rid)
+
+    def health(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        respond_json(client, 200, b'{"status":"ok"}', rid)
+
+    def ready(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        now = time.monotonic()
+        ready = [b.name for b in self._backends if b.available(now) and b.models]
+        body: dict = {"status": "ready" if ready else "unavailable", "backends": ready}
+        store = self._quarantine.ready()
+        if store is not None:
+            body["quarantine"] = store
+            if store["fail"] == "closed" and not store["up"]:
+                ready = []  # it refuses every request until its store is back
+                body["status"] = "unavailable"
+        status = 200 if ready else 503
+        respond_json(client, status, orjson.dumps(body), rid)
+
+    def version(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        respond_json(client, 200, orjson.dumps({"version": __version__}), rid)
+
+    def prometheus(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+        respond_json(client, 200, self._metrics.render(), rid, PROMETHEUS)
