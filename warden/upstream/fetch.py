@@ -39,12 +39,15 @@ class _Collector:
 
 
 async def fetch(pool: ConnectionPool, method: str, path: str, host_header: bytes,
-                timeout: float) -> tuple[int, bytes]:
-    """Returns (status, body). Raises NotSentError before sending, UpstreamError after."""
+                timeout: float, body: bytes = b"", headers: bytes = b"") -> tuple[int, bytes]:
+    """Returns (status, body). Raises NotSentError before sending, UpstreamError after.
+    `body` goes as JSON; `headers` are extra header lines, each ending in CRLF."""
     conn = await pool.acquire()
     future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-    request = (f"{method} {path} HTTP/1.1\r\n".encode() + b"host: " + host_header
-               + b"\r\ncontent-length: 0\r\n\r\n")
+    typed = b"content-type: application/json\r\n" if body else b""
+    request = (f"{method} {path} HTTP/1.1\r\n".encode() + b"host: " + host_header + b"\r\n"
+               + headers + typed + b"content-length: " + str(len(body)).encode()
+               + b"\r\n\r\n" + body)
     conn.send([request], _Collector(future))
     try:
         # asyncio.timeout, never wait_for: on Python 3.11 wait_for swallows a cancellation
