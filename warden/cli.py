@@ -105,6 +105,13 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
                         help="the context length; longer prompts get vLLM's 400")
     parser.add_argument("--vllm-version", default="0.11.0",
                         help="the version it reports, and whose failures and metrics it has")
+    parser.add_argument("--vocab-size", type=int, default=32000,
+                        help="its tokenizer's size: /detokenize drops ids past it")
+    parser.add_argument("--special-token", action="append", dest="special_tokens",
+                        help="a special token of its tokenizer, e.g. '<|im_start|>' "
+                        "(repeatable; default <|endoftext|> <|im_start|> <|im_end|> <image>)")
+    parser.add_argument("--enable-tokenizer-info-endpoint", action="store_true",
+                        help="as vLLM's (0.10+): serve GET /tokenizer_info")
     parser.add_argument("--hide-version", action="store_true",
                         help="answer /version with 404, so a gateway cannot learn the version")
     parser.add_argument("--legacy-metric-names", action="store_true",
@@ -128,6 +135,8 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "vllm_version": args.vllm_version, "answers_version": not args.hide_version,
         "legacy_metric_names": args.legacy_metric_names,
         "max_model_len": args.max_model_len, "max_num_seqs": args.max_num_seqs,
+        "vocab_size": args.vocab_size,
+        "enable_tokenizer_info_endpoint": args.enable_tokenizer_info_endpoint,
         "max_num_batched_tokens": args.max_num_batched_tokens,
         "num_gpu_blocks": args.num_gpu_blocks, "block_size": args.block_size,
         "enable_prefix_caching": not args.no_prefix_caching, "token_delay": args.token_delay,
@@ -136,6 +145,8 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "exit_after": args.exit_after, "api_key": args.api_key,
         "restart_after": args.restart_after if args.restart_after >= 0 else None,
     }
+    if args.special_tokens:
+        values["special_tokens"] = args.special_tokens
     if args.no_crash_triggers:
         values["crash_triggers"] = []
     elif args.crash_triggers:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from warden.sim.crashes import TRIGGERS, default_triggers
 from warden.sim.engine import EngineProfile
+from warden.sim.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,10 @@ class NodeConfig:
     answers_version: bool = True         # False: /version is 404 (a gateway in front hides it)
     legacy_metric_names: bool = False    # vllm:gpu_cache_usage_perc etc. (before vLLM 0.10)
     max_model_len: int = 4096
+    vocab_size: int = VOCAB_SIZE           # its tokenizer's size (ids 0..vocab_size-1)
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS  # the tokenizer's last ids
+    # vLLM --enable-tokenizer-info-endpoint: GET /tokenizer_info (from vLLM 0.10)
+    tokenizer_info: bool = False
     engine: EngineProfile = field(default_factory=EngineProfile)
     # Requests that kill the engine (names in warden.sim.crashes); None: the version's own.
     crash_triggers: tuple[str, ...] | None = None
@@ -24,6 +30,7 @@ class NodeConfig:
     restart_after: float | None = 5.0      # then a supervisor restarts it (None: it stays down)
 
     def __post_init__(self) -> None:
+        _ = self.tokenizer  # built now: a vocabulary too small for its special tokens fails
         unknown = set(self.crash_triggers or ()) - set(TRIGGERS)
         if unknown:
             raise ValueError(f"unknown crash triggers: {', '.join(sorted(unknown))} "
@@ -40,6 +47,10 @@ class NodeConfig:
         if self.crash_triggers is None:
             return default_triggers(self.vllm_version)
         return self.crash_triggers
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.vocab_size, self.special_tokens)
 
     @property
     def served(self) -> tuple[str, ...]:

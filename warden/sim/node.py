@@ -217,6 +217,8 @@ class SimNode:
             cards += [fmt.model_card(lora, self._created, config.max_model_len,
                                      parent=config.models[0]) for lora in config.loras]
             conn.respond(200, JSON_HEADERS, orjson.dumps({"object": "list", "data": cards}))
+        elif path == "/tokenizer_info" and routes.serves_tokenizer_info(self.config):
+            conn.respond(200, JSON_HEADERS, routes.tokenizer_info(self.config))
         elif path == "/metrics":
             if self.metrics_down:
                 conn.respond(503, PLAIN_HEADERS, b"")
@@ -232,7 +234,7 @@ class SimNode:
         if path in _GENERATING:
             await self._generate(path, request, body, conn)
         else:
-            routes.answer(path, body, self.config.max_model_len, conn)
+            routes.answer(path, body, self.config, conn)
 
     def _parse(self, request: HttpRequest) -> dict:
         rid = request.header(b"x-request-id")
@@ -268,7 +270,7 @@ class SimNode:
                                                       "InternalServerError", 500))
             return
         chat = path == "/v1/chat/completions"
-        prompt_ids = prompt_ids_of(body, chat)
+        prompt_ids = prompt_ids_of(body, chat, self.config.tokenizer)
         limit = self.config.max_model_len
         max_tokens = checked_max_tokens(body, len(prompt_ids), limit)
         check_sampling(body)

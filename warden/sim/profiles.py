@@ -32,6 +32,9 @@ class NodeSpec(BaseModel):
     vllm_version: str | None = None
     legacy_metric_names: bool | None = None
     max_model_len: int | None = Field(default=None, ge=1)
+    vocab_size: int | None = Field(default=None, ge=2)
+    special_tokens: list[str] | None = None
+    enable_tokenizer_info_endpoint: bool | None = None
     max_num_seqs: int | None = Field(default=None, ge=1)
     max_num_batched_tokens: int | None = Field(default=None, ge=1)
     num_gpu_blocks: int | None = Field(default=None, ge=1)
@@ -101,6 +104,9 @@ def node_config(values: dict) -> NodeConfig:
         answers_version=values.get("answers_version", True),
         legacy_metric_names=values.get("legacy_metric_names", False),
         max_model_len=values.get("max_model_len", base.max_model_len),
+        vocab_size=values.get("vocab_size", base.vocab_size),
+        special_tokens=tuple(values.get("special_tokens", base.special_tokens)),
+        tokenizer_info=values.get("enable_tokenizer_info_endpoint", False),
         engine=engine,
         crash_triggers=tuple(triggers) if triggers is not None else None,
         api_key=values.get("api_key"),

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from warden.sim import vllm_format as fmt
-from warden.sim.tokenizer import encode, encode_chat
+from warden.sim.tokenizer import DEFAULT, Tokenizer
 
 
 class BadRequest(Exception):
@@ -161,20 +161,20 @@ def _first_set(body: dict, *names: str) -> object:
     return None
 
 
-def prompt_ids_of(body: dict, chat: bool) -> list[int]:
+def prompt_ids_of(body: dict, chat: bool, tokenizer: Tokenizer = DEFAULT) -> list[int]:
     if chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest(400, "messages must be a non-empty list", "BadRequestError",
                              "messages")
-        return encode_chat(messages)
+        return tokenizer.encode_chat(messages)
     prompt = body.get("prompt", body.get("input", ""))
     if isinstance(prompt, list):  # token ids, or a batch of prompts (simulated as one)
         if all(isinstance(t, int) for t in prompt):
             return list(prompt) or [0]
-        return [t for p in prompt for t in (p if isinstance(p, list) else encode(str(p)))] \
-            or [0]
-    return encode(str(prompt)) or [0]
+        return [t for p in prompt
+                for t in (p if isinstance(p, list) else tokenizer.encode(str(p)))] or [0]
+    return tokenizer.encode(str(prompt)) or [0]
 
 
 def seed_of(body: dict) -> int:

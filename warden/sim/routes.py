@@ -1,5 +1,7 @@
 """A simulated vLLM server's endpoints that answer at once, with no engine step: embeddings,
-tokenize, detokenize (the generating ones are the node's: warden.sim.node)."""
+tokenize, detokenize, tokenizer_info (the generating ones are the node's: warden.sim.node).
+Their bodies have the shape of the version the node runs: /tokenize has `token_strs` from
+0.9.1, /tokenizer_info exists from 0.10 when enabled."""
 
 from __future__ import annotations
 
@@ -10,24 +12,40 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from warden.edge.server import HttpConnection
+from warden.fleet.versions import parse_version
 from warden.sim import vllm_format as fmt
+from warden.sim.config import NodeConfig
 from warden.sim.generation import JSON_HEADERS
 from warden.sim.requests import BadRequest, embed
-from warden.sim.tokenizer import count_tokens, encode, encode_chat
+from warden.sim.tokenizer import count_tokens
 
 ANSWERED_AT_ONCE = frozenset(("/v1/embeddings", "/tokenize", "/detokenize"))
 
 _TOKEN_IDS = TypeAdapter(list[int])  # vLLM's DetokenizeRequest.tokens (pydantic, lax)
 
 
-def answer(path: str, body: dict, max_model_len: int, conn: HttpConnection) -> None:
+def answer(path: str, body: dict, config: NodeConfig, conn: HttpConnection) -> None:
     """Answer a request to one of `ANSWERED_AT_ONCE` (its body parsed, its model served)."""
     if path == "/v1/embeddings":
         _embeddings(body, conn)
     elif path == "/tokenize":
-        _tokenize(body, max_model_len, conn)
+        _tokenize(body, config, conn)
     else:
-        _detokenize(body, conn)
+        _detokenize(body, config, conn)
+
+
+def serves_tokenizer_info(config: NodeConfig) -> bool:
+    return config.tokenizer_info and parse_version(config.vllm_version) >= (0, 10, 0)
+
+
+def tokenizer_info(config: NodeConfig) -> bytes:
+    """GET /tokenizer_info: the tokenizer's config as vLLM gives it (its `init_kwargs`, each
+    added token as its text, and the tokenizer's class)."""
+    tokenizer = config.tokenizer
+    added = {str(tokenizer.special_id(t)): t for t in tokenizer.special_tokens}
+    return orjson.dumps({"added_tokens_decoder": added, "clean_up_tokenization_spaces": False,
+                         "model_max_length": config.max_model_len,
+                         "tokenizer_class": "PreTrainedTokenizerFast"})
 
 
 def _embeddings(body: dict, conn: HttpConnection) -> None:
@@ -45,15 +63,20 @@ def _embeddings(body: dict, conn: HttpConnection) -> None:
         rid, int(time.time()), body["model"], vectors, tokens)))
 
 
-def _tokenize(body: dict, max_model_len: int, conn: HttpConnection) -> None:
+def _tokenize(body: dict, config: NodeConfig, conn: HttpConnection) -> None:
+    """(`add_special_tokens` changes nothing: this tokenizer adds no BOS, as Qwen's.)"""
+    tokenizer = config.tokenizer
     messages = body.get("messages")
-    ids = encode_chat(messages) if isinstance(messages, list) \
-        else encode(str(body.get("prompt", "")))
-    conn.respond(200, JSON_HEADERS, orjson.dumps({
-        "count": len(ids), "max_model_len": max_model_len, "tokens": ids, "token_strs": None}))
+    ids = tokenizer.encode_chat(messages) if isinstance(messages, list) \
+        else tokenizer.encode(str(body.get("prompt", "")))
+    answer: dict = {"count": len(ids), "max_model_len": config.max_model_len, "tokens": ids}
+    if parse_version(config.vllm_version) >= (0, 9, 1):
+        strings = body.get("return_token_strs") is True
+        answer["token_strs"] = [tokenizer.token_string(t) for t in ids] if strings else None
+    conn.respond(200, JSON_HEADERS, orjson.dumps(answer))
 
 
-def _detokenize(body: dict, conn: HttpConnection) -> None:
+def _detokenize(body: dict, config: NodeConfig, conn: HttpConnection) -> None:
     if "tokens" not in body:
         raise _invalid([{"type": "missing", "loc": ("body", "tokens"), "msg": "Field required",
                          "input": body}])
@@ -63,8 +86,7 @@ def _detokenize(body: dict, conn: HttpConnection) -> None:
         raise _invalid([{"type": err["type"], "loc": ("body", "tokens", *err["loc"]),
                          "msg": err["msg"], "input": err["input"]} for err in e.errors()]) \
             from None
-    conn.respond(200, JSON_HEADERS, orjson.dumps({"prompt": " ".join(
-        f"t{t}" for t in tokens)}))
+    conn.respond(200, JSON_HEADERS, orjson.dumps({"prompt": config.tokenizer.decode(tokens)}))
 
 
 def _invalid(errors: list[dict]) -> BadRequest:
