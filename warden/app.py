@@ -16,6 +16,7 @@ from warden.edge.server import HttpServer, ServerLimits
 from warden.errors import UpstreamError
 from warden.fleet.backend import Backend
 from warden.fleet.discovery import Discovery
+from warden.fleet.fact_learner import FactLearner
 from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
@@ -60,9 +61,10 @@ class Gateway:
             settings.recorder.dir, self._in_flight_on, scrape=self._scrape_metrics,
             on_opened=parts.implicate if parts is not None else None)
         self.forwarder.incidents = self.incidents
+        self.facts = FactLearner(settings)
         self.discovery = Discovery(self.backends, settings,
                                    on_lost=self.incidents.connect_failed,
-                                   on_reachable=self.incidents.reachable)
+                                   on_reachable=self.incidents.reachable, learner=self.facts)
         self.scraper = Scraper(settings.scrape, on_lost=self.incidents.restarted)
         self.metrics.scraper = self.scraper
         self.health = HealthChecker(settings.health.active,
@@ -112,6 +114,8 @@ class Gateway:
         self.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         self.metrics.config_loaded_at = time.time()
         self.discovery.use(runtime.backends, settings)
+        self.facts.use(settings)
+        self.facts.follow(runtime.backends)
         if self.quarantine_parts is not None:
             self.quarantine_parts.use(settings.guard.quarantine)
         self.scraper.spec = settings.scrape
@@ -248,7 +252,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, self.scraper.loops.stop(), self.health.loops.stop(),
-                             return_exceptions=True)
+                             self.facts.stop(), return_exceptions=True)
         self.incidents.close_all()
         if self.quarantine_parts is not None:
             await self.quarantine_parts.stop()

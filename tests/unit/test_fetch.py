@@ -15,6 +15,7 @@ class FakeConnection:
 
     def send(self, data: list[bytes], sink) -> None:
         self.sink = sink
+        self.sent = b"".join(data)
 
 
 class FakePool:
@@ -47,3 +48,22 @@ def test_a_cancel_that_arrives_with_the_answer_still_cancels():
         assert pool.released == 1
 
     asyncio.run(scenario())
+
+
+def test_a_body_goes_as_json_with_its_length_and_the_extra_header_lines():
+    async def scenario() -> bytes:
+        pool = FakePool()
+        task = asyncio.get_running_loop().create_task(fetch(
+            pool, "POST", "/tokenize", b"h:1", timeout=10, body=b'{"prompt":"hi"}',
+            headers=b"authorization: Bearer k\r\n"))
+        while pool.conn.sink is None:
+            await asyncio.sleep(0)
+        pool.conn.sink.on_head(200, b"")
+        pool.conn.sink.on_complete()
+        await task
+        return pool.conn.sent
+
+    assert asyncio.run(scenario()) == (
+        b"POST /tokenize HTTP/1.1\r\nhost: h:1\r\nauthorization: Bearer k\r\n"
+        b"content-type: application/json\r\ncontent-length: 15\r\n\r\n"
+        b'{"prompt":"hi"}')

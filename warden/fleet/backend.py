@@ -13,6 +13,7 @@ from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
 
 if TYPE_CHECKING:
+    from warden.fleet.model_facts import LearnedModel
     from warden.proxy.relay import Relay
 
 # No cap on requests in flight.
@@ -50,6 +51,12 @@ class Backend:
         self.requests_sent = 0
         self.discovered_models: frozenset[str] = frozenset()
         self.model_cards: list[dict] = []
+        # What its cards say that the model facts depend on: (id, max_model_len, parent) each.
+        self.card_shape: tuple[tuple[object, object, object], ...] = ()
+        # Per model, what its API server told of it (fleet/model_facts); `facts_epoch` grows
+        # at every change of these or of `card_shape` (the guard caches facts by it).
+        self.learned_facts: dict[str, LearnedModel] = {}
+        self.facts_epoch = 0
         self.vllm_version = spec.vllm_version  # else learned from its /version
         self.breaker: CircuitBreaker | None = None
         self.ejection = PassiveEjection(health.passive)
@@ -194,7 +201,18 @@ class Backend:
         self.model_cards = cards
         self.discovered_models = frozenset(
             card["id"] for card in cards if isinstance(card.get("id"), str))
+        shape = tuple((card.get("id"), card.get("max_model_len"), card.get("parent"))
+                      for card in cards)
+        if shape != self.card_shape:  # (not the whole cards: vLLM dates each answer)
+            self.card_shape = shape
+            self.facts_epoch += 1
         return self.models != before
+
+    def learned(self, facts: dict[str, LearnedModel]) -> None:
+        """What its API server told of its models, learned anew (fleet/fact_learner)."""
+        if facts != self.learned_facts:
+            self.learned_facts = facts
+            self.facts_epoch += 1
 
     def snapshot(self, now: float) -> dict:
         return {

@@ -12,6 +12,7 @@ import orjson
 from warden.config.schema import Settings
 from warden.errors import ConnectFailed, UpstreamError
 from warden.fleet.backend import Backend
+from warden.fleet.fact_learner import FactLearner
 from warden.fleet.registry import BackendRegistry
 from warden.upstream.fetch import fetch
 
@@ -21,12 +22,14 @@ log = logging.getLogger("warden.discovery")
 class Discovery:
     def __init__(self, backends: BackendRegistry, settings: Settings,
                  on_lost: Callable[[str, float, str], None] | None = None,
-                 on_reachable: Callable[[str], None] | None = None):
+                 on_reachable: Callable[[str], None] | None = None,
+                 learner: FactLearner | None = None):
         """`on_lost(backend, now, how)`: a backend that answered stopped answering;
         `on_reachable(backend)`: it answered its model list (the incident detector hears of
-        both)."""
+        both). `learner` hears of every answer and every refused connection."""
         self._on_lost = on_lost
         self._on_reachable = on_reachable
+        self._learner = learner
         self.use(backends, settings)
 
     def use(self, backends: BackendRegistry, settings: Settings) -> None:
@@ -55,6 +58,8 @@ class Discovery:
                 if self._on_lost is not None:
                     self._on_lost(backend.name, now, "discovery poll: connection refused")
             backend.mark_unreachable(now, self._spec.unreachable_cooldown, e.message)
+            if self._learner is not None:
+                self._learner.refused(backend)
             return False
         except UpstreamError as e:
             log.warning("backend %s: model discovery failed: %s", backend.name, e.message)
@@ -77,6 +82,8 @@ class Discovery:
             log.info("backend %s serves %s", backend.name, ", ".join(sorted(backend.models)))
         if backend.vllm_version is None:
             await self._learn_version(backend)
+        if self._learner is not None:
+            self._learner.answered(backend)
         return changed
 
     async def _learn_version(self, backend: Backend) -> None:

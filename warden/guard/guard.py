@@ -13,6 +13,10 @@ model runs a vLLM version they apply to (or one whose version is unknown) and is
 `safe_for` them. Rules that only repeat, in vLLM's lax reading, what the schema validation
 refuses anyway (`covered_by_validation`) are built only when validation is off.
 
+The model's facts (its vocabulary size, context length, special tokens...) are configured
+(`guard.models`) or learned from the backends serving it (fleet/model_facts); a rule that
+needs one that is unknown does not act on it.
+
 Modes: `enforce` normalizes, routes or rejects; `dry_run` only notes what it would have done
 (in the request's audit record and the metrics), so it can be turned on in production safely;
 `off` builds no guard at all. The quarantine has a mode of its own (enforce by default): it
@@ -36,6 +40,7 @@ import orjson
 from warden.config.schema import GuardSpec, ModelFacts
 from warden.errors import GuardRejected, WardenError
 from warden.fleet.backend import Backend
+from warden.fleet.model_facts import merged_facts
 from warden.guard.custom import build_rule
 from warden.guard.media_fetch import MediaFetcher, remote_images
 from warden.guard.probation import Probation, ProbeTicket
@@ -68,12 +73,12 @@ class Guard:
         self.mode = "enforce" if self.enforce else "dry_run"
         self.limits = spec.limits
         self.models = spec.models
-        vocab_known = any(facts.vocab_size for facts in spec.models.values())
         rules = [*RULES, *optional_rules(), *(build_rule(custom) for custom in spec.custom)]
+        # (The rules that need a vocabulary stay: it may be learned, for any model.)
         self.rules: tuple[Rule, ...] = tuple(
             dataclasses.replace(rule, action=spec.actions.get(rule.id, rule.action))
             for rule in rules
-            if rule.id not in spec.disable and (vocab_known or not rule.needs_vocab)
+            if rule.id not in spec.disable
             and not (rule.covered_by_validation and spec.validation.enabled))
         self.keys = frozenset().union(*(rule.keys for rule in self.rules))
         self.always = any(rule.always for rule in self.rules)
@@ -91,6 +96,8 @@ class Guard:
         self.quarantine_enforce = spec.quarantine.mode == "enforce"
         # (rule id | "schema" | "quarantine", action, "enforce" | "dry_run") -> requests
         self.decisions: Counter[tuple[str, str, str]] = Counter()
+        # model -> (the backends serving it, the sum of their facts epochs, its facts)
+        self._facts: dict[str, tuple[Sequence[Backend], int, ModelFacts]] = {}
 
     def admit(self, path: str, model: str, body: dict, raw: bytes,
               backends: Sequence[Backend]) -> Outcome | None:
@@ -190,18 +197,19 @@ class Guard:
             return
 
     def facts(self, model: str, backends: Sequence[Backend]) -> ModelFacts:
-        """The model's facts: configured, else the context length from /v1/models."""
-        configured = self.models.get(model)
-        if configured is not None and configured.max_model_len is not None:
-            return configured
+        """The model's facts: each configured field, else what the backends serving it
+        learned (fleet/model_facts). Merged once per change: `backends` is the registry's
+        list for the model (a new list when the fleet changes), and a backend's
+        `facts_epoch` only grows, so an unchanged sum means unchanged facts."""
+        epoch = 0
         for backend in backends:
-            for card in backend.model_cards:
-                length = card.get("max_model_len")
-                if card.get("id") == model and isinstance(length, int) and length > 0:
-                    if configured is None:
-                        return ModelFacts(max_model_len=length)
-                    return configured.model_copy(update={"max_model_len": length})
-        return configured or ModelFacts()
+            epoch += backend.facts_epoch
+        cached = self._facts.get(model)
+        if cached is not None and cached[0] is backends and cached[1] == epoch:
+            return cached[2]
+        facts = merged_facts(model, self.models.get(model), backends)
+        self._facts[model] = (backends, epoch, facts)
+        return facts
 
     def quarantined(self, body: dict, backends: Sequence[Backend], outcome: Outcome) -> None:
         """The quarantine's step (guard/probation): refuse, probe on one backend, or wait.

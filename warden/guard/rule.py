@@ -48,7 +48,7 @@ class Rule:
     fix: Callable[[dict], None] | None = None  # NORMALIZE: rewrites the body in place
     # Raw-body byte strings that trigger it as well as `keys` (for what nests: media parts).
     markers: tuple[bytes, ...] = ()
-    needs_vocab: bool = False        # idle unless some model's vocabulary size is known
+    needs_vocab: bool = False        # acts only for models whose vocabulary size is known
     always: bool = False             # can match a body without any of `keys` (custom rules)
     harm: str = "this request is known to crash vLLM engines"  # told to the client
     remedy: str = ""                 # NORMALIZE: what the rewrite does, for the rule table
