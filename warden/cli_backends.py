@@ -38,7 +38,24 @@ def _list(args: argparse.Namespace) -> int:
     print(f"policy: {answer['policy']}")
     for backend in answer["backends"]:
         print(_line(backend))
+        for model, facts in (backend.get("facts") or {}).items():
+            print(f"  {model}: {_facts(facts)}")
     return 0
+
+
+def _facts(facts: dict) -> str:
+    """Each fact of a model as the guard's rules see it, and where it came from."""
+    shown = []
+    for name, fact in facts.items():
+        value = fact.get("value")
+        if value is None:
+            shown.append(f"{name} ?")
+            continue
+        text = f"{len(value)} tokens" if isinstance(value, list) and name == "special_tokens" \
+            else (",".join(value) if isinstance(value, list) else str(value))
+        origin = fact["source"] if fact["source"] != "learned" else fact.get("from", "learned")
+        shown.append(f"{name} {text} ({origin})")
+    return ", ".join(shown)
 
 
 def _line(backend: dict) -> str:

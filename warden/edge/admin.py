@@ -11,10 +11,12 @@ from typing import Any
 
 import orjson
 
+from warden.config.schema import ModelFacts
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error, respond_json
 from warden.errors import NotFound
+from warden.fleet.model_facts import describe
 from warden.fleet.registry import BackendRegistry
 from warden.proxy.forwarder import Forwarder
 
@@ -29,15 +31,17 @@ Reload = Callable[[str], Coroutine[Any, Any, dict]]
 
 class FleetAdmin:
     def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
-                 reload: Reload | None = None):
-        """`reload`: None when the gateway has no config file to re-read (`warden demo`)."""
+                 reload: Reload | None = None, models: dict[str, ModelFacts] | None = None):
+        """`reload`: None when the gateway has no config file to re-read (`warden demo`);
+        `models`: the facts the guard's config sets by hand (`guard.models`)."""
         self._forwarder = forwarder
         self._backends = backends
         self._reload = reload
+        self._models = models or {}
 
     def backends(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         """GET /admin/backends: each backend's state and load (and score, for a scoring
-        policy)."""
+        policy), and the facts of each model it serves with where each came from."""
         now = time.monotonic()
         explain = getattr(self._forwarder.policy, "explain", None)
         backends = []
@@ -45,6 +49,8 @@ class FleetAdmin:
             snapshot = backend.snapshot(now)
             if explain is not None:
                 snapshot["routing"] = explain(backend, now)
+            snapshot["facts"] = {model: describe(model, self._models.get(model), backend)
+                                 for model in sorted(backend.models)}
             backends.append(snapshot)
         body = {"policy": self._forwarder.policy.name, "backends": backends}
         respond_json(client, 200, orjson.dumps(body), rid)

@@ -67,7 +67,8 @@ class GatewayHandler:
         self._recorder = recorder
         self._guard = guard
         self._ids = ids if ids is not None else RequestIds()  # (one per process, not per reload)
-        self._admin = FleetAdmin(forwarder, backends, reload)
+        self._admin = FleetAdmin(forwarder, backends, reload,
+                                 guard.models if guard is not None else None)
         self._quarantine_admin = QuarantineAdmin(guard.probation if guard is not None else None)
         own = OwnEndpoints(backends, metrics, self._quarantine_admin)
         self._local: dict[str, LocalRoute] = {
