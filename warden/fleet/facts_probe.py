@@ -1,6 +1,7 @@
 """How a model's facts are learned from a vLLM API server, without its engine: every request
-here is answered by the API server's own tokenizer (vLLM 0.6 to 0.34 alike), none generates,
-none is passed to the engine.
+here is answered by the API server's own tokenizer (vLLM 0.6 to 0.34 alike, read in its
+sources; run against real 0.11, 0.24 and 0.32: their engines counted no request), none
+generates, none is passed to the engine.
 
 What vLLM exposes, by version (read in its sources):
 - `GET /v1/models`: each card's `max_model_len` (0.6+; read by discovery). Nothing else of
@@ -9,7 +10,7 @@ What vLLM exposes, by version (read in its sources):
   `tokens`; `token_strs` too from 0.9.1 when asked (`return_token_strs`).
 - `POST /detokenize` `{"model", "tokens"}`: `{"prompt": text}`. Ids are not checked against
   the vocabulary: a Hugging Face fast tokenizer drops an id it does not have (an empty
-  text), a slow one or Mistral's raises (a 500, or a 400 from 0.24 on).
+  text), a slow one or Mistral's raises (a 500, or a 400).
 - `GET /tokenizer_info` (0.10+, only with `--enable-tokenizer-info-endpoint`): the
   tokenizer's config, with `added_tokens_decoder` (id -> text of every added token).
 - `GET /metrics`: `vllm:cache_config_info` describes the KV cache, not the model; no other
@@ -18,8 +19,8 @@ What vLLM exposes, by version (read in its sources):
 
 So, per model (LoRA adapters excepted: their tokenizer may add tokens):
 - the context length: its card's `max_model_len`, else `/tokenize`'s;
-- the vocabulary size: found by bisection on `/detokenize` (about 40 requests, at most
-  `MAX_VOCAB`): an id is in the vocabulary when `[id, id]` decodes to some text. A fast
+- the vocabulary size: found by bisection on `/detokenize` (15 to 30 requests, a size up
+  to `MAX_VOCAB`): an id is in the vocabulary when `[id, id]` decodes to some text. A fast
   tokenizer drops unknown ids, a slow one raises: both read as outside. It starts from ids
   `/tokenize` gave (surely inside), and the answer is checked: the 256 ids from it on must
   all be outside, or nothing is learned (an id inside that decodes to nothing, or a gap in

@@ -43,9 +43,12 @@ def tokenizer_info(config: NodeConfig) -> bytes:
     added token as its text, and the tokenizer's class)."""
     tokenizer = config.tokenizer
     added = {str(tokenizer.special_id(t)): t for t in tokenizer.special_tokens}
-    return orjson.dumps({"added_tokens_decoder": added, "clean_up_tokenization_spaces": False,
+    first = tokenizer.special_tokens[0] if tokenizer.special_tokens else None
+    return orjson.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": first,
+                         "eos_token": first, "pad_token": first, "unk_token": None,
+                         "clean_up_tokenization_spaces": False,
                          "model_max_length": config.max_model_len,
-                         "tokenizer_class": "PreTrainedTokenizerFast"})
+                         "added_tokens_decoder": added})
 
 
 def _embeddings(body: dict, conn: HttpConnection) -> None:
