@@ -90,3 +90,17 @@ def test_warden_backends_list_prints_the_facts(learned):
     assert "sim-model: vocab_size 50000 (POST /detokenize), max_model_len 4096 " \
         "(GET /v1/models), special_tokens 2 tokens (POST /tokenize), modalities ?" \
         in listing.stdout
+
+
+def test_a_backend_behind_an_api_key_is_learned_too():
+    """vLLM --api-key guards /v1 routes: discovery and the learner send the backend's key."""
+    sim = SimProcess(1, "--api-key", "backend-secret", "--vocab-size", "3000")
+    gw = GatewayThread({"backends": [{"name": "a", "url": sim.url(0),
+                                      "api_key": "backend-secret"}]})
+    try:
+        shown = wait_until(lambda: facts(gw, "a")["vocab_size"]["value"],
+                           what="the vocabulary learned")
+        assert shown == 3000
+    finally:
+        gw.stop()
+        sim.stop()

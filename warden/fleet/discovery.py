@@ -50,7 +50,7 @@ class Discovery:
         reindexes its registry)."""
         try:
             status, body = await fetch(backend.pool, "GET", "/v1/models", backend.host_header,
-                                       self._timeout)
+                                       self._timeout, headers=backend.target.auth_line)
         except ConnectFailed as e:
             now = time.monotonic()
             if backend.reachable:
