@@ -10,6 +10,7 @@ node 0 through node 1 and bring it back later:
                                         refuse | crash (as the seed's request does) |
                                         metrics_down | health_slow (V = seconds) | recover
     GET  /sim/requests                 the X-Request-Id of every request each node received
+                                        with one
 """
 
 from __future__ import annotations

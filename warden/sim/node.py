@@ -238,7 +238,8 @@ class SimNode:
 
     def _parse(self, request: HttpRequest) -> dict:
         rid = request.header(b"x-request-id")
-        self.request_ids.append(rid.decode() if rid else "")
+        if rid:  # (a gateway gives one to every request it forwards; not to its own probes)
+            self.request_ids.append(rid.decode())
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
