@@ -18,8 +18,7 @@ from warden.config.schema import ModelFacts
 from warden.fleet.backend import Backend
 
 # The facts, in the order operators see them.
-FACT_NAMES = ("vocab_size", "max_model_len", "special_tokens", "modalities",
-              "structured_output_backend")
+FACT_NAMES = tuple(ModelFacts.model_fields)
 CARDS = "GET /v1/models"
 
 
