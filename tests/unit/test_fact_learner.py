@@ -32,13 +32,14 @@ class FakeApiServer:
 
     def __init__(self, vocab: int = 151665, specials: dict[int, str] | None = None, *,
                  fast: bool = True, token_strs: bool = True, info: bool = False,
-                 silent: range = range(0), unknown_text: str = ""):
+                 silent: range = range(0), unknown_text: str = "",
+                 answers: dict[str, object] | None = None):
         self.vocab = vocab
         self.specials = QWEN_SPECIALS if specials is None else specials
         self.fast, self.token_strs, self.info = fast, token_strs, info
         self.silent = silent          # ids inside that decode to nothing
         self.unknown_text = unknown_text
-        self.answers: dict[str, object] = {}
+        self.answers: dict[str, object] = answers or {}
         self.calls: list[tuple[str, str, dict | None]] = []
 
     async def __call__(self, pool, method: str, path: str, host_header: bytes,
@@ -109,17 +110,15 @@ async def learn(server: FakeApiServer, monkeypatch, target: Backend | None = Non
     return target
 
 
-def learned(target: Backend, model: str = "qwen"):
-    return target.learned_facts[model]
+def learned(target: Backend):
+    return target.learned_facts["qwen"]
 
 
 async def test_a_fast_tokenizer_gives_its_size_and_special_tokens(monkeypatch):
-    server = FakeApiServer()
-    facts = learned(await learn(server, monkeypatch))
+    facts = learned(await learn(server := FakeApiServer(), monkeypatch))
     assert (facts.vocab_size.value, facts.vocab_size.source) == (151665, "POST /detokenize")
-    assert set(facts.special_tokens.value) == {"<|endoftext|>", "<|im_start|>", "<|im_end|>",
-                                               "<|image_pad|>"}
-    assert facts.special_tokens.source == "POST /tokenize"
+    assert (set(facts.special_tokens.value), facts.special_tokens.source) == \
+        (set(QWEN_SPECIALS.values()), "POST /tokenize")
     assert facts.max_model_len is None and facts.problems == ()  # (the card gives the length)
     probes = [path for _, path, _ in server.calls]
     assert probes.count("/tokenize") == 2 and probes.count("/detokenize") < 50
@@ -133,8 +132,7 @@ async def test_a_slow_tokenizer_that_fails_on_unknown_ids_gives_its_size(monkeyp
 
 
 async def test_before_token_strings_each_candidate_is_tokenized_alone(monkeypatch):
-    server = FakeApiServer(token_strs=False)
-    facts = learned(await learn(server, monkeypatch))
+    facts = learned(await learn(server := FakeApiServer(token_strs=False), monkeypatch))
     assert set(facts.special_tokens.value) == set(QWEN_SPECIALS.values())
     assert sum(path == "/tokenize" for _, path, _ in server.calls) == 2 + len(CANDIDATES)
     sent = [body for _, path, body in server.calls if path == "/tokenize"]
@@ -153,8 +151,7 @@ async def test_tokenizer_info_gives_the_added_markers_only(monkeypatch):
 
 async def test_a_missing_endpoint_leaves_its_facts_unknown_and_says_so_once(monkeypatch, caplog):
     caplog.set_level(logging.WARNING, "warden.facts")
-    server = FakeApiServer()
-    server.answers["/detokenize"] = (404, b'{"detail":"Not Found"}')
+    server = FakeApiServer(answers={"/detokenize": (404, b'{"detail":"Not Found"}')})
     facts = learner()
     target = await learn(server, monkeypatch, facts=facts)
     assert learned(target).vocab_size is None and learned(target).special_tokens is not None
@@ -167,8 +164,7 @@ async def test_a_missing_endpoint_leaves_its_facts_unknown_and_says_so_once(monk
 
 
 async def test_no_tokenize_endpoint_leaves_the_card_length_alone(monkeypatch):
-    server = FakeApiServer()
-    server.answers["/tokenize"] = (404, b'{"detail":"Not Found"}')
+    server = FakeApiServer(answers={"/tokenize": (404, b'{"detail":"Not Found"}')})
     facts = learned(await learn(server, monkeypatch))
     assert facts.vocab_size is None and facts.special_tokens is None
     assert "max_model_len" not in dict(facts.problems)  # the card says it
@@ -183,15 +179,13 @@ async def test_tokenize_gives_the_length_when_the_card_does_not(monkeypatch):
 @pytest.mark.parametrize("answer", [(200, b"<html>not json"), (200, b'{"prompt": 5}'),
                                     (200, b"[1, 2]")])
 async def test_garbage_leaves_the_vocabulary_unknown(monkeypatch, answer):
-    server = FakeApiServer()
-    server.answers["/detokenize"] = answer
+    server = FakeApiServer(answers={"/detokenize": answer})
     facts = learned(await learn(server, monkeypatch))
     assert facts.vocab_size is None and "vocab_size" in dict(facts.problems)
 
 
 async def test_garbage_from_tokenize_leaves_everything_but_the_card_unknown(monkeypatch):
-    server = FakeApiServer()
-    server.answers["/tokenize"] = (200, b'{"tokens": "abc"}')
+    server = FakeApiServer(answers={"/tokenize": (200, b'{"tokens": "abc"}')})
     facts = learned(await learn(server, monkeypatch))
     assert facts.vocab_size is None and facts.special_tokens is None
     assert dict(facts.problems)["vocab_size"] == "POST /tokenize answered no token list"
@@ -218,8 +212,8 @@ async def test_a_tokenizer_that_decodes_every_id_gives_no_size(monkeypatch):
 
 
 async def test_a_timeout_leaves_the_facts_unknown_and_is_tried_again_later(monkeypatch):
-    server = FakeApiServer()
-    server.answers["/tokenize"] = UpstreamTimeout("POST /tokenize got no answer within 5s")
+    timeout = UpstreamTimeout("POST /tokenize got no answer within 5s")
+    server = FakeApiServer(answers={"/tokenize": timeout})
     facts = learner()
     target = await learn(server, monkeypatch, facts=facts)
     assert dict(learned(target).problems) == {
@@ -233,18 +227,16 @@ async def test_a_timeout_leaves_the_facts_unknown_and_is_tried_again_later(monke
 
 async def test_a_backend_that_hangs_is_given_up_on_within_the_budget(monkeypatch):
     monkeypatch.setattr(fact_learner, "ROUND_BUDGET", 0.05)
-    server = FakeApiServer()
-    server.answers["/detokenize"] = HANG
+    server = FakeApiServer(answers={"/detokenize": HANG})
     facts = learned(await learn(server, monkeypatch))
     assert facts.vocab_size is None and facts.special_tokens is None
     assert dict(facts.problems)["vocab_size"] == "learning took over 0.05s"
 
 
 async def test_a_refused_connection_is_a_problem_not_a_crash(monkeypatch):
-    server = FakeApiServer()
-    server.answers["/tokenizer_info"] = ConnectFailed("connection refused")
-    facts = learned(await learn(server, monkeypatch))
-    assert dict(facts.problems)["vocab_size"] == "connection refused"
+    server = FakeApiServer(answers={"/tokenizer_info": ConnectFailed("connection refused")})
+    assert dict(learned(await learn(server, monkeypatch)).problems)["vocab_size"] == \
+        "connection refused"
 
 
 async def test_learned_once_and_again_only_when_the_backend_changes(monkeypatch):
@@ -289,3 +281,16 @@ async def test_the_backend_api_key_goes_with_every_probe(monkeypatch):
     facts.answered(target)
     await facts.idle()
     assert seen and set(seen) == {b"authorization: Bearer k\r\n"}
+
+
+async def test_a_failure_of_its_own_is_logged_and_the_learner_carries_on(monkeypatch, caplog):
+    caplog.set_level(logging.ERROR, "warden.facts")
+    server, facts = FakeApiServer(), learner()
+    server.answers["/tokenizer_info"] = RuntimeError("unexpected")
+    target = await learn(server, monkeypatch, facts=facts)
+    assert target.learned_facts == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        "backend b: learning its model facts failed"]
+    server.answers.clear()
+    facts.refused(target)  # (it restarts: the same learner learns it)
+    assert learned(await learn(server, monkeypatch, target, facts)).vocab_size is not None

@@ -69,6 +69,9 @@ class FactLearner:
     def _ended(self, backend: Backend, task: asyncio.Task[None]) -> None:
         if self._tasks.get(backend) is task:
             del self._tasks[backend]
+        if not task.cancelled() and task.exception() is not None:  # (a bug: said, not lost)
+            log.error("backend %s: learning its model facts failed", backend.name,
+                      exc_info=task.exception())
 
     def refused(self, backend: Backend) -> None:
         """It refused a connection: when it answers again, learn anew."""
@@ -94,6 +97,9 @@ class FactLearner:
                     if card.get("parent") is not None}
         models = sorted(m for m in backend.models if m not in adapters)
         learned: dict[str, LearnedModel] = {}
+        if not models:
+            backend.learned(learned)
+            return
         try:
             async with asyncio.timeout(ROUND_BUDGET):
                 info = await tokenizer_info_tokens(call)
