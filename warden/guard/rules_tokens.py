@@ -4,8 +4,8 @@ A token id at or past the vocabulary size indexes past the end of the logits on 
 vLLM's V0 engine died on it (an IndexError in the logits processor), the V1 engine died on an
 out-of-vocabulary `logit_bias` until it validated them, and `stop_token_ids` is still not
 validated (a device-side assert kills every rank on backends with bounds-checked kernels).
-These rules act only for models whose vocabulary size is configured (`guard.models`):
-vLLM's /v1/models does not say it.
+These rules act only for models whose vocabulary size is known: learned from the backends
+(fleet/facts_probe) or configured (`guard.models`).
 
 Ids are read as vLLM reads them: list items through pydantic's lax integers (`"5000"` and
 `5000.0` are 5000), logit_bias keys through Python's `int()` (vLLM converts them so: `"1_000"`
