@@ -114,8 +114,7 @@ class Gateway:
         self.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         self.metrics.config_loaded_at = time.time()
         self.discovery.use(runtime.backends, settings)
-        self.facts.use(settings)
-        self.facts.follow(runtime.backends)
+        self.facts.use(settings, runtime.backends)
         if self.quarantine_parts is not None:
             self.quarantine_parts.use(settings.guard.quarantine)
         self.scraper.spec = settings.scrape

@@ -5,7 +5,11 @@ configured."""
 
 from __future__ import annotations
 
+import asyncio
+
+from warden.config import parse_settings
 from warden.config.schema import BackendSpec, GuardSpec, ModelFacts, TimeoutsSpec
+from warden.fleet import fact_learner
 from warden.fleet.backend import Backend
 from warden.fleet.model_facts import Learned, LearnedModel, describe, merged_facts
 from warden.guard.guard import Guard
@@ -96,3 +100,17 @@ def test_each_fact_is_shown_with_where_it_came_from():
     overridden = describe("m", ModelFacts(vocab_size=152064), learned)["vocab_size"]
     assert overridden == {"value": 152064, "source": "configured", "learned": 151665,
                           "from": "POST /detokenize"}
+
+
+async def test_a_backend_a_reload_removes_is_forgotten_and_its_learning_stopped(monkeypatch):
+    from tests.unit.test_fact_learner import HANG, FakeApiServer, learn, learner
+
+    facts = learner()
+    monkeypatch.setattr(fact_learner, "ROUND_BUDGET", 30.0)  # (far longer than this test)
+    server = FakeApiServer(answers={"/detokenize": HANG})
+    hung = asyncio.get_running_loop().create_task(learn(server, monkeypatch, facts=facts))
+    while not any(path == "/detokenize" for _, path, _ in server.calls):  # (hung there)
+        await asyncio.sleep(0)
+    facts.use(parse_settings({"backends": [{"name": "x", "url": "http://x:1"}]}, {}), [])
+    target = await hung  # (it returns once nothing is being learned)
+    assert target.learned_facts == {}

@@ -37,15 +37,13 @@ class FactLearner:
         # backend -> (what its facts were learned for, when to try again if cut short)
         self._learned: dict[Backend, tuple[tuple, float]] = {}
         self._logged: dict[tuple[str, str, str], str] = {}  # (backend, model, fact) -> why
-        self.use(settings)
+        self.use(settings, ())
 
-    def use(self, settings: Settings) -> None:
-        """Learn as `settings` say (at start; after a reload)."""
+    def use(self, settings: Settings, backends: Iterable[Backend]) -> None:
+        """Learn as `settings` say, of these backends (at start; after a reload: the
+        backends it removed are forgotten, and their learning stopped)."""
         self.enabled = settings.guard.mode != "off"
         self._timeout = min(settings.timeouts.connect, 5.0)
-
-    def follow(self, backends: Iterable[Backend]) -> None:
-        """Forget backends a reload removed (and stop learning theirs)."""
         kept = set(backends)
         for backend in [b for b in self._learned if b not in kept]:
             self._learned.pop(backend, None)
