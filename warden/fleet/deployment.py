@@ -39,7 +39,7 @@ FIELDS = ("speculative_decoding", "speculative_method", "device", "tokenizer_mod
 _SPEC_DECODE = "vllm:spec_decode_"
 _LORA = "vllm:lora_requests_info{"
 _CACHE = "vllm:cache_config_info{"
-_MAX_LORA = re.compile(r'\bmax_lora="(\d+)"')
+_MAX_LORA = re.compile(r'\bmax_lora="(\d{1,9})"')  # (a longer number is no count)
 _CPU_KV = re.compile(r'\bcpu_kvcache_space_bytes="([^"]*)"')
 # A version's local label (after "+") -> the device its build targets.
 _DEVICE_LABELS = (("cpu", "cpu"), ("cu", "gpu"), ("rocm", "gpu"), ("tpu", "other"),
