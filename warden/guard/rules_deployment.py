@@ -9,7 +9,8 @@ not affected: these rules act only on backends known to be so (see fleet/deploym
 so a fleet whose deployment is unknown sees nothing routed or refused by them. The routes
 send a request to the backends of the model that are not affected (a mixed fleet keeps
 serving it); where every backend serving the model is affected, the request is refused, as
-for any route rule (`guard.actions` and `guard.disable` change that).
+for any route rule (`guard.actions` and `guard.disable` change that). A normalize rule rewrites
+the request for whichever backend then takes it.
 """
 
 from __future__ import annotations
