@@ -4,9 +4,11 @@ input items of a shape that make vLLM's error larger than the request by orders 
 Embeddings (`prompt_embeds` on completions; `image_embeds` and `audio_embeds` content parts in
 messages) are tensors the engine deserializes (torch.load) and runs as they are. Below 0.11.1
 a crafted one corrupted memory (CVE-2025-62164); after it, wrong or mixed shapes, penalties
-or LoRA beside them still kill engines, in issues that are open. vLLM serves them only when
-started with --enable-prompt-embeds (or a model that takes embedding parts), for clients it
-trusts; the gateway cannot tell who those are, so it refuses them unless told. To allow them:
+or LoRA beside them still kill engines, in issues that are open. Recent vLLM takes them only
+when started with --enable-prompt-embeds or --enable-mm-embeds (0.11 took embedding parts by
+default), for clients it trusts; the gateway cannot tell who those are, so it refuses them
+unless told. Looking for the parts costs one more search of each raw body (`_embeds"`). To
+allow them:
 `guard.disable: [pe-untrusted]` for every model, or `safe_for: [pe-untrusted]` on the
 backends whose clients are trusted (every backend serving a model: allowed for that model;
 with `guard.actions: {pe-untrusted: route}`, sent only to those backends).
