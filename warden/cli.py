@@ -116,6 +116,9 @@ def _engine_flags(parser: argparse.ArgumentParser, *, ttft: float, token_delay: 
                         help="answer /version with 404, so a gateway cannot learn the version")
     parser.add_argument("--legacy-metric-names", action="store_true",
                         help="vllm:gpu_cache_usage_perc etc., as vLLM before 0.10")
+    parser.add_argument("--speculative-decoding", action="store_true",
+                        help="export the vllm:spec_decode_* counters, as a vLLM engine "
+                        "started with a speculative config does")
     parser.add_argument("--crash-trigger", action="append", dest="crash_triggers",
                         help="a request kind that kills the engine: "
                         f"{', '.join(TRIGGERS)} (repeatable; default: the version's own)")
@@ -134,6 +137,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "models": args.models or ["sim-model"], "loras": args.loras,
         "vllm_version": args.vllm_version, "answers_version": not args.hide_version,
         "legacy_metric_names": args.legacy_metric_names,
+        "speculative_decoding": args.speculative_decoding,
         "max_model_len": args.max_model_len, "max_num_seqs": args.max_num_seqs,
         "vocab_size": args.vocab_size,
         "enable_tokenizer_info_endpoint": args.enable_tokenizer_info_endpoint,

@@ -73,6 +73,14 @@ class NotFound(ClientError):
     code = "not_found"
 
 
+class Forbidden(ClientError):
+    """A path the gateway knows and never serves to clients."""
+
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class ModelNotFound(ClientError):
     status = 404
     code = "model_not_found"

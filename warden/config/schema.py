@@ -4,6 +4,7 @@ so a typo never silently falls back to a default."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -35,6 +36,32 @@ from warden.config.routing_schema import (  # noqa: F401 - re-exported with the 
 from warden.config.spec import Duration, HostPort, Size, Spec
 
 
+class DeploymentSpec(Spec):
+    """What a backend is beyond its vLLM version, as its operator declares it: a declared
+    fact wins over what the gateway learns from the backend's /metrics (fleet/deployment).
+    Unset is unknown, and guard rules that depend on a fact act only where it is known."""
+
+    # Speculative decoding on or off; its method (vLLM's `method`: ngram, eagle, eagle3, mtp,
+    # draft_model, extract_hidden_states, ...) when known. A method implies it is on.
+    speculative_decoding: bool | None = None
+    speculative_method: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    device: Literal["cpu", "gpu", "other"] | None = None
+    # vLLM's --tokenizer-mode (auto, slow, mistral, custom, ...).
+    tokenizer_mode: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    lora: bool | None = None  # started with --enable-lora
+
+    @field_validator("speculative_method", "tokenizer_mode")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value is not None else None  # vLLM's names are lower case
+
+    @model_validator(mode="after")
+    def _method_means_on(self) -> DeploymentSpec:
+        if self.speculative_method is not None and self.speculative_decoding is False:
+            raise ValueError("speculative_method is set but speculative_decoding is false")
+        return self
+
+
 class BackendSpec(Spec):
     name: str = Field(min_length=1)
     url: str
@@ -49,6 +76,8 @@ class BackendSpec(Spec):
     # such requests), and whether it is the canary that takes quarantined requests.
     safe_for: list[str] = []
     canary: bool = False
+    # What it is beyond its version (speculative decoding, device, tokenizer mode, LoRA).
+    deployment: DeploymentSpec = DeploymentSpec()
     # The `weighted` policy's static weight (nginx's `weight=`).
     weight: int = Field(default=100, ge=1)
     # At most this many requests in flight to it from this gateway (none: no cap).

@@ -16,6 +16,7 @@ from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error, respond_json
 from warden.errors import NotFound
+from warden.fleet.deployment import describe as describe_deployment
 from warden.fleet.model_facts import describe
 from warden.fleet.registry import BackendRegistry
 from warden.proxy.forwarder import Forwarder
@@ -41,7 +42,8 @@ class FleetAdmin:
 
     def backends(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         """GET /admin/backends: each backend's state and load (and score, for a scoring
-        policy), and the facts of each model it serves with where each came from."""
+        policy), the facts of each model it serves and its deployment facts, each with
+        where it came from."""
         now = time.monotonic()
         explain = getattr(self._forwarder.policy, "explain", None)
         backends = []
@@ -51,6 +53,8 @@ class FleetAdmin:
                 snapshot["routing"] = explain(backend, now)
             snapshot["facts"] = {model: describe(model, self._models.get(model), backend)
                                  for model in sorted(backend.models)}
+            snapshot["deployment"] = describe_deployment(backend.declared_deployment,
+                                                         backend.learned_deployment)
             backends.append(snapshot)
         body = {"policy": self._forwarder.policy.name, "backends": backends}
         respond_json(client, 200, orjson.dumps(body), rid)

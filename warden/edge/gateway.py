@@ -16,13 +16,13 @@ from warden.edge.admin import BACKEND_ACTIONS, FleetAdmin, Reload
 from warden.edge.admin_quarantine import QuarantineAdmin
 from warden.edge.connection import HttpConnection
 from warden.edge.own import OwnEndpoints
+from warden.edge.refused import unknown_path
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error
 from warden.errors import (
     ClientGone,
     InvalidRequest,
     MethodNotAllowed,
-    NotFound,
     UnsupportedMediaType,
     WardenError,
 )
@@ -103,7 +103,7 @@ class GatewayHandler:
                 self._admin.backend_action(request, client, rid)
                 return None
         if route is None:
-            respond_error(client, NotFound(f"Unknown path: {path}"), rid)
+            respond_error(client, unknown_path(path), rid)
         elif request.method not in ("GET", "HEAD"):
             respond_error(client, MethodNotAllowed(
                 f"{request.method} is not allowed on {path}"), rid)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from warden.config.schema import BackendSpec, HealthSpec, TimeoutsSpec
 from warden.fleet.breaker import CLOSED, CircuitBreaker, PassiveEjection
+from warden.fleet.deployment import Deployment, declared_deployment
 from warden.fleet.signals import EngineLoad
 from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
@@ -58,6 +59,11 @@ class Backend:
         self.learned_facts: dict[str, LearnedModel] = {}
         self.facts_epoch = 0
         self.vllm_version = spec.vllm_version  # else learned from its /version
+        # What it is beyond its version (fleet/deployment): declared in its config, learned
+        # from its /metrics, and the two merged (declared wins), which the guard reads.
+        self.learned_deployment = Deployment()
+        self.declared_deployment = Deployment()
+        self.deployment = Deployment()
         self.breaker: CircuitBreaker | None = None
         self.ejection = PassiveEjection(health.passive)
         self._configure(spec, health)
@@ -83,6 +89,8 @@ class Backend:
         self.configured_models = frozenset(spec.models) if spec.models is not None else None
         self.safe_for = frozenset(spec.safe_for)  # guard rules it may take requests of
         self.canary = spec.canary                 # takes quarantined requests
+        self.declared_deployment = declared_deployment(spec.deployment)
+        self.deployment = self.declared_deployment.over(self.learned_deployment)
         self.weight = spec.weight
         self.max_in_flight = spec.max_in_flight or UNLIMITED
         if not health.breaker.enabled:
@@ -213,6 +221,12 @@ class Backend:
         if facts != self.learned_facts:
             self.learned_facts = facts
             self.facts_epoch += 1
+
+    def learn_deployment(self, learned: Deployment) -> None:
+        """What its /metrics proved of its deployment, read anew at each scrape."""
+        if learned != self.learned_deployment:
+            self.learned_deployment = learned
+            self.deployment = self.declared_deployment.over(learned)
 
     def snapshot(self, now: float) -> dict:
         return {

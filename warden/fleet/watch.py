@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from warden.config.schema import ActiveHealthSpec, ScrapeSpec
 from warden.errors import UpstreamError, UpstreamTimeout
 from warden.fleet.backend import Backend
+from warden.fleet.deployment import learned_deployment
 from warden.fleet.signals import engine_load
 from warden.upstream.fetch import fetch
 
@@ -63,7 +64,8 @@ class BackendLoops:
 
 
 class Scraper:
-    """Reads each backend's /metrics into `backend.load` (see `warden.fleet.signals`)."""
+    """Reads each backend's /metrics into `backend.load` (see `warden.fleet.signals`) and
+    what it proves of the backend's deployment (`warden.fleet.deployment`)."""
 
     def __init__(self, spec: ScrapeSpec, on_lost: LostHook | None = None):
         self.spec = spec
@@ -89,9 +91,10 @@ class Scraper:
             self._check_fresh(backend, time.monotonic())
             return
         now = time.monotonic()
-        load = engine_load(body.decode("utf-8", "replace"), now, backend.in_flight,
-                           backend.load)
+        text = body.decode("utf-8", "replace")
+        load = engine_load(text, now, backend.in_flight, backend.load)
         backend.load = load
+        backend.learn_deployment(learned_deployment(text, backend.vllm_version))
         backend.scrape_error = None
         self._check_fresh(backend, now)
         missing = load.missing()

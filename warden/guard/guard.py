@@ -165,9 +165,10 @@ class Guard:
                     and rule.keys.isdisjoint(body):
                 continue
             exposed = [b for b in backends
-                       if rule.applies_to(b.vllm_version) and rule.id not in b.safe_for]
-            if backends and not exposed:
-                continue
+                       if rule.applies_to(b.vllm_version) and rule.id not in b.safe_for
+                       and (rule.affects is None or rule.affects(b.deployment))]
+            if not exposed and (backends or rule.affects is not None):
+                continue  # (no backend to judge: a deployment rule knows of none affected)
             finding = rule.find(body, ctx)
             if finding is None:
                 continue

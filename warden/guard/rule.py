@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from warden.config.schema import GuardLimitsSpec, ModelFacts
+from warden.fleet.deployment import Deployment
 from warden.fleet.versions import parse_version
 
 NORMALIZE, REJECT, ROUTE = "normalize", "reject", "route"
@@ -60,6 +61,10 @@ class Rule:
     min_body: int = 0
     # The schema validation refuses what this finds (strictly typed): built only without it.
     covered_by_validation: bool = False
+    # The backends it applies to by what they are (fleet/deployment), besides their version:
+    # None, every backend. A deployment fact that is unknown does not make a backend
+    # affected, so such a rule acts only where a backend is known (declared or learned) to be.
+    affects: Callable[[Deployment], bool] | None = None
 
     @property
     def can_fix(self) -> bool:

@@ -1,13 +1,16 @@
 """The crash-rule pack: one rule per known way a single request crashes, hangs or exhausts a
 vLLM engine. Each names where it comes from and the vLLM versions it applies to; the families
 live in rules_structured, rules_schema, rules_schema_check, rules_constraints, rules_tokens,
-rules_sampling, rules_resources, rules_templates, rules_media and rules_media_inline (and
-rules_xgrammar's, present only with xgrammar installed)."""
+rules_sampling, rules_resources, rules_templates, rules_media, rules_media_inline,
+rules_deployment (by what a backend is: speculative decoding, device, tokenizer) and
+rules_inputs (and rules_xgrammar's, present only with xgrammar installed)."""
 
 from __future__ import annotations
 
 from warden.guard.rule import Rule
 from warden.guard.rules_constraints import CONSTRAINT_RULES
+from warden.guard.rules_deployment import DEPLOYMENT_RULES
+from warden.guard.rules_inputs import INPUT_RULES
 from warden.guard.rules_media import MEDIA_RULES
 from warden.guard.rules_media_inline import INLINE_MEDIA_RULES
 from warden.guard.rules_resources import RESOURCE_RULES
@@ -21,7 +24,8 @@ from warden.guard.rules_xgrammar import RULE_ID as XGRAMMAR_RULE_ID
 
 RULES: tuple[Rule, ...] = (*STRUCTURED_OUTPUT_RULES, *SCHEMA_RULES, *SCHEMA_CHECK_RULES,
                            *CONSTRAINT_RULES, *TOKEN_ID_RULES, *SAMPLING_RULES,
-                           *RESOURCE_RULES, *TEMPLATE_RULES, *MEDIA_RULES, *INLINE_MEDIA_RULES)
+                           *RESOURCE_RULES, *TEMPLATE_RULES, *MEDIA_RULES, *INLINE_MEDIA_RULES,
+                           *DEPLOYMENT_RULES, *INPUT_RULES)
 # Rules a guard adds when their optional dependency is installed (rules_xgrammar): their ids
 # are valid in guard.disable and guard.actions either way.
 OPTIONAL_RULE_IDS: frozenset[str] = frozenset({XGRAMMAR_RULE_ID})

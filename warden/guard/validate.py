@@ -76,7 +76,9 @@ class Validator:
         if table is None:
             return None
         required = table.required
-        if required not in body:
+        if required not in body and not (path == COMPLETIONS_PATH and "prompt_embeds" in body):
+            # (a completion's prompt may be given as embeddings instead: vLLM's
+            # --enable-prompt-embeds; whether to accept them is the pe-untrusted rule's)
             return InvalidField(f"{required}: this field is required", param=required,
                                 code="missing_required_parameter")
         plain, detailed, limits = table.plain, table.detailed, self.limits

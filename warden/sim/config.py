@@ -17,6 +17,7 @@ class NodeConfig:
     vllm_version: str = "0.11.0"
     answers_version: bool = True         # False: /version is 404 (a gateway in front hides it)
     legacy_metric_names: bool = False    # vllm:gpu_cache_usage_perc etc. (before vLLM 0.10)
+    speculative_decoding: bool = False   # the vllm:spec_decode_* counters (nothing drafts)
     max_model_len: int = 4096
     vocab_size: int = VOCAB_SIZE           # its tokenizer's size (ids 0..vocab_size-1)
     special_tokens: tuple[str, ...] = SPECIAL_TOKENS  # the tokenizer's last ids

@@ -19,6 +19,10 @@ from warden.sim.vllm_metrics import (
 )
 
 _KINDS = {"gauge": Gauge, "counter": Counter, "histogram": Histogram}
+# The counters a vLLM V1 engine with a speculative config exports (the sim never drafts).
+SPEC_DECODE_COUNTERS = (("spec_decode_num_drafts", "Number of spec decoding drafts."),
+                        ("spec_decode_num_draft_tokens", "Number of draft tokens."),
+                        ("spec_decode_num_accepted_tokens", "Number of accepted tokens."))
 # The finished_reason values vLLM exports from the start: before 0.32.0, and since.
 FINISHED_REASONS = {False: ("stop", "length", "abort"),
                     True: ("stop", "length", "abort", "error", "repetition")}
@@ -28,7 +32,8 @@ class NodeMetrics:
     """Implements the engine's `EngineEvents`; gauges are read from the engine at scrape."""
 
     def __init__(self, model: str, version: str, *, legacy_names: bool = False,
-                 cache_config: dict[str, str] | None = None, loras: tuple[str, ...] = ()):
+                 cache_config: dict[str, str] | None = None, loras: tuple[str, ...] = (),
+                 speculative: bool = False):
         self.registry = CollectorRegistry()
         self._loras = loras
         self._engine: SimEngine | None = None
@@ -56,6 +61,9 @@ class NodeMetrics:
         info = Gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
                      ["engine", *(cache_config or {})], registry=self.registry)
         info.labels(engine="0", **(cache_config or {})).set(1)
+        if speculative:  # vLLM's V1 counters, made at 0 when the engine starts
+            for name, doc in SPEC_DECODE_COUNTERS:
+                Counter(f"vllm:{name}", doc, list(base), registry=self.registry).labels(**base)
         if loras:
             self._lora = Gauge("vllm:lora_requests_info", "Running stats on lora requests.",
                                ["max_lora", "running_lora_adapters", "waiting_lora_adapters"],

@@ -78,7 +78,8 @@ class SimNode:
         config = self.config
         self.metrics = NodeMetrics(config.models[0], config.vllm_version,
                                    legacy_names=config.legacy_metric_names,
-                                   cache_config=config.cache_config(), loras=config.loras)
+                                   cache_config=config.cache_config(), loras=config.loras,
+                                   speculative=config.speculative_decoding)
         self.engine = SimEngine(self.config.engine, asyncio.get_event_loop(), self.metrics)
         self.metrics.watch(self.engine)
 

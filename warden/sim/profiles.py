@@ -31,6 +31,7 @@ class NodeSpec(BaseModel):
     loras: list[str] | None = None
     vllm_version: str | None = None
     legacy_metric_names: bool | None = None
+    speculative_decoding: bool | None = None
     max_model_len: int | None = Field(default=None, ge=1)
     vocab_size: int | None = Field(default=None, ge=2)
     special_tokens: list[str] | None = None
@@ -103,6 +104,7 @@ def node_config(values: dict) -> NodeConfig:
         vllm_version=values.get("vllm_version", base.vllm_version),
         answers_version=values.get("answers_version", True),
         legacy_metric_names=values.get("legacy_metric_names", False),
+        speculative_decoding=values.get("speculative_decoding", False),
         max_model_len=values.get("max_model_len", base.max_model_len),
         vocab_size=values.get("vocab_size", base.vocab_size),
         special_tokens=tuple(values.get("special_tokens", base.special_tokens)),
