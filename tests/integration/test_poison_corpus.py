@@ -36,15 +36,16 @@ def corpus() -> list[dict]:
     return lines
 
 
-def send(client: openai.OpenAI, gateway: str, item: dict, request_id: str) -> int:
-    """POST the body as it is (the SDK's raw request: no client-side checks); its status (a
-    success is read as text, which any 2xx answer is)."""
+def send(client: openai.OpenAI, gateway: str, item: dict, request_id: str) -> tuple[int, str]:
+    """POST the body as it is (the SDK's raw request: no client-side checks); the status and
+    the error's code (a success is read as text, which any 2xx answer is)."""
     try:
         client.post(f"{gateway}{item['endpoint']}", body=item["body"], cast_to=str,
                     options={"headers": {"X-Request-Id": request_id}})
     except openai.APIStatusError as e:
-        return e.status_code
-    return 200
+        body = e.body if isinstance(e.body, dict) else {}
+        return e.status_code, str(body.get("code") or "")
+    return 200, ""
 
 
 def test_the_corpus_is_well_formed():
@@ -74,11 +75,15 @@ def test_the_default_guard_stops_the_poison_and_passes_the_neighbours(tmp_path):
     for n, item in enumerate(items):
         rid = f"corpus-{n}"
         notes = (records[rid].start or {}).get("guard") or [] if rid in records else []
-        rejected = statuses[rid] == 400 and any(note.startswith("rejected") for note in notes)
-        acted = rejected or any(note.startswith(("normalized", "routed")) for note in notes)
+        status, code = statuses[rid]
+        rejected = status == 400 and any(note.startswith("rejected") for note in notes)
+        # (a path the gateway never forwards: refused before any rule, with no record)
+        refused = status == 403 and code == "forbidden"
+        acted = rejected or refused or any(note.startswith(("normalized", "routed"))
+                                           for note in notes)
         if item["kind"] == "poison":
             (stopped if acted else wrong).append(item)
-        elif not notes and statuses[rid] == 200:
+        elif not notes and statuses[rid][0] == 200:
             passed.append(item)
         else:
             wrong.append(item)
