@@ -155,6 +155,13 @@ def test_every_error_the_scanner_reports_python_reports_too():
                 re.compile(pattern)
 
 
+def test_a_pattern_longer_than_the_budget_is_not_judged():
+    assert scan("(a|b)" * 20, steps=100).judged and scan("(a+)+b", steps=100).nested
+    long = scan("(a+)+b" + "(a|b)" * 100, steps=100)
+    assert not long.judged and long.nested is None and long.error is None
+    assert scan("x" * 1_000_000, steps=3).judged  # (a run of plain characters is one token)
+
+
 @pytest.mark.parametrize(("grammar", "problem"), [
     ('root ::= "a"\nroot ::= "b"', "defines the rule 'root' twice"),
     (LARK, "%import directive"), ('a ::= "x"', "no root rule"),

@@ -17,7 +17,9 @@ What it finds:
   flag groups, or an empty alternative in a lookaround. Group numbers are kept.
 
 One pass over the pattern, no recursion (nesting depth costs a list entry), no regex of our
-own that backtracks; it never raises on any string.
+own that backtracks; it never raises on any string. A pass costs a microsecond or two per
+token (a run of plain characters is one): a pattern of more than `steps` tokens is not judged
+(`judged` False, nothing found), so no pattern costs more than that.
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ class Shape:
     empty_alternative: bool = False
     rewritten: str | None = None
     depth: int = 0
+    steps: int = 0                # tokens read
+    judged: bool = True           # False: longer than the scan's budget, not read to its end
 
 
 class _Scan:
-    def __init__(self, pattern: str):
-        self.pattern = pattern
+    def __init__(self, pattern: str, steps: int):
+        self.pattern, self.steps = pattern, steps
         self.shape = Shape()
         self.stack = [Group(-1, "plain", branches=[Branch(0)])]
         self.pending: Atom | None = None
@@ -58,8 +62,11 @@ class _Scan:
         return len(self.pattern)
 
     def run(self) -> Shape:
-        pattern, end, i = self.pattern, len(self.pattern), 0
+        pattern, end, i, steps = self.pattern, len(self.pattern), 0, 0
         while i < end and self.shape.error is None:
+            steps += 1
+            if steps > self.steps:
+                return Shape(steps=steps, judged=False)
             char = pattern[i]
             if char in "*+?":
                 i = self.quantify(i, i + 1, char != "+", char != "?")
@@ -96,6 +103,7 @@ class _Scan:
                     branch.elements += stop - i - 2
                     branch.required += stop - i - 2
                 self.pending, i = Atom(stop - 1, chars=((ord(pattern[stop - 1]),) * 2,)), stop
+        self.shape.steps = steps
         if self.shape.error is None:
             self.commit()
             if len(self.stack) > 1:
@@ -269,6 +277,10 @@ class _Scan:
         self.shape.rewritten = "".join(out) + self.pattern[at:]
 
 
-def scan(pattern: str) -> Shape:
-    """The shape of `pattern` (see the module's description)."""
-    return _Scan(pattern).run()
+STEPS = 50_000  # tokens judged in one pattern (a tenth of a second, at most)
+
+
+def scan(pattern: str, steps: int = STEPS) -> Shape:
+    """The shape of `pattern` (see the module's description), read in at most `steps`
+    tokens."""
+    return _Scan(pattern, steps).run()

@@ -14,8 +14,9 @@ recursive schema (a tree whose nodes refer back through `properties` or `items`)
 legitimate and passes: each level of it consumes output, and the walk visits every node once
 whatever refers to it.
 
-The walk is iterative and stops after `max_nodes` nodes, so no schema, however deep or large,
-costs more than that. It never raises on odd input.
+The walk is iterative and stops after `max_nodes` nodes, and its patterns' shapes are read
+within regex_scan.STEPS tokens in all, so no schema, however deep or large, costs more than
+that. It never raises on odd input.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 from warden.guard.json_pointer import Path, pointer, resolve, show
 from warden.guard.patterns import NUL, repetition
-from warden.guard.regex_scan import scan
+from warden.guard.regex_scan import STEPS, Shape, scan
 
 INVALID, REF, BOUND, REPEAT, NUL_CHAR = "invalid", "ref", "bound", "repeat", "nul"
 NESTED = "nested"  # a pattern repeating without bound what repeats without bound (`(a+)+`)
@@ -94,6 +95,8 @@ class _Walk:
         self.found: dict[str, Problem] = {}
         self.refs: dict[int, tuple[Path | None, object]] = {}  # id(node) -> (path, target)
         self.stack: list[tuple[object, Path | None]] = [(root, None)]
+        self.shapes: dict[str, Shape] = {}  # each pattern scanned once, within STEPS in all
+        self.steps = STEPS
 
     def note(self, kind: str, where: Path | None, message: str) -> None:
         if kind not in self.found:
@@ -226,7 +229,12 @@ class _Walk:
         limit = self.bounds.max_repetition
         if (copies := repetition(value, limit)) > limit:
             self.note(REPEAT, where, f"a pattern repeats {copies} times (more than {limit})")
-        shape = scan(value)
+        shape = self.shapes.get(value)
+        if shape is None and self.steps > 0:
+            shape = self.shapes[value] = scan(value, self.steps)
+            self.steps -= shape.steps
+        if shape is None:
+            return
         if shape.error is not None:
             self.note(INVALID, where, f"a pattern is not a regular expression: {shape.error}")
         elif shape.nested is not None:
