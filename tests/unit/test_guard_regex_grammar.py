@@ -21,6 +21,19 @@ def so(**fields) -> dict:
     return chat(structured_outputs=fields)
 
 
+def pattern_tool(pattern: str, choice: object = "required") -> dict:
+    """CVE-2025-48944's request (a second tool, g, beside f when `choice` names a tool)."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}}}]
+    if isinstance(choice, dict):
+        tools.append({"type": "function", "function": {"name": "g", "parameters": {
+            "type": "object"}}})
+    return chat(tools=tools, tool_choice=choice)
+
+
+NAMED_G = {"type": "function", "function": {"name": "g"}}
+
+
 def pattern_schema(pattern: str) -> dict:
     return chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
         "type": "object", "properties": {"code": {"type": "string", "pattern": pattern}}}}})
@@ -52,6 +65,9 @@ CASES = [
      so(grammar=JSON_GBNF)),
     ("so-grammar-lint", "xgrammar", "0.25.1", so(grammar='root ::= ("a" | "b"'), None,
      so(grammar=LARK.replace("\n%import common.NUMBER", "\nNUMBER: /[0-9]+/"))),
+    ("so-schema-invalid", None, "0.8.5", pattern_tool("["), None, pattern_tool("^[a-z]+$")),
+    ("so-schema-invalid", None, "0.8.5", pattern_tool("("), None,
+     pattern_tool("(", NAMED_G)),
     ("so-regex-redos", None, "0.23.0", so(regex="(a+)+b"), None, so(regex="a+b")),
     ("so-regex-redos", None, "0.11.0", pattern_schema(r"^(\w+\s?)+$"), None,
      pattern_schema(r"^[A-Z]{2}(-\d+)*$")),
@@ -71,6 +87,16 @@ CASES = [
 def test_each_rule_catches_its_crash_and_spares_its_neighbour(rule_id, backend_name, version,
                                                                 crashing, made, neighbour):
     expect(rule_id, CHAT, backend_name, version, crashing, made, neighbour, None)
+
+
+def test_tool_patterns_are_judged_only_where_the_engine_compiles_them():
+    """vLLM compiles a tool's parameters only when tool_choice forces a call (every tool for
+    "required", the named one for a named function): the same tool with "auto" or "none",
+    or beside another named tool, is only shown to the model."""
+    guard = guard_for()
+    for choice in ("auto", "none", None):
+        assert admit(guard, pattern_tool("[", choice), [backend("0.8.5")]) is None
+    assert admit(guard, pattern_tool("(a+)+", "required"), [backend("0.8.5")]).rejection
 
 
 def test_other_backends_and_fixed_versions_are_left_alone():
