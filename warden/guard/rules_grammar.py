@@ -5,9 +5,9 @@ With the default `auto` backend, vLLM's API server checks a grammar with xgramma
 xgrammar refuses it, hands the request to another backend; an engine that already compiled
 a grammar with xgrammar compiles this one with xgrammar too, fails in its scheduling loop, and
 EngineCore died of it until vLLM 0.26 made such failures the request's own
-(vllm-project/vllm#43920: a grammar defining `root` twice, sent after a valid one). Lark
-syntax that vLLM's conversion for xgrammar has no reading for (`%import common.NUMBER`)
-killed 0.8.4's engine the same way (vllm-project/vllm#16911).
+(vllm-project/vllm#43920: a grammar defining `root` twice, sent after a valid one). A Lark
+grammar with `%import common.NUMBER`, which vLLM's conversion for xgrammar has no reading
+for, killed 0.8.4's engine too (vllm-project/vllm#16911).
 
 A model whose backend is known (`guard.models.*.structured_output_backend`) and is neither
 xgrammar nor auto is not judged: guidance reads Lark, `%import` included, and each backend
