@@ -137,6 +137,16 @@ def test_since_and_before_bound_the_versions_a_rule_applies_to():
     assert [lower_only.applies_to(v) for v in ("0.9.2", "0.10.0", "1.0.0")] == [False, True, True]
 
 
+def test_a_backend_selector_on_a_request_without_a_grammar_is_left_alone():
+    for body in (chat(guided_decoding_backend="xgrammar"),
+                 chat(guided_decoding_backend="outlines", tools=tool({}), tool_choice="auto")):
+        assert admit(guard_for(), copy.deepcopy(body), [backend("0.7.3")]) is None
+    forced = chat(guided_decoding_backend="outlines", tools=tool({"x": {"type": "string"}}),
+                  tool_choice="required")
+    assert admit(guard_for(), forced, [backend("0.7.3")]).changed
+    assert "guided_decoding_backend" not in forced
+
+
 def test_json_object_is_rewritten_only_where_the_backend_is_known_to_be_outlines():
     body = chat(response_format={"type": "json_object"})
     for backend_name in (None, "xgrammar", "guidance", "auto"):

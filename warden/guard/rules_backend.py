@@ -7,8 +7,9 @@ differs from their own). With it a client picked outlines, whose compiled gramma
 unbounded cache on disk (CVE-2025-29770, before 0.8.0) and hung a server on a plain
 guided_choice (vllm-project/vllm#11289), or xgrammar, whose in-memory cache grew without
 bound (GHSA-hf3c-wxg2-49q9, before 0.8.4). Dropped, the request runs on the backend the
-operator configured. It is the only request-level selector found in vLLM's request models:
-the `structured_outputs` object that replaced the guided_* fields keeps its backend private
+operator configured; on a request decoded under no grammar it selects nothing and is left.
+It is the only request-level selector found in vLLM's request models: the
+`structured_outputs` object that replaced the guided_* fields keeps its backend private
 (`_backend`, not read from a request); a `backend` or `_backend` key in it is dropped all the
 same, since no version needs it and vLLM ignores it where it does not read it.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from warden.guard.lax import lax_bool
 from warden.guard.rule import NORMALIZE, Finding, Rule, RuleContext
+from warden.guard.rules_constraints import constrained
 from warden.guard.rules_regex import backend
 
 _ANY_OBJECT = {"type": "object"}
@@ -30,6 +32,8 @@ _SELECTORS = ("backend", "_backend")
 
 
 def _backend_override(body: dict, ctx: RuleContext) -> Finding | None:
+    if not constrained(body):
+        return None
     if body.get("guided_decoding_backend") is not None:
         return Finding("guided_decoding_backend picks the structured-output backend",
                        "guided_decoding_backend")
