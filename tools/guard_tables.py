@@ -74,7 +74,9 @@ def short(source: str) -> str:
 
 
 def versions(rule: Rule) -> str:
-    return "all" if rule.before is None else "< " + ".".join(map(str, rule.before))
+    bounds = [f"{sign} " + ".".join(map(str, bound))
+              for sign, bound in ((">=", rule.since), ("<", rule.before)) if bound is not None]
+    return ", ".join(bounds) or "all"
 
 
 def action(rule: Rule) -> str:

@@ -276,10 +276,12 @@ def test_rules_can_be_disabled_and_unknown_ones_are_config_errors():
 def test_every_rule_names_its_source_and_has_a_case():
     from tests.unit.test_guard_deployment import CASES as DEPLOYMENT
     from tests.unit.test_guard_inputs import CASES as INPUTS
+    from tests.unit.test_guard_regex_grammar import CASES as REGEX_GRAMMAR
+    from tests.unit.test_guard_request_rules import CASES as REQUEST
     from tests.unit.test_guard_structured import CASES as STRUCTURED
 
-    assert {rule.id for rule in RULES} == {case[0] for case in (*CASES, *STRUCTURED,
-                                                                  *DEPLOYMENT, *INPUTS)}
+    assert {rule.id for rule in RULES} == {case[0] for case in (
+        *CASES, *STRUCTURED, *DEPLOYMENT, *INPUTS, *REGEX_GRAMMAR, *REQUEST)}
     assert all(rule.source and rule.description for rule in RULES)
     assert len({rule.id for rule in RULES}) == len(RULES)
 

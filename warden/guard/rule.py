@@ -65,6 +65,9 @@ class Rule:
     # None, every backend. A deployment fact that is unknown does not make a backend
     # affected, so such a rule acts only where a backend is known (declared or learned) to be.
     affects: Callable[[Deployment], bool] | None = None
+    # The first vLLM version it applies to (None: every version below `before`): a bug that
+    # came with a feature (a parser, a parameter) spares the versions before it.
+    since: tuple[int, int, int] | None = None
 
     @property
     def can_fix(self) -> bool:
@@ -77,5 +80,10 @@ class Rule:
             self.fix(body)
 
     def applies_to(self, version: str | None) -> bool:
-        """Unknown versions are assumed affected: a rule errs on the side of the engine."""
-        return self.before is None or version is None or parse_version(version) < self.before
+        """Whether `since <= version < before`. Unknown versions are assumed affected: a rule
+        errs on the side of the engine."""
+        if version is None or (self.before is None and self.since is None):
+            return True
+        parsed = parse_version(version)
+        return (self.before is None or parsed < self.before) \
+            and (self.since is None or parsed >= self.since)

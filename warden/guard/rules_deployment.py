@@ -15,10 +15,7 @@ the request for whichever backend then takes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from warden.fleet.deployment import Deployment
-from warden.fleet.versions import parse_version
 from warden.guard.lax import lax_bool, lax_float
 from warden.guard.rule import NORMALIZE, ROUTE, Finding, Rule, RuleContext
 from warden.guard.rules_structured import GUIDED_KEYS, param_name, structured_params
@@ -54,19 +51,6 @@ def grammar_param(body: dict) -> str | None:
     if isinstance(tools, list) and tools and (choice == "required" or isinstance(choice, dict)):
         return "tool_choice"
     return None
-
-
-@dataclass(frozen=True)
-class WindowRule(Rule):
-    """A rule for the versions from `since` up to `before` (an unknown version is affected,
-    as for every rule): the CPU bitmask crash began in 0.12.0, and a 0.11 CPU engine must
-    keep its structured outputs."""
-
-    since: tuple[int, int, int] | None = None
-
-    def applies_to(self, version: str | None) -> bool:
-        return super().applies_to(version) and (
-            self.since is None or version is None or parse_version(version) >= self.since)
 
 
 def _grammar(body: dict, ctx: RuleContext) -> Finding | None:
@@ -122,7 +106,7 @@ DEPLOYMENT_RULES: tuple[Rule, ...] = (
          "EngineCore; fixed by #44993 after 0.26.0), #49981 (tool_choice required with MTP "
          "on 0.26: FSM crash or endless tool calls)", (0, 27, 0), ROUTE, GRAMMAR_KEYS,
          _grammar, harm=_ROUTED, affects=speculative),
-    WindowRule("so-cpu-route",
+    Rule("so-cpu-route",
          "a request decoded under a grammar on a backend that runs on CPU, where vLLM "
          "applies the grammar's token mask through a pinned-memory copy only a GPU has",
          "vllm-project/vllm#37706 (pin_memory=True in apply_grammar_bitmask kills a CPU "
@@ -131,7 +115,7 @@ DEPLOYMENT_RULES: tuple[Rule, ...] = (
          "runner, open) is not covered: structured outputs did not kill the 0.32 CPU build "
          "measured", (0, 19, 0), ROUTE, GRAMMAR_KEYS, _grammar, harm=_ROUTED,
          affects=on_cpu, since=(0, 12, 0)),
-    WindowRule("spec-penalty-route",
+    Rule("spec-penalty-route",
          "a repetition, frequency or presence penalty other than the neutral one on a "
          "backend whose speculative method is `extract_hidden_states`",
          "GHSA-83vm-p52w-f9pw / CVE-2026-44223 (0.18.0 to 0.19.x: the proposer's output "

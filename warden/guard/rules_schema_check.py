@@ -83,10 +83,12 @@ SCHEMA_CHECK_RULES: tuple[Rule, ...] = (
          "impossible value (type not a type name, properties not an object of schemas, "
          "required not a list of strings, an empty enum or anyOf, a negative or fractional "
          "length, multipleOf 0, a minimum above its maximum, a subschema that is not an "
-         "object or a boolean)",
+         "object or a boolean, a `pattern` that is not a regular expression)",
          "vllm-project/vllm#11119 ({\"type\": \"str\"} killed the engine), #17623 (an "
          "invalid schema crashed the API server), #43920, #47312 (compile failures killed "
-         "EngineCore before 0.26)", None, REJECT, SCHEMA_KEYS, _finding(INVALID)),
+         "EngineCore before 0.26), CVE-2025-48944 / GHSA-vrq3-r879-7m65 (a malformed "
+         "pattern or type in a forced tool's parameters killed 0.8's worker)", None, REJECT,
+         SCHEMA_KEYS, _finding(INVALID)),
     Rule("so-schema-bad-ref",
          "a structured-output JSON schema with a local $ref that points at nothing (or not "
          "at a schema), or a chain of $refs that comes back to itself with no schema in "

@@ -118,6 +118,8 @@ def _bad_regex(body: dict, ctx: RuleContext) -> Finding | None:
                 re.compile(value)
             except re.error as e:
                 return Finding(f"{param} does not compile: {e}", param)
+            except RecursionError:  # (Python's regex parser recurses once per group)
+                return Finding(f"{param} nests groups too deep to compile", param)
     return None
 
 

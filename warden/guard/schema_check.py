@@ -5,15 +5,18 @@ they read, with the types JSON Schema gives them (draft 2020-12, with draft-07's
 Not a full validator: only the keywords a grammar engine compiles are judged, and only what
 the metaschema says of them (`type` a name or a list of names, `properties` an object of
 schemas, `required` a list of strings, `minLength` a non-negative integer, ...), plus what
-cannot be satisfied at all (an empty `enum` or `anyOf`, `minItems` above `maxItems`). Unknown
-keywords, annotations and `format` values pass. `$ref`s are judged where they are local
-JSON pointers (`#`, `#/$defs/x`, `#/definitions/x`): one that points at nothing, or a chain of
-`$ref`s that comes back to itself with no schema in between, is refused. A recursive schema
-(a tree whose nodes refer back through `properties` or `items`) is legitimate and passes:
-each level of it consumes output, and the walk visits every node once whatever refers to it.
+cannot be satisfied at all (an empty `enum` or `anyOf`, `minItems` above `maxItems`), and a
+`pattern` that no regex dialect reads (regex_scan: an unbalanced parenthesis, an unterminated
+class). Unknown keywords, annotations and `format` values pass. `$ref`s are judged where they
+are local JSON pointers (`#`, `#/$defs/x`, `#/definitions/x`): one that points at nothing, or
+a chain of `$ref`s that comes back to itself with no schema in between, is refused. A
+recursive schema (a tree whose nodes refer back through `properties` or `items`) is
+legitimate and passes: each level of it consumes output, and the walk visits every node once
+whatever refers to it.
 
-The walk is iterative and stops after `max_nodes` nodes, so no schema, however deep or large,
-costs more than that. It never raises on odd input.
+The walk is iterative and stops after `max_nodes` nodes, and its patterns' shapes are read
+within regex_scan.STEPS tokens in all, so no schema, however deep or large, costs more than
+that. It never raises on odd input.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from dataclasses import dataclass
 
 from warden.guard.json_pointer import Path, pointer, resolve, show
 from warden.guard.patterns import NUL, repetition
+from warden.guard.regex_scan import STEPS, Shape, scan
 
 INVALID, REF, BOUND, REPEAT, NUL_CHAR = "invalid", "ref", "bound", "repeat", "nul"
+NESTED = "nested"  # a pattern repeating without bound what repeats without bound (`(a+)+`)
 TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array", "null"})
 INT64 = 2 ** 63 - 1  # integer bounds past this are refused by xgrammar (vllm-project/vllm#17894)
 _SCHEMA = ("additionalProperties", "additionalItems", "not", "if", "then", "else", "contains",
@@ -43,7 +48,7 @@ _PAIRS = (("minLength", "maxLength"), ("minItems", "maxItems"),
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str      # INVALID | REF | BOUND | REPEAT | NUL_CHAR
+    kind: str      # INVALID | REF | BOUND | REPEAT | NUL_CHAR | NESTED
     where: str     # a JSON pointer into the schema ("" is the schema itself)
     message: str
 
@@ -90,6 +95,8 @@ class _Walk:
         self.found: dict[str, Problem] = {}
         self.refs: dict[int, tuple[Path | None, object]] = {}  # id(node) -> (path, target)
         self.stack: list[tuple[object, Path | None]] = [(root, None)]
+        self.shapes: dict[str, Shape] = {}  # each pattern scanned once, within STEPS in all
+        self.steps = STEPS
 
     def note(self, kind: str, where: Path | None, message: str) -> None:
         if kind not in self.found:
@@ -222,6 +229,16 @@ class _Walk:
         limit = self.bounds.max_repetition
         if (copies := repetition(value, limit)) > limit:
             self.note(REPEAT, where, f"a pattern repeats {copies} times (more than {limit})")
+        shape = self.shapes.get(value)
+        if shape is None and self.steps > 0:
+            shape = self.shapes[value] = scan(value, self.steps)
+            self.steps -= shape.steps
+        if shape is None:
+            return
+        if shape.error is not None:
+            self.note(INVALID, where, f"a pattern is not a regular expression: {shape.error}")
+        elif shape.nested is not None:
+            self.note(NESTED, where, f"a pattern {shape.nested}")
 
     def ref(self, node: dict, where: Path | None) -> None:
         ref = node["$ref"]
