@@ -8,7 +8,9 @@ both generated from docs/guard-inventory.jsonl (one row per source) and the rule
 A row of the inventory is one public source (an issue, a pull request, an advisory, a CVE, or
 a measurement made on a real engine) in which a single request (or a small burst) crashed,
 hung or exhausted a vLLM engine, leaked data or made it fetch what it should not. It names the
-rule that stops it, or says why no gateway can (`reason`).
+rule that stops it, or says why no gateway can (`reason`). A protection that is the gateway's
+own behaviour rather than a rule (a limit of its HTTP server, a path it never forwards) is
+named as `gateway: <what it does>`.
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ def load(path: Path = INVENTORY) -> list[Row]:
     return rows
 
 
+GATEWAY = "gateway: "
+# A rule with no public report behind it says so in its source, and why it exists.
+DEFENSIVE = ("defensive", "resource amplifier")
+
+
+def is_rule(name: str | None) -> bool:
+    return name is not None and not name.startswith(GATEWAY)
+
+
 def short(source: str) -> str:
     """`vllm-project/vllm#123` -> `vllm#123`: the table's column is narrow."""
     return re.sub(r"^vllm-project/", "", source)
@@ -83,11 +94,21 @@ def action(rule: Rule) -> str:
     return f"{rule.action}: {rule.remedy}" if rule.remedy else rule.action
 
 
-def rule_table(rules: tuple[Rule, ...], rows: list[Row]) -> str:
-    by_rule: dict[str, list[str]] = defaultdict(list)
+def cited(rule: Rule, row: Row) -> bool:
+    """Whether the rule's own source names the row's (a row stopped first by another rule)."""
+    return re.search(re.escape(row.source) + r"(?!\d)", rule.source) is not None
+
+
+def sources_of(rule: Rule, rows: list[Row]) -> list[str]:
+    found: list[str] = []
     for row in rows:
-        if row.rule is not None and short(row.source) not in by_rule[row.rule]:
-            by_rule[row.rule].append(short(row.source))
+        if (row.rule == rule.id or cited(rule, row)) and short(row.source) not in found:
+            found.append(short(row.source))
+    return found
+
+
+def rule_table(rules: tuple[Rule, ...], rows: list[Row]) -> str:
+    by_rule = {rule.id: sources_of(rule, rows) for rule in rules}
     lines = ["| rule | catches | versions | action | sources |", "|---|---|---|---|---|"]
     for rule in rules:
         sources = ", ".join(by_rule.get(rule.id, [])) or rule.source
@@ -97,15 +118,19 @@ def rule_table(rules: tuple[Rule, ...], rows: list[Row]) -> str:
 
 
 def inventory_page(rows: list[Row]) -> str:
-    ruled = sum(1 for row in rows if row.rule is not None)
+    ruled = sum(1 for row in rows if is_rule(row.rule))
+    built_in = sum(1 for row in rows if row.rule is not None and not is_rule(row.rule))
     out = ["# The guard's inventory", "",
            "Every documented way found so far in which one request (or a small burst) crashed, "
            "hung or exhausted a vLLM engine, leaked data across requests or made it fetch what "
            "it should not: one row per source, with the rule that stops it or the reason no "
            "gateway can. Generated from `guard-inventory.jsonl` by `python -m "
-           "tools.guard_tables`; the rules are described in the README's guard section.", "",
-           f"{len(rows)} sources: {ruled} stopped by a rule, {len(rows) - ruled} out of a "
-           "gateway's reach.", ""]
+           "tools.guard_tables`; the rules are described in the [README's guard section]"
+           "(../README.md#the-guard), and each source's request, where it has one, is in "
+           "the poison corpus (`tests/data/poison`).", "",
+           f"{len(rows)} sources: {ruled} stopped by a rule, {built_in} by the gateway's own "
+           f"behaviour, {len(rows) - ruled - built_in} not (each with its reason: out of any "
+           "gateway's reach, or not covered yet).", ""]
     by_class: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_class[row.klass].append(row)
@@ -115,8 +140,9 @@ def inventory_page(rows: list[Row]) -> str:
         out += [f"## {title}", "", "| source | affected | fixed | effect | trigger | rule or "
                 "reason |", "|---|---|---|---|---|---|"]
         for row in by_class[klass]:
-            verdict = f"`{row.rule}`" if row.rule else f"none: {row.reason}"
-            out.append(f"| {short(row.source)} | {row.affected} | {row.fixed or '—'} | "
+            verdict = (f"`{row.rule}`" if is_rule(row.rule) else row.rule) if row.rule \
+                else f"none: {row.reason}"
+            out.append(f"| {short(row.source)} | {_cell(row.affected)} | {row.fixed or '—'} | "
                        f"{row.effect} | {_cell(row.trigger)} | {_cell(verdict)} |")
         out.append("")
     return "\n".join(out)
@@ -135,14 +161,13 @@ def problems(rules: tuple[Rule, ...], rows: list[Row]) -> list[str]:
     """What makes the inventory and the rules disagree."""
     ids = {rule.id for rule in rules}
     found = [f"{row.source}: no rule {row.rule}" for row in rows
-             if row.rule is not None and row.rule not in ids]
+             if is_rule(row.rule) and row.rule not in ids]
     found += [f"{row.source}: neither a rule nor a reason" for row in rows
               if row.rule is None and not row.reason]
     found += [f"{row.source}: unknown class {row.klass}" for row in rows
               if row.klass not in CLASSES]
-    cited = {row.rule for row in rows}
     found += [f"rule {rule.id} has no source in the inventory" for rule in rules
-              if rule.id not in cited]
+              if not sources_of(rule, rows) and not rule.source.startswith(DEFENSIVE)]
     return found
 
 

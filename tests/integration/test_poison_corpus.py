@@ -94,7 +94,7 @@ def test_the_default_guard_stops_the_poison_and_passes_the_neighbours(tmp_path):
     for item in wrong:
         print(f"  not as expected: {item['kind']} {item['where']} {item['source']}")
     assert len(passed) == neighbours, "a legitimate look-alike was touched or failed"
-    stated = re.search(r"stops \*\*(\d+) of (\d+)\*\* poison requests.*?passes \*\*(\d+) of "
+    stated = re.search(r"stops\s+\*\*(\d+) of (\d+)\*\*\s+poison requests.*?passes\s+\*\*(\d+) of "
                        r"(\d+)\*\*", README.read_text(), re.S)
     assert stated is not None, "the README does not state the corpus figures"
     assert tuple(map(int, stated.groups())) == (len(stopped), poison, len(passed), neighbours)
