@@ -172,7 +172,7 @@ CONSTRAINT_RULES: tuple[Rule, ...] = (
          "the grammar ends, only the stop token is allowed and min_tokens forbids it",
          "vllm-project/vllm#53665 (the token mask empties, HTTP 500), fixed by #54218 "
          "(merged after 0.28.0)", (0, 29, 0), NORMALIZE, frozenset({"min_tokens"}),
-         _min_tokens, _drop_min_tokens),
+         _min_tokens, _drop_min_tokens, remedy="drop min_tokens"),
     Rule("so-n-guided", "n or best_of above 1 on a request decoded under a grammar",
          "vllm-project/vllm#11312 (V0 engine IndexError with n>1 and xgrammar), fixed by "
          "#11637 (0.7.0)", (0, 7, 0), ROUTE, frozenset({"n", "best_of"}), _n_guided),

@@ -125,7 +125,7 @@ SAMPLING_RULES: tuple[Rule, ...] = (
          "vllm-project/vllm#14181 (V1 sampler, unclamped before 0.8), "
          "torch-spyre/sendnn-inference#542 (a vLLM plugin's engine died on it)", None,
          NORMALIZE, frozenset({"top_k"}), _top_k_past_vocab, needs_vocab=True,
-         fix_in_context=_clamp_top_k),
+         fix_in_context=_clamp_top_k, remedy="top_k becomes the vocabulary size"),
     Rule("samp-max-tokens-below-one",
          "max_tokens below 1 (but 0 with echo on completions) or a negative "
          "max_completion_tokens, however spelled",

@@ -77,7 +77,8 @@ SCHEMA_CHECK_RULES: tuple[Rule, ...] = (
          "a structured-output JSON schema with draft-07 tuple items (`items` as a list), "
          "which xgrammar refuses",
          "vllm-project/vllm#30346 (a draft-07 array crashed the server), mlc-ai/xgrammar#840",
-         None, NORMALIZE, SCHEMA_KEYS, _tuple_items, _to_prefix_items),
+         None, NORMALIZE, SCHEMA_KEYS, _tuple_items, _to_prefix_items,
+         remedy="`items: [...]` becomes `prefixItems` (the same meaning in 2020-12)"),
     Rule("so-schema-invalid",
          "a structured-output JSON schema with a keyword of the wrong type or an "
          "impossible value (type not a type name, properties not an object of schemas, "

@@ -150,7 +150,8 @@ STRUCTURED_OUTPUT_RULES: tuple[Rule, ...] = (
          "carrying no constraint: empty or all null",
          "measured on vLLM 0.11 (EngineCore dies: 'No valid structured output parameter "
          "found')", (0, 12, 0), NORMALIZE,
-         frozenset({"structured_outputs", *GUIDED_KEYS}), _no_constraint, _drop_no_constraint),
+         frozenset({"structured_outputs", *GUIDED_KEYS}), _no_constraint, _drop_no_constraint,
+         remedy="drop it (no constraint)"),
     Rule("so-falsy-constraint",
          "a structured-output constraint present but meaning nothing as vLLM reads it: "
          'json_object false (or 0, "false", "no", ...), an empty json, regex or '
@@ -158,13 +159,14 @@ STRUCTURED_OUTPUT_RULES: tuple[Rule, ...] = (
          "vllm-project/vllm#45346, #47450, #23215 (an empty grammar); measured on 0.11 and "
          "0.24",
          (0, 26, 0), NORMALIZE, frozenset({"structured_outputs", *GUIDED_KEYS}),
-         _falsy_constraint, _drop_falsy),
+         _falsy_constraint, _drop_falsy, remedy="drop the empty constraints"),
     Rule("so-bad-regex", "a structured-output regex that does not compile",
          "vllm-project/vllm#17313, #17623; measured on 0.11 (dies) and 0.32 (400)", None,
          REJECT, frozenset({"structured_outputs", "guided_regex"}), _bad_regex),
     Rule("rf-text", 'response_format {"type": "text"}',
          "vllm-project/vllm-ascend#5148; measured on 0.11", (0, 12, 0), NORMALIZE,
-         frozenset({"response_format"}), _response_format_text, _drop_response_format),
+         frozenset({"response_format"}), _response_format_text, _drop_response_format,
+         remedy="drop it (text is the default)"),
     Rule("rf-json-schema-without-schema", "response_format json_schema without a schema",
          "measured on 0.11 (dies); invalid OpenAI on every version", None, REJECT,
          frozenset({"response_format"}), _json_schema_without_schema),

@@ -199,5 +199,7 @@ TEMPLATE_RULES: tuple[Rule, ...] = (
          "server; #10648), #31735 and huggingface/transformers#29279 (message text read as "
          "control tokens)", None, NORMALIZE, frozenset(), _control_text,
          fix_in_context=_escape_control_text, markers=(b"<", b"\\u"),
-         harm="message text must not be read as the model's control tokens"),
+         harm="message text must not be read as the model's control tokens",
+         remedy="a word joiner (U+2060) after the marker's first character: the same text, no "
+                "control token"),
 )
