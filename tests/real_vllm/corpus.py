@@ -6,7 +6,7 @@ Outcomes of one poison line against one version:
 - killed: the engine died (its server exited, or /health answered 503 or refused);
 - hung: no answer within the bound, or /health answered but a plain chat no longer did, or
   the engine's memory passed the cap while the request ran;
-- refused: a 4xx answer, the engine alive;
+- refused: a 4xx answer (or an error body with a 4xx code), the engine alive;
 - survived: a 2xx or 5xx answer (or a connection dropped), the engine alive.
 """
 
@@ -97,7 +97,8 @@ def send(url: str, endpoint: str, body: dict, engine: Engine | None = None,
     """POST `body` and read the whole answer, for `timeout` seconds in all. While it runs,
     `engine`'s memory is watched: past MEMORY_CAP the request is abandoned."""
     parts = urllib.parse.urlsplit(url)
-    conn = HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    # (The socket's own timeout is longer than the bound: the bound is measured here.)
+    conn = HTTPConnection(parts.hostname, parts.port, timeout=timeout + 30)
     result: dict[str, object] = {}
 
     def exchange() -> None:
@@ -123,6 +124,8 @@ def send(url: str, endpoint: str, body: dict, engine: Engine | None = None,
             conn.sock.shutdown(socket.SHUT_RDWR)  # the thread ends with an error
         thread.join(10)
         return Answer(None, seconds=seconds, memory_exceeded=exceeded)
+    if isinstance(result.get("error"), TimeoutError):
+        return Answer(None, seconds=seconds)
     if "error" in result:
         return Answer(0, repr(result["error"]).encode(), seconds)
     status, content = result["answer"]  # type: ignore[misc]
@@ -181,8 +184,19 @@ def outcome(engine: Engine, answer: Answer) -> str:
     became = fate(engine, answer)
     if became != "alive":
         return became
-    assert answer.status is not None
-    return "refused" if 400 <= answer.status < 500 else "survived"
+    return "refused" if refusal(answer) else "survived"
+
+
+def refusal(answer: Answer) -> bool:
+    """A 4xx answer, or an OpenAI error envelope with a 4xx code under another status (vLLM
+    0.11 answers an embeddings request to a generative model with 200 and such a body)."""
+    if answer.status is not None and 400 <= answer.status < 500:
+        return True
+    try:
+        code = json.loads(answer.body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(code, int) and 400 <= code < 500
 
 
 def describe(answer: Answer) -> str:
