@@ -160,6 +160,23 @@ class Engine:
         except OSError:
             return False
 
+    def exited(self) -> bool:
+        """Whether the server this suite started has exited (one of yours: never known)."""
+        return self._proc is not None and self._proc.poll() is not None
+
+    def resident_bytes(self) -> int:
+        """Resident memory of the server and its children (its process group: the API
+        server, EngineCore, workers); 0 for one of yours."""
+        if self._proc is None:
+            return 0
+        pages = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self._proc.pid:  # its process group
+                    pages += int(fields[21])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+
     def stop(self) -> None:
         if self._proc is not None:
             _stop(self._proc)
