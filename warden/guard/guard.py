@@ -62,11 +62,6 @@ class Outcome:
     fetch: bool = False                              # its remote images are to be fetched
 
 
-def _holds(found: list[bytes], markers: tuple[bytes, ...]) -> bool:
-    """Whether the body holds one of a rule's markers (rules share some: media's `\\u`)."""
-    return any(marker in found for marker in markers)
-
-
 class Guard:
     def __init__(self, spec: GuardSpec, probation: Probation | None = None):
         self.enforce = spec.mode == "enforce"
@@ -83,6 +78,18 @@ class Guard:
         self.keys = frozenset().union(*(rule.keys for rule in self.rules))
         self.always = any(rule.always for rule in self.rules)
         self.markers = tuple(sorted({m for rule in self.rules for m in rule.markers}))
+        # Which rules a request can trigger, by what triggers them (each a rule's position in
+        # `rules`): a matching request runs only those, in order, not a test of every rule.
+        positions = list(enumerate(self.rules))
+        self.rules_by_marker: dict[bytes, frozenset[int]] = {
+            marker: frozenset(i for i, rule in positions if marker in rule.markers)
+            for marker in self.markers}
+        self.rules_by_key: dict[str, frozenset[int]] = {
+            key: frozenset(i for i, rule in positions if key in rule.keys)
+            for key in self.keys}
+        self.rules_always = frozenset(i for i, rule in positions if rule.always)
+        self.rules_by_size = tuple((rule.min_body, i) for i, rule in positions
+                                   if rule.min_body)
         # The smallest body a size-triggered rule looks at (none: larger than any body).
         self.min_body = min((rule.min_body for rule in self.rules if rule.min_body),
                             default=sys.maxsize)
@@ -150,20 +157,35 @@ class Guard:
             self.quarantined(body, backends, outcome)
         return outcome if outcome.notes else None
 
+    def _triggered(self, body: dict, marked: bytes, size: int) -> list[Rule]:
+        """The rules this body triggers, in order: by a top-level key, by a marker its raw
+        body holds (`marked`: the raw body, or empty when it holds none; a rule runs on its
+        own markers only: the media rules not on every `<`), by its size, or always."""
+        found: set[int] = set(self.rules_always)
+        by_key = self.rules_by_key
+        for key in body:
+            positions = by_key.get(key)
+            if positions is not None:
+                found.update(positions)
+        if marked:
+            by_marker = self.rules_by_marker
+            for marker in self.markers:
+                if marked.find(marker) >= 0:
+                    found.update(by_marker[marker])
+        for min_body, position in self.rules_by_size:
+            if size >= min_body:
+                found.add(position)
+        rules = self.rules
+        return [rules[i] for i in sorted(found)]
+
     def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
               marked: bytes, size: int, outcome: Outcome,
               rules: tuple[Rule, ...] | None = None) -> None:
         """Apply every rule that matches (of `rules`: all of them by default), in order, into
-        `outcome` (`marked`: the raw body if it holds a marker, else empty; `size`: its
-        length). The first rejection stops the rest."""
+        `outcome` (`marked`, `size`: see `_triggered`; `rules`: the ones to run whatever
+        triggers them). The first rejection stops the rest."""
         ctx = RuleContext(path, self.facts(model, backends), self.limits)
-        # Which markers it holds: a rule runs on its own (the media rules not on every `<`).
-        found = [m for m in self.markers if marked.find(m) >= 0] if marked else []
-        for rule in self.rules if rules is None else rules:
-            if not (rule.always or (found and _holds(found, rule.markers))
-                    or (rule.min_body and size >= rule.min_body)) \
-                    and rule.keys.isdisjoint(body):
-                continue
+        for rule in self._triggered(body, marked, size) if rules is None else rules:
             exposed = [b for b in backends
                        if rule.applies_to(b.vllm_version) and rule.id not in b.safe_for
                        and (rule.affects is None or rule.affects(b.deployment))]
