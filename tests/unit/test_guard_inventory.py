@@ -44,3 +44,7 @@ def test_the_generated_tables_are_current():
 def test_every_poison_request_of_the_corpus_has_its_row():
     known = {row.source for row in guard_tables.load()}
     assert sorted(corpus_sources("poison") - known) == []
+
+
+def test_the_readme_counts_the_rules():
+    assert f"({len(RULES)} rules, plus your own)" in guard_tables.README.read_text()
