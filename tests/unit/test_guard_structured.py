@@ -204,7 +204,7 @@ def test_without_xgrammar_the_rule_is_absent_and_says_so(monkeypatch, caplog):
     def missing(name):
         raise ImportError(f"No module named {name!r}")
     monkeypatch.setattr(rules_xgrammar.importlib, "import_module", missing)
-    with caplog.at_level(logging.INFO, logger="warden.guard"):
+    with caplog.at_level(logging.DEBUG, logger="warden.guard"):
         guard = Guard(GuardSpec(disable=["so-xgrammar-refuses"]))
     assert "so-xgrammar-refuses" not in {rule.id for rule in guard.rules}
     assert "xgrammar cannot be imported" in caplog.text

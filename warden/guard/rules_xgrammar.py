@@ -105,11 +105,13 @@ class XgrammarCheck:
 
 
 def optional_rules() -> tuple[Rule, ...]:
-    """The xgrammar rule, if xgrammar can be imported (logged once either way)."""
+    """The xgrammar rule, if xgrammar can be imported. Said in the log when it is on; its
+    absence, the default install's state, only at debug level (a start prints nothing
+    about an extra it was never asked for)."""
     try:
         xgrammar = importlib.import_module("xgrammar")
     except Exception as e:  # (missing, or broken: torch absent, ...)
-        log.info("guard rule %s is off: xgrammar cannot be imported (%s); "
+        log.debug("guard rule %s is off: xgrammar cannot be imported (%s); "
                  "pip install 'warden[xgrammar]' turns it on", RULE_ID, e)
         return ()
     log.info("guard rule %s is on: structured-output specs are compiled with xgrammar",
