@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.test_relay import JSON, SSE, chunk, deliver, make
+from warden.stream.observer import Ending
 from warden.upstream.connection import BodyMode
 
 
