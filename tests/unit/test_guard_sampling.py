@@ -191,10 +191,26 @@ def test_a_truncation_vllm_refuses_is_refused(value):
     assert outcome.rejection.param == "truncate_prompt_tokens"
 
 
-@pytest.mark.parametrize("value", [-1, 1, 2048, "2048", None, "x", [], {}])
+@pytest.mark.parametrize("value", [1, 2047, "2047", None, "x", [], {}])
 def test_a_truncation_vllm_takes_passes(value):
     assert untouched(guard(validate=False),
                      {"model": "m", "prompt": [5, 6], "truncate_prompt_tokens": value})
+
+
+@pytest.mark.parametrize(("value", "max_tokens", "made"), [
+    (-1, None, 2047), (2048, None, 2047), ("2048", 10, 2038), (2040, "16", 2032),
+    (-1, 2048, None)])  # (no room can be made: vLLM refuses max_tokens past the context)
+def test_a_truncation_that_leaves_the_output_no_room_leaves_it_some(value, max_tokens, made):
+    # vllm-project/vllm#23683: truncating to the whole context killed the V1 engine
+    body = {"model": "m", "prompt": [5, 6], "truncate_prompt_tokens": value,
+            **({} if max_tokens is None else {"max_tokens": max_tokens})}
+    outcome = admit(guard(validate=False), body)
+    if made is None:
+        assert outcome is None
+    else:
+        assert outcome.notes == ["normalized trunc-prompt-no-room"]
+        assert body["truncate_prompt_tokens"] == made
+    assert untouched(guard(validate=False), {**body, "truncate_prompt_tokens": 100})
 
 
 def test_without_a_context_length_only_the_sign_is_judged():

@@ -120,6 +120,35 @@ def _truncation_out_of_range(body: dict, ctx: RuleContext) -> Finding | None:
     return None
 
 
+def _room(body: dict, length: int) -> int:
+    """The prompt's share of the context that leaves room for the output asked for (at
+    least one token; without max_tokens, one: vLLM then fills what is left)."""
+    asked = lax_int(body.get("max_completion_tokens"))
+    if asked is None or asked < 1:
+        asked = lax_int(body.get("max_tokens"))
+    return length - max(1, asked if asked is not None else 1)
+
+
+def _truncation_without_room(body: dict, ctx: RuleContext) -> Finding | None:
+    """-1 (truncate to the context) or a count that leaves the output no room: the V1 model
+    runner asserted the context's end and EngineCore died (#23683)."""
+    value = lax_int(body.get("truncate_prompt_tokens"))
+    length = ctx.facts.max_model_len
+    if value is None or length is None or not (value == -1 or 0 < value <= length):
+        return None  # (other values: trunc-prompt-tokens-range's)
+    room = _room(body, length)
+    if room < 1 or (value != -1 and value <= room):
+        return None
+    return Finding(f"truncate_prompt_tokens={value} leaves no room in the model's context of "
+                   f"{length} for the output", "truncate_prompt_tokens")
+
+
+def _leave_room(body: dict, ctx: RuleContext) -> None:
+    length = ctx.facts.max_model_len
+    if length is not None and _room(body, length) >= 1:
+        body["truncate_prompt_tokens"] = _room(body, length)
+
+
 SAMPLING_RULES: tuple[Rule, ...] = (
     Rule("samp-top-k-past-vocab", "a top_k larger than the vocabulary (the same as all tokens)",
          "vllm-project/vllm#14181 (V1 sampler, unclamped before 0.8), "
@@ -150,4 +179,12 @@ SAMPLING_RULES: tuple[Rule, ...] = (
          "disagreed on the values taken), #22761 (a full-context truncation crashed V1)",
          None, REJECT, frozenset({"truncate_prompt_tokens"}), _truncation_out_of_range,
          harm="vLLM refuses it"),
+    Rule("trunc-prompt-no-room",
+         "truncate_prompt_tokens of -1 (the whole context) or a count that leaves the output "
+         "no room in the model's context",
+         "vllm-project/vllm#23683 (truncating to the full context: the V1 model runner's "
+         "assertion killed EngineCore)", None, NORMALIZE,
+         frozenset({"truncate_prompt_tokens"}), _truncation_without_room,
+         fix_in_context=_leave_room,
+         remedy="truncate to the context less the output asked for (at least one token)"),
 )
