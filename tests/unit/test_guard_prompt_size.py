@@ -44,7 +44,7 @@ def test_the_default_estimate_never_counts_more_tokens_than_text_can_hold():
 
 
 @pytest.mark.parametrize("body", [
-    long_chat(40000, truncate_prompt_tokens=-1),     # vLLM cuts it to the context
+    long_chat(40000, truncate_prompt_tokens=2047),   # vLLM cuts it to the context's room
     long_chat(40000, truncate_prompt_tokens=100),
     long_chat(8192),                                 # 2048 tokens at least: it may fit
     {"model": "m", "prompt": [1] * 2048},
@@ -53,6 +53,13 @@ def test_the_default_estimate_never_counts_more_tokens_than_text_can_hold():
 def test_a_prompt_that_may_fit_or_is_truncated_passes(body):
     path = CHAT if "messages" in body else COMPLETIONS
     assert untouched(guard(validate=False, max_chars_per_token=4), body, path)
+
+
+def test_a_long_prompt_truncated_to_the_whole_context_is_left_room_not_refused():
+    body = long_chat(40000, truncate_prompt_tokens=-1)
+    outcome = admit(guard(validate=False, max_chars_per_token=4), body, CHAT)
+    assert outcome.rejection is None and outcome.notes == ["normalized trunc-prompt-no-room"]
+    assert body["truncate_prompt_tokens"] == 2047
 
 
 def test_tokenize_counts_a_long_prompt_and_takes_an_empty_one():
