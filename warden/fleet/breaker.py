@@ -5,7 +5,7 @@ What counts: the forwarder reports a failure when a backend refused the connecti
 or cut a response, timed out, or answered 5xx; any other answer (a client's 4xx included) is
 a success. Each is reported once per request.
 
-Breaker (seed 003, with its half-open state bounded by requests in flight, not by requests
+Breaker (with its half-open state bounded by requests in flight, not by requests
 admitted in total): closed → `failures` failures in a row → open (no requests) for
 `open_for` → half-open: at most `probes` requests at once; `probes` successes in a row close
 it, a failure opens it again.

@@ -1,6 +1,6 @@
 """Incidents: a backend that was serving dies, and the requests that may have killed it.
 
-Signals of a death, as vLLM dies (../shared/vllm/README.md): a response cut mid-way or a
+Signals of a death, as vLLM dies (docs/real-vllm.md): a response cut mid-way or a
 connection dropped before the answer, a 5xx carrying vLLM's engine-dead error
 (`EngineCore encountered an issue`, `EngineDeadError`), an error event in a stream, a refused
 connection. A signal from a backend that was alive opens an incident: every death is one,

@@ -1,7 +1,7 @@
 """What is unusual in a request body, for ranking the suspects of an engine's death (pure: a
 parsed body in, reasons out).
 
-The rules come from requests measured to kill real vLLM engines (../shared/vllm/README.md and
+The rules come from requests measured to kill real vLLM engines (docs/real-vllm.md and
 vLLM's issue tracker): structured-output parameters present but carrying no usable constraint
 (0.11 died on eleven such shapes, 0.24 on two), a regex that does not compile, a JSON schema
 response format without a schema, `response_format: {"type": "text"}`; and, more weakly,

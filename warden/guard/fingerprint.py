@@ -3,7 +3,7 @@
 `exact` covers everything the engine is asked (the text included) but what does not change the
 engine's work: streaming, the caller's ids, the seed. `params` covers the same minus the
 content (messages, prompt, input, ...: the conversation, however long): the shape of the
-request, which is what kills an engine far more often than its words (seed 001:
+request, which is what kills an engine far more often than its words (vLLM 0.11:
 `"structured_outputs": {}`). Canonical: keys sorted, compact JSON; 16 hex digits of BLAKE2b.
 
 Computed where needed (the quarantine at admission, only while it holds anything; incident

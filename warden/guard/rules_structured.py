@@ -1,8 +1,8 @@
 """Structured outputs and guided decoding: empty, contradictory or uncompilable constraints
 (schemas too complex to compile are rules_schema's).
 
-vLLM 0.11 killed EngineCore on a constraint that was present but meant nothing (seed 001);
-0.24 still did on two of them; 0.26+ is fixed (measured, ../shared/vllm/README.md). Where the
+vLLM 0.11 killed EngineCore on a constraint that was present but meant nothing; 0.24 still
+did on two of them; 0.26+ is fixed (measured on real engines: docs/real-vllm.md). Where the
 request is valid OpenAI the rule normalizes (an empty constraint is no constraint); where it
 cannot mean anything, it rejects. Values are judged as vLLM reads them (warden.guard.lax):
 `{"json_object": 0}` is false there, so it is false here.

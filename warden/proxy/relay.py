@@ -4,8 +4,8 @@ A `Relay` is the exchange's record (it is an `Exchange`) and its behaviour: the 
 connection's `ResponseSink` (bytes to the client as they arrive) and the client connection's
 `ClientWatcher`. Whatever happens first — the response completes, the backend drops, the client
 leaves, a timeout fires, the gateway shuts down — calls `_end` once, which hands the relay back
-to its owner once; every later event is ignored (seed 002: a stream's end is handled exactly
-once, whatever order the events come in).
+to its owner once; every later event is ignored (a stream's end is handled exactly once, whatever
+order the events come in).
 
 Timeouts are checked by the forwarder's ticker (`check_timeout`), not by a timer per request:
 idleness is "no progress since the last tick", so the hot path reads no clock per chunk.

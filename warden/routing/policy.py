@@ -8,7 +8,7 @@ filters and returns one of them; `request` carries the affinity keys the gateway
 `wants_session`). Pure apart from its own counters and RNG: no I/O, no clock read.
 
 Presets (`routing.policy`): round_robin, least_request, weighted (nginx's smooth weighted
-round robin on `backends[].weight`), tiered (seed 004's step weights from the engine's
+round robin on `backends[].weight`), tiered (step weights from the engine's
 metrics, with nginx's weighted least_conn: the baseline it replaces), load_aware (the
 default: every load signal, max score) and prefix_aware (load_aware + prefix affinity).
 """
@@ -107,9 +107,10 @@ def tiered_weight(kv_usage: float, waiting: float, running: float, preempted: fl
 
 
 class Tiered:
-    """Seed 004 (a timer rewrites nginx weights from /metrics), without its reloads: weights
-    from each backend's last fresh scrape (100 when it has none, as the seed's nginx kept its
-    last config), and nginx's weighted least_conn over them (fewest in flight per weight)."""
+    """The common nginx setup (a timer rewrites nginx weights from /metrics), without its
+    reloads: weights from each backend's last fresh scrape (100 when it has none, as nginx
+    keeps its last config), and nginx's weighted least_conn over them (fewest in flight per
+    weight)."""
 
     name = "tiered"
     wants_prefix = False

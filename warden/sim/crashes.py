@@ -1,6 +1,6 @@
 """Requests that kill a vLLM engine, as named triggers (pure: a request body in, yes or no).
 
-Measured on real vLLM (../shared/vllm/README.md): on 0.11.0 each of eleven chat requests whose
+Measured on real vLLM (docs/real-vllm.md): on 0.11.0 each of eleven chat requests whose
 structured-output parameters are present but carry no usable constraint kills EngineCore
 (`ValueError: No valid structured output parameter found`); on 0.24.0 two of them still do;
 from 0.26 none. A node's default triggers follow its vLLM version; `--crash-trigger` and

@@ -7,7 +7,7 @@ node 0 through node 1 and bring it back later:
                                         (for `down` seconds, else until revived)
     POST /sim/revive?node=0            listen again with a fresh engine (counters reset)
     POST /sim/fault?node=0&mode=M[&value=V]   hang | slow (V = factor) | errors (V = count) |
-                                        refuse | crash (as the seed's request does) |
+                                        refuse | crash (as a poison request does) |
                                         metrics_down | health_slow (V = seconds) | recover
     GET  /sim/requests                 the X-Request-Id of every request each node received
                                         with one

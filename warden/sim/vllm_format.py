@@ -1,4 +1,4 @@
-"""Bodies and SSE events in vLLM's exact format (checked against ../shared/vllm captures).
+"""Bodies and SSE events in vLLM's exact format (checked against captures of real servers).
 
 vLLM serialises compactly (no spaces) and in a fixed key order; orjson keeps dict order, so the
 dicts below are written in vLLM's order.

@@ -1,4 +1,4 @@
-"""vLLM's metric families, as captured from real servers (../shared/vllm/metrics-*.txt).
+"""vLLM's metric families, as captured from real servers (0.11.0 and 0.32.0).
 
 One row per family: name (as declared to prometheus_client: counters without `_total`), type,
 extra labels beyond `engine` and `model_name`, histogram buckets, and the versions that have it.
