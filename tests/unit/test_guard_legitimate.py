@@ -4,6 +4,7 @@ untouched (the rules' own neighbours are in test_guard_rules' cases)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import orjson
 import pytest
@@ -61,3 +62,20 @@ def test_a_corpus_of_legitimate_but_unusual_requests_passes_untouched(body):
     completions = {"model": "m", "prompt": [[1, 2, 3], [999]], "echo": True, "logprobs": 5,
                    "prompt_logprobs": 20, "suffix": "!"}
     assert admit(guard, completions, [backend(OLD)], COMPLETIONS) is None
+
+
+def test_a_rule_that_fails_lets_the_request_through_and_is_counted(caplog):
+    guard = Guard(GuardSpec(models=FACTS))
+    broken = dataclasses.replace(guard.rules[0], find=lambda body, ctx: 1 / 0)
+    guard.rules = (broken, *guard.rules[1:])
+    body = chat(structured_outputs={})
+    outcome = admit(guard, body, [backend(OLD)])
+    assert outcome is None or outcome.rejection is None
+    assert guard.decisions[broken.id, "error", "enforce"] == 1
+    assert "failed on a request" in caplog.text
+
+
+def test_a_regex_too_large_to_count_is_refused_not_raised():
+    outcome = admit(Guard(GuardSpec()), chat(structured_outputs={"regex": "a{4294967296}"}),
+                    [backend(OLD)])
+    assert outcome.rejection is not None and "so-bad-regex" in outcome.notes[-1]

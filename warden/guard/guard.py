@@ -30,6 +30,7 @@ answered with `fetch`; the gateway fetches and inlines them (guard/media_fetch),
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Rule, RuleContext
 from warden.guard.rules import RULES
 from warden.guard.rules_xgrammar import optional_rules
 from warden.guard.validate import Validator
+
+log = logging.getLogger("warden.guard")
 
 
 @dataclass
@@ -191,7 +194,11 @@ class Guard:
                        and (rule.affects is None or rule.affects(b.deployment))]
             if not exposed and (backends or rule.affects is not None):
                 continue  # (no backend to judge: a deployment rule knows of none affected)
-            finding = rule.find(body, ctx)
+            try:
+                finding = rule.find(body, ctx)
+            except Exception:  # a rule's bug must not fail the request: it passes, and is said
+                self._rule_failed(rule)
+                continue
             if finding is None:
                 continue
             self.decisions[rule.id, rule.action, self.mode] += 1
@@ -218,6 +225,13 @@ class Guard:
                 f"{finding.message}: {rule_action} (guard rule {rule.id}; {rule.source})",
                 param=finding.param)
             return
+
+    def _rule_failed(self, rule: Rule) -> None:
+        """Counted (warden_guard_decisions_total{action="error"}); logged with its traceback
+        the first time for each rule."""
+        self.decisions[rule.id, "error", self.mode] += 1
+        if self.decisions[rule.id, "error", self.mode] == 1:
+            log.exception("guard rule %s failed on a request (it was let through)", rule.id)
 
     def facts(self, model: str, backends: Sequence[Backend]) -> ModelFacts:
         """The model's facts: each configured field, else what the backends serving it

@@ -106,7 +106,7 @@ def _many_choices(body: dict, ctx: RuleContext) -> Finding | None:
 def _huge_grammar(body: dict, ctx: RuleContext) -> Finding | None:
     limit = ctx.limits.max_grammar_bytes
     for param, field, text in _texts(body):
-        if field in ("grammar", "structural_tag") and len(text) > limit:
+        if field in ("grammar", "structural_tag", "regex") and len(text) > limit:
             return Finding(f"{param} is {len(text)} characters long (more than {limit})",
                            param)
     return None
@@ -163,7 +163,7 @@ CONSTRAINT_RULES: tuple[Rule, ...] = (
          "defensive: every choice is one alternative of a grammar compiled with no timeout "
          "(vllm-project/vllm#54003); compile time grows faster than the count (measured)",
          None, REJECT, CONSTRAINT_KEYS, _many_choices, harm=_PINS),
-    Rule("so-huge-grammar", "a structured-output grammar or structural tag longer than "
+    Rule("so-huge-grammar", "a structured-output grammar, regex or structural tag longer than "
          "guard.limits.max_grammar_bytes",
          "defensive: grammars and structural tags compile with no timeout "
          "(vllm-project/vllm#54003)", None, REJECT, CONSTRAINT_KEYS | {"response_format"},

@@ -111,15 +111,21 @@ def _drop_falsy(body: dict) -> None:
 
 
 def _bad_regex(body: dict, ctx: RuleContext) -> Finding | None:
+    """Compiled with Python's `re` (on the event loop: so only up to max_grammar_bytes, which
+    so-huge-grammar refuses past; `re` caches what it compiles, a few hundred patterns).
+    Whatever `re` raises is a regex vLLM's compilers refuse too (`a{4294967296}`: an
+    OverflowError)."""
     for param, value in (("structured_outputs.regex", (_outputs(body) or {}).get("regex")),
                          ("guided_regex", body.get("guided_regex"))):
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and len(value) <= ctx.limits.max_grammar_bytes:
             try:
                 re.compile(value)
             except re.error as e:
                 return Finding(f"{param} does not compile: {e}", param)
             except RecursionError:  # (Python's regex parser recurses once per group)
                 return Finding(f"{param} nests groups too deep to compile", param)
+            except (OverflowError, ValueError, MemoryError) as e:
+                return Finding(f"{param} does not compile: {e}", param)
     return None
 
 
