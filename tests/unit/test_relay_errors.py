@@ -110,11 +110,22 @@ def test_off_by_config_the_body_passes():
 def test_vllms_older_flat_error_is_withheld_with_its_type():
     relay, client, _ = make()
     respond(relay, 400, orjson.dumps({"object": "error", "type": "BadRequestError",
-                                      "message": "<class 'ValueError'>: bad", "param": "x",
-                                      "code": 400}))
+                                      "message": "bad: <_io.BytesIO object at 0x7f3a2b>",
+                                      "param": "x", "code": 400}))
     error = orjson.loads(client.answer[2])["error"]
     assert error["type"] == "BadRequestError" and error["param"] == "x" and error["code"] == 400
     assert "refused this request" in error["message"]
+
+
+def test_a_400_worded_as_an_exception_reaches_the_client_a_500_does_not():
+    # vLLM words its validation errors as exception reprs: the client needs those words
+    text = "Value error, ValueError('Stream options can only be defined when stream=True.')"
+    for status, passes in ((400, True), (500, False)):
+        relay, client, _ = make()
+        body = orjson.dumps({"error": {"message": text, "type": "BadRequestError",
+                                       "param": None, "code": status}})
+        respond(relay, status, body)
+        assert (client.answer[2] == body) is passes
 
 
 def test_a_body_too_long_to_examine_is_withheld_whole():

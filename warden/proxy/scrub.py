@@ -30,7 +30,9 @@ HOLD_LIMIT = 64 * 1024
 # What the record keeps of the original text, at most.
 RECORD_LIMIT = 4096
 
-_INTERNALS = re.compile(
+# What only a server's insides say: withheld from any error (a 4xx too: a heap address in
+# a 400's text defeated ASLR, CVE-2026-22778).
+_INSIDES = (
     rb"Traceback \(most recent call last\)"
     rb"|File \"[^\"\n]{1,500}\", line \d"        # a traceback's frame
     rb"|(?:site|dist)-packages"
@@ -38,11 +40,18 @@ _INTERNALS = re.compile(
     rb"|EngineCore|EngineDeadError|EngineGenerateError|AsyncEngineDeadError"
     rb"|CUDA error|CUDA out of memory|CUBLAS_STATUS|cuDNN error|NCCL error"
     rb"|device-side assert"
-    rb"|<class '[\w.]{1,200}'>"                  # an exception's class, repr'd
     rb"|<[\w.]{1,200} object at 0x[0-9A-Fa-f]{1,16}>"  # an object's repr: a heap address
+)
+# Exception reprs: withheld from a 5xx only. vLLM's 400s word its validation this way
+# (`ValueError('Stream options can only be defined when stream=True')`), and a client needs
+# those words to fix its request.
+_REPRS = (
+    rb"|<class '[\w.]{1,200}'>"                  # an exception's class, repr'd
     rb"|\b(?:[a-z_][a-z0-9_]{0,50}\.){1,10}[A-Z]\w{0,60}(?:Error|Exception)\b"  # torch.x.Error
     rb"|\b[A-Z]\w{0,60}(?:Error|Exception)\(['\"]"  # ValueError('...'), an exception's repr
 )
+_INTERNALS = re.compile(_INSIDES + _REPRS)
+_INSIDES_ONLY = re.compile(_INSIDES)
 _PLAIN_TYPE = re.compile(r"[A-Za-z_]{1,64}")
 
 
@@ -92,14 +101,14 @@ def cut_answer(reason: str, code: str, request_id: bytes) -> tuple[bytes, bytes]
             error_envelope(reason, "upstream_error", None, code))
 
 
-def leaks_internals(body: bytes) -> bool:
-    return _INTERNALS.search(body) is not None
+def leaks_internals(body: bytes, status: int = 500) -> bool:
+    return (_INTERNALS if status >= 500 else _INSIDES_ONLY).search(body) is not None
 
 
 def withheld(body: bytes, status: int, request_id: bytes, complete: bool) -> bytes | None:
     """The envelope a client gets instead of `body` (a non-2xx error body), or None when the
     body may pass as it is. `complete`: the whole body was held (a longer one is withheld)."""
-    if complete and not leaks_internals(body):
+    if complete and not leaks_internals(body, status):
         return None
     error = _original_error(body)
     kind = error.get("type")
