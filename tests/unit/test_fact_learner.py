@@ -184,8 +184,9 @@ async def test_garbage_leaves_the_vocabulary_unknown(monkeypatch, answer):
     assert facts.vocab_size is None and "vocab_size" in dict(facts.problems)
 
 
-async def test_garbage_from_tokenize_leaves_everything_but_the_card_unknown(monkeypatch):
-    server = FakeApiServer(answers={"/tokenize": (200, b'{"tokens": "abc"}')})
+@pytest.mark.parametrize("tokens", [b'"abc"', b"[]"])  # ([]: no largest id to start from)
+async def test_garbage_from_tokenize_leaves_everything_but_the_card_unknown(monkeypatch, tokens):
+    server = FakeApiServer(answers={"/tokenize": (200, b'{"tokens": %s}' % tokens)})
     facts = learned(await learn(server, monkeypatch))
     assert facts.vocab_size is None and facts.special_tokens is None
     assert dict(facts.problems)["vocab_size"] == "POST /tokenize answered no token list"

@@ -118,7 +118,9 @@ async def tokenize(call: Call, model: str, text: str, strings: bool = False) -> 
 
 
 def _ids(value: object) -> bool:
-    return isinstance(value, list) and all(type(t) is int and t >= 0 for t in value)
+    """Token ids, at least one (the vocabulary's search starts from the largest)."""
+    return isinstance(value, list) and bool(value) \
+        and all(type(t) is int and t >= 0 for t in value)
 
 
 async def tokenizer_info_tokens(call: Call) -> tuple[str, ...] | None:

@@ -132,6 +132,8 @@ def _room(body: dict, length: int) -> int:
 def _truncation_without_room(body: dict, ctx: RuleContext) -> Finding | None:
     """-1 (truncate to the context) or a count that leaves the output no room: the V1 model
     runner asserted the context's end and EngineCore died (#23683)."""
+    if not ctx.path.endswith("completions"):
+        return None  # (embeddings, scoring: no output to leave room for)
     value = lax_int(body.get("truncate_prompt_tokens"))
     length = ctx.facts.max_model_len
     if value is None or length is None or not (value == -1 or 0 < value <= length):
