@@ -6,7 +6,7 @@ apply_chat_template itself): a request could replace the template, switch `token
 pass a structure the template walks without bound. Only the listed switches pass, each a
 string, number, boolean or null, a string of bounded length.
 
-Messages: a user, system, developer or tool text holding a turn marker (`<|im_end|>`) or a
+Messages: a user's or a tool's text holding a turn marker (`<|im_end|>`) or a
 media placeholder (`<image>`) is read by the tokenizer as that control token: a forged turn,
 or a media token with no media behind it, which crashed multimodal engines. The guard
 escapes such text rather than refusing it: it puts an invisible WORD JOINER (U+2060) after the
@@ -55,7 +55,10 @@ MEDIA_PLACEHOLDERS = (
     "<|vision_start|>", "<|vision_end|>", "<|AUDIO|>", "<|audio_bos|>", "<start_of_image>",
     "<IMG_CONTEXT>", "<img>", "[IMG]",
 )
-_CHECKED_ROLES = frozenset({"user", "system", "developer", "tool", "function"})
+# The roles whose text comes from outside the application: a user's, a tool's result (a web
+# page, a file). System and developer text is the application's own, which may mean its
+# markers (`<think>` in a prompt that shows the model how to reason).
+_CHECKED_ROLES = frozenset({"user", "tool", "function"})
 SCALARS = (str, int, float, bool, type(None))
 
 
@@ -135,8 +138,12 @@ def _branches(node: dict[str, dict]) -> str:
 
 
 def _markers(ctx: RuleContext) -> tuple[str, ...]:
+    """The model's own special tokens when known (learned or configured: its media
+    placeholders among them, if it has any), else every common marker and placeholder. (So
+    an HTML `<video>` in a text-only model's messages is left alone once its tokens are
+    known: it is no token of that model.)"""
     special = ctx.facts.special_tokens
-    return (*(special if special else TURN_MARKERS), *MEDIA_PLACEHOLDERS)
+    return tuple(special) if special else (*TURN_MARKERS, *MEDIA_PLACEHOLDERS)
 
 
 def _found(text: str, index: Index) -> list[str]:
@@ -197,8 +204,8 @@ TEMPLATE_RULES: tuple[Rule, ...] = (
          frozenset({"chat_template_kwargs"}), _bad_kwargs, fix_in_context=_drop_bad_kwargs,
          harm="the template renderer takes only the listed switches"),
     Rule("ct-control-tokens",
-         "a turn marker or media placeholder (or a special token of the model) in user, "
-         "system, developer or tool text",
+         "a special token of the model (when unknown: a common turn marker or media "
+         "placeholder) in user or tool text",
          "vllm-project/vllm#11939 and #13911 (an <|image|> in a user message crashed the "
          "server; #10648), #31735 and huggingface/transformers#29279 (message text read as "
          "control tokens)", None, NORMALIZE, frozenset(), _control_text,
