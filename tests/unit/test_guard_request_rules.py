@@ -10,7 +10,8 @@ import copy
 import orjson
 import pytest
 
-from tests.unit.test_guard_rules import CHAT, COMPLETIONS, backend, chat, completion
+from tests.unit.test_guard_rules import CHAT, COMPLETIONS, chat, completion
+from tests.unit.test_guard_rules import backend as plain_backend
 from warden.config.schema import GuardSpec, ModelFacts
 from warden.guard.guard import Guard
 from warden.guard.rule import REJECT, Rule
@@ -22,6 +23,12 @@ POEM = [{"role": "user", "content": "write a poem"},
         {"role": "assistant", "content": "This is a song about vLLM"}]
 CHOICES = ["今天天气真好", "明天也是", "后天天气真差"]
 UNIQUE = {"type": "object", "properties": {"k0001": {"type": "string"}}}
+
+
+def backend(version: str | None, **spec):
+    """A backend declared to parse tool calls with qwen3_coder (what tool-param-eval needs;
+    no other rule here looks at it)."""
+    return plain_backend(version, deployment={"tool_call_parser": "qwen3_coder"}, **spec)
 
 
 def tool(properties: dict) -> list[dict]:
@@ -184,6 +191,12 @@ def test_values_are_read_as_vllm_reads_them(field, value, flagged):
 def test_tool_parameters_the_parser_converts_itself_pass(spec, flagged):
     outcome = admit(guard_for(), chat(tools=tool({"p": spec})), [backend("0.10.1")])
     assert (outcome is not None) is flagged
+
+
+def test_tool_parameters_pass_where_the_parser_is_not_declared_qwen3_coder():
+    body = chat(tools=tool({"cmd": {"type": "array"}}))
+    for unknown in (plain_backend("0.10.1"), plain_backend(None)):
+        assert admit(guard_for(), copy.deepcopy(body), [unknown]) is None
 
 
 HOSTILE = [

@@ -49,8 +49,10 @@ class DeploymentSpec(Spec):
     # vLLM's --tokenizer-mode (auto, slow, mistral, custom, ...).
     tokenizer_mode: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     lora: bool | None = None  # started with --enable-lora
+    # vLLM's --tool-call-parser (hermes, qwen3_coder, ...): never published, declared only.
+    tool_call_parser: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
-    @field_validator("speculative_method", "tokenizer_mode")
+    @field_validator("speculative_method", "tokenizer_mode", "tool_call_parser")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         return value.lower() if value is not None else None  # vLLM's names are lower case

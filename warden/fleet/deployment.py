@@ -35,7 +35,8 @@ from dataclasses import dataclass, fields, replace
 
 from warden.config.schema import DeploymentSpec
 
-FIELDS = ("speculative_decoding", "speculative_method", "device", "tokenizer_mode", "lora")
+FIELDS = ("speculative_decoding", "speculative_method", "device", "tokenizer_mode", "lora",
+          "tool_call_parser")
 _SPEC_DECODE = "vllm:spec_decode_"
 _LORA = "vllm:lora_requests_info{"
 _CACHE = "vllm:cache_config_info{"
@@ -55,6 +56,7 @@ class Deployment:
     device: str | None = None            # "cpu" | "gpu" | "other"
     tokenizer_mode: str | None = None
     lora: bool | None = None
+    tool_call_parser: str | None = None  # (declared only: vLLM never publishes it)
 
     def over(self, learned: Deployment) -> Deployment:
         """These facts (declared) where known, else the `learned` ones."""
@@ -67,7 +69,7 @@ class Deployment:
 
 def declared_deployment(spec: DeploymentSpec) -> Deployment:
     return Deployment(spec.speculative_decoding, spec.speculative_method, spec.device,
-                      spec.tokenizer_mode, spec.lora)
+                      spec.tokenizer_mode, spec.lora, spec.tool_call_parser)
 
 
 def _line(text: str, prefix: str) -> str | None:

@@ -17,6 +17,7 @@ other versions; the definitions themselves are legitimate JSON Schema.
 
 from __future__ import annotations
 
+from warden.fleet.deployment import Deployment
 from warden.guard.rule import ROUTE, Finding, Rule, RuleContext
 
 # The types the parser converts without eval() (it lowercases str(type) first).
@@ -55,13 +56,23 @@ def _evaluated_parameter(body: dict, ctx: RuleContext) -> Finding | None:
     return None
 
 
+def _qwen3_coder_parser(deployment: Deployment) -> bool:
+    """Only the qwen3_coder parser eval()ed arguments; a backend's parser is never published,
+    so the rule acts only where it is declared (an unknown parser is not affected: otherwise
+    every agent request with an array parameter would be refused on a fleet whose versions
+    are unknown)."""
+    return deployment.tool_call_parser == "qwen3_coder"
+
+
 TOOL_RULES: tuple[Rule, ...] = (
     Rule("tool-param-eval",
          "a tool parameter without a type, or with one the qwen3_coder tool-call parser "
          "does not convert itself (`array`, `object`, `null`, a list of types, an unknown "
-         "name), with `tool_choice` absent or auto",
+         "name), with `tool_choice` absent or auto, on a backend declared to parse tool calls "
+         "with qwen3_coder (`deployment.tool_call_parser`)",
          "CVE-2025-9141 (the qwen3_coder parser eval()s such arguments: code execution in "
          "the API server; 0.10.0 to before 0.10.1.1)", (0, 10, 2), ROUTE,
          frozenset({"tools"}), _evaluated_parameter, since=(0, 10, 0),
+         affects=_qwen3_coder_parser,
          harm="a tool-call parser on this server runs such arguments as code"),
 )
