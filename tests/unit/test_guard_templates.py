@@ -1,6 +1,7 @@
-"""The template rules: chat_template_kwargs pass only as listed short scalars (per model if it
-has its own list), and control-token text in user, system, developer and tool messages is
-escaped (or refused, if so configured) while assistant history and ordinary text pass."""
+"""The template rules: chat_template_kwargs pass as short scalars (or short lists of them),
+never the reserved keys, and only the listed ones when a list is set (per model if it has its
+own); control-token text in user and tool messages is escaped (or refused, if so configured)
+while the application's own text, assistant history and ordinary text pass."""
 
 from __future__ import annotations
 
@@ -62,9 +63,11 @@ def untouched(g: Guard, body: dict, path: str = CHAT) -> bool:
     ({"tokenize": True}, "chat_template_kwargs.tokenize"),   # GHSA-69j4-grxj-j64p
     ({"enable_thinking": True, "return_dict": True}, "chat_template_kwargs.return_dict"),
     ({"enable_thinking": {"nested": [1, 2]}}, "chat_template_kwargs.enable_thinking"),
-    ({"instruction": ["a", "b"]}, "chat_template_kwargs.instruction"),
+    ({"tools": []}, "chat_template_kwargs.tools"),
+    ({"instruction": [["a"], "b"]}, "chat_template_kwargs.instruction"),
+    ({"builtin_tools": ["x"] * 65}, "chat_template_kwargs.builtin_tools"),
     ({"instruction": "x" * 4097}, "chat_template_kwargs.instruction")])
-def test_kwargs_off_the_list_or_not_short_scalars_are_refused(kwargs, param):
+def test_reserved_kwargs_or_values_not_short_scalars_are_refused(kwargs, param):
     outcome = admit(guard(), chat(user("hi"), chat_template_kwargs=kwargs))
     assert outcome.rejection is not None and outcome.rejection.param == param
     assert outcome.notes == ["rejected ct-kwargs-not-allowed"]
@@ -78,8 +81,10 @@ def test_a_template_in_the_kwargs_is_the_request_template_rule_s():
 @pytest.mark.parametrize("kwargs", [
     {"enable_thinking": False}, {"thinking": True, "reasoning_effort": "high"},
     {"instruction": "x" * 4096}, {"thinking_budget": 1024, "force_nonempty_content": None},
-    {"add_generation_prompt": 1.0}, {}, None, ["enable_thinking"], "enable_thinking"])
-def test_listed_scalar_kwargs_and_shapes_vllm_refuses_itself_pass(kwargs):
+    {"add_generation_prompt": 1.0}, {}, None, ["enable_thinking"], "enable_thinking",
+    {"date_string": "26 Jul 2024", "tools_in_user_message": False},  # Llama 3's template
+    {"builtin_tools": ["browser", "python"]}])                         # gpt-oss's
+def test_template_variables_and_shapes_vllm_refuses_itself_pass(kwargs):
     assert untouched(guard(validate=False), chat(user("hi"), chat_template_kwargs=kwargs))
 
 
@@ -90,8 +95,9 @@ def test_a_model_s_own_list_replaces_the_default():
     assert admit(g, chat(user("hi"), chat_template_kwargs={"enable_thinking": True})).rejection
     assert admit(g, chat(user("hi"), chat_template_kwargs={
         "custom_instructions": "longer than ten"})).rejection
-    other = guard(chat_template_kwargs=["only_this"])
+    other = guard(chat_template_kwargs=["only_this", "tokenize"])  # (reserved all the same)
     assert admit(other, chat(user("hi"), chat_template_kwargs={"enable_thinking": 1})).rejection
+    assert admit(other, chat(user("hi"), chat_template_kwargs={"tokenize": True})).rejection
 
 
 def test_normalize_drops_only_what_is_not_allowed():

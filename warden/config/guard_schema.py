@@ -12,10 +12,13 @@ from warden.config.spec import Duration, Size, Spec, validated_with
 
 # Template switches in vLLM's documentation and examples (thinking on or off, reasoning
 # effort, embedding instructions) and the generation flags every HF template reads.
-CHAT_TEMPLATE_KWARGS = (
-    "enable_thinking", "thinking", "thinking_mode", "thinking_effort", "thinking_budget",
-    "reasoning_effort", "preserve_thinking", "add_generation_prompt", "continue_final_message",
-    "add_vision_id", "force_nonempty_content", "instruction", "model_identity",
+# chat_template_kwargs keys that are no template variable but an argument of the tokenizer's
+# apply_chat_template, which vLLM merged them into: a request could switch tokenization on,
+# replace the template or the tools (GHSA-69j4-grxj-j64p, GHSA-6fvq-23cw-5628). Never passed.
+RESERVED_TEMPLATE_KWARGS = (
+    "tokenize", "chat_template", "tools", "documents", "conversation", "messages",
+    "return_dict", "return_assistant_tokens_mask", "padding", "truncation", "max_length",
+    "return_tensors", "tokenizer_kwargs", "processor_kwargs",
 )
 
 
@@ -92,9 +95,11 @@ class GuardLimitsSpec(Spec):
     # leaves free (vLLM 0.20 died allocating 3.8 GiB of them, gonka-ai/gonka#1171).
     max_prompt_logprobs_bytes: Size = 4 * 2**30
     # The chat_template_kwargs keys a request may set (models without their own list in
-    # guard.models): the switches vLLM's documentation and common templates read. A value
-    # must be a string (up to max_chat_template_kwarg_chars), number, boolean or null.
-    chat_template_kwargs: list[str] = list(CHAT_TEMPLATE_KWARGS)
+    # guard.models); unset: any template variable but the reserved ones
+    # (RESERVED_TEMPLATE_KWARGS). A value must be a string (up to
+    # max_chat_template_kwarg_chars), number, boolean or null, or a list of up to 64 of them
+    # (gpt-oss's builtin_tools).
+    chat_template_kwargs: list[str] | None = None
     max_chat_template_kwarg_chars: int = Field(default=4096, ge=1)
     # Inline images, judged by their headers. A few KB of PNG can claim 40000x40000 pixels
     # (4.8 GB decoded as RGB). This is Pillow's own refusal (DecompressionBombError) and

@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 
+from warden.config.guard_schema import RESERVED_TEMPLATE_KWARGS
 from warden.guard.rule import NORMALIZE, REJECT, Finding, Rule, RuleContext
 
 ESCAPE = "\u2060"  # WORD JOINER: invisible, no meaning of its own
@@ -64,17 +65,24 @@ SCALARS = (str, int, float, bool, type(None))
 
 # -- chat_template_kwargs -------------------------------------------------------------------
 
-def _kwarg_problem(key: str, value: object, allowed: list[str], longest: int) -> str | None:
-    if key not in allowed:
+LONGEST_LIST = 64
+
+
+def _kwarg_problem(key: str, value: object, allowed: list[str] | None,
+                   longest: int) -> str | None:
+    if key in RESERVED_TEMPLATE_KWARGS or (allowed is not None and key not in allowed):
         return "is not a template switch this gateway passes"
-    if not isinstance(value, SCALARS):
-        return "must be a string, number, boolean or null"
-    if isinstance(value, str) and len(value) > longest:
-        return f"is longer than {longest} characters"
+    items = value if isinstance(value, list) and len(value) <= LONGEST_LIST else [value]
+    for item in items:
+        if not isinstance(item, SCALARS):
+            return ("must be a string, number, boolean or null, or a list of up to "
+                    f"{LONGEST_LIST} of them")
+        if isinstance(item, str) and len(item) > longest:
+            return f"is longer than {longest} characters"
     return None
 
 
-def _allowed(ctx: RuleContext) -> list[str]:
+def _allowed(ctx: RuleContext) -> list[str] | None:
     own = ctx.facts.chat_template_kwargs
     return ctx.limits.chat_template_kwargs if own is None else own
 
@@ -196,8 +204,10 @@ def _escape_control_text(body: dict, ctx: RuleContext) -> None:
 
 TEMPLATE_RULES: tuple[Rule, ...] = (
     Rule("ct-kwargs-not-allowed",
-         "a chat_template_kwargs key off the allow-list (guard.limits.chat_template_kwargs, "
-         "or the model's own), or a value that is not a short scalar",
+         "a chat_template_kwargs key that is an argument of the tokenizer's "
+         "apply_chat_template (`tokenize`, `tools`, ...) or off the allow-list when one is "
+         "set (guard.limits.chat_template_kwargs, or the model's own), or a value that is "
+         "not a short scalar or a short list of them",
          "GHSA-69j4-grxj-j64p (chat_template_kwargs could switch tokenize on; "
          "vllm-project/vllm#27205), GHSA-6fvq-23cw-5628 and GHSA-4hw3-g54f-xfrj (unfiltered, "
          "they reached apply_chat_template; filtered from #25794)", None, REJECT,
