@@ -20,7 +20,7 @@ from warden.record.reader import read_records, record_files, requests
 
 JSON = {"Content-Type": "application/json"}
 PNG = media.png(64, 64)
-FILES = {"/cat.png": PNG, "/tiny.png": media.png(26, 28)}
+FILES = {"/cat.png": PNG, "/tiny.png": media.png(1, 28)}
 
 
 class Images(BaseHTTPRequestHandler):

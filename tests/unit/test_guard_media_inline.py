@@ -76,16 +76,18 @@ def test_an_aspect_ratio_of_exactly_200_passes():
     refusal(admit(chat(media.data_url(media.png(5629, 28)))), "mm-image-aspect-ratio")
 
 
-@pytest.mark.parametrize(("width", "height"), [(26, 28), (332, 27), (1, 1)])
-def test_a_tiny_image_is_refused(width, height):
-    message = refusal(admit(chat(media.data_url(media.png(width, height)))),
-                      "mm-image-too-small")
+@pytest.mark.parametrize(("width", "height", "side"), [(26, 28, 28), (332, 27, 28), (1, 1, 2),
+                                                      (1, 100, 2)])
+def test_a_tiny_image_is_refused(width, height, side):
+    message = refusal(admit(chat(media.data_url(media.png(width, height))),
+                            g=guard(min_image_side=side)), "mm-image-too-small")
     assert f"a {width}x{height} image has a side under" in message
 
 
-def test_a_28_pixel_image_passes_and_the_bound_can_be_lowered():
-    assert admit(chat(media.data_url(media.png(28, 28)))) is None
-    assert admit(chat(media.data_url(media.png(16, 16))), g=guard(min_image_side=2)) is None
+def test_a_16_pixel_icon_passes_by_default_and_the_bound_can_be_raised():
+    assert admit(chat(media.data_url(media.png(16, 16)))) is None
+    assert admit(chat(media.data_url(media.png(28, 28))), g=guard(min_image_side=28)) is None
+    assert admit(chat(media.data_url(media.png(16, 16))), g=guard(min_image_side=28))
 
 
 UNDECODABLE = [
@@ -202,7 +204,7 @@ def test_text_where_a_video_belongs_is_refused():
 def test_responses_input_image_data_urls_are_judged():
     body = {"model": "m", "input": [{"role": "user", "content": [
         {"type": "input_text", "text": "hi"},
-        {"type": "input_image", "image_url": media.data_url(media.png(26, 28))}]}]}
+        {"type": "input_image", "image_url": media.data_url(media.png(1, 28))}]}]}
     assert "input[0].content[1].image_url" in refusal(admit(body, RESPONSES),
                                                       "mm-image-too-small")
     body["input"][0]["content"][1]["image_url"] = media.data_url(media.png(64, 64))

@@ -169,7 +169,7 @@ CASES = [
      None, image(media.data_url(media.png(4000, 3000, True)))),
     ("mm-image-aspect-ratio", CHAT, image(media.data_url(media.png(1093, 5))), None,
      image(media.data_url(media.png(5600, 28)))),
-    ("mm-image-too-small", CHAT, image(media.data_url(media.png(26, 28))), None,
+    ("mm-image-too-small", CHAT, image(media.data_url(media.png(1, 28))), None,
      image(PNG_64)),
     ("mm-video-jpeg-frames", CHAT, chat(messages=[{"role": "user", "content": [
         {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + ",".join(

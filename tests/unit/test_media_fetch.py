@@ -183,5 +183,5 @@ def test_the_guard_asks_for_a_fetch_only_when_it_is_on_and_there_are_remote_imag
     assert admit(Guard(GuardSpec()), chat("https://cdn.example/a.png")) is None  # off
     dry = Guard(GuardSpec(mode="dry_run", media=MediaFetchSpec(fetch=True)))
     assert dry.fetcher is None and admit(dry, chat("https://cdn.example/a.png")) is None
-    tiny = chat(media.data_url(media.png(26, 28)))
+    tiny = chat(media.data_url(media.png(1, 28)))
     assert on.after_fetch("/v1/chat/completions", "m", tiny, [backend]).rejection is not None

@@ -108,9 +108,11 @@ class GuardLimitsSpec(Spec):
     max_image_pixels: int = Field(default=178_956_970, ge=1)
     # The Qwen2-VL family's image processor refuses a long side over 200 times the short one.
     max_image_aspect_ratio: float = Field(default=200.0, ge=1)
-    # A side under 28 px (14 px patches merged 2x2) fails the Qwen2-VL family's processor,
-    # and a 1 px side failed others (mllama). Lower it for a fleet without those models.
-    min_image_side: int = Field(default=28, ge=1)
+    # A 1 px side killed engines (mllama, the Idefics3 family: GHSA-grg2-63fw-f2qr). The
+    # Qwen2-VL family's processor refuses a side under 28 px (14 px patches merged 2x2) with
+    # a request's error, not a death: set 28 for a fleet of those models, to answer at the
+    # door; a 16 px icon is a fine image for others.
+    min_image_side: int = Field(default=2, ge=1)
     # Inline video and audio whose container header (MP4/MOV/M4A, WAV, FLAC) gives a longer
     # duration are refused: decoding takes the API server's CPU and memory. Audio: vLLM's own
     # bound since it decoded 25 MB of Opus into 15 GB (VLLM_MAX_AUDIO_DECODE_DURATION_S);
