@@ -132,6 +132,22 @@ async def test_failures_are_400s_that_name_the_parameter():
     server.close()
 
 
+async def test_an_endless_header_and_images_too_large_together_are_refused():
+    endless = b"HTTP/1.1 200 OK\r\nx-filler: " + b"a" * (200 * 1024)  # (no end of line)
+    half = ok(b"\x89PNG" + b"\x00" * 3000)  # each fits 4096 bytes; the two together do not
+    server = await serve({"/endless": endless, "/a.png": half, "/b.png": half})
+    base = f"http://images.example:{server.sockets[0].getsockname()[1]}"
+    assert "response head is too large" in (
+        await inline(fetcher(), chat(f"{base}/endless"))).message
+    body = chat(f"{base}/a.png")
+    body["messages"][0]["content"].append(
+        {"type": "image_url", "image_url": {"url": f"{base}/b.png"}})
+    assert "more than 4096 bytes together" in (await inline(fetcher(max_bytes=4096),
+                                                           body)).message
+    assert await inline(fetcher(max_bytes=4096), chat(f"{base}/a.png")) is None
+    server.close()
+
+
 async def test_a_silent_server_runs_into_the_timeout():
     async def silent(reader, writer):
         await reader.read()  # never answers

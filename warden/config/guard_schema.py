@@ -133,7 +133,8 @@ class MediaFetchSpec(Spec):
 
     fetch: bool = False
     timeout: Duration = Field(default=10.0, gt=0)   # all of one request's fetches, at most
-    # One image's bytes, at most (none: guard.limits.max_media_bytes).
+    # One image's bytes, and all of a request's images together, at most (none:
+    # guard.limits.max_media_bytes).
     max_bytes: Size | None = Field(default=None, ge=1)
     max_redirects: int = Field(default=3, ge=0)
 

@@ -93,7 +93,22 @@ class _Response:
         self.complete = True
 
 
+class _Budget:
+    """The bytes a request's fetches may still take, all of them together (read as they
+    arrive, so images fetched at once cannot each take the whole)."""
+
+    def __init__(self, left: int):
+        self.left = left
+
+
 class MediaFetcher:
+    """Fetches a request's remote images. Bounds: each response's head (`_MAX_HEAD` bytes
+    received before it ends), each image (`max_bytes`), all of a request's images together
+    (`max_bytes` as well: an image that fits alone fits; eight that each fit do not), and
+    requests fetching at once (`MAX_FETCHING`: the others wait their turn)."""
+
+    MAX_FETCHING = 16
+
     def __init__(self, spec: MediaFetchSpec, limits: GuardLimitsSpec):
         self.timeout = spec.timeout
         self.max_bytes = spec.max_bytes or limits.max_media_bytes
@@ -101,6 +116,7 @@ class MediaFetcher:
         self.allowed_domains = limits.allowed_media_domains
         self._tls: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._fetching: asyncio.Semaphore | None = None  # (made in the loop, at first use)
 
     def start(self, body: dict, done: Done) -> None:
         """Fetch the body's remote images and inline them (in place), then call `done` with
@@ -112,8 +128,11 @@ class MediaFetcher:
     async def _inline(self, body: dict, done: Done) -> None:
         targets = remote_images(body)
         error: WardenError | None = None
+        if self._fetching is None:
+            self._fetching = asyncio.Semaphore(self.MAX_FETCHING)
         try:
-            inlined = await self._fetch_all(targets)
+            async with self._fetching:
+                inlined = await self._fetch_all(targets)
         except MediaFetchFailed as e:
             error = e
         except Exception:
@@ -131,9 +150,10 @@ class MediaFetcher:
     async def _fetch_all(self, targets: list[tuple[str, dict, str, str]]) -> list[str]:
         """Every target fetched at once, all within the timeout; the first failure stops
         the rest."""
+        budget = _Budget(self.max_bytes)
         try:
             async with asyncio.timeout(self.timeout), asyncio.TaskGroup() as group:
-                fetches = [group.create_task(self._fetch(param, url))
+                fetches = [group.create_task(self._fetch(param, url, budget))
                            for param, _, _, url in targets]
         except TimeoutError:
             param = targets[0][0] if targets else None
@@ -144,12 +164,12 @@ class MediaFetcher:
             raise failed.exceptions[0] from None
         return [fetch.result() for fetch in fetches]
 
-    async def _fetch(self, param: str, url: str) -> str:
+    async def _fetch(self, param: str, url: str, budget: _Budget) -> str:
         """The image at `url` as a data URL, following redirects; refused with a message that
         names `param` when it cannot be fetched."""
         try:
             for hop in range(self.max_redirects + 1):
-                status, response = await self._get(url)
+                status, response = await self._get(url, budget)
                 location = response.headers.get(b"location")
                 if status in _REDIRECTS and location:
                     url = urljoin(url, location.decode("latin-1"))
@@ -178,7 +198,7 @@ class MediaFetcher:
                                                              type=socket.SOCK_STREAM)
         return public_addresses(host, [str(info[4][0]) for info in infos])
 
-    async def _get(self, url: str) -> tuple[int, _Response]:
+    async def _get(self, url: str, budget: _Budget) -> tuple[int, _Response]:
         reason = unsafe_url_reason(url, self.allowed_domains)
         if reason is not None:
             raise MediaFetchFailed(reason)
@@ -204,21 +224,30 @@ class MediaFetcher:
             writer.write(f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: warden"
                          "\r\nAccept: image/*\r\nAccept-Encoding: identity\r\n"
                          "Connection: close\r\n\r\n".encode())
-            return await self._read(reader)
+            return await self._read(reader, budget)
         finally:
             writer.close()
 
-    async def _read(self, reader: asyncio.StreamReader) -> tuple[int, _Response]:
+    async def _read(self, reader: asyncio.StreamReader,
+                    budget: _Budget) -> tuple[int, _Response]:
         response = _Response(self.max_bytes)
         parser = httptools.HttpResponseParser(response)
+        received = 0
         while not response.complete:
             data = await reader.read(65536)
+            received += len(data)
+            if not response.head_done and received > _MAX_HEAD:
+                # (counted as received: httptools reports a header only once it ends, so
+                # one endless header would be buffered whole)
+                raise MediaFetchFailed("the image server's response head is too large")
             if not data:
                 if response.head_done and b"content-length" not in response.headers \
                         and b"transfer-encoding" not in response.headers:
                     break  # a body that ends with the connection
                 raise MediaFetchFailed("the connection closed before the response ended")
+            had = response.size
             parser.feed_data(data)
+            budget.left -= response.size - had  # (the images' bytes, not their heads)
             if response.head_bytes > _MAX_HEAD:
                 raise MediaFetchFailed("the image server's response head is too large")
             if response.head_done:
@@ -232,4 +261,7 @@ class MediaFetcher:
             if response.size > self.max_bytes:
                 raise MediaFetchFailed(f"the image is more than {self.max_bytes} bytes "
                                        "(guard.media.max_bytes)")
+            if budget.left < 0:
+                raise MediaFetchFailed(f"the request's images are more than {self.max_bytes} "
+                                       "bytes together (guard.media.max_bytes)")
         return parser.get_status_code(), response
