@@ -71,6 +71,13 @@ def test_a_kept_header_is_found_by_its_name_not_by_a_value_equal_to_it():
     assert start_record(exchange(b"{}"), clock(), ["user-agent"], 1000)["headers"] == {}
 
 
+def test_the_id_the_backend_got_is_recorded_when_it_is_not_the_requests_own():
+    ex = exchange(b"{}")
+    assert "upstream_id" not in start_record(ex, clock(), [], 1000)
+    ex.upstream_id = b"rid-1.0a1b2c3d4e5f-7"
+    assert start_record(ex, clock(), [], 1000)["upstream_id"] == "rid-1.0a1b2c3d4e5f-7"
+
+
 def test_bodies_are_verbatim_or_stand_in_by_size_and_digest():
     text = '{"messages": [{"role": "user", "content": "hé 😀"}]}'.encode()
     assert start_record(exchange(text), clock(), [], 1000)["body"].encode() == text

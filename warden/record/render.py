@@ -116,6 +116,8 @@ class Renderer:
                 record["body_bytes"] = len(body)
         if exchange.guard:
             record["guard"] = exchange.guard
+        if exchange.upstream_id:  # the id the backend got, when the client chose its own
+            record["upstream_id"] = exchange.upstream_id.decode("latin-1")
         if exchange.forwarded_body is not None:  # what went to the backend instead
             record["forwarded_body"] = exchange.forwarded_body.decode("utf-8", "replace")
         return record
