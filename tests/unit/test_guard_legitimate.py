@@ -79,3 +79,18 @@ def test_a_regex_too_large_to_count_is_refused_not_raised():
     outcome = admit(Guard(GuardSpec()), chat(structured_outputs={"regex": "a{4294967296}"}),
                     [backend(OLD)])
     assert outcome.rejection is not None and "so-bad-regex" in outcome.notes[-1]
+
+
+def test_a_fix_that_fails_refuses_the_request_it_found_harmful():
+    guard = Guard(GuardSpec(models=FACTS))
+    position = next(i for i, rule in enumerate(guard.rules) if rule.id == "so-no-constraint")
+
+    def broken(body):
+        raise KeyError("bug")
+
+    rules = list(guard.rules)
+    rules[position] = dataclasses.replace(rules[position], fix=broken)
+    guard.rules = tuple(rules)
+    outcome = admit(guard, chat(structured_outputs={}), [backend(OLD)])
+    assert outcome.rejection is not None and outcome.notes == ["rejected so-no-constraint"]
+    assert guard.decisions["so-no-constraint", "error", "enforce"] == 1

@@ -213,18 +213,25 @@ class Guard:
                     if outcome.only:
                         continue
                 rule_action = "no backend serving the model is safe for it"
-            elif rule.action == NORMALIZE and rule.can_fix:
-                rule.apply_fix(body, ctx)
+            elif rule.action == NORMALIZE and rule.can_fix and self._fixed(rule, body, ctx):
                 outcome.changed = True
                 outcome.notes.append(f"normalized {rule.id}")
                 continue
-            else:
+            else:  # (a fix that failed refuses: the request is one the rule found harmful)
                 rule_action = rule.harm
             outcome.notes.append(f"rejected {rule.id}")
             outcome.rejection = GuardRejected(
                 f"{finding.message}: {rule_action} (guard rule {rule.id}; {rule.source})",
                 param=finding.param)
             return
+
+    def _fixed(self, rule: Rule, body: dict, ctx: RuleContext) -> bool:
+        try:
+            rule.apply_fix(body, ctx)
+        except Exception:
+            self._rule_failed(rule)
+            return False
+        return True
 
     def _rule_failed(self, rule: Rule) -> None:
         """Counted (warden_guard_decisions_total{action="error"}); logged with its traceback
