@@ -12,9 +12,10 @@ MEDIA_KEYS = ("image_url", "audio_url", "video_url", "file_url", "input_audio")
 _CARRIERS = ("messages", "input", "previous_input_messages")
 
 
-def media_nodes(body: dict) -> Iterator[tuple[str, dict, str]]:
-    """(param, the object holding it, media key) of every media item in the body's messages
-    or input items, at any nesting of lists and objects."""
+def message_objects(body: dict, inner: tuple[str, ...]) -> Iterator[tuple[str, dict]]:
+    """(param, object) of every object in the body's messages or input items, in order, and
+    in what their `inner` keys hold (a message's parts, a tool output's image), at any
+    nesting of lists and objects: walked with a stack, not recursion (hostile depth)."""
     stack: list[tuple[str, object]] = [(key, body[key]) for key in reversed(_CARRIERS)
                                        if isinstance(body.get(key), list)]
     while stack:
@@ -23,13 +24,20 @@ def media_nodes(body: dict) -> Iterator[tuple[str, dict, str]]:
             stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(node)))
                          if isinstance(item, list | dict))
         elif isinstance(node, dict):
-            for key in MEDIA_KEYS:
-                if node.get(key) is not None:
-                    yield f"{path}.{key}", node, key
-            for key in ("content", "output"):  # a message's parts, a tool output's image
-                inner = node.get(key)
-                if isinstance(inner, list | dict):
-                    stack.append((f"{path}.{key}", inner))
+            yield path, node
+            for key in inner:
+                found = node.get(key)
+                if isinstance(found, list | dict):
+                    stack.append((f"{path}.{key}", found))
+
+
+def media_nodes(body: dict) -> Iterator[tuple[str, dict, str]]:
+    """(param, the object holding it, media key) of every media item in the body's messages
+    or input items (see `message_objects`)."""
+    for path, node in message_objects(body, ("content", "output")):
+        for key in MEDIA_KEYS:
+            if node.get(key) is not None:
+                yield f"{path}.{key}", node, key
 
 
 def media_parts(body: dict) -> Iterator[tuple[str, str, object]]:

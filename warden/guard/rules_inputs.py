@@ -16,10 +16,10 @@ with `guard.actions: {pe-untrusted: route}`, sent only to those backends).
 
 from __future__ import annotations
 
+from warden.guard.media_walk import message_objects
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
 
 EMBEDS = ("image_embeds", "audio_embeds")
-_CARRIERS = ("messages", "input")
 # Embedding parts nest inside messages, which every chat request has: the guard looks for
 # them only when the raw body holds one of these (a JSON escape can spell the key without
 # them, so a body with an escape is looked at too).
@@ -29,23 +29,13 @@ RESPONSES = "/v1/responses"
 
 def _embed_part(body: dict) -> str | None:
     """The first content part that carries an embedding tensor (by its key or its type), as
-    a parameter path; nested lists and objects of messages are walked without recursion."""
-    stack: list[tuple[str, object]] = [(key, body[key]) for key in reversed(_CARRIERS)
-                                       if isinstance(body.get(key), list)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, list):
-            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(node)))
-                         if isinstance(item, list | dict))
-        elif isinstance(node, dict):
-            for key in EMBEDS:
-                if node.get(key) is not None:
-                    return f"{path}.{key}"
-            if node.get("type") in EMBEDS:
-                return f"{path}.type"
-            content = node.get("content")
-            if isinstance(content, list | dict):
-                stack.append((f"{path}.content", content))
+    a parameter path."""
+    for path, node in message_objects(body, ("content",)):
+        for key in EMBEDS:
+            if node.get(key) is not None:
+                return f"{path}.{key}"
+        if node.get("type") in EMBEDS:
+            return f"{path}.type"
     return None
 
 

@@ -10,57 +10,25 @@ function: vLLM turns them into a schema, the tools under one anyOf).
 
 from __future__ import annotations
 
-import orjson
-
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
+from warden.guard.schema_slots import parsed, slots
 
 _COMBINATORS = frozenset({"anyOf", "oneOf", "allOf"})
 
 
-def _parsed(value: object) -> object:
-    """A schema given as JSON text, parsed as the engine parses it (None if it is not JSON:
-    the engine refuses it)."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _tool_schemas(body: dict) -> list[tuple[str, object]]:
-    choice, tools = body.get("tool_choice"), body.get("tools")
-    if not isinstance(tools, list) or not (choice == "required" or isinstance(choice, dict)):
-        return []
-    found: list[tuple[str, object]] = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            continue
-        function = tool.get("function")  # chat; the Responses API has them on the tool
-        holder = function if isinstance(function, dict) else tool
-        where = f"tools[{i}].function" if holder is function else f"tools[{i}]"
-        found.append((f"{where}.parameters", holder.get("parameters")))
-    if choice == "required" and found:  # one schema: an array of anyOf the tools' calls
-        return [("tools", {"type": "array", "items": {"type": "object", "anyOf": [
-            {"properties": {"parameters": schema}} for _, schema in found]}})]
-    return found
-
-
 def _schemas(body: dict) -> list[tuple[str, object]]:
-    """The JSON schemas a request asks the engine to compile, with their parameter names."""
+    """The JSON schemas a request asks the engine to compile, with their parameter names
+    (schema_slots finds them). Tools forced by `tool_choice: "required"` are measured as the
+    one schema the engine builds of them: an array of anyOf the tools' calls."""
     found: list[tuple[str, object]] = []
-    outputs = body.get("structured_outputs")
-    if isinstance(outputs, dict) and outputs.get("json") is not None:
-        found.append(("structured_outputs.json", _parsed(outputs["json"])))
-    if body.get("guided_json") is not None:
-        found.append(("guided_json", _parsed(body["guided_json"])))
-    response_format = body.get("response_format")
-    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"),
-                                                        dict):
-        found.append(("response_format.json_schema.schema",
-                      response_format["json_schema"].get("schema")))
-    found.extend(_tool_schemas(body))
-    return found
+    tools: list[tuple[str, object]] = []
+    for slot in slots(body):
+        (tools if slot.param.startswith("tools[") else found).append(
+            (slot.param, parsed(slot.raw)))
+    if body.get("tool_choice") == "required" and tools:
+        tools = [("tools", {"type": "array", "items": {"type": "object", "anyOf": [
+            {"properties": {"parameters": schema}} for _, schema in tools]}})]
+    return found + tools
 
 
 def complexity(schema: object) -> tuple[int, int]:
