@@ -14,7 +14,7 @@ from warden.guard.patterns import NUL, repetition
 from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Finding, Rule, RuleContext
 from warden.guard.rules_structured import GUIDED_KEYS, param_name, structured_params
 from warden.guard.schema_check import NUL_CHAR, REPEAT
-from warden.guard.schema_slots import SCHEMA_KEYS, first, slots
+from warden.guard.schema_slots import SCHEMA_KEYS, schema_finding, slots
 
 _TEXTS = ("regex", "grammar", "structural_tag", "whitespace_pattern")
 _REGEXES = ("regex", "whitespace_pattern")
@@ -66,11 +66,7 @@ def _nul(body: dict, ctx: RuleContext) -> Finding | None:
     for param, _, text in _texts(body):
         if NUL in text:
             return Finding(f"{param} holds a NUL character", param)
-    found = first(body, ctx, NUL_CHAR)
-    if found is not None:
-        param, problem = found
-        return Finding(f"{param} at {problem.where}: {problem.message}", param)
-    return None
+    return schema_finding(body, ctx, NUL_CHAR)
 
 
 def _huge_repeat(body: dict, ctx: RuleContext) -> Finding | None:
@@ -80,11 +76,7 @@ def _huge_repeat(body: dict, ctx: RuleContext) -> Finding | None:
             copies = repetition(text, limit, grammar=field == "grammar")
             if copies > limit:
                 return Finding(f"{param} repeats {copies} times (more than {limit})", param)
-    found = first(body, ctx, REPEAT)
-    if found is not None:
-        param, problem = found
-        return Finding(f"{param} at {problem.where}: {problem.message}", param)
-    return None
+    return schema_finding(body, ctx, REPEAT)
 
 
 def _many_choices(body: dict, ctx: RuleContext) -> Finding | None:

@@ -20,17 +20,12 @@ import orjson
 
 from warden.guard.rule import NORMALIZE, REJECT, Finding, Rule, RuleContext
 from warden.guard.schema_check import BOUND, INVALID, REF, children
-from warden.guard.schema_slots import SCHEMA_KEYS, first, parsed, slots
+from warden.guard.schema_slots import SCHEMA_KEYS, parsed, schema_finding, slots
 
 
 def _finding(kind: str):
     def find(body: dict, ctx: RuleContext) -> Finding | None:
-        found = first(body, ctx, kind)
-        if found is None:
-            return None
-        param, problem = found
-        where = f" at {problem.where}" if problem.where else ""
-        return Finding(f"{param}{where}: {problem.message}", param)
+        return schema_finding(body, ctx, kind)
     return find
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from warden.guard.rule import RuleContext
+from warden.guard.rule import Finding, RuleContext
 from warden.guard.schema_check import Bounds, Problem, check
 
 SCHEMA_KEYS = frozenset({"structured_outputs", "guided_json", "response_format", "tools",
@@ -107,3 +107,13 @@ def first(body: dict, ctx: RuleContext, kind: str) -> tuple[str, Problem] | None
         if kind in problems:
             return param, problems[kind]
     return None
+
+
+def schema_finding(body: dict, ctx: RuleContext, kind: str) -> Finding | None:
+    """The finding of the first schema with a problem of `kind` (None: no such problem)."""
+    found = first(body, ctx, kind)
+    if found is None:
+        return None
+    param, problem = found
+    where = f" at {problem.where}" if problem.where else ""
+    return Finding(f"{param}{where}: {problem.message}", param)
