@@ -22,7 +22,7 @@ from warden.guard.regex_scan import Shape, scan
 from warden.guard.rule import NORMALIZE, REJECT, Finding, Rule, RuleContext
 from warden.guard.rules_structured import param_name, structured_params
 from warden.guard.schema_check import NESTED
-from warden.guard.schema_slots import SCHEMA_KEYS, first
+from warden.guard.schema_slots import SCHEMA_KEYS, schema_finding
 
 REGEX_KEYS = frozenset({"structured_outputs", "guided_regex", "guided_whitespace_pattern"})
 _FIELDS = ("regex", "whitespace_pattern")
@@ -64,11 +64,7 @@ def _nested(body: dict, ctx: RuleContext) -> Finding | None:
             return Finding(f"{param} {shape.nested}", param)
     if SCHEMA_KEYS.isdisjoint(body):
         return None
-    found = first(body, ctx, NESTED)
-    if found is None:
-        return None
-    param, problem = found
-    return Finding(f"{param} at {problem.where}: {problem.message}", param)
+    return schema_finding(body, ctx, NESTED)
 
 
 def _nested_lmfe(body: dict, ctx: RuleContext) -> Finding | None:
