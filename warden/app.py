@@ -14,6 +14,7 @@ from warden.config.watcher import ConfigFileWatcher
 from warden.edge.gateway import GatewayHandler
 from warden.edge.server import HttpServer, ServerLimits
 from warden.errors import UpstreamError
+from warden.exchange import RequestIds
 from warden.fleet.backend import Backend
 from warden.fleet.discovery import Discovery
 from warden.fleet.fact_learner import FactLearner
@@ -25,7 +26,6 @@ from warden.guard.probation import Probation
 from warden.guard.quarantine import Quarantine
 from warden.observe.edge_metrics import EdgeCollector
 from warden.observe.metrics import GatewayMetrics
-from warden.proxy.exchange import RequestIds
 from warden.proxy.forwarder import Forwarder
 from warden.record.lock import StateLock, hold_state
 from warden.record.recorder import Recorder
@@ -137,7 +137,7 @@ class Gateway:
         self.forwarder.bind(asyncio.get_running_loop())
         self.incidents.bind(asyncio.get_running_loop())
         if self.recorder is not None:
-            self.recorder.start()
+            self.recorder.open()
             self._tasks.append(asyncio.create_task(self.recorder.run()))
         if self.quarantine_parts is not None:
             await self.quarantine_parts.start()
@@ -256,7 +256,7 @@ class Gateway:
         if self.quarantine_parts is not None:
             await self.quarantine_parts.stop()
         if self.recorder is not None:  # after every exchange has ended: their ends go too
-            await self.recorder.stop()
+            await self.recorder.close()
         self.backends.close()
         for lock in self._locks:
             lock.release()

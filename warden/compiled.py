@@ -39,7 +39,7 @@ MODULES = (
     "warden/guard/guard.py",
     "warden/guard/validate.py",
     "warden/observe/metrics.py",
-    "warden/proxy/exchange.py",
+    "warden/exchange.py",
     "warden/proxy/forwarder.py",
     "warden/proxy/headers.py",
     "warden/proxy/relay.py",

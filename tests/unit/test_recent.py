@@ -4,8 +4,8 @@ large body joins, by the request bytes they hold; the newest is always kept."""
 from __future__ import annotations
 
 from warden.edge.request import HttpRequest
+from warden.exchange import Exchange
 from warden.forensics.recent import RECENT_PER_BACKEND, held_by, recent_exchanges, trim_to_bytes
-from warden.proxy.exchange import Exchange
 
 
 def sent(body_bytes: int, forwarded_bytes: int | None = None) -> Exchange:

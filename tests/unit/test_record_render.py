@@ -12,7 +12,7 @@ import pytest
 
 from warden.config.schema import RecorderSpec
 from warden.edge.request import HttpRequest
-from warden.proxy.exchange import Exchange
+from warden.exchange import Exchange
 from warden.record.recorder import Recorder
 from warden.record.render import (
     Clock,

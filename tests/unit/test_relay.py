@@ -104,7 +104,7 @@ def make(first_byte: float = 60.0, idle: float = 60.0, http11: bool = True):
     client.http11 = http11
     ends = Ends(TimeoutsSpec(first_byte=first_byte, idle=idle))
     relay = Relay(REQUEST, client, b"r1", ends)
-    relay.start(BACKEND, upstream, [b"POST / HTTP/1.1\r\n\r\n", b""], 100.0)
+    relay.send(BACKEND, upstream, [b"POST / HTTP/1.1\r\n\r\n", b""], 100.0)
     return relay, client, upstream, ends
 
 
@@ -257,7 +257,7 @@ def test_a_closed_client_means_nothing_is_sent():
     client, upstream, ends = FakeClient(), upstream_connection(), Ends(TimeoutsSpec())
     client.closed = True
     relay = Relay(REQUEST, client, b"r", ends)
-    relay.start(BACKEND, upstream, [b"x"], 100.0)
+    relay.send(BACKEND, upstream, [b"x"], 100.0)
     assert upstream.transport.sent is None and ends == [Ending.CLIENT_LOST]
 
 

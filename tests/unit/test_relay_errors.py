@@ -9,8 +9,8 @@ import pytest
 
 from tests.unit.test_relay import BACKEND, REQUEST, Ends, FakeClient, upstream_connection
 from warden.config.schema import TimeoutsSpec
+from warden.exchange import Capture
 from warden.proxy import scrub
-from warden.proxy.exchange import Capture
 from warden.proxy.relay import Relay
 from warden.upstream.connection import BodyMode
 
@@ -44,7 +44,7 @@ def make(scrub_errors: bool = True, capture: int = Capture.NONE):
     owner = Ends(TimeoutsSpec(), capture)
     owner.scrub_errors = scrub_errors
     relay = Relay(REQUEST, client, b"req-7", owner)
-    relay.start(BACKEND, upstream_connection(), [b"POST / HTTP/1.1\r\n\r\n", b""], 100.0)
+    relay.send(BACKEND, upstream_connection(), [b"POST / HTTP/1.1\r\n\r\n", b""], 100.0)
     return relay, client, owner
 
 

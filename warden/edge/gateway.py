@@ -26,12 +26,12 @@ from warden.errors import (
     UnsupportedMediaType,
     WardenError,
 )
+from warden.exchange import Exchange, RequestIds
 from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard, Outcome
 from warden.guard.lax import lax_bool
 from warden.observe.metrics import GatewayMetrics
-from warden.proxy.exchange import Exchange, RequestIds
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
@@ -140,11 +140,11 @@ class GatewayHandler:
                 outcome: Outcome) -> bool:
         """Do what the guard decided; whether the request goes on now (else it was refused,
         or goes on later: parked for a probe, or its images being fetched)."""
-        relay.guard = [*(relay.guard or ()), *outcome.notes]
+        relay.guard_notes = [*(relay.guard_notes or ()), *outcome.notes]
         if outcome.rejection is not None:
             request = relay.request
             assert request is not None
-            self._reject(request, client, relay.request_id, outcome.rejection, relay.guard)
+            self._reject(request, client, relay.request_id, outcome.rejection, relay.guard_notes)
             return False
         if outcome.changed:
             relay.forwarded_body = orjson.dumps(body)
@@ -170,7 +170,7 @@ class GatewayHandler:
             if error is None and client.closed:
                 error = ClientGone("the client left while its images were fetched")
             if error is not None:
-                self._reject(request, client, relay.request_id, error, relay.guard)
+                self._reject(request, client, relay.request_id, error, relay.guard_notes)
                 return
             relay.forwarded_body = orjson.dumps(body)
             outcome = guard.after_fetch(request.path, relay.model or "", body, serving)
@@ -188,7 +188,7 @@ class GatewayHandler:
                 request = relay.request
                 assert request is not None
                 relay.session_key = self._session_key(request, body)
-        self._forwarder.start(relay)
+        self._forwarder.forward(relay)
 
     def _wait_for_probe(self, relay: Relay, client: HttpConnection, body: dict,
                         serving: list[Backend], deadline: float | None = None) -> None:
@@ -208,7 +208,7 @@ class GatewayHandler:
                 return
             outcome = Outcome()
             guard.quarantined(body, serving, outcome)
-            relay.guard = [*(relay.guard or ()), *outcome.notes]
+            relay.guard_notes = [*(relay.guard_notes or ()), *outcome.notes]
             if outcome.rejection is not None:
                 refuse(outcome.rejection)
             elif outcome.wait:
@@ -220,7 +220,7 @@ class GatewayHandler:
                 self._forward(relay, body)
 
         def refuse(error: WardenError) -> None:
-            self._reject(request, client, relay.request_id, error, relay.guard)
+            self._reject(request, client, relay.request_id, error, relay.guard_notes)
 
         parked_until = guard.probation.park(resume, refuse, deadline)
 
@@ -272,7 +272,7 @@ class GatewayHandler:
                 error: WardenError, guard_notes: list[str] | None = None) -> None:
         exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
         exchange.request = request
-        exchange.guard = guard_notes
+        exchange.guard_notes = guard_notes
         exchange.status = error.status
         exchange.error = error.message
         respond_error(client, error, request_id)

@@ -16,7 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from warden.proxy.exchange import Exchange
+    from warden.exchange import Exchange
     from warden.proxy.relay import Relay
 
 RECENT_PER_BACKEND = 64            # exchanges kept per backend

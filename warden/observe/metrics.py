@@ -20,12 +20,12 @@ from prometheus_client.core import (
     Metric,
 )
 
+from warden.exchange import Exchange
 from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import Scraper
 from warden.guard.guard import Guard
 from warden.observe.backend_metrics import backend_families
 from warden.observe.quarantine_metrics import quarantine_families
-from warden.proxy.exchange import Exchange
 from warden.record.recorder import Recorder
 from warden.routing.policy import RoutingPolicy
 

@@ -29,11 +29,11 @@ from warden.errors import (
     UpstreamTimeout,
     WardenError,
 )
+from warden.exchange import Capture
 from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy import headers as hdr
-from warden.proxy.exchange import Capture
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
 
@@ -94,7 +94,7 @@ class Forwarder:
         self.expose_upstream = settings.expose_upstream
         self.scrub_errors = settings.scrub_upstream_errors
 
-    def start(self, relay: Relay, last_error: NotSentError | None = None) -> None:
+    def forward(self, relay: Relay, last_error: NotSentError | None = None) -> None:
         """Forward an admitted request (its `model` set), or try again after `last_error`
         (nothing was sent). The client always gets an answer."""
         serving = self._backends.serving.get(relay.model or "")  # (set: it was admitted)
@@ -162,7 +162,7 @@ class Forwarder:
                 backend.probe_abandoned()
             relay.probe = False
             self._metrics.retried(backend.name)
-            self.start(relay, e)
+            self.forward(relay, e)
             return
         except asyncio.CancelledError:
             if relay.probe:
@@ -193,14 +193,14 @@ class Forwarder:
             recent.append(relay)
             if len(body) >= LARGE_BODY:  # (bytes bounded where they come from: see there)
                 trim_to_bytes(recent)
-        relay.start(backend, conn, data, now)
+        relay.send(backend, conn, data, now)
 
     def relay_ended(self, relay: Relay, ending: str) -> None:
         now = time.monotonic()
         if ending == Ending.CLIENT_LOST and not relay.status:
             relay.status = CLIENT_CLOSED_REQUEST  # left before the answer's head: nginx's 499
         self.active.discard(relay)
-        backend = relay.upstream
+        backend = relay.sent_to
         backend.in_flight -= 1
         backend.pool.release(relay.conn, now)
         observer = relay.observer

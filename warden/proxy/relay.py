@@ -22,8 +22,8 @@ import orjson
 from warden.config.schema import TimeoutsSpec
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
+from warden.exchange import CAPTURE_LIMIT, Capture, Exchange
 from warden.proxy import scrub
-from warden.proxy.exchange import CAPTURE_LIMIT, Capture, Exchange
 from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver
 from warden.upstream.batch import WriteBatch
@@ -46,7 +46,7 @@ class RelayOwner(Protocol):
 
 class Relay(Exchange):
     # Per-request defaults live on the class: __init__ stores only what differs.
-    upstream: Backend             # (these two are set by `start`, before any event comes)
+    sent_to: Backend              # (these two are set by `send`, before any event comes)
     conn: UpstreamConnection
     ended = False
     ending: str | None = None
@@ -70,11 +70,11 @@ class Relay(Exchange):
         self.client = client
         self._owner = owner
 
-    def start(self, backend: Backend, conn: UpstreamConnection, data: list[bytes],
+    def send(self, backend: Backend, conn: UpstreamConnection, data: list[bytes],
               now: float) -> None:
         """Send the request to `backend` over `conn` (`now` is `time.monotonic()`) and start
         watching both sides."""
-        self.upstream = backend
+        self.sent_to = backend
         self.backend = backend.name
         self.conn = conn
         self.sent_at = self.last_progress_at = now
@@ -107,7 +107,7 @@ class Relay(Exchange):
                 if capture:
                     self.captured = []  # the record and the forensics read the original
                 return BodyMode.DECODED
-        target = self.upstream.target
+        target = self.sent_to.target
         expose = self._owner.expose_upstream
         passed = passthrough_head(head, status, self.request_id, target, expose)
         if passed is not None and self.client.http11:
@@ -180,7 +180,7 @@ class Relay(Exchange):
             self.client.end_response()
         else:
             self.error = held.answer(self.client, self.status, self.request_id,
-                                     self.upstream.target, self._owner.expose_upstream)
+                                     self.sent_to.target, self._owner.expose_upstream)
         self._end(Ending.UPSTREAM_COMPLETE)
 
     def on_lost(self, reason: str) -> None:

@@ -36,7 +36,7 @@ import time
 import orjson
 
 from warden.config.recorder_schema import RecorderSpec
-from warden.proxy.exchange import Exchange
+from warden.exchange import Exchange
 from warden.record.files import RecordFiles
 from warden.record.postgres import PostgresSink
 from warden.record.render import Clock, Renderer
@@ -117,7 +117,7 @@ class Recorder:
     def queued(self) -> int:
         return self._pending_count + self.handed - self.writer.written
 
-    def start(self) -> None:
+    def open(self) -> None:
         """From the event loop: open the files, start the writer (and the PostgreSQL sink)."""
         self.writer.start()
         if self.spec.postgres is not None:
@@ -161,7 +161,7 @@ class Recorder:
         """SIGHUP: an external logrotate moved the open file; the writer starts a new one."""
         self.writer.batches.put(REOPEN)
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
         """Write everything pending, then stop the writer."""
         self.flush()
         self.writer.batches.put(None)

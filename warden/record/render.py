@@ -21,7 +21,7 @@ import time
 import orjson
 
 from warden.edge.request import INTERPRETED, HttpRequest
-from warden.proxy.exchange import Exchange
+from warden.exchange import Exchange
 from warden.stream.sse import SseDecoder
 
 SECRET_HEADERS = frozenset({
@@ -114,8 +114,8 @@ class Renderer:
                     record["body"] = base64.b64encode(body).decode()
                     record["body_encoding"] = "base64"
                 record["body_bytes"] = len(body)
-        if exchange.guard:
-            record["guard"] = exchange.guard
+        if exchange.guard_notes:
+            record["guard"] = exchange.guard_notes
         if exchange.upstream_id:  # the id the backend got, when the client chose its own
             record["upstream_id"] = exchange.upstream_id.decode("latin-1")
         if exchange.forwarded_body is not None:  # what went to the backend instead

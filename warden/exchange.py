@@ -78,7 +78,7 @@ class Exchange:
     first_byte_at = 0.0              # the backend's response head arrived
     # For the flight recorder: the request, and the response bytes kept for its record.
     request: HttpRequest | None = None
-    guard: list[str] | None = None        # what the guard did (or would have done)
+    guard_notes: list[str] | None = None  # what the guard did (or would have done)
     forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
     upstream_id = b""                     # the id sent upstream when not `request_id`
     only: frozenset[str] | None = None    # the backends the guard lets it go to (route)
