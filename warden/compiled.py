@@ -26,25 +26,30 @@ from __future__ import annotations
 import importlib
 
 MODULES = (
+    "warden/admission/affinity.py",
+    "warden/admission/chain.py",
+    "warden/admission/guard_stage.py",
+    "warden/admission/parse.py",
     "warden/edge/budget.py",
     "warden/edge/connection.py",
-    "warden/edge/gateway.py",
     "warden/edge/reading.py",
     "warden/edge/request.py",
     "warden/edge/responding.py",
     "warden/edge/wire.py",
+    "warden/exchange.py",
     "warden/fleet/backend.py",
     "warden/fleet/breaker.py",
+    "warden/forensics/listener.py",
     "warden/guard/fields.py",
     "warden/guard/guard.py",
     "warden/guard/validate.py",
     "warden/observe/metrics.py",
-    "warden/exchange.py",
     "warden/proxy/forwarder.py",
     "warden/proxy/headers.py",
     "warden/proxy/relay.py",
     "warden/record/recorder.py",
     "warden/record/render.py",
+    "warden/routes.py",
     "warden/routing/affinity.py",
     "warden/routing/pickers.py",
     "warden/routing/policy.py",
@@ -54,6 +59,7 @@ MODULES = (
     "warden/upstream/batch.py",
     "warden/upstream/connection.py",
     "warden/upstream/pool.py",
+    "warden/upstream/target.py",
 )
 
 

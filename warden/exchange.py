@@ -1,11 +1,16 @@
-"""What the gateway knows about one request from arrival to end: the record that metrics (and,
-later, the flight recorder) receive exactly once. Times are `time.monotonic()`."""
+"""What the gateway knows about one request from arrival to end, and who hears of it.
+
+The lowest layer of the request flow: every consumer of a finished request (metrics, the
+flight recorder, the incident detector; later limits and caches) reads an `Exchange` and is an
+`ExchangeListener`, so none of them imports the proxy, and the proxy imports none of them.
+Times are `time.monotonic()`."""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from warden.edge.request import HttpRequest
@@ -103,3 +108,45 @@ class Exchange:
     @property
     def duration(self) -> float:
         return self.ended_at - self.received_at
+
+
+class ExchangeListener(Protocol):
+    """One consumer of exchanges (metrics, the flight recorder, the incident detector).
+
+    Contract:
+    - `started(exchange)`: the exchange is about to be written to a backend (its `backend` and
+      `sent_at` set), before any byte of it is; for one never sent (refused at admission, no
+      backend could take it), at its end, just before `ended`. Once per exchange.
+    - `ended(exchange)`: once per exchange, after its answer (or the error that replaced it)
+      went to the client, `ended_at`, `status`, `verdict` set; whatever ended it.
+    - Both run on the event loop, on the data path, for every request: they must not block,
+      await or raise, and should cost a few attribute reads in the common case (anything
+      slower belongs in a queue the listener drains elsewhere, as the recorder does).
+    - Neither may keep the exchange's response bytes (`captured`) past `ended`: they are let
+      go right after.
+    """
+
+    def started(self, exchange: Exchange) -> None: ...
+
+    def ended(self, exchange: Exchange) -> None: ...
+
+
+class Listeners:
+    """The listeners of a gateway, told in the order given (metrics first: the cheapest and
+    the one an operator reads)."""
+
+    def __init__(self, listeners: Sequence[ExchangeListener] = ()):
+        self.all: tuple[ExchangeListener, ...] = tuple(listeners)
+
+    def started(self, exchange: Exchange) -> None:
+        for listener in self.all:
+            listener.started(exchange)
+
+    def ended(self, exchange: Exchange) -> None:
+        """The exchange's end; a never-sent one's start goes with it (see the contract)."""
+        listeners = self.all
+        if not exchange.sent_at:
+            for listener in listeners:
+                listener.started(exchange)
+        for listener in listeners:
+            listener.ended(exchange)

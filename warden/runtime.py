@@ -1,6 +1,7 @@
 """The part of a gateway that a config reload replaces, built whole from one `Settings`.
 
-A `Runtime` is the fleet (its registry), the routing policy and the guard. Building one has no
+A `Runtime` is the fleet (its registry), the routing policy, the guard and the admission
+stages built on them; `Current` holds the one new requests see. Building one has no
 effect on the running gateway except one, on purpose: a backend the new config keeps (same
 name, same URL) is the same `Backend` object, reconfigured, so its live state — requests in
 flight, load, health, breaker — carries over. Everything that can fail on a new config fails
@@ -13,9 +14,14 @@ keeps the old ones and says so.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from warden.admission.build import build_stages
+from warden.admission.stage import Stage
 from warden.config.schema import Settings
+from warden.exchange import Exchange
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard
 from warden.guard.probation import Probation
@@ -28,10 +34,20 @@ class Runtime:
     backends: BackendRegistry
     policy: RoutingPolicy
     guard: Guard | None
+    stages: tuple[Stage, ...]
+
+
+class Current:
+    """The runtime new requests see (and the admin API, the incident scraper): one cell,
+    swapped whole by a reload, read by whoever needs the running config at the time."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
 
 
 def build_runtime(settings: Settings, probation: Probation | None,
-                  previous: Runtime | None = None) -> Runtime:
+                  previous: Runtime | None = None,
+                  recent_of: Callable[[str], deque[Exchange]] | None = None) -> Runtime:
     """A runtime for `settings`; with `previous`, the backends it keeps are reused and the
     counters that metrics export (guard decisions, degraded picks) continue, so Prometheus
     never sees them go backwards."""
@@ -43,8 +59,10 @@ def build_runtime(settings: Settings, probation: Probation | None,
         inner, old_inner = _unwrap(policy), _unwrap(previous.policy)
         if hasattr(inner, "degraded_picks") and hasattr(old_inner, "degraded_picks"):
             inner.degraded_picks = old_inner.degraded_picks
-    backends = BackendRegistry(settings, previous.backends if previous is not None else None)
-    return Runtime(settings, backends, policy, guard)
+    backends = BackendRegistry(settings, previous.backends if previous is not None else None,
+                               recent_of)
+    return Runtime(settings, backends, policy, guard,
+                   build_stages(settings, guard, backends, policy))
 
 
 def _unwrap(policy: RoutingPolicy) -> object:

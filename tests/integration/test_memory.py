@@ -12,8 +12,8 @@ import socket
 import pytest
 
 from tests.harness import GatewayThread
-from warden.forensics import recent
-from warden.forensics.recent import LARGE_BODY, RECENT_PER_BACKEND
+from warden.fleet import recent
+from warden.fleet.recent import LARGE_BODY, RECENT_PER_BACKEND
 
 
 def _request(stream: bool, content: str = "hi") -> bytes:

@@ -20,7 +20,7 @@ def backend(name: str, port: int, **spec) -> Backend:
 
 
 def admit(guard: Guard, body: dict, backends=()):
-    return guard.admit("/v1/chat/completions", "m", body, orjson.dumps(body), list(backends))
+    return guard.judge("/v1/chat/completions", "m", body, orjson.dumps(body), list(backends))
 
 
 def guard_with(*rules: dict) -> Guard:

@@ -99,7 +99,7 @@ def test_an_escaped_key_is_still_seen():
     raw = b'{"model": "m", "messages": [{"role": "user", "content": [{"type": ' \
           b'"\\u0069mage_embeds", "\\u0069mage_embeds": "t"}]}]}'
     body = orjson.loads(raw)
-    outcome = Guard(GuardSpec()).admit(CHAT, "m", body, raw, [backend(None)])
+    outcome = Guard(GuardSpec()).judge(CHAT, "m", body, raw, [backend(None)])
     assert outcome is not None and outcome.rejection is not None
 
 

@@ -34,7 +34,7 @@ def unvalidated() -> Guard:
 def admit(guard: Guard, body: dict, path: str = CHAT):
     backend = Backend(BackendSpec(name="b", url="http://127.0.0.1:9", vllm_version=OLD),
                       TimeoutsSpec())
-    return guard.admit(path, "m", body, orjson.dumps(body), [backend])
+    return guard.judge(path, "m", body, orjson.dumps(body), [backend])
 
 
 # (rule, endpoint, a killer in a lax spelling, what normalizing makes of it, None: rejected)

@@ -56,7 +56,7 @@ def test_a_corpus_of_legitimate_but_unusual_requests_passes_untouched(body):
     guard = Guard(GuardSpec(models={**FACTS, "sql-lora": FACTS["m"]}))
     untouched = copy.deepcopy(body)
     model = body["model"]
-    outcome = guard.admit(CHAT, model, untouched, orjson.dumps(body),
+    outcome = guard.judge(CHAT, model, untouched, orjson.dumps(body),
                           [backend(OLD), backend(None)])
     assert outcome is None and untouched == body
     completions = {"model": "m", "prompt": [[1, 2, 3], [999]], "echo": True, "logprobs": 5,

@@ -71,7 +71,7 @@ def guard(validate: bool = True, **limits) -> Guard:
 def admit(g: Guard, body: dict, path: str = CHAT, raw: bytes | None = None):
     backend = Backend(BackendSpec(name="b", url="http://127.0.0.1:9", vllm_version="0.32.0"),
                       TimeoutsSpec())
-    return g.admit(path, "m", body, orjson.dumps(body) if raw is None else raw, [backend])
+    return g.judge(path, "m", body, orjson.dumps(body) if raw is None else raw, [backend])
 
 
 def image(url: str) -> dict:

@@ -30,7 +30,7 @@ def guard(**limits) -> Guard:
 def admit(body: dict, path: str = CHAT, g: Guard | None = None):
     backend = Backend(BackendSpec(name="b", url="http://127.0.0.1:9", vllm_version="0.32.0"),
                       TimeoutsSpec())
-    return (g or guard()).admit(path, "m", body, orjson.dumps(body), [backend])
+    return (g or guard()).judge(path, "m", body, orjson.dumps(body), [backend])
 
 
 def chat(url: str, key: str = "image_url") -> dict:
@@ -126,7 +126,7 @@ def frames(*images: bytes) -> str:
 def admit_on(version: str, body: dict):
     backend = Backend(BackendSpec(name="b", url="http://127.0.0.1:9", vllm_version=version),
                       TimeoutsSpec())
-    return guard().admit(CHAT, "m", body, orjson.dumps(body), [backend])
+    return guard().judge(CHAT, "m", body, orjson.dumps(body), [backend])
 
 
 def test_a_video_jpeg_list_longer_than_the_bound_is_refused_where_every_frame_is_decoded():

@@ -221,5 +221,5 @@ def test_hostile_patterns_and_grammars_never_make_a_rule_raise(text):
         for body in (so(regex=text), chat(guided_regex=text), so(grammar=text),
                      chat(guided_grammar=text), pattern_schema(text),
                      so(whitespace_pattern=text, json={"type": "object"})):
-            outcome = guard.admit(CHAT, "m", body, b"{}", [backend("0.11.0")])
+            outcome = guard.judge(CHAT, "m", body, b"{}", [backend("0.11.0")])
             assert outcome is None or outcome.notes

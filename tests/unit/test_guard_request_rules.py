@@ -43,7 +43,7 @@ def guard_for(backend_name: str | None = None, **spec) -> Guard:
 
 
 def admit(guard: Guard, body: dict, backends: list, path: str = CHAT):
-    return guard.admit(path, "m", body, orjson.dumps(body), backends)
+    return guard.judge(path, "m", body, orjson.dumps(body), backends)
 
 
 # (rule, endpoint, the model's backend, an affected version, crashing body, what enforce
@@ -219,5 +219,5 @@ def test_hostile_values_never_make_a_rule_raise(extra):
     for backend_name in (None, "outlines", "lm-format-enforcer", "guidance"):
         guard = guard_for(backend_name, validation={"enabled": False})
         for path in (CHAT, COMPLETIONS, EMBEDDINGS):
-            outcome = guard.admit(path, "m", chat(**extra), b"{}", [backend("0.10.1")])
+            outcome = guard.judge(path, "m", chat(**extra), b"{}", [backend("0.10.1")])
             assert outcome is None or outcome.notes

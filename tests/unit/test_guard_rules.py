@@ -68,7 +68,7 @@ def backend(version: str | None, **spec) -> Backend:
 
 
 def admit(guard: Guard, body: dict, backends: list[Backend], path: str = CHAT):
-    return guard.admit(path, "m", body, orjson.dumps(body), backends)
+    return guard.judge(path, "m", body, orjson.dumps(body), backends)
 
 
 # (rule, endpoint, crashing body, what enforce makes of it (None: rejected), its neighbour)

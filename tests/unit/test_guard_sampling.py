@@ -43,7 +43,7 @@ def guard(validate: bool = True, models=FACTS, **limits) -> Guard:
 
 def admit(g: Guard, body: dict, path: str = COMPLETIONS, version: str | None = "0.11.0",
           backends: list[Backend] | None = None):
-    return g.admit(path, "m", body, orjson.dumps(body), backends or [backend(version)])
+    return g.judge(path, "m", body, orjson.dumps(body), backends or [backend(version)])
 
 
 def rejected_by(outcome, rule_id: str) -> bool:
@@ -122,7 +122,7 @@ def test_an_empty_prompt_goes_only_to_versions_that_refuse_it(path, field, value
     body = {"model": "m", field: value, "max_tokens": 20, "temperature": 0}
     g = guard(validate=False)
     old, new = backend("0.5.4", "old"), backend("0.5.5", "new")
-    outcome = g.admit(path, "m", copy.deepcopy(body), orjson.dumps(body), [old, new])
+    outcome = g.judge(path, "m", copy.deepcopy(body), orjson.dumps(body), [old, new])
     assert outcome.rejection is None and outcome.only == {"new"}
     assert rejected_by(admit(g, copy.deepcopy(body), path, "0.5.4"), "prompt-empty")
     assert untouched(g, body, path, "0.11.0")
@@ -157,7 +157,7 @@ def test_a_streamed_echo_goes_only_to_versions_that_serve_it():
             "temperature": 1.0, "logprobs": 1, "echo": True, "stream": True}
     g = guard()
     old, new = backend("0.6.6.post1", "old"), backend("0.9.2", "new")
-    outcome = g.admit(COMPLETIONS, "m", copy.deepcopy(body), orjson.dumps(body), [old, new])
+    outcome = g.judge(COMPLETIONS, "m", copy.deepcopy(body), orjson.dumps(body), [old, new])
     assert outcome.only == {"new"} and outcome.notes == ["routed echo-stream"]
     assert rejected_by(admit(g, copy.deepcopy(body), version="0.6.6.post1"), "echo-stream")
     lax = {**body, "echo": "true", "stream": 1}
@@ -266,6 +266,6 @@ def test_no_rule_raises_on_any_value_in_any_field(value):
                         rule.apply_fix(copy.deepcopy(body), ctx)
         # the whole guard, every field at once, in a body large and marked enough for all
         g = Guard(GuardSpec(models={"m": facts}, validation=OFF))
-        outcome = g.admit(path, "m", {field: value for field in FIELDS}, b"<" * 40000,
+        outcome = g.judge(path, "m", {field: value for field in FIELDS}, b"<" * 40000,
                           [backend("0.5.0")])
         assert outcome is None or outcome.notes

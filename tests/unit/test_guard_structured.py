@@ -164,7 +164,7 @@ def test_hostile_schemas_never_make_a_rule_raise(schema):
     guard = Guard(GuardSpec(validation={"enabled": False}))  # every rule sees the schema
     for body in (so(json=schema), chat(guided_json=schema), json_schema(schema),
                  forced(schema), chat(min_tokens=5, n=2, guided_json=schema)):
-        outcome = guard.admit(CHAT, "m", body, b"{}", [backend("0.6.6")])
+        outcome = guard.judge(CHAT, "m", body, b"{}", [backend("0.6.6")])
         assert outcome is None or outcome.notes
 
 

@@ -41,7 +41,7 @@ def guard(models: dict | None = None, actions: dict | None = None, validate: boo
 
 
 def admit(g: Guard, body: dict, path: str = CHAT, raw: bytes | None = None):
-    return g.admit(path, "m", body, orjson.dumps(body) if raw is None else raw, [backend()])
+    return g.judge(path, "m", body, orjson.dumps(body) if raw is None else raw, [backend()])
 
 
 def chat(*messages: dict, **extra) -> dict:

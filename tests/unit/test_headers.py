@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from warden.edge.request import INTERPRETED
 from warden.proxy import headers as hdr
+from warden.upstream.target import UpstreamTarget
 
-BACKEND = hdr.UpstreamTarget("10.1.1.1:8000", None)
+BACKEND = UpstreamTarget("10.1.1.1:8000", None)
 
 
 def head_lines(request: list[bytes]) -> list[bytes]:
@@ -77,7 +78,7 @@ def test_api_key_fields_go_on():
 
 
 def test_backend_api_key_replaces_the_clients():
-    backend = hdr.UpstreamTarget("h:1", "backend-key")
+    backend = UpstreamTarget("h:1", "backend-key")
     request = hdr.upstream_request(b"POST", b"/v1/models",
                                    *split([(b"authorization", b"Bearer u")]), b"", backend,
                                    b"r", "1.2.3.4")
@@ -91,7 +92,7 @@ def test_response_head_is_rewritten_in_one_pass():
                 (b"transfer-encoding", b"chunked"), (b"date", b"x"),
                 (b"x-request-id", b"theirs"), (b"server", b"uvicorn")]
     block, length, event_stream = hdr.response_head(
-        upstream, 200, b"ours", hdr.UpstreamTarget("127.0.0.1:18090", None), True)
+        upstream, 200, b"ours", UpstreamTarget("127.0.0.1:18090", None), True)
     assert block == (b"content-type: text/event-stream; charset=utf-8\r\n"
                      b"server: uvicorn\r\nx-request-id: ours\r\n"
                      b"x-upstream-addr: 127.0.0.1:18090\r\nx-upstream-status: 200\r\n")

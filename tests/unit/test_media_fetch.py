@@ -188,7 +188,7 @@ def test_the_guard_asks_for_a_fetch_only_when_it_is_on_and_there_are_remote_imag
     backend = Backend(BackendSpec(name="b", url="http://127.0.0.1:9"), TimeoutsSpec())
 
     def admit(guard: Guard, body: dict):
-        return guard.admit("/v1/chat/completions", "m", body, orjson.dumps(body), [backend])
+        return guard.judge("/v1/chat/completions", "m", body, orjson.dumps(body), [backend])
 
     on = Guard(GuardSpec(media=MediaFetchSpec(fetch=True)))
     outcome = admit(on, chat("https://cdn.example/a.png"))

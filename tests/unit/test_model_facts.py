@@ -34,7 +34,7 @@ def chat(**extra) -> dict:
 
 
 def admit(guard: Guard, body: dict, backends: list[Backend]):
-    return guard.admit(CHAT, "m", body, b"", backends)
+    return guard.judge(CHAT, "m", body, b"", backends)
 
 
 def test_disagreeing_backends_give_the_smaller_bounds_and_all_special_tokens():

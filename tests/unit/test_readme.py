@@ -64,7 +64,7 @@ def test_the_custom_rule_example_behaves_as_described():
     def admit(max_tokens: int, role: str = "user"):
         body = {"model": "m", "max_tokens": max_tokens,
                 "messages": [{"role": role, "content": "hi"}]}
-        return body, guard.admit("/v1/chat/completions", "m", body, orjson.dumps(body),
+        return body, guard.judge("/v1/chat/completions", "m", body, orjson.dumps(body),
                                  [small, big])
 
     body, outcome = admit(50000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from warden.edge.request import HttpRequest
 from warden.exchange import Exchange
-from warden.forensics.recent import RECENT_PER_BACKEND, held_by, recent_exchanges, trim_to_bytes
+from warden.fleet.recent import RECENT_PER_BACKEND, held_by, recent_exchanges, trim_to_bytes
 
 
 def sent(body_bytes: int, forwarded_bytes: int | None = None) -> Exchange:

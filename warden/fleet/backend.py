@@ -10,12 +10,12 @@ from warden.config.schema import BackendSpec, HealthSpec, TimeoutsSpec
 from warden.fleet.breaker import CLOSED, CircuitBreaker, PassiveEjection
 from warden.fleet.deployment import Deployment, declared_deployment
 from warden.fleet.signals import EngineLoad
-from warden.proxy.headers import UpstreamTarget
 from warden.upstream.pool import ConnectionPool
+from warden.upstream.target import UpstreamTarget
 
 if TYPE_CHECKING:
+    from warden.exchange import Exchange
     from warden.fleet.model_facts import LearnedModel
-    from warden.proxy.relay import Relay
 
 # No cap on requests in flight.
 UNLIMITED = 2**62
@@ -41,7 +41,7 @@ class Backend:
     """
 
     def __init__(self, spec: BackendSpec, timeouts: TimeoutsSpec,
-                 health: HealthSpec | None = None):
+                 health: HealthSpec | None = None, recent: deque[Exchange] | None = None):
         health = health if health is not None else HealthSpec()
         self.name = spec.name
         self.name_hash = zlib.crc32(spec.name.encode())  # for rendezvous hashing
@@ -78,9 +78,9 @@ class Backend:
         self.scrape_error: str | None = None
         self.failures = 0             # failed requests, in total (a counter)
         self.failing = False          # failed since its last success (a success resets it)
-        # The last requests sent here (the incident detector's, when there is one: see
-        # forensics.recent).
-        self.recent: deque[Relay] | None = None
+        # The last requests sent here: the incident detector's suspects when it dies
+        # (fleet.recent; None without a detector).
+        self.recent = recent
 
     def _configure(self, spec: BackendSpec, health: HealthSpec) -> None:
         """What the config says of it (at start, and again at each reload)."""

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from warden.config.schema import Settings
 from warden.fleet.backend import Backend
+
+if TYPE_CHECKING:
+    from warden.exchange import Exchange
 
 
 class BackendRegistry:
@@ -15,16 +20,20 @@ class BackendRegistry:
     The index is read per request and rebuilt only when a backend's model set changes
     (`reindex`, called by discovery)."""
 
-    def __init__(self, settings: Settings, previous: BackendRegistry | None = None):
+    def __init__(self, settings: Settings, previous: BackendRegistry | None = None,
+                 recent_of: Callable[[str], deque[Exchange]] | None = None):
         """`previous`: the registry a config reload replaces. A backend it holds under the
-        same name and URL is the same engine: kept, with its live state, and reconfigured."""
+        same name and URL is the same engine: kept, with its live state, and reconfigured.
+        `recent_of(name)`: where a new backend keeps the exchanges last sent to it (the
+        incident detector's, which outlive a backend's removal; fleet.recent)."""
         kept = {(b.name, b.address): b for b in previous} if previous is not None else {}
         now = time.monotonic()
         self._by_address: dict[str, Backend] = {}
         for spec in settings.backends:
             backend = kept.get((spec.name, spec.address))
             if backend is None:
-                backend = Backend(spec, settings.timeouts, settings.health)
+                backend = Backend(spec, settings.timeouts, settings.health,
+                                  recent_of(spec.name) if recent_of is not None else None)
             else:
                 backend.reconfigure(spec, settings.timeouts, settings.health, now)
             self._by_address[spec.address] = backend

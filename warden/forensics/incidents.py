@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from warden.forensics.recent import recent_exchanges
+from warden.fleet.recent import recent_exchanges
 from warden.forensics.unusual import unusual
 from warden.guard.fingerprint import fingerprints
 from warden.record.render import iso_wall
 from warden.stream.observer import Ending
 
 if TYPE_CHECKING:
-    from warden.proxy.relay import Relay
+    from warden.exchange import Exchange
 
 log = logging.getLogger("warden.incidents")
 
@@ -94,7 +94,7 @@ class IncidentDetector:
         self._on_opened = on_opened
         self.window = window
         self.settle = settle
-        self.recent: dict[str, deque[Relay]] = {}
+        self.recent: dict[str, deque[Exchange]] = {}
         self._open: dict[str, Incident] = {}
         self.alive: set[str] = set()      # answered since start, or since their last death
         self.down: set[str] = set()       # dead, or down at start: not seen alive since
@@ -104,7 +104,7 @@ class IncidentDetector:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def recent_of(self, backend: str) -> deque[Relay]:
+    def recent_of(self, backend: str) -> deque[Exchange]:
         """Where the forwarder appends each relay it sends to this backend (forensics.recent)."""
         recent = self.recent.get(backend)
         if recent is None:

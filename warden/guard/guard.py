@@ -109,7 +109,7 @@ class Guard:
         # model -> (the backends serving it, the sum of their facts epochs, its facts)
         self._facts: dict[str, tuple[Sequence[Backend], int, ModelFacts]] = {}
 
-    def admit(self, path: str, model: str, body: dict, raw: bytes,
+    def judge(self, path: str, model: str, body: dict, raw: bytes,
               backends: Sequence[Backend]) -> Outcome | None:
         """What the guard makes of one request (`body`, parsed from `raw`); None (the usual
         answer) when nothing. `body` is rewritten in place when a rule normalizes it."""
@@ -150,7 +150,7 @@ class Guard:
     def after_fetch(self, path: str, model: str, body: dict,
                     backends: Sequence[Backend]) -> Outcome | None:
         """A request whose remote images were fetched and inlined: the media rules judge
-        them, then the quarantine's step runs (as `admit` would have)."""
+        them, then the quarantine's step runs (as `judge` would have)."""
         outcome = Outcome()
         raw = orjson.dumps(body)  # (the rules' markers are looked for in the inlined body)
         self.check(path, model, body, backends, raw, len(raw), outcome, self.media_rules)

@@ -60,13 +60,16 @@ class GatewayMetrics:
     `collect` method (not by inheriting `Collector`: this class is compiled, warden.compiled)."""
 
     def __init__(self, backends: BackendRegistry, clock: Callable[[], float],
-                 recorder: Recorder | None = None):
+                 recorder: Recorder | None = None, scraper: Scraper | None = None,
+                 guard: Guard | None = None, policy: RoutingPolicy | None = None):
+        """`scraper`: whose staleness the per-backend gauges show; `guard`, `policy`: the
+        running config's (`use` follows a reload)."""
         self._backends = backends
         self._clock = clock
         self._recorder = recorder
-        self.guard: Guard | None = None  # set by the app
-        self.scraper: Scraper | None = None  # set by the app
-        self.policy: RoutingPolicy | None = None  # set by the app
+        self.guard = guard
+        self.scraper = scraper
+        self.policy = policy
         # Config reloads by result ("ok", "failed"), and when the running config was loaded.
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.config_loaded_at = 0.0  # time.time()
@@ -87,7 +90,12 @@ class GatewayMetrics:
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def exchange_done(self, exchange: Exchange) -> None:
+    # An ExchangeListener (warden.exchange): counts at the end only.
+
+    def started(self, exchange: Exchange) -> None:
+        pass
+
+    def ended(self, exchange: Exchange) -> None:
         """Called exactly once per request, when it has ended (answered or abandoned)."""
         endpoint = exchange.endpoint
         self.requests[endpoint, exchange.status] += 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from warden.config.schema import Settings
 from warden.edge.responses import respond_error
@@ -29,17 +29,12 @@ from warden.errors import (
     UpstreamTimeout,
     WardenError,
 )
-from warden.exchange import Capture
+from warden.exchange import Listeners
 from warden.fleet.backend import Backend
+from warden.fleet.recent import LARGE_BODY, trim_to_bytes
 from warden.fleet.registry import BackendRegistry
-from warden.observe.metrics import GatewayMetrics
 from warden.proxy import headers as hdr
 from warden.proxy.relay import Relay
-from warden.record.recorder import Recorder
-
-if TYPE_CHECKING:
-    from warden.forensics.incidents import IncidentDetector
-from warden.forensics.recent import LARGE_BODY, trim_to_bytes
 from warden.routing.policy import RoutingPolicy
 from warden.stream.observer import Ending, StreamObserver, Verdict, stream_verdict
 from warden.upstream.batch import WriteBatch
@@ -52,18 +47,23 @@ CLIENT_CLOSED_REQUEST: Final = 499
 
 class Forwarder:
     def __init__(self, settings: Settings, backends: BackendRegistry, policy: RoutingPolicy,
-                 metrics: GatewayMetrics, recorder: Recorder | None = None,
+                 listeners: Listeners, capture: int, active: set[Relay] | None = None, *,
+                 on_retry: Callable[[str], None] | None = None,
+                 on_connect_failed: Callable[[str, float], None] | None = None,
                  on_probe_end: Callable[[Relay], None] | None = None):
-        """`on_probe_end(relay)`: told when a quarantine probe's exchange ends."""
+        """`listeners`: told of each exchange's start and end (warden.exchange); `capture`:
+        what of each response a relay keeps for them (a `Capture`); `active`: the set of
+        relays in flight (shared with whoever lists them); `on_retry(backend)`: a request
+        moves on after `backend` was not reached; `on_connect_failed(backend, now)`: a
+        connection to it was refused; `on_probe_end(relay)`: a quarantine probe's exchange
+        ended."""
         self._backends = backends
+        self._listeners = listeners
+        self._on_retry = on_retry
+        self._on_connect_failed = on_connect_failed
         self._on_probe_end = on_probe_end
         self.policy = policy
-        self._metrics = metrics
-        self._recorder = recorder
-        self.incidents: IncidentDetector | None = None  # set by the app
-        # What of each response a relay keeps for the recorder (see `Capture`).
-        self.capture = Capture.of(settings.recorder.response) if recorder is not None \
-            else Capture.NONE
+        self.capture = capture
         self.timeouts = settings.timeouts
         self._cooldown = settings.discovery.unreachable_cooldown
         # Whether clients are shown which backend answered, in headers and error messages
@@ -71,7 +71,7 @@ class Forwarder:
         self.expose_upstream = settings.expose_upstream
         # Error texts that show the server's insides are withheld from clients (scrub).
         self.scrub_errors = settings.scrub_upstream_errors
-        self.active: set[Relay] = set()
+        self.active: set[Relay] = active if active is not None else set()
         self._connecting: set[asyncio.Task[None]] = set()
         # Bound at start: asyncio.get_running_loop() costs a syscall per call on CPython 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -156,12 +156,13 @@ class Forwarder:
             if isinstance(e, ConnectFailed):
                 backend.failed(now, relay.probe, e.message)
                 backend.mark_unreachable(now, self._cooldown, e.message)
-                if self.incidents is not None:
-                    self.incidents.connect_failed(backend.name, now)
+                if self._on_connect_failed is not None:
+                    self._on_connect_failed(backend.name, now)
             elif relay.probe:
                 backend.probe_abandoned()
             relay.probe = False
-            self._metrics.retried(backend.name)
+            if self._on_retry is not None:
+                self._on_retry(backend.name)
             self.forward(relay, e)
             return
         except asyncio.CancelledError:
@@ -186,8 +187,7 @@ class Forwarder:
         self.active.add(relay)
         backend.in_flight += 1
         backend.requests_sent += 1
-        if self._recorder is not None:  # write-ahead: queued before a byte is sent
-            self._recorder.started(relay)
+        self._listeners.started(relay)  # (the recorder's is write-ahead: before a byte goes)
         recent = backend.recent
         if recent is not None:  # the incident detector's suspects
             recent.append(relay)
@@ -220,10 +220,6 @@ class Forwarder:
                 backend.probe_abandoned()
         elif not backend.clear or relay.probe or backend.failing:
             backend.succeeded(now, relay.probe)
-        incidents = self.incidents
-        if incidents is not None and (relay.verdict != Verdict.COMPLETE or relay.status >= 500
-                                      or incidents.down):
-            incidents.exchange_ended(relay, now)
         if relay.head_sent or ending == Ending.CLIENT_LOST or ending == Ending.CANCELLED:
             if relay.lost_reason is not None:
                 relay.error = relay.lost_reason
@@ -246,12 +242,7 @@ class Forwarder:
 
     def _done(self, relay: Relay, now: float) -> None:
         relay.ended_at = now
-        self._metrics.exchange_done(relay)
-        recorder = self._recorder
-        if recorder is not None:
-            if not relay.sent_at:  # never forwarded: its start goes with its end
-                recorder.started(relay)
-            recorder.ended(relay)
+        self._listeners.ended(relay)
         if relay.quarantine_probe is not None and self._on_probe_end is not None:
             self._on_probe_end(relay)  # (before `captured` goes: it reads the death signs)
         if relay.captured is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from warden.upstream.target import UpstreamTarget
+
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
@@ -28,19 +30,6 @@ _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 # Whole `Connection` values that name none, as clients usually send them (a shortcut).
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 _NONE: frozenset[bytes] = frozenset()
-
-
-class UpstreamTarget:
-    """What is fixed per backend in every request written to it, rendered once."""
-
-    __slots__ = ("addr_line", "auth_line", "host_line")
-
-    def __init__(self, address: str, api_key: str | None):
-        self.host_line = b" HTTP/1.1\r\nhost: " + address.encode() + b"\r\n"
-        self.auth_line = (b"authorization: Bearer " + api_key.encode() + b"\r\n"
-                          if api_key is not None else b"")
-        # Shown to the client as X-Upstream-Addr (when exposed).
-        self.addr_line = b"x-upstream-addr: " + address.encode() + b"\r\n"
 
 
 def upstream_request(method: bytes, target: bytes, fields: dict[bytes, bytes],

@@ -22,7 +22,8 @@ import orjson
 
 from warden.edge.contracts import ClientStream
 from warden.errors import error_envelope
-from warden.proxy.headers import UpstreamTarget, parse_head, response_head
+from warden.proxy.headers import parse_head, response_head
+from warden.upstream.target import UpstreamTarget
 
 # The most of an error body held to look at; a longer one is withheld whole (vLLM's own
 # errors are a few hundred bytes: a longer body is a traceback or a page of one).

@@ -1,5 +1,5 @@
 """The gateway's own endpoints (not proxied): the fleet's models, liveness, readiness, the
-version and the metrics. Served by the gateway's handler (edge.gateway); not on the data path
+version and the metrics. Served through the path table (warden.routes); not on the data path
 (so not compiled: warden/compiled.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import orjson
 
 from warden import __version__
+from warden.admin.quarantine import QuarantineAdmin
 from warden.edge import wire
-from warden.edge.admin_quarantine import QuarantineAdmin
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_json

@@ -1,4 +1,4 @@
-"""The admin API's fleet routes, served by the gateway's handler (edge.gateway): the backends
+"""The admin API's fleet routes (admin.routes): the backends
 as routed, drain or enable one, and reload the config file. Not on the data path (so not
 compiled: warden/compiled.py)."""
 
@@ -19,7 +19,7 @@ from warden.errors import NotFound
 from warden.fleet.deployment import describe as describe_deployment
 from warden.fleet.model_facts import describe
 from warden.fleet.registry import BackendRegistry
-from warden.proxy.forwarder import Forwarder
+from warden.routing.policy import RoutingPolicy
 
 log = logging.getLogger("warden.admin")
 
@@ -31,11 +31,12 @@ Reload = Callable[[str], Coroutine[Any, Any, dict]]
 
 
 class FleetAdmin:
-    def __init__(self, forwarder: Forwarder, backends: BackendRegistry,
+    def __init__(self, policy: RoutingPolicy, backends: BackendRegistry,
                  reload: Reload | None = None, models: dict[str, ModelFacts] | None = None):
-        """`reload`: None when the gateway has no config file to re-read (`warden demo`);
-        `models`: the facts the guard's config sets by hand (`guard.models`)."""
-        self._forwarder = forwarder
+        """`policy`, `backends`: the running config's; `reload`: None when the gateway has
+        no config file to re-read (`warden demo`); `models`: the facts the guard's config
+        sets by hand (`guard.models`)."""
+        self._policy = policy
         self._backends = backends
         self._reload = reload
         self._models = models or {}
@@ -45,7 +46,7 @@ class FleetAdmin:
         policy), the facts of each model it serves and its deployment facts, each with
         where it came from."""
         now = time.monotonic()
-        explain = getattr(self._forwarder.policy, "explain", None)
+        explain = getattr(self._policy, "explain", None)
         backends = []
         for backend in self._backends:
             snapshot = backend.snapshot(now)
@@ -56,7 +57,7 @@ class FleetAdmin:
             snapshot["deployment"] = describe_deployment(backend.declared_deployment,
                                                          backend.learned_deployment)
             backends.append(snapshot)
-        body = {"policy": self._forwarder.policy.name, "backends": backends}
+        body = {"policy": self._policy.name, "backends": backends}
         respond_json(client, 200, orjson.dumps(body), rid)
 
     def backend_action(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:

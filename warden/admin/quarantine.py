@@ -1,4 +1,4 @@
-"""The admin API's quarantine routes, served by the gateway's handler (edge.gateway): what is
+"""The admin API's quarantine routes, served through admin.routes: what is
 held, and lifting it. Not on the data path (so not compiled: warden/compiled.py)."""
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Admission: what a proxied request passes before it is forwarded (admission.chain)."""

@@ -1,0 +1,93 @@
+"""Admission: a proxied request is parsed, passes the chain's stages in order, and is handed
+to the forwarder; or it is refused, answered in the OpenAI envelope and ended through the
+listeners like every other exchange (a refused request is evidence too).
+
+Synchronous on purpose: with no stage waiting on I/O, the request is admitted, routed and
+(usually) written upstream from the client's read callback, with no task per request.
+"""
+
+from __future__ import annotations
+
+import time
+from asyncio import Future
+from collections.abc import Sequence
+from functools import partial
+
+from warden.admission.parse import parse_request
+from warden.admission.stage import Stage
+from warden.edge.connection import HttpConnection
+from warden.edge.contracts import ClientStream
+from warden.edge.request import HttpRequest
+from warden.edge.responses import respond_error
+from warden.errors import WardenError
+from warden.exchange import Exchange, Listeners, RequestIds
+from warden.fleet.registry import BackendRegistry
+from warden.proxy.forwarder import Forwarder
+from warden.proxy.relay import Relay
+
+
+class Admission:
+    def __init__(self, stages: Sequence[Stage], forwarder: Forwarder,
+                 backends: BackendRegistry, listeners: Listeners, ids: RequestIds):
+        """`stages`: in order (admission.stage); `backends`: the running config's (a request
+        without a `model` goes to a one-model fleet's); `ids`: the process's request ids."""
+        self._stages = tuple(stages)
+        self._forwarder = forwarder
+        self._backends = backends
+        self._listeners = listeners
+        self._ids = ids
+
+    def admit(self, request: HttpRequest, client: HttpConnection) -> None:
+        client_id = request.fields.get(b"x-request-id")
+        request_id = self._ids.pick(client_id)
+        try:
+            model, stream, body = parse_request(request, self._backends)
+        except WardenError as e:
+            self.refuse(request, client, request_id, e)
+            return
+        relay = Relay(request, client, request_id, self._forwarder)
+        if request_id is client_id:  # (see RequestIds: never the client's id upstream)
+            relay.upstream_id = self._ids.upstream(request_id)
+        relay.model = model
+        relay.stream = stream
+        self._run(relay, body, 0)
+
+    def _run(self, relay: Relay, body: dict, first: int) -> None:
+        """The stages from `first` on, then the forwarder."""
+        stages = self._stages
+        for index in range(first, len(stages)):
+            result = stages[index].admit(relay, body)
+            if result is None:
+                continue
+            if isinstance(result, WardenError):
+                self._refuse_relay(relay, result)
+            else:
+                result.add_done_callback(partial(self._resumed, relay, body, index + 1))
+            return
+        self._forwarder.forward(relay)
+
+    def _resumed(self, relay: Relay, body: dict, following: int,
+                 done: Future[WardenError | None]) -> None:
+        error = done.result()
+        if error is not None:
+            self._refuse_relay(relay, error)
+        else:
+            self._run(relay, body, following)
+
+    def _refuse_relay(self, relay: Relay, error: WardenError) -> None:
+        request = relay.request
+        assert request is not None
+        self.refuse(request, relay.client, relay.request_id, error, relay.guard_notes)
+
+    def refuse(self, request: HttpRequest, client: ClientStream, request_id: bytes,
+               error: WardenError, guard_notes: list[str] | None = None) -> None:
+        """Answer `error` and end the request's exchange (its record: what was asked, the
+        status, the error, the guard's notes)."""
+        exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
+        exchange.request = request
+        exchange.guard_notes = guard_notes
+        exchange.status = error.status
+        exchange.error = error.message
+        respond_error(client, error, request_id)
+        exchange.ended_at = time.monotonic()
+        self._listeners.ended(exchange)

@@ -1,0 +1,44 @@
+"""The chain's first step, which every proxied request takes: the method, the content type,
+the JSON body, its `model` and `stream` (read as vLLM reads them)."""
+
+from __future__ import annotations
+
+import orjson
+
+from warden.edge.request import HttpRequest
+from warden.errors import InvalidRequest, MethodNotAllowed, UnsupportedMediaType
+from warden.fleet.registry import BackendRegistry
+from warden.guard.lax import lax_bool
+
+
+def parse_request(request: HttpRequest, backends: BackendRegistry) -> tuple[str, bool, dict]:
+    """(model, stream, the parsed body) of an acceptable request; raises a `ClientError`
+    otherwise."""
+    if request.method != "POST":
+        raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
+    content_type = request.fields.get(b"content-type", b"")
+    if not content_type.lower().startswith(b"application/json"):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if model is None:
+        model = default_model(backends)
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model must be a non-empty string", param="model")
+    stream = body.get("stream")
+    if stream is not True and stream is not None and stream is not False:
+        stream = lax_bool(stream)  # vLLM streams "true", 1, "on" too (pydantic's lax mode)
+    return model, stream is True, body
+
+
+def default_model(backends: BackendRegistry) -> str:
+    """vLLM lets a request omit `model` when it serves one; so does a one-model fleet."""
+    models = backends.models()
+    if len(models) == 1:
+        return next(iter(models))
+    raise InvalidRequest("you must provide a model parameter", param="model")

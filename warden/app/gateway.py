@@ -1,0 +1,205 @@
+"""One gateway's lifecycle: start (lock the state, learn the fleet, listen, run the loops),
+switch to a new runtime, stop (drain, end the rest, close). Built by `build_app` (wiring);
+reloads go through `app.reload`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from warden.app.parts import Parts
+from warden.app.quarantine import QuarantineParts
+from warden.app.reload import Reloader
+from warden.app.wiring import admin_url, build_parts, build_routes, server_limits
+from warden.config import Settings
+from warden.config.watcher import ConfigFileWatcher
+from warden.edge.server import HttpServer
+from warden.fleet.registry import BackendRegistry
+from warden.forensics.incidents import IncidentDetector
+from warden.guard.guard import Guard
+from warden.guard.quarantine import Quarantine
+from warden.observe.edge_metrics import EdgeCollector
+from warden.observe.metrics import GatewayMetrics
+from warden.proxy.forwarder import Forwarder
+from warden.record.lock import StateLock, hold_state
+from warden.record.recorder import Recorder
+from warden.routes import Routes
+from warden.routing.policy import RoutingPolicy
+from warden.runtime import Current, Runtime
+
+log = logging.getLogger("warden")
+
+
+class Gateway:
+    """The process-long `Parts` and the `Current` runtime, which a reload replaces whole."""
+
+    def __init__(self, settings: Settings, parts: Parts, current: Current,
+                 source: Path | None = None):
+        """`source`: the config file `settings` came from, which `reload_source` re-reads."""
+        self.parts = parts
+        self._current = current
+        self.source = source
+        self.reloader = Reloader(self, settings, source)
+        self.server: HttpServer | None = None
+        self.handler: Routes
+        self._tasks: list[asyncio.Task[None]] = []
+        self._locks: list[StateLock] = []
+        self.stopping = False  # a reload that comes during stop() is not applied
+        self.activate(current.runtime)
+
+    # -- what tests, the CLI and the admin API read ----------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._current.runtime.settings
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._current.runtime
+
+    @property
+    def backends(self) -> BackendRegistry:
+        return self._current.runtime.backends
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        return self._current.runtime.policy
+
+    @property
+    def guard(self) -> Guard | None:
+        return self._current.runtime.guard
+
+    @property
+    def quarantine_parts(self) -> QuarantineParts | None:
+        return self.parts.quarantine
+
+    @property
+    def quarantine(self) -> Quarantine | None:
+        return self.parts.quarantine.quarantine if self.parts.quarantine is not None else None
+
+    @property
+    def recorder(self) -> Recorder | None:
+        return self.parts.recorder
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self.parts.metrics
+
+    @property
+    def forwarder(self) -> Forwarder:
+        return self.parts.forwarder
+
+    @property
+    def incidents(self) -> IncidentDetector:
+        return self.parts.incidents
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    def in_flight(self) -> int:
+        """Requests in flight, on any backend (one a reload removed included)."""
+        return len(self.parts.forwarder.active)
+
+    # -- runtime ---------------------------------------------------------------------------
+
+    def activate(self, runtime: Runtime) -> None:
+        """Make `runtime` the one new requests see. Synchronous on purpose: no request can
+        run between two of these steps and see half an old and half a new config."""
+        self._current.runtime = runtime
+        settings, parts = runtime.settings, self.parts
+        parts.forwarder.use(settings, runtime.backends, runtime.policy)
+        self.handler = build_routes(
+            runtime, parts, self.reloader.reload_source if self.source is not None else None)
+        if self.server is not None:
+            self.server.handler = self.handler
+            self.server.limits = server_limits(settings)  # connections opened from now on
+        parts.metrics.use(runtime.backends, runtime.guard, runtime.policy)
+        parts.metrics.config_loaded_at = time.time()
+        parts.discovery.use(runtime.backends, settings)
+        parts.facts.use(settings, runtime.backends)
+        if parts.quarantine is not None:
+            parts.quarantine.use(settings.guard.quarantine)
+        parts.scraper.spec = settings.scrape
+        parts.health.spec = settings.health.active
+        if self.server is not None:  # started: the watch loops follow the new fleet
+            self.follow_backends()
+
+    def follow_backends(self) -> None:
+        settings, parts = self.settings, self.parts
+        parts.scraper.follow(self.backends if settings.scrape.enabled else ())
+        parts.health.follow(self.backends if settings.health.active.enabled else ())
+
+    async def reload_source(self, why: str, only_if_changed: bool = False) -> dict:
+        return await self.reloader.reload_source(why, only_if_changed)
+
+    async def reload(self, settings: Settings, why: str = "asked") -> list[str]:
+        return await self.reloader.reload(settings, why)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, port: int | None = None) -> None:
+        """Learn the fleet once, then listen. `port` overrides the configured one (0 = any).
+        The state directory is locked first: a second gateway on it stops here, having
+        touched nothing of the first's (record/lock.py)."""
+        settings, parts = self.settings, self.parts
+        self._locks = hold_state(settings)
+        loop = asyncio.get_running_loop()
+        parts.forwarder.bind(loop)
+        parts.incidents.bind(loop)
+        if parts.recorder is not None:
+            parts.recorder.open()
+            self._tasks.append(asyncio.create_task(parts.recorder.run()))
+        if parts.quarantine is not None:
+            await parts.quarantine.start()
+        await parts.discovery.refresh_all()
+        self.server = HttpServer(self.handler, server_limits(settings),
+                                 writes=parts.forwarder.writes, request_id=parts.ids.pick)
+        parts.metrics.registry.register(EdgeCollector(self.server))  # type: ignore[arg-type]
+        host, configured_port = settings.listen
+        await self.server.start(host, configured_port if port is None else port)
+        if parts.quarantine is not None:  # (its 403s name the admin URL, known now)
+            parts.quarantine.quarantine.admin_url = admin_url(host, self.server.port)
+        self._tasks.append(asyncio.create_task(parts.discovery.run()))
+        self.follow_backends()
+        self._tasks.append(asyncio.create_task(parts.forwarder.run_timeouts()))
+        if self.source is not None:
+            watcher = ConfigFileWatcher(
+                self.source, lambda: self.settings.reload,
+                lambda: self.reloader.reload_source("the file changed", only_if_changed=True))
+            self._tasks.append(asyncio.create_task(watcher.run()))
+        log.info("warden listening on %s:%d", host, self.server.port)
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting; let requests in flight finish for up to `grace` seconds; then end
+        the rest (each still ends exactly once, as cancelled) and close."""
+        self.stopping = True
+        parts = self.parts
+        if self.server is not None:
+            self.server.stop_listening()
+            deadline = time.monotonic() + grace
+            while self.in_flight() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            parts.forwarder.cancel_all()
+            await self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, parts.scraper.loops.stop(),
+                             parts.health.loops.stop(), parts.facts.stop(),
+                             return_exceptions=True)
+        parts.incidents.close_all()
+        if parts.quarantine is not None:
+            await parts.quarantine.stop()
+        if parts.recorder is not None:  # after every exchange has ended: their ends go too
+            await parts.recorder.close()
+        self.backends.close()
+        for lock in self._locks:
+            lock.release()
+
+
+def build_app(settings: Settings, source: Path | None = None) -> Gateway:
+    parts, current = build_parts(settings)
+    return Gateway(settings, parts, current, source)

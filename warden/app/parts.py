@@ -1,0 +1,31 @@
+"""The parts of one gateway that live as long as its process, each built once, with what it
+needs, by `build_parts` (app.wiring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from warden.app.quarantine import QuarantineParts
+from warden.exchange import Listeners, RequestIds
+from warden.fleet.discovery import Discovery
+from warden.fleet.fact_learner import FactLearner
+from warden.fleet.watch import HealthChecker, Scraper
+from warden.forensics.incidents import IncidentDetector
+from warden.observe.metrics import GatewayMetrics
+from warden.proxy.forwarder import Forwarder
+from warden.record.recorder import Recorder
+
+
+@dataclass(frozen=True)
+class Parts:
+    recorder: Recorder | None         # the flight recorder (None: off)
+    quarantine: QuarantineParts | None
+    incidents: IncidentDetector
+    metrics: GatewayMetrics
+    listeners: Listeners              # told of every exchange: metrics, recorder, incidents
+    forwarder: Forwarder              # and the requests in flight, across reloads
+    facts: FactLearner
+    discovery: Discovery
+    scraper: Scraper
+    health: HealthChecker
+    ids: RequestIds                   # one id sequence for the process, across reloads

@@ -1,0 +1,100 @@
+"""Reloading a gateway's config: build a new `Runtime`, learn its new backends, swap it in
+whole; what a reload cannot change waits for a restart and is said so."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from warden.config import ConfigError, Settings, read_config, settings_from_yaml
+from warden.fleet.backend import Backend
+from warden.runtime import build_runtime, restart_only_changes
+
+if TYPE_CHECKING:
+    from warden.app.gateway import Gateway
+
+log = logging.getLogger("warden")
+
+
+class Reloader:
+    def __init__(self, gateway: Gateway, settings: Settings, source: Path | None):
+        """`source`: the config file (None: a gateway built without one)."""
+        self._gateway = gateway
+        self._started_with = settings  # what a reload cannot change is compared to this
+        self._source = source
+        # The text the running config was read from (a changed file with the same text
+        # is not reloaded).
+        self._source_text = _read_or_none(source) if source is not None else None
+        self._reloading = asyncio.Lock()  # two SIGHUPs in a row reload one after the other
+
+    async def reload_source(self, why: str, only_if_changed: bool = False) -> dict:
+        """Re-read the config file and reload it (SIGHUP, `warden reload`, or the watcher saw
+        it change: `only_if_changed` skips a file whose text is the running one's). A config
+        that does not load keeps the running one, and the log says why. Returns what it did
+        (as `POST /admin/reload` answers): `result` ok, failed (with the `problems`) or
+        unchanged, and the settings `restart_needed`."""
+        assert self._source is not None, "a gateway built without a config file"
+        done: dict = {"config": str(self._source)}
+        try:
+            text = read_config(self._source)
+            if only_if_changed and text == self._source_text:
+                return {**done, "result": "unchanged"}  # touched, not changed
+            settings = settings_from_yaml(text, self._source)
+        except ConfigError as e:
+            self._gateway.metrics.reloads["failed"] += 1
+            log.error("config reload (%s): %s is invalid; the running config stays:\n  %s",
+                      why, self._source, "\n  ".join(e.problems))
+            return {**done, "result": "failed", "problems": e.problems}
+        self._source_text = text
+        waiting = await self.reload(settings, why)
+        gateway = self._gateway
+        return {**done, "result": "ok", "restart_needed": waiting,
+                "backends": len(gateway.backends), "policy": gateway.policy.name}
+
+    async def reload(self, settings: Settings, why: str = "asked") -> list[str]:
+        """Build a runtime for `settings` and swap it in; requests in flight carry on.
+        Returns the settings that changed but wait for a restart (also logged)."""
+        gateway = self._gateway
+        parts = gateway.parts
+        async with self._reloading:
+            if gateway.stopping:
+                return []
+            old = gateway.runtime
+            quarantine = parts.quarantine
+            runtime = build_runtime(settings,
+                                    quarantine.probation if quarantine is not None else None,
+                                    old, parts.incidents.recent_of)
+            added = runtime.backends.added_since(old.backends)
+            removed = runtime.backends.removed_since(old.backends)
+            # New engines are asked what they serve before they are routed to (as at start).
+            # Meanwhile requests still see the old runtime (kept backends already carry
+            # their new settings: harmless, each is a plain value).
+            await asyncio.gather(*(parts.discovery.refresh(b) for b in added))
+            if gateway.stopping:
+                return []
+            runtime.backends.reindex()
+            waiting = restart_only_changes(self._started_with, settings)
+            gateway.activate(runtime)
+            for backend in removed:  # its requests in flight finish; then its connections close
+                backend.pool.retire()
+            parts.metrics.reloads["ok"] += 1
+        log.info("config reloaded (%s): %d backends (%s), policy %s", why,
+                 len(runtime.backends), _changes(added, removed), runtime.policy.name)
+        if waiting:
+            log.warning("config reload: %s changed; that takes effect at the next restart",
+                        ", ".join(waiting))
+        return waiting
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return read_config(path)
+    except ConfigError:
+        return None
+
+
+def _changes(added: list[Backend], removed: list[Backend]) -> str:
+    parts = [f"+{b.name}" for b in added] + [f"-{b.name}" for b in removed]
+    return " ".join(parts) if parts else "same set"

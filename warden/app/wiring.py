@@ -1,0 +1,117 @@
+"""Wiring: every object of a gateway built once, in order, with what it needs (no attribute
+is set from outside afterwards); and the path table built for each runtime."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from warden.admin.fleet import FleetAdmin, Reload
+from warden.admin.own import OwnEndpoints
+from warden.admin.quarantine import QuarantineAdmin
+from warden.admin.routes import AdminRoutes
+from warden.admission.chain import Admission
+from warden.app.parts import Parts
+from warden.app.quarantine import QuarantineParts
+from warden.config import Settings
+from warden.edge.server import ServerLimits
+from warden.errors import UpstreamError
+from warden.exchange import Capture, ExchangeListener, Listeners, RequestIds
+from warden.fleet.discovery import Discovery
+from warden.fleet.fact_learner import FactLearner
+from warden.fleet.watch import HealthChecker, Scraper
+from warden.forensics.incidents import IncidentDetector
+from warden.forensics.listener import IncidentListener
+from warden.observe.metrics import GatewayMetrics
+from warden.proxy.forwarder import Forwarder
+from warden.proxy.relay import Relay
+from warden.record.recorder import Recorder
+from warden.routes import Routes
+from warden.runtime import Current, Runtime, build_runtime
+from warden.upstream.fetch import fetch
+
+
+def build_parts(settings: Settings) -> tuple[Parts, Current]:
+    """The process-long parts and the first runtime. Their order is their dependencies'."""
+    recorder = Recorder(settings.recorder) if settings.recorder.enabled else None
+    # (Two closures name what is built after them: the quarantine asks the incident
+    # detector which backends are down; the detector's last scrape reads the runtime of
+    # its time.)
+    quarantine = build_quarantine(settings, lambda name: name in incidents.down)
+    active: set[Relay] = set()  # the requests in flight: the forwarder's, listed here
+    incidents = IncidentDetector(
+        settings.recorder.dir,
+        lambda backend: [relay for relay in active if relay.backend == backend],
+        scrape=lambda name: read_metrics(current, name),
+        on_opened=quarantine.implicate if quarantine is not None else None)
+    runtime = build_runtime(settings, quarantine.probation if quarantine is not None else None,
+                            recent_of=incidents.recent_of)
+    current = Current(runtime)
+    scraper = Scraper(settings.scrape, on_lost=incidents.restarted)
+    metrics = GatewayMetrics(runtime.backends, time.monotonic, recorder, scraper,
+                             runtime.guard, runtime.policy)
+    ears: list[ExchangeListener] = [metrics]
+    if recorder is not None:
+        ears.append(recorder)
+    ears.append(IncidentListener(incidents))
+    listeners = Listeners(ears)
+    capture = Capture.of(settings.recorder.response) if recorder is not None else Capture.NONE
+    forwarder = Forwarder(settings, runtime.backends, runtime.policy, listeners, capture, active,
+                          on_retry=metrics.retried, on_connect_failed=incidents.connect_failed,
+                          on_probe_end=quarantine.probe_ended if quarantine is not None
+                          else None)
+    facts = FactLearner(settings)
+    discovery = Discovery(runtime.backends, settings, on_lost=incidents.connect_failed,
+                          on_reachable=incidents.reachable, learner=facts)
+    health = HealthChecker(settings.health.active, on_lost=incidents.connect_failed,
+                           on_alive=incidents.alive_again)
+    parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
+                  discovery, scraper, health, RequestIds())
+    return parts, current
+
+
+def build_routes(runtime: Runtime, parts: Parts, reload: Reload | None) -> Routes:
+    """The path table of one runtime: its admission chain, its admin views."""
+    guard = runtime.guard
+    admission = Admission(runtime.stages, parts.forwarder, runtime.backends, parts.listeners,
+                          parts.ids)
+    quarantine = QuarantineAdmin(guard.probation if guard is not None else None)
+    fleet = FleetAdmin(runtime.policy, runtime.backends, reload,
+                       guard.models if guard is not None else None)
+    own = OwnEndpoints(runtime.backends, parts.metrics, quarantine)
+    return Routes(admission, own, AdminRoutes(fleet, quarantine), parts.ids)
+
+
+async def read_metrics(current: Current, name: str) -> str:
+    """A backend's `/metrics` text, read once (the incident detector's last look at a dying
+    engine, which often still answers)."""
+    backend = current.runtime.backends.named(name)
+    if backend is None:
+        raise UpstreamError(f"no backend named {name}")
+    status, body = await fetch(backend.pool, "GET", "/metrics", backend.host_header,
+                               timeout=current.runtime.settings.timeouts.connect)
+    if status != 200:
+        raise UpstreamError(f"/metrics answered {status}")
+    return body.decode("utf-8", "replace")
+
+
+def build_quarantine(settings: Settings,
+                     is_down: Callable[[str], bool]) -> QuarantineParts | None:
+    spec = settings.guard.quarantine
+    if settings.guard.mode == "off" or not spec.enabled:
+        return None
+    return QuarantineParts(settings, is_down)
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    limits = settings.limits
+    return ServerLimits(max_body=limits.max_body, max_body_buffer=limits.max_body_buffer,
+                        max_header_bytes=limits.max_header_bytes,
+                        max_header_count=limits.max_header_count,
+                        keepalive_timeout=settings.timeouts.client_keepalive)
+
+
+def admin_url(host: str, port: int) -> str:
+    """Where this gateway's admin API is reached from its own host."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
