@@ -1,6 +1,6 @@
 """The `warden` commands that read what the gateway recorded: `audit` (search, show, tail,
 replay), `incidents` (list, show, export) and `bisect`. Arguments only; each hands over to
-warden.record or warden.forensics with the recorder's directory."""
+warden.audit with the recorder's directory."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from warden.audit import audit, bisect, report
 from warden.config import load_or_explain
-from warden.forensics import bisect, report
-from warden.record import audit
 
 Action = Callable[[str, argparse.Namespace], int]
 

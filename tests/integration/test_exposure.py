@@ -8,7 +8,7 @@ import json
 import threading
 
 from tests.harness import GatewayThread, SimProcess, http, serve, wait_until
-from warden.record.reader import read_records, record_files, requests
+from warden.audit.reader import read_records, record_files, requests
 
 JSON = {"Content-Type": "application/json"}
 BODY = json.dumps({"model": "sim-model", "messages": [{"role": "user", "content": "x"}],

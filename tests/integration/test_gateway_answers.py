@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from tests.harness import GatewayThread, SimProcess, http, wait_until
-from warden.record.reader import read_records, record_files, requests
+from warden.audit.reader import read_records, record_files, requests
 
 JSON = {"Content-Type": "application/json"}
 

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 from tests.harness import GatewayThread, SimProcess, http, wait_until
-from warden.forensics.report import incident_files
-from warden.record.reader import read_records, record_files, requests
+from warden.audit.reader import read_records, record_files, requests
+from warden.audit.report import incident_files
 
 JSON = {"Content-Type": "application/json"}
 POISON = {"model": "sim-model", "messages": [{"role": "user", "content": "x"}],

@@ -16,7 +16,7 @@ import pytest
 
 from tests import media_samples as media
 from tests.harness import GatewayThread, SimProcess, http, wait_until
-from warden.record.reader import read_records, record_files, requests
+from warden.audit.reader import read_records, record_files, requests
 
 JSON = {"Content-Type": "application/json"}
 PNG = media.png(64, 64)

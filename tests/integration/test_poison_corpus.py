@@ -18,7 +18,7 @@ import openai
 import orjson
 
 from tests.harness import GatewayThread, SimProcess
-from warden.record.reader import read_records, record_files, requests
+from warden.audit.reader import read_records, record_files, requests
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "poison"
 README = Path(__file__).resolve().parents[2] / "README.md"

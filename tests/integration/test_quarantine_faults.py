@@ -20,7 +20,7 @@ from tests.harness import GatewayThread, SimProcess, http, wait_until
 from tests.integration.test_quarantine import JSON, MESSAGES, POISON, alive
 from tests.tcp_proxy import FORWARD, HANG, REFUSE, TcpProxy
 from tests.unit.test_quarantine import REDIS, prefix  # noqa: F401 - a fixture
-from warden.forensics.report import incident_files
+from warden.audit.report import incident_files
 
 FAST_HEALTH = {"active": {"interval": "100ms", "timeout": "1s"}}
 

@@ -18,7 +18,7 @@ import pytest
 from openai import OpenAI
 
 from tests.harness import GatewayThread, SimProcess, http, serve, wait_until
-from warden.record.reader import ReadStats, read_records, record_files, requests
+from warden.audit.reader import ReadStats, read_records, record_files, requests
 
 SECRET = "sk-never-on-disk-4242"
 JSON = {"Content-Type": "application/json"}

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness import GatewayThread, SimProcess, http, wait_until
+from warden.audit.reader import read_records, record_files, requests
 from warden.record.files import OPEN_NAME
-from warden.record.reader import read_records, record_files, requests
 
 JSON = {"Content-Type": "application/json"}
 

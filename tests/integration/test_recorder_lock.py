@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.harness import free_port_block, http, serve, wait_until
-from warden.record.reader import read_records, record_files, requests
+from warden.audit.reader import read_records, record_files, requests
 
 JSON = {"Content-Type": "application/json"}
 

@@ -22,6 +22,7 @@ import pytest
 from tests.harness import GatewayThread, http, serve, wait_until
 from warden.config.schema import PostgresSinkSpec
 from warden.record.postgres import PostgresSink
+from warden.record.sink import Batch
 
 DSN = os.environ.get("WARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 JSON = {"Content-Type": "application/json"}
@@ -54,7 +55,7 @@ def test_records_land_in_postgres_by_day(fleet, tmp_path, table):
                 {"model": "sim-model", "prompt": f"to sql {n}", "max_tokens": 2}).encode(),
                 {**JSON, "X-Request-Id": f"pg-{n}"})
             assert status == 200
-        sink = gw.gateway.recorder.sink
+        sink = next(s for s in gw.gateway.recorder.sinks if isinstance(s, PostgresSink))
         gw.call(gw.gateway.recorder.flush)
         wait_until(lambda: gw.call(lambda: sink.written) >= 10, what="10 records in postgres")
         assert gw.metric("warden_recorder_postgres_records_total", 'outcome="written"') >= 10
@@ -133,15 +134,15 @@ def test_a_hung_database_bounds_the_queue_and_shutdown_has_a_deadline(hung, capl
 
     async def run() -> float:
         sink = PostgresSink(spec)
-        task = asyncio.get_running_loop().create_task(sink.run())
+        sink.open()
         for _ in range(40):  # 40 flushes of 16 KiB while the database hangs
-            sink.submit(batch, 16)
+            sink.submit(Batch(batch, 16))
             assert sink.queued_bytes <= 64 * 1024
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)  # a connection attempt timed out: it is tried again
         assert len(hung.accepted) >= 2 and sink.dropped > 0 and sink.written == 0
         started = time.monotonic()
-        await sink.close(task)
+        await sink.close()
         assert sink.abandoned == 16 * 4 and sink.queued_bytes == 0
         assert sink.abandoned + sink.dropped == 16 * 40
         return time.monotonic() - started
@@ -198,16 +199,16 @@ def test_batches_wait_for_a_database_that_comes_back(table):
         port = server.sockets[0].getsockname()[1]
         sink = PostgresSink(PostgresSinkSpec(
             dsn=f"postgresql://postgres@127.0.0.1:{port}/test", table=table, timeout=0.3))
-        task = asyncio.get_running_loop().create_task(sink.run())
+        sink.open()
         for n in range(3):
-            sink.submit(_record(f"late-{n}"), 1)
+            sink.submit(Batch(bytearray(_record(f"late-{n}")), 1))
         await asyncio.sleep(0.5)  # the first attempt timed out
         assert sink.written == 0 and sink.failed == 0 and sink.queued_records == 3
         reachable.set()
         async with asyncio.timeout(10):
             while sink.written < 3:
                 await asyncio.sleep(0.05)
-        await sink.close(task)
+        await sink.close()
         server.close()
         return sink
 

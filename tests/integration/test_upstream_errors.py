@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from tests.harness import GatewayThread, SimProcess, http, wait_until
-from warden.record.reader import read_records, record_files, requests
+from warden.audit.reader import read_records, record_files, requests
 
 JSON = {"Content-Type": "application/json"}
 POISON = {"model": "sim-model", "messages": [{"role": "user", "content": "x"}],

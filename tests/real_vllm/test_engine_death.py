@@ -15,7 +15,7 @@ import pytest
 
 from tests.harness import GatewayThread, http, wait_until
 from tests.real_vllm.engines import Engine, complete
-from warden.forensics.report import incident_files
+from warden.audit.report import incident_files
 
 JSON = {"Content-Type": "application/json"}
 # Each kills a vLLM 0.24.0 engine (measured: ../shared/vllm/README.md).

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from warden.audit.reader import ReadStats, read_records, record_files
 from warden.config.schema import RecorderSpec
 from warden.record.files import OPEN_NAME, Disk, RecordFiles
-from warden.record.reader import ReadStats, read_records, record_files
 from warden.record.recorder import Recorder
 from warden.record.trouble import SUMMARY_EVERY
 from warden.record.writer import Writer
@@ -194,7 +194,7 @@ def test_the_loss_summary_comes_at_once_then_once_a_minute(caplog):
     assert caplog.messages == []  # nothing lost
     recorder.dropped = 3
     recorder.report_losses(1.0)
-    recorder.writer.disk_full = 40
+    recorder.file_sink.writer.disk_full = 40
     for now in range(2, 60):
         recorder.report_losses(float(now))
     assert len(caplog.messages) == 1 and "3 records lost since the last report" \

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from warden.audit.reader import ReadStats, read_records, record_files
 from warden.config.schema import RecorderSpec
 from warden.record.codecs import zstd
 from warden.record.files import OPEN_NAME, RecordFiles
-from warden.record.reader import ReadStats, read_records, record_files
 
 
 class Clock:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.test_readme import ALLOWED, JARGON
 from warden import cli
-from warden.forensics.report import BUNDLE_README
+from warden.audit.report import BUNDLE_README
 from warden.guard.rules import RULES
 from warden.sim.crashes import TRIGGERS
 

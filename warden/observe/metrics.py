@@ -26,6 +26,7 @@ from warden.fleet.watch import Scraper
 from warden.guard.guard import Guard
 from warden.observe.backend_metrics import backend_families
 from warden.observe.quarantine_metrics import quarantine_families
+from warden.record.postgres import PostgresSink
 from warden.record.recorder import Recorder
 from warden.routing.policy import RoutingPolicy
 
@@ -174,7 +175,7 @@ class GatewayMetrics:
         yield written
         dropped = CounterMetricFamily("warden_recorder_dropped", "Audit records lost, by "
                                       "cause", labels=["cause"])
-        writer = recorder.writer
+        writer = recorder.file_sink.writer
         dropped.add_metric(["queue_full"], recorder.dropped)
         dropped.add_metric(["disk_cap"], writer.refused)
         dropped.add_metric(["disk_full"], writer.disk_full)
@@ -193,15 +194,19 @@ class GatewayMetrics:
         queued = GaugeMetricFamily("warden_recorder_queued", "Records waiting for the writer")
         queued.add_metric([], recorder.queued)
         yield queued
-        if recorder.sink is not None:
-            sink = CounterMetricFamily("warden_recorder_postgres_records", "Records sent to "
-                                       "the PostgreSQL sink, by outcome", labels=["outcome"])
-            sink.add_metric(["written"], recorder.sink.written)
-            sink.add_metric(["failed"], recorder.sink.failed)
-            sink.add_metric(["queue_full"], recorder.sink.dropped)
-            sink.add_metric(["shutdown"], recorder.sink.abandoned)
-            yield sink
-            yield GaugeMetricFamily("warden_recorder_postgres_queued_bytes", "Bytes of records "
-                                    "waiting for PostgreSQL (bounded by "
-                                    "recorder.postgres.queue_bytes)",
-                                    value=recorder.sink.queued_bytes)
+        for sink in recorder.sinks:
+            if isinstance(sink, PostgresSink):
+                yield from _postgres_metrics(sink)
+
+
+def _postgres_metrics(sink: PostgresSink) -> Iterable[Metric]:
+    outcomes = CounterMetricFamily("warden_recorder_postgres_records", "Records sent to the "
+                                   "PostgreSQL sink, by outcome", labels=["outcome"])
+    outcomes.add_metric(["written"], sink.written)
+    outcomes.add_metric(["failed"], sink.failed)
+    outcomes.add_metric(["queue_full"], sink.dropped)
+    outcomes.add_metric(["shutdown"], sink.abandoned)
+    yield outcomes
+    yield GaugeMetricFamily("warden_recorder_postgres_queued_bytes", "Bytes of records waiting "
+                            "for PostgreSQL (bounded by recorder.postgres.queue_bytes)",
+                            value=sink.queued_bytes)

@@ -1,5 +1,6 @@
-"""An optional PostgreSQL sink for the flight recorder's records, for fleets that want SQL over
-them (the files stay the embedded default and are written regardless).
+"""An optional PostgreSQL sink (a `Sink`: sink.py) for the flight recorder's records, for
+fleets that want SQL over them (the files stay the embedded default and are written
+regardless).
 
 Schema: `<table>` is partitioned by day on `received` (the request's arrival, UTC), with
 columns `received timestamptz, id text, type text, record jsonb`; partitions are
@@ -37,6 +38,7 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from warden.config.recorder_schema import PostgresSinkSpec
+from warden.record.sink import Batch
 from warden.record.trouble import Trouble, reason
 
 log = logging.getLogger("warden.record.postgres")
@@ -53,6 +55,8 @@ class Unreachable(Exception):
 
 
 class PostgresSink:
+    name = "postgres"
+
     def __init__(self, spec: PostgresSinkSpec):
         self.spec = spec
         self.table = spec.table
@@ -72,10 +76,24 @@ class PostgresSink:
         self._days_ready: set[str] = set()
         self._retained_on = ""
         self._trouble = Trouble(log, "postgres sink")
+        self._task: asyncio.Task[None] | None = None
 
-    def submit(self, lines: bytes | bytearray, count: int) -> None:
-        """A flush's records: `count` JSON lines. (Read, never changed, here and by the file
-        writer: the recorder starts a new buffer after each flush.)"""
+    @property
+    def done(self) -> int:
+        return self.written + self.lost
+
+    @property
+    def lost(self) -> int:
+        return self.failed + self.dropped + self.abandoned
+
+    def open(self) -> None:
+        """From the running loop: start writing (the connection is made by the first batch)."""
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    def submit(self, batch: Batch) -> None:
+        """A flush's records. (Read, never changed, here and by the file writer: the recorder
+        starts a new buffer after each flush.)"""
+        lines, count = batch.lines, batch.count
         if self._queue and (self.queued_records + count > self.spec.queue_size
                             or self.queued_bytes + len(lines) > self.spec.queue_bytes):
             self.dropped += count
@@ -100,29 +118,24 @@ class PostgresSink:
                 await self._pause()
                 continue
             except Exception as e:
-                self._done()
+                self._dequeue()
                 self.failed += count
                 self._trouble.failing(self._reason(e), count)
                 self._cut()
                 continue
-            self._done()
+            self._dequeue()
             self.written += count
             self._retry_in = _RETRY_FIRST
             self._trouble.working()
 
-    async def close(self, task: asyncio.Task[None]) -> None:
-        """Stop `task` (the one running `run`): what is queued gets `drain_timeout` to be
-        written; the rest is dropped and logged."""
+    async def close(self) -> None:
+        """Stop writing: what is queued gets `drain_timeout` to be written; the rest is
+        dropped and logged."""
         self._stopping = True
         self._wake.set()
-        try:
-            async with asyncio.timeout(self.spec.drain_timeout):
-                await asyncio.shield(task)
-                await self._say_goodbye()
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        task = self._task
+        if task is not None:
+            await self._drain(task)
         if self.queued_records:
             self.abandoned += self.queued_records
             log.warning("postgres sink: %d records not written by the shutdown deadline "
@@ -131,6 +144,17 @@ class PostgresSink:
             self._queue.clear()
             self.queued_records = self.queued_bytes = 0
         self._cut()
+
+    async def _drain(self, task: asyncio.Task[None]) -> None:
+        """`task` (the one running `run`) ends within `drain_timeout`, or is cancelled."""
+        try:
+            async with asyncio.timeout(self.spec.drain_timeout):
+                await asyncio.shield(task)
+                await self._say_goodbye()
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _say_goodbye(self) -> None:
         """A clean close (the server logs no broken connection), within the deadline."""
@@ -141,7 +165,7 @@ class PostgresSink:
             except Exception:
                 conn.terminate()
 
-    def _done(self) -> None:
+    def _dequeue(self) -> None:
         lines, count = self._queue.popleft()
         self.queued_records -= count
         self.queued_bytes -= len(lines)

@@ -3,12 +3,14 @@ disk I/O on the event loop.
 
 Each record is rendered to one JSON line when it happens (`started`, before the request is
 forwarded; `ended`, once it is over) and appended to one buffer; every `flush_interval` the
-buffer goes to the writer thread (writer.py), which only writes bytes and looks after the
-files (`RecordFiles`: rotation, compression, the cap). One buffer, not a list of lines: a line
-copied into it at once frees its memory while it is still in the CPU's cache, for the next
-record to reuse, where thousands of lines held apart until the flush each took fresh memory
-and were freed cold by the writer (3-4 µs more per request, compiled, with 4,000 records a
-flush: `bench.hot_path`); and the writer writes the buffer as it is, with no join.
+buffer goes to each of the recorder's sinks (sink.py; sinks.py builds them from the settings):
+the files' writer thread (writer.py), which only writes bytes and looks after the files
+(`RecordFiles`: rotation, compression, the cap), and PostgreSQL if configured. One buffer,
+not a list of lines: a line copied into it at once frees its memory while it is still in the
+CPU's cache, for the next record to reuse, where thousands of lines held apart until the flush
+each took fresh memory and were freed cold by the writer (3-4 µs more per request, compiled,
+with 4,000 records a flush: `bench.hot_path`); and the writer writes the buffer as it is, with
+no join.
 
 Rendering on the loop, not on the writer: it is a few microseconds a record either way, and a
 writer thread doing Python work contends for the GIL with the event loop (on one core, every
@@ -16,7 +18,8 @@ handoff is a context switch), which cost several times more; a thread that only 
 `write()` releases the GIL. Rendering at the moment also means a record reads the exchange
 from the loop's own thread, never while it changes.
 
-Bounded: when `queue_size` records are waiting (queued or with the writer), new ones are
+Bounded: when `queue_size` records are waiting (queued or with the files' writer: the files
+are the record of reference, and other sinks bound queues of their own), new ones are
 dropped and counted (`dropped`, exported as a metric), never silently and never by blocking
 the proxy. Every loss, whatever its cause (the writer's too: writer.py), is summarised in the
 log: at once the first time, then at most once a minute while losses go on.
@@ -32,43 +35,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 import orjson
 
 from warden.config.recorder_schema import RecorderSpec
 from warden.exchange import Exchange
 from warden.record.files import RecordFiles
-from warden.record.postgres import PostgresSink
 from warden.record.render import Clock, Renderer
+from warden.record.sink import Batch, Sink
+from warden.record.sinks import build_sinks
 from warden.record.trouble import SUMMARY_EVERY
-from warden.record.writer import REOPEN, Batch, Writer
+from warden.record.writer import FileSink
 
 log = logging.getLogger("warden.record")
 
 
 class Recorder:
-    def __init__(self, spec: RecorderSpec, writer: Writer | None = None):
+    def __init__(self, spec: RecorderSpec, sinks: Sequence[Sink] | None = None):
+        """`sinks`: where the records go (by default, what `spec` asks for: sinks.py); one of
+        them is the files (a `FileSink`)."""
         self.spec = spec
         self._clock = Clock().sync()
         self._render = Renderer(spec.headers, spec.response, self._clock)
         self._pending = bytearray()  # the records since the last flush, one line each
         self._pending_count = 0
-        # How many records may be pending: the queue's size less what the writer still has
-        # (recomputed at each flush, so a record costs one comparison).
+        # How many records may be pending: the queue's size less what the files' writer still
+        # has (recomputed at each flush, so a record costs one comparison).
         self._room = spec.queue_size
         # The largest body written verbatim; 0 while free disk is below the floor (the
         # writer checks after each batch; read here at each flush).
         self.body_limit = spec.max_file_size // 4
-        # Counters of the loop's side (the writer keeps its own).
-        self.handed = 0            # records handed to the writer
+        # Counters of the loop's side (the sinks keep their own).
+        self.handed = 0            # records handed to the sinks
         self.dropped = 0           # records dropped: queue full
         self.unrendered = 0        # records that could not be rendered (a bug)
         self.bodies_omitted = 0    # bodies left out: low disk
         self._lost_said = 0        # losses the log has told of
         self._lost_said_at = float("-inf")
-        self.writer = writer if writer is not None else Writer(spec)
-        self.sink: PostgresSink | None = None
-        self._sink_task: asyncio.Task[None] | None = None
+        self.sinks: tuple[Sink, ...] = tuple(build_sinks(spec) if sinks is None else sinks)
+        self.file_sink: FileSink = _the_files(self.sinks)
 
     # -- the event loop's side -------------------------------------------------------------
 
@@ -101,47 +107,46 @@ class Recorder:
 
     @property
     def written(self) -> int:
-        return self.writer.written
+        """Records the files' writer is done with (written or lost)."""
+        return self.file_sink.done
 
     @property
     def files(self) -> RecordFiles | None:
-        return self.writer.files
+        return self.file_sink.files
 
     @property
     def lost(self) -> int:
-        writer = self.writer
-        return self.dropped + self.unrendered + writer.refused + writer.disk_full \
-            + writer.failed
+        """Records lost on the loop's side or by the files (another sink's losses are its
+        own: the files still have those records)."""
+        return self.dropped + self.unrendered + self.file_sink.lost
 
     @property
     def queued(self) -> int:
-        return self._pending_count + self.handed - self.writer.written
+        return self._pending_count + self.handed - self.file_sink.done
 
     def open(self) -> None:
-        """From the event loop: open the files, start the writer (and the PostgreSQL sink)."""
-        self.writer.start()
-        if self.spec.postgres is not None:
-            self.sink = PostgresSink(self.spec.postgres)
-            self._sink_task = asyncio.get_running_loop().create_task(self.sink.run())
+        """From the event loop: open each sink in turn (sinks.py puts the files first: an
+        unwritable directory stops the start before anything else has started)."""
+        for sink in self.sinks:
+            sink.open()
 
     async def run(self) -> None:
-        """Hand what is pending to the writer every flush interval."""
+        """Hand what is pending to the sinks every flush interval."""
         while True:
             await asyncio.sleep(self.spec.flush_interval)
             self.flush()
 
     def flush(self) -> None:
         self._clock.sync()  # the wall clock may have been stepped
-        writer = self.writer
+        file_sink = self.file_sink
         if self._pending_count:
             batch = Batch(self._pending, self._pending_count)
             self._pending, self._pending_count = bytearray(), 0
             self.handed += batch.count
-            writer.batches.put(batch)
-            if self.sink is not None:
-                self.sink.submit(batch.lines, batch.count)
-        self._room = self.spec.queue_size - (self.handed - writer.written)
-        self.body_limit = writer.body_limit
+            for sink in self.sinks:
+                sink.submit(batch)
+        self._room = self.spec.queue_size - (self.handed - file_sink.done)
+        self.body_limit = file_sink.body_limit
         self.report_losses(time.monotonic())
 
     def report_losses(self, now: float) -> None:
@@ -150,7 +155,7 @@ class Recorder:
         lost = self.lost
         if lost == self._lost_said or now - self._lost_said_at < SUMMARY_EVERY:
             return
-        writer = self.writer
+        writer = self.file_sink.writer
         log.warning("flight recorder: %d records lost since the last report, %d in all "
                     "(queue full: %d, disk full: %d, disk cap: %d, write errors: %d, render "
                     "errors: %d)", lost - self._lost_said, lost, self.dropped,
@@ -159,18 +164,26 @@ class Recorder:
 
     def reopen(self) -> None:
         """SIGHUP: an external logrotate moved the open file; the writer starts a new one."""
-        self.writer.batches.put(REOPEN)
+        self.file_sink.reopen()
 
     async def close(self) -> None:
-        """Write everything pending, then stop the writer."""
+        """Hand over everything pending, then close the sinks, together (each within its own
+        deadline)."""
         self.flush()
-        self.writer.batches.put(None)
-        if self.sink is not None and self._sink_task is not None:
-            await self.sink.close(self._sink_task)  # within its deadline
-        await asyncio.to_thread(self.writer.join)
+        await asyncio.gather(*[sink.close() for sink in self.sinks])
         self.report_losses(float("inf"))  # whatever the last minute lost
 
     def _unrenderable(self) -> None:
         self.unrendered += 1
         if self.unrendered == 1:
             log.exception("flight recorder: a record could not be rendered")
+
+
+def _the_files(sinks: Sequence[Sink]) -> FileSink:
+    """The files among `sinks`: the record of reference (their backlog bounds the queue, free
+    disk the bodies, and their losses are the recorder's)."""
+    files = [sink for sink in sinks if isinstance(sink, FileSink)]
+    if len(files) != 1:
+        raise ValueError(f"the flight recorder needs one FileSink among its sinks, not "
+                         f"{len(files)}")
+    return files[0]

@@ -1,6 +1,7 @@
 """The recorder's writer thread: the batches the event loop hands over, written to the files
-(`RecordFiles`: rotation, compression, the cap), and nothing else. It runs per batch, not
-per request, so it stays interpreted (the recorder's loop side is compiled).
+(`RecordFiles`: rotation, compression, the cap), and nothing else; `FileSink` is its face to
+the recorder (a `Sink`: sink.py). It runs per batch, not per request, so it stays interpreted
+(the recorder's loop side is compiled).
 
 Faults: a piece that cannot be written (a full disk above all) is dropped and counted by
 cause (`disk_full`: ENOSPC or EDQUOT; `write_error`: any other), and the next piece is tried
@@ -12,6 +13,7 @@ same way (recorder.py).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import queue
@@ -21,6 +23,7 @@ from collections.abc import Callable
 
 from warden.config.recorder_schema import RecorderSpec
 from warden.record.files import Disk, RecordFiles
+from warden.record.sink import Batch
 from warden.record.trouble import Trouble
 
 log = logging.getLogger("warden.record")
@@ -32,14 +35,6 @@ IDLE_CHECK = 1.0
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _DISK_FULL_HINT = {errno: " (a recorder.max_total_size that the disk can hold keeps the "
                           "newest records instead)" for errno in _DISK_FULL}
-
-
-class Batch:
-    """What one flush hands over: record lines, and how many."""
-
-    def __init__(self, lines: bytearray, count: int):
-        self.lines = lines
-        self.count = count
 
 
 class Writer:
@@ -142,3 +137,46 @@ class Writer:
         except OSError:  # the directory is gone: the next write makes it again
             return
         self.body_limit = 0 if low_disk else self.spec.max_file_size // 4
+
+
+class FileSink:
+    """The files as a `Sink` (sink.py): the record of reference. The recorder bounds its own
+    queue by their backlog (`recorder.queue_size`: it drops a record before rendering it, and
+    counts it), so `submit` here never has to drop; their losses are the recorder's."""
+
+    name = "files"
+
+    def __init__(self, spec: RecorderSpec, writer: Writer | None = None):
+        self.writer = writer if writer is not None else Writer(spec)
+
+    @property
+    def done(self) -> int:
+        return self.writer.written
+
+    @property
+    def lost(self) -> int:
+        writer = self.writer
+        return writer.refused + writer.disk_full + writer.failed
+
+    @property
+    def files(self) -> RecordFiles | None:
+        return self.writer.files
+
+    @property
+    def body_limit(self) -> int:
+        return self.writer.body_limit
+
+    def open(self) -> None:
+        self.writer.start()
+
+    def submit(self, batch: Batch) -> None:
+        self.writer.batches.put(batch)
+
+    def reopen(self) -> None:
+        """SIGHUP: an external logrotate moved the open file; the writer starts a new one."""
+        self.writer.batches.put(REOPEN)
+
+    async def close(self) -> None:
+        """Everything queued is written (no deadline but the disk's), then the thread ends."""
+        self.writer.batches.put(None)
+        await asyncio.to_thread(self.writer.join)

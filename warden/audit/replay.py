@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from warden.record.reader import Request
+from warden.audit.reader import Request
 from warden.stream.observer import Ending, StreamObserver
 from warden.upstream.connection import BodyMode, UpstreamConnection
 

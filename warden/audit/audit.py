@@ -11,9 +11,7 @@ from typing import TextIO
 
 import orjson
 
-from warden.config.units import parse_duration
-from warden.record.files import OPEN_NAME
-from warden.record.reader import (
+from warden.audit.reader import (
     Filter,
     ReadStats,
     Request,
@@ -22,6 +20,8 @@ from warden.record.reader import (
     record_files,
     requests,
 )
+from warden.config.units import parse_duration
+from warden.record.files import OPEN_NAME
 from warden.record.render import iso_wall
 from warden.stream.observer import Verdict
 
@@ -144,7 +144,7 @@ def replay(directory: str, keep: Filter, target: str, *, paced: bool, speed: flo
     Returns 1 if any got no answer, or one cut short (a script must not read that as success)."""
     import asyncio
 
-    from warden.record.replay import replay as replay_all
+    from warden.audit.replay import replay as replay_all
 
     chosen = [r for r in requests(read_records(record_files(directory))) if keep(r)]
     if not chosen:

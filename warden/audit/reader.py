@@ -1,8 +1,8 @@
 """Reading the flight recorder's files back: records in order, requests joined, filters.
 
 Files are read oldest first (by modification time; the open `warden.jsonl` last), plain or
-compressed (zstd or gzip, by their suffix: codecs.py). A line that does not parse (the torn
-last line of a gateway killed mid-write) is skipped and counted. A request is its `start` and
+compressed (zstd or gzip, by their suffix: record/codecs.py). A line that does not parse (the
+torn last line of a gateway killed mid-write) is skipped and counted. A request is its `start` and
 `end` records joined by id; one whose `end` never came (in flight, or lost with its gateway) is
 reported with `end` None.
 """

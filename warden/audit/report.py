@@ -59,7 +59,7 @@ def export_incident(directory: str, incident_id: str, output: str | None,
     import io
     import tarfile
 
-    from warden.record.reader import read_records, record_files, requests
+    from warden.audit.reader import read_records, record_files, requests
 
     base = Path(directory) / "incidents"
     path = base / f"incident-{incident_id}.json"

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from warden.audit.reader import Request, read_records, record_files, requests
+from warden.audit.replay import Replayed, replay_one
 from warden.forensics.incidents import ENGINE_DEAD_MARKERS
-from warden.record.reader import Request, read_records, record_files, requests
-from warden.record.replay import Replayed, replay_one
 
 
 @dataclass
