@@ -29,7 +29,7 @@ from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.lock import StateLock, hold_state
 from warden.record.recorder import Recorder
-from warden.routing.policy import RoutingPolicy
+from warden.routing.protocol import RoutingPolicy
 from warden.runtime import Runtime, build_runtime, restart_only_changes
 from warden.upstream.fetch import fetch
 

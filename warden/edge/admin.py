@@ -45,18 +45,19 @@ class FleetAdmin:
         policy), the facts of each model it serves and its deployment facts, each with
         where it came from."""
         now = time.monotonic()
-        explain = getattr(self._forwarder.policy, "explain", None)
+        policy = self._forwarder.policy
         backends = []
         for backend in self._backends:
             snapshot = backend.snapshot(now)
-            if explain is not None:
-                snapshot["routing"] = explain(backend, now)
+            routing = policy.explain(backend, now)
+            if routing is not None:
+                snapshot["routing"] = routing
             snapshot["facts"] = {model: describe(model, self._models.get(model), backend)
                                  for model in sorted(backend.models)}
             snapshot["deployment"] = describe_deployment(backend.declared_deployment,
                                                          backend.learned_deployment)
             backends.append(snapshot)
-        body = {"policy": self._forwarder.policy.name, "backends": backends}
+        body = {"policy": policy.name, "backends": backends}
         respond_json(client, 200, orjson.dumps(body), rid)
 
     def backend_action(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
