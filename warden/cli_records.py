@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from warden.config import load_or_explain
 from warden.forensics import bisect, report
 from warden.record import audit
+from warden.settings import load_or_explain
 
 Action = Callable[[str, argparse.Namespace], int]
 
