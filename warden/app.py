@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from warden.app_quarantine import QuarantineParts
-from warden.config import ConfigError, Settings, read_config
 from warden.config.watcher import ConfigFileWatcher
 from warden.edge.gateway import GatewayHandler
 from warden.edge.server import HttpServer, ServerLimits
@@ -31,7 +30,7 @@ from warden.record.lock import StateLock, hold_state
 from warden.record.recorder import Recorder
 from warden.routing.protocol import RoutingPolicy
 from warden.runtime import Runtime, build_runtime, restart_only_changes
-from warden.settings import settings_from_yaml
+from warden.settings import ConfigError, Settings, read_config, settings_from_yaml
 from warden.upstream.fetch import fetch
 
 log = logging.getLogger("warden")

@@ -10,8 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from warden.config import loader
+from warden.config.loader import ConfigError, read_config
 from warden.config.schema import Settings
 from warden.config.spec import SpecChecks
+
+# (What reading a config needs besides, from config as it is.)
+__all__ = ["ConfigError", "Settings", "load_or_explain", "load_settings", "parse_settings",
+           "read_config", "settings_from_yaml"]
 
 
 def checks() -> SpecChecks:
