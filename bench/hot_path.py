@@ -17,8 +17,8 @@ import uvloop
 
 from warden import compiled
 from warden.app import build_app
-from warden.config import parse_settings
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
+from warden.settings import parse_settings
 from warden.upstream.connection import UpstreamConnection
 
 

@@ -28,7 +28,7 @@ import uvloop
 
 from bench.procs import free_port_block
 from warden.app import Gateway, build_app
-from warden.config import parse_settings
+from warden.settings import parse_settings
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from warden import cli_backends, cli_quarantine, cli_records, cli_reload
 from warden.cli_parser import new_parser
-from warden.config import ConfigError, load_or_explain
+from warden.config import ConfigError
 from warden.observe.logs import configure
+from warden.settings import load_or_explain
 from warden.sim.config import NodeConfig
 from warden.sim.crashes import TRIGGERS
 from warden.sim.profiles import load_fleet, node_config

@@ -9,7 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from warden.config import load_or_explain
+from warden.settings import load_or_explain
 
 
 def add_where(parser: argparse.ArgumentParser) -> None:

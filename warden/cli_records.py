@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from warden.audit import audit, bisect, report
-from warden.config import load_or_explain
+from warden.settings import load_or_explain
 
 Action = Callable[[str, argparse.Namespace], int]
 

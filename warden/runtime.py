@@ -25,7 +25,8 @@ from warden.exchange import Exchange
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard
 from warden.guard.probation import Probation
-from warden.routing.policy import RoutingPolicy, build_policy
+from warden.routing.policy import build_policy
+from warden.routing.protocol import RoutingPolicy
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,11 @@ def build_runtime(settings: Settings, probation: Probation | None,
     if previous is not None:
         if guard is not None and previous.guard is not None:
             guard.decisions = previous.guard.decisions
-        inner, old_inner = _unwrap(policy), _unwrap(previous.policy)
-        if hasattr(inner, "degraded_picks") and hasattr(old_inner, "degraded_picks"):
-            inner.degraded_picks = old_inner.degraded_picks
+        policy.continue_from(previous.policy)
     backends = BackendRegistry(settings, previous.backends if previous is not None else None,
                                recent_of)
     return Runtime(settings, backends, policy, guard,
                    build_stages(settings, guard, backends, policy))
-
-
-def _unwrap(policy: RoutingPolicy) -> object:
-    return getattr(policy, "inner", policy)
 
 
 def restart_only_changes(old: Settings, new: Settings) -> list[str]:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from warden.config import ConfigError, parse_settings
+from warden.config import ConfigError
 from warden.config.units import parse_duration, parse_size
+from warden.settings import parse_settings
 
 BACKEND = {"name": "a", "url": "http://127.0.0.1:18090"}
 

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
-from warden.config import ConfigError, parse_settings
+from warden import config
+from warden.config import ConfigError
+from warden.settings import parse_settings
 
 BACKEND = {"name": "a", "url": "http://127.0.0.1:18090"}
 
@@ -42,6 +47,21 @@ def test_every_guard_mistake_is_reported_at_once():
     for start in expected:
         assert sum(p.startswith(start) for p in found) == 1, (start, found)
     assert len(found) == len(expected), found
+
+
+def test_the_guard_checks_its_own_settings_through_configs_seam():
+    """Config knows the guard's settings' shape, not the rule ids: the guard's check comes
+    from above (warden.settings), and config imports nothing of the guard's."""
+    raw = {"backends": [BACKEND], "guard": {"disable": ["no-such-rule"]}}
+    assert config.parse_settings(raw, {}).guard.disable == ["no-such-rule"]
+    assert problems(raw) == ["guard: unknown guard rule no-such-rule"]
+    imported = [(path.name, name) for path in Path(config.__file__).parent.glob("*.py")
+                for node in ast.walk(ast.parse(path.read_text()))
+                for name in ([a.name for a in node.names] if isinstance(node, ast.Import)
+                             else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                             else [])
+                if name.startswith("warden.guard")]
+    assert imported == []
 
 
 def test_guard_and_other_mistakes_come_together():

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from warden.config.schema import BackendSpec, CustomRuleSpec, GuardSpec, TimeoutsSpec
 from warden.fleet.backend import Backend
 from warden.guard.guard import Guard
+from warden.guard.spec_checks import SPEC_CHECKS
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -91,10 +92,11 @@ def test_route_sends_matching_requests_to_the_backends_safe_for_the_rule():
 ])
 def test_a_rule_that_cannot_work_does_not_load(rule, error):
     with pytest.raises(ValidationError, match=error):
-        CustomRuleSpec(**rule)
+        CustomRuleSpec.model_validate(rule, context=SPEC_CHECKS)  # (as the config loads it)
 
 
 def test_custom_ids_must_not_clash_with_builtin_ones():
     with pytest.raises(ValidationError, match="so-bad-regex is used twice"):
-        GuardSpec(custom=[{"id": "so-bad-regex", "action": "reject",
-                           "match": {"n": {"eq": 1}}}])
+        GuardSpec.model_validate({"custom": [{"id": "so-bad-regex", "action": "reject",
+                                              "match": {"n": {"eq": 1}}}]},
+                                 context=SPEC_CHECKS)

@@ -22,6 +22,7 @@ from warden.config.schema import (
 from warden.fleet.backend import Backend
 from warden.guard.guard import Guard
 from warden.guard.rules import RULES
+from warden.guard.spec_checks import SPEC_CHECKS
 
 OLD, NEW = "0.11.0", "0.32.0"
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
@@ -257,7 +258,7 @@ def test_route_sends_a_request_only_to_backends_safe_for_the_rule():
 
 def test_an_action_the_rule_cannot_take_is_a_config_error():
     with pytest.raises(ValidationError, match="so-bad-regex cannot normalize"):
-        GuardSpec(actions={"so-bad-regex": "normalize"})
+        GuardSpec.model_validate({"actions": {"so-bad-regex": "normalize"}}, context=SPEC_CHECKS)
 
 
 def test_dry_run_only_notes_and_counts():
@@ -273,7 +274,7 @@ def test_rules_can_be_disabled_and_unknown_ones_are_config_errors():
     guard = Guard(GuardSpec(disable=["so-no-constraint"]))
     assert admit(guard, chat(structured_outputs={}), [backend(OLD)]) is None
     with pytest.raises(ValidationError, match="unknown guard rule no-such-rule"):
-        GuardSpec(disable=["no-such-rule"])
+        GuardSpec.model_validate({"disable": ["no-such-rule"]}, context=SPEC_CHECKS)
 
 
 def test_every_rule_names_its_source_and_has_a_case():

@@ -23,6 +23,7 @@ from warden.fleet.backend import Backend
 from warden.guard.guard import Guard
 from warden.guard.rule import RuleContext
 from warden.guard.rules_templates import ESCAPE, TEMPLATE_RULES
+from warden.guard.spec_checks import SPEC_CHECKS
 
 CHAT, RESPONSES, TOKENIZE = "/v1/chat/completions", "/v1/responses", "/tokenize"
 WJ = ESCAPE
@@ -194,10 +195,13 @@ def test_an_operator_can_refuse_instead():
 
 
 def test_both_rules_can_normalize_and_a_reject_only_rule_cannot():
-    GuardSpec(actions={"ct-control-tokens": "normalize", "ct-kwargs-not-allowed": "normalize",
-                       "samp-top-k-past-vocab": "normalize"})
+    GuardSpec.model_validate({"actions": {"ct-control-tokens": "normalize",
+                                          "ct-kwargs-not-allowed": "normalize",
+                                          "samp-top-k-past-vocab": "normalize"}},
+                             context=SPEC_CHECKS)
     with pytest.raises(ValidationError, match="chat-no-messages cannot normalize"):
-        GuardSpec(actions={"chat-no-messages": "normalize"})
+        GuardSpec.model_validate({"actions": {"chat-no-messages": "normalize"}},
+                                 context=SPEC_CHECKS)
 
 
 def test_learned_context_length_keeps_the_configured_special_tokens():

@@ -17,11 +17,12 @@ import yaml
 from pydantic import BaseModel
 
 from warden import cli
-from warden.config import Settings, parse_settings
+from warden.config import Settings
 from warden.config.routing_schema import RoutingSpec
 from warden.config.schema import BackendSpec, TimeoutsSpec
 from warden.fleet.backend import Backend
 from warden.guard.guard import Guard
+from warden.settings import parse_settings
 from warden.sim.profiles import load_fleet
 
 ROOT = Path(__file__).resolve().parents[2]

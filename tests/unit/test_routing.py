@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import get_args
+
+import pytest
 
 from warden.config.schema import BackendSpec, RoutingSpec, ScorerWeights, SessionSpec, TimeoutsSpec
 from warden.fleet.backend import Backend
@@ -12,9 +15,9 @@ from warden.fleet.signals import Counters, EngineLoad
 from warden.routing.affinity import prefix_key, rendezvous, session_key
 from warden.routing.pickers import max_score, power_of_two, weighted_random
 from warden.routing.policy import (
+    POLICIES,
     LeastRequest,
     RoundRobin,
-    Scoring,
     Sticky,
     Tiered,
     Weighted,
@@ -22,6 +25,7 @@ from warden.routing.policy import (
     tiered_weight,
 )
 from warden.routing.scorers import queue
+from warden.routing.scoring import Scoring
 
 NOW = 1000.0
 
@@ -226,55 +230,37 @@ def test_session_stickiness_holds_until_the_backend_is_overloaded():
     assert policy.pick(fleet, Req(), NOW) is not home  # no session: the inner policy
 
 
-# -- what the forwarder filters on -----------------------------------------------------------
-
-def test_backend_availability_cooldown():
-    (backend,) = backends(0)
-    backend.mark_unreachable(now=100.0, cooldown=2.0, reason="refused")
-    assert not backend.available(101.0)
-    assert backend.available(102.0)  # may be probed again by a real request
-    backend.mark_unreachable(now=100.0, cooldown=2.0, reason="refused")
-    backend.mark_reachable(100.5)
-    assert backend.available(100.5) and backend.clear
-
-
-def test_draining_and_unhealthy_backends_take_nothing_new():
-    (backend,) = backends(0)
-    backend.set_draining(True, NOW)
-    assert not backend.available(NOW) and backend.state(NOW) == "draining"
-    backend.set_draining(False, NOW)
-    assert backend.available(NOW) and backend.clear
-    backend.set_healthy(False, NOW, "health check: refused")
-    assert not backend.available(NOW) and backend.state(NOW) == "unhealthy"
-    backend.set_healthy(True, NOW)
-    assert backend.state(NOW) == "ready"
-
-
-def test_failures_eject_and_trip_the_breaker_a_success_resets():
-    (backend,) = backends(0)
-    for i in range(2):
-        backend.failed(NOW + i, probe=False, reason="answered 500")
-    backend.succeeded(NOW + 2, probe=False)
-    assert backend.breaker is not None and backend.breaker.failures == 0 and backend.clear
-    for i in range(3):  # passive: 3 failures within 10 s
-        backend.failed(NOW + 3 + i, probe=False, reason="answered 502")
-    assert backend.state(NOW + 5) == "ejected" and not backend.available(NOW + 5)
-    assert backend.available(NOW + 16)  # ejected for fail_timeout, then back
-
-
-def test_a_clients_4xx_is_not_a_failure_by_construction():
-    """The forwarder reports only 5xx, drops and timeouts (see Forwarder.relay_ended); a
-    success after failures resets the breaker's count."""
-    (backend,) = backends(0)
-    backend.failed(NOW, probe=False, reason="answered 503")
-    assert backend.failing
-    backend.succeeded(NOW, probe=False)
-    assert not backend.failing and backend.breaker.failures == 0
-
-
 def test_policies_by_name():
     for name, kind in (("round_robin", RoundRobin), ("least_request", LeastRequest),
                        ("weighted", Weighted), ("tiered", Tiered), ("load_aware", Scoring),
                        ("prefix_aware", Scoring)):
         policy = build_policy(RoutingSpec(policy=name))
         assert isinstance(policy, kind) and policy.name == name
+
+
+def test_every_policy_the_config_offers_is_in_the_table():
+    assert set(POLICIES) == set(get_args(RoutingSpec.model_fields["policy"].annotation))
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("session", [None, SessionSpec(header="x-session-id")])
+def test_every_policy_answers_the_whole_protocol(name, session):
+    """Plain or in session stickiness: a scoring policy explains its scores and counts its
+    degraded picks, and a reload's new policy counts on from the old one's; the others say
+    None to both."""
+    fleet = backends(0, 0)
+    fleet[0].load = load(at=NOW - 10)  # stale: a scoring pick is degraded
+    policy = build_policy(RoutingSpec(policy=name, session=session), 3.0, random.Random(1))
+    assert policy.name == name and policy.wants_session is (session is not None)
+    assert policy.wants_prefix is (name == "prefix_aware")
+    assert policy.pick(fleet, Req(), NOW) in fleet
+    scores = name in ("load_aware", "prefix_aware")
+    rating = policy.explain(fleet[0], NOW)
+    assert (rating["degraded"] is True) if scores else rating is None
+    assert policy.degraded_picks == (1 if scores else None)
+    successor = build_policy(RoutingSpec(policy=name, session=session), 3.0)
+    successor.continue_from(policy)
+    assert successor.degraded_picks == (1 if scores else None)
+    fresh = build_policy(RoutingSpec(policy="load_aware"), 3.0)
+    fresh.continue_from(successor)  # from a policy that did not count: from 0
+    assert fresh.degraded_picks == (1 if scores else 0)

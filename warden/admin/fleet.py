@@ -19,7 +19,7 @@ from warden.errors import NotFound
 from warden.fleet.deployment import describe as describe_deployment
 from warden.fleet.model_facts import describe
 from warden.fleet.registry import BackendRegistry
-from warden.routing.policy import RoutingPolicy
+from warden.routing.protocol import RoutingPolicy
 
 log = logging.getLogger("warden.admin")
 
@@ -46,18 +46,19 @@ class FleetAdmin:
         policy), the facts of each model it serves and its deployment facts, each with
         where it came from."""
         now = time.monotonic()
-        explain = getattr(self._policy, "explain", None)
+        policy = self._policy
         backends = []
         for backend in self._backends:
             snapshot = backend.snapshot(now)
-            if explain is not None:
-                snapshot["routing"] = explain(backend, now)
+            routing = policy.explain(backend, now)
+            if routing is not None:
+                snapshot["routing"] = routing
             snapshot["facts"] = {model: describe(model, self._models.get(model), backend)
                                  for model in sorted(backend.models)}
             snapshot["deployment"] = describe_deployment(backend.declared_deployment,
                                                          backend.learned_deployment)
             backends.append(snapshot)
-        body = {"policy": self._policy.name, "backends": backends}
+        body = {"policy": policy.name, "backends": backends}
         respond_json(client, 200, orjson.dumps(body), rid)
 
     def backend_action(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:

@@ -8,7 +8,7 @@ from warden.admission.stage import Stage
 from warden.config.schema import Settings
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard
-from warden.routing.policy import RoutingPolicy
+from warden.routing.protocol import RoutingPolicy
 
 
 def build_stages(settings: Settings, guard: Guard | None, backends: BackendRegistry,

@@ -26,7 +26,7 @@ from warden.proxy.forwarder import Forwarder
 from warden.record.lock import StateLock, hold_state
 from warden.record.recorder import Recorder
 from warden.routes import Routes
-from warden.routing.policy import RoutingPolicy
+from warden.routing.protocol import RoutingPolicy
 from warden.runtime import Current, Runtime
 
 log = logging.getLogger("warden")

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from warden.config import ConfigError, Settings, read_config, settings_from_yaml
 from warden.fleet.backend import Backend
 from warden.runtime import build_runtime, restart_only_changes
+from warden.settings import ConfigError, Settings, read_config, settings_from_yaml
 
 if TYPE_CHECKING:
     from warden.app.gateway import Gateway

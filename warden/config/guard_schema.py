@@ -3,12 +3,17 @@ quarantine (re-exported by warden.config.schema with the rest)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from warden.config.spec import Duration, Size, Spec, validated_with
+from warden.config.spec import Duration, Size, Spec, outside_checks, validated_with
 
 # Template switches in vLLM's documentation and examples (thinking on or off, reasoning
 # effort, embedding instructions) and the generation flags every HF template reads.
@@ -155,10 +160,11 @@ class CustomRuleSpec(Spec):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _consistent(cls, data: object, handler: ModelWrapValidatorHandler) -> CustomRuleSpec:
-        from warden.guard.custom import spec_problems
-
-        return validated_with(data, handler, spec_problems)
+    def _consistent(cls, data: object, handler: ModelWrapValidatorHandler,
+                    info: ValidationInfo) -> CustomRuleSpec:
+        """Whether the rule can work is the guard's to say (guard/spec_checks.py): it passes
+        its check in the validation's context (see `SpecChecks`)."""
+        return validated_with(data, handler, outside_checks(cls, info))
 
 
 class QuarantineSpec(Spec):
@@ -221,36 +227,9 @@ class GuardSpec(Spec):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _known_rules(cls, data: object, handler: ModelWrapValidatorHandler) -> GuardSpec:
-        return validated_with(data, handler, _rule_id_problems)
-
-
-def _rule_id_problems(guard: Mapping[str, object]) -> list[str]:
-    """Rule ids that `disable` and `actions` name but no rule has; custom ids that are
-    taken; actions a rule cannot take. (From the fields as written: see `validated_with`.)"""
-    if not any(guard.get(name) for name in ("disable", "actions", "custom")):
-        return []  # (nothing to check; and the rules are not imported while they import this)
-    from warden.guard.rules import OPTIONAL_RULE_IDS, RULES
-
-    builtin = {rule.id: rule for rule in RULES}
-    custom = [c for rule in _list(guard.get("custom")) if isinstance(c := _field(rule, "id"), str)]
-    named = set(builtin) | set(custom) | OPTIONAL_RULE_IDS
-    actions = guard.get("actions") if isinstance(guard.get("actions"), dict) else {}
-    asked = [r for r in (*_list(guard.get("disable")), *actions) if isinstance(r, str)]
-    problems = [f"unknown guard rule {rule_id}" for rule_id in dict.fromkeys(asked)
-                if rule_id not in named]
-    problems += [f"guard rule id {c} is used twice" for c in dict.fromkeys(custom)
-                 if c in builtin or custom.count(c) > 1]
-    for rule_id, action in actions.items():
-        rule = builtin.get(rule_id)
-        if action == "normalize" and rule is not None and not rule.can_fix:
-            problems.append(f"guard rule {rule_id} cannot normalize (no safe rewrite)")
-    return problems
-
-
-def _list(value: object) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _field(item: object, name: str) -> object:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+    def _known_rules(cls, data: object, handler: ModelWrapValidatorHandler,
+                     info: ValidationInfo) -> GuardSpec:
+        """The rule ids that `disable`, `actions` and `custom` name are the guard's to check
+        (guard/spec_checks.py): it passes its check in the validation's context (see
+        `SpecChecks`)."""
+        return validated_with(data, handler, outside_checks(cls, info))

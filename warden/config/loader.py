@@ -1,5 +1,8 @@
 """Load YAML into `Settings`: expand ${ENV} references, then validate, then report every
-mistake as `path: reason` (e.g. `backends[1].url: not a URL`)."""
+mistake as `path: reason` (e.g. `backends[1].url: not a URL`).
+
+`checks`: what the layers above config check of their own settings, run within the validation
+(see `SpecChecks`); warden/settings.py loads with all of them, as the gateway must."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from warden.config.schema import Settings
+from warden.config.spec import SpecChecks
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -37,8 +41,9 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
-    return settings_from_yaml(read_config(path), path, environ)
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None,
+                  checks: SpecChecks | None = None) -> Settings:
+    return settings_from_yaml(read_config(path), path, environ, checks)
 
 
 def read_config(path: str | Path) -> str:
@@ -49,8 +54,8 @@ def read_config(path: str | Path) -> str:
         raise ConfigError([f"{path}: cannot read ({reason})"]) from None
 
 
-def settings_from_yaml(text: str, path: str | Path,
-                       environ: Mapping[str, str] | None = None) -> Settings:
+def settings_from_yaml(text: str, path: str | Path, environ: Mapping[str, str] | None = None,
+                       checks: SpecChecks | None = None) -> Settings:
     """`text` (the YAML read from `path`) as settings, or `ConfigError`."""
     try:
         raw = yaml.safe_load(text)
@@ -58,10 +63,11 @@ def settings_from_yaml(text: str, path: str | Path,
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError([f"{path}: not valid YAML{where}"]) from None
-    return parse_settings(raw, os.environ if environ is None else environ)
+    return parse_settings(raw, os.environ if environ is None else environ, checks)
 
 
-def parse_settings(raw: object, environ: Mapping[str, str]) -> Settings:
+def parse_settings(raw: object, environ: Mapping[str, str],
+                   checks: SpecChecks | None = None) -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): must be a mapping of settings"])
     problems: list[str] = []
@@ -69,7 +75,7 @@ def parse_settings(raw: object, environ: Mapping[str, str]) -> Settings:
     if problems:
         raise ConfigError(problems)
     try:
-        return Settings.model_validate(expanded)
+        return Settings.model_validate(expanded, context=checks)
     except ValidationError as e:
         raise ConfigError([describe_error(err) for err in e.errors()]) from None
 
@@ -111,10 +117,10 @@ def describe_error(err: dict) -> str:
     return f"{path or '(top level)'}: {reason}"
 
 
-def load_or_explain(path: str) -> Settings | None:
+def load_or_explain(path: str, checks: SpecChecks | None = None) -> Settings | None:
     """The settings, or None after printing every problem to stderr (for commands)."""
     try:
-        return load_settings(path)
+        return load_settings(path, checks=checks)
     except ConfigError as e:
         print(f"{path}: invalid config", file=sys.stderr)
         for problem in e.problems:

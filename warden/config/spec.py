@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from warden.config.units import parse_duration, parse_size
@@ -34,8 +34,29 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The problems found in a spec's fields as written (each a reason; the spec's path is added).
+ProblemsOf = Callable[[Mapping[str, object]], list[str]]
+
+# What the layers above config check in a spec's fields that config cannot (it does not know
+# the guard's rule ids, say), by the spec's class. Given to the validation as its context
+# (`Settings.model_validate(raw, context=checks)`: the loader's `checks`), they run as the
+# spec's own checks do (`validated_with`): every mistake reported in one go, at its path.
+SpecChecks = Mapping[type, ProblemsOf]
+
+
+def outside_checks(spec: type, info: ValidationInfo) -> ProblemsOf:
+    """The checks the validation's context holds for `spec` (none: no problems)."""
+    checks = info.context
+    problems_of = checks.get(spec) if isinstance(checks, Mapping) else None
+    return problems_of if problems_of is not None else _no_problems
+
+
+def _no_problems(fields: Mapping[str, object]) -> list[str]:
+    return []
+
+
 def validated_with(data: object, handler: Callable[[object], Any],
-                   problems_of: Callable[[Mapping[str, object]], list[str]]) -> Any:
+                   problems_of: ProblemsOf) -> Any:
     """For a `model_validator(mode="wrap")`: the fields' validation (`handler`) and the
     checks across fields (`problems_of`, given the fields as written) both run, and every
     mistake of both is reported in one go. (An "after" validator runs only once every field

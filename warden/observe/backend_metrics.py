@@ -12,7 +12,7 @@ from warden.fleet.breaker import CLOSED, HALF_OPEN
 if TYPE_CHECKING:
     from warden.fleet.backend import Backend
     from warden.fleet.watch import Scraper
-    from warden.routing.policy import RoutingPolicy
+    from warden.routing.protocol import RoutingPolicy
 
 BREAKER_VALUE = {CLOSED: 0.0, HALF_OPEN: 1.0}  # open: 2
 STATES = ("ready", "draining", "unhealthy", "unreachable", "ejected", "breaker_open",
@@ -51,7 +51,6 @@ def backend_families(backends: Iterable[Backend], now: float, scraper: Scraper |
     signals = {attr: gauge(f"warden_backend_{suffix}", doc) for suffix, doc, attr in SIGNALS}
     score = gauge("warden_backend_score", "The routing policy's score for the backend now "
                   "(scoring policies only)")
-    explain = getattr(policy, "explain", None)
     for backend in backends:
         name = backend.name
         in_flight.add_metric([name], backend.in_flight)
@@ -72,11 +71,12 @@ def backend_families(backends: Iterable[Backend], now: float, scraper: Scraper |
                 value = getattr(load, attr)
                 if value is not None:
                     family.add_metric([name], value)
-        if explain is not None:
-            score.add_metric([name], explain(backend, now)["score"])
+        rating = policy.explain(backend, now) if policy is not None else None
+        if rating is not None:
+            score.add_metric([name], rating["score"])
     yield from (in_flight, available, state, breaker, failures, fresh, missing,
                 *signals.values(), score)
-    degraded = getattr(policy, "degraded_picks", None)
+    degraded = policy.degraded_picks if policy is not None else None
     if degraded is not None:
         picks = CounterMetricFamily("warden_routing_degraded_picks", "Picks made while some "
                                     "candidate's load signal was missing or stale")

@@ -28,7 +28,7 @@ from warden.observe.backend_metrics import backend_families
 from warden.observe.quarantine_metrics import quarantine_families
 from warden.record.postgres import PostgresSink
 from warden.record.recorder import Recorder
-from warden.routing.policy import RoutingPolicy
+from warden.routing.protocol import RoutingPolicy
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    120.0, 300.0, 600.0)

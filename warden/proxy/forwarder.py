@@ -35,7 +35,8 @@ from warden.fleet.recent import LARGE_BODY, trim_to_bytes
 from warden.fleet.registry import BackendRegistry
 from warden.proxy import headers as hdr
 from warden.proxy.relay import Relay
-from warden.routing.policy import RoutingPolicy
+from warden.routing.filters import choose_backend
+from warden.routing.protocol import RoutingPolicy
 from warden.stream.observer import Ending, StreamObserver, Verdict, stream_verdict
 from warden.upstream.batch import WriteBatch
 from warden.upstream.connection import UpstreamConnection
@@ -103,27 +104,14 @@ class Forwarder:
             return
         now = time.monotonic()
         tried = relay.attempts
-        only = relay.only
-        first = serving[0]
-        if len(serving) == 1 and not tried and first.clear and only is None \
-                and first.in_flight < first.max_in_flight:
-            backend = first  # the common case of a one-backend model, decided at once
-        else:
-            # The filters: can take a request now (reachable, healthy, breaker, not
-            # draining, not ejected: `clear` says all at once), under its in-flight cap, not
-            # tried yet, allowed by the guard.
-            candidates = [b for b in serving
-                          if (b.clear or b.admits(now)) and b.in_flight < b.max_in_flight
-                          and b.name not in tried and (only is None or b.name in only)]
-            if not candidates:
-                message = f"no backend for model `{relay.model}` can take the request"
-                detail = f" (last error: {last_error.message})" if last_error else ""
-                # (The detail names the backend's address: shown only when exposed.)
-                self._fail(relay, NoBackendAvailable(message + detail),
-                           None if self.expose_upstream else message)
-                return
-            backend = candidates[0] if len(candidates) == 1 \
-                else self.policy.pick(candidates, relay, now)
+        backend = choose_backend(serving, tried, relay.only, relay, self.policy, now)
+        if backend is None:
+            message = f"no backend for model `{relay.model}` can take the request"
+            detail = f" (last error: {last_error.message})" if last_error else ""
+            # (The detail names the backend's address: shown only when exposed.)
+            self._fail(relay, NoBackendAvailable(message + detail),
+                       None if self.expose_upstream else message)
+            return
         relay.attempts = (*tried, backend.name)
         if not backend.clear:  # half-open: this request is one of its few probes
             relay.probe = backend.sent()

@@ -1,1 +1,2 @@
-"""Choosing a backend: pure policies over the candidates (no I/O)."""
+"""Choosing a backend: the filter step (filters), then a policy (protocol: its contract;
+policy, scoring: the presets) over the candidates. Pure: no I/O."""

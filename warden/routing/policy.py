@@ -1,48 +1,49 @@
-"""Routing policies, as filter → score → pick. The forwarder filters (serves the model,
-healthy, breaker closed, not draining, under its in-flight cap, allowed by the guard); a
-policy scores what is left and picks one.
+"""Routing policies, as filter → score → pick. Routing's filters (`routing.filters`: serves
+the model, healthy, breaker closed, not draining, under its in-flight cap, allowed by the
+guard) leave the candidates; a policy (`routing.protocol.RoutingPolicy`, its contract) scores
+what is left and picks one.
 
-Contract: `pick(candidates, request, now)` gets a non-empty list of backends that passed the
-filters and returns one of them; `request` carries the affinity keys the gateway computed
-(`prefix_key`, `session_key`) when the policy asked for them (`wants_prefix`,
-`wants_session`). Pure apart from its own counters and RNG: no I/O, no clock read.
-
-Presets (`routing.policy`): round_robin, least_request, weighted (nginx's smooth weighted
-round robin on `backends[].weight`), tiered (step weights from the engine's
-metrics, with nginx's weighted least_conn: the baseline it replaces), load_aware (the
-default: every load signal, max score) and prefix_aware (load_aware + prefix affinity).
+Presets (`routing.policy`, built by name from `POLICIES`): round_robin, least_request,
+weighted (nginx's smooth weighted round robin on `backends[].weight`), tiered (step weights
+from the engine's metrics, with nginx's weighted least_conn: the baseline it replaces),
+load_aware (the default: every load signal, max score) and prefix_aware (load_aware + prefix
+affinity). `routing.session` wraps any of them in session stickiness (`Sticky`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 from warden.config.schema import RoutingSpec, ScorerWeights
 from warden.fleet.backend import Backend
 from warden.routing.affinity import rendezvous
-from warden.routing.pickers import PICKERS, Picker, one_of
-from warden.routing.scorers import SCORERS, Scene, fresh_load, overloaded
+from warden.routing.pickers import PICKERS, one_of
+from warden.routing.protocol import Keyed, RoutingPolicy
+from warden.routing.scorers import Scene, overloaded
+from warden.routing.scoring import Scoring
 
 
-class Keyed(Protocol):
-    prefix_key: int | None
-    session_key: int | None
+class Unscored:
+    """What a policy that neither scores backends nor counts degraded picks answers besides
+    `pick` (see `RoutingPolicy`)."""
 
-
-class RoutingPolicy(Protocol):
-    name: str
-    wants_prefix: bool
-    wants_session: bool
-
-    def pick(self, candidates: Sequence[Backend], request: Keyed, now: float) -> Backend: ...
-
-
-class RoundRobin:
-    name = "round_robin"
     wants_prefix = False
     wants_session = False
+
+    def explain(self, backend: Backend, now: float) -> dict | None:
+        return None
+
+    @property
+    def degraded_picks(self) -> int | None:
+        return None
+
+    def continue_from(self, previous: RoutingPolicy) -> None:
+        """Nothing to take over: it has no counters."""
+
+
+class RoundRobin(Unscored):
+    name = "round_robin"
 
     def __init__(self) -> None:
         self._next = 0
@@ -52,13 +53,11 @@ class RoundRobin:
         return candidates[self._next % len(candidates)]
 
 
-class LeastRequest:
+class LeastRequest(Unscored):
     """Fewest requests in flight from this gateway; ties broken at random so equal backends
     share the load instead of the first one taking every burst."""
 
     name = "least_request"
-    wants_prefix = False
-    wants_session = False
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
@@ -68,13 +67,11 @@ class LeastRequest:
         return one_of([b for b in candidates if b.in_flight == fewest], self._rng)
 
 
-class Weighted:
+class Weighted(Unscored):
     """nginx's smooth weighted round robin: over any `sum(weights)` picks, each backend gets
     exactly its weight's share, interleaved (5:1:1 gives a a b a c a a, not a a a a a b c)."""
 
     name = "weighted"
-    wants_prefix = False
-    wants_session = False
 
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
@@ -106,15 +103,13 @@ def tiered_weight(kv_usage: float, waiting: float, running: float, preempted: fl
     return weight
 
 
-class Tiered:
+class Tiered(Unscored):
     """The common nginx setup (a timer rewrites nginx weights from /metrics), without its
     reloads: weights from each backend's last fresh scrape (100 when it has none, as nginx
     keeps its last config), and nginx's weighted least_conn over them (fewest in flight per
     weight)."""
 
     name = "tiered"
-    wants_prefix = False
-    wants_session = False
 
     def __init__(self, spec: RoutingSpec, stale_after: float, rng: random.Random) -> None:
         self._spec = spec
@@ -134,71 +129,10 @@ class Tiered:
         return one_of([b for ratio, b in ratios if ratio == lowest], self._rng)
 
 
-class Scoring:
-    """Filter → score → pick over the load signals: each backend's score is the weighted
-    mean of the scorers that can rate it (see `warden.routing.scorers`). A pick made while
-    some signal was missing or stale for some candidate counts in `degraded_picks`: the
-    policy then leans on what it still knows (at least the gateway's own in-flight count)."""
-
-    def __init__(self, name: str, weights: ScorerWeights, picker: Picker, spec: RoutingSpec,
-                 stale_after: float, rng: random.Random) -> None:
-        self.name = name
-        self.scorers = [(name, weight, SCORERS[name]) for name, weight in weights
-                        if weight > 0]
-        self.wants_prefix = weights.prefix > 0
-        self.wants_session = False
-        self._picker = picker
-        self._spec = spec
-        self._stale_after = stale_after
-        self._rng = rng
-        self.degraded_picks = 0
-
-    def scene(self, now: float) -> Scene:
-        return Scene(now, self._stale_after, self._spec.load_scale, self._spec.overload)
-
-    def score(self, backend: Backend, scene: Scene) -> tuple[float, bool]:
-        """(score, whether some scorer could not rate it)."""
-        load = fresh_load(backend, scene)
-        total = weights = 0.0
-        degraded = False
-        for _, weight, scorer in self.scorers:
-            value = scorer(backend, load, scene)
-            if value is None:
-                degraded = True
-                continue
-            total += weight * value
-            weights += weight
-        return (total / weights if weights else 0.0), degraded
-
-    def pick(self, candidates: Sequence[Backend], request: Keyed, now: float) -> Backend:
-        scene = self.scene(now)
-        if self.wants_prefix and request.prefix_key is not None:
-            scene.prefix_target = rendezvous(request.prefix_key, candidates)
-        scored = []
-        degraded = False
-        for backend in candidates:
-            value, short = self.score(backend, scene)
-            degraded = degraded or short
-            scored.append((value, backend))
-        if degraded:
-            self.degraded_picks += 1
-        return self._picker(scored, self._rng)
-
-    def explain(self, backend: Backend, now: float) -> dict:
-        """Each scorer's rating of `backend` now (no affinity: that is per request)."""
-        scene = self.scene(now)
-        load = fresh_load(backend, scene)
-        score, degraded = self.score(backend, scene)
-        ratings = {name: scorer(backend, load, scene) for name, _, scorer in self.scorers}
-        return {"score": round(score, 4), "degraded": degraded, "fresh": load is not None,
-                "scores": {name: None if value is None else round(value, 4)
-                           for name, value in ratings.items()}}
-
-
 class Sticky:
     """Session stickiness over any policy: requests with a session key go to the backend the
     key hashes to among the candidates, unless it is overloaded; the rest, and those, go
-    to the inner policy."""
+    to the inner policy. Its name, scores and counters are the inner policy's."""
 
     def __init__(self, inner: RoutingPolicy, spec: RoutingSpec, stale_after: float) -> None:
         self.inner = inner
@@ -206,10 +140,6 @@ class Sticky:
         self.wants_prefix = inner.wants_prefix
         self.wants_session = True
         self._scene = Scene(0.0, stale_after, spec.load_scale, spec.overload)
-
-    def __getattr__(self, name: str):
-        """What the inner policy offers beyond `pick` (`explain`, `degraded_picks`)."""
-        return getattr(self.inner, name)
 
     def pick(self, candidates: Sequence[Backend], request: Keyed, now: float) -> Backend:
         key = request.session_key
@@ -220,28 +150,50 @@ class Sticky:
                 return target
         return self.inner.pick(candidates, request, now)
 
+    def explain(self, backend: Backend, now: float) -> dict | None:
+        return self.inner.explain(backend, now)
 
-# The scoring presets' defaults: (weights, picker).
+    @property
+    def degraded_picks(self) -> int | None:
+        return self.inner.degraded_picks
+
+    def continue_from(self, previous: RoutingPolicy) -> None:
+        self.inner.continue_from(previous)
+
+
+# The scoring presets' default weights.
 LOAD_AWARE = ScorerWeights()
 PREFIX_AWARE = ScorerWeights(prefix=3.0)
+
+# A policy built from the routing settings, how stale a load signal may be, and the RNG.
+PolicyMaker = Callable[[RoutingSpec, float, random.Random], RoutingPolicy]
+
+
+def scoring(name: str, default: ScorerWeights) -> PolicyMaker:
+    """A scoring preset: `routing.weights` (else its own `default`) and `routing.picker`
+    (else max)."""
+
+    def make(spec: RoutingSpec, stale_after: float, rng: random.Random) -> RoutingPolicy:
+        return Scoring(name, spec.weights or default, PICKERS[spec.picker or "max"], spec,
+                       stale_after, rng)
+
+    return make
+
+
+# `routing.policy` -> its maker. (The config's choices, `RoutingSpec.policy`, are these names.)
+POLICIES: dict[str, PolicyMaker] = {
+    "round_robin": lambda spec, stale_after, rng: RoundRobin(),
+    "least_request": lambda spec, stale_after, rng: LeastRequest(rng),
+    "weighted": lambda spec, stale_after, rng: Weighted(),
+    "tiered": Tiered,
+    "load_aware": scoring("load_aware", LOAD_AWARE),
+    "prefix_aware": scoring("prefix_aware", PREFIX_AWARE),
+}
 
 
 def build_policy(spec: RoutingSpec, stale_after: float = 3.0,
                  rng: random.Random | None = None) -> RoutingPolicy:
-    rng = rng or random.Random()
-    policy: RoutingPolicy
-    if spec.policy == "round_robin":
-        policy = RoundRobin()
-    elif spec.policy == "least_request":
-        policy = LeastRequest(rng)
-    elif spec.policy == "weighted":
-        policy = Weighted()
-    elif spec.policy == "tiered":
-        policy = Tiered(spec, stale_after, rng)
-    else:
-        default = PREFIX_AWARE if spec.policy == "prefix_aware" else LOAD_AWARE
-        policy = Scoring(spec.policy, spec.weights or default, PICKERS[spec.picker or "max"],
-                         spec, stale_after, rng)
-    if spec.session is not None:
-        policy = Sticky(policy, spec, stale_after)
-    return policy
+    """The policy `routing.policy` names, in session stickiness when `routing.session` is
+    set."""
+    policy = POLICIES[spec.policy](spec, stale_after, rng or random.Random())
+    return Sticky(policy, spec, stale_after) if spec.session is not None else policy
