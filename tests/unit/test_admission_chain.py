@@ -1,0 +1,140 @@
+"""The admission chain keeps the `Stage` contract (admission/stage.py): stages run in order,
+once each; None goes on, an error refuses (answered in the envelope, the exchange ended
+through the listeners, later stages never asked), a future holds the request until it
+resolves — then it goes on, or is refused. Real server, connection and forwarder; the client
+socket is a fake transport, and the model asked for is one the fleet does not serve, so a
+request that passes admission is answered by the forwarder (404) without a network."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from warden.admission.chain import Admission
+from warden.app import build_app
+from warden.edge.server import HttpConnection, HttpServer, ServerLimits
+from warden.errors import Forbidden, WardenError
+from warden.exchange import Exchange, Listeners, RequestIds
+from warden.settings import parse_settings
+
+BODY = b'{"model":"elsewhere","messages":[{"role":"user","content":"hi"}]}'
+REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json"
+           b"\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY))
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def writelines(self, parts) -> None:
+        self.out.append(b"".join(parts))
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class Heard:
+    """An ExchangeListener that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    def started(self, exchange: Exchange) -> None:
+        self.events.append(("started", exchange.status))
+
+    def ended(self, exchange: Exchange) -> None:
+        self.events.append(("ended", exchange.status))
+
+
+class Stage:
+    """Answers what it was given; counts its calls."""
+
+    def __init__(self, answer: object = None) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def admit(self, relay, body: dict):
+        self.calls += 1
+        return self.answer
+
+
+class Rig:
+    def __init__(self, stages: list) -> None:
+        settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
+                                                 "models": ["m"]}],
+                                   "recorder": {"enabled": False}}, {})
+        gateway = build_app(settings)
+        gateway.forwarder.bind(asyncio.get_running_loop())
+        self.metrics = gateway.metrics  # (hears what the forwarder ends)
+        self.heard = Heard()  # (hears what admission ends)
+        self.admission = Admission(stages, gateway.forwarder, gateway.backends,
+                                   Listeners([self.heard]), RequestIds())
+        self.writes = gateway.forwarder.writes
+        server = HttpServer(lambda request, client: self.admission.admit(request, client),
+                            ServerLimits(), writes=self.writes)
+        self.transport = Transport()
+        self.client = HttpConnection(server)
+        self.client.connection_made(self.transport)  # type: ignore[arg-type]
+
+    def forwarded(self) -> int:
+        return self.metrics.requests["/v1/chat/completions", 404]
+
+    def send(self) -> None:
+        self.client.data_received(REQUEST)
+        self.writes.flush()
+
+    def answer(self) -> tuple[int, dict] | None:
+        self.writes.flush()
+        data = b"".join(self.transport.out)
+        if not data:
+            return None
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), orjson.loads(body)
+
+
+@pytest.mark.asyncio
+async def test_stages_that_find_nothing_let_the_request_through_in_order():
+    first, second = Stage(), Stage()
+    rig = Rig([first, second])
+    rig.send()
+    status, body = rig.answer()
+    assert status == 404 and "elsewhere" in body["error"]["message"]  # the forwarder's
+    assert (first.calls, second.calls) == (1, 1)
+    assert rig.forwarded() == 1 and rig.heard.events == []  # ended once, by the forwarder
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_answers_ends_the_exchange_and_skips_later_stages():
+    later = Stage()
+    rig = Rig([Stage(Forbidden("not for you")), later])
+    rig.send()
+    status, body = rig.answer()
+    assert (status, body["error"]["message"]) == (403, "not for you")
+    assert later.calls == 0
+    assert rig.heard.events == [("started", 403), ("ended", 403)] and rig.forwarded() == 0
+
+
+@pytest.mark.parametrize("outcome, status", [(None, 404), (Forbidden("later, no"), 403)])
+@pytest.mark.asyncio
+async def test_a_future_holds_the_request_until_it_resolves(outcome, status):
+    pending: asyncio.Future[WardenError | None] = asyncio.get_running_loop().create_future()
+    later = Stage()
+    rig = Rig([Stage(pending), later])
+    rig.send()
+    assert rig.answer() is None and later.calls == 0 and rig.heard.events == []
+    pending.set_result(outcome)
+    await asyncio.sleep(0)  # (one turn of the loop: the future's done-callbacks run)
+    assert rig.answer()[0] == status
+    assert later.calls == (1 if outcome is None else 0)
+    if outcome is None:
+        assert rig.forwarded() == 1 and rig.heard.events == []
+    else:
+        assert rig.heard.events == [("started", 403), ("ended", 403)] and rig.forwarded() == 0
