@@ -44,6 +44,8 @@ class Transport:
 class Heard:
     """An ExchangeListener that keeps what it was told."""
 
+    hears_started = True
+
     def __init__(self) -> None:
         self.events: list[tuple[str, int]] = []
 

@@ -14,9 +14,11 @@ from warden.stream.observer import Verdict
 class IncidentListener:
     def __init__(self, detector: IncidentDetector):
         self._detector = detector
+        # (what was sent where, the forwarder keeps: Backend.recent)
+        self.hears_started = False
 
     def started(self, exchange: Exchange) -> None:
-        pass  # (the forwarder keeps what was sent where: Backend.recent)
+        pass
 
     def ended(self, exchange: Exchange) -> None:
         detector = self._detector

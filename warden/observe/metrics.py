@@ -68,6 +68,7 @@ class GatewayMetrics:
         self._backends = backends
         self._clock = clock
         self._recorder = recorder
+        self.hears_started = False  # (an ExchangeListener that counts at the end only)
         self.guard = guard
         self.scraper = scraper
         self.policy = policy
@@ -91,7 +92,7 @@ class GatewayMetrics:
 
     # -- the hot path ----------------------------------------------------------------------
 
-    # An ExchangeListener (warden.exchange): counts at the end only.
+    # An ExchangeListener (warden.exchange).
 
     def started(self, exchange: Exchange) -> None:
         pass

@@ -59,7 +59,8 @@ class Forwarder:
         connection to it was refused; `on_probe_end(relay)`: a quarantine probe's exchange
         ended."""
         self._backends = backends
-        self._listeners = listeners
+        self._starters = listeners.starters
+        self._enders = listeners.enders
         self._on_retry = on_retry
         self._on_connect_failed = on_connect_failed
         self._on_probe_end = on_probe_end
@@ -175,7 +176,8 @@ class Forwarder:
         self.active.add(relay)
         backend.in_flight += 1
         backend.requests_sent += 1
-        self._listeners.started(relay)  # (the recorder's is write-ahead: before a byte goes)
+        for listener in self._starters:  # (the recorder's: write-ahead, before a byte goes)
+            listener.started(relay)
         recent = backend.recent
         if recent is not None:  # the incident detector's suspects
             recent.append(relay)
@@ -230,7 +232,11 @@ class Forwarder:
 
     def _done(self, relay: Relay, now: float) -> None:
         relay.ended_at = now
-        self._listeners.ended(relay)
+        if not relay.sent_at:  # never forwarded: its start goes with its end
+            for listener in self._starters:
+                listener.started(relay)
+        for listener in self._enders:
+            listener.ended(relay)
         if relay.quarantine_probe is not None and self._on_probe_end is not None:
             self._on_probe_end(relay)  # (before `captured` goes: it reads the death signs)
         if relay.captured is not None:

@@ -63,6 +63,7 @@ class Recorder:
         # How many records may be pending: the queue's size less what the files' writer still
         # has (recomputed at each flush, so a record costs one comparison).
         self._room = spec.queue_size
+        self.hears_started = True  # (an ExchangeListener: the start record is write-ahead)
         # The largest body written verbatim; 0 while free disk is below the floor (the
         # writer checks after each batch; read here at each flush).
         self.body_limit = spec.max_file_size // 4
