@@ -7,16 +7,13 @@ the client's read callback, with no task per request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 
 from warden.admin.own import OwnEndpoints
-from warden.admin.routes import PREFIX, AdminRoutes
+from warden.admin.routes import PREFIX, AdminRoutes, LocalRoute, serve_local
 from warden.admission.chain import Admission
-from warden.admission.refused import unknown_path
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
-from warden.edge.responses import respond_error
-from warden.errors import MethodNotAllowed
 from warden.exchange import RequestIds
 
 # POST endpoints routed to a backend that serves the body's `model`.
@@ -24,9 +21,6 @@ PROXIED_PATHS = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
     "/tokenize", "/detokenize",
 })
-
-# The gateway's own routes get the request's id (every response carries an X-Request-Id).
-LocalRoute = Callable[[HttpRequest, HttpConnection, bytes], None]
 
 
 class Routes:
@@ -54,12 +48,5 @@ class Routes:
         rid = self._ids.pick(request.fields.get(b"x-request-id"))
         if path.startswith(PREFIX):
             return self._admin.handle(request, client, rid)
-        route = self._local.get(path)
-        if route is None:
-            respond_error(client, unknown_path(path), rid)
-        elif request.method not in ("GET", "HEAD"):
-            respond_error(client, MethodNotAllowed(
-                f"{request.method} is not allowed on {path}"), rid)
-        else:
-            route(request, client, rid)
+        serve_local(self._local.get(path), request, client, rid)
         return None

@@ -12,6 +12,7 @@ import asyncio
 import orjson
 import pytest
 
+from bench.hot_path import FakeTransport
 from warden.admission.chain import Admission
 from warden.app import build_app
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
@@ -22,23 +23,6 @@ from warden.settings import parse_settings
 BODY = b'{"model":"elsewhere","messages":[{"role":"user","content":"hi"}]}'
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json"
            b"\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY))
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def writelines(self, parts) -> None:
-        self.out.append(b"".join(parts))
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 5555) if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return False
 
 
 class Heard:
@@ -82,7 +66,7 @@ class Rig:
         self.writes = gateway.forwarder.writes
         server = HttpServer(lambda request, client: self.admission.admit(request, client),
                             ServerLimits(), writes=self.writes)
-        self.transport = Transport()
+        self.transport = FakeTransport()
         self.client = HttpConnection(server)
         self.client.connection_made(self.transport)  # type: ignore[arg-type]
 

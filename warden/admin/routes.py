@@ -19,6 +19,7 @@ from warden.errors import MethodNotAllowed, WardenError
 
 PREFIX = "/admin/"
 
+# A route gets the request's id (every response carries an X-Request-Id).
 LocalRoute = Callable[[HttpRequest, HttpConnection, bytes], None]
 PostRoute = Callable[[HttpRequest, HttpConnection, bytes], Coroutine[None, None, None]]
 
@@ -57,11 +58,18 @@ class AdminRoutes:
             if path.startswith(BACKEND_ACTIONS):
                 self._backend_action(request, client, rid)
                 return None
-        if route is None:
-            respond_error(client, unknown_path(path), rid)
-        elif request.method not in ("GET", "HEAD"):
-            respond_error(client, MethodNotAllowed(
-                f"{request.method} is not allowed on {path}"), rid)
-        else:
-            route(request, client, rid)
+        serve_local(route, request, client, rid)
         return None
+
+
+def serve_local(route: LocalRoute | None, request: HttpRequest, client: HttpConnection,
+                rid: bytes) -> None:
+    """Answer with the gateway's own `route` (GET or HEAD only), or the error that says why
+    not: 404 (403 for a path never forwarded: admission.refused) or 405."""
+    if route is None:
+        respond_error(client, unknown_path(request.path), rid)
+    elif request.method not in ("GET", "HEAD"):
+        respond_error(client, MethodNotAllowed(
+            f"{request.method} is not allowed on {request.path}"), rid)
+    else:
+        route(request, client, rid)

@@ -1,0 +1,61 @@
+"""Every `/admin/` route goes through one entrance (`AdminRoutes.handle`), so the access check
+in `allowed` covers all of them, present and future; the gateway's own public endpoints do
+not pass through it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.hot_path import FakeTransport
+from warden.admin.fleet import FleetAdmin
+from warden.admin.own import OwnEndpoints
+from warden.admin.quarantine import QuarantineAdmin
+from warden.admin.routes import AdminRoutes
+from warden.app import build_app
+from warden.edge.server import HttpConnection, HttpServer, ServerLimits
+from warden.errors import Forbidden, WardenError
+from warden.exchange import RequestIds
+from warden.routes import Routes
+from warden.settings import parse_settings
+
+
+class Locked(AdminRoutes):
+    def allowed(self, request) -> WardenError | None:
+        return Forbidden("admin key required")
+
+
+def answer(routes: Routes, method: bytes, path: bytes, writes) -> int:
+    transport = FakeTransport()
+    client = HttpConnection(HttpServer(routes, ServerLimits(), writes=writes))
+    client.connection_made(transport)  # type: ignore[arg-type]
+    client.data_received(b"%s %s HTTP/1.1\r\nhost: gw\r\ncontent-length: 0\r\n\r\n"
+                         % (method, path))
+    writes.flush()
+    return int(b"".join(transport.out).split(b" ", 2)[1])
+
+
+@pytest.mark.asyncio
+async def test_one_check_guards_every_admin_route_and_only_those():
+    settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
+                                             "models": ["m"]}],
+                               "recorder": {"enabled": False}}, {})
+    gateway = build_app(settings)
+    gateway.forwarder.bind(asyncio.get_running_loop())
+    writes = gateway.forwarder.writes
+    fleet = FleetAdmin(gateway.policy, gateway.backends)
+    quarantine = QuarantineAdmin(None)
+    own = OwnEndpoints(gateway.backends, gateway.metrics, quarantine)
+    locked = Routes(gateway.handler.admission, own, Locked(fleet, quarantine), RequestIds())
+    open_ = Routes(gateway.handler.admission, own, AdminRoutes(fleet, quarantine),
+                   RequestIds())
+    asked = [(b"GET", b"/admin/backends"), (b"GET", b"/admin/quarantine"),
+             (b"POST", b"/admin/backends/b/drain"), (b"POST", b"/admin/reload"),
+             (b"GET", b"/admin/nothing-here")]
+    assert [answer(locked, m, p, writes) for m, p in asked] == [403] * len(asked)
+    assert not next(iter(gateway.backends)).draining  # refused before it acted
+    assert [answer(open_, m, p, writes) for m, p in asked[:3]] == [200, 200, 200]
+    assert next(iter(gateway.backends)).draining
+    assert answer(locked, b"GET", b"/health", writes) == 200  # public: not behind it
+    assert answer(locked, b"GET", b"/metrics", writes) == 200
