@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from warden import cli_backends, cli_quarantine, cli_records, cli_reload
+from warden import cli_backends, cli_keys, cli_quarantine, cli_records, cli_reload
 from warden.cli_parser import new_parser
 from warden.config import ConfigError
 from warden.observe.logs import configure
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_records.add_commands(commands)
     cli_quarantine.add_commands(commands)
     cli_backends.add_commands(commands)
+    cli_keys.add_commands(commands)
 
     sim = commands.add_parser("sim", help="run simulated vLLM servers")
     sim.add_argument("--nodes", type=int, default=1, help="how many, on consecutive ports")

@@ -1,15 +1,20 @@
-"""Reaching a running gateway's admin API from the command line (the `quarantine` and
-`backends` commands): which gateway, and one JSON call with its errors printed plainly."""
+"""Reaching a running gateway's admin API from the command line (the `quarantine`,
+`backends` and `reload` commands): which gateway, and one JSON call with its errors printed
+plainly. An admin key, when the gateway wants one, comes from `WARDEN_ADMIN_KEY` (never a
+flag: it would show in `ps` and in the shell's history)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
 
 from warden.settings import load_or_explain
+
+ADMIN_KEY = "WARDEN_ADMIN_KEY"
 
 
 def add_where(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +42,12 @@ def call(command: str, url: str, body: dict | None = None, *, post: bool = False
     """GET `url` (POST with `body` or `post`); its JSON answer, or None with the reason
     printed as `command: ...`."""
     data = json.dumps(body).encode() if body is not None else b"" if post else None
+    headers = {"Content-Type": "application/json"}
+    admin_key = os.environ.get(ADMIN_KEY)
+    if admin_key:
+        headers["Authorization"] = f"Bearer {admin_key}"
     request = urllib.request.Request(url, data=data, method="POST" if data is not None
-                                     else "GET", headers={"Content-Type": "application/json"})
+                                     else "GET", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())

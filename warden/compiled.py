@@ -27,6 +27,7 @@ import importlib
 
 MODULES = (
     "warden/admission/affinity.py",
+    "warden/admission/auth.py",
     "warden/admission/chain.py",
     "warden/admission/guard_stage.py",
     "warden/admission/parse.py",
@@ -58,6 +59,7 @@ MODULES = (
     "warden/routing/scoring.py",
     "warden/stream/observer.py",
     "warden/stream/sse.py",
+    "warden/tenancy/keys.py",
     "warden/upstream/batch.py",
     "warden/upstream/connection.py",
     "warden/upstream/pool.py",

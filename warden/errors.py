@@ -81,6 +81,25 @@ class Forbidden(ClientError):
     code = "forbidden"
 
 
+class Unauthenticated(ClientError):
+    """No API key, or one that is not valid (unknown, revoked, expired): OpenAI's 401."""
+
+    status = 401
+    code = "invalid_api_key"
+
+
+class MissingApiKey(Unauthenticated):
+    """No key at all (OpenAI answers this one without a code)."""
+
+    code = None
+
+
+class ModelNotAllowed(Forbidden):
+    """A model the API key (or its tenant) may not use."""
+
+    code = "model_not_allowed"
+
+
 class ModelNotFound(ClientError):
     status = 404
     code = "model_not_found"

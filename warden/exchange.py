@@ -84,6 +84,8 @@ class Exchange:
     # For the flight recorder: the request, and the response bytes kept for its record.
     request: HttpRequest | None = None
     guard_notes: list[str] | None = None  # what the guard did (or would have done)
+    principal: str | None = None          # the API key's id (auth on), never the key
+    tenant: str | None = None             # the key's tenant
     forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
     upstream_id = b""                     # the id sent upstream when not `request_id`
     only: frozenset[str] | None = None    # the backends the guard lets it go to (route)

@@ -25,7 +25,9 @@ PROXIED_PATHS = frozenset({
 
 class Routes:
     def __init__(self, admission: Admission, own: OwnEndpoints, admin: AdminRoutes,
-                 ids: RequestIds):
+                 ids: RequestIds, *, metrics_public: bool = True):
+        """`metrics_public`: /metrics open to anyone who reaches the port (else behind the
+        admin API's check)."""
         self.admission = admission
         self._admin = admin
         self._ids = ids
@@ -34,7 +36,7 @@ class Routes:
             "/health": own.health,
             "/ready": own.ready,
             "/version": own.version,
-            "/metrics": own.prometheus,
+            "/metrics": own.prometheus if metrics_public else admin.guarded(own.prometheus),
         }
 
     def __call__(self, request: HttpRequest,

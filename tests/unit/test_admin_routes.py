@@ -59,3 +59,30 @@ async def test_one_check_guards_every_admin_route_and_only_those():
     assert next(iter(gateway.backends)).draining
     assert answer(locked, b"GET", b"/health", writes) == 200  # public: not behind it
     assert answer(locked, b"GET", b"/metrics", writes) == 200
+
+
+class Remote(FakeTransport):
+    def get_extra_info(self, name, default=None):
+        return ("10.1.2.3", 5555) if name == "peername" else default
+
+
+@pytest.mark.asyncio
+async def test_without_admin_keys_only_loopback_clients_reach_the_admin_api():
+    settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
+                                             "models": ["m"]}],
+                               "recorder": {"enabled": False}}, {})
+    gateway = build_app(settings)
+    gateway.forwarder.bind(asyncio.get_running_loop())
+    writes = gateway.forwarder.writes
+    replies = []
+    for transport in (Remote(), FakeTransport()):
+        client = HttpConnection(HttpServer(gateway.handler, ServerLimits(), writes=writes))
+        client.connection_made(transport)  # type: ignore[arg-type]
+        client.data_received(b"GET /admin/backends HTTP/1.1\r\nhost: gw\r\n\r\n"
+                             b"GET /health HTTP/1.1\r\nhost: gw\r\n\r\n")
+        writes.flush()
+        replies.append(b"".join(transport.out))
+    remote, local = replies
+    assert remote.startswith(b"HTTP/1.1 403") and b"loopback clients only" in remote
+    assert b"HTTP/1.1 200" in remote.split(b"\r\n\r\n", 1)[1]  # /health: open to all
+    assert local.startswith(b"HTTP/1.1 200")

@@ -153,7 +153,8 @@ def bash_lines() -> list[str]:
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", README, re.S):
         for line in block.splitlines():
-            for command in line.split("&&"):
+            # (each command of a pipeline into warden, too: `echo "$KEY" | warden keys hash`)
+            for command in re.split(r"&&| \| (?=warden )", line):
                 if command.strip():
                     lines.append(command.strip())
     return lines
@@ -163,7 +164,7 @@ def test_every_bash_example_is_a_real_command():
     commands = bash_lines()
     assert len(commands) >= 20
     programs = {shlex.split(c, comments=True)[0] for c in commands}
-    assert programs <= {"warden", "pip", "pytest", "ruff", "mypy", "curl"}, programs
+    assert programs <= {"warden", "pip", "pytest", "ruff", "mypy", "curl", "echo"}, programs
 
 
 def test_every_warden_example_parses():

@@ -1,12 +1,18 @@
 """Every `/admin/` route, behind one seam: `AdminRoutes.handle` is the only way in, so the
-check that will guard the admin API (an admin key, a separate listener) goes in one place,
-`allowed`, and covers every admin route, present and future.
+check that guards the admin API is in one place, `allowed`, and covers every admin route,
+present and future (and `/metrics` when `auth.metrics: admin`).
+
+Secure by default: with admin keys configured (`auth.admin_keys`), a request needs one
+(`Authorization: Bearer KEY`: 401 otherwise); with none, only loopback clients are let in
+(403 otherwise), so a gateway listening on a public address does not hand its drain, reload
+and quarantine-lift buttons to whoever reaches the port.
 
 A route is a plain function of (request, client, request id); a POST route that does I/O is a
 coroutine function (the connection awaits it). Not on the data path (not compiled)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Coroutine
 
 from warden.admin.fleet import BACKEND_ACTIONS, FleetAdmin
@@ -15,7 +21,8 @@ from warden.admission.refused import unknown_path
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error
-from warden.errors import MethodNotAllowed, WardenError
+from warden.errors import Forbidden, MethodNotAllowed, Unauthenticated, WardenError
+from warden.tenancy.keys import KeyRing, presented_key
 
 PREFIX = "/admin/"
 
@@ -25,7 +32,10 @@ PostRoute = Callable[[HttpRequest, HttpConnection, bytes], Coroutine[None, None,
 
 
 class AdminRoutes:
-    def __init__(self, fleet: FleetAdmin, quarantine: QuarantineAdmin):
+    def __init__(self, fleet: FleetAdmin, quarantine: QuarantineAdmin,
+                 admins: KeyRing | None = None):
+        """`admins`: the admin keys (None or empty: loopback clients only)."""
+        self._admins = admins if admins is not None and len(admins) else None
         self._get: dict[str, LocalRoute] = {
             "/admin/backends": fleet.backends,
             "/admin/quarantine": quarantine.listing,
@@ -37,10 +47,28 @@ class AdminRoutes:
         self._backend_action = fleet.backend_action
 
     def allowed(self, request: HttpRequest) -> WardenError | None:
-        """The admin API's access check: None lets the request in, an error refuses it.
-        Today every client that reaches the port is let in (the README says so); this is
-        where authentication goes."""
-        return None
+        """The admin API's access check: None lets the request in, an error refuses it."""
+        if self._admins is not None:
+            presented = presented_key(request.fields.get(b"authorization"),
+                                      request.fields.get(b"api-key"))
+            if presented is None or self._admins.find(presented) is None:
+                return Unauthenticated("The admin API needs an admin key (Authorization: "
+                                       "Bearer KEY, one of auth.admin_keys).")
+            return None
+        if is_loopback(request.client_ip):
+            return None
+        return Forbidden("The admin API answers loopback clients only until admin keys are "
+                         "configured (auth.admin_keys).")
+
+    def guarded(self, route: LocalRoute) -> LocalRoute:
+        """`route` behind the admin API's check (`/metrics` with `auth.metrics: admin`)."""
+        def checked(request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
+            refused = self.allowed(request)
+            if refused is not None:
+                respond_error(client, refused, rid)
+            else:
+                route(request, client, rid)
+        return checked
 
     def handle(self, request: HttpRequest, client: HttpConnection,
                rid: bytes) -> Coroutine[None, None, None] | None:
@@ -73,3 +101,13 @@ def serve_local(route: LocalRoute | None, request: HttpRequest, client: HttpConn
             f"{request.method} is not allowed on {request.path}"), rid)
     else:
         route(request, client, rid)
+
+
+def is_loopback(ip: str) -> bool:
+    """Whether `ip` is this host's own (127.0.0.0/8, ::1, or IPv4 loopback mapped in IPv6)."""
+    try:
+        address = ipaddress.ip_address(ip.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from warden.admission.affinity import AffinityStage
+from warden.admission.auth import AuthStage
 from warden.admission.guard_stage import GuardStage
 from warden.admission.stage import Stage
 from warden.config.schema import Settings
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard
 from warden.routing.protocol import RoutingPolicy
+from warden.tenancy.keys import KeyRing
 
 
 def build_stages(settings: Settings, guard: Guard | None, backends: BackendRegistry,
                  policy: RoutingPolicy) -> tuple[Stage, ...]:
-    """The guard (when on), then the affinity keys (for a policy that reads them): a request
-    the guard refuses costs no key."""
+    """API keys (auth.mode required), the guard (when on), then the affinity keys (for a
+    policy that reads them): a request nobody vouches for costs the guard nothing, one the
+    guard refuses costs no routing key."""
     stages: list[Stage] = []
+    if settings.auth.mode == "required":
+        stages.append(AuthStage(KeyRing.clients(settings.auth)))
     if guard is not None:
         stages.append(GuardStage(guard, backends))
     if policy.wants_prefix or policy.wants_session:

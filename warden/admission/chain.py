@@ -77,15 +77,19 @@ class Admission:
     def _refuse_relay(self, relay: Relay, error: WardenError) -> None:
         request = relay.request
         assert request is not None
-        self.refuse(request, relay.client, relay.request_id, error, relay.guard_notes)
+        self.refuse(request, relay.client, relay.request_id, error, relay)
 
     def refuse(self, request: HttpRequest, client: ClientStream, request_id: bytes,
-               error: WardenError, guard_notes: list[str] | None = None) -> None:
+               error: WardenError, admitted: Exchange | None = None) -> None:
         """Answer `error` and end the request's exchange (its record: what was asked, the
-        status, the error, the guard's notes)."""
+        status, the error; from `admitted`, what the stages learnt: who asked, the guard's
+        notes)."""
         exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
         exchange.request = request
-        exchange.guard_notes = guard_notes
+        if admitted is not None:
+            exchange.guard_notes = admitted.guard_notes
+            exchange.principal = admitted.principal
+            exchange.tenant = admitted.tenant
         exchange.status = error.status
         exchange.error = error.message
         respond_error(client, error, request_id)

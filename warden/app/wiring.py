@@ -28,6 +28,7 @@ from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
 from warden.routes import Routes
 from warden.runtime import Current, Runtime, build_runtime
+from warden.tenancy.keys import KeyRing
 from warden.upstream.fetch import fetch
 
 
@@ -79,7 +80,9 @@ def build_routes(runtime: Runtime, parts: Parts, reload: Reload | None) -> Route
     fleet = FleetAdmin(runtime.policy, runtime.backends, reload,
                        guard.models if guard is not None else None)
     own = OwnEndpoints(runtime.backends, parts.metrics, quarantine)
-    return Routes(admission, own, AdminRoutes(fleet, quarantine), parts.ids)
+    auth = runtime.settings.auth
+    admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth))
+    return Routes(admission, own, admin, parts.ids, metrics_public=auth.metrics == "public")
 
 
 async def read_metrics(current: Current, name: str) -> str:

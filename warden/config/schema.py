@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from warden.config.auth_schema import AuthSpec
 from warden.config.guard_schema import (  # noqa: F401 - re-exported with the rest
     CustomRuleSpec,
     GuardLimitsSpec,
@@ -181,6 +182,7 @@ class Settings(Spec):
     recorder: RecorderSpec = RecorderSpec()
     guard: GuardSpec = GuardSpec()
     reload: ReloadSpec = ReloadSpec()
+    auth: AuthSpec = AuthSpec()
 
     @property
     def quarantine_file(self) -> Path:

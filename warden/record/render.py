@@ -98,7 +98,8 @@ class Renderer:
         record: dict[str, object] = {
             "type": "start", "id": exchange.request_id.decode("latin-1"),
             "received": self.received(exchange), "client": exchange.client_ip,
-            "principal": None, "endpoint": exchange.endpoint, "model": exchange.model,
+            "principal": exchange.principal, "endpoint": exchange.endpoint,
+            "model": exchange.model,
             "stream": exchange.stream,
         }
         if request is not None:
@@ -114,6 +115,8 @@ class Renderer:
                     record["body"] = base64.b64encode(body).decode()
                     record["body_encoding"] = "base64"
                 record["body_bytes"] = len(body)
+        if exchange.tenant is not None:
+            record["tenant"] = exchange.tenant
         if exchange.guard_notes:
             record["guard"] = exchange.guard_notes
         if exchange.upstream_id:  # the id the backend got, when the client chose its own

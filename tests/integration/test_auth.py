@@ -1,0 +1,153 @@
+"""API keys through the gateway, as OpenAI's SDK meets them: no key, a wrong one, an expired
+one (401), a model the key or its tenant may not use (403), a good one (200); the client's
+credentials never reach a backend; a reload revokes a key at once; the admin API locked."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.harness import GatewayThread, SimProcess, http
+from warden.tenancy.keys import key_hash
+
+GOOD = "wk-good-key-for-the-search-team-0001"
+NARROW = "wk-narrow-key-only-for-other-models"
+EXPIRED = "wk-expired-key-0000000000000000000"
+ADMIN = "wk-admin-key-00000000000000000000000"
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def auth(**extra) -> dict:
+    return {"mode": "required",
+            "tenants": {"search": {"models": ["sim-*"]}},
+            "keys": [{"id": "good", "tenant": "search", "hash": key_hash(GOOD)},
+                     {"id": "narrow", "value": NARROW, "models": ["other-*"]},
+                     {"id": "old", "value": EXPIRED, "expires": "2020-01-01T00:00:00Z"}],
+            **extra}
+
+
+@pytest.fixture(scope="module")
+def keyed_sim():
+    """Nodes that, like vLLM with --api-key, want GOOD as their bearer token: a gateway that
+    passed the client's key on would get answers from them."""
+    sim = SimProcess(2, "--api-key", GOOD)
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def open_sim():
+    sim = SimProcess(1)
+    yield sim
+    sim.stop()
+
+
+def client(gw: GatewayThread, key: str) -> OpenAI:
+    return OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+
+
+def test_keys_decide_who_may_use_which_model(open_sim):
+    gw = GatewayThread({"backends": open_sim.backends_config(), "auth": auth()})
+    try:
+        reply = client(gw, GOOD).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                         max_tokens=2)
+        assert reply.usage.completion_tokens == 2
+        status, _, body = http("POST", f"{gw.url}/v1/chat/completions",
+                               b'{"model":"sim-model","messages":[]}',
+                               {"Content-Type": "application/json"})
+        assert status == 401  # (the SDK refuses to send without a key: asked by hand)
+        assert json.loads(body)["error"]["code"] is None  # (as OpenAI: none when missing)
+        for wrong in ("wk-no-such-key-000000000000000", EXPIRED, "x" * 10_000):
+            with pytest.raises(openai.AuthenticationError) as refused:
+                client(gw, wrong).chat.completions.create(model="sim-model",
+                                                          messages=MESSAGES)
+            assert refused.value.body["code"] == "invalid_api_key"
+            assert wrong not in str(refused.value.body)  # (a wrong key is not echoed)
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            client(gw, NARROW).chat.completions.create(model="sim-model", messages=MESSAGES)
+        assert denied.value.body["code"] == "model_not_allowed"
+        status, _, _ = http("POST", f"{gw.url}/v1/chat/completions",
+                            b'{"model":"sim-model","messages":[]}',
+                            {"Authorization": "Basic Zm9vOmJhcg==",
+                             "Content-Type": "application/json"})
+        assert status == 401
+        status, _, _ = http("POST", f"{gw.url}/v1/chat/completions",
+                            b'{"model":"sim-model","messages":[{"role":"user","content":"x"}]}',
+                            {"api-key": GOOD, "Content-Type": "application/json"})
+        assert status == 200  # (as Azure's clients send it)
+    finally:
+        gw.stop()
+
+
+def test_client_credentials_never_reach_a_backend(keyed_sim):
+    """Auth off: the client's key goes on (the backend has none of its own), and these nodes
+    accept it. Auth on: the same key admits the request at the gateway, and the nodes, which
+    never see it, refuse."""
+    # (their models given: the nodes would refuse the gateway's /v1/models without the key)
+    backends = [{**b, "models": ["sim-model"]} for b in keyed_sim.backends_config()]
+    plain = GatewayThread({"backends": backends})
+    keyed = GatewayThread({"backends": backends, "auth": auth()})
+    try:
+        assert client(plain, GOOD).chat.completions.create(
+            model="sim-model", messages=MESSAGES, max_tokens=1).choices
+        with pytest.raises(openai.AuthenticationError) as backend_said:
+            client(keyed, GOOD).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                        max_tokens=1)
+        assert backend_said.value.response.headers["x-upstream-status"] == "401"
+    finally:
+        plain.stop()
+        keyed.stop()
+
+
+def test_a_reload_revokes_a_key_at_once(open_sim):
+    config = {"backends": open_sim.backends_config(), "auth": auth()}
+    gw = GatewayThread(config)
+    try:
+        assert client(gw, GOOD).models.list() is not None  # (not proxied: no key needed)
+        client(gw, GOOD).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                 max_tokens=1)
+        revoked = auth()
+        revoked["keys"] = [k for k in revoked["keys"] if k["id"] != "good"]
+        gw.reload({**config, "auth": revoked})
+        with pytest.raises(openai.AuthenticationError):
+            client(gw, GOOD).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                     max_tokens=1)
+    finally:
+        gw.stop()
+
+
+def test_admin_keys_lock_the_admin_api_and_metrics(open_sim):
+    gw = GatewayThread({"backends": open_sim.backends_config(),
+                        "auth": auth(admin_keys=[{"id": "ops", "value": ADMIN}],
+                                     metrics="admin")})
+    try:
+        bearer = {"Authorization": f"Bearer {ADMIN}"}
+        assert http("GET", f"{gw.url}/admin/backends")[0] == 401
+        assert http("GET", f"{gw.url}/admin/backends", headers={
+            "Authorization": f"Bearer {GOOD}"})[0] == 401  # a client key is not an admin key
+        assert http("GET", f"{gw.url}/admin/backends", headers=bearer)[0] == 200
+        assert http("GET", f"{gw.url}/metrics")[0] == 401
+        assert http("GET", f"{gw.url}/metrics", headers=bearer)[0] == 200
+        assert http("GET", f"{gw.url}/health")[0] == 200
+        assert http("GET", f"{gw.url}/ready")[0] == 200
+    finally:
+        gw.stop()
+
+
+def test_records_name_the_key_and_tenant_never_the_key(open_sim, tmp_path):
+    gw = GatewayThread({"backends": open_sim.backends_config(), "auth": auth(),
+                        "recorder": {"dir": str(tmp_path), "flush_interval": "10ms"}})
+    try:
+        client(gw, GOOD).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                 max_tokens=1)
+        with pytest.raises(openai.PermissionDeniedError):
+            client(gw, NARROW).chat.completions.create(model="sim-model", messages=MESSAGES)
+    finally:
+        gw.stop()  # (writes what is pending)
+    text = "".join(p.read_text() for p in tmp_path.glob("*.jsonl"))
+    assert GOOD not in text and NARROW not in text
+    assert '"principal":"good"' in text and '"tenant":"search"' in text
+    assert '"principal":"narrow"' in text

@@ -1,0 +1,61 @@
+"""API keys as an admission stage (auth.mode: required): who asks, and whether they may use
+the model. First in the chain: nothing else looks at a request nobody vouches for.
+
+The client's credentials never reach a backend: they are taken out of the request's fields
+here, whatever the verdict (a backend gets its own `api_key`, if it has one). Errors are
+OpenAI's: 401 `invalid_api_key` (a missing key has no code, as OpenAI answers), 403 for a
+model the key or its tenant may not use. A wrong key is not echoed back."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from warden.admission.stage import StageResult
+from warden.errors import MissingApiKey, ModelNotAllowed, Unauthenticated
+from warden.proxy.relay import Relay
+from warden.tenancy.keys import KeyRing, presented_key
+
+CREDENTIALS = (b"authorization", b"api-key", b"x-api-key")
+MISSING = ("You didn't provide an API key. You need to provide your API key in an "
+           "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+MALFORMED = ("The Authorization header must be `Bearer YOUR_KEY` (or send the key alone in an "
+             "api-key header).")
+WRONG = "Incorrect API key provided."
+EXPIRED = "This API key has expired."
+
+
+class AuthStage:
+    def __init__(self, keys: KeyRing):
+        self._keys = keys
+
+    def admit(self, relay: Relay, body: dict) -> StageResult:
+        request = relay.request
+        assert request is not None
+        fields = request.fields
+        authorization = fields.get(b"authorization")
+        api_key = fields.get(b"api-key")
+        for name in CREDENTIALS:  # (never forwarded: see the module's docstring)
+            fields.pop(name, None)
+        presented = presented_key(authorization, api_key)
+        if presented is None:
+            if authorization is None and api_key is None:
+                return MissingApiKey(MISSING)
+            return Unauthenticated(MALFORMED)
+        key = self._keys.find(presented)
+        if key is None:
+            return Unauthenticated(WRONG)
+        if key.expires_at is not None and time.time() >= key.expires_at:
+            return Unauthenticated(EXPIRED)
+        relay.principal = key.id
+        relay.tenant = key.tenant_name
+        model = relay.model or ""
+        if not key.allows(model):
+            return ModelNotAllowed(f"This API key may not use the model `{model}`.",
+                                   param="model")
+        priority = key.effective_priority
+        if priority is not None and "priority" not in body:  # (the client's own wins)
+            body["priority"] = priority
+            relay.forwarded_body = orjson.dumps(body)
+        return None

@@ -1,0 +1,113 @@
+"""Settings of the gateway's clients: API keys, the tenants they belong to, and the admin
+API's own keys (auth.*)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from warden.config.spec import Spec
+
+KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+TENANT = KEY_ID
+# A key's stored form: "sha256:" and 64 hex digits (`warden keys hash` prints it).
+HASH = re.compile(r"sha256:[0-9a-f]{64}")
+# The longest key accepted (a generated one has 46 characters; longer ones are refused before
+# any hashing, so a 10 KB header costs nothing).
+MAX_KEY_LENGTH = 256
+
+
+class SecretSpec(Spec):
+    """A key given by its hash (what the config should hold) or its value (`${ENV}`, or a
+    literal for a test setup); exactly one of the two."""
+
+    id: str = Field(pattern=KEY_ID)
+    hash: str | None = None
+    value: str | None = Field(default=None, repr=False)
+
+    @field_validator("hash")
+    @classmethod
+    def _hash_form(cls, value: str | None) -> str | None:
+        if value is not None and not HASH.fullmatch(value):
+            raise ValueError("not sha256:<64 lowercase hex digits> (warden keys hash prints "
+                             "it)")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value_form(cls, value: str | None) -> str | None:
+        if value is not None and not (16 <= len(value) <= MAX_KEY_LENGTH and value.isascii()
+                                      and value.isprintable() and " " not in value):
+            raise ValueError(f"a key is 16 to {MAX_KEY_LENGTH} printable ASCII characters "
+                             "without spaces (warden keys new makes one)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SecretSpec:
+        if (self.hash is None) == (self.value is None):
+            raise ValueError(f"key {self.id!r}: give exactly one of hash, value")
+        return self
+
+
+class GrantSpec(Spec):
+    """What a key or a tenant may do. Both apply: a key may use a model only when its tenant
+    may too."""
+
+    # Model names or globs (`llama-*`); None: every model the fleet serves.
+    models: list[str] | None = None
+    # Sent to vLLM as the request's `priority` (engines run with --scheduling-policy
+    # priority), unless the client set one. Lower runs first, as in vLLM.
+    priority: int | None = None
+    metadata: dict[str, str] = {}
+
+
+class KeySpec(SecretSpec, GrantSpec):
+    tenant: str | None = Field(default=None, pattern=TENANT)
+    expires: datetime | None = None  # with a time zone; after it, the key is refused (401)
+
+    @field_validator("expires")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone (e.g. 2027-01-01T00:00:00Z)")
+        return value
+
+
+class TenantSpec(GrantSpec):
+    pass
+
+
+class AuthSpec(Spec):
+    # off: anyone who reaches the port may use every model (as without this section);
+    # required: every proxied request needs a key from `keys`.
+    mode: Literal["off", "required"] = "off"
+    keys: list[KeySpec] = []
+    tenants: dict[str, TenantSpec] = {}
+    # Keys for /admin/* (never valid as client keys). None configured: the admin API answers
+    # loopback clients only.
+    admin_keys: list[SecretSpec] = []
+    # /metrics: open to anyone who reaches the port, or behind the admin API's check.
+    metrics: Literal["public", "admin"] = "public"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthSpec:
+        problems = []
+        ids = [key.id for key in self.keys] + [key.id for key in self.admin_keys]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            problems.append(f"key ids used twice: {', '.join(twice)}")
+        for key in self.keys:
+            if key.tenant is not None and key.tenant not in self.tenants:
+                problems.append(f"key {key.id!r}: tenant {key.tenant!r} is not in "
+                                "auth.tenants")
+        if self.mode == "required" and not self.keys:
+            problems.append("mode required with no keys would refuse every request")
+        for name in self.tenants:
+            if not re.fullmatch(TENANT, name):
+                problems.append(f"tenant name {name!r}: letters, digits, . _ : - (up to 64)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

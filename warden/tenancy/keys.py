@@ -1,0 +1,154 @@
+"""API keys and tenants, held in memory: the data path never waits on a store.
+
+Keys are high-entropy (`new_key`: 32 random bytes), so a key is stored as its SHA-256 (a slow
+password hash buys nothing against 256 bits of entropy and would cost every request). A
+presented key is hashed once and looked up by its digest; the entry found is confirmed with
+`hmac.compare_digest`, so what the look-up takes never depends on how much of a guess is
+right.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from warden.config.auth_schema import MAX_KEY_LENGTH, AuthSpec, GrantSpec, SecretSpec
+
+PREFIX = "wk-"
+
+
+def new_key() -> str:
+    """A new client or admin key: `wk-` and 43 URL-safe characters (256 random bits)."""
+    return PREFIX + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+def key_hash(key: str | bytes) -> str:
+    """What the config stores for `key`: `sha256:` and its hex digest."""
+    raw = key.encode() if isinstance(key, str) else key
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _digest(secret: SecretSpec) -> bytes:
+    if secret.hash is not None:
+        return bytes.fromhex(secret.hash.removeprefix("sha256:"))
+    assert secret.value is not None
+    return hashlib.sha256(secret.value.encode()).digest()
+
+
+class Models:
+    """Which models a grant allows: every one, or those matching its names and globs."""
+
+    def __init__(self, patterns: list[str] | None):
+        self.every = patterns is None
+        self._exact = frozenset(p for p in patterns or () if not _is_glob(p))
+        globs = [fnmatch.translate(p) for p in patterns or () if _is_glob(p)]
+        self._globs = re.compile("|".join(globs)) if globs else None
+        self._seen: dict[str, bool] = {}  # model -> allowed (few models: bounded)
+
+    def allow(self, model: str) -> bool:
+        if self.every:
+            return True
+        allowed = self._seen.get(model)
+        if allowed is None:
+            allowed = model in self._exact or (
+                self._globs is not None and self._globs.fullmatch(model) is not None)
+            if len(self._seen) < 1024:
+                self._seen[model] = allowed
+        return allowed
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    models: Models
+    priority: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    tenant: Tenant | None
+    models: Models
+    priority: int | None = None
+    expires_at: float | None = None  # time.time()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def allows(self, model: str) -> bool:
+        """Both the key and its tenant must allow `model`."""
+        return self.models.allow(model) and (self.tenant is None
+                                             or self.tenant.models.allow(model))
+
+    @property
+    def tenant_name(self) -> str | None:
+        return self.tenant.name if self.tenant is not None else None
+
+    @property
+    def effective_priority(self) -> int | None:
+        return self.priority if self.priority is not None \
+            else self.tenant.priority if self.tenant is not None else None
+
+
+def _grant(spec: GrantSpec) -> dict:
+    return {"models": Models(spec.models), "priority": spec.priority,
+            "metadata": dict(spec.metadata)}
+
+
+class KeyRing:
+    """The keys a gateway accepts, by digest; built whole from the config at each load."""
+
+    def __init__(self, keys: dict[bytes, ApiKey]):
+        self._by_digest = {digest: (digest, key) for digest, key in keys.items()}
+
+    @classmethod
+    def clients(cls, spec: AuthSpec) -> KeyRing:
+        tenants = {name: Tenant(name, **_grant(t)) for name, t in spec.tenants.items()}
+        return cls({_digest(k): ApiKey(
+            k.id, tenants[k.tenant] if k.tenant is not None else None, **_grant(k),
+            expires_at=_epoch(k.expires)) for k in spec.keys})
+
+    @classmethod
+    def admins(cls, spec: AuthSpec) -> KeyRing:
+        return cls({_digest(k): ApiKey(k.id, None, Models(None)) for k in spec.admin_keys})
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def find(self, presented: bytes) -> ApiKey | None:
+        """The key `presented` is (None: no such key). Longer than any key: None at once."""
+        if len(presented) > MAX_KEY_LENGTH:
+            return None
+        digest = hashlib.sha256(presented).digest()
+        found = self._by_digest.get(digest)  # (by a digest the guesser cannot steer)
+        if found is None:
+            return None
+        stored, key = found
+        return key if hmac.compare_digest(stored, digest) else None
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def presented_key(authorization: bytes | None, api_key: bytes | None) -> bytes | None:
+    """The key a request presents: `Authorization: Bearer KEY` (the scheme in any case), else
+    `api-key: KEY` (Azure's clients). None: none, or not in that form."""
+    if authorization is not None:
+        scheme, _, value = authorization.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+        value = value.strip()
+        return value or None
+    if api_key is not None:
+        return api_key.strip() or None
+    return None
