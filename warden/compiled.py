@@ -56,7 +56,7 @@ MODULES = (
     "warden/routing/pickers.py",
     "warden/routing/policy.py",
     "warden/routing/scorers.py",
-    "warden/routing/scoring.py",
+    "warden/routing/scoring_policy.py",
     "warden/stream/observer.py",
     "warden/stream/sse.py",
     "warden/tenancy/keys.py",

@@ -122,7 +122,8 @@ class ExchangeListener(Protocol):
       with nothing to do then says so with `hears_started = False` and is not called (a
       call per request saved on the data path).
     - `ended(exchange)`: once per exchange, after its answer (or the error that replaced it)
-      went to the client, `ended_at`, `status`, `verdict` set; whatever ended it.
+      went to the client, whatever ended it: `ended_at` and `status` set, `verdict` too for
+      one that was sent (None for one refused before).
     - Both run on the event loop, on the data path, for every request: they must not block,
       await or raise, and should cost a few attribute reads in the common case (anything
       slower belongs in a queue the listener drains elsewhere, as the recorder does).

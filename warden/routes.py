@@ -45,7 +45,7 @@ class Routes:
         route that does I/O)."""
         path = request.path
         if path in PROXIED_PATHS:
-            self.admission.admit(request, client)
+            self.admission.handle(request, client)
             return None
         rid = self._ids.pick(request.fields.get(b"x-request-id"))
         if path.startswith(PREFIX):

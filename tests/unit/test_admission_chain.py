@@ -64,7 +64,7 @@ class Rig:
         self.admission = Admission(stages, gateway.forwarder, gateway.backends,
                                    Listeners([self.heard]), RequestIds())
         self.writes = gateway.forwarder.writes
-        server = HttpServer(lambda request, client: self.admission.admit(request, client),
+        server = HttpServer(lambda request, client: self.admission.handle(request, client),
                             ServerLimits(), writes=self.writes)
         self.transport = FakeTransport()
         self.client = HttpConnection(server)

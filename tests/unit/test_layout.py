@@ -17,6 +17,28 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "warden"
 MAX_LINES = 300
 
+# The layers, lowest first (docs/architecture.md draws them). A part imports only parts of
+# lower layers. (The command line's modules, cli.py and cli_*.py, are one part: `cli`.)
+LAYERS = [
+    {"warden", "errors", "compiled"},
+    {"config/"},
+    {"stream/", "upstream/"},
+    {"edge/"},
+    {"exchange"},
+    {"fleet/"},
+    {"routing/", "guard/", "tenancy/"},
+    {"record/", "settings"},
+    {"forensics/", "observe/"},
+    {"proxy/"},
+    {"admission/"},
+    {"admin/", "runtime"},
+    {"routes", "audit/", "sim/"},
+    {"app/"},
+    {"run"},
+    {"cli"},
+    {"__main__"},
+]
+
 
 def part_of(module: str) -> str | None:
     """The part of `warden/` a module belongs to (None: not Warden's)."""
@@ -25,7 +47,11 @@ def part_of(module: str) -> str | None:
         return None
     if len(names) == 1:
         return "warden"
-    return f"{names[1]}/" if (PACKAGE / names[1]).is_dir() else names[1]
+    return f"{names[1]}/" if (PACKAGE / names[1]).is_dir() else _module_part(names[1])
+
+
+def _module_part(stem: str) -> str:
+    return "cli" if stem.startswith("cli") else stem
 
 
 def imported(path: Path) -> set[str]:
@@ -51,7 +77,7 @@ def import_graph() -> dict[str, dict[str, set[str]]]:
     graph: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).parts
-        source = f"{relative[0]}/" if len(relative) > 1 else path.stem
+        source = f"{relative[0]}/" if len(relative) > 1 else _module_part(path.stem)
         source = "warden" if source == "__init__" else source
         for module in imported(path):
             target = part_of(module)
@@ -66,6 +92,19 @@ def test_no_two_parts_import_each_other():
         f"{a} <-> {b}: {sorted(graph[a][b])} / {sorted(graph[b][a])}"
         for a in graph for b in graph[a] if a < b and a in graph.get(b, {}))
     assert not both_ways, "parts of warden/ that import each other:\n" + "\n".join(both_ways)
+
+
+def layer_of(part: str) -> int:
+    found = [n for n, layer in enumerate(LAYERS) if part in layer]
+    assert found, f"{part} is in no layer: place it in LAYERS (and docs/architecture.md)"
+    return found[0]
+
+
+def test_every_part_imports_only_from_lower_layers():
+    graph = import_graph()
+    upward = sorted(f"{a} -> {b}: {sorted(graph[a][b])}" for a in graph for b in graph[a]
+                    if layer_of(b) >= layer_of(a))
+    assert not upward, "imports that do not go down a layer:\n" + "\n".join(upward)
 
 
 def test_the_graph_sees_every_kind_of_import(tmp_path):

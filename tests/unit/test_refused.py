@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from warden.admission.refused import unknown_path
+from warden.admin.refused import unknown_path
 
 
 @pytest.mark.parametrize("path", ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"])

@@ -25,7 +25,7 @@ from warden.routing.policy import (
     tiered_weight,
 )
 from warden.routing.scorers import queue
-from warden.routing.scoring import Scoring
+from warden.routing.scoring_policy import Scoring
 
 NOW = 1000.0
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 
 from warden.admin.fleet import BACKEND_ACTIONS, FleetAdmin
 from warden.admin.quarantine import QuarantineAdmin
-from warden.admission.refused import unknown_path
+from warden.admin.refused import unknown_path
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error
@@ -93,7 +93,7 @@ class AdminRoutes:
 def serve_local(route: LocalRoute | None, request: HttpRequest, client: HttpConnection,
                 rid: bytes) -> None:
     """Answer with the gateway's own `route` (GET or HEAD only), or the error that says why
-    not: 404 (403 for a path never forwarded: admission.refused) or 405."""
+    not: 404 (403 for a path never forwarded: admin.refused) or 405."""
     if route is None:
         respond_error(client, unknown_path(request.path), rid)
     elif request.method not in ("GET", "HEAD"):

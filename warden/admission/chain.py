@@ -8,6 +8,7 @@ Synchronous on purpose: with no stage waiting on I/O, the request is admitted, r
 
 from __future__ import annotations
 
+import logging
 import time
 from asyncio import Future
 from collections.abc import Sequence
@@ -19,11 +20,13 @@ from warden.edge.connection import HttpConnection
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error
-from warden.errors import WardenError
+from warden.errors import ClientGone, WardenError
 from warden.exchange import Exchange, Listeners, RequestIds
 from warden.fleet.registry import BackendRegistry
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
+
+log = logging.getLogger("warden.admission")
 
 
 class Admission:
@@ -37,7 +40,7 @@ class Admission:
         self._listeners = listeners
         self._ids = ids
 
-    def admit(self, request: HttpRequest, client: HttpConnection) -> None:
+    def handle(self, request: HttpRequest, client: HttpConnection) -> None:
         client_id = request.fields.get(b"x-request-id")
         request_id = self._ids.pick(client_id)
         try:
@@ -68,7 +71,17 @@ class Admission:
 
     def _resumed(self, relay: Relay, body: dict, following: int,
                  done: Future[WardenError | None]) -> None:
-        error = done.result()
+        """A stage's future resolved. One that broke its contract (cancelled, or failed)
+        still gets the client an answer; a client that left meanwhile is not forwarded."""
+        if done.cancelled() or done.exception() is not None:
+            error: WardenError | None = WardenError(
+                "the gateway could not finish admitting the request")
+            log.error("admission: a stage's wait ended without a verdict (%s)",
+                      "cancelled" if done.cancelled() else repr(done.exception()))
+        else:
+            error = done.result()
+            if error is None and relay.client.closed:
+                error = ClientGone("the client left while its request was being admitted")
         if error is not None:
             self._refuse_relay(relay, error)
         else:

@@ -107,8 +107,9 @@ class GuardStage:
                 self._wait_for_probe(relay, body, serving, done, parked_until)
             else:
                 relay.quarantine_probe = outcome.probe
-                relay.only = outcome.only if only is None or outcome.only is None \
-                    else only & outcome.only
+                # (narrowed, never widened: a route rule's backends stay the limit)
+                relay.only = only if outcome.only is None else \
+                    outcome.only if only is None else only & outcome.only
                 done.set_result(None)
 
         parked_until = probation.park(resume, done.set_result, deadline)

@@ -12,7 +12,10 @@ Contract of `Stage.admit(relay, body)`, called once per request it reaches:
 - return a `Future` (for a stage that needs I/O: a store look-up, a fetch): the chain waits
   for it with a done-callback (still no task), then goes on if it resolves to None or refuses
   with the `WardenError` it resolves to. It must resolve, exactly once (a deadline is the
-  stage's business), and never raise. Requests that no such stage touches never pay for it.
+  stage's business), to a result, not an exception (one that fails or is cancelled anyway
+  gets the client a 500, logged). A client that left while it waited is not forwarded: the
+  chain refuses it (499) when the future resolves. Requests that no such stage touches never
+  pay for it.
 - A change is made in place: the `body` (then set `relay.forwarded_body`, the bytes sent
   instead of the client's), `relay.only` (narrowed, never widened: the backends it may go
   to), `relay.guard_notes`, the routing keys. A stage never answers the client itself.

@@ -1,5 +1,6 @@
-"""Wiring: every object of a gateway built once, in order, with what it needs (no attribute
-is set from outside afterwards); and the path table built for each runtime."""
+"""Wiring: every part of a gateway built once, in order, with the parts it needs (none is
+handed another later; a reload only reconfigures, app.gateway); and the path table built for
+each runtime."""
 
 from __future__ import annotations
 

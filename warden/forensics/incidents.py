@@ -105,7 +105,7 @@ class IncidentDetector:
         self._loop = loop
 
     def recent_of(self, backend: str) -> deque[Exchange]:
-        """Where the forwarder appends each relay it sends to this backend (forensics.recent)."""
+        """Where the forwarder appends each exchange it sends to this backend (fleet.recent)."""
         recent = self.recent.get(backend)
         if recent is None:
             recent = self.recent[backend] = recent_exchanges()
@@ -115,7 +115,7 @@ class IncidentDetector:
 
     def exchange_ended(self, relay, now: float) -> None:
         """Called for an exchange that did not end cleanly, got a 5xx, or ended on a
-        backend that is down (the forwarder pre-filters: this is not per request)."""
+        backend that is down (forensics.listener filters: this is not per request)."""
         backend = relay.backend
         if backend is None:
             return

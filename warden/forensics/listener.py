@@ -21,6 +21,8 @@ class IncidentListener:
         pass
 
     def ended(self, exchange: Exchange) -> None:
+        if exchange.backend is None:
+            return  # never sent (refused, no backend): nothing to say of a backend
         detector = self._detector
         if exchange.verdict != Verdict.COMPLETE or exchange.status >= 500 or detector.down:
             detector.exchange_ended(exchange, exchange.ended_at)

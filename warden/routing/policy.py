@@ -21,7 +21,7 @@ from warden.routing.affinity import rendezvous
 from warden.routing.pickers import PICKERS, one_of
 from warden.routing.protocol import Keyed, RoutingPolicy
 from warden.routing.scorers import Scene, overloaded
-from warden.routing.scoring import Scoring
+from warden.routing.scoring_policy import Scoring
 
 
 class Unscored:
