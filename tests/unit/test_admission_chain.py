@@ -124,3 +124,27 @@ async def test_a_future_holds_the_request_until_it_resolves(outcome, status):
         assert rig.forwarded() == 1 and rig.heard.events == []
     else:
         assert rig.heard.events == [("started", 403), ("ended", 403)] and rig.forwarded() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_future_that_fails_still_gets_the_client_an_answer():
+    pending: asyncio.Future[WardenError | None] = asyncio.get_running_loop().create_future()
+    rig = Rig([Stage(pending)])
+    rig.send()
+    pending.set_exception(RuntimeError("a store broke"))
+    await asyncio.sleep(0)
+    assert rig.answer()[0] == 500
+    assert rig.heard.events == [("started", 500), ("ended", 500)] and rig.forwarded() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_client_gone_while_a_stage_waited_is_not_forwarded():
+    pending: asyncio.Future[WardenError | None] = asyncio.get_running_loop().create_future()
+    later = Stage()
+    rig = Rig([Stage(pending), later])
+    rig.send()
+    rig.client.connection_lost(None)
+    pending.set_result(None)
+    await asyncio.sleep(0)
+    assert later.calls == 0 and rig.forwarded() == 0
+    assert rig.heard.events == [("started", 499), ("ended", 499)]
