@@ -116,6 +116,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verdict", help=f"ended this way: {', '.join(audit.VERDICTS)}")
     parser.add_argument("--text", help="text the request body contains")
     parser.add_argument("--id", dest="request_id", help="this request id")
+    parser.add_argument("--tenant", help="from a key of this tenant (auth.tenants)")
+    parser.add_argument("--key", dest="principal", help="with the API key of this id")
 
 
 def _filter(args: argparse.Namespace) -> audit.Filter:
@@ -126,7 +128,8 @@ def _filter(args: argparse.Namespace) -> audit.Filter:
     return audit.matches(since=_when("--since", args.since, now),
                          until=_when("--until", args.until, now),
                          model=args.model, backend=args.backend, status=args.status,
-                         verdict=args.verdict, text=args.text, request_id=args.request_id)
+                         verdict=args.verdict, text=args.text, request_id=args.request_id,
+                         tenant=args.tenant, principal=args.principal)
 
 
 def _when(flag: str, value: str | None, now: float) -> str | None:

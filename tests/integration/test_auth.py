@@ -5,6 +5,8 @@ credentials never reach a backend; a reload revokes a key at once; the admin API
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import openai
 import pytest
@@ -78,6 +80,8 @@ def test_keys_decide_who_may_use_which_model(open_sim):
                             b'{"model":"sim-model","messages":[{"role":"user","content":"x"}]}',
                             {"api-key": GOOD, "Content-Type": "application/json"})
         assert status == 200  # (as Azure's clients send it)
+        _, _, metrics = http("GET", f"{gw.url}/metrics")
+        assert b'warden_tenant_requests_total{status="200",tenant="search"} 2.0' in metrics
     finally:
         gw.stop()
 
@@ -151,3 +155,7 @@ def test_records_name_the_key_and_tenant_never_the_key(open_sim, tmp_path):
     assert GOOD not in text and NARROW not in text
     assert '"principal":"good"' in text and '"tenant":"search"' in text
     assert '"principal":"narrow"' in text
+    found = subprocess.run([sys.executable, "-m", "warden", "audit", "search", "--dir",
+                            str(tmp_path), "--tenant", "search", "--json"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(found) == 1 and json.loads(found[0])["start"]["principal"] == "good"

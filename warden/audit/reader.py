@@ -93,7 +93,8 @@ Filter = Callable[[Request], bool]
 def matches(*, since: str | None = None, until: str | None = None, model: str | None = None,
             backend: str | None = None, status: int | None = None,
             verdict: str | None = None, text: str | None = None,
-            request_id: str | None = None) -> Filter:
+            request_id: str | None = None, tenant: str | None = None,
+            principal: str | None = None) -> Filter:
     """A predicate over joined requests; `since`/`until` compare ISO 8601 UTC times as text
     (records write them in one fixed format, so text order is time order)."""
     def keep(request: Request) -> bool:
@@ -111,6 +112,10 @@ def matches(*, since: str | None = None, until: str | None = None, model: str | 
         if status is not None and request.get("status") != status:
             return False
         if verdict is not None and request.get("verdict") != verdict:
+            return False
+        if tenant is not None and request.get("tenant") != tenant:
+            return False
+        if principal is not None and request.get("principal") != principal:
             return False
         if text is not None:
             body = request.start.get("body") if request.start else None

@@ -25,8 +25,11 @@ def list_incidents(directory: str, out: TextIO = sys.stdout) -> int:
         lead = (f"first suspect {top['id']}"
                 f"{': ' + top['unusual'][0] if top and top['unusual'] else ''}"
                 if top else "no suspects")
+        tenants = incident.get("tenants")
+        among = f" (tenants: {', '.join(tenants)})" if tenants else ""
         print(f"{incident['id']:<36} {incident['at']}  {incident['backend']:<12} "
-              f"{incident['detected_by']:<36} {len(suspects)} suspects; {lead}", file=out)
+              f"{incident['detected_by']:<36} {len(suspects)} suspects{among}; {lead}",
+              file=out)
     return 0
 
 

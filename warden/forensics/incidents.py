@@ -75,6 +75,7 @@ class Incident:
                 "at_unix": round(self.wall, 3),
                 "detected_by": self.detected_by, "trigger": self.trigger,
                 "engine_crash": self.engine_crash, "signals": self.signals, "suspects": ranked,
+                "tenants": sorted({s["tenant"] for s in ranked if s.get("tenant")}),
                 "last_metrics": f"metrics-{self.id}.txt" if self.metrics is not None
                 else f"none ({self.metrics_error})"}
 
@@ -273,7 +274,8 @@ def suspect_of(relay, now: float, *, in_flight: bool) -> dict:
     score = sum(weight for weight, _ in reasons) + (2 if age <= 1.0 else 0) \
         + (1 if in_flight else 0)
     return {"id": relay.request_id.decode("latin-1"), "endpoint": relay.endpoint,
-            "model": relay.model, "stream": relay.stream, "age": round(age, 6),
+            "model": relay.model, "stream": relay.stream, "tenant": relay.tenant,
+            "principal": relay.principal, "age": round(age, 6),
             "in_flight": in_flight, "outcome": None,
             "unusual": [reason for _, reason in reasons], "score": score,
             "fingerprints": fingerprints(body)}

@@ -76,6 +76,7 @@ class GatewayMetrics:
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.config_loaded_at = 0.0  # time.time()
         self.requests: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self.tenant_requests: defaultdict[tuple[str, int], int] = defaultdict(int)
         self.verdicts: defaultdict[str, int] = defaultdict(int)
         self.retries: defaultdict[str, int] = defaultdict(int)
         self.ttft = Histogram()
@@ -106,6 +107,9 @@ class GatewayMetrics:
         histogram = self.durations[endpoint]
         histogram.counts[bisect.bisect_left(histogram.buckets, duration)] += 1
         histogram.sum += duration
+        tenant = exchange.tenant
+        if tenant is not None:  # (bounded: a key's tenant is one the config names)
+            self.tenant_requests[tenant, exchange.status] += 1
         if exchange.stream and exchange.verdict is not None:
             self.verdicts[exchange.verdict] += 1
             if exchange.ttft is not None:
@@ -125,6 +129,12 @@ class GatewayMetrics:
         for (endpoint, status), n in sorted(self.requests.items()):
             requests.add_metric([endpoint, str(status)], n)
         yield requests
+        tenants = CounterMetricFamily("warden_tenant_requests", "Requests answered, by the "
+                                      "API key's tenant and status (auth on)",
+                                      labels=["tenant", "status"])
+        for (tenant, status), n in sorted(self.tenant_requests.items()):
+            tenants.add_metric([tenant, str(status)], n)
+        yield tenants
         verdicts = CounterMetricFamily("warden_stream_verdicts", "How streams ended",
                                        labels=["verdict"])
         for verdict, n in sorted(self.verdicts.items()):
