@@ -16,7 +16,7 @@ def relay(status: int, ending: str = Ending.UPSTREAM_COMPLETE, body: bytes = b""
                            observer=None, captured=[body] if body else None,
                            request_id=b"r-%d" % status, request=None, forwarded_body=None,
                            sent_at=0.0, endpoint="/v1/chat/completions", model="m",
-                           stream=False)
+                           stream=False, tenant="t", principal="k")
 
 
 def detector(tmp_path) -> tuple[IncidentDetector, list[dict]]:
@@ -42,6 +42,7 @@ def test_every_death_of_a_live_backend_is_an_incident(tmp_path):
     engine_dead = b'{"error": {"message": "EngineCore encountered an issue"}}'
     found.exchange_ended(relay(500, body=engine_dead), 1.0)
     assert len(opened) == 1 and opened[0]["engine_crash"]
+    assert opened[0]["tenants"] == ["t"]  # (whose requests the suspects were)
     found.exchange_ended(relay(500, body=engine_dead), 5.0)  # still dead: the same death
     found.connect_failed("n1", 6.0)
     assert len(opened) == 1
