@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from warden.app.wiring import admin_url, build_parts, build_routes, server_limit
 from warden.config import Settings
 from warden.config.watcher import ConfigFileWatcher
 from warden.edge.server import HttpServer
+from warden.edge.tls import reload_certificate, server_context
 from warden.fleet.registry import BackendRegistry
 from warden.forensics.incidents import IncidentDetector
 from warden.guard.guard import Guard
@@ -43,6 +45,7 @@ class Gateway:
         self.source = source
         self.reloader = Reloader(self, settings, source)
         self.server: HttpServer | None = None
+        self.tls: ssl.SSLContext | None = None  # (made at start; its certificate reloadable)
         self.handler: Routes
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: list[StateLock] = []
@@ -117,6 +120,7 @@ class Gateway:
         if self.server is not None:
             self.server.handler = self.handler
             self.server.limits = server_limits(settings)  # connections opened from now on
+            self._reload_certificate()
         parts.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         parts.metrics.config_loaded_at = time.time()
         parts.discovery.use(runtime.backends, settings)
@@ -127,6 +131,18 @@ class Gateway:
         parts.health.spec = settings.health.active
         if self.server is not None:  # started: the watch loops follow the new fleet
             self.follow_backends()
+
+    def _reload_certificate(self) -> None:
+        """A reload reads the certificate again (a renewed one is served to new connections;
+        open ones carry on). One that does not load leaves the one served, and says why."""
+        spec = self.settings.tls
+        if self.tls is None or spec is None:
+            return
+        try:
+            reload_certificate(self.tls, spec.cert, spec.key)
+        except (OSError, ssl.SSLError) as e:
+            log.error("tls: %s could not be loaded (%s); the certificate served stays",
+                      spec.cert, e)
 
     def follow_backends(self) -> None:
         settings, parts = self.settings, self.parts
@@ -160,9 +176,12 @@ class Gateway:
                                  writes=parts.forwarder.writes, request_id=parts.ids.pick)
         parts.metrics.registry.register(EdgeCollector(self.server))  # type: ignore[arg-type]
         host, configured_port = settings.listen
-        await self.server.start(host, configured_port if port is None else port)
+        if settings.tls is not None:
+            self.tls = server_context(settings.tls.cert, settings.tls.key)
+        await self.server.start(host, configured_port if port is None else port, tls=self.tls)
         if parts.quarantine is not None:  # (its 403s name the admin URL, known now)
-            parts.quarantine.quarantine.admin_url = admin_url(host, self.server.port)
+            parts.quarantine.quarantine.admin_url = admin_url(host, self.server.port,
+                                                              self.tls is not None)
         self._tasks.append(asyncio.create_task(parts.discovery.run()))
         self.follow_backends()
         self._tasks.append(asyncio.create_task(parts.forwarder.run_timeouts()))
@@ -171,7 +190,8 @@ class Gateway:
                 self.source, lambda: self.settings.reload,
                 lambda: self.reloader.reload_source("the file changed", only_if_changed=True))
             self._tasks.append(asyncio.create_task(watcher.run()))
-        log.info("warden listening on %s:%d", host, self.server.port)
+        log.info("warden listening on %s:%d%s", host, self.server.port,
+                 " (TLS)" if self.tls is not None else "")
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop accepting; let requests in flight finish for up to `grace` seconds; then end

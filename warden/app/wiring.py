@@ -115,7 +115,8 @@ def server_limits(settings: Settings) -> ServerLimits:
                         keepalive_timeout=settings.timeouts.client_keepalive)
 
 
-def admin_url(host: str, port: int) -> str:
+def admin_url(host: str, port: int, tls: bool = False) -> str:
     """Where this gateway's admin API is reached from its own host."""
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

@@ -35,6 +35,7 @@ from warden.config.routing_schema import (  # noqa: F401 - re-exported with the 
     SessionSpec,
 )
 from warden.config.spec import Duration, HostPort, Size, Spec
+from warden.config.tls_schema import TlsSpec
 
 
 class DeploymentSpec(Spec):
@@ -165,6 +166,7 @@ class ReloadSpec(Spec):
 
 class Settings(Spec):
     listen: HostPort = ("127.0.0.1", 8000)
+    tls: TlsSpec | None = None  # serve HTTPS on `listen` (tls.cert, tls.key)
     # Show clients which backend answered (X-Upstream-Addr, its Server header, its name in
     # error messages). Off: the listener is reachable by clients; records and logs keep it.
     expose_upstream: bool = False

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 
@@ -54,10 +55,13 @@ class HttpServer:
         self._limits = limits
         self.bodies.limit = limits.max_body_buffer  # (bodies held already stay held)
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False,
+                    tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: serve HTTPS with this context (edge.tls)."""
         self._server = await self.loop.create_server(  # (a protocol by its methods)
             lambda: HttpConnection(self), host, port,  # type: ignore[arg-type,return-value]
-            backlog=4096, reuse_port=reuse_port)
+            backlog=4096, reuse_port=reuse_port, ssl=tls,
+            ssl_handshake_timeout=10.0 if tls is not None else None)
         self._sweeper = self.loop.create_task(self._sweep_idle())
 
     @property

@@ -1,0 +1,106 @@
+"""HTTPS on the gateway's listener, with certificates made here (trustme): the openai SDK over
+TLS, verified; TLS 1.2 at least; a certificate renewed by a reload while streams are open
+drops none of them, and new connections get the new one; a pair that does not load is refused
+at load."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+
+import openai
+import pytest
+import trustme
+from openai import DefaultHttpxClient, OpenAI
+
+from tests.harness import GatewayThread
+from warden.config import ConfigError
+from warden.settings import parse_settings
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def issue(ca: trustme.CA, directory, name: str) -> dict:
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    chain, key = directory / f"{name}.pem", directory / f"{name}.key"
+    cert.private_key_pem.write_to_path(key)
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    return {"cert": str(chain), "key": str(key)}
+
+
+def trusting(ca: trustme.CA, directory, name: str) -> str:
+    path = directory / f"{name}-ca.pem"
+    ca.cert_pem.write_to_path(path)
+    return str(path)
+
+
+def sdk(port: int, ca_file: str) -> OpenAI:
+    return OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                  http_client=DefaultHttpxClient(
+                      verify=ssl.create_default_context(cafile=ca_file)))
+
+
+def test_https_with_a_certificate_renewed_under_open_streams(slow_fleet, tmp_path):
+    first_ca, second_ca = trustme.CA(), trustme.CA()
+    config = {"backends": slow_fleet.backends_config(), "tls": issue(first_ca, tmp_path, "a")}
+    gw = GatewayThread(config)
+    first, second = trusting(first_ca, tmp_path, "a"), trusting(second_ca, tmp_path, "b")
+    port = gw.gateway.port
+    try:
+        reply = sdk(port, first).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                         max_tokens=2)
+        assert reply.usage.completion_tokens == 2
+        chunks: list[list] = [[], [], []]
+        started = threading.Barrier(len(chunks) + 1)
+
+        def stream(into: list) -> None:
+            events = sdk(port, first).chat.completions.create(
+                model="sim-model", messages=MESSAGES, max_tokens=60, stream=True)
+            for n, event in enumerate(events):
+                into.append(event)
+                if n == 0:
+                    started.wait(timeout=20)
+
+        threads = [threading.Thread(target=stream, args=(c,)) for c in chunks]
+        for thread in threads:
+            thread.start()
+        started.wait(timeout=20)  # every stream has begun
+        assert gw.reload({**config, "tls": issue(second_ca, tmp_path, "b")}) == []
+        for thread in threads:
+            thread.join(timeout=30)
+        finishes = [c[-1].choices[0].finish_reason for c in chunks]
+        assert finishes == ["length"] * 3  # none was cut by the renewal
+        assert sdk(port, second).models.list().data  # new connections: the new certificate
+        with pytest.raises(openai.APIConnectionError) as refused:
+            sdk(port, first).models.list()
+        assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value.__cause__)
+    finally:
+        gw.stop()
+
+
+def test_tls_before_1_2_is_refused(fleet, tmp_path):
+    ca = trustme.CA()
+    gw = GatewayThread({"backends": fleet.backends_config(), "tls": issue(ca, tmp_path, "c")})
+    try:
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.check_hostname = False
+        old.verify_mode = ssl.CERT_NONE
+        old.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        with pytest.warns(DeprecationWarning):  # (as it should be: that is the point)
+            old.maximum_version = ssl.TLSVersion.TLSv1_1
+        with socket.create_connection(("127.0.0.1", gw.gateway.port), timeout=5) as raw, \
+                pytest.raises(ssl.SSLError):
+            old.wrap_socket(raw).do_handshake()
+    finally:
+        gw.stop()
+
+
+def test_a_pair_that_does_not_load_is_refused_at_load(tmp_path):
+    other = issue(trustme.CA(), tmp_path, "d")
+    mismatched = {"cert": other["cert"], "key": issue(trustme.CA(), tmp_path, "e")["key"]}
+    for tls in (mismatched, {"cert": str(tmp_path / "none.pem"), "key": other["key"]}):
+        with pytest.raises(ConfigError) as refused:
+            parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9"}],
+                            "tls": tls}, {})
+        assert "tls: cannot load the certificate" in str(refused.value.problems)
