@@ -104,3 +104,32 @@ def test_a_pair_that_does_not_load_is_refused_at_load(tmp_path):
             parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9"}],
                             "tls": tls}, {})
         assert "tls: cannot load the certificate" in str(refused.value.problems)
+
+
+def test_https_backends_verified_against_the_configured_ca(fleet, tmp_path):
+    """A gateway whose backend speaks TLS (here another Warden, serving HTTPS in front of the
+    simulated fleet): verified with the CA it is given, refused with the system's (which does
+    not know this CA), reached without verification when told so."""
+    ca = trustme.CA()
+    front = GatewayThread({"backends": fleet.backends_config(), "tls": issue(ca, tmp_path, "f")})
+    url = f"https://127.0.0.1:{front.gateway.port}"
+    trusted = {"name": "tls", "url": url, "models": ["sim-model"],
+               "tls_ca": trusting(ca, tmp_path, "f")}
+    gateways = [GatewayThread({"backends": [backend]}) for backend in (
+        trusted, {**trusted, "tls_ca": None}, {**trusted, "tls_ca": None, "tls_verify": False})]
+    try:
+        answers = []
+        for gw in gateways:
+            try:
+                OpenAI(base_url=f"{gw.url}/v1", api_key="unused", max_retries=0).completions \
+                    .create(model="sim-model", prompt="hi", max_tokens=1)
+                answers.append(200)
+            except openai.APIStatusError as e:
+                answers.append(e.status_code)
+        assert answers == [200, 503, 200]
+        snapshot = gateways[1].call(lambda: gateways[1].gateway.backends.named("tls")
+                                    .snapshot(0.0))
+        assert "CERTIFICATE_VERIFY_FAILED" in str(snapshot)
+    finally:
+        for gw in (*gateways, front):
+            gw.stop()

@@ -71,7 +71,9 @@ def test_backends_required_and_unique():
 def test_url_rules():
     assert "without a path" in problems({"backends": [{"name": "a",
                                                        "url": "http://h:1/v1"}]})[0]
-    assert "https backends" in problems({"backends": [{"name": "a", "url": "https://h"}]})[0]
+    assert "not a URL" in problems({"backends": [{"name": "a", "url": "ftp://h"}]})[0]
+    settings = parse_settings({"backends": [{"name": "a", "url": "https://h"}]}, {})
+    assert settings.backends[0].tls and settings.backends[0].port == 443
 
 
 def test_env_expansion_with_default_and_missing():

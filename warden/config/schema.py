@@ -86,6 +86,10 @@ class BackendSpec(Spec):
     weight: int = Field(default=100, ge=1)
     # At most this many requests in flight to it from this gateway (none: no cap).
     max_in_flight: int | None = Field(default=None, ge=1)
+    # An https:// backend: verified against this CA bundle (PEM; none: the system's trust
+    # store), or not at all (tls_verify: false, for a lab engine with a self-signed cert).
+    tls_ca: Path | None = None
+    tls_verify: bool = True
 
     @field_validator("url")
     @classmethod
@@ -93,8 +97,6 @@ class BackendSpec(Spec):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("not a URL (expected http://host:port)")
-        if parts.scheme == "https":
-            raise ValueError("https backends are not supported yet; use http://")
         if parts.path not in ("", "/") or parts.query:
             raise ValueError("must be a base URL without a path (http://host:port)")
         try:
@@ -109,7 +111,11 @@ class BackendSpec(Spec):
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 80
+        return urlsplit(self.url).port or (443 if self.tls else 80)
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("https://")
 
     @property
     def address(self) -> str:

@@ -12,6 +12,7 @@ from warden.fleet.deployment import Deployment, declared_deployment
 from warden.fleet.signals import EngineLoad
 from warden.upstream.pool import ConnectionPool
 from warden.upstream.target import UpstreamTarget
+from warden.upstream.tls import client_context
 
 if TYPE_CHECKING:
     from warden.exchange import Exchange
@@ -22,9 +23,10 @@ UNLIMITED = 2**62
 
 
 def pool_limits(spec: BackendSpec, timeouts: TimeoutsSpec) -> dict:
-    """Its connection pool's limits, as the config sets them."""
+    """Its connection pool's limits and TLS, as the config sets them."""
     return {"max_connections": spec.max_connections, "connect_timeout": timeouts.connect,
-            "pool_timeout": timeouts.pool, "keepalive_timeout": timeouts.upstream_keepalive}
+            "pool_timeout": timeouts.pool, "keepalive_timeout": timeouts.upstream_keepalive,
+            "tls": client_context(spec.tls_ca, spec.tls_verify) if spec.tls else None}
 
 
 class Backend:

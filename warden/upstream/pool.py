@@ -12,6 +12,7 @@ Hot-path note: nothing here calls `asyncio.get_running_loop()` on the reuse path
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 
@@ -21,19 +22,24 @@ from warden.upstream.connection import UpstreamConnection
 
 class ConnectionPool:
     def __init__(self, host: str, port: int, *, max_connections: int, connect_timeout: float,
-                 pool_timeout: float, keepalive_timeout: float):
+                 pool_timeout: float, keepalive_timeout: float,
+                 tls: ssl.SSLContext | None = None):
+        """`tls`: connect with TLS (an https:// backend; upstream.tls)."""
         self.host = host
         self.port = port
         self.reconfigure(max_connections=max_connections, connect_timeout=connect_timeout,
-                         pool_timeout=pool_timeout, keepalive_timeout=keepalive_timeout)
+                         pool_timeout=pool_timeout, keepalive_timeout=keepalive_timeout,
+                         tls=tls)
         self._idle: deque[UpstreamConnection] = deque()
         self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.open_count = 0
         self.retired = False  # its backend left the config: connections end with their use
 
     def reconfigure(self, *, max_connections: int, connect_timeout: float,
-                    pool_timeout: float, keepalive_timeout: float) -> None:
+                    pool_timeout: float, keepalive_timeout: float,
+                    tls: ssl.SSLContext | None = None) -> None:
         """New limits (a config reload); connections open now are kept."""
+        self.tls = tls
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.pool_timeout = pool_timeout
@@ -101,10 +107,15 @@ class ConnectionPool:
         try:
             async with asyncio.timeout(self.connect_timeout):  # (see fetch: not wait_for)
                 _, conn = await loop.create_connection(  # type: ignore[type-var]
-                    UpstreamConnection, self.host, self.port)
+                    UpstreamConnection, self.host, self.port, ssl=self.tls,
+                    server_hostname=self.host if self.tls is not None else None)
         except TimeoutError:
             self.open_count -= 1
             raise ConnectFailed(f"connect to {self.host}:{self.port} timed out") from None
+        except ssl.SSLError as e:  # (before OSError: it is one) the handshake failed
+            self.open_count -= 1
+            raise ConnectFailed(f"TLS with {self.host}:{self.port} failed "
+                                f"({e.reason or e})") from None
         except OSError as e:
             self.open_count -= 1
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port} "
