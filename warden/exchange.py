@@ -85,6 +85,10 @@ class Exchange:
     request: HttpRequest | None = None
     guard_notes: list[str] | None = None  # what the guard did (or would have done)
     principal: str | None = None          # the API key's id (auth on), never the key
+    # Header lines (each ending in CRLF) the client's answer carries besides its own, set by
+    # admission stages (rate-limit counts, CORS): on the backend's answer and on the errors
+    # the gateway answers in its place.
+    response_headers = b""
     tenant: str | None = None             # the key's tenant
     forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
     upstream_id = b""                     # the id sent upstream when not `request_id`

@@ -148,3 +148,21 @@ async def test_a_client_gone_while_a_stage_waited_is_not_forwarded():
     await asyncio.sleep(0)
     assert later.calls == 0 and rig.forwarded() == 0
     assert rig.heard.events == [("started", 499), ("ended", 499)]
+
+
+class Labelling(Stage):
+    """Adds a header line of the gateway's to the client's answer."""
+
+    def admit(self, relay, body: dict):
+        relay.response_headers += b"x-stage: seen\r\n"
+        return super().admit(relay, body)
+
+
+@pytest.mark.parametrize("refusal", [None, Forbidden("no")])
+@pytest.mark.asyncio
+async def test_a_stages_header_lines_reach_the_client_whoever_answers(refusal):
+    rig = Rig([Labelling(refusal)])
+    rig.send()
+    rig.answer()  # (the forwarder's 404, or the stage's refusal)
+    head = b"".join(rig.transport.out).partition(b"\r\n\r\n")[0]
+    assert b"\r\nx-stage: seen" in head

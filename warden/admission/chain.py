@@ -99,12 +99,14 @@ class Admission:
         notes)."""
         exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
         exchange.request = request
+        extra = b""
         if admitted is not None:
             exchange.guard_notes = admitted.guard_notes
             exchange.principal = admitted.principal
             exchange.tenant = admitted.tenant
+            extra = admitted.response_headers
         exchange.status = error.status
         exchange.error = error.message
-        respond_error(client, error, request_id)
+        respond_error(client, error, request_id, extra)
         exchange.ended_at = time.monotonic()
         self._listeners.ended(exchange)

@@ -9,11 +9,15 @@ from warden.errors import WardenError
 JSON = wire.JSON
 
 
-def respond_error(client: ClientStream, error: WardenError, request_id: bytes | None) -> None:
-    """The OpenAI error envelope with the error's status (and the request id, if any)."""
+def respond_error(client: ClientStream, error: WardenError, request_id: bytes | None,
+                  extra: bytes = b"") -> None:
+    """The OpenAI error envelope with the error's status (and the request id, if any; and
+    `extra` header lines)."""
     headers = JSON if request_id is None else JSON + b"x-request-id: " + request_id + wire.CRLF
     if error.headers:
         headers += error.headers
+    if extra:
+        headers += extra
     client.respond(error.status, headers, error.envelope())
 
 

@@ -227,7 +227,7 @@ class Forwarder:
         relay.error = error.message
         if shown is not None:
             error = type(error)(shown, param=error.param, code=error.code)
-        respond_error(relay.client, error, relay.request_id)
+        respond_error(relay.client, error, relay.request_id, relay.response_headers)
         self._done(relay, time.monotonic())
 
     def _done(self, relay: Relay, now: float) -> None:

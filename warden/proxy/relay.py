@@ -113,7 +113,8 @@ class Relay(Exchange):
         if passed is not None and self.client.http11:
             block, event_stream, length_framed = passed
             self.raw = True
-            self.client.start_raw(block)
+            self.client.start_raw(block + self.response_headers if self.response_headers
+                                  else block)
             if event_stream:
                 self.observer = observer = StreamObserver(time.monotonic)
                 if capture == Capture.STREAMS:
@@ -127,6 +128,7 @@ class Relay(Exchange):
             return BodyMode.RAW
         block, length, event_stream = response_head(parse_head(head), status,
                                                     self.request_id, target, expose)
+        block += self.response_headers  # (the gateway's own lines: usually none)
         if event_stream:
             self.observer = StreamObserver(time.monotonic)
         if capture == Capture.STREAMS or (capture and not event_stream):
@@ -180,7 +182,8 @@ class Relay(Exchange):
             self.client.end_response()
         else:
             self.error = held.answer(self.client, self.status, self.request_id,
-                                     self.sent_to.target, self._owner.expose_upstream)
+                                     self.sent_to.target, self._owner.expose_upstream,
+                                     self.response_headers)
         self._end(Ending.UPSTREAM_COMPLETE)
 
     def on_lost(self, reason: str) -> None:

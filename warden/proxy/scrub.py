@@ -70,9 +70,10 @@ class HeldError:
         self.size += len(chunk)
 
     def answer(self, client: ClientStream, status: int, request_id: bytes,
-               target: UpstreamTarget, expose: bool) -> str | None:
+               target: UpstreamTarget, expose: bool, extra: bytes = b"") -> str | None:
         """Answer the client with the body, or with a generic envelope in its place; returns
-        the original error for the record when it was withheld (else None)."""
+        the original error for the record when it was withheld (else None). `extra`: header
+        lines of the gateway's to add."""
         body = b"".join(self.parts)
         headers = self.headers
         instead = withheld(body, status, request_id, self.size <= HOLD_LIMIT)
@@ -83,7 +84,7 @@ class HeldError:
             headers = [h for h in headers if h[0] != b"content-type"]
             headers.append((b"content-type", b"application/json"))
         block, _, _ = response_head(headers, status, request_id, target, expose)
-        client.respond(status, block, body)
+        client.respond(status, block + extra, body)
         return original
 
 
