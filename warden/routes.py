@@ -24,19 +24,27 @@ PROXIED_PATHS = frozenset({
 
 
 class Routes:
-    def __init__(self, admission: Admission, own: OwnEndpoints, admin: AdminRoutes,
-                 ids: RequestIds, *, metrics_public: bool = True):
+    """One listener's table. With a separate admin listener (`admin_listen`), the main one
+    has no `admin` (its /admin/ paths are unknown) and the admin one no `admission` (it
+    proxies nothing); both answer the gateway's own endpoints."""
+
+    def __init__(self, admission: Admission | None, own: OwnEndpoints,
+                 admin: AdminRoutes | None, ids: RequestIds, *, metrics_public: bool = True,
+                 checks: AdminRoutes | None = None):
         """`metrics_public`: /metrics open to anyone who reaches the port (else behind the
-        admin API's check)."""
+        admin API's check: `checks`, the admin routes of the gateway, by default `admin`)."""
         self.admission = admission
         self._admin = admin
         self._ids = ids
+        checks = checks if checks is not None else admin
+        assert checks is not None or metrics_public, "/metrics behind which check?"
         self._local: dict[str, LocalRoute] = {
             "/v1/models": own.models,
             "/health": own.health,
             "/ready": own.ready,
             "/version": own.version,
-            "/metrics": own.prometheus if metrics_public else admin.guarded(own.prometheus),
+            "/metrics": own.prometheus if metrics_public or checks is None
+            else checks.guarded(own.prometheus),
         }
 
     def __call__(self, request: HttpRequest,
@@ -44,11 +52,13 @@ class Routes:
         """The edge's handler: None, or a coroutine for the connection to await (an admin
         route that does I/O)."""
         path = request.path
-        if path in PROXIED_PATHS:
-            self.admission.handle(request, client)
+        admission = self.admission
+        if path in PROXIED_PATHS and admission is not None:
+            admission.handle(request, client)
             return None
         rid = self._ids.pick(request.fields.get(b"x-request-id"))
-        if path.startswith(PREFIX):
-            return self._admin.handle(request, client, rid)
+        admin = self._admin
+        if admin is not None and path.startswith(PREFIX):
+            return admin.handle(request, client, rid)
         serve_local(self._local.get(path), request, client, rid)
         return None

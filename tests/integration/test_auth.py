@@ -159,3 +159,23 @@ def test_records_name_the_key_and_tenant_never_the_key(open_sim, tmp_path):
                             str(tmp_path), "--tenant", "search", "--json"],
                            capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(found) == 1 and json.loads(found[0])["start"]["principal"] == "good"
+
+
+def test_an_admin_listener_of_its_own(open_sim):
+    gw = GatewayThread({"backends": open_sim.backends_config(),
+                        "admin_listen": "127.0.0.1:0"})
+    admin = f"http://127.0.0.1:{gw.gateway.admin_port}"
+    try:
+        assert gw.gateway.admin_port != gw.gateway.port
+        assert http("GET", f"{gw.url}/admin/backends")[0] == 404  # not on the clients' port
+        assert http("GET", f"{admin}/admin/backends")[0] == 200
+        assert http("POST", f"{admin}/v1/chat/completions", b"{}",
+                    {"Content-Type": "application/json"})[0] == 404  # proxies nothing
+        for base in (gw.url, admin):
+            assert [http("GET", f"{base}{p}")[0] for p in ("/health", "/metrics")] == [200, 200]
+        client(gw, "any").chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                  max_tokens=1)  # (auth off: no key needed)
+        gw.reload({"backends": open_sim.backends_config(), "admin_listen": "127.0.0.1:0"})
+        assert http("GET", f"{admin}/admin/backends")[0] == 200  # (kept across a reload)
+    finally:
+        gw.stop()

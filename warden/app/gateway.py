@@ -45,6 +45,8 @@ class Gateway:
         self.source = source
         self.reloader = Reloader(self, settings, source)
         self.server: HttpServer | None = None
+        self.admin_server: HttpServer | None = None  # (with `admin_listen`)
+        self.admin_handler: Routes | None = None
         self.tls: ssl.SSLContext | None = None  # (made at start; its certificate reloadable)
         self.handler: Routes
         self._tasks: list[asyncio.Task[None]] = []
@@ -103,6 +105,11 @@ class Gateway:
         assert self.server is not None
         return self.server.port
 
+    @property
+    def admin_port(self) -> int:
+        """The admin listener's port (`admin_listen`), else the main one's."""
+        return self.admin_server.port if self.admin_server is not None else self.port
+
     def in_flight(self) -> int:
         """Requests in flight, on any backend (one a reload removed included)."""
         return len(self.parts.forwarder.active)
@@ -115,11 +122,13 @@ class Gateway:
         self._current.runtime = runtime
         settings, parts = runtime.settings, self.parts
         parts.forwarder.use(settings, runtime.backends, runtime.policy)
-        self.handler = build_routes(
+        self.handler, self.admin_handler = build_routes(
             runtime, parts, self.reloader.reload_source if self.source is not None else None)
         if self.server is not None:
             self.server.handler = self.handler
             self.server.limits = server_limits(settings)  # connections opened from now on
+        if self.admin_server is not None and self.admin_handler is not None:
+            self.admin_server.handler = self.admin_handler
             self._reload_certificate()
         parts.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         parts.metrics.config_loaded_at = time.time()
@@ -179,9 +188,18 @@ class Gateway:
         if settings.tls is not None:
             self.tls = server_context(settings.tls.cert, settings.tls.key)
         await self.server.start(host, configured_port if port is None else port, tls=self.tls)
+        admin_host, admin_port = host, self.server.port
+        if settings.admin_listen is not None and self.admin_handler is not None:
+            self.admin_server = HttpServer(self.admin_handler, server_limits(settings),
+                                           writes=parts.forwarder.writes,
+                                           request_id=parts.ids.pick)
+            admin_host, admin_port = settings.admin_listen
+            await self.admin_server.start(admin_host, admin_port)
+            admin_port = self.admin_server.port
+            log.info("warden admin API on %s:%d", admin_host, admin_port)
         if parts.quarantine is not None:  # (its 403s name the admin URL, known now)
-            parts.quarantine.quarantine.admin_url = admin_url(host, self.server.port,
-                                                              self.tls is not None)
+            parts.quarantine.quarantine.admin_url = admin_url(
+                admin_host, admin_port, self.tls is not None and self.admin_server is None)
         self._tasks.append(asyncio.create_task(parts.discovery.run()))
         self.follow_backends()
         self._tasks.append(asyncio.create_task(parts.forwarder.run_timeouts()))
@@ -198,6 +216,8 @@ class Gateway:
         the rest (each still ends exactly once, as cancelled) and close."""
         self.stopping = True
         parts = self.parts
+        if self.admin_server is not None:
+            await self.admin_server.close()
         if self.server is not None:
             self.server.stop_listening()
             deadline = time.monotonic() + grace

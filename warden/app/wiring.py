@@ -72,8 +72,10 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     return parts, current
 
 
-def build_routes(runtime: Runtime, parts: Parts, reload: Reload | None) -> Routes:
-    """The path table of one runtime: its admission chain, its admin views."""
+def build_routes(runtime: Runtime, parts: Parts,
+                 reload: Reload | None) -> tuple[Routes, Routes | None]:
+    """The path tables of one runtime: its admission chain, its admin views; the second is
+    the admin listener's (None: the admin API is on the main listener)."""
     guard = runtime.guard
     admission = Admission(runtime.stages, parts.forwarder, runtime.backends, parts.listeners,
                           parts.ids)
@@ -83,7 +85,11 @@ def build_routes(runtime: Runtime, parts: Parts, reload: Reload | None) -> Route
     own = OwnEndpoints(runtime.backends, parts.metrics, quarantine)
     auth = runtime.settings.auth
     admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth))
-    return Routes(admission, own, admin, parts.ids, metrics_public=auth.metrics == "public")
+    public = auth.metrics == "public"
+    if runtime.settings.admin_listen is None:
+        return Routes(admission, own, admin, parts.ids, metrics_public=public), None
+    return (Routes(admission, own, None, parts.ids, metrics_public=public, checks=admin),
+            Routes(None, own, admin, parts.ids, metrics_public=public))
 
 
 async def read_metrics(current: Current, name: str) -> str:

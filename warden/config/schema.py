@@ -173,6 +173,9 @@ class ReloadSpec(Spec):
 class Settings(Spec):
     listen: HostPort = ("127.0.0.1", 8000)
     tls: TlsSpec | None = None  # serve HTTPS on `listen` (tls.cert, tls.key)
+    # The admin API (/admin/*) on a listener of its own (e.g. 127.0.0.1:9000), and not on
+    # `listen`; plain HTTP, checked as on `listen` (admin keys, else loopback clients only).
+    admin_listen: HostPort | None = None
     # Show clients which backend answered (X-Upstream-Addr, its Server header, its name in
     # error messages). Off: the listener is reachable by clients; records and logs keep it.
     expose_upstream: bool = False
