@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from warden.admin.own import OwnEndpoints
 from warden.admin.routes import PREFIX, AdminRoutes, LocalRoute, serve_local
 from warden.admission.chain import Admission
+from warden.admission.cors import Cors
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.exchange import RequestIds
@@ -30,10 +31,11 @@ class Routes:
 
     def __init__(self, admission: Admission | None, own: OwnEndpoints,
                  admin: AdminRoutes | None, ids: RequestIds, *, metrics_public: bool = True,
-                 checks: AdminRoutes | None = None):
+                 checks: AdminRoutes | None = None, cors: Cors | None = None):
         """`metrics_public`: /metrics open to anyone who reaches the port (else behind the
         admin API's check: `checks`, the admin routes of the gateway, by default `admin`)."""
         self.admission = admission
+        self._cors = cors  # (answers preflights; admission adds the lines to answers)
         self._admin = admin
         self._ids = ids
         checks = checks if checks is not None else admin
@@ -53,10 +55,14 @@ class Routes:
         route that does I/O)."""
         path = request.path
         admission = self.admission
-        if path in PROXIED_PATHS and admission is not None:
+        if path in PROXIED_PATHS and admission is not None and (
+                self._cors is None or request.method != "OPTIONS"):  # (a preflight: below)
             admission.handle(request, client)
             return None
         rid = self._ids.pick(request.fields.get(b"x-request-id"))
+        if self._cors is not None and request.method == "OPTIONS":
+            self._cors.preflight(request, client, rid)
+            return None
         admin = self._admin
         if admin is not None and path.startswith(PREFIX):
             return admin.handle(request, client, rid)

@@ -14,6 +14,7 @@ from asyncio import Future
 from collections.abc import Sequence
 from functools import partial
 
+from warden.admission.cors import Cors
 from warden.admission.parse import parse_request
 from warden.admission.stage import Stage
 from warden.edge.connection import HttpConnection
@@ -31,9 +32,12 @@ log = logging.getLogger("warden.admission")
 
 class Admission:
     def __init__(self, stages: Sequence[Stage], forwarder: Forwarder,
-                 backends: BackendRegistry, listeners: Listeners, ids: RequestIds):
+                 backends: BackendRegistry, listeners: Listeners, ids: RequestIds,
+                 cors: Cors | None = None):
         """`stages`: in order (admission.stage); `backends`: the running config's (a request
-        without a `model` goes to a one-model fleet's); `ids`: the process's request ids."""
+        without a `model` goes to a one-model fleet's); `ids`: the process's request ids;
+        `cors`: the lines every answer to an allowed browser origin carries."""
+        self._cors = cors
         self._stages = tuple(stages)
         self._forwarder = forwarder
         self._backends = backends
@@ -43,12 +47,15 @@ class Admission:
     def handle(self, request: HttpRequest, client: HttpConnection) -> None:
         client_id = request.fields.get(b"x-request-id")
         request_id = self._ids.pick(client_id)
+        cors = self._cors.lines(request) if self._cors is not None else b""
         try:
             model, stream, body = parse_request(request, self._backends)
         except WardenError as e:
-            self.refuse(request, client, request_id, e)
+            self.refuse(request, client, request_id, e, extra=cors)
             return
         relay = Relay(request, client, request_id, self._forwarder)
+        if cors:
+            relay.response_headers = cors
         if request_id is client_id:  # (see RequestIds: never the client's id upstream)
             relay.upstream_id = self._ids.upstream(request_id)
         relay.model = model
@@ -93,13 +100,13 @@ class Admission:
         self.refuse(request, relay.client, relay.request_id, error, relay)
 
     def refuse(self, request: HttpRequest, client: ClientStream, request_id: bytes,
-               error: WardenError, admitted: Exchange | None = None) -> None:
+               error: WardenError, admitted: Exchange | None = None,
+               extra: bytes = b"") -> None:
         """Answer `error` and end the request's exchange (its record: what was asked, the
         status, the error; from `admitted`, what the stages learnt: who asked, the guard's
         notes)."""
         exchange = Exchange(request_id, request.path, request.client_ip, request.received_at)
         exchange.request = request
-        extra = b""
         if admitted is not None:
             exchange.guard_notes = admitted.guard_notes
             exchange.principal = admitted.principal

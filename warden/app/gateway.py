@@ -18,6 +18,7 @@ from warden.config import Settings
 from warden.config.watcher import ConfigFileWatcher
 from warden.edge.server import HttpServer
 from warden.edge.tls import reload_certificate, server_context
+from warden.edge.wire import header_block
 from warden.fleet.registry import BackendRegistry
 from warden.forensics.incidents import IncidentDetector
 from warden.guard.guard import Guard
@@ -124,11 +125,14 @@ class Gateway:
         parts.forwarder.use(settings, runtime.backends, runtime.policy)
         self.handler, self.admin_handler = build_routes(
             runtime, parts, self.reloader.reload_source if self.source is not None else None)
+        answers_carry = self._answer_lines()
         if self.server is not None:
             self.server.handler = self.handler
             self.server.limits = server_limits(settings)  # connections opened from now on
+            self.server.add_to_answers(answers_carry)
         if self.admin_server is not None and self.admin_handler is not None:
             self.admin_server.handler = self.admin_handler
+            self.admin_server.add_to_answers(answers_carry)
             self._reload_certificate()
         parts.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         parts.metrics.config_loaded_at = time.time()
@@ -140,6 +144,11 @@ class Gateway:
         parts.health.spec = settings.health.active
         if self.server is not None:  # started: the watch loops follow the new fleet
             self.follow_backends()
+
+    def _answer_lines(self) -> bytes:
+        """The config's `response_headers`, as the header lines every answer carries."""
+        return header_block(*((name.encode(), value.encode()) for name, value
+                              in self.settings.response_headers.items()))
 
     def _reload_certificate(self) -> None:
         """A reload reads the certificate again (a renewed one is served to new connections;
@@ -187,12 +196,14 @@ class Gateway:
         host, configured_port = settings.listen
         if settings.tls is not None:
             self.tls = server_context(settings.tls.cert, settings.tls.key)
+        self.server.add_to_answers(self._answer_lines())
         await self.server.start(host, configured_port if port is None else port, tls=self.tls)
         admin_host, admin_port = host, self.server.port
         if settings.admin_listen is not None and self.admin_handler is not None:
             self.admin_server = HttpServer(self.admin_handler, server_limits(settings),
                                            writes=parts.forwarder.writes,
                                            request_id=parts.ids.pick)
+            self.admin_server.add_to_answers(self._answer_lines())
             admin_host, admin_port = settings.admin_listen
             await self.admin_server.start(admin_host, admin_port)
             admin_port = self.admin_server.port

@@ -12,6 +12,7 @@ from warden.admin.own import OwnEndpoints
 from warden.admin.quarantine import QuarantineAdmin
 from warden.admin.routes import AdminRoutes
 from warden.admission.chain import Admission
+from warden.admission.cors import Cors
 from warden.app.parts import Parts
 from warden.app.quarantine import QuarantineParts
 from warden.config import Settings
@@ -77,8 +78,10 @@ def build_routes(runtime: Runtime, parts: Parts,
     """The path tables of one runtime: its admission chain, its admin views; the second is
     the admin listener's (None: the admin API is on the main listener)."""
     guard = runtime.guard
+    spec = runtime.settings.cors
+    cors = Cors(spec) if spec is not None else None
     admission = Admission(runtime.stages, parts.forwarder, runtime.backends, parts.listeners,
-                          parts.ids)
+                          parts.ids, cors)
     quarantine = QuarantineAdmin(guard.probation if guard is not None else None)
     fleet = FleetAdmin(runtime.policy, runtime.backends, reload,
                        guard.models if guard is not None else None)
@@ -87,8 +90,9 @@ def build_routes(runtime: Runtime, parts: Parts,
     admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth))
     public = auth.metrics == "public"
     if runtime.settings.admin_listen is None:
-        return Routes(admission, own, admin, parts.ids, metrics_public=public), None
-    return (Routes(admission, own, None, parts.ids, metrics_public=public, checks=admin),
+        return Routes(admission, own, admin, parts.ids, metrics_public=public, cors=cors), None
+    return (Routes(admission, own, None, parts.ids, metrics_public=public, checks=admin,
+                   cors=cors),
             Routes(None, own, admin, parts.ids, metrics_public=public))
 
 

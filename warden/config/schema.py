@@ -19,6 +19,7 @@ from warden.config.guard_schema import (  # noqa: F401 - re-exported with the re
     QuarantineSpec,
     ValidationSpec,
 )
+from warden.config.http_schema import CorsSpec, header_problems
 from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
     PostgresSinkSpec,
     RecorderSpec,
@@ -176,6 +177,10 @@ class Settings(Spec):
     # The admin API (/admin/*) on a listener of its own (e.g. 127.0.0.1:9000), and not on
     # `listen`; plain HTTP, checked as on `listen` (admin keys, else loopback clients only).
     admin_listen: HostPort | None = None
+    # Header lines added to every answer the gateway sends (security policies:
+    # Strict-Transport-Security, X-Content-Type-Options, ...), the backends' answers included.
+    response_headers: dict[str, str] = {}
+    cors: CorsSpec | None = None  # browser pages of other origins may call the API
     # Show clients which backend answered (X-Upstream-Addr, its Server header, its name in
     # error messages). Off: the listener is reachable by clients; records and logs keep it.
     expose_upstream: bool = False
@@ -199,6 +204,14 @@ class Settings(Spec):
     def quarantine_file(self) -> Path:
         """Where the quarantine's memory store keeps its entries."""
         return Path(self.guard.quarantine.file or Path(self.recorder.dir) / "quarantine.json")
+
+    @field_validator("response_headers")
+    @classmethod
+    def _header_lines(cls, headers: dict[str, str]) -> dict[str, str]:
+        problems = header_problems(headers)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return headers
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Settings:

@@ -74,6 +74,9 @@ class ResponseWriter:
         for a body that `write` will pass on exactly as given (its framing included)."""
         self._response_started = True
         self._chunked = False
+        extra = self._server.extra_lines  # (the config's lines: usually none)
+        if extra:
+            head += extra
         self._held_head = head + (wire.CRLF if self._keep_alive
                                   else wire.CONNECTION_CLOSE + wire.CRLF)
 

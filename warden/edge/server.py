@@ -41,10 +41,18 @@ class HttpServer:
         self.writes = writes if writes is not None else WriteBatch()
         self.writes.bind(self.loop)
         self.connections: set[HttpConnection] = set()
+        # Header lines of the config's (response_headers) that every answer carries; the
+        # Date line carries them too, so the gateway's own answers cost nothing more.
+        self.extra_lines = b""
         # Refreshed every second by `_sweep_idle`'s loop, read by every response.
         self.date_line = wire.date_line()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def add_to_answers(self, lines: bytes) -> None:
+        """Header lines (each ending in CRLF) for every answer from now on."""
+        self.extra_lines = lines
+        self.date_line = wire.date_line() + lines
 
     @property
     def limits(self) -> ServerLimits:
@@ -93,7 +101,7 @@ class HttpServer:
         spaced (a sleep may end a hair early and the next sweep come right after it)."""
         while True:
             await asyncio.sleep(1.0 - time.time() % 1.0)
-            self.date_line = wire.date_line()
+            self.date_line = wire.date_line() + self.extra_lines
             now = self.loop.time()
             timeout = self.limits.keepalive_timeout  # (a config reload may change it)
             for conn in list(self.connections):
