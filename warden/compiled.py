@@ -59,6 +59,7 @@ MODULES = (
     "warden/routing/scoring_policy.py",
     "warden/stream/observer.py",
     "warden/stream/sse.py",
+    "warden/stream/usage_strip.py",
     "warden/tenancy/keys.py",
     "warden/upstream/batch.py",
     "warden/upstream/connection.py",

@@ -11,6 +11,7 @@ from warden.edge.request import HttpRequest
 from warden.fleet.backend import Backend
 from warden.proxy.relay import Relay
 from warden.stream.observer import Ending, Verdict
+from warden.stream.usage_strip import UsageStripper
 from warden.upstream.connection import BodyMode, UpstreamConnection
 
 BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
@@ -270,3 +271,18 @@ def test_back_pressure_pauses_the_upstream():
     relay.cancel()
     relay.cancel()
     assert ends == [Ending.CANCELLED]
+
+
+def test_a_stripped_stream_is_relayed_decoded_without_its_usage_event():
+    """The gateway asked for usage the client did not: the client gets every other byte, and
+    the exchange still learns the usage."""
+    relay, client, _, ends = make()
+    relay.strip = UsageStripper()
+    assert relay.on_head(200, SSE) == BodyMode.DECODED  # (not raw: events are cut out)
+    content = b'data: {"choices":[{"delta":{"content":"a"},"finish_reason":null}]}\n\n'
+    usage = b'data: {"choices":[],"usage":{"completion_tokens":1}}\n\n'
+    for piece in (content, usage[:9], usage[9:], b"data: [DONE]\n\n"):
+        deliver(relay, piece, last=piece.endswith(b"[DONE]\n\n"))
+    assert b"".join(client.written) == content + b"data: [DONE]\n\n"
+    assert relay.observer.usage == {"completion_tokens": 1}
+    assert ends == [Ending.UPSTREAM_COMPLETE]

@@ -1,11 +1,10 @@
 """The relay: one proxied exchange, from admission to its single end.
 
-A `Relay` is the exchange's record (it is an `Exchange`) and its behaviour: the upstream
-connection's `ResponseSink` (bytes to the client as they arrive) and the client connection's
-`ClientWatcher`. Whatever happens first — the response completes, the backend drops, the client
-leaves, a timeout fires, the gateway shuts down — calls `_end` once, which hands the relay back
-to its owner once; every later event is ignored (a stream's end is handled exactly once, whatever
-order the events come in).
+A `Relay` is the exchange's record (an `Exchange`) and its behaviour: the upstream connection's
+`ResponseSink` (bytes to the client as they arrive) and the client connection's `ClientWatcher`.
+Whatever comes first (the response completes, the backend drops, the client leaves, a timeout
+fires, the gateway shuts down) calls `_end` once, which hands the relay back to its owner once;
+every later event is ignored: a stream's end is handled exactly once, in any order of events.
 
 Timeouts are checked by the forwarder's ticker (`check_timeout`), not by a timer per request:
 idleness is "no progress since the last tick", so the hot path reads no clock per chunk.
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import orjson
 
@@ -23,14 +22,13 @@ from warden.config.schema import TimeoutsSpec
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
 from warden.exchange import CAPTURE_LIMIT, Capture, Exchange
+from warden.fleet.backend import Backend
 from warden.proxy import scrub
 from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver
+from warden.stream.usage_strip import UsageStripper
 from warden.upstream.batch import WriteBatch
 from warden.upstream.connection import BodyMode, UpstreamConnection
-
-if TYPE_CHECKING:
-    from warden.fleet.backend import Backend
 
 
 class RelayOwner(Protocol):
@@ -62,6 +60,7 @@ class Relay(Exchange):
     raw = False                   # the body is relayed as the backend framed it
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
     held: scrub.HeldError | None = None  # a non-2xx body, looked at before the client sees it
+    strip: UsageStripper | None = None  # takes the usage event the client did not ask for
 
     def __init__(self, request: HttpRequest, client: ClientStream, request_id: bytes,
                  owner: RelayOwner):
@@ -110,7 +109,7 @@ class Relay(Exchange):
         target = self.sent_to.target
         expose = self._owner.expose_upstream
         passed = passthrough_head(head, status, self.request_id, target, expose)
-        if passed is not None and self.client.http11:
+        if passed is not None and self.client.http11 and self.strip is None:
             block, event_stream, length_framed = passed
             self.raw = True
             self.client.start_raw(block + self.response_headers if self.response_headers
@@ -161,7 +160,7 @@ class Relay(Exchange):
             if self.captured is not None:
                 self._capture(chunk)
             return
-        self.client.write(chunk)
+        self.client.write(chunk if self.strip is None else self.strip.feed(chunk))
         self.body_bytes += len(chunk)
         self.progress += 1
         if self.captured is not None:
@@ -179,7 +178,7 @@ class Relay(Exchange):
             return
         held = self.held
         if held is None:
-            self.client.end_response()
+            self.client.end_response(self.strip.rest() if self.strip is not None else b"")
         else:
             self.error = held.answer(self.client, self.status, self.request_id,
                                      self.sent_to.target, self._owner.expose_upstream,
