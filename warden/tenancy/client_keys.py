@@ -112,8 +112,10 @@ class ClientKeys:
         if digest is not None:
             self.ring.remove(digest)
 
-    def accepted(self, key_id: str) -> bool:
-        return key_id in self._accepted
+    @property
+    def tenants(self) -> frozenset[str]:
+        """The config's tenants (a stored key may name one of these only)."""
+        return frozenset(self._tenants)
 
     def _rebuild(self) -> None:
         self._models = {}
