@@ -163,7 +163,7 @@ def _store_line(store: dict | None, read_from: str | None) -> str:
     state = "up" if store["up"] else f"DOWN ({store['error']})"
     held = "; listed from this gateway's memory" if read_from == "memory" else ""
     return (f"key store: PostgreSQL, schema {store['schema']}, {state}, "
-            f"{store['keys']} live keys held{held}")
+            f"live stored keys held: {store['keys']}{held}")
 
 
 def _or_dash(value: object) -> str:

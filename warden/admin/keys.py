@@ -188,7 +188,7 @@ def _parse(body: bytes) -> StoredKeySpec:
     try:
         return StoredKeySpec.model_validate(asked)
     except ValidationError as e:
-        problems = [(".".join(str(p) for p in error["loc"]) or "body", error["msg"])
-                    for error in e.errors()]
+        problems = [(".".join(str(p) for p in error["loc"]) or "body",
+                     error["msg"].removeprefix("Value error, ")) for error in e.errors()]
         raise InvalidRequest("; ".join(f"{where}: {what}" for where, what in problems),
                              param=problems[0][0]) from None

@@ -55,6 +55,7 @@ class KeyStore:
         self.synced_at: float | None = None    # wall clock: the last full read or compare
         self.notified = 0                      # changes notified
         self.out_of_step = 0                   # keys a compare found changed, unnotified
+        self.failures = 0                      # failed connects and statements
         self._conn: Any = None
         self._query_lock = asyncio.Lock()      # one statement at a time on the connection
         self._wake = asyncio.Event()
@@ -123,16 +124,16 @@ class KeyStore:
         return {"store": "postgresql", "schema": self.schema, "up": self.up,
                 "loaded": self.loaded, "error": self.error, "down_since": self.down_since,
                 "synced_at": self.synced_at, "keys": len(self.keys.stored),
-                "left_out": dict(self.keys.left_out)}
+                "left_out": dict(self.keys.left_out), "failures": self.failures,
+                "notified": self.notified, "out_of_step": self.out_of_step}
 
     # -- changes, through the admin API -------------------------------------------------------
 
     async def create(self, spec: StoredKeySpec) -> tuple[str, StoredKey] | None:
         """A new key (shown once: only its hash is kept) and its row; None: the id is taken."""
         key = new_key()
-        row = await self._query(lambda conn: key_table.insert(
-            conn, self.schema, spec.id, _digest(key), spec.tenant, spec.models, spec.priority,
-            spec.expires, dict(spec.metadata), spec.limits))
+        digest = hashlib.sha256(key.encode()).digest()
+        row = await self._query(lambda conn: key_table.insert(conn, self.schema, spec, digest))
         if row is None:
             return None
         self.keys.put(row)
@@ -147,8 +148,8 @@ class KeyStore:
     async def rotate(self, key_id: str) -> tuple[str, StoredKey] | None:
         """A new key for `key_id` (same id and grants); the old key is refused from now."""
         key = new_key()
-        row = await self._query(lambda conn: key_table.rotate(conn, self.schema, key_id,
-                                                              _digest(key)))
+        digest = hashlib.sha256(key.encode()).digest()
+        row = await self._query(lambda conn: key_table.rotate(conn, self.schema, key_id, digest))
         if row is None:
             return None
         self.keys.put(row)
@@ -259,6 +260,7 @@ class KeyStore:
                                       f"({self.error}); retrying") from e
 
     def _down(self, error: BaseException) -> None:
+        self.failures += 1
         self.error = _reason(error, self.spec.timeout)
         now = time.time()
         if self.down_since is None:
@@ -276,10 +278,6 @@ class KeyStore:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
 
 
 def _refused_by_server(error: BaseException) -> bool:

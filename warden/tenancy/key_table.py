@@ -14,9 +14,9 @@ once and reads a `+` back. Needs PostgreSQL 11 or later.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
+from warden.config.auth_schema import StoredKeySpec
 from warden.tenancy.client_keys import StoredKey
 
 COLUMNS = ("id, sha256, tenant, models, priority, expires, metadata, limits, created, "
@@ -112,15 +112,15 @@ async def every(conn: Any, schema: str) -> list[StoredKey]:
     return [stored(row) for row in rows]
 
 
-async def insert(conn: Any, schema: str, key_id: str, digest: bytes, tenant: str | None,
-                 models: list[str] | None, priority: int | None, expires: datetime | None,
-                 metadata: dict[str, str], limits: dict | None) -> StoredKey | None:
+async def insert(conn: Any, schema: str, spec: StoredKeySpec,
+                 digest: bytes) -> StoredKey | None:
     """The new row; None when the id is taken (by a key live or revoked)."""
     row = await conn.fetchrow(
         f"INSERT INTO {schema}.api_keys (id, sha256, tenant, models, priority, expires, "
         f"metadata, limits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         f"ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}",
-        key_id, digest, tenant, models, priority, expires, metadata, limits)
+        spec.id, digest, spec.tenant, spec.models, spec.priority, spec.expires,
+        dict(spec.metadata), spec.limits)
     return stored(row) if row is not None else None
 
 
