@@ -8,8 +8,8 @@ flight, load, health, breaker — carries over. Everything that can fail on a ne
 before that (the settings are validated, the policy and the guard are built first).
 
 What a reload cannot change in a running process (the listening socket, the flight
-recorder's files, the quarantine's store) is named by `restart_only_changes`; the gateway
-keeps the old ones and says so.
+recorder's files, the quarantine's store, the key store) is named by
+`restart_only_changes`; the gateway keeps the old ones and says so.
 """
 
 from __future__ import annotations

@@ -43,10 +43,12 @@ NO_STORE = ("keys come from the config file on this gateway (auth.keys): change 
 
 
 class KeysAdmin:
-    def __init__(self, keys: ClientKeys, store: KeyStore | None):
-        """`store`: None when the keys come from the config file only."""
+    def __init__(self, keys: ClientKeys, store: KeyStore | None, required: bool = True):
+        """`store`: None when the keys come from the config file only; `required`: requests
+        need a key (auth.mode)."""
         self._keys = keys
         self._store = store
+        self._required = required
 
     def handle(self, request: HttpRequest, client: HttpConnection,
                rid: bytes) -> Coroutine[None, None, None] | None:
@@ -75,6 +77,12 @@ class KeysAdmin:
     def ready(self) -> dict | None:
         """What `/ready` says of the key store (None: no store)."""
         return self._store.state() if self._store is not None else None
+
+    @property
+    def unready(self) -> bool:
+        """Whether keys are required and the store's were never read: its clients would be
+        refused here, so the gateway is not ready."""
+        return self._required and self._store is not None and not self._store.loaded
 
     async def _list(self) -> tuple[int, dict]:
         listed = [self._config_entry(k) for k in self._keys.config]

@@ -49,7 +49,7 @@ class OwnEndpoints:
         keys = self._keys.ready() if self._keys is not None else None
         if keys is not None:
             body["keys"] = keys
-            if not keys["loaded"]:
+            if self._keys is not None and self._keys.unready:
                 ready = []  # its stored keys would be refused: none was read yet
                 body["status"] = "unavailable"
         status = 200 if ready else 503

@@ -86,9 +86,9 @@ def build_routes(runtime: Runtime, parts: Parts, reload: Reload | None) -> Route
     quarantine = QuarantineAdmin(guard.probation if guard is not None else None)
     fleet = FleetAdmin(runtime.policy, runtime.backends, reload,
                        guard.models if guard is not None else None)
-    keys = KeysAdmin(parts.keys, parts.key_store)
-    own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys)
     auth = runtime.settings.auth
+    keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required")
+    own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys)
     admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys)
     return Routes(admission, own, admin, parts.ids, metrics_public=auth.metrics == "public")
 
