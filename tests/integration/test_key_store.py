@@ -107,6 +107,24 @@ def test_a_key_made_through_the_admin_api_works_with_the_sdk(fleet, schema):
             assert key not in json.dumps(body) and digest not in json.dumps(body)
         _, _, ready = http("GET", f"{gw.url}/ready")
         assert json.loads(ready)["keys"]["up"] is True
+
+        # A revoke by hand, in SQL, is heard as well (the table's trigger tells of it).
+        sql(f"UPDATE {schema}.api_keys SET revoked = now() WHERE id = 'ci-bot'")
+        within_a_second(lambda: chat(gw.url, key) == 401, "a revoke in SQL to be heard")
+    finally:
+        gw.stop()
+
+
+def test_a_change_never_notified_is_found_by_the_periodic_compare(fleet, schema):
+    gw = GatewayThread({"backends": fleet.backends_config(),
+                        "auth": auth(schema, refresh="200ms")})
+    try:
+        _, made = admin(gw.url, "POST", "", {"id": "unheard"})
+        sql(f"ALTER TABLE {schema}.api_keys DISABLE TRIGGER api_keys_notify")
+        sql(f"UPDATE {schema}.api_keys SET revoked = now() WHERE id = 'unheard'")
+        wait_until(lambda: chat(gw.url, made["key"]) == 401, timeout=5,
+                   what="the compare to find the revoke")
+        assert ready_body(gw)["keys"]["out_of_step"] == 1
     finally:
         gw.stop()
 

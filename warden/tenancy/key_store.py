@@ -105,12 +105,13 @@ class KeyStore:
                 self._cut()
 
     async def close(self) -> None:
-        """After `run` is cancelled: a clean goodbye within `timeout`, else cut."""
+        """After `run` is cancelled: a clean goodbye within a second, else cut (a shutdown
+        does not wait on the database)."""
         conn, self._conn = self._conn, None
         if conn is None or conn.is_closed():
             return
         try:
-            async with asyncio.timeout(self.spec.timeout):
+            async with asyncio.timeout(min(self.spec.timeout, 1.0)):
                 await conn.close()
         except Exception:
             conn.terminate()
@@ -244,20 +245,22 @@ class KeyStore:
     async def _query(self, work: Callable[[Any], Awaitable[T]]) -> T:
         """`work` on the connection, alone and within `timeout`. Raises KeyStoreUnavailable
         when the database cannot be reached (or fails the statement)."""
-        if not self.connected:
-            raise KeyStoreUnavailable(f"the key store (PostgreSQL) cannot be reached "
-                                      f"({self.error or 'not connected'}); retrying")
-        try:
-            async with self._query_lock, asyncio.timeout(self.spec.timeout):
-                return await work(self._conn)
-        except Exception as e:
-            if _refused_by_server(e):  # (the connection is fine: the statement was not)
-                raise KeyStoreUnavailable(f"the key store (PostgreSQL) refused it: "
-                                          f"{_reason(e, self.spec.timeout)}") from e
-            self._down(e)
-            self._cut()
-            raise KeyStoreUnavailable(f"the key store (PostgreSQL) cannot be reached "
-                                      f"({self.error}); retrying") from e
+        async with self._query_lock:
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                raise KeyStoreUnavailable(f"the key store (PostgreSQL) cannot be reached "
+                                          f"({self.error or 'not connected'}); retrying")
+            try:
+                async with asyncio.timeout(self.spec.timeout):
+                    return await work(conn)
+            except Exception as e:
+                if _refused_by_server(e):  # (the connection is fine: the statement was not)
+                    raise KeyStoreUnavailable(f"the key store (PostgreSQL) refused it: "
+                                              f"{_reason(e, self.spec.timeout)}") from e
+                self._down(e)
+                self._cut()
+                raise KeyStoreUnavailable(f"the key store (PostgreSQL) cannot be reached "
+                                          f"({self.error}); retrying") from e
 
     def _down(self, error: BaseException) -> None:
         self.failures += 1
