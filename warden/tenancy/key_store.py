@@ -7,12 +7,10 @@ How every gateway stays current:
   key (so that no change can fall between the two);
 - while connected, each change is applied as it is notified (the table's trigger:
   tenancy.key_table): a revoke at once, from the notification alone; a new or rotated key
-  once its row is read back (one query). A revoke made anywhere is refused everywhere
-  within milliseconds, well inside a second;
+  once its row is read back (one query): milliseconds, everywhere. The gateway that makes a
+  change applies it itself before answering;
 - every `refresh`: the ids and row versions of the live keys are compared with those held,
-  and what differs is read again (a safety net; it also finds a database that stopped
-  answering);
-- the gateway that makes a change applies it itself before answering.
+  and what differs is read again (a safety net; it also finds a silent database).
 
 The database down (unreachable, or silent past `timeout`): the gateway keeps serving with the
 keys it holds; changes are refused (503) until it is back. The log says so once, then once a
