@@ -52,8 +52,20 @@ def call(command: str, url: str, body: dict | None = None, *, post: bool = False
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as e:
-        detail = e.read().decode("utf-8", "replace")
-        print(f"{command}: {url} answered {e.code}: {detail}", file=sys.stderr)
+        print(f"{command}: {url} answered {e.code}: {_message(e.read())}", file=sys.stderr)
     except OSError as e:
         print(f"{command}: cannot reach {url}: {e}", file=sys.stderr)
+    except ValueError:
+        print(f"{command}: {url} did not answer JSON (is it a Warden gateway?)",
+              file=sys.stderr)
     return None
+
+
+def _message(body: bytes) -> str:
+    """An error answer in one line: the OpenAI envelope's message, else the text as is."""
+    text = body.decode("utf-8", "replace")
+    try:
+        message = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return " ".join(text.split())
+    return message if isinstance(message, str) else text

@@ -141,6 +141,24 @@ class BodyBufferFull(WardenError):
     code = "body_buffer_full"
 
 
+class Conflict(ClientError):
+    """A request the state of the gateway refuses as it stands (an id taken, keys that come
+    from the config file)."""
+
+    status = 409
+    code = "conflict"
+
+
+class KeyStoreUnavailable(WardenError):
+    """The key store (PostgreSQL) cannot be reached: a change to the keys cannot be made now
+    (the keys already held keep working)."""
+
+    status = 503
+    type = "server_error"
+    code = "key_store_unavailable"
+    headers = b"retry-after: 5\r\n"
+
+
 class UpstreamError(WardenError):
     status = 502
     type = "upstream_error"

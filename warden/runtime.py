@@ -8,8 +8,8 @@ flight, load, health, breaker — carries over. Everything that can fail on a ne
 before that (the settings are validated, the policy and the guard are built first).
 
 What a reload cannot change in a running process (the listening socket, the flight
-recorder's files, the quarantine's store) is named by `restart_only_changes`; the gateway
-keeps the old ones and says so.
+recorder's files, the quarantine's store, the key store) is named by
+`restart_only_changes`; the gateway keeps the old ones and says so.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from warden.guard.guard import Guard
 from warden.guard.probation import Probation
 from warden.routing.policy import build_policy
 from warden.routing.protocol import RoutingPolicy
+from warden.tenancy.keys import KeyRing
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,12 @@ class Current:
 
 def build_runtime(settings: Settings, probation: Probation | None,
                   previous: Runtime | None = None,
-                  recent_of: Callable[[str], deque[Exchange]] | None = None) -> Runtime:
+                  recent_of: Callable[[str], deque[Exchange]] | None = None,
+                  keys: KeyRing | None = None) -> Runtime:
     """A runtime for `settings`; with `previous`, the backends it keeps are reused and the
     counters that metrics export (guard decisions, degraded picks) continue, so Prometheus
-    never sees them go backwards."""
+    never sees them go backwards. `keys`: the gateway's client keys (the config's part is
+    swapped when the runtime is: app.Gateway.activate)."""
     policy = build_policy(settings.routing, settings.scrape.staleness)
     guard = Guard(settings.guard, probation) if settings.guard.mode != "off" else None
     if previous is not None:
@@ -61,7 +64,7 @@ def build_runtime(settings: Settings, probation: Probation | None,
     backends = BackendRegistry(settings, previous.backends if previous is not None else None,
                                recent_of)
     return Runtime(settings, backends, policy, guard,
-                   build_stages(settings, guard, backends, policy))
+                   build_stages(settings, guard, backends, policy, keys))
 
 
 def restart_only_changes(old: Settings, new: Settings) -> list[str]:
@@ -72,6 +75,8 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("tls (on or off)")
     if _quarantine_store(old) != _quarantine_store(new):
         changed.append("guard.quarantine (its store)")
+    if old.auth.store != new.auth.store:
+        changed.append("auth.store")
     return changed
 
 

@@ -183,10 +183,11 @@ def test_every_warden_example_parses():
 
 
 def setting_names(model: type[BaseModel]) -> set[str]:
-    """Every field name of the settings, nested ones included."""
+    """Every field name of the settings as the file spells it (its alias, if it has one),
+    nested ones included."""
     names = set()
     for name, field in model.model_fields.items():
-        names.add(name)
+        names.add(field.alias or name)
         for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
             if isinstance(kind, type) and issubclass(kind, BaseModel):
                 names |= setting_names(kind)

@@ -9,6 +9,7 @@ import time
 import orjson
 
 from warden import __version__
+from warden.admin.keys import KeysAdmin
 from warden.admin.quarantine import QuarantineAdmin
 from warden.edge import wire
 from warden.edge.connection import HttpConnection
@@ -22,10 +23,11 @@ PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; ch
 
 class OwnEndpoints:
     def __init__(self, backends: BackendRegistry, metrics: GatewayMetrics,
-                 quarantine: QuarantineAdmin):
+                 quarantine: QuarantineAdmin, keys: KeysAdmin | None = None):
         self._backends = backends
         self._metrics = metrics
         self._quarantine = quarantine
+        self._keys = keys
 
     def models(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         body = {"object": "list", "data": self._backends.model_cards()}
@@ -43,6 +45,12 @@ class OwnEndpoints:
             body["quarantine"] = store
             if store["fail"] == "closed" and not store["up"]:
                 ready = []  # it refuses every request until its store is back
+                body["status"] = "unavailable"
+        keys = self._keys.ready() if self._keys is not None else None
+        if keys is not None:
+            body["keys"] = keys
+            if self._keys is not None and self._keys.unready:
+                ready = []  # its stored keys would be refused: none was read yet
                 body["status"] = "unavailable"
         status = 200 if ready else 503
         respond_json(client, status, orjson.dumps(body), rid)

@@ -16,12 +16,14 @@ import ipaddress
 from collections.abc import Callable, Coroutine
 
 from warden.admin.fleet import BACKEND_ACTIONS, FleetAdmin
+from warden.admin.keys import KEYS, KeysAdmin
 from warden.admin.quarantine import QuarantineAdmin
 from warden.admin.refused import unknown_path
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error
 from warden.errors import Forbidden, MethodNotAllowed, Unauthenticated, WardenError
+from warden.tenancy.client_keys import ClientKeys
 from warden.tenancy.keys import KeyRing, presented_key
 
 PREFIX = "/admin/"
@@ -33,9 +35,11 @@ PostRoute = Callable[[HttpRequest, HttpConnection, bytes], Coroutine[None, None,
 
 class AdminRoutes:
     def __init__(self, fleet: FleetAdmin, quarantine: QuarantineAdmin,
-                 admins: KeyRing | None = None):
-        """`admins`: the admin keys (None or empty: loopback clients only)."""
+                 admins: KeyRing | None = None, keys: KeysAdmin | None = None):
+        """`admins`: the admin keys (None or empty: loopback clients only); `keys`: the
+        client keys' routes (None: no key is listed, none can be made)."""
         self._admins = admins if admins is not None and len(admins) else None
+        self._keys = keys if keys is not None else KeysAdmin(ClientKeys(), None)
         self._get: dict[str, LocalRoute] = {
             "/admin/backends": fleet.backends,
             "/admin/quarantine": quarantine.listing,
@@ -78,6 +82,8 @@ class AdminRoutes:
             respond_error(client, refused, rid)
             return None
         path = request.path
+        if path == KEYS or path.startswith(KEYS + "/"):
+            return self._keys.handle(request, client, rid)
         route = self._get.get(path)
         if route is None and request.method == "POST":
             post = self._post.get(path)

@@ -14,13 +14,14 @@ from warden.tenancy.keys import KeyRing
 
 
 def build_stages(settings: Settings, guard: Guard | None, backends: BackendRegistry,
-                 policy: RoutingPolicy) -> tuple[Stage, ...]:
+                 policy: RoutingPolicy, keys: KeyRing | None = None) -> tuple[Stage, ...]:
     """API keys (auth.mode required), the guard (when on), then the affinity keys (for a
     policy that reads them): a request nobody vouches for costs the guard nothing, one the
-    guard refuses costs no routing key."""
+    guard refuses costs no routing key. `keys`: the gateway's client keys, which outlive
+    this runtime (tenancy.client_keys; None: the config's own, built here)."""
     stages: list[Stage] = []
     if settings.auth.mode == "required":
-        stages.append(AuthStage(KeyRing.clients(settings.auth)))
+        stages.append(AuthStage(keys if keys is not None else KeyRing.clients(settings.auth)))
     if guard is not None:
         stages.append(GuardStage(guard, backends))
     if policy.wants_prefix or policy.wants_session:

@@ -122,6 +122,7 @@ class Gateway:
         run between two of these steps and see half an old and half a new config."""
         self._current.runtime = runtime
         settings, parts = runtime.settings, self.parts
+        parts.keys.use_config(settings.auth)  # (the stored keys stay)
         parts.forwarder.use(settings, runtime.backends, runtime.policy)
         self.handler, self.admin_handler = build_routes(
             runtime, parts, self.reloader.reload_source if self.source is not None else None)
@@ -189,6 +190,9 @@ class Gateway:
             self._tasks.append(asyncio.create_task(parts.recorder.run()))
         if parts.quarantine is not None:
             await parts.quarantine.start()
+        if parts.key_store is not None:  # (one try: a database down delays nothing)
+            await parts.key_store.start()
+            self._tasks.append(asyncio.create_task(parts.key_store.run()))
         await parts.discovery.refresh_all()
         self.server = HttpServer(self.handler, server_limits(settings),
                                  writes=parts.forwarder.writes, request_id=parts.ids.pick)
@@ -244,6 +248,8 @@ class Gateway:
         parts.incidents.close_all()
         if parts.quarantine is not None:
             await parts.quarantine.stop()
+        if parts.key_store is not None:
+            await parts.key_store.close()
         if parts.recorder is not None:  # after every exchange has ended: their ends go too
             await parts.recorder.close()
         self.backends.close()

@@ -14,6 +14,8 @@ from warden.forensics.incidents import IncidentDetector
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
+from warden.tenancy.client_keys import ClientKeys
+from warden.tenancy.key_store import KeyStore
 
 
 @dataclass(frozen=True)
@@ -29,3 +31,5 @@ class Parts:
     scraper: Scraper
     health: HealthChecker
     ids: RequestIds                   # one id sequence for the process, across reloads
+    keys: ClientKeys                  # the client keys: each config's, and the store's
+    key_store: KeyStore | None        # keys in PostgreSQL (None: the config's only)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from warden.admin.fleet import FleetAdmin, Reload
+from warden.admin.keys import KeysAdmin
 from warden.admin.own import OwnEndpoints
 from warden.admin.quarantine import QuarantineAdmin
 from warden.admin.routes import AdminRoutes
@@ -30,6 +31,8 @@ from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
 from warden.routes import Routes
 from warden.runtime import Current, Runtime, build_runtime
+from warden.tenancy.client_keys import ClientKeys
+from warden.tenancy.key_store import KeyStore
 from warden.tenancy.keys import KeyRing
 from warden.upstream.fetch import fetch
 
@@ -47,8 +50,11 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
         lambda backend: [relay for relay in active if relay.backend == backend],
         scrape=lambda name: read_metrics(current, name),
         on_opened=quarantine.implicate if quarantine is not None else None)
+    keys = ClientKeys()  # (fed each config's keys as its runtime is activated)
+    key_store = KeyStore(settings.auth.store, keys) if settings.auth.store is not None \
+        else None
     runtime = build_runtime(settings, quarantine.probation if quarantine is not None else None,
-                            recent_of=incidents.recent_of)
+                            recent_of=incidents.recent_of, keys=keys.ring)
     current = Current(runtime)
     scraper = Scraper(settings.scrape, on_lost=incidents.restarted)
     metrics = GatewayMetrics(runtime.backends, time.monotonic, recorder, scraper,
@@ -69,7 +75,7 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     health = HealthChecker(settings.health.active, on_lost=incidents.connect_failed,
                            on_alive=incidents.alive_again)
     parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
-                  discovery, scraper, health, RequestIds())
+                  discovery, scraper, health, RequestIds(), keys, key_store)
     return parts, current
 
 
@@ -85,9 +91,10 @@ def build_routes(runtime: Runtime, parts: Parts,
     quarantine = QuarantineAdmin(guard.probation if guard is not None else None)
     fleet = FleetAdmin(runtime.policy, runtime.backends, reload,
                        guard.models if guard is not None else None)
-    own = OwnEndpoints(runtime.backends, parts.metrics, quarantine)
     auth = runtime.settings.auth
-    admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth))
+    keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required")
+    own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys)
+    admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys)
     public = auth.metrics == "public"
     if runtime.settings.admin_listen is None:
         return Routes(admission, own, admin, parts.ids, metrics_public=public, cors=cors), None

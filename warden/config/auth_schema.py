@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from warden.config.spec import Spec
+from warden.config.recorder_schema import postgres_url
+from warden.config.spec import Duration, Spec
 
 KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 TENANT = KEY_ID
@@ -18,6 +19,8 @@ HASH = re.compile(r"sha256:[0-9a-f]{64}")
 # The longest key accepted (a generated one has 46 characters; longer ones are refused before
 # any hashing, so a 10 KB header costs nothing).
 MAX_KEY_LENGTH = 256
+# A PostgreSQL schema's name (it is written into SQL: a plain lower-case identifier only).
+SCHEMA = r"^[a-z_][a-z0-9_]{0,40}$"
 
 
 class SecretSpec(Spec):
@@ -71,13 +74,56 @@ class KeySpec(SecretSpec, GrantSpec):
     @field_validator("expires")
     @classmethod
     def _zoned(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a time zone (e.g. 2027-01-01T00:00:00Z)")
-        return value
+        return _zoned(value)
+
+
+class StoredKeySpec(GrantSpec):
+    """A key to create in the key store (`POST /admin/keys`): a config key's grants, never
+    its secret (the gateway makes the key), and `limits`, kept and handed on as given."""
+
+    id: str = Field(pattern=KEY_ID)
+    tenant: str | None = Field(default=None, pattern=TENANT)
+    expires: datetime | None = None
+    limits: dict[str, Any] | None = None
+
+    @field_validator("expires")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        return _zoned(value)
+
+
+def _zoned(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("give a time zone (e.g. 2027-01-01T00:00:00Z)")
+    return value
 
 
 class TenantSpec(GrantSpec):
     pass
+
+
+class KeyStoreSpec(Spec):
+    """Keys kept in PostgreSQL (warden/tenancy/key_store.py), made and revoked through the
+    admin API, shared by every gateway that names the same database and schema."""
+
+    url: str = Field(min_length=1)  # postgresql://user@host:5432/db (use ${ENV})
+    # (`schema` in the file: the Python name would shadow pydantic's own `schema`.)
+    schema_name: str = Field(default="warden", alias="schema", pattern=SCHEMA)
+    # A full comparison with the table this often: the safety net under the notifications.
+    refresh: Duration = 60.0
+    timeout: Duration = 5.0  # each database call (connect, load, write) gives up after it
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return postgres_url(value)
+
+    @field_validator("refresh", "timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0")
+        return value
 
 
 class AuthSpec(Spec):
@@ -91,6 +137,8 @@ class AuthSpec(Spec):
     admin_keys: list[SecretSpec] = []
     # /metrics: open to anyone who reaches the port, or behind the admin API's check.
     metrics: Literal["public", "admin"] = "public"
+    # Keys kept in PostgreSQL too (None: the config's keys only).
+    store: KeyStoreSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AuthSpec:
@@ -103,8 +151,9 @@ class AuthSpec(Spec):
             if key.tenant is not None and key.tenant not in self.tenants:
                 problems.append(f"key {key.id!r}: tenant {key.tenant!r} is not in "
                                 "auth.tenants")
-        if self.mode == "required" and not self.keys:
-            problems.append("mode required with no keys would refuse every request")
+        if self.mode == "required" and not self.keys and self.store is None:
+            problems.append("mode required with no keys (and no auth.store) would refuse "
+                            "every request")
         for name in self.tenants:
             if not re.fullmatch(TENANT, name):
                 problems.append(f"tenant name {name!r}: letters, digits, . _ : - (up to 64)")

@@ -57,16 +57,20 @@ class PostgresSinkSpec(Spec):
     @field_validator("dsn")
     @classmethod
     def _dsn(cls, value: str) -> str:
-        """The URL form, which the driver (asyncpg) requires; a keyword string such as
-        `host=... dbname=...` would fail every batch at run time."""
-        parts = urlsplit(value)
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError:
-            raise ValueError("not a PostgreSQL URL (bad port)") from None
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError("not a PostgreSQL URL (expected postgresql://user@host:5432/db)")
-        return value
+        return postgres_url(value)
+
+
+def postgres_url(value: str) -> str:
+    """The URL form, which the driver (asyncpg) requires; a keyword string such as
+    `host=... dbname=...` would fail every call at run time."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("not a PostgreSQL URL (bad port)") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("not a PostgreSQL URL (expected postgresql://user@host:5432/db)")
+    return value
 
 
 # The highest level of each codec of the recorder's rotated files.

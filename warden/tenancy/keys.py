@@ -83,6 +83,8 @@ class ApiKey:
     priority: int | None = None
     expires_at: float | None = None  # time.time()
     metadata: dict[str, str] = field(default_factory=dict)
+    # A stored key's limits, as written (JSON): kept and handed on, not read here.
+    limits: dict | None = None
 
     def allows(self, model: str) -> bool:
         """Both the key and its tenant must allow `model`."""
@@ -105,17 +107,27 @@ def _grant(spec: GrantSpec) -> dict:
 
 
 class KeyRing:
-    """The keys a gateway accepts, by digest; built whole from the config at each load."""
+    """The keys a gateway accepts, by digest. The admin keys' ring is built whole from each
+    config; the client keys' ring lives as long as the process, fed by the config and the
+    key store (tenancy.client_keys), and changed only from the event loop: a request sees
+    it before a change or after it, never half of one."""
 
     def __init__(self, keys: dict[bytes, ApiKey]):
         self._by_digest = {digest: (digest, key) for digest, key in keys.items()}
 
+    def put(self, digest: bytes, key: ApiKey) -> None:
+        self._by_digest[digest] = (digest, key)
+
+    def remove(self, digest: bytes) -> None:
+        self._by_digest.pop(digest, None)
+
+    def replace(self, keys: dict[bytes, ApiKey]) -> None:
+        """Every key at once (a new dict, swapped in whole)."""
+        self._by_digest = {digest: (digest, key) for digest, key in keys.items()}
+
     @classmethod
     def clients(cls, spec: AuthSpec) -> KeyRing:
-        tenants = {name: Tenant(name, **_grant(t)) for name, t in spec.tenants.items()}
-        return cls({_digest(k): ApiKey(
-            k.id, tenants[k.tenant] if k.tenant is not None else None, **_grant(k),
-            expires_at=_epoch(k.expires)) for k in spec.keys})
+        return cls(config_keys(spec, tenants_of(spec)))
 
     @classmethod
     def admins(cls, spec: AuthSpec) -> KeyRing:
@@ -134,6 +146,16 @@ class KeyRing:
             return None
         stored, key = found
         return key if hmac.compare_digest(stored, digest) else None
+
+
+def tenants_of(spec: AuthSpec) -> dict[str, Tenant]:
+    return {name: Tenant(name, **_grant(t)) for name, t in spec.tenants.items()}
+
+
+def config_keys(spec: AuthSpec, tenants: dict[str, Tenant]) -> dict[bytes, ApiKey]:
+    """The config's client keys, by digest, each with its tenant (from `tenants`)."""
+    return {_digest(k): ApiKey(k.id, tenants[k.tenant] if k.tenant is not None else None,
+                               **_grant(k), expires_at=_epoch(k.expires)) for k in spec.keys}
 
 
 def _epoch(moment: datetime | None) -> float | None:
