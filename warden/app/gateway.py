@@ -131,10 +131,10 @@ class Gateway:
             self.server.handler = self.handler
             self.server.limits = server_limits(settings)  # connections opened from now on
             self.server.add_to_answers(answers_carry)
+            self._reload_certificate()
         if self.admin_server is not None and self.admin_handler is not None:
             self.admin_server.handler = self.admin_handler
             self.admin_server.add_to_answers(answers_carry)
-            self._reload_certificate()
         parts.metrics.use(runtime.backends, runtime.guard, runtime.policy)
         parts.metrics.config_loaded_at = time.time()
         parts.discovery.use(runtime.backends, settings)
