@@ -56,12 +56,12 @@ class ExactTicket(Ticket):
     __slots__ = ("busy", "ident", "limited", "renewed_at")
 
     def __init__(self, limited: Subjects, names: tuple[str, ...], tokens: int, window: int,
-                 quota: Quota, ident: str, now: float, checked: bool = True):
+                 quota: Quota, ident: str, renewed_at: float, checked: bool = True):
         super().__init__(names, tokens, window, quota, checked)
         self.limited = limited    # the subjects with a limit (the others are not in Redis)
         self.ident = ident
         self.busy = any(limits.max_concurrent for _, limits in limited)
-        self.renewed_at = now
+        self.renewed_at = renewed_at   # the timer's (only tickets in `_live` renew)
 
 
 class Pending:
@@ -75,10 +75,13 @@ class Pending:
 
 class ExactLimiter:
     def __init__(self, spec: RateLimitSpec, *, store: RedisLimits, health: StoreHealth,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] = time.monotonic):
+        """`clock` decides windows; `timer` paces the loop (see tenancy/refill.py)."""
         self.store = store
         self.health = health
         self.clock = clock
+        self.timer = timer
         self.slot_ttl = spec.slot_ttl
         self._prefix = os.urandom(6).hex()
         self._counter = 0
@@ -163,36 +166,36 @@ class ExactLimiter:
 
     async def turn(self) -> float:
         """One batch: the admissions waiting, the settles, the renewals due."""
-        now = self.clock()
+        tick = self.timer()
         self.wake.clear()
-        if now < self._not_before and not self._admits:
-            return self._not_before - now
+        if tick < self._not_before and not self._admits:
+            return self._not_before - tick
         admits, self._admits = self._admits, []
         settles, self._settles = self._settles, []
-        calls = [self._take(pending) for pending in admits] + settles + self._renewals(now)
+        calls = [self._take(pending) for pending in admits] + settles + self._renewals(tick)
         answers: list[list[int]] = []
         try:
             if calls:
                 answers = await self.store.run(calls)
-            elif not self.health.up or now >= self._ping_at:
+            elif not self.health.up or tick >= self._ping_at:
                 await self.store.ping()
         except Exception as error:  # any failure: the store is down (told, counted)
             delay = self.health.failed(error)
-            self._not_before = now + delay
+            self._not_before = tick + delay
             for pending in admits:
                 self._resolve(pending, self._unavailable(
                     pending.limited, pending.names, pending.tokens, pending.now, pending.ident))
             self._settles[:0] = settles[-MAX_SETTLES:]   # before the newer ones
             return delay
         self.health.worked()
-        self._ping_at = now + PING_EVERY
+        self._ping_at = tick + PING_EVERY
         for pending, answer in zip(admits, answers, strict=False):
             self._resolve(pending, self._answer(pending, answer))
         if calls:
             return 0.0
         if not self._admits and not self._settles:
             self.idle.set()
-        return max(0.0, min(self._renew_at, self._ping_at) - now)
+        return max(0.0, min(self._renew_at, self._ping_at) - tick)
 
     def _take(self, pending: Pending) -> Call:
         keys: list[str] = []
@@ -217,7 +220,7 @@ class ExactLimiter:
             retry = RECHECK if kind == CONCURRENT else quota.reset
             return Refusal(pending.limited[refused_at - 1][0], kind, retry, quota)
         ticket = ExactTicket(pending.limited, pending.names, pending.tokens, pending.window,
-                             quota, pending.ident, self.clock())
+                             quota, pending.ident, self.timer())
         if ticket.busy:
             self._live[ticket.ident] = ticket
         return ticket
@@ -236,16 +239,16 @@ class ExactLimiter:
             return ExactTicket(limited, names, tokens, window, quota, ident, now, False)
         return Refusal(limited[0][0], UNAVAILABLE, RECHECK, quota)
 
-    def _renewals(self, now: float) -> list[Call]:
-        """Every third of the TTL, the entries of requests running for that long."""
-        if now < self._renew_at:
+    def _renewals(self, tick: float) -> list[Call]:
+        """Every sixth of the TTL, the entries of requests running for a third of it."""
+        if tick < self._renew_at:
             return []
-        self._renew_at = now + self.slot_ttl / 6
-        due = now - self.slot_ttl / 3
+        self._renew_at = tick + self.slot_ttl / 6
+        due = tick - self.slot_ttl / 3
         calls: list[Call] = []
         for ticket in self._live.values():
             if ticket.renewed_at <= due:
-                ticket.renewed_at = now
+                ticket.renewed_at = tick
                 calls.append(("exact_renew", [self.store.busy_key(name)
                                               for name, limits in ticket.limited
                                               if limits.max_concurrent],

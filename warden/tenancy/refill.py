@@ -86,16 +86,22 @@ def _limit(bucket: Bucket | None) -> int:
 
 
 class Refiller:
+    """`clock`: the wall clock the ledger decides by (windows, slots' validity; a fake one in
+    tests); `timer`: the loop's own cadence (backoff, pings, renewal sweeps), real time,
+    which is what Redis's TTLs run on."""
+
     def __init__(self, limiter: LeasedLimiter, store: RedisLimits,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] = time.monotonic):
         self.limiter = limiter
         self.store = store
         self.health: StoreHealth = limiter.health
         self.clock = clock
+        self.timer = timer
         self.replica = os.urandom(8).hex()
         self.holding: set[SubjectState] = set()   # subjects this replica holds slots of
-        self._renew_every = limiter.slot_ttl / 6
-        self._renew_at = -math.inf
+        self._sweep_every = limiter.slot_ttl / 6
+        self._sweep_at = -math.inf                 # the next renewal sweep (timer)
         self._ping_at = -math.inf
         self._not_before = -math.inf               # the backoff after a failure
 
@@ -111,15 +117,15 @@ class Refiller:
     async def turn(self) -> float:
         """One pass; returns how long the loop may wait for the next (unless woken)."""
         limiter = self.limiter
-        now = self.clock()
+        now, tick = self.clock(), self.timer()
         limiter.wake.clear()
-        if now < self._not_before:
-            return self._not_before - now
-        work = self._collect(now)
+        if tick < self._not_before:
+            return self._not_before - tick
+        work = self._collect(now, tick)
         try:
             if work:
                 answers = await self.store.run([item.call for item in work])
-            elif not self.health.up or now >= self._ping_at:
+            elif not self.health.up or tick >= self._ping_at:
                 await self.store.ping()
         except Exception as error:  # any failure: the store is down (told, counted)
             for item in work:
@@ -127,24 +133,26 @@ class Refiller:
                 limiter.wanted.append(item.state)   # asked again after the backoff
                 item.state.wanted = True
             delay = self.health.failed(error)
-            self._not_before = now + delay
+            self._not_before = tick + delay
             return delay
         self.health.worked()
-        self._ping_at = now + PING_EVERY
+        self._ping_at = tick + PING_EVERY
         if work:
             self._apply(work, answers)
             return 0.0
         if not limiter.wanted:
             limiter.idle.set()
-        return max(0.0, min(self._renew_at, self._ping_at) - now)
+        return max(0.0, min(self._sweep_at, self._ping_at) - tick)
 
-    def _collect(self, now: float) -> list[Lease | Hold]:
+    def _collect(self, now: float, tick: float) -> list[Lease | Hold]:
         limiter = self.limiter
         wanted, limiter.wanted = limiter.wanted, []
-        if now >= self._renew_at:   # every holding due before the next sweep
-            self._renew_at = now + self._renew_every
-            wanted += [state for state in self.holding if state.slots is not None
-                       and state.slots.renew_at <= self._renew_at]
+        due_by = -math.inf
+        if tick >= self._sweep_at:   # renew every holding due before the next sweep
+            self._sweep_at = tick + self._sweep_every
+            due_by = now + self._sweep_every
+            wanted += [state for state in self.holding
+                       if state.slots is not None and state.slots.renew_at <= due_by]
         work: list[Lease | Hold] = []
         for state in wanted:
             state.wanted = False
@@ -154,7 +162,7 @@ class Refiller:
             slots = state.slots
             if slots is not None:
                 want = slots.wants(now)
-                if want < 0 and slots.held > 0 and slots.renew_at <= self._renew_at \
+                if want < 0 and slots.held > 0 and slots.renew_at <= due_by \
                         and not slots.asking:
                     want = slots.target(now)   # a renewal, a little early
                 if want >= 0:
