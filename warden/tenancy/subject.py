@@ -107,7 +107,10 @@ class SubjectState:
             quota.count(TPM, self.tokens.limit, self.tokens.remaining())
 
     def idle(self, window: int) -> bool:
-        """Nothing to keep: an old window, no slot held or in use or asked for."""
+        """Nothing to keep: an old window, no slot in use, nor held from the store or asked
+        for (the memory store's slots are all held, always)."""
         slots = self.slots
-        return self.window < window and not self.wanted and (
-            slots is None or (slots.held == 0 and slots.in_use == 0 and not slots.asking))
+        if self.window >= window or self.wanted:
+            return False
+        return slots is None or (slots.in_use == 0 and (
+            self.whole or (slots.held == 0 and not slots.asking)))
