@@ -188,6 +188,7 @@ def test_a_full_store_refuses_and_is_asked_again_at_most_every_recheck():
     assert slots.full and slots.decide(0.0, True) == SPENT
     assert slots.wants(0.5) == -1
     assert slots.wants(RECHECK) == 2
+    assert slots.decide(RECHECK, True) == CREDIT      # stale: a credit asks again
     slots.granted(2, 2, asked_at=RECHECK)
     assert not slots.full and slots.decide(RECHECK, True) == COVERED
 
@@ -204,6 +205,14 @@ def test_an_idle_subject_gives_its_slots_back():
     assert slots.wants(31.0) == 0                     # idle for a TTL: give all back
     slots.granted(0, 0, asked_at=31.0)
     assert slots.wants(100.0) == -1 and slots.held == 0
+
+
+def test_a_replica_holding_every_slot_takes_none_on_credit():
+    slots = Slots(limit=2, block=1, ttl=30.0)
+    slots.take(0.0)
+    slots.take(0.0)
+    slots.granted(2, 2, asked_at=0.0)
+    assert slots.decide(0.0, True) == SPENT
 
 
 def test_memory_slots_hold_the_limit_and_never_exceed_it():

@@ -17,8 +17,9 @@ such debt: the overshoot bound (see tenancy/leased.py).
 
 A `Slots` is one subject's max_concurrent as one replica sees it: `held` slots granted by the
 store (valid until `valid_until`, renewed every third of the TTL), `in_use` of them taken.
-With none free it may take one on credit, at most `block` beyond what it holds, while it asks
-for more; never once the store said it is full (until a re-ask, at most every `RECHECK`).
+With none free it may take one on credit, at most `block` beyond what it holds (and never
+past the limit on its own), while it asks for more; not while the store's last answer, less
+than `RECHECK` ago, was that it is full.
 
 Memory buckets and slots (one replica, no store) hold the whole limit from the start and are
 `exhausted` / `full` from the start: nothing on credit, never over.
@@ -152,11 +153,11 @@ class Slots:
             return COVERED
         if not store_up:
             return DOWN
-        if self.full:
-            return SPENT
-        if self.in_use < usable + self.block:
+        if self.full and now < self.asked_at + RECHECK:
+            return SPENT   # (after RECHECK, a credit asks again: slots may have freed)
+        if self.in_use < min(self.limit, usable + self.block):
             return CREDIT
-        return BURST
+        return SPENT if usable >= self.limit else BURST
 
     def take(self, now: float) -> None:
         self.in_use += 1
