@@ -47,9 +47,10 @@ class RateLimitSpec(Spec):
     # Redis call per request, before it goes on (never over; costs a round-trip each).
     mode: Literal["leased", "exact"] = "leased"
     # The lease size rule: one lease takes this share of a subject's per-minute limit (and
-    # of its max_concurrent, for a block of slots), at least 1. Smaller: a tighter bound on
-    # overshoot, more Redis calls.
-    lease_fraction: float = Field(default=0.05, gt=0, le=1)
+    # of its max_concurrent, for a block of slots), at least 1. The leased mode's overshoot
+    # is at most one lease per replica per window: pick about the overshoot you accept
+    # divided by the replicas. Smaller: more Redis calls, and bursts refused sooner.
+    lease_fraction: float = Field(default=0.02, gt=0, le=1)
     # Slots a replica holds (and exact mode's in-flight entries) expire this long after their
     # last renewal (every third of it): a dead replica's slots come back after this.
     slot_ttl: Duration = 30.0

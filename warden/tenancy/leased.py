@@ -6,8 +6,9 @@ L = max(1, floor(limit x lease_fraction)) (and B, the same of max_concurrent):
 
 - rpm: the shared counter never passes the limit (the LEASE script takes only what is left);
   a replica admits from what it was granted, plus, while a lease is in flight and the store
-  has not said the window is spent, on credit: at most L owed. So the requests admitted in
-  a window are at most limit + N x L.
+  has not said the window is spent, on credit: at most L owed (and no more than the room
+  the store said was left at its last lease). So the requests admitted in a window are at
+  most limit + N x L.
 - tpm: likewise, the tokens charged (reserved, minus what settle gave back, plus what it
   charged beyond the reservation) are at most limit + N x max(L, the largest reservation
   admitted on credit) + the excess charged at settle once the window was spent (tokens
@@ -181,6 +182,8 @@ class LeasedLimiter:
 
     def _refuse(self, states: list[SubjectState], state: SubjectState, kind: str,
                 outcome: int, tokens: int, now: float) -> Refusal:
+        if kind == CONCURRENT and state.slots is not None:
+            state.slots.active_at = now   # wanted: keep a block of headroom
         if not self._whole and (outcome in (BURST, DOWN) or kind == CONCURRENT):
             self.want(state)   # a lease coming, a retry, or a recheck of full slots
         quota = Quota(reset=window_end(state.window) - now)

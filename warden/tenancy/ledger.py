@@ -10,10 +10,13 @@ A `Bucket` is one limit (rpm or tpm) of one subject in one window. `have` is wha
 leased from the shared counter and has not spent; it admits from it with no Redis call. Below
 half a lease it asks for more (`ask`: a lease, plus what it owes). While that is in flight it
 may admit on credit, `have` going below zero, but never deeper than max(lease, the cost of
-the request admitted on credit), and never once the store said the window is spent
-(`exhausted`: it granted less than asked; from then on only what is held is admitted). So
-what one replica admits in a window is at most what the shared counter granted it plus one
-such debt: the overshoot bound (see tenancy/leased.py).
+the request admitted on credit), nor than its share of the room the store said was left at
+the last lease (`room`: what is left over the replicas leasing in the window; so the credit
+shrinks as the window's budget runs out), and
+never once the store said the window is spent (`exhausted`: it granted less than asked;
+from then on only what is held is admitted). So what one replica admits in a window is at
+most what the shared counter granted it plus one such debt: the overshoot bound (see
+tenancy/leased.py).
 
 A `Slots` is one subject's max_concurrent as one replica sees it: `held` slots granted by the
 store (valid until `valid_until`, renewed every third of the TTL), `in_use` of them taken.
@@ -60,7 +63,7 @@ def block_of(limit: int, fraction: float) -> int:
 class Bucket:
     """One limit (rpm or tpm) of one subject in one window, as one replica sees it."""
 
-    __slots__ = ("asking", "exhausted", "have", "lease", "limit", "shared")
+    __slots__ = ("asking", "exhausted", "have", "lease", "limit", "peers", "shared")
 
     def __init__(self, limit: int, lease: int, *, whole: bool = False):
         """`whole`: the memory store's bucket, which holds all of the limit from the start."""
@@ -68,6 +71,7 @@ class Bucket:
         self.lease = lease
         self.have = limit if whole else 0     # leased and unspent (< 0: owed)
         self.shared = limit if whole else 0   # the shared counter after the last lease
+        self.peers = 1                        # the replicas leasing in this window, then
         self.exhausted = whole                # no more to get this window
         self.asking = 0                       # the lease in flight (0: none)
 
@@ -80,7 +84,7 @@ class Bucket:
             return SPENT
         if not store_up:
             return DOWN
-        if self.have >= min(0, cost - self.lease):
+        if cost - self.have <= min(max(self.lease, cost), self.room()):
             return CREDIT
         return BURST
 
@@ -103,9 +107,14 @@ class Bucket:
         """The lease in flight failed (the store is down): ask again later."""
         self.asking = 0
 
-    def granted(self, asked: int, got: int, shared: int) -> None:
+    def room(self) -> int:
+        """This replica's share of the room the store said was left at the last lease."""
+        return (self.limit - self.shared) // self.peers
+
+    def granted(self, asked: int, got: int, shared: int, peers: int = 1) -> None:
         self.have += got
         self.shared = shared
+        self.peers = max(1, peers)
         self.asking = 0
         if got < asked:
             self.exhausted = True

@@ -32,7 +32,7 @@ PING_EVERY = 5.0   # seconds without a call, then a PING
 class Lease:
     """One LEASE call: a subject's requests and tokens for one window."""
 
-    def __init__(self, state: SubjectState, store: RedisLimits, now: float):
+    def __init__(self, state: SubjectState, store: RedisLimits, replica: str, now: float):
         self.state = state
         self.requests, self.tokens = state.requests, state.tokens
         self.ask_r = _ask(self.requests)
@@ -40,14 +40,14 @@ class Lease:
         ttl = math.ceil((window_end(state.window) - now + WINDOW) * 1000)
         self.call: Call = ("lease", [store.window_key(state.name, state.window)], [
             _limit(self.requests), _limit(self.tokens), self.ask_r, self.ask_t,
-            max(ttl, 1000)])
+            max(ttl, 1000), replica])
 
     def apply(self, answer: list[int]) -> None:
-        got_r, got_t, taken_r, taken_t = answer
+        got_r, got_t, taken_r, taken_t, peers = answer
         if self.requests is not None and self.ask_r:
-            self.requests.granted(self.ask_r, got_r, taken_r)
+            self.requests.granted(self.ask_r, got_r, taken_r, peers)
         if self.tokens is not None and self.ask_t:
-            self.tokens.granted(self.ask_t, got_t, taken_t)
+            self.tokens.granted(self.ask_t, got_t, taken_t, peers)
 
     def failed(self) -> None:
         if self.requests is not None and self.ask_r:
@@ -158,7 +158,7 @@ class Refiller:
             state.wanted = False
             if any(bucket is not None and bucket.ask() > 0
                    for bucket in (state.requests, state.tokens)):
-                work.append(Lease(state, self.store, now))
+                work.append(Lease(state, self.store, self.replica, now))
             slots = state.slots
             if slots is not None:
                 want = slots.wants(now)

@@ -7,8 +7,9 @@ give `key_prefix` a hash tag, e.g. `{warden}:limits:`, so all of them share one 
 
 Keys (tenancy/redis_store.py builds them; `<p>` is `key_prefix`, the subject last, so that
 any subject name is unambiguous):
-- `<p>win:<window>:<subject>`, a hash {r: requests taken, t: tokens taken} in one minute
-  window; expires a minute after its window ends.
+- `<p>win:<window>:<subject>`, a hash {r: requests taken, t: tokens taken, n: replicas
+  that leased, replica:<id>: 1 for each} in one minute window; expires a minute after its
+  window ends.
 - `<p>hold:<subject>` (hash replica -> slots held) and `<p>hold-until:<subject>` (sorted set
   replica -> expiry, ms): the leased mode's slot blocks; both expire `slot_ttl` after the
   last change.
@@ -22,10 +23,13 @@ from typing import Final
 
 # A lease: take up to `want` requests and tokens from one subject's window, never past its
 # limits. KEYS[1] the window's hash. ARGV: rpm, tpm (0: no such limit, nothing taken),
-# want requests, want tokens, the key's TTL (ms). Returns {got requests, got tokens,
-# requests taken in all, tokens taken in all} (after this lease). Got < want: the window is
-# spent for that limit.
+# want requests, want tokens, the key's TTL (ms), the replica. Returns {got requests, got
+# tokens, requests taken in all, tokens taken in all, replicas that leased in this window}
+# (after this lease). Got < want: the window is spent for that limit.
 LEASE: Final = """
+if redis.call('HSETNX', KEYS[1], 'replica:' .. ARGV[6], 1) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'n', 1)
+end
 local taken_r = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
 local taken_t = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
 local function grant(limit, want, taken)
@@ -36,8 +40,8 @@ local got_r = grant(tonumber(ARGV[1]), tonumber(ARGV[3]), taken_r)
 local got_t = grant(tonumber(ARGV[2]), tonumber(ARGV[4]), taken_t)
 if got_r > 0 then taken_r = redis.call('HINCRBY', KEYS[1], 'r', got_r) end
 if got_t > 0 then taken_t = redis.call('HINCRBY', KEYS[1], 't', got_t) end
-if got_r > 0 or got_t > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
-return {got_r, got_t, taken_r, taken_t}
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {got_r, got_t, taken_r, taken_t, tonumber(redis.call('HGET', KEYS[1], 'n'))}
 """
 
 # A replica's block of slots: set what it holds to `want` (absolute, so a retried call

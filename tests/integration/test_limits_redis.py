@@ -1,0 +1,242 @@
+"""Limits shared by replicas through the machine's Redis (warden/tenancy): three limiters in
+one process stand for three replicas. The leased mode stays within its stated bound under
+concurrent load, and reaches it only when every replica owes a lease as the counter runs
+out; tokens are reserved then given back or charged; slots are freed by settle, given back
+at close, and a dead replica's come back after their TTL; the exact mode never passes.
+Faults (Redis stopped and restarted): test_limits_redis_faults.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import redis
+
+from tests.limits_support import (
+    REDIS,
+    Clock,
+    WallClock,
+    answer,
+    gated_limiter,
+    limiters,
+    prefix_fixture,  # noqa: F401 - the fixture `prefix`
+    running,
+)
+from warden.config.limits_schema import LimitValues
+from warden.tenancy.answers import Refusal, Ticket
+from warden.tenancy.ledger import RECHECK, window_of
+
+
+def counter(prefix: str, subject: str, clock: Clock, field: str = "r") -> int:
+    value = redis.Redis.from_url(REDIS).hget(f"{prefix}win:{window_of(clock.now)}:{subject}",
+                                             field)
+    return int(value or 0)
+
+
+async def load(group: list, subjects: list, tokens: list[int], workers: int = 60) -> list[int]:
+    """`workers` clients, each on one replica, yielding between requests, until each is
+    refused for a spent window (not a burst); returns the tokens of each request admitted."""
+    rng, admitted = random.Random(7), []
+
+    async def client(n: int) -> None:
+        while True:
+            cost = rng.choice(tokens)
+            result = await answer(group[n % len(group)], subjects, cost, group[0].clock())
+            if isinstance(result, Ticket):
+                admitted.append(cost)
+            elif result.retry_after is None or result.retry_after > RECHECK:
+                return
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(client(n) for n in range(workers)))
+    for limiter in group:
+        await limiter.quiet()
+    return admitted
+
+
+async def test_three_replicas_under_load_stay_within_a_lease_each(prefix):
+    clock = Clock()
+    group = limiters(prefix, 3, clock, lease_fraction=0.05)
+    key, tenant = LimitValues(rpm=600), LimitValues(rpm=5000, tpm=10_000_000)
+    async with running(*group):
+        admitted = await asyncio.wait_for(
+            load(group, [("key", key), ("tenant", tenant)], [10, 200, 4000]), 60)
+    lease = 30
+    print(f"rpm 600, lease {lease}, 3 replicas: {len(admitted)} admitted "
+          f"(overshoot {len(admitted) - 600}, bound {3 * lease})")
+    assert counter(prefix, "key", clock) == 600       # the shared counter never passes
+    assert 600 <= len(admitted) <= 600 + 3 * lease    # (every replica spent what it held)
+    assert counter(prefix, "tenant", clock) >= len(admitted)   # the tenant counted them all
+
+
+async def test_three_replicas_reserving_tokens_stay_within_the_token_bound(prefix):
+    clock = Clock()
+    group = limiters(prefix, 3, clock, lease_fraction=0.05)
+    tenant = LimitValues(tpm=200_000)                 # lease 10,000 > any reservation
+    async with running(*group):
+        admitted = await asyncio.wait_for(
+            load(group, [("tenant", tenant)], [10, 500, 2000, 6000]), 60)
+    print(f"tpm 200000, lease 10000, 3 replicas: {sum(admitted)} tokens reserved "
+          f"(overshoot {sum(admitted) - 200_000}, bound {3 * 10_000})")
+    assert counter(prefix, "tenant", clock, "t") == 200_000
+    assert sum(admitted) <= 200_000 + 3 * 10_000
+
+
+async def test_the_bound_is_reached_when_each_replica_borrows_as_the_counter_runs_out(prefix):
+    clock = Clock()
+    key = LimitValues(rpm=100)                         # lease 5
+    pairs = [gated_limiter(prefix, clock, lease_fraction=0.05) for _ in range(3)]
+    group = [limiter for limiter, _ in pairs]
+    async with running(*group):
+        for limiter, store in pairs:                   # each asks, its lease held at the gate
+            results = [limiter.admit([("key", key)], 0, clock.now) for _ in range(8)]
+            assert [isinstance(r, Ticket) for r in results] == [True] * 5 + [False] * 3
+            assert all(r.retry_after == RECHECK for r in results[5:])   # BURST: soon
+            await store.waiting.wait()
+        redis.Redis.from_url(REDIS).hset(f"{prefix}win:{window_of(clock.now)}:key", "r", 100)
+        for limiter, store in pairs:                   # meanwhile others spent the window
+            store.gate.set()
+            await limiter.quiet()
+        for limiter in group:
+            refusal = limiter.admit([("key", key)], 0, clock.now)
+            assert isinstance(refusal, Refusal) and refusal.retry_after == 30.0  # spent
+    assert counter(prefix, "key", clock) == 100        # 15 admitted past it: 3 leases
+
+
+async def test_tokens_reserved_then_settled_are_given_back_here_or_charged(prefix):
+    clock = Clock()
+    [limiter] = limiters(prefix, 1, clock, lease_fraction=0.05)
+    tokens = [("t", LimitValues(tpm=10_000))]          # lease 500
+    async with running(limiter):
+        first = limiter.admit(tokens, 2000, clock.now)  # on credit: owes 2000
+        assert isinstance(first, Ticket) and first.quota.remaining_tokens == 8000
+        await limiter.quiet()
+        assert counter(prefix, "t", clock, "t") == 2500  # a lease plus the debt
+        limiter.settle(first, 500)                     # 1500 back, to this replica
+        second = limiter.admit(tokens, 2000, clock.now)
+        assert isinstance(second, Ticket)
+        await limiter.quiet()
+        assert counter(prefix, "t", clock, "t") == 3000  # one lease more, no return
+        limiter.settle(second, 3000)                   # 1000 past its reservation
+        await limiter.quiet()
+        assert counter(prefix, "t", clock, "t") == 4000  # charged with the next lease
+
+
+async def test_slots_are_shared_by_replicas_freed_by_settle_and_given_back_at_close(prefix):
+    clock = Clock()
+    one, two = limiters(prefix, 2, clock, lease_fraction=0.25)   # blocks of 1
+    busy = [("key", LimitValues(max_concurrent=4))]
+    hold = redis.Redis.from_url(REDIS)
+    async with running(one, two):
+        tickets = []
+        for _ in range(4):
+            tickets.append(one.admit(busy, 0, clock.now))
+            await one.quiet()
+        assert all(isinstance(t, Ticket) for t in tickets)
+        assert isinstance(one.admit(busy, 0, clock.now), Refusal)   # holds all 4: no credit
+        credit = two.admit(busy, 0, clock.now)        # one on credit, then told: full
+        await two.quiet()
+        assert isinstance(credit, Ticket)
+        assert isinstance(two.admit(busy, 0, clock.now), Refusal)
+        for ticket in [*tickets, credit]:
+            (one if ticket is not credit else two).settle(ticket, 0)
+        await one.quiet()
+        assert sum(int(v) for v in hold.hvals(f"{prefix}hold:key")) < 4
+        clock.now += RECHECK                          # the full answer is stale:
+        assert isinstance(two.admit(busy, 0, clock.now), Ticket)     # a credit asks again
+        await two.quiet()
+        assert isinstance(two.admit(busy, 0, clock.now), Ticket)     # held now
+    assert hold.hvals(f"{prefix}hold:key") == []       # close gave every slot back
+
+
+async def test_a_dead_replicas_slots_come_back_after_their_ttl(prefix):
+    """Real time here: the holding expires by Redis's clock."""
+    clock = WallClock()
+    dead, alive = limiters(prefix, 2, clock, lease_fraction=0.5, slot_ttl="1s",
+                           timeout="200ms")
+    busy = [("key", LimitValues(max_concurrent=2))]
+    task = asyncio.create_task(dead.run())
+    for _ in range(2):
+        dead.admit(busy, 0, clock.now)
+        await dead.quiet()
+    task.cancel()                                      # it dies: no close, no give-back
+    await asyncio.gather(task, return_exceptions=True)
+    started = time.monotonic()
+    async with running(alive):
+        assert isinstance(alive.admit(busy, 0, clock.now), Ticket)   # on credit; then
+        await alive.quiet()                            # told: full
+        assert isinstance(alive.admit(busy, 0, clock.now), Refusal)
+        while time.monotonic() - started < 10:         # asked again each RECHECK, until
+            result = alive.admit(busy, 0, clock.now)  # Redis dropped the dead holding
+            await alive.quiet()
+            if isinstance(result, Ticket):
+                break
+            await asyncio.sleep(0.05)                 # (polling: the TTL runs in Redis)
+        assert isinstance(result, Ticket)
+        assert 1.0 <= time.monotonic() - started < 1.0 + 2 * RECHECK + 1
+
+
+async def test_window_keys_and_slot_keys_expire(prefix):
+    clock = Clock()
+    [limiter] = limiters(prefix, 1, clock)
+    async with running(limiter):
+        limiter.admit([("key", LimitValues(rpm=10, max_concurrent=5))], 0, clock.now)
+        await limiter.quiet()
+        client = redis.Redis.from_url(REDIS)
+        window_ttl = client.pttl(f"{prefix}win:{window_of(clock.now)}:key")
+        assert 60_000 < window_ttl <= 90_000           # its window's 30 s left, plus 60
+        for key in (f"{prefix}hold:key", f"{prefix}hold-until:key"):
+            assert 0 < client.pttl(key) <= 30_000
+
+
+async def test_exact_mode_never_passes_a_limit_under_load(prefix, workers=60):
+    clock = Clock()
+    group = limiters(prefix, 3, clock, mode="exact")
+    subjects = [("key", LimitValues(rpm=150)), ("tenant", LimitValues(max_concurrent=5))]
+    in_flight, most, admitted = [0], [0], [0]
+
+    async def client(n: int) -> None:
+        """Until refused on rpm."""
+        limiter = group[n % 3]
+        while True:
+            result = await answer(limiter, subjects, 0, clock.now)
+            if isinstance(result, Refusal) and result.limit == "rpm":
+                return
+            if isinstance(result, Ticket):
+                admitted[0] += 1
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                in_flight[0] -= 1
+                limiter.settle(result, 0)
+            await asyncio.sleep(0)
+
+    async with running(*group):
+        await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(workers))), 60)
+        for limiter in group:
+            await limiter.quiet()
+    assert admitted[0] == 150 == counter(prefix, "key", clock)   # exactly, never past
+    assert most[0] <= 5
+    assert redis.Redis.from_url(REDIS).zcard(f"{prefix}busy:tenant") == 0
+
+
+async def test_exact_mode_gives_back_unused_tokens_and_charges_the_excess(prefix):
+    clock = Clock()
+    [limiter] = limiters(prefix, 1, clock, mode="exact")
+    tokens = [("t", LimitValues(tpm=1000))]
+    async with running(limiter):
+        first = await answer(limiter, tokens, 600, clock.now)
+        assert isinstance(first, Ticket) and first.quota.remaining_tokens == 400
+        refusal = await answer(limiter, tokens, 600, clock.now)
+        assert isinstance(refusal, Refusal) and refusal.limit == "tpm"
+        limiter.settle(first, 100)
+        await limiter.quiet()
+        assert counter(prefix, "t", clock, "t") == 100
+        second = await answer(limiter, tokens, 600, clock.now)
+        assert isinstance(second, Ticket)
+        limiter.settle(second, 900)
+        await limiter.quiet()
+        assert counter(prefix, "t", clock, "t") == 1000
+        assert isinstance(await answer(limiter, tokens, 1, clock.now), Refusal)
