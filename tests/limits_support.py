@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import time
@@ -21,6 +22,7 @@ from warden.config.limits_schema import RateLimitSpec
 from warden.tenancy.answers import Refusal, Ticket
 from warden.tenancy.health import StoreHealth
 from warden.tenancy.leased import LeasedLimiter
+from warden.tenancy.ledger import RECHECK, window_of
 from warden.tenancy.limiter import Limiter, build_limiter
 from warden.tenancy.redis_store import Call, RedisLimits
 
@@ -86,6 +88,38 @@ async def running(*limiters: Limiter) -> AsyncIterator[None]:
 
 def limiters(prefix: str, count: int, clock: Clock, **fields: object) -> list[Limiter]:
     return [build_limiter(spec(prefix, **fields), clock=clock) for _ in range(count)]
+
+
+def counter(prefix: str, subject: str, clock: Clock, field: str = "r") -> int:
+    value = redis.Redis.from_url(REDIS).hget(f"{prefix}win:{window_of(clock.now)}:{subject}",
+                                             field)
+    return int(value or 0)
+
+
+async def load(group: list, subjects: list, tokens: list[int], workers: int = 60) -> list[int]:
+    """`workers` clients, each on one replica, yielding between requests, until each is
+    refused for a spent window (not a burst); returns the tokens of each request admitted."""
+    rng, admitted = random.Random(7), []
+
+    async def client(n: int) -> None:
+        while True:
+            cost = rng.choice(tokens)
+            result = await answer(group[n % len(group)], subjects, cost, group[0].clock())
+            if isinstance(result, Ticket):
+                admitted.append(cost)
+            elif result.retry_after is None or result.retry_after > RECHECK:
+                return
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(client(n) for n in range(workers)))
+    for limiter in group:
+        await limiter.quiet()
+    return admitted
+
+
+def told(caplog, what: str) -> int:
+    return sum(what in record.getMessage() for record in caplog.records
+               if record.name == "warden.limits")
 
 
 class GatedStore:

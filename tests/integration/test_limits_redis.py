@@ -3,14 +3,16 @@ one process stand for three replicas. The leased mode stays within its stated bo
 concurrent load, and reaches it only when every replica owes a lease as the counter runs
 out; tokens are reserved then given back or charged; slots are freed by settle, given back
 at close, and a dead replica's come back after their TTL; the exact mode never passes.
-Faults (Redis stopped and restarted): test_limits_redis_faults.py."""
+With Redis stopped then restarted (a redis-server of the test's own), or hanging, each fail
+mode does what it says, the outage is told once, and the limiter recovers by itself."""
 
 from __future__ import annotations
 
 import asyncio
-import random
+import logging
 import time
 
+import pytest
 import redis
 
 from tests.limits_support import (
@@ -18,41 +20,19 @@ from tests.limits_support import (
     Clock,
     WallClock,
     answer,
+    counter,
     gated_limiter,
     limiters,
+    load,
     prefix_fixture,  # noqa: F401 - the fixture `prefix`
+    private_redis_fixture,  # noqa: F401 - the fixture `private_redis`
     running,
+    told,
 )
+from tests.tcp_proxy import FORWARD, HANG, TcpProxy
 from warden.config.limits_schema import LimitValues
 from warden.tenancy.answers import Refusal, Ticket
 from warden.tenancy.ledger import RECHECK, window_of
-
-
-def counter(prefix: str, subject: str, clock: Clock, field: str = "r") -> int:
-    value = redis.Redis.from_url(REDIS).hget(f"{prefix}win:{window_of(clock.now)}:{subject}",
-                                             field)
-    return int(value or 0)
-
-
-async def load(group: list, subjects: list, tokens: list[int], workers: int = 60) -> list[int]:
-    """`workers` clients, each on one replica, yielding between requests, until each is
-    refused for a spent window (not a burst); returns the tokens of each request admitted."""
-    rng, admitted = random.Random(7), []
-
-    async def client(n: int) -> None:
-        while True:
-            cost = rng.choice(tokens)
-            result = await answer(group[n % len(group)], subjects, cost, group[0].clock())
-            if isinstance(result, Ticket):
-                admitted.append(cost)
-            elif result.retry_after is None or result.retry_after > RECHECK:
-                return
-            await asyncio.sleep(0)
-
-    await asyncio.gather(*(client(n) for n in range(workers)))
-    for limiter in group:
-        await limiter.quiet()
-    return admitted
 
 
 async def test_three_replicas_under_load_stay_within_a_lease_each(prefix):
@@ -113,6 +93,8 @@ async def test_tokens_reserved_then_settled_are_given_back_here_or_charged(prefi
         assert isinstance(first, Ticket) and first.quota.remaining_tokens == 8000
         await limiter.quiet()
         assert counter(prefix, "t", clock, "t") == 2500  # a lease plus the debt
+        window_key = f"{prefix}win:{window_of(clock.now)}:t"
+        assert 60_000 < redis.Redis.from_url(REDIS).pttl(window_key) <= 90_000   # 30 s + 60
         limiter.settle(first, 500)                     # 1500 back, to this replica
         second = limiter.admit(tokens, 2000, clock.now)
         assert isinstance(second, Ticket)
@@ -143,6 +125,8 @@ async def test_slots_are_shared_by_replicas_freed_by_settle_and_given_back_at_cl
             (one if ticket is not credit else two).settle(ticket, 0)
         await one.quiet()
         assert sum(int(v) for v in hold.hvals(f"{prefix}hold:key")) < 4
+        for kind in ("hold", "hold-until"):
+            assert 0 < hold.pttl(f"{prefix}{kind}:key") <= 30_000
         clock.now += RECHECK                          # the full answer is stale:
         assert isinstance(two.admit(busy, 0, clock.now), Ticket)     # a credit asks again
         await two.quiet()
@@ -175,19 +159,6 @@ async def test_a_dead_replicas_slots_come_back_after_their_ttl(prefix):
             await asyncio.sleep(0.05)                 # (polling: the TTL runs in Redis)
         assert isinstance(result, Ticket)
         assert 1.0 <= time.monotonic() - started < 1.0 + 2 * RECHECK + 1
-
-
-async def test_window_keys_and_slot_keys_expire(prefix):
-    clock = Clock()
-    [limiter] = limiters(prefix, 1, clock)
-    async with running(limiter):
-        limiter.admit([("key", LimitValues(rpm=10, max_concurrent=5))], 0, clock.now)
-        await limiter.quiet()
-        client = redis.Redis.from_url(REDIS)
-        window_ttl = client.pttl(f"{prefix}win:{window_of(clock.now)}:key")
-        assert 60_000 < window_ttl <= 90_000           # its window's 30 s left, plus 60
-        for key in (f"{prefix}hold:key", f"{prefix}hold-until:key"):
-            assert 0 < client.pttl(key) <= 30_000
 
 
 async def test_exact_mode_never_passes_a_limit_under_load(prefix, workers=60):
@@ -240,3 +211,87 @@ async def test_exact_mode_gives_back_unused_tokens_and_charges_the_excess(prefix
         await limiter.quiet()
         assert counter(prefix, "t", clock, "t") == 1000
         assert isinstance(await answer(limiter, tokens, 1, clock.now), Refusal)
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+async def test_leased_with_redis_stopped_then_restarted(private_redis, fail_mode, caplog):
+    """What the replica holds still admits; past it, open admits unchecked (and charges it
+    once Redis is back), closed refuses with 503; told once; recovered without restart."""
+    caplog.set_level(logging.WARNING, logger="warden.limits")
+    clock = Clock()
+    [limiter] = limiters("f:", 1, clock, url=private_redis.url, fail_mode=fail_mode,
+                         lease_fraction=0.05, timeout="200ms")
+    key = [("key", LimitValues(rpm=1000))]             # lease 50
+    async with running(limiter):
+        limiter.admit(key, 0, clock.now)
+        await limiter.quiet()                          # holds 50
+        private_redis.stop()
+        held = [limiter.admit(key, 0, clock.now) for _ in range(50)]
+        assert all(isinstance(t, Ticket) and t.checked for t in held)
+        await asyncio.wait_for(limiter.health.until(False), 10)   # its refill failed
+        past = [limiter.admit(key, 0, clock.now) for _ in range(5)]
+        state = limiter.state()
+        assert state["up"] is False and "Connection" in str(state["error"])
+        if fail_mode == "open":
+            assert all(isinstance(t, Ticket) and not t.checked for t in past)
+            assert state["admitted_unchecked"] == 5
+        else:
+            assert all(isinstance(r, Refusal) and (r.status, r.code, r.limit) ==
+                       (503, "limits_unavailable", "unavailable") for r in past)
+            assert state["refused_unavailable"] == 5
+        private_redis.start()                          # empty: a new Redis
+        await asyncio.wait_for(limiter.health.until(True), 10)
+        await limiter.quiet()
+        owed = 5 if fail_mode == "open" else 0         # charged now, in this window
+        assert redis.Redis.from_url(private_redis.url).hget(
+            f"f:win:{window_of(clock.now)}:key", "r") == b"%d" % (50 + owed)
+        assert isinstance(limiter.admit(key, 0, clock.now), Ticket)
+    assert told(caplog, "store unreachable") == 1 and told(caplog, "answers again") == 1
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+async def test_exact_with_redis_stopped_then_restarted(private_redis, fail_mode):
+    clock = Clock()
+    [limiter] = limiters("f:", 1, clock, url=private_redis.url, mode="exact",
+                         fail_mode=fail_mode, timeout="200ms")
+    key = [("key", LimitValues(rpm=100, max_concurrent=10))]
+    async with running(limiter):
+        first = await answer(limiter, key, 0, clock.now)
+        assert isinstance(first, Ticket) and first.checked
+        private_redis.stop()
+        during = await answer(limiter, key, 0, clock.now)   # its batch fails
+        now_down = limiter.admit(key, 0, clock.now)          # known down: no Redis call
+        for result in (during, now_down):
+            if fail_mode == "open":
+                assert isinstance(result, Ticket) and not result.checked
+            else:
+                assert isinstance(result, Refusal) and result.status == 503
+        limiter.settle(first, 0)                             # waits for the store
+        assert limiter.state()["settles_waiting"] == 1
+        private_redis.start()
+        await asyncio.wait_for(limiter.health.until(True), 10)
+        await limiter.quiet()
+        assert limiter.state()["settles_waiting"] == 0
+        after = await answer(limiter, key, 0, clock.now)
+        assert isinstance(after, Ticket) and after.checked
+
+
+async def test_exact_admission_waits_no_longer_than_the_timeout_when_redis_hangs(prefix):
+    proxy = TcpProxy("127.0.0.1", 6379)
+    clock = Clock()
+    [limiter] = limiters(prefix, 1, clock, url=f"redis://{proxy.url_host}/0", mode="exact",
+                         fail_mode="closed", timeout="200ms")
+    key = [("key", LimitValues(rpm=100))]
+    try:
+        async with running(limiter):
+            assert isinstance(await answer(limiter, key, 0, clock.now), Ticket)
+            proxy.set(HANG)
+            started = time.monotonic()
+            refusal = await answer(limiter, key, 0, clock.now)
+            assert isinstance(refusal, Refusal) and refusal.status == 503
+            assert time.monotonic() - started < 1.0
+            proxy.set(FORWARD)
+            await asyncio.wait_for(limiter.health.until(True), 10)
+            assert isinstance(await answer(limiter, key, 0, clock.now), Ticket)
+    finally:
+        proxy.close()
