@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from warden.tenancy.health import StoreHealth
-from warden.tenancy.ledger import WINDOW, Bucket, Slots, window_end
+from warden.tenancy.ledger import WINDOW, Bucket, Slots, window_end, window_of
 from warden.tenancy.redis_store import Call, RedisLimits
 from warden.tenancy.subject import SubjectState
 
@@ -154,10 +154,12 @@ class Refiller:
             wanted += [state for state in self.holding
                        if state.slots is not None and state.slots.renew_at <= due_by]
         work: list[Lease | Hold] = []
+        window = window_of(now)
         for state in wanted:
             state.wanted = False
-            if any(bucket is not None and bucket.ask() > 0
-                   for bucket in (state.requests, state.tokens)):
+            if state.window == window and any(   # (a window that is over needs no lease)
+                    bucket is not None and bucket.ask() > 0
+                    for bucket in (state.requests, state.tokens)):
                 work.append(Lease(state, self.store, self.replica, now))
             slots = state.slots
             if slots is not None:
