@@ -124,8 +124,7 @@ async def test_slots_are_shared_by_replicas_freed_by_settle_and_given_back_at_cl
 
 
 async def test_a_dead_replicas_slots_come_back_after_their_ttl(prefix):
-    """Real time here: the holding expires by Redis's clock."""
-    clock = WallClock()
+    clock = WallClock()                                # real time: Redis's TTL
     dead, alive = limiters(prefix, 2, clock, lease_fraction=0.5, slot_ttl="1s",
                            timeout="200ms")
     busy = [("key", LimitValues(max_concurrent=2))]
