@@ -27,6 +27,7 @@ import math
 import os
 import time
 from asyncio import Future
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from warden.config.limits_schema import LimitValues, RateLimitSpec
@@ -86,13 +87,14 @@ class ExactLimiter:
         self._prefix = os.urandom(6).hex()
         self._counter = 0
         self._admits: list[Pending] = []
-        self._settles: list[Call] = []
+        self._settles: deque[Call] = deque()
         self._live: dict[str, ExactTicket] = {}   # admitted, holding a slot
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
         self.double_settles = 0
         self.settles_dropped = 0
+        self.max_settles = MAX_SETTLES
         self._renew_at = -math.inf
         self._ping_at = -math.inf
         self._not_before = -math.inf
@@ -138,9 +140,7 @@ class ExactLimiter:
             keys += [self.store.window_key(name, ticket.window),
                      self.store.window_key(name, window_of(now)), self.store.busy_key(name)]
         self._settles.append(("exact_settle", keys, [ticket.ident, delta, _window_ttl(now)]))
-        if len(self._settles) > MAX_SETTLES:
-            del self._settles[0]
-            self.settles_dropped += 1
+        self._bound_settles()
         self.idle.clear()
         self.wake.set()
 
@@ -171,7 +171,8 @@ class ExactLimiter:
         if tick < self._not_before and not self._admits:
             return self._not_before - tick
         admits, self._admits = self._admits, []
-        settles, self._settles = self._settles, []
+        settles = list(self._settles)
+        self._settles.clear()
         calls = [self._take(pending) for pending in admits] + settles + self._renewals(tick)
         answers: list[list[int]] = []
         try:
@@ -185,7 +186,8 @@ class ExactLimiter:
             for pending in admits:
                 self._resolve(pending, self._unavailable(
                     pending.limited, pending.names, pending.tokens, pending.now, pending.ident))
-            self._settles[:0] = settles[-MAX_SETTLES:]   # before the newer ones
+            self._settles.extendleft(reversed(settles))   # before any newer ones
+            self._bound_settles()
             return delay
         self.health.worked()
         self._ping_at = tick + PING_EVERY
@@ -196,6 +198,13 @@ class ExactLimiter:
         if not self._admits and not self._settles:
             self.idle.set()
         return max(0.0, min(self._renew_at, self._ping_at) - tick)
+
+    def _bound_settles(self) -> None:
+        """Past `max_settles` waiting (a long outage), the oldest go: counted; their entries
+        expire with their TTL, their tokens stay taken."""
+        while len(self._settles) > self.max_settles:
+            self._settles.popleft()
+            self.settles_dropped += 1
 
     def _take(self, pending: Pending) -> Call:
         keys: list[str] = []
