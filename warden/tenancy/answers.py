@@ -1,0 +1,137 @@
+"""What `admit` answers: a `Ticket` (admitted: settle it once, at the exchange's end) or a
+`Refusal` (as data: the admission stage maps it to its error), and the OpenAI-style rate
+limit headers both carry (`x-ratelimit-limit-requests`, `-remaining-`, `-reset-`, the same
+for tokens; a refusal adds `retry-after` and `retry-after-ms`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+# What a refusal is about (`Refusal.limit`).
+RPM: Final = "rpm"
+TPM: Final = "tpm"
+CONCURRENT: Final = "max_concurrent"
+UNAVAILABLE: Final = "unavailable"   # the store is down and fail_mode is closed
+
+_WHAT = {RPM: "requests per minute", TPM: "tokens per minute",
+         CONCURRENT: "requests in flight"}
+
+
+class Quota:
+    """What the headers say: per kind, the limit and what is left of it (-1: the request's
+    subjects have no such limit), and when the window resets (seconds from now). With two
+    subjects (a key and its tenant), each kind shows the one with the least left."""
+
+    __slots__ = ("limit_requests", "limit_tokens", "remaining_requests", "remaining_tokens",
+                 "reset")
+
+    def __init__(self, limit_requests: int = -1, remaining_requests: int = -1,
+                 limit_tokens: int = -1, remaining_tokens: int = -1, reset: float = 0.0):
+        self.limit_requests = limit_requests
+        self.remaining_requests = remaining_requests
+        self.limit_tokens = limit_tokens
+        self.remaining_tokens = remaining_tokens
+        self.reset = reset
+
+    def count(self, kind: str, limit: int, remaining: int) -> None:
+        """One subject's limit of `kind` (rpm or tpm): kept if it has the least left."""
+        if kind == RPM:
+            if self.limit_requests < 0 or remaining < self.remaining_requests:
+                self.limit_requests, self.remaining_requests = limit, remaining
+        elif self.limit_tokens < 0 or remaining < self.remaining_tokens:
+            self.limit_tokens, self.remaining_tokens = limit, remaining
+
+    def headers(self) -> bytes:
+        """The header lines, each ending in CRLF (none for a kind with no limit)."""
+        reset = duration_text(self.reset).encode()
+        lines = b""
+        if self.limit_requests >= 0:
+            lines += (b"x-ratelimit-limit-requests: %d\r\nx-ratelimit-remaining-requests: "
+                      b"%d\r\nx-ratelimit-reset-requests: %s\r\n"
+                      % (self.limit_requests, self.remaining_requests, reset))
+        if self.limit_tokens >= 0:
+            lines += (b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: "
+                      b"%d\r\nx-ratelimit-reset-tokens: %s\r\n"
+                      % (self.limit_tokens, self.remaining_tokens, reset))
+        return lines
+
+
+def duration_text(seconds: float) -> str:
+    """As OpenAI writes its resets: 20ms, 1.5s, 6m0s."""
+    ms = max(0, math.ceil(seconds * 1000))
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, ms = divmod(ms, 60_000)
+    text = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{minutes}m{text}s" if minutes else f"{text}s"
+
+
+class Ticket:
+    """An admitted request's reservation: one request, `tokens` tokens and a slot on each
+    subject. Settle it exactly once (`Limiter.settle`), whatever the end. `checked` is False
+    for one admitted unchecked while the store was down (fail_mode open)."""
+
+    __slots__ = ("checked", "names", "quota", "settled", "tokens", "window")
+
+    def __init__(self, names: tuple[str, ...], tokens: int, window: int, quota: Quota,
+                 checked: bool = True):
+        self.names = names
+        self.tokens = tokens
+        self.window = window
+        self.quota = quota
+        self.checked = checked
+        self.settled = False
+
+    def headers(self) -> bytes:
+        """The rate limit headers of the successful response."""
+        return self.quota.headers()
+
+
+class Refusal:
+    """A request refused: which subject and limit, when to retry (None: waiting will not
+    help, it asks more than the limit), the status to answer (429, or 503 when the store is
+    down and fail_mode is closed) and the OpenAI error's code."""
+
+    __slots__ = ("limit", "message", "quota", "retry_after", "status", "subject")
+
+    def __init__(self, subject: str, limit: str, retry_after: float | None, quota: Quota,
+                 message: str = ""):
+        self.subject = subject
+        self.limit = limit
+        self.retry_after = retry_after
+        self.quota = quota
+        self.status = 503 if limit == UNAVAILABLE else 429
+        self.message = message or describe(subject, limit, retry_after)
+
+    @property
+    def code(self) -> str:
+        return "limits_unavailable" if self.limit == UNAVAILABLE else "rate_limit_exceeded"
+
+    def headers(self) -> bytes:
+        lines = self.quota.headers()
+        if self.retry_after is not None:
+            after = max(self.retry_after, 0.001)
+            lines += b"retry-after: %d\r\nretry-after-ms: %d\r\n" % (
+                math.ceil(after), math.ceil(after * 1000))
+        return lines
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.subject!r}, {self.limit!r}, {self.retry_after!r})"
+
+
+def describe(subject: str, limit: str, retry_after: float | None) -> str:
+    if limit == UNAVAILABLE:
+        return ("rate limits cannot be checked (their store is unreachable) and are set to "
+                "refuse meanwhile; retry shortly")
+    what = _WHAT.get(limit, limit)
+    if retry_after is None:
+        return f"request too large for {subject}: it needs more {what} than the limit allows"
+    return (f"rate limit reached for {subject} on {what} ({limit}); "
+            f"retry in {duration_text(retry_after)}")
+
+
+def too_large(subject: str, tokens: int, limit: int, quota: Quota) -> Refusal:
+    return Refusal(subject, TPM, None, quota,
+                   f"request too large for {subject} on tokens per minute (tpm): limit "
+                   f"{limit}, requested {tokens}")

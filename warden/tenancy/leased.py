@@ -1,0 +1,195 @@
+"""Limits admitted from what the replica holds, with no Redis call on the request path: the
+leased mode (store redis) and the memory store (one replica, which holds everything).
+
+Guarantees of the leased mode, per subject and minute window, with N replicas and a lease of
+L = max(1, floor(limit x lease_fraction)) (and B, the same of max_concurrent):
+
+- rpm: the shared counter never passes the limit (the LEASE script takes only what is left);
+  a replica admits from what it was granted, plus, while a lease is in flight and the store
+  has not said the window is spent, on credit: at most L owed (and no more than the room
+  the store said was left at its last lease). So the requests admitted in a window are at
+  most limit + N x L.
+- tpm: likewise, the tokens charged (reserved, minus what settle gave back, plus what it
+  charged beyond the reservation) are at most limit + N x max(L, the largest reservation
+  admitted on credit) + the excess charged at settle once the window was spent (tokens
+  used count even past the limit; later requests wait for the next window). A request
+  reserving more than the whole tpm is refused at once (retry_after None).
+- max_concurrent: the slots held by live replicas never pass the limit (the HOLD script;
+  a holding lives slot_ttl after its last renewal, by Redis's clock, and the replica stops
+  using it before that, by its own); a replica runs at most what it holds plus B taken on
+  credit while it asks for more and the store has not said it is full. So at most
+  max_concurrent + N x B in flight. A dead replica's slots come back after slot_ttl. A
+  replica cut off from Redis admits nothing new on a lapsed holding (its fail_mode decides)
+  but its running requests go on, and may overlap slots others took meanwhile.
+- Under the limit: allowance unspent at the window's end (at most 1.5 L per replica, plus
+  tokens settle gave back) simply expires, nothing is returned to Redis; a subject may be
+  refused on one replica (the shared counter is spent) while another still holds room.
+- A burst past L within one Redis round trip is refused (BURST, retry_after 1 s): the bound
+  is kept rather than the request.
+- The store down: what the replica holds still admits; what it does not is admitted
+  unchecked (fail_mode open: counted in `state()`, and owed: charged by the first lease of
+  the same window once the store is back) or refused with 503 (closed).
+- Windows are the wall clock's minutes: replicas' clocks must agree (NTP); `now` is
+  `time.time()` (or the limiter's `clock`).
+
+The memory store: the same, with the whole limit held from the start: never over (but for
+tpm's excess charged at settle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+from warden.config.limits_schema import LimitValues, RateLimitSpec
+from warden.tenancy.answers import CONCURRENT, UNAVAILABLE, Quota, Refusal, Ticket, too_large
+from warden.tenancy.health import StoreHealth
+from warden.tenancy.ledger import BURST, DOWN, RECHECK, SPENT, TOO_LARGE, window_end, window_of
+from warden.tenancy.redis_store import RedisLimits
+from warden.tenancy.refill import Refiller
+from warden.tenancy.subject import SubjectState
+
+Subjects = Sequence[tuple[str, LimitValues]]
+
+
+class LeasedTicket(Ticket):
+    __slots__ = ("states",)
+
+    def __init__(self, states: tuple[SubjectState, ...], tokens: int, window: int,
+                 quota: Quota, checked: bool):
+        super().__init__(tuple(state.name for state in states), tokens, window, quota, checked)
+        self.states = states
+
+
+class LeasedLimiter:
+    def __init__(self, spec: RateLimitSpec, *, store: RedisLimits | None,
+                 health: StoreHealth, clock: Callable[[], float] = time.time):
+        self._fraction = spec.lease_fraction
+        self.slot_ttl = spec.slot_ttl
+        self._whole = store is None
+        self.health = health
+        self.clock = clock
+        self.states: dict[str, SubjectState] = {}
+        self._window = -1
+        self.wanted: list[SubjectState] = []   # to ask the store about (tenancy/refill.py)
+        self.wake = asyncio.Event()            # set when `wanted` gains one
+        self.idle = asyncio.Event()            # set when nothing is wanted or in flight
+        self.idle.set()
+        self.double_settles = 0
+        # the background loop (none for the memory store: it has nothing to ask)
+        self._refill = None if store is None else Refiller(self, store, clock)
+
+    def admit(self, subjects: Subjects, tokens: int, now: float) -> Ticket | Refusal:
+        if tokens < 0:
+            raise ValueError(f"tokens must not be negative (got {tokens})")
+        window = window_of(now)
+        if window != self._window:
+            self._turn(window)
+        up = self.health.up
+        states: list[SubjectState] = []
+        down: SubjectState | None = None
+        for name, limits in subjects:
+            state = self._state(name, limits, window)
+            if state in states:
+                raise ValueError(f"subject {name!r} is given twice")
+            states.append(state)
+            kind, outcome = state.decide(tokens, now, up)
+            if kind:
+                return self._refuse(states, state, kind, outcome, tokens, now)
+            if outcome == DOWN and down is None:
+                down = state
+        if down is not None and not self.health.unavailable():
+            return self._refuse(states, down, UNAVAILABLE, DOWN, tokens, now)
+        quota = Quota(reset=window_end(window) - now)
+        for state in states:
+            if state.take(tokens, now):
+                self.want(state)
+            state.count(quota)
+        return LeasedTicket(tuple(states), tokens, window, quota, down is None)
+
+    def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None) -> None:
+        """Frees the slots; gives back unused tokens to the window they were taken from (if
+        it is still the current one) or charges the excess to the current window."""
+        if ticket.settled or not isinstance(ticket, LeasedTicket):
+            self.double_settles += 1
+            return
+        ticket.settled = True
+        now = self.clock() if now is None else now
+        window = window_of(now)
+        delta = ticket.tokens - max(0, used_tokens)
+        for state in ticket.states:
+            slots = state.slots
+            if slots is not None:
+                slots.free()
+                if not self._whole and slots.wants(now) >= 0:
+                    self.want(state)
+            if delta == 0 or (delta > 0 and window != ticket.window):
+                continue   # nothing to give back, or to a window that is over
+            if window != self._window:
+                self._turn(window)
+            current = self._state(state.name, state.limits, window)
+            if current.tokens is not None:
+                current.tokens.give(delta)
+                if not self._whole and current.tokens.ask() > 0:
+                    self.want(current)
+
+    def want(self, state: SubjectState) -> None:
+        """Queue a subject for the background loop (a lease, slots, a renewal)."""
+        if not state.wanted:
+            state.wanted = True
+            self.wanted.append(state)
+            self.idle.clear()
+            self.wake.set()
+
+    def state(self) -> dict[str, object]:
+        return {**self.health.state(), "subjects": len(self.states),
+                "double_settles": self.double_settles}
+
+    async def run(self) -> None:
+        """The background loop, until cancelled (the memory store has none: returns)."""
+        if self._refill is not None:
+            await self._refill.run()
+
+    async def quiet(self) -> None:
+        """Returns once nothing is wanted from the store or in flight (for tests)."""
+        await self.idle.wait()
+
+    async def close(self) -> None:
+        """After `run` was cancelled: gives back the slots held, closes the connection."""
+        if self._refill is not None:
+            await self._refill.close()
+
+    def _state(self, name: str, limits: LimitValues, window: int) -> SubjectState:
+        state = self.states.get(name)
+        if state is None:
+            state = SubjectState(name, limits, window, self._fraction, self.slot_ttl,
+                                 self._whole)
+            self.states[name] = state
+            return state
+        if state.window != window:
+            state.roll(window)
+        if state.limits is not limits and state.limits != limits:
+            state.relimit(limits)
+        return state
+
+    def _turn(self, window: int) -> None:
+        """A new window: subjects with nothing to keep are forgotten (memory stays bounded
+        by the subjects of one window plus those holding slots)."""
+        self._window = window
+        for name in [name for name, state in self.states.items() if state.idle(window)]:
+            del self.states[name]
+
+    def _refuse(self, states: list[SubjectState], state: SubjectState, kind: str,
+                outcome: int, tokens: int, now: float) -> Refusal:
+        if kind == CONCURRENT and state.slots is not None:
+            state.slots.active_at = now   # wanted: keep a block of headroom
+        if not self._whole and (outcome in (BURST, DOWN) or kind == CONCURRENT):
+            self.want(state)   # a lease coming, a retry, or a recheck of full slots
+        quota = Quota(reset=window_end(state.window) - now)
+        for one in states:
+            one.count(quota)
+        if outcome == TOO_LARGE:
+            return too_large(state.name, tokens, state.limits.tpm or 0, quota)
+        spent = outcome == SPENT and kind != CONCURRENT
+        return Refusal(state.name, kind, quota.reset if spent else RECHECK, quota)
