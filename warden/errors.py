@@ -100,6 +100,23 @@ class ModelNotAllowed(Forbidden):
     code = "model_not_allowed"
 
 
+class RateLimited(ClientError):
+    """A key's, a tenant's or an address's limit is reached: OpenAI's 429 (its `type` says
+    which: requests or tokens); the answer carries Retry-After and the x-ratelimit lines."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class LimitsUnavailable(WardenError):
+    """The limits' shared store cannot be reached and `rate_limits.fail_mode` is closed."""
+
+    status = 503
+    type = "server_error"
+    code = "limits_unavailable"
+
+
 class ModelNotFound(ClientError):
     status = 404
     code = "model_not_found"

@@ -85,6 +85,10 @@ class Exchange:
     request: HttpRequest | None = None
     guard_notes: list[str] | None = None  # what the guard did (or would have done)
     principal: str | None = None          # the API key's id (auth on), never the key
+    grant: object | None = None           # that key (tenancy.keys.ApiKey), for later stages
+    limits_ticket: object | None = None   # what the limits reserved (tenancy.answers.Ticket)
+    prompt_estimate = 0                   # the prompt's tokens, as the limits estimated them
+    events = 0                            # SSE events relayed (a stream's tokens, roughly)
     # Header lines (each ending in CRLF) the client's answer carries besides its own, set by
     # admission stages (rate-limit counts, CORS): on the backend's answer and on the errors
     # the gateway answers in its place.

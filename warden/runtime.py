@@ -28,6 +28,7 @@ from warden.guard.probation import Probation
 from warden.routing.policy import build_policy
 from warden.routing.protocol import RoutingPolicy
 from warden.tenancy.keys import KeyRing
+from warden.tenancy.limiter import Limiter
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,12 @@ class Current:
 def build_runtime(settings: Settings, probation: Probation | None,
                   previous: Runtime | None = None,
                   recent_of: Callable[[str], deque[Exchange]] | None = None,
-                  keys: KeyRing | None = None) -> Runtime:
+                  keys: KeyRing | None = None, limiter: Limiter | None = None) -> Runtime:
     """A runtime for `settings`; with `previous`, the backends it keeps are reused and the
     counters that metrics export (guard decisions, degraded picks) continue, so Prometheus
     never sees them go backwards. `keys`: the gateway's client keys (the config's part is
-    swapped when the runtime is: app.Gateway.activate)."""
+    swapped when the runtime is: app.Gateway.activate); `limiter`: the gateway's limits
+    (which outlive the runtime: a reload changes the limits of subjects, not their counts)."""
     policy = build_policy(settings.routing, settings.scrape.staleness)
     guard = Guard(settings.guard, probation) if settings.guard.mode != "off" else None
     if previous is not None:
@@ -64,7 +66,7 @@ def build_runtime(settings: Settings, probation: Probation | None,
     backends = BackendRegistry(settings, previous.backends if previous is not None else None,
                                recent_of)
     return Runtime(settings, backends, policy, guard,
-                   build_stages(settings, guard, backends, policy, keys))
+                   build_stages(settings, guard, backends, policy, keys, limiter))
 
 
 def restart_only_changes(old: Settings, new: Settings) -> list[str]:
@@ -77,6 +79,9 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("guard.quarantine (its store)")
     if old.auth.store != new.auth.store:
         changed.append("auth.store")
+    if (uses_limits(old), old.rate_limits.model_copy(update={"per_ip_rpm": None})) != \
+            (uses_limits(new), new.rate_limits.model_copy(update={"per_ip_rpm": None})):
+        changed.append("rate_limits (their store; or limits turned on or off)")
     return changed
 
 
@@ -85,3 +90,8 @@ def _quarantine_store(settings: Settings) -> tuple:
     active = settings.guard.mode != "off" and spec.enabled
     return (active, spec.store, spec.redis_url, spec.key_prefix, spec.max_implicated) \
         if active else (False,)
+
+
+def uses_limits(settings: Settings) -> bool:
+    """Whether a gateway of these settings counts limits (a limiter lives as long as it)."""
+    return settings.auth.mode == "required" or settings.rate_limits.per_ip_rpm is not None

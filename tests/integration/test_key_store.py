@@ -22,6 +22,7 @@ from openai import OpenAI
 
 from tests.harness import GatewayThread, http, serve, wait_until
 from tests.tcp_proxy import FORWARD, REFUSE, TcpProxy
+from warden.config.limits_schema import LimitValues
 
 DSN = os.environ.get("WARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -80,7 +81,7 @@ def test_a_key_made_through_the_admin_api_works_with_the_sdk(fleet, schema):
         status, made = admin(gw.url, "POST", "", {
             "id": "ci-bot", "tenant": "search", "models": ["sim-*"], "priority": 3,
             "expires": "2099-01-01T00:00:00Z", "metadata": {"team": "search"},
-            "limits": {"requests_per_minute": 60, "nested": {"any": ["json"]}}})
+            "limits": {"rpm": 60, "tpm": 100000}})
         assert status == 201, made
         key = made["key"]
         assert key.startswith("wk-") and made["state"] == "active"
@@ -101,7 +102,7 @@ def test_a_key_made_through_the_admin_api_works_with_the_sdk(fleet, schema):
         assert status == 200 and shown["limits"] == made["limits"]  # (as given)
         assert shown["metadata"] == {"team": "search"} and shown["priority"] == 3
         held = gw.call(lambda: gw.gateway.parts.keys.ring.find(key.encode()))
-        assert held.limits == {"requests_per_minute": 60, "nested": {"any": ["json"]}}
+        assert held.limits == LimitValues(rpm=60, tpm=100000)
         digest = sql(f"SELECT encode(sha256, 'hex') AS h FROM {schema}.api_keys")[0]["h"]
         for body in (listed, shown):  # never the key, nor its hash
             assert key not in json.dumps(body) and digest not in json.dumps(body)

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from warden.config.auth_schema import AuthSpec, StoredKeySpec
+from warden.config.limits_schema import LimitValues
 from warden.tenancy.client_keys import ClientKeys, StoredKey
 
 CONFIG_KEY = "wk-unit-config-key-0000000000000001"
@@ -43,7 +44,8 @@ def test_stored_keys_join_the_config_keys_one_at_a_time():
     keys.put(stored("s", "secret-s", tenant="t", limits={"rpm": 1}))
     assert found(keys, CONFIG_KEY) == "cfg" and found(keys, "secret-s") == "s"
     key = keys.ring.find(b"secret-s")
-    assert key.tenant_name == "t" and key.effective_priority == 4 and key.limits == {"rpm": 1}
+    assert key.tenant_name == "t" and key.effective_priority == 4 \
+        and key.limits == LimitValues(rpm=1)
     assert key.allows("llama-3") and not key.allows("qwen")
 
     keys.put(stored("s", "secret-rotated", version="2", tenant="t", rotated=NOW))
@@ -104,5 +106,7 @@ def test_the_store_settings_and_a_stored_key_body():
     with pytest.raises(ValidationError) as refused:
         AuthSpec.model_validate({"mode": "required"})
     assert "no auth.store" in str(refused.value)
-    body = StoredKeySpec.model_validate({"id": "k", "limits": {"any": [{"json": 1}]}})
-    assert body.limits == {"any": [{"json": 1}]} and body.models is None
+    body = StoredKeySpec.model_validate({"id": "k", "limits": {"rpm": 5, "tpm": 100}})
+    assert body.limits == LimitValues(rpm=5, tpm=100) and body.models is None
+    with pytest.raises(ValidationError):  # (limits are checked as the config's are)
+        StoredKeySpec.model_validate({"id": "k", "limits": {"requests_per_minute": 5}})

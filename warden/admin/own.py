@@ -5,6 +5,7 @@ version and the metrics. Served through the path table (warden.routes); not on t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -23,7 +24,10 @@ PROMETHEUS = wire.header_block((b"content-type", b"text/plain; version=0.0.4; ch
 
 class OwnEndpoints:
     def __init__(self, backends: BackendRegistry, metrics: GatewayMetrics,
-                 quarantine: QuarantineAdmin, keys: KeysAdmin | None = None):
+                 quarantine: QuarantineAdmin, keys: KeysAdmin | None = None,
+                 limits: Callable[[], dict] | None = None):
+        """`limits`: the state of the limits' store (None: no limits)."""
+        self._limits = limits
         self._backends = backends
         self._metrics = metrics
         self._quarantine = quarantine
@@ -51,6 +55,11 @@ class OwnEndpoints:
             body["keys"] = keys
             if self._keys is not None and self._keys.unready:
                 ready = []  # its stored keys would be refused: none was read yet
+                body["status"] = "unavailable"
+        if self._limits is not None:
+            limits = body["limits"] = self._limits()
+            if limits.get("fail_mode") == "closed" and not limits.get("up", True):
+                ready = []  # it refuses what its allowance does not cover
                 body["status"] = "unavailable"
         status = 200 if ready else 503
         respond_json(client, status, orjson.dumps(body), rid)

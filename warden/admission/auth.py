@@ -50,6 +50,7 @@ class AuthStage:
             return Unauthenticated(EXPIRED)
         relay.principal = key.id
         relay.tenant = key.tenant_name
+        relay.grant = key
         model = relay.model or ""
         if not key.allows(model):
             return ModelNotAllowed(f"This API key may not use the model `{model}`.",

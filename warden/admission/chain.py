@@ -111,6 +111,8 @@ class Admission:
             exchange.guard_notes = admitted.guard_notes
             exchange.principal = admitted.principal
             exchange.tenant = admitted.tenant
+            # (what the limits reserved is settled at its end: it used nothing)
+            exchange.limits_ticket = admitted.limits_ticket
             extra = admitted.response_headers
         exchange.status = error.status
         exchange.error = error.message

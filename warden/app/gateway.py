@@ -5,6 +5,7 @@ reloads go through `app.reload`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -51,6 +52,7 @@ class Gateway:
         self.tls: ssl.SSLContext | None = None  # (made at start; its certificate reloadable)
         self.handler: Routes
         self._tasks: list[asyncio.Task[None]] = []
+        self._limits_task: asyncio.Task[None] | None = None
         self._locks: list[StateLock] = []
         self.stopping = False  # a reload that comes during stop() is not applied
         self.activate(current.runtime)
@@ -193,6 +195,8 @@ class Gateway:
         if parts.key_store is not None:  # (one try: a database down delays nothing)
             await parts.key_store.start()
             self._tasks.append(asyncio.create_task(parts.key_store.run()))
+        if parts.limiter is not None:
+            self._limits_task = asyncio.create_task(parts.limiter.run())
         await parts.discovery.refresh_all()
         self.server = HttpServer(self.handler, server_limits(settings),
                                  writes=parts.forwarder.writes, request_id=parts.ids.pick)
@@ -250,6 +254,13 @@ class Gateway:
             await parts.quarantine.stop()
         if parts.key_store is not None:
             await parts.key_store.close()
+        if self._limits_task is not None:  # (after every exchange ended: all settled)
+            self._limits_task.cancel()
+            await asyncio.gather(self._limits_task, return_exceptions=True)
+        if parts.limiter is not None:  # (its slots go back to Redis: within a deadline)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await parts.limiter.close()
         if parts.recorder is not None:  # after every exchange has ended: their ends go too
             await parts.recorder.close()
         self.backends.close()

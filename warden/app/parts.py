@@ -16,6 +16,7 @@ from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
 from warden.tenancy.client_keys import ClientKeys
 from warden.tenancy.key_store import KeyStore
+from warden.tenancy.limiter import Limiter
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,4 @@ class Parts:
     ids: RequestIds                   # one id sequence for the process, across reloads
     keys: ClientKeys                  # the client keys: each config's, and the store's
     key_store: KeyStore | None        # keys in PostgreSQL (None: the config's only)
+    limiter: Limiter | None           # the limits of keys, tenants, addresses (None: off)

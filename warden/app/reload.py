@@ -65,7 +65,8 @@ class Reloader:
             quarantine = parts.quarantine
             runtime = build_runtime(settings,
                                     quarantine.probation if quarantine is not None else None,
-                                    old, parts.incidents.recent_of, parts.keys.ring)
+                                    old, parts.incidents.recent_of, parts.keys.ring,
+                                    parts.limiter)
             added = runtime.backends.added_since(old.backends)
             removed = runtime.backends.removed_since(old.backends)
             # New engines are asked what they serve before they are routed to (as at start).

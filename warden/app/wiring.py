@@ -4,6 +4,7 @@ each runtime."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -30,10 +31,12 @@ from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
 from warden.routes import Routes
-from warden.runtime import Current, Runtime, build_runtime
+from warden.runtime import Current, Runtime, build_runtime, uses_limits
 from warden.tenancy.client_keys import ClientKeys
 from warden.tenancy.key_store import KeyStore
 from warden.tenancy.keys import KeyRing
+from warden.tenancy.limiter import build_limiter
+from warden.tenancy.settle import LimitSettler
 from warden.upstream.fetch import fetch
 
 
@@ -53,8 +56,10 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     keys = ClientKeys()  # (fed each config's keys as its runtime is activated)
     key_store = KeyStore(settings.auth.store, keys) if settings.auth.store is not None \
         else None
+    limiter = build_limiter(settings.rate_limits, log=logging.getLogger("warden.limits")) \
+        if uses_limits(settings) else None
     runtime = build_runtime(settings, quarantine.probation if quarantine is not None else None,
-                            recent_of=incidents.recent_of, keys=keys.ring)
+                            recent_of=incidents.recent_of, keys=keys.ring, limiter=limiter)
     current = Current(runtime)
     scraper = Scraper(settings.scrape, on_lost=incidents.restarted)
     metrics = GatewayMetrics(runtime.backends, time.monotonic, recorder, scraper,
@@ -63,8 +68,12 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     if recorder is not None:
         ears.append(recorder)
     ears.append(IncidentListener(incidents))
+    if limiter is not None:
+        ears.append(LimitSettler(limiter))
     listeners = Listeners(ears)
     capture = Capture.of(settings.recorder.response) if recorder is not None else Capture.NONE
+    if limiter is not None:  # (a plain response's usage settles its tokens)
+        capture = max(capture, Capture.BODIES)
     forwarder = Forwarder(settings, runtime.backends, runtime.policy, listeners, capture, active,
                           on_retry=metrics.retried, on_connect_failed=incidents.connect_failed,
                           on_probe_end=quarantine.probe_ended if quarantine is not None
@@ -75,7 +84,7 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     health = HealthChecker(settings.health.active, on_lost=incidents.connect_failed,
                            on_alive=incidents.alive_again)
     parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
-                  discovery, scraper, health, RequestIds(), keys, key_store)
+                  discovery, scraper, health, RequestIds(), keys, key_store, limiter)
     return parts, current
 
 
@@ -93,7 +102,8 @@ def build_routes(runtime: Runtime, parts: Parts,
                        guard.models if guard is not None else None)
     auth = runtime.settings.auth
     keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required")
-    own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys)
+    own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys,
+                       parts.limiter.state if parts.limiter is not None else None)
     admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys)
     public = auth.metrics == "public"
     if runtime.settings.admin_listen is None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from warden.config.limits_schema import LimitValues
 from warden.config.recorder_schema import postgres_url
 from warden.config.spec import Duration, Spec
 
@@ -65,6 +66,9 @@ class GrantSpec(Spec):
     # priority), unless the client set one. Lower runs first, as in vLLM.
     priority: int | None = None
     metadata: dict[str, str] = {}
+    # Requests and tokens a minute, requests in flight (rate_limits says where they are
+    # counted); a key's and its tenant's both apply.
+    limits: LimitValues | None = None
 
 
 class KeySpec(SecretSpec, GrantSpec):
@@ -78,13 +82,12 @@ class KeySpec(SecretSpec, GrantSpec):
 
 
 class StoredKeySpec(GrantSpec):
-    """A key to create in the key store (`POST /admin/keys`): a config key's grants, never
-    its secret (the gateway makes the key), and `limits`, kept and handed on as given."""
+    """A key to create in the key store (`POST /admin/keys`): a config key's grants (its
+    limits included), never its secret (the gateway makes the key)."""
 
     id: str = Field(pattern=KEY_ID)
     tenant: str | None = Field(default=None, pattern=TENANT)
     expires: datetime | None = None
-    limits: dict[str, Any] | None = None
 
     @field_validator("expires")
     @classmethod

@@ -61,6 +61,9 @@ class RateLimitSpec(Spec):
     timeout: Duration = 0.5
     # Tokens reserved for a request that says no max_tokens (with its prompt's estimate).
     default_max_tokens: Count = Field(default=1024, ge=0)
+    # Requests a minute from one client address, keys or not (counted before the key is
+    # looked at, so a client guessing keys is slowed); none: no such limit.
+    per_ip_rpm: Count | None = Field(default=None, gt=0)
 
     @field_validator("timeout")
     @classmethod

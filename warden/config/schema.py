@@ -20,6 +20,7 @@ from warden.config.guard_schema import (  # noqa: F401 - re-exported with the re
     ValidationSpec,
 )
 from warden.config.http_schema import CorsSpec, header_problems
+from warden.config.limits_schema import RateLimitSpec
 from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
     PostgresSinkSpec,
     RecorderSpec,
@@ -181,6 +182,8 @@ class Settings(Spec):
     # Strict-Transport-Security, X-Content-Type-Options, ...), the backends' answers included.
     response_headers: dict[str, str] = {}
     cors: CorsSpec | None = None  # browser pages of other origins may call the API
+    # Where the limits of keys and tenants (auth.*.limits) and per_ip_rpm are counted.
+    rate_limits: RateLimitSpec = RateLimitSpec()
     # Show clients which backend answered (X-Upstream-Addr, its Server header, its name in
     # error messages). Off: the listener is reachable by clients; records and logs keep it.
     expose_upstream: bool = False

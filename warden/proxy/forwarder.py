@@ -270,6 +270,7 @@ def _record_stream(relay: Relay, observer: StreamObserver, ending: str) -> None:
     if observer.first_event_at is not None:
         relay.ttft = observer.first_event_at - relay.received_at
     relay.usage = observer.usage
+    relay.events = observer.events
     relay.finish_reasons = observer.finish_reasons
     if observer.error is not None:
         relay.error = str(observer.error.get("message", observer.error))

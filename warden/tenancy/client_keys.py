@@ -22,7 +22,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from warden.config.auth_schema import AuthSpec, KeySpec
+from warden.config.limits_schema import LimitValues
 from warden.tenancy.keys import ApiKey, KeyRing, Models, Tenant, config_keys, tenants_of
 
 log = logging.getLogger("warden.keys")
@@ -130,8 +133,12 @@ class ClientKeys:
 
     def _accept(self, key: StoredKey) -> ApiKey | None:
         """`key` as the ring holds it, or None when it is left out (logged once)."""
-        why = None
-        if key.id in self.config_ids:
+        why, limits = None, None
+        try:  # (written by the admin API, which checks them; or by hand, in SQL)
+            limits = LimitValues.model_validate(key.limits) if key.limits else None
+        except ValidationError as e:
+            why = f"its limits are not valid ({e.errors()[0]['msg']})"
+        if why is None and key.id in self.config_ids:
             why = "its id is also a key of the config file, which wins"
         elif key.tenant is not None and key.tenant not in self._tenants:
             why = f"its tenant {key.tenant!r} is not in the config's auth.tenants"
@@ -144,7 +151,7 @@ class ClientKeys:
         return ApiKey(key.id, self._tenants[key.tenant] if key.tenant is not None else None,
                       self._models_for(key.models), key.priority,
                       key.expires.timestamp() if key.expires is not None else None,
-                      key.metadata, key.limits)
+                      key.metadata, limits)
 
     def _models_for(self, patterns: list[str] | None) -> Models:
         shape = tuple(patterns) if patterns is not None else None

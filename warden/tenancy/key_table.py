@@ -120,7 +120,8 @@ async def insert(conn: Any, schema: str, spec: StoredKeySpec,
         f"metadata, limits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         f"ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}",
         spec.id, digest, spec.tenant, spec.models, spec.priority, spec.expires,
-        dict(spec.metadata), spec.limits)
+        dict(spec.metadata),
+        spec.limits.model_dump(exclude_none=True) if spec.limits is not None else None)
     return stored(row) if row is not None else None
 
 

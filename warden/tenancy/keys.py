@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from warden.config.auth_schema import MAX_KEY_LENGTH, AuthSpec, GrantSpec, SecretSpec
+from warden.config.limits_schema import LimitValues
 
 PREFIX = "wk-"
 
@@ -73,6 +74,7 @@ class Tenant:
     models: Models
     priority: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    limits: LimitValues | None = None
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,7 @@ class ApiKey:
     priority: int | None = None
     expires_at: float | None = None  # time.time()
     metadata: dict[str, str] = field(default_factory=dict)
-    # A stored key's limits, as written (JSON): kept and handed on, not read here.
-    limits: dict | None = None
+    limits: LimitValues | None = None
 
     def allows(self, model: str) -> bool:
         """Both the key and its tenant must allow `model`."""
@@ -103,7 +104,7 @@ class ApiKey:
 
 def _grant(spec: GrantSpec) -> dict:
     return {"models": Models(spec.models), "priority": spec.priority,
-            "metadata": dict(spec.metadata)}
+            "metadata": dict(spec.metadata), "limits": spec.limits}
 
 
 class KeyRing:

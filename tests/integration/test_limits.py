@@ -1,0 +1,159 @@
+"""Limits through the gateway, as OpenAI's SDK meets them: 429 with OpenAI's headers, the SDK
+backing off by Retry-After, a slot held to a stream's end, tokens settled from the real usage
+(a stream's too, its usage event asked for and kept from a client that did not ask), the
+client address counted before keys; across three gateways sharing the machine's Redis, the
+stated overshoot, and the exact mode never over."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+import uuid
+
+import openai
+import pytest
+import redis
+from openai import OpenAI
+
+from tests.harness import GatewayThread, http, wait_until
+
+KEY = "wk-limits-test-key-0000000001"
+MESSAGES = [{"role": "user", "content": "Tell me about the fleet"}]
+
+
+def limited(fleet, limits: dict, rate_limits: dict | None = None, **tenant) -> dict:
+    return {"backends": fleet.backends_config(),
+            "auth": {"mode": "required", "tenants": {"t": tenant},
+                     "keys": [{"id": "k", "value": KEY, "tenant": "t", "limits": limits}]},
+            "rate_limits": rate_limits or {}}
+
+
+def fresh_window(room: float = 15.0) -> None:
+    """Limits count per minute of the wall clock: start with `room` seconds of it left."""
+    wait_until(lambda: time.time() % 60 < 60 - room, timeout=room + 1, what="a fresh minute")
+
+
+def sdk(gw: GatewayThread, retries: int = 0) -> OpenAI:
+    return OpenAI(base_url=f"{gw.url}/v1", api_key=KEY, max_retries=retries)
+
+
+def test_over_the_rpm_a_429_with_openai_headers(fleet):
+    fresh_window()
+    gw = GatewayThread(limited(fleet, {"rpm": 3}))
+    try:
+        remaining = []
+        for _ in range(3):
+            raw = sdk(gw).chat.completions.with_raw_response.create(
+                model="sim-model", messages=MESSAGES, max_tokens=1)
+            remaining.append(int(raw.headers["x-ratelimit-remaining-requests"]))
+            assert raw.headers["x-ratelimit-limit-requests"] == "3"
+        assert remaining == [2, 1, 0]
+        with pytest.raises(openai.RateLimitError) as refused:
+            sdk(gw).chat.completions.create(model="sim-model", messages=MESSAGES)
+        headers = refused.value.response.headers
+        assert refused.value.body["code"] == "rate_limit_exceeded"
+        assert refused.value.body["type"] == "requests"
+        assert 0 < float(headers["retry-after"]) <= 60
+        assert headers["x-ratelimit-remaining-requests"] == "0"
+    finally:
+        gw.stop()
+
+
+def test_a_slot_is_held_to_the_streams_end_and_the_sdk_waits_retry_after(slow_fleet):
+    fresh_window()
+    gw = GatewayThread(limited(slow_fleet, {"max_concurrent": 1}))
+    try:
+        first = sdk(gw).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                max_tokens=40, stream=True)
+        next(iter(first))  # the stream is open: its slot is held
+        with pytest.raises(openai.RateLimitError):
+            sdk(gw).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                            max_tokens=1)
+        drained = threading.Thread(target=lambda: list(first))
+        drained.start()  # it ends in ~0.8 s; the SDK's retry, after Retry-After, gets in
+        reply = sdk(gw, retries=5).chat.completions.create(model="sim-model",
+                                                           messages=MESSAGES, max_tokens=1)
+        drained.join(timeout=10)
+        assert reply.choices and gw.gateway.metrics.requests["/v1/chat/completions", 429] >= 2
+    finally:
+        gw.stop()
+
+
+def test_tokens_settle_from_the_real_usage_streams_included(fleet):
+    """Remaining tokens move by what each request really used: a plain one's `usage`, and a
+    stream's, asked for by the gateway and kept from the client that did not ask."""
+    fresh_window()
+    gw = GatewayThread(limited(fleet, {"tpm": 1_000_000}))
+    client = sdk(gw)
+
+    def plain() -> tuple[int, int]:
+        raw = client.chat.completions.with_raw_response.create(
+            model="sim-model", messages=MESSAGES, max_tokens=3)
+        return int(raw.headers["x-ratelimit-remaining-tokens"]), raw.parse().usage.total_tokens
+
+    try:
+        chunks = list(client.chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                     max_tokens=6, stream=True))
+        assert all(c.usage is None for c in chunks) and chunks[-1].choices  # (none shown)
+        told = list(client.chat.completions.create(
+            model="sim-model", messages=MESSAGES, max_tokens=6, stream=True,
+            stream_options={"include_usage": True}))
+        stream_used = told[-1].usage.total_tokens  # (what the same stream uses)
+        before, plain_used = plain()
+        client.chat.completions.create(model="sim-model", messages=MESSAGES, max_tokens=6,
+                                       stream=True)
+        after, _ = plain()
+        assert before - after == plain_used + stream_used
+    finally:
+        gw.stop()
+
+
+def test_the_client_address_is_counted_before_any_key(fleet):
+    fresh_window()
+    gw = GatewayThread({**limited(fleet, {}), "rate_limits": {"per_ip_rpm": 4}})
+    try:
+        body = b'{"model":"sim-model","messages":[{"role":"user","content":"x"}]}'
+        statuses = [http("POST", f"{gw.url}/v1/chat/completions", body,
+                         {"Content-Type": "application/json",
+                          "Authorization": f"Bearer wk-guess-{n:020d}"})[0] for n in range(6)]
+        assert statuses == [401] * 4 + [429] * 2  # the guessing is slowed
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def shared_redis():
+    prefix = f"warden-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis()
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+
+
+@pytest.mark.parametrize("mode, ceiling", [("leased", 60 + 3 * 1), ("exact", 60)])
+def test_three_gateways_sharing_redis_hold_the_limit(fleet, shared_redis, mode, ceiling):
+    """100 clients at once on one key across three gateways: a 60-rpm limit lets through at
+    most the limit plus one lease per replica (leased, lease 1 = 0.02 x 60 rounded up to 1),
+    and never more than the limit (exact)."""
+    fresh_window(room=25)
+    config = limited(fleet, {"rpm": 60}, {"store": "redis", "mode": mode,
+                                          "key_prefix": shared_redis})
+    gateways = [GatewayThread(config) for _ in range(3)]
+    try:
+        def one(n: int) -> int:
+            try:
+                sdk(gateways[n % 3]).completions.create(model="sim-model", prompt="x",
+                                                        max_tokens=1)
+                return 200
+            except openai.RateLimitError:
+                return 429
+
+        with concurrent.futures.ThreadPoolExecutor(100) as pool:
+            statuses = list(pool.map(one, range(300)))
+        admitted = statuses.count(200)
+        assert admitted <= ceiling and statuses.count(429) == 300 - admitted
+        assert admitted >= 40  # (the limit is reachable: leases go around)
+    finally:
+        for gw in gateways:
+            gw.stop()

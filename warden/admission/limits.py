@@ -1,0 +1,131 @@
+"""Limits as admission stages (rate_limits, and the `limits` of keys and tenants): a request
+takes its share (one request, its tokens, a slot in flight) of every limit that applies, or is
+refused with OpenAI's 429 and its `Retry-After` and `x-ratelimit-*` lines; the same lines go
+on every answer it gets. What is reserved is settled when the exchange ends (tenancy.settle).
+
+Tokens are reserved at the door: the prompt's estimate (its characters / 4) and the output it
+asks for (`max_tokens`, ..., or `rate_limits.default_max_tokens`). A stream whose client did
+not ask for its usage is asked for it anyway (`stream_options.include_usage`), and the usage
+event is taken out of what the client gets (stream.usage_strip): its end settles by the real
+count. The leased mode answers at once; the exact mode waits on Redis (a future)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from asyncio import Future
+
+import orjson
+
+from warden.admission.stage import StageResult
+from warden.config.limits_schema import LimitValues
+from warden.errors import LimitsUnavailable, RateLimited, WardenError
+from warden.guard.lax import lax_bool, lax_int
+from warden.guard.prompt_size import prompt_tokens_at_least
+from warden.proxy.relay import Relay
+from warden.stream.usage_strip import UsageStripper
+from warden.tenancy.answers import Refusal, Ticket
+from warden.tenancy.keys import ApiKey
+from warden.tenancy.limiter import Limiter, Subjects
+
+CHARS_PER_TOKEN = 4  # (an estimate for a reservation: settled by the real usage later)
+OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+Answer = Ticket | Refusal | Future[Ticket | Refusal]
+
+
+def refusal_error(refusal: Refusal) -> WardenError:
+    error: WardenError = LimitsUnavailable(refusal.message) if refusal.status == 503 \
+        else RateLimited(refusal.message)
+    if refusal.limit == "tpm":
+        error.type = "tokens"
+    error.headers = refusal.headers()
+    return error
+
+
+def followed(answer: Future[Ticket | Refusal], then) -> Future[WardenError | None]:
+    """The stage's future for the exact mode's: `then(answer)` once it comes."""
+    done: Future[WardenError | None] = asyncio.get_running_loop().create_future()
+    answer.add_done_callback(lambda came: done.set_result(then(came.result())))
+    return done
+
+
+def subjects_of(key: ApiKey) -> Subjects:
+    """The limits that apply to a request of `key`: its own, and its tenant's."""
+    subjects = []
+    if key.limits is not None:
+        subjects.append(("key:" + key.id, key.limits))
+    tenant = key.tenant
+    if tenant is not None and tenant.limits is not None:
+        subjects.append(("tenant:" + tenant.name, tenant.limits))
+    return subjects
+
+
+def output_asked(body: dict, default: int) -> int:
+    for name in OUTPUT_FIELDS:
+        value = lax_int(body.get(name))
+        if value is not None and value >= 0:
+            return value
+    return default
+
+
+class LimitStage:
+    def __init__(self, limiter: Limiter, default_max_tokens: int):
+        self._limiter = limiter
+        self._default = default_max_tokens
+
+    def admit(self, relay: Relay, body: dict) -> StageResult:
+        key = relay.grant
+        if not isinstance(key, ApiKey):
+            return None
+        subjects = subjects_of(key)
+        if not subjects:
+            return None
+        prompt = prompt_tokens_at_least(body, CHARS_PER_TOKEN)[0]
+        tokens = prompt + (0 if relay.endpoint == "/v1/embeddings"
+                           else output_asked(body, self._default))
+        answer = self._limiter.admit(subjects, tokens, time.time())
+        if isinstance(answer, Future):
+            return followed(answer, lambda came: self._take(relay, body, prompt, came))
+        return self._take(relay, body, prompt, answer)
+
+    def _take(self, relay: Relay, body: dict, prompt: int,
+              answer: Ticket | Refusal) -> WardenError | None:
+        if isinstance(answer, Refusal):
+            return refusal_error(answer)
+        relay.limits_ticket = answer
+        relay.prompt_estimate = prompt
+        relay.response_headers += answer.headers()
+        if relay.stream and not _asks_usage(body):
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                      "include_usage": True}
+            relay.forwarded_body = orjson.dumps(body)
+            relay.strip = UsageStripper()
+        return None
+
+
+def _asks_usage(body: dict) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and lax_bool(options.get("include_usage")) is True
+
+
+class AddressLimitStage:
+    """Requests a minute from one client address (`rate_limits.per_ip_rpm`), before any key
+    is looked at: a client guessing keys is slowed as much as any."""
+
+    def __init__(self, limiter: Limiter, rpm: int):
+        self._limiter = limiter
+        self._values = LimitValues(rpm=rpm)
+
+    def admit(self, relay: Relay, body: dict) -> StageResult:
+        answer = self._limiter.admit([("ip:" + relay.client_ip, self._values)], 0,
+                                     time.time())
+        if isinstance(answer, Future):
+            return followed(answer, self._take)
+        return self._take(answer)
+
+    def _take(self, answer: Ticket | Refusal) -> WardenError | None:
+        if isinstance(answer, Refusal):
+            return refusal_error(answer)
+        self._limiter.settle(answer, 0)  # (only requests are counted: nothing to hold)
+        return None

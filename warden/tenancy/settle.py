@@ -1,0 +1,50 @@
+"""Settling what the limits reserved, at each exchange's end (an `ExchangeListener`).
+
+The tokens a request used: its usage as the backend told it (a stream's usage event, which
+the gateway asks every limited stream for; a plain response's `usage`); without it (a stream
+cut before its end, a body that does not say), a stream's prompt estimate and the events it
+relayed (vLLM sends about one token an event), and a plain response what was reserved. An
+exchange the backend refused (4xx, 5xx), or that never reached one, used nothing."""
+
+from __future__ import annotations
+
+import orjson
+
+from warden.exchange import Exchange
+from warden.tenancy.answers import Ticket
+from warden.tenancy.limiter import Limiter
+
+
+def tokens_used(exchange: Exchange, reserved: int) -> int:
+    usage = exchange.usage
+    if usage is None and not exchange.stream and exchange.captured:
+        try:
+            body = orjson.loads(b"".join(exchange.captured))
+        except orjson.JSONDecodeError:
+            body = None
+        usage = body.get("usage") if isinstance(body, dict) else None
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if type(total) is int and total >= 0:
+            return total
+    if not exchange.sent_at or exchange.status >= 400:
+        return 0
+    if exchange.stream:
+        return exchange.prompt_estimate + exchange.events
+    return reserved
+
+
+class LimitSettler:
+    def __init__(self, limiter: Limiter):
+        self._limiter = limiter
+        self.hears_started = False
+
+    def started(self, exchange: Exchange) -> None:
+        pass
+
+    def ended(self, exchange: Exchange) -> None:
+        ticket = exchange.limits_ticket
+        if ticket is None:  # (most exchanges, without limits)
+            return
+        assert isinstance(ticket, Ticket)
+        self._limiter.settle(ticket, tokens_used(exchange, ticket.tokens))
