@@ -7,37 +7,24 @@ the gateway unready; the admin API's mistakes are answered in OpenAI's envelope.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 
-import asyncpg
 import openai
 import pytest
 import yaml
 from openai import OpenAI
 
 from tests.harness import GatewayThread, http, serve, wait_until
+from tests.postgres_support import DSN, sql
 from tests.tcp_proxy import FORWARD, REFUSE, TcpProxy
 from warden.config.limits_schema import LimitValues
 
-DSN = os.environ.get("WARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MESSAGES = [{"role": "user", "content": "hi"}]
 CONFIG_KEY = "wk-config-key-of-the-search-team-01"
 JSON = {"Content-Type": "application/json"}
-
-
-def sql(query: str, *args):
-    async def run():
-        conn = await asyncpg.connect(DSN)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-    return asyncio.run(run())
 
 
 @pytest.fixture

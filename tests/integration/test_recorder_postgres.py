@@ -16,26 +16,15 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 
 from tests.harness import GatewayThread, http, serve, wait_until
+from tests.postgres_support import DSN, sql
 from warden.config.schema import PostgresSinkSpec
 from warden.record.postgres import PostgresSink
 from warden.record.sink import Batch
 
-DSN = os.environ.get("WARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 JSON = {"Content-Type": "application/json"}
-
-
-def sql(query: str, *args):
-    async def run():
-        conn = await asyncpg.connect(DSN)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-    return asyncio.run(run())
 
 
 @pytest.fixture

@@ -26,6 +26,16 @@ class Locked(AdminRoutes):
         return Forbidden("admin key required")
 
 
+def bound_gateway():
+    """A gateway of one backend, built and bound to the running loop (never started)."""
+    settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
+                                             "models": ["m"]}],
+                               "recorder": {"enabled": False}}, {})
+    gateway = build_app(settings)
+    gateway.forwarder.bind(asyncio.get_running_loop())
+    return gateway
+
+
 def answer(routes: Routes, method: bytes, path: bytes, writes) -> int:
     transport = FakeTransport()
     client = HttpConnection(HttpServer(routes, ServerLimits(), writes=writes))
@@ -38,11 +48,7 @@ def answer(routes: Routes, method: bytes, path: bytes, writes) -> int:
 
 @pytest.mark.asyncio
 async def test_one_check_guards_every_admin_route_and_only_those():
-    settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
-                                             "models": ["m"]}],
-                               "recorder": {"enabled": False}}, {})
-    gateway = build_app(settings)
-    gateway.forwarder.bind(asyncio.get_running_loop())
+    gateway = bound_gateway()
     writes = gateway.forwarder.writes
     fleet = FleetAdmin(gateway.policy, gateway.backends)
     quarantine = QuarantineAdmin(None)
@@ -68,11 +74,7 @@ class Remote(FakeTransport):
 
 @pytest.mark.asyncio
 async def test_without_admin_keys_only_loopback_clients_reach_the_admin_api():
-    settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
-                                             "models": ["m"]}],
-                               "recorder": {"enabled": False}}, {})
-    gateway = build_app(settings)
-    gateway.forwarder.bind(asyncio.get_running_loop())
+    gateway = bound_gateway()
     writes = gateway.forwarder.writes
     replies = []
     for transport in (Remote(), FakeTransport()):
