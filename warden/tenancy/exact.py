@@ -22,7 +22,6 @@ oldest are dropped and counted: their slots expire with their TTL).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import time
@@ -41,7 +40,7 @@ from warden.tenancy.answers import (
     Ticket,
     too_large,
 )
-from warden.tenancy.health import StoreHealth
+from warden.tenancy.health import StoreHealth, run_turns
 from warden.tenancy.ledger import RECHECK, WINDOW, window_end, window_of
 from warden.tenancy.redis_store import Call, RedisLimits
 
@@ -151,12 +150,7 @@ class ExactLimiter:
 
     async def run(self) -> None:
         """Until cancelled."""
-        while True:
-            delay = await self.turn()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.wake.wait()
+        await run_turns(self.turn, self.wake)
 
     async def quiet(self) -> None:
         await self.idle.wait()

@@ -12,10 +12,11 @@ than that is summarised, not told each time. `state()` is for /ready and the adm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 FIRST_RETRY = 0.1
 MAX_RETRY = 2.0
@@ -126,3 +127,14 @@ class StoreHealth:
         self._said_at = now
         self._counts_said = (self.admitted_unchecked, self.refused_unavailable)
         self._log.warning("limits: " + message, *args)
+
+
+async def run_turns(turn: Callable[[], Awaitable[float]], wake: asyncio.Event) -> None:
+    """A background loop's shape, until cancelled: do a turn, then wait the delay it asks for
+    (none: go again at once), or less when `wake` is set."""
+    while True:
+        delay = await turn()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await wake.wait()

@@ -10,7 +10,6 @@ was asked is asked again after the backoff, not before, whatever wakes the loop.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import os
@@ -18,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from warden.tenancy.health import StoreHealth
+from warden.tenancy.health import StoreHealth, run_turns
 from warden.tenancy.ledger import WINDOW, Bucket, Slots, window_end, window_of
 from warden.tenancy.redis_store import Call, RedisLimits
 from warden.tenancy.subject import SubjectState
@@ -107,12 +106,7 @@ class Refiller:
 
     async def run(self) -> None:
         """Until cancelled."""
-        while True:
-            delay = await self.turn()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.limiter.wake.wait()
+        await run_turns(self.turn, self.limiter.wake)
 
     async def turn(self) -> float:
         """One pass; returns how long the loop may wait for the next (unless woken)."""
