@@ -19,12 +19,14 @@ class WrkResult:
     errors: int
 
 
-def post_script(workdir: Path, body: str) -> Path:
-    script = workdir / "post.lua"
+def post_script(workdir: Path, body: str, headers: dict[str, str] | None = None,
+                name: str = "post") -> Path:
+    script = workdir / f"{name}.lua"
     escaped = body.replace("\\", "\\\\").replace('"', '\\"')
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     script.write_text('wrk.method = "POST"\n'
                       f'wrk.body = "{escaped}"\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n')
+                      'wrk.headers["Content-Type"] = "application/json"\n' + extra)
     return script
 
 

@@ -5,6 +5,7 @@ credentials never reach a backend; a reload revokes a key at once; the admin API
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -177,5 +178,23 @@ def test_an_admin_listener_of_its_own(open_sim):
                                                   max_tokens=1)  # (auth off: no key needed)
         gw.reload({"backends": open_sim.backends_config(), "admin_listen": "127.0.0.1:0"})
         assert http("GET", f"{admin}/admin/backends")[0] == 200  # (kept across a reload)
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("authorization", [
+    b"Bearer \xff\xfe\xfd-not-utf8", b"Bearer " + b"k" * 10_000, b"Bearer a b c",
+    b"bearer\t" + GOOD.encode() + b"x", b"Token " + GOOD.encode(), b"Bearer ",
+])
+def test_odd_credentials_get_a_clear_401(open_sim, authorization):
+    gw = GatewayThread({"backends": open_sim.backends_config(), "auth": auth()})
+    body = b'{"model":"sim-model","messages":[{"role":"user","content":"x"}]}'
+    try:
+        with socket.create_connection(("127.0.0.1", gw.gateway.port), timeout=10) as conn:
+            conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n"
+                         b"content-type: application/json\r\nauthorization: " + authorization
+                         + b"\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            head = conn.recv(65536).split(b"\r\n", 1)[0]
+        assert head.startswith(b"HTTP/1.1 401"), head
     finally:
         gw.stop()

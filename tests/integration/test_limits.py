@@ -14,9 +14,11 @@ import uuid
 import openai
 import pytest
 import redis
+import yaml
 from openai import OpenAI
 
-from tests.harness import GatewayThread, http, wait_until
+from tests.harness import GatewayThread, http, serve, wait_until
+from tests.limits_support import private_redis_fixture  # noqa: F401 - a fixture
 
 KEY = "wk-limits-test-key-0000000001"
 MESSAGES = [{"role": "user", "content": "Tell me about the fleet"}]
@@ -132,19 +134,23 @@ def shared_redis():
 
 
 @pytest.mark.parametrize("mode, ceiling", [("leased", 60 + 3 * 1), ("exact", 60)])
-def test_three_gateways_sharing_redis_hold_the_limit(fleet, shared_redis, mode, ceiling):
-    """100 clients at once on one key across three gateways: a 60-rpm limit lets through at
-    most the limit plus one lease per replica (leased, lease 1 = 0.02 x 60 rounded up to 1),
-    and never more than the limit (exact)."""
+def test_three_gateway_processes_sharing_redis_hold_the_limit(fleet, shared_redis, tmp_path,
+                                                              mode, ceiling):
+    """100 clients at once on one key across three `warden serve` processes: a 60-rpm limit
+    lets through at most the limit plus one lease per replica (leased: a lease is 0.02 x 60,
+    rounded up to 1), and never more than the limit (exact)."""
+    config = yaml.safe_dump(limited(fleet, {"rpm": 60}, {"store": "redis", "mode": mode,
+                                                         "key_prefix": shared_redis}))
+    gateways = []
+    for n in range(3):
+        (tmp_path / f"g{n}").mkdir()
+        gateways.append(serve(config, tmp_path / f"g{n}"))
     fresh_window(room=25)
-    config = limited(fleet, {"rpm": 60}, {"store": "redis", "mode": mode,
-                                          "key_prefix": shared_redis})
-    gateways = [GatewayThread(config) for _ in range(3)]
     try:
         def one(n: int) -> int:
+            client = OpenAI(base_url=f"{gateways[n % 3][1]}/v1", api_key=KEY, max_retries=0)
             try:
-                sdk(gateways[n % 3]).completions.create(model="sim-model", prompt="x",
-                                                        max_tokens=1)
+                client.completions.create(model="sim-model", prompt="x", max_tokens=1)
                 return 200
             except openai.RateLimitError:
                 return 429
@@ -155,5 +161,42 @@ def test_three_gateways_sharing_redis_hold_the_limit(fleet, shared_redis, mode, 
         assert admitted <= ceiling and statuses.count(429) == 300 - admitted
         assert admitted >= 40  # (the limit is reachable: leases go around)
     finally:
-        for gw in gateways:
-            gw.stop()
+        for proc, _ in gateways:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+def test_redis_stopped_mid_run_the_fail_mode_holds(fleet, private_redis, fail_mode):
+    """A redis-server of the test's own, stopped while the gateway serves: `closed` refuses
+    (503, `limits_unavailable`) beyond what the gateway already leased and says so on /ready;
+    `open` admits; both come back by themselves when Redis does."""
+    fresh_window(room=25)
+    gw = GatewayThread(limited(fleet, {"rpm": 1000}, {  # (a lease: 20 requests)
+        "store": "redis", "redis_url": private_redis.url, "fail_mode": fail_mode,
+        "timeout": "200ms", "key_prefix": f"warden-test:{uuid.uuid4().hex}:"}))
+    client = sdk(gw)
+
+    def ask() -> int:
+        try:
+            client.completions.create(model="sim-model", prompt="x", max_tokens=1)
+            return 200
+        except openai.APIStatusError as e:
+            assert e.status_code != 503 or e.body["code"] == "limits_unavailable"
+            return e.status_code
+
+    try:
+        assert [ask() for _ in range(5)] == [200] * 5
+        private_redis.stop()
+        during = [ask() for _ in range(200)]
+        if fail_mode == "open":
+            assert set(during) == {200}
+        else:
+            assert during.count(503) > 0 and set(during) <= {200, 503}
+            assert during[-1] == 503  # (what was leased ran out; nothing more is let in)
+            status, _, body = http("GET", f"{gw.url}/ready")
+            assert status == 503 and b'"up":false' in body
+        private_redis.start()
+        wait_until(lambda: ask() == 200, timeout=20, what="admitting again")
+    finally:
+        gw.stop()
