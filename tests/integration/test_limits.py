@@ -200,3 +200,31 @@ def test_redis_stopped_mid_run_the_fail_mode_holds(fleet, private_redis, fail_mo
         wait_until(lambda: ask() == 200, timeout=20, what="admitting again")
     finally:
         gw.stop()
+
+
+def test_a_stream_cut_mid_way_settles_by_what_it_relayed(slow_fleet):
+    """A client that leaves a 500-token stream after a few events is charged about what it
+    was sent (its prompt's estimate and the events relayed), not its whole reservation."""
+    fresh_window()
+    gw = GatewayThread(limited(slow_fleet, {"tpm": 1_000_000}))
+    client = sdk(gw)
+
+    def plain() -> tuple[int, int]:
+        raw = client.chat.completions.with_raw_response.create(
+            model="sim-model", messages=MESSAGES, max_tokens=3)
+        return int(raw.headers["x-ratelimit-remaining-tokens"]), raw.parse().usage.total_tokens
+
+    try:
+        before, plain_used = plain()
+        stream = client.chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                max_tokens=500, stream=True)
+        for n, _ in enumerate(stream):
+            if n == 3:
+                break
+        stream.close()
+        wait_until(lambda: gw.in_flight() == 0, what="the cut stream to end")
+        after, _ = plain()
+        charged = before - after - plain_used
+        assert 3 <= charged < 100  # (of 500 + the prompt reserved)
+    finally:
+        gw.stop()
