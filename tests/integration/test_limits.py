@@ -40,6 +40,13 @@ def sdk(gw: GatewayThread, retries: int = 0) -> OpenAI:
     return OpenAI(base_url=f"{gw.url}/v1", api_key=KEY, max_retries=retries)
 
 
+def plain(client: OpenAI) -> tuple[int, int]:
+    """A small plain request: (the tokens left after its reservation, the tokens it used)."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="sim-model", messages=MESSAGES, max_tokens=3)
+    return int(raw.headers["x-ratelimit-remaining-tokens"]), raw.parse().usage.total_tokens
+
+
 def test_over_the_rpm_a_429_with_openai_headers(fleet):
     fresh_window()
     gw = GatewayThread(limited(fleet, {"rpm": 3}))
@@ -89,11 +96,6 @@ def test_tokens_settle_from_the_real_usage_streams_included(fleet):
     gw = GatewayThread(limited(fleet, {"tpm": 1_000_000}))
     client = sdk(gw)
 
-    def plain() -> tuple[int, int]:
-        raw = client.chat.completions.with_raw_response.create(
-            model="sim-model", messages=MESSAGES, max_tokens=3)
-        return int(raw.headers["x-ratelimit-remaining-tokens"]), raw.parse().usage.total_tokens
-
     try:
         chunks = list(client.chat.completions.create(model="sim-model", messages=MESSAGES,
                                                      max_tokens=6, stream=True))
@@ -102,10 +104,10 @@ def test_tokens_settle_from_the_real_usage_streams_included(fleet):
             model="sim-model", messages=MESSAGES, max_tokens=6, stream=True,
             stream_options={"include_usage": True}))
         stream_used = told[-1].usage.total_tokens  # (what the same stream uses)
-        before, plain_used = plain()
+        before, plain_used = plain(client)
         client.chat.completions.create(model="sim-model", messages=MESSAGES, max_tokens=6,
                                        stream=True)
-        after, _ = plain()
+        after, _ = plain(client)
         assert before - after == plain_used + stream_used
     finally:
         gw.stop()
@@ -209,13 +211,8 @@ def test_a_stream_cut_mid_way_settles_by_what_it_relayed(slow_fleet):
     gw = GatewayThread(limited(slow_fleet, {"tpm": 1_000_000}))
     client = sdk(gw)
 
-    def plain() -> tuple[int, int]:
-        raw = client.chat.completions.with_raw_response.create(
-            model="sim-model", messages=MESSAGES, max_tokens=3)
-        return int(raw.headers["x-ratelimit-remaining-tokens"]), raw.parse().usage.total_tokens
-
     try:
-        before, plain_used = plain()
+        before, plain_used = plain(client)
         stream = client.chat.completions.create(model="sim-model", messages=MESSAGES,
                                                 max_tokens=500, stream=True)
         for n, _ in enumerate(stream):
@@ -223,7 +220,7 @@ def test_a_stream_cut_mid_way_settles_by_what_it_relayed(slow_fleet):
                 break
         stream.close()
         wait_until(lambda: gw.in_flight() == 0, what="the cut stream to end")
-        after, _ = plain()
+        after, _ = plain(client)
         charged = before - after - plain_used
         assert 3 <= charged < 100  # (of 500 + the prompt reserved)
     finally:
