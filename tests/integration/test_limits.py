@@ -198,6 +198,9 @@ def test_redis_stopped_mid_run_the_fail_mode_holds(fleet, private_redis, fail_mo
             assert during[-1] == 503  # (what was leased ran out; nothing more is let in)
             status, _, body = http("GET", f"{gw.url}/ready")
             assert status == 503 and b'"up":false' in body
+            _, _, metrics = http("GET", f"{gw.url}/metrics")
+            assert b"warden_limits_store_up 0.0" in metrics
+            assert b"warden_limits_refused_unavailable_total 0.0" not in metrics
         private_redis.start()
         wait_until(lambda: ask() == 200, timeout=20, what="admitting again")
     finally:

@@ -63,7 +63,8 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     current = Current(runtime)
     scraper = Scraper(settings.scrape, on_lost=incidents.restarted)
     metrics = GatewayMetrics(runtime.backends, time.monotonic, recorder, scraper,
-                             runtime.guard, runtime.policy)
+                             runtime.guard, runtime.policy,
+                             limiter.state if limiter is not None else None)
     ears: list[ExchangeListener] = [metrics]
     if recorder is not None:
         ears.append(recorder)

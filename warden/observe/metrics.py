@@ -25,6 +25,7 @@ from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import Scraper
 from warden.guard.guard import Guard
 from warden.observe.backend_metrics import backend_families
+from warden.observe.limits_metrics import limits_families
 from warden.observe.quarantine_metrics import quarantine_families
 from warden.record.postgres import PostgresSink
 from warden.record.recorder import Recorder
@@ -62,9 +63,12 @@ class GatewayMetrics:
 
     def __init__(self, backends: BackendRegistry, clock: Callable[[], float],
                  recorder: Recorder | None = None, scraper: Scraper | None = None,
-                 guard: Guard | None = None, policy: RoutingPolicy | None = None):
+                 guard: Guard | None = None, policy: RoutingPolicy | None = None,
+                 limits: Callable[[], dict] | None = None):
         """`scraper`: whose staleness the per-backend gauges show; `guard`, `policy`: the
-        running config's (`use` follows a reload)."""
+        running config's (`use` follows a reload); `limits`: the limiter's state (None: no
+        limits)."""
+        self._limits = limits
         self._backends = backends
         self._clock = clock
         self._recorder = recorder
@@ -156,6 +160,8 @@ class GatewayMetrics:
             durations.add_metric([endpoint], histogram.cumulative(), histogram.sum)
         yield durations
         yield from self._backend_gauges()
+        if self._limits is not None:
+            yield from limits_families(self._limits())
         reloads = CounterMetricFamily("warden_config_reloads", "Config reloads (SIGHUP or a "
                                       "changed file), by result", labels=["result"])
         for result in ("ok", "failed"):
