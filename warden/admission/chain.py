@@ -16,7 +16,7 @@ from functools import partial
 
 from warden.admission.cors import Cors
 from warden.admission.parse import parse_request
-from warden.admission.stage import Stage
+from warden.admission.stage import Stage, StageResult
 from warden.edge.connection import HttpConnection
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
@@ -60,21 +60,30 @@ class Admission:
             relay.upstream_id = self._ids.upstream(request_id)
         relay.model = model
         relay.stream = stream
-        self._run(relay, body, 0)
+        stages = self._stages
+        for index in range(len(stages)):  # (`_run`'s loop, inlined: a call fewer a request)
+            result = stages[index].admit(relay, body)
+            if result is not None:
+                self._stopped(relay, body, index, result)
+                return
+        self._forwarder.forward(relay)
 
     def _run(self, relay: Relay, body: dict, first: int) -> None:
         """The stages from `first` on, then the forwarder."""
         stages = self._stages
         for index in range(first, len(stages)):
             result = stages[index].admit(relay, body)
-            if result is None:
-                continue
-            if isinstance(result, WardenError):
-                self._refuse_relay(relay, result)
-            else:
-                result.add_done_callback(partial(self._resumed, relay, body, index + 1))
-            return
+            if result is not None:
+                self._stopped(relay, body, index, result)
+                return
         self._forwarder.forward(relay)
+
+    def _stopped(self, relay: Relay, body: dict, index: int, result: StageResult) -> None:
+        """Stage `index` did not let the request straight on: refuse it, or wait."""
+        if isinstance(result, WardenError):
+            self._refuse_relay(relay, result)
+        elif result is not None:
+            result.add_done_callback(partial(self._resumed, relay, body, index + 1))
 
     def _resumed(self, relay: Relay, body: dict, following: int,
                  done: Future[WardenError | None]) -> None:
