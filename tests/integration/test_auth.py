@@ -198,3 +198,28 @@ def test_odd_credentials_get_a_clear_401(open_sim, authorization):
         assert head.startswith(b"HTTP/1.1 401"), head
     finally:
         gw.stop()
+
+
+def test_an_isolated_tenant_gets_its_own_cache_salt_whatever_the_client_sends(open_sim,
+                                                                              tmp_path):
+    config = auth(cache_salt_secret="a-secret-of-sixteen+")
+    config["tenants"]["search"]["isolate_cache"] = True
+    config["keys"].append({"id": "plain", "value": "wk-plain-key-without-a-tenant-01"})
+    gw = GatewayThread({"backends": open_sim.backends_config(), "auth": config,
+                        "recorder": {"dir": str(tmp_path), "flush_interval": "10ms"}})
+    try:
+        for salt in (None, "anothers-salt"):
+            extra = {"cache_salt": salt} if salt else {}
+            client(gw, GOOD).chat.completions.create(model="sim-model", messages=MESSAGES,
+                                                     max_tokens=1, extra_body=extra)
+        with pytest.raises(openai.BadRequestError) as bad:  # (a salt LMCache would choke on)
+            client(gw, "wk-plain-key-without-a-tenant-01").chat.completions.create(
+                model="sim-model", messages=MESSAGES, extra_body={"cache_salt": "a b"})
+        assert bad.value.body["param"] == "cache_salt"
+    finally:
+        gw.stop()
+    forwarded = [json.loads(json.loads(line)["forwarded_body"])["cache_salt"]
+                 for path in tmp_path.glob("*.jsonl") for line in path.read_text().splitlines()
+                 if '"forwarded_body"' in line]
+    assert len(forwarded) == 2 and len(set(forwarded)) == 1
+    assert forwarded[0].startswith("t-") and "anothers-salt" not in forwarded

@@ -77,3 +77,17 @@ def test_what_a_request_presents(authorization, api_key, presented):
 ])
 def test_loopback_is_what_the_admin_api_answers_without_keys(ip, loopback):
     assert is_loopback(ip) is loopback
+
+
+def test_an_isolated_tenants_salt_is_its_own_and_needs_the_secret():
+    auth = {"tenants": {"a": {"isolate_cache": True}, "b": {"isolate_cache": True}, "c": {}},
+            "keys": [{"id": t, "value": KEY + t, "tenant": t} for t in "abc"]}
+    ring = KeyRing.clients(spec(**auth, cache_salt_secret="s" * 16))
+    salts = [ring.find((KEY + t).encode()).tenant.cache_salt for t in "abc"]
+    assert salts[0] != salts[1] and salts[2] is None and salts[0].startswith("t-")
+    again = KeyRing.clients(spec(**auth, cache_salt_secret="s" * 16))
+    assert again.find((KEY + "a").encode()).tenant.cache_salt == salts[0]  # (every replica)
+    other = KeyRing.clients(spec(**auth, cache_salt_secret="t" * 16))
+    assert other.find((KEY + "a").encode()).tenant.cache_salt != salts[0]
+    with pytest.raises(ValidationError, match=r"auth\.cache_salt_secret"):
+        spec(**auth)

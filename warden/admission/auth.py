@@ -55,8 +55,16 @@ class AuthStage:
         if not key.allows(model):
             return ModelNotAllowed(f"This API key may not use the model `{model}`.",
                                    param="model")
+        changed = False
         priority = key.effective_priority
         if priority is not None and "priority" not in body:  # (the client's own wins)
             body["priority"] = priority
+            changed = True
+        tenant = key.tenant
+        if tenant is not None and tenant.cache_salt is not None \
+                and body.get("cache_salt") != tenant.cache_salt:  # (the tenant's own wins)
+            body["cache_salt"] = tenant.cache_salt
+            changed = True
+        if changed:
             relay.forwarded_body = orjson.dumps(body)
         return None

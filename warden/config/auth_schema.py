@@ -102,7 +102,9 @@ def _zoned(value: datetime | None) -> datetime | None:
 
 
 class TenantSpec(GrantSpec):
-    pass
+    # Its requests never share vLLM prefix-cache blocks with another tenant's: each gets the
+    # tenant's own `cache_salt` (from auth.cache_salt_secret), whatever the client sent.
+    isolate_cache: bool = False
 
 
 class KeyStoreSpec(Spec):
@@ -142,6 +144,9 @@ class AuthSpec(Spec):
     metrics: Literal["public", "admin"] = "public"
     # Keys kept in PostgreSQL too (None: the config's keys only).
     store: KeyStoreSpec | None = None
+    # What tenants' cache salts are derived from (tenants.NAME.isolate_cache): a secret (use
+    # ${ENV}), the same on every replica, so no client can guess another tenant's salt.
+    cache_salt_secret: str | None = Field(default=None, min_length=16, repr=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> AuthSpec:
@@ -154,6 +159,8 @@ class AuthSpec(Spec):
             if key.tenant is not None and key.tenant not in self.tenants:
                 problems.append(f"key {key.id!r}: tenant {key.tenant!r} is not in "
                                 "auth.tenants")
+        if any(t.isolate_cache for t in self.tenants.values()) and not self.cache_salt_secret:
+            problems.append("a tenant isolates its cache: set auth.cache_salt_secret")
         if self.mode == "required" and not self.keys and self.store is None:
             problems.append("mode required with no keys (and no auth.store) would refuse "
                             "every request")

@@ -14,6 +14,7 @@ from warden.guard.fields import (
     STR,
     Deep,
     Field,
+    cache_salt,
     logit_bias,
     messages,
     prompt,
@@ -69,6 +70,7 @@ SAMPLING: dict[str, Field] = {
     "priority": optional(INT),
     "request_id": optional(STR),
     "add_special_tokens": optional(BOOL),
+    "cache_salt": optional(STR, deep=cache_salt),
 }
 
 CHAT: dict[str, Field] = {

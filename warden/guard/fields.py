@@ -6,6 +6,7 @@ functions; `validate` applies them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,6 +91,18 @@ def _strings(param: str, value: object, limit: int, item_length: int) -> Invalid
 
 def stop_strings(param: str, value: object, limits: Limits) -> InvalidField | None:
     return _strings(param, value, limits.max_stop, limits.max_stop_length)
+
+
+# A prefix-cache salt as any cache key takes it: a loose one killed EngineCore on LMCache
+# deployments (CVE-2026-105756: a character or length its key rejects, uncaught).
+_SALT = re.compile(r"[A-Za-z0-9._:=+/-]{1,256}")
+
+
+def cache_salt(param: str, value: object, limits: Limits) -> InvalidField | None:
+    if isinstance(value, str) and _SALT.fullmatch(value) is None:
+        return InvalidField(f"{param}: 1 to 256 characters of A-Z a-z 0-9 . _ : = + / -",
+                            param=param)
+    return None
 
 
 def token_ids(param: str, value: object, limits: Limits) -> InvalidField | None:

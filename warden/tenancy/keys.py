@@ -75,6 +75,7 @@ class Tenant:
     priority: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     limits: LimitValues | None = None
+    cache_salt: str | None = None  # set on every request of its keys (isolate_cache)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,14 @@ class KeyRing:
 
 
 def tenants_of(spec: AuthSpec) -> dict[str, Tenant]:
-    return {name: Tenant(name, **_grant(t)) for name, t in spec.tenants.items()}
+    secret = (spec.cache_salt_secret or "").encode()
+    return {name: Tenant(name, **_grant(t), cache_salt=_salt(secret, name)
+                         if t.isolate_cache else None) for name, t in spec.tenants.items()}
+
+
+def _salt(secret: bytes, tenant: str) -> str:
+    """A tenant's prefix-cache salt: unguessable without the secret, one per tenant."""
+    return "t-" + hmac.new(secret, tenant.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def config_keys(spec: AuthSpec, tenants: dict[str, Tenant]) -> dict[bytes, ApiKey]:
