@@ -36,6 +36,8 @@ class Routes:
         admin API's check: `checks`, the admin routes of the gateway, by default `admin`)."""
         self.admission = admission
         self._cors = cors  # (answers preflights; admission adds the lines to answers)
+        # Proxied paths go straight to admission (no admin listener, no preflight to answer).
+        self._direct = admission is not None and cors is None
         self._admin = admin
         self._ids = ids
         checks = checks if checks is not None else admin
@@ -54,11 +56,12 @@ class Routes:
         """The edge's handler: None, or a coroutine for the connection to await (an admin
         route that does I/O)."""
         path = request.path
-        admission = self.admission
-        if path in PROXIED_PATHS and admission is not None and (
-                self._cors is None or request.method != "OPTIONS"):  # (a preflight: below)
-            admission.handle(request, client)
-            return None
+        if path in PROXIED_PATHS:
+            admission = self.admission
+            if self._direct or (admission is not None and request.method != "OPTIONS"):
+                assert admission is not None
+                admission.handle(request, client)  # (a preflight: answered below)
+                return None
         rid = self._ids.pick(request.fields.get(b"x-request-id"))
         if self._cors is not None and request.method == "OPTIONS":
             self._cors.preflight(request, client, rid)

@@ -105,7 +105,12 @@ class Forwarder:
             return
         now = time.monotonic()
         tried = relay.attempts
-        backend = choose_backend(serving, tried, relay.only, relay, self.policy, now)
+        first = serving[0]
+        if len(serving) == 1 and not tried and first.clear and relay.only is None \
+                and first.in_flight < first.max_in_flight:
+            backend: Backend | None = first  # (choose_backend's common case, without a call)
+        else:
+            backend = choose_backend(serving, tried, relay.only, relay, self.policy, now)
         if backend is None:
             message = f"no backend for model `{relay.model}` can take the request"
             detail = f" (last error: {last_error.message})" if last_error else ""
