@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from asyncio import Future
+from collections.abc import Callable
 
 import orjson
 
@@ -30,7 +31,6 @@ from warden.tenancy.limiter import Limiter, Subjects
 
 CHARS_PER_TOKEN = 4  # (an estimate for a reservation: settled by the real usage later)
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-Answer = Ticket | Refusal | Future[Ticket | Refusal]
 
 
 def refusal_error(refusal: Refusal) -> WardenError:
@@ -42,7 +42,8 @@ def refusal_error(refusal: Refusal) -> WardenError:
     return error
 
 
-def followed(answer: Future[Ticket | Refusal], then) -> Future[WardenError | None]:
+def followed(answer: Future[Ticket | Refusal],
+             then: Callable[[Ticket | Refusal], WardenError | None]) -> Future[WardenError | None]:
     """The stage's future for the exact mode's: `then(answer)` once it comes."""
     done: Future[WardenError | None] = asyncio.get_running_loop().create_future()
     answer.add_done_callback(lambda came: done.set_result(then(came.result())))
