@@ -36,6 +36,17 @@ def error_envelope(message: str, type_: str, param: str | None, code: str | int 
     return orjson.dumps({"error": error})
 
 
+def error_text(error: BaseException | str, timeout: float | None = None) -> str:
+    """A failure as one line that always says something: words as given; an exception's
+    class and text (a timeout's own text is empty: what `timeout` it ran out of)."""
+    if isinstance(error, str):
+        return error
+    text = str(error)
+    if isinstance(error, TimeoutError) and not text:
+        text = f"no answer within {timeout:g}s" if timeout else "timed out"
+    return f"{error.__class__.__name__}: {text}" if text else error.__class__.__name__
+
+
 class ClientError(WardenError):
     status = 400
     type = "invalid_request_error"

@@ -8,10 +8,9 @@ import orjson
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error, respond_json
-from warden.errors import InvalidRequest, NotFound
+from warden.errors import InvalidRequest, NotFound, error_text
 from warden.guard.probation import Probation
 from warden.guard.quarantine import QuarantineUnavailable
-from warden.guard.quarantine_sync import describe
 
 
 class QuarantineAdmin:
@@ -51,7 +50,7 @@ class QuarantineAdmin:
         try:
             lifted = await probation.sync.lift(None if lift_all else fingerprints)
         except Exception as e:  # the store is down: say so, in the envelope
-            respond_error(client, QuarantineUnavailable(describe(e)), rid)
+            respond_error(client, QuarantineUnavailable(error_text(e)), rid)
             return
         respond_json(client, 200, orjson.dumps({"lifted": lifted}), rid)
 

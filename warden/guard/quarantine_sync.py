@@ -22,6 +22,7 @@ import logging
 import time
 from collections import deque
 
+from warden.errors import error_text
 from warden.guard.quarantine import Change, Entry, Quarantine
 
 log = logging.getLogger("warden.quarantine")
@@ -29,14 +30,6 @@ log = logging.getLogger("warden.quarantine")
 MAX_PENDING = 10_000
 MAX_BACKOFF = 30.0
 REMIND_EVERY = 60.0
-
-
-def describe(error: BaseException, timeout: float | None = None) -> str:
-    """An exception as one line that always says something (a timeout's text is empty)."""
-    text = str(error)
-    if isinstance(error, TimeoutError) and not text:
-        text = f"no answer within {timeout:g}s" if timeout else "timed out"
-    return f"{error.__class__.__name__}: {text}" if text else error.__class__.__name__
 
 
 class QuarantineSync:
@@ -162,7 +155,7 @@ class QuarantineSync:
 
     def _down(self, error: BaseException) -> None:
         self.failures += 1
-        self.error = describe(error, self.timeout)
+        self.error = error_text(error, self.timeout)
         now = time.time()
         if self.up:
             self.up, self.down_since, self._reminded = False, now, now

@@ -108,7 +108,7 @@ class Forwarder:
         first = serving[0]
         if len(serving) == 1 and not tried and first.clear and relay.only is None \
                 and first.in_flight < first.max_in_flight:
-            backend: Backend | None = first  # (choose_backend's common case, without a call)
+            backend: Backend | None = first  # the common case: a one-backend model, at once
         else:
             backend = choose_backend(serving, tried, relay.only, relay, self.policy, now)
         if backend is None:

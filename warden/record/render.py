@@ -211,7 +211,7 @@ def _response_fields(exchange: Exchange, full: bool, record: dict) -> None:
             for choice in choices:  # (a loop, not a comprehension: no frame per call)
                 if type(choice) is dict and choice.get("finish_reason"):
                     reasons.append(choice["finish_reason"])
-    record["usage"] = usage
+    record["usage"] = exchange.usage = usage  # (kept: the limits' settlement reads it)
     record["finish_reasons"] = reasons
     if full:
         record["response"] = body.decode("utf-8", "replace") if captured is not None else None

@@ -1,10 +1,9 @@
 """Routing's filter step: which of the backends serving a request's model can take it now, and
 the one it goes to (the policy picks when several can).
 
-Cost rule: this runs for every request (the forwarder calls it once per attempt). A model
-served by one backend that is clear, under its cap, untried and not restricted by the guard
-(the common case) is decided without building a list; otherwise the candidates' list is the
-only allocation. Nothing awaits.
+Cost rule: the common case (a model served by one backend that is clear, under its cap,
+untried and not restricted by the guard) is decided by the forwarder without calling this;
+here the candidates' list is the only allocation. Nothing awaits.
 """
 
 from __future__ import annotations
@@ -21,10 +20,6 @@ def choose_backend(serving: list[Backend], tried: tuple[str, ...], only: frozens
     looks at each reason), under its in-flight cap, not `tried` yet (the names of the
     backends it was offered to), allowed by the guard (`only`: None when it did not
     restrict the request). `policy` picks among several."""
-    first = serving[0]
-    if len(serving) == 1 and not tried and first.clear and only is None \
-            and first.in_flight < first.max_in_flight:
-        return first  # the common case of a one-backend model, decided at once
     candidates = [b for b in serving
                   if (b.clear or b.admits(now)) and b.in_flight < b.max_in_flight
                   and b.name not in tried and (only is None or b.name in only)]

@@ -18,19 +18,11 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
+from warden.errors import error_text
+
 FIRST_RETRY = 0.1
 MAX_RETRY = 2.0
 SUMMARY_EVERY = 60.0
-
-
-def describe(error: BaseException | str, timeout: float | None = None) -> str:
-    """An error as one line that always says something (a timeout's text is empty)."""
-    if isinstance(error, str):
-        return error
-    text = str(error)
-    if isinstance(error, TimeoutError) and not text:
-        text = f"no answer within {timeout:g}s" if timeout else "timed out"
-    return f"{error.__class__.__name__}: {text}" if text else error.__class__.__name__
 
 
 class StoreHealth:
@@ -72,7 +64,7 @@ class StoreHealth:
         """A store call failed; returns how long to wait before the next try."""
         now = self._clock()
         self.failures += 1
-        self.error = describe(error, self.timeout)
+        self.error = error_text(error, self.timeout)
         if self.up:
             self._flip(False, now)
             self._counts_down = (self.admitted_unchecked, self.refused_unavailable)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from warden.config.auth_schema import KeyStoreSpec, StoredKeySpec
-from warden.errors import KeyStoreUnavailable
+from warden.errors import KeyStoreUnavailable, error_text
 from warden.tenancy import key_table
 from warden.tenancy.client_keys import ClientKeys, StoredKey
 from warden.tenancy.keys import new_key
@@ -254,7 +254,7 @@ class KeyStore:
             except Exception as e:
                 if _refused_by_server(e):  # (the connection is fine: the statement was not)
                     raise KeyStoreUnavailable(f"the key store (PostgreSQL) refused it: "
-                                              f"{_reason(e, self.spec.timeout)}") from e
+                                              f"{error_text(e, self.spec.timeout)}") from e
                 self._down(e)
                 self._cut()
                 raise KeyStoreUnavailable(f"the key store (PostgreSQL) cannot be reached "
@@ -262,7 +262,7 @@ class KeyStore:
 
     def _down(self, error: BaseException) -> None:
         self.failures += 1
-        self.error = _reason(error, self.spec.timeout)
+        self.error = error_text(error, self.spec.timeout)
         now = time.time()
         if self.down_since is None:
             self.up, self.down_since, self._reminded = False, now, now
@@ -288,11 +288,4 @@ def _refused_by_server(error: BaseException) -> bool:
     return isinstance(error, asyncpg.PostgresError)
 
 
-def _reason(error: BaseException, timeout: float) -> str:
-    """An error in a few words (a timeout's own text is empty)."""
-    if isinstance(error, TimeoutError):
-        return f"no answer within {timeout:g}s"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    text = str(error)
-    return f"{error.__class__.__name__}: {text}" if text else error.__class__.__name__
+

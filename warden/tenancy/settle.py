@@ -16,7 +16,7 @@ from warden.tenancy.limiter import Limiter
 
 
 def tokens_used(exchange: Exchange, reserved: int) -> int:
-    usage = exchange.usage
+    usage = exchange.usage  # (a plain response's is read here unless the recorder did)
     if usage is None and not exchange.stream and exchange.captured:
         try:
             body = orjson.loads(b"".join(exchange.captured))
