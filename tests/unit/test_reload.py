@@ -149,3 +149,22 @@ class Transport:
 def _written(path, text: str):
     path.write_text(text)
     return path
+
+
+def test_the_watcher_acts_on_a_change_only_once_the_file_has_stopped_changing(tmp_path):
+    path = _written(tmp_path / "warden.yaml", "a: 1\n")
+    spec = settings(A).reload
+    watcher = ConfigFileWatcher(path, lambda: spec, _never_called)
+    assert watcher.settled_change() is False  # unchanged
+    path.write_text("")  # a truncate-then-write caught half-way: the empty file...
+    assert watcher.settled_change() is False
+    path.write_text("a: 2\nb: 3\n")  # ...then the whole text: still changing
+    assert watcher.settled_change() is False
+    assert watcher.settled_change() is True  # the same identity twice: settled, act once
+    assert watcher.settled_change() is False
+    path.unlink()  # gone (a rename under way) is not a change
+    assert watcher.settled_change() is False
+
+
+async def _never_called() -> None:
+    raise AssertionError("the watcher's on_change is not called by settled_change")
