@@ -11,6 +11,7 @@ import yaml
 
 from warden import cli
 from warden.config import Settings
+from warden.config.recorder_schema import PostgresSinkSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -18,14 +19,15 @@ SCHEMAS = Path(__file__).resolve().parent / "data" / "schemas"
 
 # What a gateway may still do after SIGTERM, at most: let requests in flight finish
 # (timeouts.shutdown_grace), write the records queued for PostgreSQL
-# (recorder.postgres.drain_timeout), give the rate limits' slots back to Redis (5 s,
-# app/gateway.py). A supervisor's kill must come later.
+# (recorder.postgres.drain_timeout, its default when the sink is off: it may be turned on by
+# editing the config, without touching what supervises the gateway), give the rate limits'
+# slots back to Redis (5 s, app/gateway.py). A supervisor's kill must come later.
 LIMITER_CLOSE = 5.0
 
 
 def drain_seconds(settings: Settings) -> float:
-    return (settings.timeouts.shutdown_grace + settings.recorder.postgres.drain_timeout
-            + LIMITER_CLOSE)
+    postgres = settings.recorder.postgres or PostgresSinkSpec(dsn="postgresql://localhost/x")
+    return settings.timeouts.shutdown_grace + postgres.drain_timeout + LIMITER_CLOSE
 
 
 def load_yaml(path: Path) -> dict:
