@@ -192,6 +192,7 @@ def test_the_pod_runs_as_the_images_user_on_a_read_only_root():
     user = re.search(r"^USER (\d+)", (ROOT / "Dockerfile").read_text(), re.M)
     assert user and pod()["securityContext"]["runAsUser"] == int(user.group(1))
     assert pod()["securityContext"]["runAsNonRoot"]
+    assert pod()["automountServiceAccountToken"] is False
     security = container()["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert security["capabilities"]["drop"] == ["ALL"]
