@@ -25,18 +25,23 @@ def service() -> dict[str, str]:
     return dict(parser["Service"])
 
 
-def verify(text: str, tmp_path) -> subprocess.CompletedProcess:
-    """systemd-analyze verify on `text`, with Warden's path pointing at a stand-in (verify
-    checks that every command is executable, and nothing is installed at /opt/warden here)."""
-    analyze = shutil.which("systemd-analyze")
-    assert analyze, "systemd-analyze is missing (.ci/run installs systemd)"
+def analyze(command: list[str], text: str, tmp_path) -> subprocess.CompletedProcess:
+    """systemd-analyze COMMAND... on a unit file of `text`, with Warden's path pointing at a
+    stand-in (verify checks that every command is executable, and nothing is installed at
+    /opt/warden here)."""
+    program = shutil.which("systemd-analyze")
+    assert program, "systemd-analyze is missing (.ci/run installs systemd)"
     stand_in = tmp_path / "warden"
     stand_in.write_text("#!/bin/sh\n")
     stand_in.chmod(0o755)
     unit = tmp_path / "warden.service"
     unit.write_text(text.replace(WARDEN, str(stand_in)))
-    return subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+    return subprocess.run([program, *command, str(unit)], capture_output=True, text=True,
                           timeout=60)
+
+
+def verify(text: str, tmp_path) -> subprocess.CompletedProcess:
+    return analyze(["verify"], text, tmp_path)
 
 
 def test_systemd_accepts_the_unit(tmp_path):
@@ -53,6 +58,16 @@ def test_the_verification_sees_a_mistake(tmp_path):
     text = UNIT.read_text().replace("Restart=on-failure", "Restart=on-failur\nRestrat=always")
     lines = [line for line in verify(text, tmp_path).stderr.splitlines() if "warden" in line]
     assert len(lines) == 2, lines
+
+
+def test_systemd_rates_its_exposure_low(tmp_path):
+    """systemd's own rating of the sandbox, 0 (locked down) to 10 (none): at most 2 (it is
+    1.5: what is left open is the network, which a gateway needs, and a few system calls)."""
+    command = ["security", "--offline=yes", "--threshold=20"]
+    result = analyze(command, UNIT.read_text(), tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:]
+    bare = "[Service]\nExecStart=/opt/warden/bin/warden serve -c /etc/warden/warden.yaml\n"
+    assert analyze(command, bare, tmp_path).returncode != 0  # (an open unit fails it)
 
 
 def test_it_runs_and_reloads_warden():
