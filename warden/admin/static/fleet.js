@@ -20,6 +20,7 @@ async function loadFleet() {
     const problem = backend.last_error || backend.scrape_error;
     return el("tr", {"data-backend": backend.name},
       el("td", {title: backend.address}, backend.name),
+      el("td", {class: "models"}, backend.models.join(", ") || "–"),
       el("td", {}, el("span", {class: "state " + stateClass(backend.state),
                                "data-state": backend.state, title: problem}, backend.state)),
       el("td", {}, backend.in_flight),
