@@ -70,7 +70,7 @@ def backend_state(gw: GatewayThread, name: str) -> str:
 
 
 def test_the_page_shows_the_fleet_and_a_drain_click_drains(fleet, page):
-    sim, gw = fleet
+    _, gw = fleet
     response = page.goto(f"{gw.url}/admin/")
     assert response is not None and response.status == 200
     assert "script-src 'self'" in response.headers["content-security-policy"]
@@ -140,7 +140,7 @@ def test_an_engine_death_shows_its_suspects_and_a_lift_lifts(fleet, page):
     assert status == 500
     dead = f"node-{sim.node_of(headers)}"
 
-    incident = page.wait_for_selector(f'.incident:has(tr[data-suspect="the-poison"])',
+    incident = page.wait_for_selector('.incident:has(tr[data-suspect="the-poison"])',
                                       timeout=20_000)
     assert incident is not None and dead in incident.inner_text()
     first = incident.query_selector("table.suspects tbody tr")

@@ -6,7 +6,8 @@ Bounded whatever the load: the ring holds `SECONDS` buckets, each at most `TTFT_
 times (the first of the second: enough for a p99 drawn on a chart), and the decisions a
 deque of `DECISIONS`. Per request: a few attribute reads, a counter, one list append while
 the second's samples last; a deque append only for a request the guard acted on. No clock
-read: the exchange's `ended_at` says which second it is."""
+read: the exchange's `ended_at` says which second it is. Compiled (warden/compiled.py): it
+hears every request."""
 
 from __future__ import annotations
 
@@ -35,9 +36,8 @@ class Traffic:
     """An `ExchangeListener` (exchange.py) that keeps the live traffic for GET /admin/stats
     and the guard's recent decisions for GET /admin/guard/recent."""
 
-    hears_started = False
-
     def __init__(self) -> None:
+        self.hears_started = False  # (an ExchangeListener that counts at the end only)
         self._ring: deque[Second] = deque(maxlen=SECONDS)
         self._now: Second | None = None
         self.decisions: deque[dict] = deque(maxlen=DECISIONS)
