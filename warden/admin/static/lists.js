@@ -28,14 +28,18 @@ async function loadIncidents() {
   box.replaceChildren(...answer.incidents.map(incidentView));
 }
 
+const SHOWN_SUSPECTS = 8;  // the rest: in the export
+
 function incidentView(incident) {
-  const suspects = incident.suspects.map((s, rank) => el("tr", {"data-suspect": s.id},
+  const hidden = incident.suspects.length - SHOWN_SUSPECTS;
+  const suspects = incident.suspects.slice(0, SHOWN_SUSPECTS).map((s, rank) => el("tr",
+    {"data-suspect": s.id},
     el("td", {}, rank + 1),
     el("td", {class: "mono"}, s.id),
     el("td", {}, s.score),
     el("td", {}, s.model || "–"),
     el("td", {}, s.tenant || "–"),
-    el("td", {}, suspectWhy(s))));
+    el("td", {class: "wrap"}, suspectWhy(s))));
   const exported = incident.open ? el("span", {class: "muted"}, "gathering signals…")
     : el("a", {href: "/admin/incidents/" + encodeURIComponent(incident.id),
                download: "incident-" + incident.id + ".json"}, "export JSON");
@@ -44,11 +48,12 @@ function incidentView(incident) {
       el("strong", {}, incident.backend), " died ", incident.at, " — ",
       incident.detected_by, incident.engine_crash ? " (engine crash)" : "", " · ",
       incident.suspects.length + " suspects · ", exported),
-    el("p", {class: "muted"}, "Full bundle: warden incidents export " + incident.id),
     el("table", {class: "suspects"},
       el("thead", {}, el("tr", {}, ...["#", "request", "score", "model", "tenant", "why"]
         .map((h) => el("th", {}, h)))),
-      el("tbody", {}, ...suspects)));
+      el("tbody", {}, ...suspects)),
+    el("p", {class: "muted"}, (hidden > 0 ? hidden + " more suspects in the export. " : "")
+      + "With the records of each suspect: warden incidents export " + incident.id));
 }
 
 function suspectWhy(suspect) {
@@ -69,7 +74,7 @@ async function loadQuarantine() {
     el("td", {}, entry.state),
     el("td", {}, entry.strikes),
     el("td", {}, entry.model || "–"),
-    el("td", {}, entry.reasons.join("; ") || "in flight at a death"),
+    el("td", {class: "wrap"}, entry.reasons.join("; ") || "in flight at a death"),
     el("td", {}, actionButton("lift", async () => {
       await api.post("/admin/quarantine/lift", {fingerprints: [entry.fingerprint]});
       await loadQuarantine();
@@ -86,7 +91,7 @@ async function loadGuard() {
     el("td", {}, d.outcome + (d.status ? " " + d.status : "")),
     el("td", {}, d.model || "–"),
     el("td", {}, d.tenant || "–"),
-    el("td", {}, d.notes.join("; "))));
+    el("td", {class: "wrap"}, d.notes.join("; "))));
   fillRows(document.getElementById("guard"), rows, "none yet");
 }
 
@@ -94,13 +99,14 @@ async function loadKeys() {
   const [keys, limits] = await Promise.all([api.get("/admin/keys"), api.get("/admin/limits")]);
   const state = limits.state;
   document.getElementById("limits-state").textContent = !limits.enabled ? "limits: off"
-    : "limits: " + Object.entries(state).map(([k, v]) => k + " " + flat(v)).join(", ");
+    : "limits: " + Object.entries(state).filter(([k]) => k !== "since")
+      .map(([k, v]) => k + " " + flat(v)).join(", ");
   const rows = keys.keys.map((key) => el("tr", {"data-key": key.id},
     el("td", {class: "mono", title: key.source}, key.id),
     el("td", {}, key.tenant || "–"),
     el("td", {}, key.state),
     el("td", {}, key.models ? key.models.join(", ") : "all"),
-    el("td", {}, usage(key))));
+    el("td", {class: "wrap"}, usage(key))));
   fillRows(document.getElementById("keys"), rows, "no keys (auth off, or none made)");
 }
 
