@@ -1,8 +1,9 @@
 """The admin API's live views (admin.routes), what the admin page polls:
 
     GET  /admin/stats                 the traffic of the last minutes, per second (admin.traffic)
-    GET  /admin/requests              the requests in flight: id, tenant, model, backend, age,
-                                      events relayed so far
+    GET  /admin/requests              the requests in flight (from when they are sent to a
+                                      backend): id, tenant, model, backend, age, stream events
+                                      relayed so far (about a token each)
     POST /admin/requests/ID/abort     end one: its backend connection is closed (vLLM frees its
                                       KV cache) and its client told, through its single end
     GET  /admin/guard/recent          the last requests the guard refused or changed

@@ -51,11 +51,11 @@ class AdminPage:
     @staticmethod
     def serves(path: str) -> bool:
         """Whether `path` is the page's (not the admin API's)."""
-        return path == PAGE or path == "/admin" or path.startswith(STATIC)
+        return path == PAGE or path.startswith(STATIC)
 
     def serve(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         path = request.path
-        name = "index.html" if path in (PAGE, "/admin") else path[len(STATIC):]
+        name = "index.html" if path == PAGE else path[len(STATIC):]
         found = self._files.get(name)
         if found is None:
             respond_error(client, NotFound(f"Unknown path: {path}"), rid)
