@@ -7,6 +7,10 @@ Secure by default: with admin keys configured (`auth.admin_keys`), a request nee
 (403 otherwise), so a gateway listening on a public address does not hand its drain, reload
 and quarantine-lift buttons to whoever reaches the port.
 
+The admin page's files (admin/page.py) come through the same entrance and the same check;
+they hold no data, so with admin keys they need none (the page asks for a key and sends it
+with every call to the API).
+
 A route is a plain function of (request, client, request id); a POST route that does I/O is a
 coroutine function (the connection awaits it). Not on the data path (not compiled)."""
 
