@@ -1,7 +1,7 @@
 """The `warden` command: parses arguments and hands over (the parser's conventions are in
 cli_parser; the commands that read the records are in cli_records, the quarantine's in
-cli_quarantine, the backends' in cli_backends, `reload` in cli_reload; cli_admin reaches a
-gateway's admin API). No logic lives here."""
+cli_quarantine, the backends' in cli_backends, the requests in flight in cli_requests,
+`reload` in cli_reload; cli_admin reaches a gateway's admin API). No logic lives here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import os
 import sys
 from pathlib import Path
 
-from warden import cli_backends, cli_keys, cli_quarantine, cli_records, cli_reload
+from warden import (
+    cli_backends,
+    cli_keys,
+    cli_quarantine,
+    cli_records,
+    cli_reload,
+    cli_requests,
+)
 from warden.cli_parser import new_parser
 from warden.config import ConfigError
 from warden.observe.logs import configure
@@ -65,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_records.add_commands(commands)
     cli_quarantine.add_commands(commands)
     cli_backends.add_commands(commands)
+    cli_requests.add_commands(commands)
     cli_keys.add_commands(commands)
 
     sim = commands.add_parser("sim", help="run simulated vLLM servers")

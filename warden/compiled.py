@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = (
+    "warden/admin/traffic.py",
     "warden/admission/affinity.py",
     "warden/admission/auth.py",
     "warden/admission/chain.py",

@@ -187,6 +187,14 @@ class KeyStoreUnavailable(WardenError):
     headers = b"retry-after: 5\r\n"
 
 
+class Aborted(WardenError):
+    """An operator ended the request through the admin API before its answer began."""
+
+    status = 503
+    type = "server_error"
+    code = "aborted"
+
+
 class UpstreamError(WardenError):
     status = 502
     type = "upstream_error"

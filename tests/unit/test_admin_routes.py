@@ -11,6 +11,7 @@ import pytest
 from bench.hot_path import FakeTransport
 from warden.admin.fleet import FleetAdmin
 from warden.admin.own import OwnEndpoints
+from warden.admin.page import AdminPage
 from warden.admin.quarantine import QuarantineAdmin
 from warden.admin.routes import AdminRoutes
 from warden.app import build_app
@@ -22,7 +23,7 @@ from warden.settings import parse_settings
 
 
 class Locked(AdminRoutes):
-    def allowed(self, request) -> WardenError | None:
+    def allowed(self, request, page: bool = False) -> WardenError | None:
         return Forbidden("admin key required")
 
 
@@ -53,12 +54,14 @@ async def test_one_check_guards_every_admin_route_and_only_those():
     fleet = FleetAdmin(gateway.policy, gateway.backends)
     quarantine = QuarantineAdmin(None)
     own = OwnEndpoints(gateway.backends, gateway.metrics, quarantine)
-    locked = Routes(gateway.handler.admission, own, Locked(fleet, quarantine), RequestIds())
     open_ = Routes(gateway.handler.admission, own, AdminRoutes(fleet, quarantine),
                    RequestIds())
     asked = [(b"GET", b"/admin/backends"), (b"GET", b"/admin/quarantine"),
              (b"POST", b"/admin/backends/b/drain"), (b"POST", b"/admin/reload"),
-             (b"GET", b"/admin/nothing-here")]
+             (b"GET", b"/admin/nothing-here"), (b"GET", b"/admin/"),
+             (b"GET", b"/admin/static/app.js")]
+    locked = Routes(gateway.handler.admission, own,
+                    Locked(fleet, quarantine, page=AdminPage()), RequestIds())
     assert [answer(locked, m, p, writes) for m, p in asked] == [403] * len(asked)
     assert not next(iter(gateway.backends)).draining  # refused before it acted
     assert [answer(open_, m, p, writes) for m, p in asked[:3]] == [200, 200, 200]
@@ -88,3 +91,40 @@ async def test_without_admin_keys_only_loopback_clients_reach_the_admin_api():
     assert remote.startswith(b"HTTP/1.1 403") and b"loopback clients only" in remote
     assert b"HTTP/1.1 200" in remote.split(b"\r\n\r\n", 1)[1]  # /health: open to all
     assert local.startswith(b"HTTP/1.1 200")
+
+
+def request_to(handler, transport: FakeTransport, writes, head: bytes) -> bytes:
+    client = HttpConnection(HttpServer(handler, ServerLimits(), writes=writes))
+    client.connection_made(transport)  # type: ignore[arg-type]
+    client.data_received(head)
+    writes.flush()
+    return b"".join(transport.out)
+
+
+@pytest.mark.asyncio
+async def test_the_admin_page_is_let_in_by_the_same_check():
+    """The page's files hold no data: with admin keys they load without one (the page asks
+    for it and sends it with each API call); without admin keys, loopback clients only."""
+    gateway = bound_gateway()
+    writes = gateway.forwarder.writes
+    page = b"GET /admin/ HTTP/1.1\r\nhost: gw\r\n\r\n"
+    assert request_to(gateway.handler, Remote(), writes, page).startswith(b"HTTP/1.1 403")
+    local = request_to(gateway.handler, FakeTransport(), writes, page)
+    assert local.startswith(b"HTTP/1.1 200") and b"content-security-policy: " in local
+    assert b"<script src=" in local and b"<script>" not in local  # no inline script
+
+    keyed = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
+                                          "models": ["m"]}], "recorder": {"enabled": False},
+                            "auth": {"admin_keys": [{"id": "ops", "value": "k" * 32}]}}, {})
+    gateway = build_app(keyed)
+    gateway.forwarder.bind(asyncio.get_running_loop())
+    writes = gateway.forwarder.writes
+    script = b"GET /admin/static/app.js HTTP/1.1\r\nhost: gw\r\n\r\n"
+    assert request_to(gateway.handler, Remote(), writes, script).startswith(b"HTTP/1.1 200")
+    api = b"GET /admin/requests HTTP/1.1\r\nhost: gw\r\n\r\n"
+    assert request_to(gateway.handler, Remote(), writes, api).startswith(b"HTTP/1.1 401")
+    assert request_to(gateway.handler, FakeTransport(), writes, api).startswith(b"HTTP/1.1 401")
+    with_key = b"GET /admin/requests HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer " \
+        + b"k" * 32 + b"\r\n\r\n"
+    answered = request_to(gateway.handler, Remote(), writes, with_key)
+    assert answered.startswith(b"HTTP/1.1 200") and b'{"requests":[]}' in answered

@@ -7,6 +7,10 @@ Secure by default: with admin keys configured (`auth.admin_keys`), a request nee
 (403 otherwise), so a gateway listening on a public address does not hand its drain, reload
 and quarantine-lift buttons to whoever reaches the port.
 
+The admin page's files (admin/page.py) come through the same entrance and the same check;
+they hold no data, so with admin keys they need none (the page asks for a key and sends it
+with every call to the API).
+
 A route is a plain function of (request, client, request id); a POST route that does I/O is a
 coroutine function (the connection awaits it). Not on the data path (not compiled)."""
 
@@ -17,6 +21,8 @@ from collections.abc import Callable, Coroutine
 
 from warden.admin.fleet import BACKEND_ACTIONS, FleetAdmin
 from warden.admin.keys import KEYS, KeysAdmin
+from warden.admin.live import INCIDENTS, REQUESTS, LiveAdmin
+from warden.admin.page import AdminPage
 from warden.admin.quarantine import QuarantineAdmin
 from warden.admin.refused import unknown_path
 from warden.edge.connection import HttpConnection
@@ -35,9 +41,12 @@ PostRoute = Callable[[HttpRequest, HttpConnection, bytes], Coroutine[None, None,
 
 class AdminRoutes:
     def __init__(self, fleet: FleetAdmin, quarantine: QuarantineAdmin,
-                 admins: KeyRing | None = None, keys: KeysAdmin | None = None):
+                 admins: KeyRing | None = None, keys: KeysAdmin | None = None,
+                 live: LiveAdmin | None = None, page: AdminPage | None = None):
         """`admins`: the admin keys (None or empty: loopback clients only); `keys`: the
-        client keys' routes (None: no key is listed, none can be made)."""
+        client keys' routes (None: no key is listed, none can be made); `live`: the live
+        views (traffic, requests in flight, incidents; None: not served); `page`: the admin
+        page's files (None: no page)."""
         self._admins = admins if admins is not None and len(admins) else None
         self._keys = keys if keys is not None else KeysAdmin(ClientKeys(), None)
         self._get: dict[str, LocalRoute] = {
@@ -49,9 +58,20 @@ class AdminRoutes:
             "/admin/reload": fleet.reload,
         }
         self._backend_action = fleet.backend_action
+        self._live = live
+        if live is not None:
+            self._get.update({"/admin/stats": live.stats, "/admin/requests": live.requests,
+                              "/admin/guard/recent": live.guard_recent,
+                              "/admin/limits": live.limits})
+        self._page = page
 
-    def allowed(self, request: HttpRequest) -> WardenError | None:
-        """The admin API's access check: None lets the request in, an error refuses it."""
+    def allowed(self, request: HttpRequest, page: bool = False) -> WardenError | None:
+        """The admin API's access check: None lets the request in, an error refuses it.
+        `page`: a file of the admin page, which holds no data: with admin keys it needs
+        none (a browser's navigation cannot send one; the page sends the key it asks for
+        with every call to the API); without, loopback clients only, as the API."""
+        if self._admins is not None and page:
+            return None
         if self._admins is not None:
             presented = presented_key(request.fields.get(b"authorization"),
                                       request.fields.get(b"api-key"))
@@ -77,14 +97,20 @@ class AdminRoutes:
     def handle(self, request: HttpRequest, client: HttpConnection,
                rid: bytes) -> Coroutine[None, None, None] | None:
         """Answer a request for a path under `PREFIX`; a coroutine when the route does I/O."""
-        refused = self.allowed(request)
+        path = request.path
+        page = self._page is not None and AdminPage.serves(path)
+        refused = self.allowed(request, page)
         if refused is not None:
             respond_error(client, refused, rid)
             return None
-        path = request.path
+        if page:
+            assert self._page is not None
+            serve_local(self._page.serve, request, client, rid)
+            return None
         if path == KEYS or path.startswith(KEYS + "/"):
             return self._keys.handle(request, client, rid)
         route = self._get.get(path)
+        live = self._live
         if route is None and request.method == "POST":
             post = self._post.get(path)
             if post is not None:
@@ -92,6 +118,14 @@ class AdminRoutes:
             if path.startswith(BACKEND_ACTIONS):
                 self._backend_action(request, client, rid)
                 return None
+            if live is not None and path.startswith(REQUESTS):
+                live.abort(request, client, rid)
+                return None
+        if route is None and live is not None and request.method in ("GET", "HEAD"):
+            if path == INCIDENTS[:-1]:
+                return live.incidents(request, client, rid)
+            if path.startswith(INCIDENTS):
+                return live.incident(request, client, rid)
         serve_local(route, request, client, rid)
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warden.admin.traffic import Traffic
 from warden.app.quarantine import QuarantineParts
 from warden.exchange import Listeners, RequestIds
 from warden.fleet.discovery import Discovery
@@ -35,3 +36,4 @@ class Parts:
     keys: ClientKeys                  # the client keys: each config's, and the store's
     key_store: KeyStore | None        # keys in PostgreSQL (None: the config's only)
     limiter: Limiter | None           # the limits of keys, tenants, addresses (None: off)
+    traffic: Traffic                  # the admin page's live traffic, guard decisions

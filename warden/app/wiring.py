@@ -10,9 +10,12 @@ from collections.abc import Callable
 
 from warden.admin.fleet import FleetAdmin, Reload
 from warden.admin.keys import KeysAdmin
+from warden.admin.live import LiveAdmin
 from warden.admin.own import OwnEndpoints
+from warden.admin.page import AdminPage
 from warden.admin.quarantine import QuarantineAdmin
 from warden.admin.routes import AdminRoutes
+from warden.admin.traffic import Traffic
 from warden.admission.chain import Admission
 from warden.admission.cors import Cors
 from warden.app.parts import Parts
@@ -65,7 +68,8 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     metrics = GatewayMetrics(runtime.backends, time.monotonic, recorder, scraper,
                              runtime.guard, runtime.policy,
                              limiter.state if limiter is not None else None)
-    ears: list[ExchangeListener] = [metrics]
+    traffic = Traffic()  # (the admin page's live traffic and guard decisions)
+    ears: list[ExchangeListener] = [metrics, traffic]
     if recorder is not None:
         ears.append(recorder)
     ears.append(IncidentListener(incidents))
@@ -85,7 +89,7 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     health = HealthChecker(settings.health.active, on_lost=incidents.connect_failed,
                            on_alive=incidents.alive_again)
     parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
-                  discovery, scraper, health, RequestIds(), keys, key_store, limiter)
+                  discovery, scraper, health, RequestIds(), keys, key_store, limiter, traffic)
     return parts, current
 
 
@@ -105,7 +109,9 @@ def build_routes(runtime: Runtime, parts: Parts,
     keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required")
     own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys,
                        parts.limiter.state if parts.limiter is not None else None)
-    admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys)
+    limits = parts.limiter.state if parts.limiter is not None else None
+    live = LiveAdmin(parts.traffic, parts.forwarder.active, parts.incidents, limits)
+    admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys, live, AdminPage())
     public = auth.metrics == "public"
     if runtime.settings.admin_listen is None:
         return Routes(admission, own, admin, parts.ids, metrics_public=public, cors=cors), None

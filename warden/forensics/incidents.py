@@ -112,6 +112,10 @@ class IncidentDetector:
             recent = self.recent[backend] = recent_exchanges()
         return recent
 
+    def opened(self) -> list[dict]:
+        """The incidents still gathering signals (not yet written), as their records."""
+        return [incident.as_record() for incident in self._open.values()]
+
     # -- signals ---------------------------------------------------------------------------
 
     def exchange_ended(self, relay, now: float) -> None:

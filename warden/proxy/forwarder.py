@@ -21,6 +21,7 @@ from typing import Final
 from warden.config.schema import Settings
 from warden.edge.responses import respond_error
 from warden.errors import (
+    Aborted,
     ConnectFailed,
     ModelNotFound,
     NoBackendAvailable,
@@ -215,10 +216,14 @@ class Forwarder:
                 backend.probe_abandoned()
         elif not backend.clear or relay.probe or backend.failing:
             backend.succeeded(now, relay.probe)
-        if relay.head_sent or ending == Ending.CLIENT_LOST or ending == Ending.CANCELLED:
+        if relay.head_sent or ending == Ending.CLIENT_LOST or (
+                ending == Ending.CANCELLED and relay.lost_reason is None):
             if relay.lost_reason is not None:
                 relay.error = relay.lost_reason
             self._done(relay, now)
+            return
+        if ending == Ending.CANCELLED:  # an operator's abort before the answer began
+            self._fail(relay, Aborted(relay.lost_reason or "aborted"))
             return
         message = f"backend {backend.name}: {relay.lost_reason}"
         self._fail(relay, UpstreamTimeout(message) if ending == Ending.TIMED_OUT

@@ -84,7 +84,6 @@ class Relay(Exchange):
         conn.send(data, self, self._owner.writes)
 
     # -- upstream events (ResponseSink) ----------------------------------------------------
-
     def on_head(self, status: int, head: bytes) -> int:
         """Start the client's response, and say how its body comes (a `BodyMode`): raw,
         exactly as the backend framed it (plain responses and event streams alike: one
@@ -193,7 +192,6 @@ class Relay(Exchange):
         self._end(Ending.UPSTREAM_LOST)
 
     # -- client events (ClientWatcher) -----------------------------------------------------
-
     def on_client_lost(self) -> None:
         if self.ended:
             return
@@ -208,7 +206,6 @@ class Relay(Exchange):
         self.conn.resume_reading()
 
     # -- timeouts and cancellation ---------------------------------------------------------
-
     def check_timeout(self, now: float) -> None:
         """Called every tick. Ends the exchange if the first byte or the next byte is late."""
         if self.ended:
@@ -231,17 +228,20 @@ class Relay(Exchange):
         self._cut_client(reason, "upstream_timeout")
         self._end(Ending.TIMED_OUT)
 
-    def cancel(self) -> None:
-        """The gateway abandons the exchange (shutdown past its grace period)."""
+    def cancel(self, reason: str | None = None) -> None:
+        """The gateway abandons the exchange: shutdown past its grace period (the client is
+        cut off), or an operator's abort (`reason`: the client is told, as `_cut_client`)."""
         if self.ended:
             return
         self.conn.close()
-        if self.head_sent:
+        if reason is not None:
+            self.lost_reason = reason
+            self._cut_client(reason, "aborted")
+        elif self.head_sent:
             self.client.abort()
         self._end(Ending.CANCELLED)
 
     # -- internals -------------------------------------------------------------------------
-
     def _observe_and_capture(self, piece: bytes) -> None:
         self._capture(piece)
         observer = self.observer
