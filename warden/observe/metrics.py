@@ -208,7 +208,9 @@ class GatewayMetrics:
         if self._limits is not None:
             yield from limits_families(self._limits())
         if self._incidents is not None:
-            yield from incident_families(*self._incidents())
+            opened, open_now = self._incidents()
+            yield from incident_families(opened, open_now,
+                                         [backend.name for backend in self._backends])
         reloads = CounterMetricFamily("warden_config_reloads", "Config reloads (SIGHUP or a "
                                       "changed file), by result", labels=["result"])
         for result in ("ok", "failed"):

@@ -81,11 +81,14 @@ def _tokens(m: GatewayMetrics) -> Iterable[Metric]:
         yield family
 
 
-def incident_families(opened: dict[str, int], open_now: int) -> Iterable[Metric]:
+def incident_families(opened: dict[str, int], open_now: int,
+                      backends: list[str]) -> Iterable[Metric]:
+    """Every configured backend's count is exported, 0 included: an alert on its
+    `increase` then sees the first incident (a series that starts at 1 shows no increase)."""
     incidents = CounterMetricFamily("warden_incidents", "Incidents opened (a backend that "
                                     "was serving died), by backend", labels=["backend"])
-    for backend, n in sorted(opened.items()):
-        incidents.add_metric([backend], n)
+    for backend in sorted({*opened, *backends}):
+        incidents.add_metric([backend], opened.get(backend, 0))
     yield incidents
     yield GaugeMetricFamily("warden_incidents_open", "Incidents still collecting their "
                             "suspects and signals", value=open_now)
