@@ -65,12 +65,15 @@ class Histogram:
 
 
 class ModelStats:
-    """One model's latency histograms (found with one dict lookup per request)."""
+    """One model's latency histograms, and the tokens of its requests without a tenant (found
+    with one dict lookup per request)."""
 
     def __init__(self) -> None:
         self.ttft = Histogram(LATENCY_BUCKETS)
         self.tpot = Histogram(TOKEN_BUCKETS)
         self.queue = Histogram(QUEUE_BUCKETS)
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
 
 class GatewayMetrics:
@@ -108,7 +111,8 @@ class GatewayMetrics:
         self.retries: defaultdict[str, int] = defaultdict(int)
         self.models: dict[str, ModelStats] = {}
         self.durations: defaultdict[tuple[str, str], Histogram] = defaultdict(Histogram)
-        # (model, tenant) -> tokens, as the backends' usage said
+        # (model, tenant) -> tokens, as the backends' usage said (without a tenant: in
+        # ModelStats, an attribute bump instead of a tuple built and hashed)
         self.prompt_tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.completion_tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.registry = CollectorRegistry()
@@ -149,8 +153,8 @@ class GatewayMetrics:
         histogram = self.durations[endpoint, model]
         histogram.counts[bisect.bisect_left(histogram.buckets, duration)] += 1
         histogram.sum += duration
-        tenant = exchange.tenant or GatewayMetrics.NONE
-        if exchange.tenant is not None:  # (bounded: a key's tenant is one the config names)
+        tenant = exchange.tenant
+        if tenant is not None:  # (bounded: a key's tenant is one the config names)
             self.tenant_requests[tenant, model, status] += 1
         ended_stream = verdict if exchange.stream else None  # (None: not a stream, or unsent)
         if ended_stream is not None:
@@ -160,28 +164,31 @@ class GatewayMetrics:
         stats = self.models.get(model)
         if stats is None:
             stats = self.models[model] = ModelStats()
-        stats.queue.observe(exchange.sent_at - exchange.received_at)
+        queue = stats.queue  # (observe, inlined)
+        waited = exchange.sent_at - exchange.received_at
+        queue.counts[bisect.bisect_left(queue.buckets, waited)] += 1
+        queue.sum += waited
         usage = exchange.usage
         completion = 0
         if usage is not None:
-            self._count_tokens(usage, model, tenant)
+            prompt = usage.get("prompt_tokens")
             value = usage.get("completion_tokens")
             if type(value) is int:
                 completion = value
+            if type(prompt) is not int:
+                prompt = 0
+            if tenant is None:
+                stats.prompt_tokens += prompt
+                stats.completion_tokens += completion
+            else:
+                self.prompt_tokens[model, tenant] += prompt
+                self.completion_tokens[model, tenant] += completion
         if ended_stream is not None:
             ttft = exchange.ttft
             if ttft is not None:
                 stats.ttft.observe(ttft)
                 if ended_stream == "complete":
                     self._observe_tpot(stats, exchange, ttft, completion)
-
-    def _count_tokens(self, usage: dict, model: str, tenant: str) -> None:
-        prompt = usage.get("prompt_tokens")
-        if type(prompt) is int:
-            self.prompt_tokens[model, tenant] += prompt
-        completion = usage.get("completion_tokens")
-        if type(completion) is int:
-            self.completion_tokens[model, tenant] += completion
 
     @staticmethod
     def _observe_tpot(stats: ModelStats, exchange: Exchange, ttft: float,

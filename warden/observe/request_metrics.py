@@ -70,12 +70,15 @@ def _latencies(m: GatewayMetrics) -> Iterable[Metric]:
 
 
 def _tokens(m: GatewayMetrics) -> Iterable[Metric]:
-    for name, doc, counts in (
-            ("warden_prompt_tokens", "Prompt tokens", m.prompt_tokens),
-            ("warden_completion_tokens", "Completion tokens", m.completion_tokens)):
+    for name, doc, attr, by_tenant in (
+            ("warden_prompt_tokens", "Prompt tokens", "prompt_tokens", m.prompt_tokens),
+            ("warden_completion_tokens", "Completion tokens", "completion_tokens",
+             m.completion_tokens)):
         family = CounterMetricFamily(name, f"{doc}, as the backends' usage reported them, by "
                                      "model and tenant (`none`: no API key's)",
                                      labels=["model", "tenant"])
+        counts = {(model, m.NONE): getattr(stats, attr) for model, stats in m.models.items()}
+        counts.update(by_tenant)
         for (model, tenant), n in sorted(counts.items()):
             family.add_metric([model, tenant], n)
         yield family
