@@ -64,14 +64,18 @@ class Histogram:
         return out
 
 
-class ModelStats:
-    """One model's latency histograms, and the tokens of its requests without a tenant (found
-    with one dict lookup per request)."""
+class Series:
+    """The numbers of one (endpoint, model). Found per request by two lookups keyed by
+    strings, whose hashes Python caches: no tuple built and hashed twice, as a
+    `defaultdict[tuple]` bump costs."""
 
     def __init__(self) -> None:
+        self.answers: dict[tuple[str, int, str], int] = {}  # (backend, status, verdict)
+        self.duration = Histogram(LATENCY_BUCKETS)
+        self.queue = Histogram(QUEUE_BUCKETS)
         self.ttft = Histogram(LATENCY_BUCKETS)
         self.tpot = Histogram(TOKEN_BUCKETS)
-        self.queue = Histogram(QUEUE_BUCKETS)
+        # Tokens of the requests without a tenant (those with one: by tenant, elsewhere).
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
@@ -103,16 +107,13 @@ class GatewayMetrics:
         # Config reloads by result ("ok", "failed"), and when the running config was loaded.
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.config_loaded_at = 0.0  # time.time()
-        # (endpoint, model, backend, status, verdict)
-        self.requests: defaultdict[tuple[str, str, str, int, str], int] = defaultdict(int)
+        self.series: dict[str, dict[str, Series]] = {}  # endpoint -> model -> its numbers
         # (tenant, model, status)
         self.tenant_requests: defaultdict[tuple[str, str, int], int] = defaultdict(int)
         self.verdicts: defaultdict[str, int] = defaultdict(int)
         self.retries: defaultdict[str, int] = defaultdict(int)
-        self.models: dict[str, ModelStats] = {}
-        self.durations: defaultdict[tuple[str, str], Histogram] = defaultdict(Histogram)
-        # (model, tenant) -> tokens, as the backends' usage said (without a tenant: in
-        # ModelStats, an attribute bump instead of a tuple built and hashed)
+        # (model, tenant) -> tokens, as the backends' usage said (without a tenant: on the
+        # series)
         self.prompt_tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.completion_tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.registry = CollectorRegistry()
@@ -127,8 +128,8 @@ class GatewayMetrics:
 
     def answered(self, endpoint: str, status: int) -> int:
         """Requests answered at `endpoint` with `status`, whatever their other labels."""
-        return sum(n for key, n in self.requests.items()
-                   if key[0] == endpoint and key[3] == status)
+        return sum(n for series in self.series.get(endpoint, {}).values()
+                   for (_, answered, _), n in series.answers.items() if answered == status)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -144,13 +145,18 @@ class GatewayMetrics:
         if model is None or model not in self._backends.serving:
             model = GatewayMetrics.OTHER
         endpoint = exchange.endpoint
+        models = self.series.get(endpoint)
+        series = models.get(model) if models is not None else None
+        if series is None:
+            series = self._new_series(endpoint, model)
         status = exchange.status
         verdict = exchange.verdict
-        self.requests[endpoint, model, exchange.backend or GatewayMetrics.NONE, status,
-                      verdict or GatewayMetrics.NONE] += 1
+        key = (exchange.backend or GatewayMetrics.NONE, status, verdict or GatewayMetrics.NONE)
+        answers = series.answers
+        answers[key] = answers.get(key, 0) + 1
         # Histogram.observe, inlined: this runs per request.
         duration = exchange.ended_at - exchange.received_at
-        histogram = self.durations[endpoint, model]
+        histogram = series.duration
         histogram.counts[bisect.bisect_left(histogram.buckets, duration)] += 1
         histogram.sum += duration
         tenant = exchange.tenant
@@ -161,13 +167,10 @@ class GatewayMetrics:
             self.verdicts[ended_stream] += 1
         if not exchange.sent_at:
             return
-        stats = self.models.get(model)
-        if stats is None:
-            stats = self.models[model] = ModelStats()
-        queue = stats.queue  # (observe, inlined)
+        histogram = series.queue
         waited = exchange.sent_at - exchange.received_at
-        queue.counts[bisect.bisect_left(queue.buckets, waited)] += 1
-        queue.sum += waited
+        histogram.counts[bisect.bisect_left(histogram.buckets, waited)] += 1
+        histogram.sum += waited
         usage = exchange.usage
         completion = 0
         if usage is not None:
@@ -178,20 +181,25 @@ class GatewayMetrics:
             if type(prompt) is not int:
                 prompt = 0
             if tenant is None:
-                stats.prompt_tokens += prompt
-                stats.completion_tokens += completion
+                series.prompt_tokens += prompt
+                series.completion_tokens += completion
             else:
                 self.prompt_tokens[model, tenant] += prompt
                 self.completion_tokens[model, tenant] += completion
         if ended_stream is not None:
             ttft = exchange.ttft
             if ttft is not None:
-                stats.ttft.observe(ttft)
+                series.ttft.observe(ttft)
                 if ended_stream == "complete":
-                    self._observe_tpot(stats, exchange, ttft, completion)
+                    self._observe_tpot(series, exchange, ttft, completion)
+
+    def _new_series(self, endpoint: str, model: str) -> Series:
+        series = Series()
+        self.series.setdefault(endpoint, {})[model] = series
+        return series
 
     @staticmethod
-    def _observe_tpot(stats: ModelStats, exchange: Exchange, ttft: float,
+    def _observe_tpot(series: Series, exchange: Exchange, ttft: float,
                       completion: int) -> None:
         """A whole stream's mean time per output token after the first: the time from its
         first event to its end over the tokens after the first (the usage's count; without
@@ -199,7 +207,7 @@ class GatewayMetrics:
         One observation per stream, at its end, instead of a clock read per token."""
         after_first = completion - 1 if completion else exchange.events - 2
         if after_first > 0:
-            stats.tpot.observe((exchange.ended_at - exchange.received_at - ttft) / after_first)
+            series.tpot.observe((exchange.ended_at - exchange.received_at - ttft) / after_first)
 
     def retried(self, backend: str) -> None:
         self.retries[backend] += 1

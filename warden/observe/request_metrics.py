@@ -14,7 +14,7 @@ from prometheus_client.core import (
 )
 
 if TYPE_CHECKING:
-    from warden.observe.metrics import GatewayMetrics
+    from warden.observe.metrics import GatewayMetrics, Histogram, Series
 
 
 def request_families(m: GatewayMetrics) -> Iterable[Metric]:
@@ -23,8 +23,9 @@ def request_families(m: GatewayMetrics) -> Iterable[Metric]:
         "does not serve), backend (`none`: never sent), status (499: the client left before "
         "the answer began) and verdict (how it ended; `none`: never sent)",
         labels=["endpoint", "model", "backend", "status", "verdict"])
-    for (endpoint, model, backend, status, verdict), n in sorted(m.requests.items()):
-        requests.add_metric([endpoint, model, backend, str(status), verdict], n)
+    for endpoint, model, series in _each(m):
+        for (backend, status, verdict), n in sorted(series.answers.items()):
+            requests.add_metric([endpoint, model, backend, str(status), verdict], n)
     yield requests
     tenants = CounterMetricFamily("warden_tenant_requests", "Requests answered, by the "
                                   "API key's tenant, model and status (auth on)",
@@ -46,6 +47,11 @@ def request_families(m: GatewayMetrics) -> Iterable[Metric]:
     yield from _tokens(m)
 
 
+def _each(m: GatewayMetrics) -> list[tuple[str, str, Series]]:
+    return sorted(((endpoint, model, series) for endpoint, models in m.series.items()
+                   for model, series in models.items()), key=lambda each: each[:2])
+
+
 def _latencies(m: GatewayMetrics) -> Iterable[Metric]:
     ttft = HistogramMetricFamily("warden_time_to_first_token_seconds", "Streams: from the "
                                  "request received to its first SSE event", labels=["model"])
@@ -56,17 +62,28 @@ def _latencies(m: GatewayMetrics) -> Iterable[Metric]:
                                   "to its first byte written to a backend (admission, a wait "
                                   "for a quarantine probe or a media fetch, connecting, "
                                   "retries)", labels=["model"])
-    for model, stats in sorted(m.models.items()):
-        for family, histogram in ((ttft, stats.ttft), (tpot, stats.tpot),
-                                  (queue, stats.queue)):
-            family.add_metric([model], histogram.cumulative(), histogram.sum)
-    yield from (ttft, tpot, queue)
     durations = HistogramMetricFamily("warden_request_duration_seconds", "From request "
                                       "received to the end of the response",
                                       labels=["endpoint", "model"])
-    for (endpoint, model), histogram in sorted(m.durations.items()):
-        durations.add_metric([endpoint, model], histogram.cumulative(), histogram.sum)
-    yield durations
+    by_model: dict[str, list[Series]] = {}
+    for endpoint, model, series in _each(m):
+        durations.add_metric([endpoint, model], series.duration.cumulative(),
+                             series.duration.sum)
+        by_model.setdefault(model, []).append(series)
+    for model, each in sorted(by_model.items()):  # (summed over the endpoints)
+        for family, attr in ((ttft, "ttft"), (tpot, "tpot"), (queue, "queue")):
+            histograms = [getattr(series, attr) for series in each]
+            if any(any(histogram.counts) for histogram in histograms):
+                family.add_metric([model], *_summed(histograms))
+    yield from (ttft, tpot, queue, durations)
+
+
+def _summed(histograms: list[Histogram]) -> tuple[list[tuple[str, int]], float]:
+    """Histograms of the same buckets, added: (cumulative buckets, sum)."""
+    cumulative = [list(pairs) for pairs in zip(*(h.cumulative() for h in histograms),
+                                               strict=True)]
+    return ([(pairs[0][0], sum(n for _, n in pairs)) for pairs in cumulative],
+            sum(h.sum for h in histograms))
 
 
 def _tokens(m: GatewayMetrics) -> Iterable[Metric]:
@@ -77,7 +94,11 @@ def _tokens(m: GatewayMetrics) -> Iterable[Metric]:
         family = CounterMetricFamily(name, f"{doc}, as the backends' usage reported them, by "
                                      "model and tenant (`none`: no API key's)",
                                      labels=["model", "tenant"])
-        counts = {(model, m.NONE): getattr(stats, attr) for model, stats in m.models.items()}
+        counts: dict[tuple[str, str], int] = {}
+        for _, model, series in _each(m):
+            if any(series.queue.counts):  # (some were sent)
+                key = (model, "none")  # (GatewayMetrics.NONE)
+                counts[key] = counts.get(key, 0) + getattr(series, attr)
         counts.update(by_tenant)
         for (model, tenant), n in sorted(counts.items()):
             family.add_metric([model, tenant], n)
