@@ -147,9 +147,10 @@ class ExchangeListener(Protocol):
 
 
 class Listeners:
-    """The listeners of a gateway, told in the order given (metrics first: the cheapest and
-    the one an operator reads). The forwarder walks `starters` and `enders` itself (a call
-    fewer per request); `ended` is for the rest (admission's refusals)."""
+    """The listeners of a gateway, told in the order given (metrics last: a plain response's
+    usage, which the recorder or the limits parse, is on the exchange by then). The forwarder
+    walks `starters` and `enders` itself (a call fewer per request); `ended` is for the rest
+    (admission's refusals)."""
 
     def __init__(self, listeners: Sequence[ExchangeListener] = ()):
         self.enders: tuple[ExchangeListener, ...] = tuple(listeners)

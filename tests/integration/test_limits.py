@@ -84,7 +84,7 @@ def test_a_slot_is_held_to_the_streams_end_and_the_sdk_waits_retry_after(slow_fl
         reply = sdk(gw, retries=5).chat.completions.create(model="sim-model",
                                                            messages=MESSAGES, max_tokens=1)
         drained.join(timeout=10)
-        assert reply.choices and gw.gateway.metrics.requests["/v1/chat/completions", 429] >= 2
+        assert reply.choices and gw.gateway.metrics.answered("/v1/chat/completions", 429) >= 2
     finally:
         gw.stop()
 

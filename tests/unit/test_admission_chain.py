@@ -71,7 +71,7 @@ class Rig:
         self.client.connection_made(self.transport)  # type: ignore[arg-type]
 
     def forwarded(self) -> int:
-        return self.metrics.requests["/v1/chat/completions", 404]
+        return self.metrics.answered("/v1/chat/completions", 404)
 
     def send(self) -> None:
         self.client.data_received(REQUEST)

@@ -91,7 +91,7 @@ class LiveAdmin:
                         rid: bytes) -> None:
         """GET /admin/incidents: the open ones (still gathering signals) and the newest
         files, read off the loop."""
-        opened = self._incidents.opened()
+        opened = self._incidents.open_records()
         written = await asyncio.to_thread(_read_incidents, self._incidents.directory)
         seen = {i["id"] for i in opened}
         listed = [{**i, "open": True} for i in opened] + \

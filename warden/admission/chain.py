@@ -120,6 +120,8 @@ class Admission:
             exchange.guard_notes = admitted.guard_notes
             exchange.principal = admitted.principal
             exchange.tenant = admitted.tenant
+            exchange.model = admitted.model  # (the metrics count refusals by model)
+            exchange.stream = admitted.stream
             # (what the limits reserved is settled at its end: it used nothing)
             exchange.limits_ticket = admitted.limits_ticket
             extra = admitted.response_headers

@@ -67,14 +67,16 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     scraper = Scraper(settings.scrape, on_lost=incidents.restarted)
     metrics = GatewayMetrics(runtime.backends, time.monotonic, recorder, scraper,
                              runtime.guard, runtime.policy,
-                             limiter.state if limiter is not None else None)
+                             limiter.state if limiter is not None else None,
+                             incidents.counts)
     traffic = Traffic()  # (the admin page's live traffic and guard decisions)
-    ears: list[ExchangeListener] = [metrics, traffic]
+    ears: list[ExchangeListener] = [traffic]
     if recorder is not None:
         ears.append(recorder)
     ears.append(IncidentListener(incidents))
     if limiter is not None:
         ears.append(LimitSettler(limiter))
+    ears.append(metrics)  # last: it counts the usage the recorder or the limits read
     listeners = Listeners(ears)
     capture = Capture.of(settings.recorder.response) if recorder is not None else Capture.NONE
     if limiter is not None:  # (a plain response's usage settles its tokens)

@@ -101,6 +101,7 @@ class IncidentDetector:
         self.down: set[str] = set()       # dead, or down at start: not seen alive since
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scrapes: set[asyncio.Task[None]] = set()   # last metrics being read
+        self.opened: dict[str, int] = {}  # incidents opened, by backend (for /metrics)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -112,9 +113,13 @@ class IncidentDetector:
             recent = self.recent[backend] = recent_exchanges()
         return recent
 
-    def opened(self) -> list[dict]:
+    def open_records(self) -> list[dict]:
         """The incidents still gathering signals (not yet written), as their records."""
         return [incident.as_record() for incident in self._open.values()]
+
+    def counts(self) -> tuple[dict[str, int], int]:
+        """Incidents opened by backend since the start, and how many are open now."""
+        return self.opened, len(self._open)
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class IncidentDetector:
         self.down.add(backend)
         incident = Incident(backend, how, rid, now, time.time())
         self._open[backend] = incident
+        self.opened[backend] = self.opened.get(backend, 0) + 1
         self._collect_suspects(incident, relay, now)
         if self._on_opened is not None:  # the suspects are final now: only outcomes change
             self._on_opened(incident.as_record())

@@ -23,6 +23,8 @@ def tokens_used(exchange: Exchange, reserved: int) -> int:
         except orjson.JSONDecodeError:
             body = None
         usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict):
+            exchange.usage = usage  # (the metrics, told after, count its tokens)
     if isinstance(usage, dict):
         total = usage.get("total_tokens")
         if type(total) is int and total >= 0:
