@@ -11,6 +11,7 @@ from warden.fleet.discovery import Discovery
 from warden.fleet.fact_learner import FactLearner
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
+from warden.observe.loop_probe import LoopProbe
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
@@ -35,3 +36,4 @@ class Parts:
     keys: ClientKeys                  # the client keys: each config's, and the store's
     key_store: KeyStore | None        # keys in PostgreSQL (None: the config's only)
     limiter: Limiter | None           # the limits of keys, tenants, addresses (None: off)
+    probe: LoopProbe                  # the event loop's lag and stalls, by cause

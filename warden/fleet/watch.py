@@ -73,6 +73,9 @@ class Scraper:
         self._missing: dict[str, tuple[str, ...]] = {}
         self.stale: set[str] = set()   # backends whose signals are stale now
         self.loops = BackendLoops(self.scrape, lambda: self.spec.interval)
+        # Told of each parse (`note(cause, started)`, time.perf_counter()): the event loop's
+        # probe (observe.loop_probe).
+        self.note: Callable[[str, float], None] | None = None
 
     def follow(self, backends: Iterable[Backend]) -> None:
         """Scrape exactly these backends (forgetting what was known of any other)."""
@@ -91,10 +94,13 @@ class Scraper:
             self._check_fresh(backend, time.monotonic())
             return
         now = time.monotonic()
+        started = time.perf_counter()
         text = body.decode("utf-8", "replace")
         load = engine_load(text, now, backend.in_flight, backend.load)
         backend.load = load
         backend.learn_deployment(learned_deployment(text, backend.vllm_version))
+        if self.note is not None:
+            self.note("scrape_parse", started)
         backend.scrape_error = None
         self._check_fresh(backend, now)
         missing = load.missing()

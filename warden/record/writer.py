@@ -54,6 +54,10 @@ class Writer:
         self._disk = disk
         self._trouble = Trouble(log, f"flight recorder: {spec.dir}", clock, _DISK_FULL_HINT)
         self._thread: threading.Thread | None = None
+        # Told of each batch written (`note(cause, started)`, time.perf_counter(), from this
+        # thread): the event loop's probe, which blames a stall on this thread when it held
+        # the GIL then (observe.loop_probe).
+        self.note: Callable[[str, float], None] | None = None
 
     def start(self) -> None:
         """Open the files (here, so that an unwritable directory stops the start), then
@@ -77,6 +81,7 @@ class Writer:
                 continue
             if batch is None:
                 break
+            began = time.perf_counter()
             if isinstance(batch, str):  # REOPEN
                 try:
                     files.reopen()
@@ -88,6 +93,8 @@ class Writer:
                 self._check_free_disk(files)
             finally:
                 self.written += batch.count
+                if self.note is not None:
+                    self.note("recorder_writer", began)
         files.close()
 
     def write(self, files: RecordFiles, lines: bytearray) -> None:
