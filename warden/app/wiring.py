@@ -133,6 +133,7 @@ def build_routes(runtime: Runtime, parts: Parts,
     keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required")
     own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys,
                        parts.limiter.state if parts.limiter is not None else None)
+    own.note = parts.probe.note
     admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys)
     public = auth.metrics == "public"
     if runtime.settings.admin_listen is None:
