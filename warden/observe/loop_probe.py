@@ -85,7 +85,7 @@ class LoopProbe:
         # A stall no noted piece overlapped yet: (lag, window start, window end).
         self._pending: tuple[float, float, float, str] | None = None
         self._schedstat: int | None = None  # (opened by the loop's thread, at start)
-        self._usage = (0.0, 0.0)
+        self._usage = b""
         self._last = 0.0
         self._due = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -142,26 +142,28 @@ class LoopProbe:
         now = self.clock()
         lag = max(now - self._due, 0.0)
         usage, self._usage = self._usage, self._read_usage()
-        self.observe(lag, now, self._unnoted(lag, now - self._last, usage, self._usage))
+        self.observe(lag, now, self._unnoted(lag, now - self._last, usage, self._usage)
+                     if lag >= STALL else UNKNOWN)
         self._last = now
         self._schedule(now)
 
     @staticmethod
-    def _unnoted(lag: float, window: float, before: tuple[float, float],
-                 after: tuple[float, float]) -> str:
+    def _unnoted(lag: float, window: float, before: bytes, after: bytes) -> str:
         """What a stall of `lag` in a `window` between two ticks was, by the loop thread's
-        time on the CPU and waiting for it (UNKNOWN when that cannot be read)."""
-        off_cpu = window - (after[0] - before[0])
-        if off_cpu < lag / 2 or after == before:
+        time on the CPU and waiting for it (schedstat's first two fields, in ns; UNKNOWN
+        when they cannot be read)."""
+        if not before or not after:
             return UNKNOWN
-        return PREEMPTED if after[1] - before[1] >= off_cpu / 2 else WAITING
+        (cpu, queued), (cpu_after, queued_after) = before.split()[:2], after.split()[:2]
+        off_cpu = window - (int(cpu_after) - int(cpu)) * 1e-9
+        if off_cpu < lag / 2:
+            return UNKNOWN
+        return PREEMPTED if (int(queued_after) - int(queued)) * 1e-9 >= off_cpu / 2 \
+            else WAITING
 
-    def _read_usage(self) -> tuple[float, float]:
-        """The loop thread's seconds on the CPU and runnable but waiting for it, so far."""
-        if self._schedstat is None:
-            return 0.0, 0.0
-        fields = os.pread(self._schedstat, 64, 0).split()
-        return int(fields[0]) * 1e-9, int(fields[1]) * 1e-9
+    def _read_usage(self) -> bytes:
+        """The loop thread's schedstat line (read each tick, parsed only for a stall)."""
+        return os.pread(self._schedstat, 64, 0) if self._schedstat is not None else b""
 
     def observe(self, lag: float, now: float, unnoted: str = UNKNOWN) -> None:
         """One tick's lag. A stall's cause is looked for among the pieces noted so far; if
