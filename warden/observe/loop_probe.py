@@ -12,9 +12,10 @@ have a millisecond's resolution, so an unloaded loop shows lags of ~0.1-0.3 ms.
 What it was doing: the work that can hold the loop in one piece says so (`note(cause,
 started)`, from any thread: one append to a bounded deque, only for a piece longer than
 `NOTED`): the cyclic collector (timed by `gc.callbacks`, installed here), the recorder's
-flush, a scrape's parse, rendering /metrics, a reload, a log write; and so does the work done
-beside the loop that can keep it from running (`BACKGROUND`: the recorder's writer thread,
-which shares the GIL and the core; the PostgreSQL sink's batches). A stall is blamed on the
+flush, a scrape's parse, rendering /metrics, a reload (log lines are written by a thread of
+their own: observe/logs.py); and so does the work done beside the loop that can keep it from
+running (`BACKGROUND`: the recorder's writer thread, which shares the GIL and the core; the
+PostgreSQL sink's batches). A stall is blamed on the
 loop's own noted work that overlapped it most; else, by the loop thread's scheduling over it
 (its time on the CPU and runnable but not running, from /proc/thread-self/schedstat), on
 work nobody noted (`unknown`: the loop was running), on background work that overlapped it
@@ -42,8 +43,7 @@ BUSY_INTERVAL = 0.001   # between ticks while requests are in flight
 IDLE_INTERVAL = 0.02    # between ticks while none are
 KEPT = 64               # recent stalls kept
 # The loop's own work, and work beside it (blamed only when none of the loop's own overlaps).
-CAUSES = ("gc_young", "gc_full", "recorder_flush", "scrape_parse", "metrics_render", "reload",
-          "log")
+CAUSES = ("gc_young", "gc_full", "recorder_flush", "scrape_parse", "metrics_render", "reload")
 BACKGROUND = ("recorder_writer", "postgres")
 # When none of the loop's own noted work overlapped a stall, the loop thread's scheduling
 # over it (/proc/thread-self/schedstat, read each tick: one pread) says which of these it was.
