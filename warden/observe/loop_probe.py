@@ -179,22 +179,27 @@ class LoopProbe:
         self.ticks += 1
         pending, self._pending = self._pending, None
         if pending is not None:
-            self._count(*pending[:3], *self._culprit(pending[1], pending[2], pending[3]))
+            self._count(*pending[:3], *self._culprit(*pending))
         if lag >= STALL:
-            cause, overlap = self._culprit(self._last, now, unnoted)
+            cause, overlap = self._culprit(lag, self._last, now, unnoted)
             if overlap == 0.0:  # perhaps noted just after this tick: look again at the next
                 self._pending = (lag, self._last, now, unnoted)
             else:
                 self._count(lag, self._last, now, cause, overlap)
         self._forget(now if self._pending is None else self._pending[1])
 
-    def _culprit(self, start: float, end: float, unnoted: str) -> tuple[str, float]:
-        """What held the loop in (start, end): the loop's own noted work that overlapped it
-        most; else, if the loop was off the CPU (`unnoted` is not UNKNOWN), background work
-        that overlapped it (its thread held the GIL); else `unnoted`."""
+    def _culprit(self, lag: float, start: float, end: float,
+                 unnoted: str) -> tuple[str, float]:
+        """What held the loop for `lag` in (start, end): the loop's own noted work that
+        overlapped it most; else, if the loop was off the CPU (`unnoted` is not UNKNOWN),
+        background work that overlapped it (its thread held the GIL or the core); else
+        `unnoted`. A piece accounts for a stall only if it overlapped at least half of it (a
+        short piece in the same window did not cause a long stall)."""
         mine, theirs = (unnoted, 0.0), (unnoted, 0.0)
         for cause, started, ended in self._pieces:
             overlap = min(ended, end) - max(started, start)
+            if overlap < lag / 2:
+                continue
             if cause in BACKGROUND:
                 if overlap > theirs[1]:
                     theirs = (cause, overlap)
