@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from warden.observe.loop_metrics import LoopCollector
 from warden.observe.loop_probe import LAG_BUCKETS, LoopProbe, Stall
+from warden.record import writer as writer_module
 
 
 def spin(seconds: float) -> None:
@@ -89,24 +90,27 @@ def test_a_full_collection_is_blamed_on_the_collector():
 
 
 def test_a_thread_holding_the_gil_is_blamed_when_the_loop_waited_for_it():
-    """The recorder's writer thread, running Python while the loop wants the GIL: the loop
-    sits off the CPU, and the stall is the writer's."""
+    """The recorder's writer thread, running Python while the loop wants the GIL (for the
+    whole piece: the switch interval is longer): the loop sits off the CPU, and the stall is
+    the writer's (active throughout: running, or runnable with the GIL held)."""
     probe = LoopProbe()
     interval = sys.getswitchinterval()
 
     def writer() -> None:
-        started = time.perf_counter()
+        started, active = time.perf_counter(), writer_module._active_seconds()
         spin(0.03)
-        probe.note("recorder_writer", started)
+        probe.note_thread("recorder_writer", started,
+                          writer_module._active_seconds() - active)
 
     thread = threading.Thread(target=writer)
-    sys.setswitchinterval(0.01)  # (the loop waits for the GIL this long each time)
+    sys.setswitchinterval(0.1)
     try:
-        run_with_probe(thread.start, lambda p: p.stalls["recorder_writer"] >= 1, probe)
+        run_with_probe(thread.start, lambda p: (s := longest(p)) is not None
+                       and s.lag >= 0.025, probe)
     finally:
         sys.setswitchinterval(interval)
         thread.join()
-    assert max(s.lag for s in probe.recent if s.cause == "recorder_writer") >= 0.005
+    assert longest(probe).cause == "recorder_writer"
 
 
 def test_short_ticks_while_busy_long_ones_while_idle():
@@ -169,3 +173,17 @@ def test_a_lag_on_a_bound_is_counted_in_that_bucket(lag):
     for bound in LAG_BUCKETS:
         assert cumulative[repr(bound)] == (1 if lag <= bound else 0)
     assert cumulative["+Inf"] == 1
+
+
+def test_a_thread_asleep_over_a_stall_is_not_blamed_for_it():
+    """The writer thread sat in a `write` (no CPU, no GIL) while the loop blocked: the
+    stall is the loop's own wait."""
+    probe = LoopProbe()
+
+    def stall() -> None:
+        started = time.perf_counter()
+        time.sleep(0.03)
+        probe.note_thread("recorder_writer", started, 0.0)
+
+    run_with_probe(stall, lambda p: (s := longest(p)) is not None and s.lag >= 0.025, probe)
+    assert longest(probe).cause in ("waiting", "preempted")

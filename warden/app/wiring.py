@@ -30,7 +30,6 @@ from warden.observe.loop_probe import LoopProbe
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
-from warden.record.postgres import PostgresSink
 from warden.record.recorder import Recorder
 from warden.routes import Routes
 from warden.runtime import Current, Runtime, build_runtime, uses_limits
@@ -111,10 +110,7 @@ def note_work(probe: LoopProbe, recorder: Recorder | None, scraper: Scraper) -> 
     scraper.note = probe.note
     if recorder is not None:
         recorder.note = probe.note
-        recorder.file_sink.writer.note = probe.note
-        for sink in recorder.sinks:
-            if isinstance(sink, PostgresSink):
-                sink.note = probe.note
+        recorder.file_sink.writer.note = probe.note_thread
 
 
 def build_routes(runtime: Runtime, parts: Parts,

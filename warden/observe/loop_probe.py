@@ -14,8 +14,8 @@ started)`, from any thread: one append to a bounded deque, only for a piece long
 `NOTED`): the cyclic collector (timed by `gc.callbacks`, installed here), the recorder's
 flush, a scrape's parse, rendering /metrics, a reload (log lines are written by a thread of
 their own: observe/logs.py); and so does the work done beside the loop that can keep it from
-running (`BACKGROUND`: the recorder's writer thread, which shares the GIL and the core; the
-PostgreSQL sink's batches). A stall is blamed on the
+running (`BACKGROUND`: the recorder's writer thread, which shares the GIL and the core, with
+the time it was active). A stall is blamed on the
 loop's own noted work that overlapped it most; else, by the loop thread's scheduling over it
 (its time on the CPU and runnable but not running, from /proc/thread-self/schedstat), on
 work nobody noted (`unknown`: the loop was running), on background work that overlapped it
@@ -44,7 +44,7 @@ IDLE_INTERVAL = 0.02    # between ticks while none are
 KEPT = 64               # recent stalls kept
 # The loop's own work, and work beside it (blamed only when none of the loop's own overlaps).
 CAUSES = ("gc_young", "gc_full", "recorder_flush", "scrape_parse", "metrics_render", "reload")
-BACKGROUND = ("recorder_writer", "postgres")
+BACKGROUND = ("recorder_writer",)
 # When none of the loop's own noted work overlapped a stall, the loop thread's scheduling
 # over it (/proc/thread-self/schedstat, read each tick: one pread) says which of these it was.
 UNKNOWN = "unknown"      # the loop ran (on CPU most of the stall): work nobody noted
@@ -78,9 +78,10 @@ class LoopProbe:
         self.stalls = dict.fromkeys((*CAUSES, *BACKGROUND, *UNNOTED), 0)
         self.stall_seconds = dict.fromkeys((*CAUSES, *BACKGROUND, *UNNOTED), 0.0)
         self.recent: deque[Stall] = deque(maxlen=KEPT)
-        # Work pieces noted since (about) the last tick: (cause, started, ended). Bounded: a
+        # Work pieces noted since (about) the last tick: (cause, started, ended, a thread's
+        # active seconds in it, or -1 for the loop's own). Bounded: a
         # flood of pieces between two ticks keeps the newest.
-        self._pieces: deque[tuple[str, float, float]] = deque(maxlen=256)
+        self._pieces: deque[tuple[str, float, float, float]] = deque(maxlen=256)
         self._gc_started = 0.0
         # A stall no noted piece overlapped yet: (lag, window start, window end).
         self._pending: tuple[float, float, float, str] | None = None
@@ -94,12 +95,18 @@ class LoopProbe:
     # -- what the work that may stall the loop calls ---------------------------------------
 
     def note(self, cause: str, started: float) -> None:
-        """A piece of `cause`'s work ran from `started` (this probe's clock) until now. From
-        any thread (a deque's append is atomic). Background work is noted however short: its
-        thread may hold the GIL for longer than it took."""
+        """A piece of the loop's own work, `cause`, ran from `started` (this probe's clock)
+        until now."""
         ended = self.clock()
-        if ended - started >= NOTED or cause in BACKGROUND:
-            self._pieces.append((cause, started, ended))
+        if ended - started >= NOTED:
+            self._pieces.append((cause, started, ended, -1.0))
+
+    def note_thread(self, cause: str, started: float, active: float) -> None:
+        """A piece of another thread's work ran from `started` until now, that thread
+        running or runnable for `active` seconds of it (asleep, in a `write`, it holds
+        neither the GIL nor the core; runnable but preempted, it may hold the GIL). From
+        that thread (a deque's append is atomic); noted however short."""
+        self._pieces.append((cause, started, self.clock(), active))
 
     def _on_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -192,18 +199,19 @@ class LoopProbe:
                  unnoted: str) -> tuple[str, float]:
         """What held the loop for `lag` in (start, end): the loop's own noted work that
         overlapped it most; else, if the loop was off the CPU (`unnoted` is not UNKNOWN),
-        background work that overlapped it (its thread held the GIL or the core); else
+        another thread's work that was active over it (it held the GIL or the core); else
         `unnoted`. A piece accounts for a stall only if it overlapped at least half of it (a
-        short piece in the same window did not cause a long stall)."""
+        short piece in the same window did not cause a long stall), and a thread's piece
+        only if its active time, spread over the piece, does."""
         mine, theirs = (unnoted, 0.0), (unnoted, 0.0)
-        for cause, started, ended in self._pieces:
+        for cause, started, ended, cpu in self._pieces:
             overlap = min(ended, end) - max(started, start)
-            if overlap < lag / 2:
-                continue
-            if cause in BACKGROUND:
-                if overlap > theirs[1]:
+            if cpu >= 0:  # another thread's
+                if ended > started:
+                    overlap *= min(cpu / (ended - started), 1.0)
+                if overlap >= lag / 2 and overlap > theirs[1]:
                     theirs = (cause, overlap)
-            elif overlap > mine[1]:
+            elif overlap >= lag / 2 and overlap > mine[1]:
                 mine = (cause, overlap)
         if mine[1] > 0 or unnoted == UNKNOWN:
             return mine

@@ -34,7 +34,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from warden.config.recorder_schema import PostgresSinkSpec
@@ -82,9 +82,6 @@ class PostgresSink:
         self._retained_on = ""
         self._trouble = Trouble(log, "postgres sink")
         self._task: asyncio.Task[None] | None = None
-        # Told of each batch's writing (`note(cause, started)`, time.perf_counter()): the
-        # event loop's probe (observe.loop_probe).
-        self.note: Callable[[str, float], None] | None = None
 
     @property
     def done(self) -> int:
@@ -119,7 +116,6 @@ class PostgresSink:
                 await self._wake.wait()
                 continue
             lines, count = self._queue[0]
-            started = time.perf_counter()
             try:
                 await self._write(lines)
             except Unreachable as e:  # the batch waits; the database gets a pause
@@ -134,8 +130,6 @@ class PostgresSink:
                 continue
             self._dequeue()
             self.written += count
-            if self.note is not None:
-                self.note("postgres", started)
             self._retry_in = _RETRY_FIRST
             self._trouble.working()
 

@@ -67,10 +67,11 @@ class Writer:
         self._disk = disk
         self._trouble = Trouble(log, f"flight recorder: {spec.dir}", clock, _DISK_FULL_HINT)
         self._thread: threading.Thread | None = None
-        # Told of each batch written (`note(cause, started)`, time.perf_counter(), from this
-        # thread): the event loop's probe, which blames a stall on this thread when it held
-        # the GIL then (observe.loop_probe).
-        self.note: Callable[[str, float], None] | None = None
+        # Told of each batch written (`note(cause, started, active)`: time.perf_counter(), the
+        # seconds this thread ran or was runnable; from this thread): the event loop's probe,
+        # which blames a stall on this thread when it held the GIL or the core then
+        # (observe.loop_probe).
+        self.note: Callable[[str, float, float], None] | None = None
 
     def start(self) -> None:
         """Open the files (here, so that an unwritable directory stops the start), then
@@ -95,7 +96,7 @@ class Writer:
                 continue
             if batch is None:
                 break
-            began = time.perf_counter()
+            began, active = time.perf_counter(), _active_seconds()
             if isinstance(batch, str):  # REOPEN
                 try:
                     files.reopen()
@@ -108,7 +109,7 @@ class Writer:
             finally:
                 self.written += batch.count
                 if self.note is not None:
-                    self.note("recorder_writer", began)
+                    self.note("recorder_writer", began, _active_seconds() - active)
         files.close()
 
     def write(self, files: RecordFiles, lines: bytearray) -> None:
@@ -162,6 +163,17 @@ class Writer:
         except OSError:  # the directory is gone: the next write makes it again
             return
         self.body_limit = 0 if low_disk else self.spec.max_file_size // 4
+
+
+def _active_seconds() -> float:
+    """This thread's seconds on the CPU or runnable (waiting for it, the GIL perhaps held)
+    so far (Linux's schedstat; else its CPU time)."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            cpu, queued = stat.read().split()[:2]
+        return (int(cpu) + int(queued)) * 1e-9
+    except (OSError, ValueError):
+        return time.thread_time()
 
 
 def _lower_priority() -> None:
