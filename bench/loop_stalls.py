@@ -24,10 +24,10 @@ from pathlib import Path
 from bench import procs
 from bench.nginx_conf import COMPLETION, STATIC_BACKEND, nginx_command
 from bench.proxy_bench import CHAT, LOAD_CORE, PROXY_CORE, VARIANTS, warden_command
+from bench.tail_bench import POSTGRES_DSN, TABLE, drop_table
 from bench.wrk import post_script, run_wrk
 from warden.observe.loop_probe import LAG_BUCKETS
 
-POSTGRES = "\n  postgres: {dsn: 'postgresql://postgres@127.0.0.1:5432/test', table: bench_stalls}"
 _SAMPLE = re.compile(r'^(warden_event_loop_\w+?)(?:\{(?:cause|le)="([^"]*)"\})? (\S+)$', re.M)
 
 
@@ -79,8 +79,9 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="the PostgreSQL sink on")
     args = parser.parse_args()
     variant = VARIANTS[args.variant]
-    if args.postgres:
-        variant = variant.replace("}", POSTGRES.replace("\n  ", ", ") + "}", 1)
+    if args.postgres:  # (the variant's recorder mapping, with the sink added)
+        variant = variant.replace("'{dir}'", f"'{{dir}}', postgres: {{{{dsn: '{POSTGRES_DSN}', "
+                                             f"table: {TABLE}}}}}", 1)
     with tempfile.TemporaryDirectory(prefix="warden-stalls-") as tmp:
         workdir = Path(tmp)
         backend_port, port = procs.free_port(), procs.free_port()
@@ -115,8 +116,7 @@ def main() -> None:
             procs.stop(gateway)
             procs.stop(backend)
             if args.postgres:
-                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "test", "-qc",
-                                "DROP TABLE IF EXISTS bench_stalls CASCADE"], check=False)
+                drop_table()
 
 
 if __name__ == "__main__":
