@@ -9,19 +9,19 @@ between S - interval and S, so the interval is short while requests are in fligh
 loop woken every millisecond would spend ~5% of a core on wake-ups on a VM). uvloop's timers
 have a millisecond's resolution, so an unloaded loop shows lags of ~0.1-0.3 ms.
 
-What it was doing: the work that can hold the loop in one piece says so (`note(cause,
-started)`, from any thread: one append to a bounded deque, only for a piece longer than
-`NOTED`): the cyclic collector (timed by `gc.callbacks`, installed here), the recorder's
-flush, a scrape's parse, rendering /metrics, a reload (log lines are written by a thread of
-their own: observe/logs.py); and so does the work done beside the loop that can keep it from
-running (`BACKGROUND`: the recorder's writer thread, which shares the GIL and the core, with
-the time it was active). A stall is blamed on the
-loop's own noted work that overlapped it most; else, by the loop thread's scheduling over it
-(its time on the CPU and runnable but not running, from /proc/thread-self/schedstat), on
-work nobody noted (`unknown`: the loop was running), on background work that overlapped it
-(the loop was off the CPU), or on the kernel (`preempted`: another process ran) or a wait
-(`waiting`: the GIL held elsewhere, a blocking call). Counted by cause, in number and
-seconds, and the last `KEPT` stalls are kept (`recent`) for a benchmark or a person to read.
+What it was doing: the loop's own work that can hold it in one piece says so (`note(cause,
+started)`: one append to a bounded deque, only for a piece longer than `NOTED`): the cyclic
+collector (timed by `gc.callbacks`, installed here), the recorder's flush, a scrape's parse,
+rendering /metrics, a reload. (Log lines are written by a thread of their own:
+observe/logs.py.) The recorder's writer thread, which shares the GIL and the core, notes each
+batch with the time it was active (`note_thread`). A stall is blamed on the loop's own noted
+work that overlapped at least half of it, the most; else, by the loop thread's scheduling
+over it (its time on the CPU and runnable but not running, from /proc/thread-self/
+schedstat): on the CPU, `unknown` (work nobody noted, or a long turn of many requests); off
+it, the writer thread if it was active over at least half the stall, else `preempted` (the
+kernel ran something else) or `waiting` (asleep: the GIL held elsewhere, a blocking call).
+Counted by cause, in number and seconds; the last `KEPT` stalls are kept (`recent`) for a
+benchmark or a person to read.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ NOTED = 0.0002          # work pieces shorter than this are not noted (they cann
 BUSY_INTERVAL = 0.001   # between ticks while requests are in flight
 IDLE_INTERVAL = 0.02    # between ticks while none are
 KEPT = 64               # recent stalls kept
-# The loop's own work, and work beside it (blamed only when none of the loop's own overlaps).
+# The loop's own work, and a thread's beside it (blamed only when the loop was off the CPU).
 CAUSES = ("gc_young", "gc_full", "recorder_flush", "scrape_parse", "metrics_render", "reload")
 BACKGROUND = ("recorder_writer",)
 # When none of the loop's own noted work overlapped a stall, the loop thread's scheduling
