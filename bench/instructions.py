@@ -14,6 +14,7 @@ share goes. Run:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import subprocess
@@ -21,11 +22,14 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import uvloop
 
 from bench.hot_path import SDK_REQUEST, SSE_EVENT, Rig
 from warden import compiled
+from warden.app.wiring import serving
+from warden.observe.loop_probe import LoopProbe
 from warden.run import settle_heap
 
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8"
@@ -34,9 +38,10 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 
 
 # What a round is: a non-streaming request (wrk's headers, the recorder off; the openai SDK's;
-# recorded as shipped, in summary; recorded in full; with the guard off), or one relayed SSE
-# chunk.
-KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk")
+# recorded as shipped, in summary; recorded in full; with the guard off), one relayed SSE
+# chunk, or one tick of the event loop's probe (observe.loop_probe: per timer, not per
+# request; at 1,000 ticks a second while busy, a request's share is ticks/s over requests/s).
+KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick")
 
 
 def _rig(kind: str) -> Rig:
@@ -45,7 +50,41 @@ def _rig(kind: str) -> Rig:
     return rigs.get(kind, Rig)()
 
 
+class _AtOnce:
+    """The loop as the probe sees it, its next tick due at once (`call_soon` for
+    `call_later`): a round is a tick, with no timer's wait and no idle turn between two
+    (uvloop's own timer, which this leaves out, is a few hundred instructions of C)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+
+    def call_later(self, delay: float, callback):
+        return self._loop.call_soon(callback)
+
+
+async def _tick(rounds: int) -> None:
+    """The probe's tick as the gateway runs it: its `busy` test (app.wiring.serving), the
+    lag's bucket, the scheduler's counters read, the next tick scheduled."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    ended = 100 + rounds
+    busy = serving(set(), SimpleNamespace(requests={
+        ("chat", 200): 1, ("chat", 400): 1, ("completions", 200): 1}))
+
+    def counting() -> bool:
+        if probe.ticks >= ended and not done.done():
+            done.set_result(None)
+        return busy()
+
+    probe = LoopProbe(busy=counting)
+    probe.start(_AtOnce(loop))  # type: ignore[arg-type]
+    await done
+    probe.stop()
+
+
 async def _drive(kind: str, rounds: int) -> None:
+    if kind == "tick":
+        return await _tick(rounds)
     rig = _rig(kind)
     for _ in range(100):
         rig.one_round()
@@ -130,12 +169,14 @@ def main() -> None:
         summary = count_instructions("summary")
         recorded = count_instructions("recorded")
         chunk = count_instructions("chunk")
+        tick = count_instructions("tick")
         print(f"{request:,.0f} instructions per non-streaming request (wrk's 3 header fields; "
               f"{unguarded:,.0f} with the guard off), {sdk:,.0f} with the openai SDK's 17, "
               f"{summary:,.0f} with the flight recorder as shipped (a summary of each "
               f"response), {recorded:,.0f} capturing everything (records rendered, not "
-              f"written); {chunk:,.0f} per relayed SSE chunk. The data path "
-              f"ran {compiled.describe()}.")
+              f"written); {chunk:,.0f} per relayed SSE chunk; {tick:,.0f} per tick of the "
+              f"event loop's probe (1,000 a second while busy: {tick / 20:,.0f} a request at "
+              f"20,000 requests/s). The data path ran {compiled.describe()}.")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ bounds the queue, their losses are the recorder's), whatever else is added."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
 from warden.config.schema import PostgresSinkSpec, RecorderSpec
-from warden.record.postgres import PostgresSink
+from warden.record.postgres import SLICE, PostgresSink, _slices
 from warden.record.recorder import Recorder
 from warden.record.sink import Batch
 from warden.record.sinks import SINKS, build_sinks
@@ -82,3 +83,29 @@ def test_a_postgres_sink_never_opened_closes_at_once():
     sink = PostgresSink(PostgresSinkSpec(dsn="postgresql://warden@127.0.0.1/records"))
     asyncio.run(sink.close())
     assert sink.done == sink.lost == 0
+
+
+def test_a_postgres_batch_is_sent_a_slice_a_loop_turn():
+    """A flush's records (megabytes under load) go to COPY in slices, the loop serving
+    between two: never the whole batch in one turn, and no executor thread."""
+    data = bytearray(b"x" * 99 + b"\n") * 3000  # 300 KB
+
+    async def main() -> list[tuple[bytes, int]]:
+        turns = 0
+
+        async def elsewhere() -> None:  # another task: counts the loop's turns
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(elsewhere())
+        await asyncio.sleep(0)
+        sent = [(bytes(piece), turns) async for piece in _slices(data)]
+        task.cancel()
+        return sent
+
+    sent = asyncio.run(main())
+    assert b"".join(piece for piece, _ in sent) == data
+    assert all(len(piece) <= SLICE for piece, _ in sent) and len(sent) > 1
+    assert all(a[1] < b[1] for a, b in itertools.pairwise(sent))

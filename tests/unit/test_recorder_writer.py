@@ -1,11 +1,16 @@
 """The recorder's writer side: a flush's buffer reaches the files in pieces of whole lines, each
-at most a quarter file (so a piece always fits under the cap), and what the cap refuses is
-counted line by line."""
+at most a quarter file (so a piece always fits under the cap) and a slice (so it holds the
+core briefly), and what the cap refuses is counted line by line."""
 
 from __future__ import annotations
 
+import os
+import threading
+
+from tests.harness import wait_until
 from warden.config.schema import RecorderSpec
-from warden.record.writer import Writer
+from warden.record import writer as writer_module
+from warden.record.writer import NICE, SLICE, Writer
 
 FILE_SIZE = 4096
 LIMIT = FILE_SIZE // 4
@@ -60,3 +65,31 @@ def test_lines_the_cap_refuses_are_counted():
     writer = recorder()
     writer.write(files, batch)
     assert len(files.pieces) == 3 and writer.refused == 2
+
+
+def test_a_big_batch_goes_in_slices_with_the_core_given_up_between(monkeypatch):
+    """A flush's records under load are megabytes: each write holds the loop's core (and
+    the GIL around it) for at most a slice's worth, and the thread yields after each."""
+    yields = []
+    monkeypatch.setattr(writer_module.os, "sched_yield", lambda: yields.append(1))
+    batch = lines(*[300 + n % 700 for n in range(8000)])  # ~5 MB
+    files = Files()
+    Writer(RecorderSpec()).write(files, batch)
+    assert b"".join(files.pieces) == batch
+    assert all(len(piece) <= SLICE and piece.endswith(b"\n") for piece in files.pieces)
+    assert len(files.pieces) >= len(batch) // SLICE
+    assert len(yields) == len(files.pieces) - 1
+
+
+def test_the_writer_thread_runs_below_the_loop_s_priority(tmp_path):
+    writer = Writer(RecorderSpec(dir=str(tmp_path)))
+    writer.start()
+    try:
+        thread = writer._thread
+        assert thread is not None and thread.native_id is not None
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, thread.native_id) == NICE,
+                   what="the writer thread's nice value")
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < NICE
+    finally:
+        writer.batches.put(None)
+        writer.join()

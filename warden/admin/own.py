@@ -32,6 +32,9 @@ class OwnEndpoints:
         self._metrics = metrics
         self._quarantine = quarantine
         self._keys = keys
+        # Told of each /metrics rendering (`note(cause, started)`, time.perf_counter()): the
+        # event loop's probe (observe.loop_probe).
+        self.note: Callable[[str, float], None] | None = None
 
     def models(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
         body = {"object": "list", "data": self._backends.model_cards()}
@@ -68,4 +71,8 @@ class OwnEndpoints:
         respond_json(client, 200, orjson.dumps({"version": __version__}), rid)
 
     def prometheus(self, request: HttpRequest, client: HttpConnection, rid: bytes) -> None:
-        respond_json(client, 200, self._metrics.render(), rid, PROMETHEUS)
+        started = time.perf_counter()
+        text = self._metrics.render()
+        if self.note is not None:
+            self.note("metrics_render", started)
+        respond_json(client, 200, text, rid, PROMETHEUS)

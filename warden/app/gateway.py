@@ -25,6 +25,7 @@ from warden.forensics.incidents import IncidentDetector
 from warden.guard.guard import Guard
 from warden.guard.quarantine import Quarantine
 from warden.observe.edge_metrics import EdgeCollector
+from warden.observe.loop_metrics import LoopCollector
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.lock import StateLock, hold_state
@@ -187,6 +188,8 @@ class Gateway:
         loop = asyncio.get_running_loop()
         parts.forwarder.bind(loop)
         parts.incidents.bind(loop)
+        parts.probe.start(loop)
+        parts.metrics.registry.register(LoopCollector(parts.probe))  # type: ignore[arg-type]
         if parts.recorder is not None:
             parts.recorder.open()
             self._tasks.append(asyncio.create_task(parts.recorder.run()))
@@ -263,6 +266,7 @@ class Gateway:
                     await parts.limiter.close()
         if parts.recorder is not None:  # after every exchange has ended: their ends go too
             await parts.recorder.close()
+        parts.probe.stop()
         self.backends.close()
         for lock in self._locks:
             lock.release()

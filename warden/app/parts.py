@@ -12,6 +12,7 @@ from warden.fleet.discovery import Discovery
 from warden.fleet.fact_learner import FactLearner
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
+from warden.observe.loop_probe import LoopProbe
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
@@ -37,3 +38,4 @@ class Parts:
     key_store: KeyStore | None        # keys in PostgreSQL (None: the config's only)
     limiter: Limiter | None           # the limits of keys, tenants, addresses (None: off)
     traffic: Traffic                  # the admin page's live traffic, guard decisions
+    probe: LoopProbe                  # the event loop's lag and stalls, by cause

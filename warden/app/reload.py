@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,10 +39,12 @@ class Reloader:
         assert self._source is not None, "a gateway built without a config file"
         done: dict = {"config": str(self._source)}
         try:
-            text = read_config(self._source)
+            # Read and validated in a thread: a big config took milliseconds of the event
+            # loop (the thread holds the GIL in slices of sys.getswitchinterval(): run.py).
+            text = await asyncio.to_thread(read_config, self._source)
             if only_if_changed and text == self._source_text:
                 return {**done, "result": "unchanged"}  # touched, not changed
-            settings = settings_from_yaml(text, self._source)
+            settings = await asyncio.to_thread(settings_from_yaml, text, self._source)
         except ConfigError as e:
             self._gateway.metrics.reloads["failed"] += 1
             log.error("config reload (%s): %s is invalid; the running config stays:\n  %s",
@@ -63,10 +66,12 @@ class Reloader:
                 return []
             old = gateway.runtime
             quarantine = parts.quarantine
+            started = time.perf_counter()
             runtime = build_runtime(settings,
                                     quarantine.probation if quarantine is not None else None,
                                     old, parts.incidents.recent_of, parts.keys.ring,
                                     parts.limiter)
+            parts.probe.note("reload", started)
             added = runtime.backends.added_since(old.backends)
             removed = runtime.backends.removed_since(old.backends)
             # New engines are asked what they serve before they are routed to (as at start).
@@ -77,7 +82,9 @@ class Reloader:
                 return []
             runtime.backends.reindex()
             waiting = restart_only_changes(self._started_with, settings)
+            started = time.perf_counter()
             gateway.activate(runtime)
+            parts.probe.note("reload", started)
             for backend in removed:  # its requests in flight finish; then its connections close
                 backend.pool.retire()
             parts.metrics.reloads["ok"] += 1

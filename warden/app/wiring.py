@@ -29,6 +29,7 @@ from warden.fleet.fact_learner import FactLearner
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
 from warden.forensics.listener import IncidentListener
+from warden.observe.loop_probe import LoopProbe
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
@@ -90,9 +91,33 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
                           on_reachable=incidents.reachable, learner=facts)
     health = HealthChecker(settings.health.active, on_lost=incidents.connect_failed,
                            on_alive=incidents.alive_again)
+    probe = LoopProbe(busy=serving(active, metrics))
+    note_work(probe, recorder, scraper)
     parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
-                  discovery, scraper, health, RequestIds(), keys, key_store, limiter, traffic)
+                  discovery, scraper, health, RequestIds(), keys, key_store, limiter, traffic,
+                  probe)
     return parts, current
+
+
+def serving(active: set[Relay], metrics: GatewayMetrics) -> Callable[[], bool]:
+    """Whether requests are in flight or ended since the last call (the loop probe ticks
+    often then, seldom when idle)."""
+    seen = [0]
+
+    def busy() -> bool:
+        answered = sum(metrics.requests.values())
+        moved, seen[0] = answered != seen[0], answered
+        return moved or bool(active)
+
+    return busy
+
+
+def note_work(probe: LoopProbe, recorder: Recorder | None, scraper: Scraper) -> None:
+    """The work that can hold the event loop in one piece tells the probe when it ran."""
+    scraper.note = probe.note
+    if recorder is not None:
+        recorder.note = probe.note
+        recorder.file_sink.writer.note = probe.note_thread
 
 
 def build_routes(runtime: Runtime, parts: Parts,
@@ -111,6 +136,7 @@ def build_routes(runtime: Runtime, parts: Parts,
     keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required")
     own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys,
                        parts.limiter.state if parts.limiter is not None else None)
+    own.note = parts.probe.note
     limits = parts.limiter.state if parts.limiter is not None else None
     live = LiveAdmin(parts.traffic, parts.forwarder.active, parts.incidents, limits)
     admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys, live, AdminPage())

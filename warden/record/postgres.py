@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import re
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from warden.config.recorder_schema import PostgresSinkSpec
@@ -46,6 +46,11 @@ log = logging.getLogger("warden.record.postgres")
 # Control characters never appear raw in JSON text, so they can frame it for COPY.
 _QUOTE, _DELIMITER = "\x01", "\x02"
 _DAY = re.compile(r"_(\d{8})$")
+# The most bytes of a batch sent in one turn of the event loop: a batch is a flush's records
+# (megabytes under load); sent whole, or read from a file object (asyncpg reads those in the
+# default executor's thread, 512 KB a time, which then contends for the GIL), it held the
+# loop for milliseconds.
+SLICE = 64 * 1024
 # The pause before connecting again: from the first, doubled up to the last.
 _RETRY_FIRST, _RETRY_LAST = 0.5, 30.0
 
@@ -184,7 +189,7 @@ class PostgresSink:
         async with asyncio.timeout(self.spec.timeout):
             await self._prepare_days(conn)
         async with asyncio.timeout(self.spec.timeout), conn.transaction():
-            await conn.copy_to_table("warden_staging", source=io.BytesIO(lines),
+            await conn.copy_to_table("warden_staging", source=_slices(lines),
                                      columns=["record"], format="csv", quote=_QUOTE,
                                      delimiter=_DELIMITER)
             await conn.execute(
@@ -270,3 +275,12 @@ class PostgresSink:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.terminate()
+
+
+async def _slices(lines: bytes | bytearray) -> AsyncIterator[memoryview]:
+    """`lines` in `SLICE`-byte pieces, one per turn of the loop (asyncpg awaits each; COPY's
+    data messages need not end at a row's end)."""
+    view = memoryview(lines)
+    for start in range(0, len(view), SLICE):
+        yield view[start:start + SLICE]
+        await asyncio.sleep(0)

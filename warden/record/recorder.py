@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
@@ -76,6 +76,9 @@ class Recorder:
         self._lost_said_at = float("-inf")
         self.sinks: tuple[Sink, ...] = tuple(build_sinks(spec) if sinks is None else sinks)
         self.file_sink: FileSink = _the_files(self.sinks)
+        # Told of each flush (`note(cause, started)`, time.perf_counter()): the event loop's
+        # probe (observe.loop_probe), which blames stalls on what ran in them.
+        self.note: Callable[[str, float], None] | None = None
 
     # -- the event loop's side -------------------------------------------------------------
 
@@ -138,6 +141,7 @@ class Recorder:
             self.flush()
 
     def flush(self) -> None:
+        started = time.perf_counter()
         self._clock.sync()  # the wall clock may have been stepped
         file_sink = self.file_sink
         if self._pending_count:
@@ -149,6 +153,8 @@ class Recorder:
         self._room = self.spec.queue_size - (self.handed - file_sink.done)
         self.body_limit = file_sink.body_limit
         self.report_losses(time.monotonic())
+        if self.note is not None:
+            self.note("recorder_flush", started)
 
     def report_losses(self, now: float) -> None:
         """Any records lost since the log last said: at once the first time, then at most

@@ -1,0 +1,189 @@
+"""The event loop's probe (observe/loop_probe.py): stalls caused on purpose are seen, with how
+long they lasted and what caused them; its families are valid Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import uvloop
+from prometheus_client import CollectorRegistry, generate_latest
+
+from warden.observe.loop_metrics import LoopCollector
+from warden.observe.loop_probe import LAG_BUCKETS, LoopProbe, Stall
+from warden.record import writer as writer_module
+
+
+def spin(seconds: float) -> None:
+    """Hold the CPU (and the GIL) for `seconds`: the stall being caused."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def run_with_probe(stall, until, probe: LoopProbe | None = None) -> LoopProbe:
+    """A uvloop loop with a probe ticking; `stall()` runs on it once the probe has ticked a
+    few times; the loop runs until `until(probe)` holds (or 10 s: a failure)."""
+    probe = probe or LoopProbe()
+
+    async def main() -> None:
+        probe.start(asyncio.get_running_loop())
+        try:
+            while probe.ticks < 5:
+                await asyncio.sleep(0.001)
+            stall()
+            deadline = time.monotonic() + 10
+            while not until(probe):
+                assert time.monotonic() < deadline, (probe.stalls, list(probe.recent))
+                await asyncio.sleep(0.001)
+        finally:
+            probe.stop()
+
+    uvloop.run(main())
+    return probe
+
+
+def test_a_stall_in_noted_work_is_blamed_on_it_with_its_length():
+    def flush() -> None:
+        started = time.perf_counter()
+        spin(0.008)
+        probe.note("recorder_flush", started)
+
+    probe = LoopProbe()
+    run_with_probe(flush, lambda p: p.stalls["recorder_flush"] == 1, probe)
+    stall = next(s for s in probe.recent if s.cause == "recorder_flush")
+    assert 0.006 <= stall.lag < 0.1
+    assert stall.overlap >= 0.006
+    assert probe.stall_seconds["recorder_flush"] == stall.lag
+    # The histogram holds it: one tick at 5 ms or more.
+    assert sum(probe.counts[LAG_BUCKETS.index(0.005) + 1:]) >= 1
+
+
+def longest(probe: LoopProbe) -> Stall | None:
+    return max(probe.recent, key=lambda s: s.lag, default=None)
+
+
+def test_unnoted_stalls_are_told_apart_by_the_loop_thread_s_scheduling():
+    """Work nobody noted: on the CPU, `unknown` (or `preempted` if the kernel took the CPU
+    for most of it, on a busy machine), never `waiting`; a blocking call: off the CPU,
+    `waiting` (or `preempted` if it then waited long for the CPU), never `unknown`."""
+    probe = run_with_probe(lambda: spin(0.02),
+                           lambda p: (s := longest(p)) is not None and s.lag >= 0.015)
+    assert longest(probe).cause in ("unknown", "preempted")
+    probe = run_with_probe(lambda: time.sleep(0.03),
+                           lambda p: (s := longest(p)) is not None and s.lag >= 0.025)
+    assert longest(probe).cause in ("waiting", "preempted")
+
+
+def test_a_full_collection_is_blamed_on_the_collector():
+    heap = [[i] for i in range(400_000)]  # a collection long enough to stall the loop
+    try:
+        probe = run_with_probe(gc.collect, lambda p: p.stalls["gc_full"] >= 1)
+    finally:
+        del heap
+    assert any(s.cause == "gc_full" for s in probe.recent)
+
+
+def test_a_thread_holding_the_gil_is_blamed_when_the_loop_waited_for_it():
+    """The recorder's writer thread, running Python while the loop wants the GIL (for the
+    whole piece: the switch interval is longer): the loop sits off the CPU, and the stall is
+    the writer's (active throughout: running, or runnable with the GIL held)."""
+    probe = LoopProbe()
+    interval = sys.getswitchinterval()
+
+    def writer() -> None:
+        started, active = time.perf_counter(), writer_module._active_seconds()
+        spin(0.03)
+        probe.note_thread("recorder_writer", started,
+                          writer_module._active_seconds() - active)
+
+    thread = threading.Thread(target=writer)
+    sys.setswitchinterval(0.1)
+    try:
+        run_with_probe(thread.start, lambda p: (s := longest(p)) is not None
+                       and s.lag >= 0.025, probe)
+    finally:
+        sys.setswitchinterval(interval)
+        thread.join()
+    assert longest(probe).cause == "recorder_writer"
+
+
+def test_short_ticks_while_busy_long_ones_while_idle():
+    busy = [True]
+    probe = LoopProbe(busy=lambda: busy[0])
+
+    async def count_ticks(seconds: float) -> int:
+        before = probe.ticks
+        await asyncio.sleep(seconds)
+        return probe.ticks - before
+
+    async def main() -> tuple[int, int]:
+        probe.start(asyncio.get_running_loop())
+        try:
+            fast = await count_ticks(0.2)
+            busy[0] = False
+            await count_ticks(0.05)  # (the tick scheduled while busy)
+            slow = await count_ticks(0.2)
+            return fast, slow
+        finally:
+            probe.stop()
+
+    fast, slow = uvloop.run(main())
+    assert fast >= 40  # 1 ms apart, give or take a loaded machine's lateness
+    assert slow <= 12  # 20 ms apart
+
+
+def test_stopping_removes_the_collector_hook():
+    probe = run_with_probe(lambda: None, lambda p: p.ticks >= 6)
+    assert probe._on_gc not in gc.callbacks
+    ticks = probe.ticks
+    uvloop.run(asyncio.sleep(0.01))
+    assert probe.ticks == ticks
+
+
+def test_the_families_are_valid_prometheus_with_the_alert_s_buckets():
+    probe = LoopProbe()
+    for lag in (0.0001, 0.0007, 0.003, 0.2, 7.0):
+        probe.observe(lag, time.perf_counter())
+    registry = CollectorRegistry()
+    registry.register(LoopCollector(probe))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    assert "# TYPE warden_event_loop_lag_seconds histogram" in text
+    for bound in ("0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1.0"):
+        assert f'warden_event_loop_lag_seconds_bucket{{le="{bound}"}}' in text
+    assert 'warden_event_loop_lag_seconds_bucket{le="0.001"} 2.0' in text
+    assert 'warden_event_loop_lag_seconds_bucket{le="+Inf"} 5.0' in text
+    assert "warden_event_loop_lag_seconds_count 5.0" in text
+    assert 'warden_event_loop_stalls_total{cause="unknown"}' in text
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                             capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("lag", [0.0, 0.0005, 0.001, 5.0, 6.0])
+def test_a_lag_on_a_bound_is_counted_in_that_bucket(lag):
+    probe = LoopProbe()
+    probe.observe(lag, 0.0)
+    cumulative = dict(probe.cumulative())
+    for bound in LAG_BUCKETS:
+        assert cumulative[repr(bound)] == (1 if lag <= bound else 0)
+    assert cumulative["+Inf"] == 1
+
+
+def test_a_thread_asleep_over_a_stall_is_not_blamed_for_it():
+    """The writer thread sat in a `write` (no CPU, no GIL) while the loop blocked: the
+    stall is the loop's own wait."""
+    probe = LoopProbe()
+
+    def stall() -> None:
+        started = time.perf_counter()
+        time.sleep(0.03)
+        probe.note_thread("recorder_writer", started, 0.0)
+
+    run_with_probe(stall, lambda p: (s := longest(p)) is not None and s.lag >= 0.025, probe)
+    assert longest(probe).cause in ("waiting", "preempted")
