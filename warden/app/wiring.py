@@ -105,8 +105,8 @@ def serving(active: set[Relay], metrics: GatewayMetrics) -> Callable[[], bool]:
     seen = [0]
 
     def busy() -> bool:
-        answered = sum(metrics.requests.values())
-        moved, seen[0] = answered != seen[0], answered
+        ended = metrics.ended_total
+        moved, seen[0] = ended != seen[0], ended
         return moved or bool(active)
 
     return busy

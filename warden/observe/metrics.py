@@ -101,6 +101,7 @@ class GatewayMetrics:
         self._clock = clock
         self._recorder = recorder
         self.hears_started = False  # (an ExchangeListener that counts at the end only)
+        self.ended_total = 0  # requests ended (the loop probe's sign of traffic)
         self.guard = guard
         self.scraper = scraper
         self.policy = policy
@@ -141,6 +142,7 @@ class GatewayMetrics:
 
     def ended(self, exchange: Exchange) -> None:
         """Called exactly once per request, when it has ended (answered or abandoned)."""
+        self.ended_total += 1
         model = exchange.model
         if model is None or model not in self._backends.serving:
             model = GatewayMetrics.OTHER
