@@ -42,6 +42,9 @@ class RedisLimits:
     def window_key(self, subject: str, window: int) -> str:
         return f"{self.prefix}win:{window}:{subject}"
 
+    def budget_key(self, subject: str, per: str, period: int) -> str:
+        return f"{self.prefix}budget:{per}:{period}:{subject}"
+
     def hold_keys(self, subject: str) -> list[str]:
         return [f"{self.prefix}hold:{subject}", f"{self.prefix}hold-until:{subject}"]
 
