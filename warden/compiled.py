@@ -63,6 +63,7 @@ MODULES = (
     "warden/stream/usage_strip.py",
     "warden/tenancy/answers.py",
     "warden/tenancy/exact.py",
+    "warden/tenancy/exact_parts.py",
     "warden/tenancy/keys.py",
     "warden/tenancy/leased.py",
     "warden/tenancy/ledger.py",

@@ -20,12 +20,19 @@ import orjson
 
 from warden.admission.stage import StageResult
 from warden.config.limits_schema import LimitValues
-from warden.errors import LimitsUnavailable, RateLimited, WardenError
+from warden.errors import (
+    InsufficientQuota,
+    LimitsUnavailable,
+    ModelNotPriced,
+    RateLimited,
+    WardenError,
+)
 from warden.guard.lax import lax_bool, lax_int
 from warden.guard.prompt_size import prompt_tokens_at_least
 from warden.proxy.relay import Relay
 from warden.stream.usage_strip import UsageStripper
-from warden.tenancy.answers import Refusal, Ticket
+from warden.tenancy.answers import METRIC_KIND, Refusal, Ticket
+from warden.tenancy.budget import Prices, cost_of, has_cost_budget
 from warden.tenancy.keys import ApiKey
 from warden.tenancy.limiter import Limiter, Subjects
 
@@ -33,11 +40,19 @@ CHARS_PER_TOKEN = 4  # (an estimate for a reservation: settled by the real usage
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
-def refusal_error(refusal: Refusal) -> WardenError:
-    error: WardenError = LimitsUnavailable(refusal.message) if refusal.status == 503 \
-        else RateLimited(refusal.message)
-    if refusal.limit == "tpm":
-        error.type = "tokens"
+def refusal_error(refusal: Refusal, counts: dict[tuple[str, str], int]) -> WardenError:
+    """The refusal's error; a 429 is counted in `counts` (limit kind, subject kind)."""
+    error: WardenError
+    if refusal.status == 503:
+        error = LimitsUnavailable(refusal.message)
+    else:
+        kind = (METRIC_KIND.get(refusal.limit, refusal.limit),
+                refusal.subject.partition(":")[0])
+        counts[kind] = counts.get(kind, 0) + 1
+        error = InsufficientQuota(refusal.message) if refusal.spent_budget \
+            else RateLimited(refusal.message)
+        if refusal.limit == "tpm":
+            error.type = "tokens"
     error.headers = refusal.headers()
     return error
 
@@ -70,9 +85,10 @@ def output_asked(body: dict, default: int) -> int:
 
 
 class LimitStage:
-    def __init__(self, limiter: Limiter, default_max_tokens: int):
+    def __init__(self, limiter: Limiter, default_max_tokens: int, prices: Prices):
         self._limiter = limiter
         self._default = default_max_tokens
+        self._prices = prices
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
         key = relay.grant
@@ -82,17 +98,27 @@ class LimitStage:
         if not subjects:
             return None
         prompt = prompt_tokens_at_least(body, CHARS_PER_TOKEN)[0]
-        tokens = prompt + (0 if relay.endpoint == "/v1/embeddings"
-                           else output_asked(body, self._default))
-        answer = self._limiter.admit(subjects, tokens, time.time())
+        output = 0 if relay.endpoint == "/v1/embeddings" else output_asked(body, self._default)
+        cost = 0
+        price: tuple[float, float] | None = None
+        if has_cost_budget(subjects):   # (the price looked up only under a cost budget)
+            model = body.get("model")
+            price = self._prices.of(model) if isinstance(model, str) else None
+            if price is None:
+                return ModelNotPriced(f"model {model!r} has no price (rate_limits.prices), "
+                                      "so its cost cannot be counted against this key's "
+                                      "budget", param="model")
+            cost = cost_of(price, prompt, output)
+        answer = self._limiter.admit(subjects, prompt + output, time.time(), cost)
         if isinstance(answer, Future):
-            return followed(answer, lambda came: self._take(relay, body, prompt, came))
-        return self._take(relay, body, prompt, answer)
+            return followed(answer, lambda came: self._take(relay, body, prompt, price, came))
+        return self._take(relay, body, prompt, price, answer)
 
-    def _take(self, relay: Relay, body: dict, prompt: int,
+    def _take(self, relay: Relay, body: dict, prompt: int, price: tuple[float, float] | None,
               answer: Ticket | Refusal) -> WardenError | None:
         if isinstance(answer, Refusal):
-            return refusal_error(answer)
+            return refusal_error(answer, self._limiter.refusals)
+        answer.price = price
         relay.limits_ticket = answer
         relay.prompt_estimate = prompt
         relay.response_headers += answer.headers()
@@ -127,6 +153,6 @@ class AddressLimitStage:
 
     def _take(self, answer: Ticket | Refusal) -> WardenError | None:
         if isinstance(answer, Refusal):
-            return refusal_error(answer)
+            return refusal_error(answer, self._limiter.refusals)
         self._limiter.settle(answer, 0)  # (only requests are counted: nothing to hold)
         return None

@@ -72,8 +72,9 @@ def duration_text(seconds: float) -> str:
 
 class Ticket:
     """An admitted request's reservation: one request, `tokens` tokens and a slot on each
-    subject (and `tokens` or `cost` from each budget). Settle it exactly once (`Limiter.settle`), whatever the end. `checked` is False
-    for one admitted unchecked while the store was down (fail_mode open)."""
+    subject (and `tokens` or `cost` from each budget). Settle it exactly once
+    (`Limiter.settle`), whatever the end. `checked` is False for one admitted unchecked while
+    the store was down (fail_mode open)."""
 
     __slots__ = ("checked", "cost", "names", "price", "quota", "settled", "tokens", "window")
 

@@ -68,6 +68,7 @@ from warden.tenancy.ledger import (
 from warden.tenancy.redis_store import RedisLimits
 from warden.tenancy.refill import Refiller
 from warden.tenancy.subject import SubjectState
+from warden.tenancy.usage import usage
 
 Subjects = Sequence[tuple[str, LimitValues]]
 
@@ -100,6 +101,7 @@ class LeasedLimiter:
         self.refusals: dict[tuple[str, str], int] = {}   # (limit, subject kind) -> 429s
         # the background loop (none for the memory store: it has nothing to ask)
         self._refill = None if store is None else Refiller(self, store, clock)
+        self._store = store
 
     def admit(self, subjects: Subjects, tokens: int, now: float,
               cost: int = 0) -> Ticket | Refusal:
@@ -186,6 +188,15 @@ class LeasedLimiter:
             self.wanted.append(state)
             self.idle.clear()
             self.wake.set()
+
+    def budgets(self) -> dict[str, tuple[int, int]]:
+        """subject -> (its budget's period, taken as far as this replica knows: the shared
+        counter at its last lease, less what it holds unspent)."""
+        return {name: (state.period, state.budget.limit - state.budget.remaining())
+                for name, state in self.states.items() if state.budget is not None}
+
+    async def budget_usage(self, subjects: Subjects, now: float) -> list[dict]:
+        return await usage(self._store, self.budgets(), subjects, now)
 
     def state(self) -> dict[str, object]:
         return {**self.health.state(), "subjects": len(self.states),

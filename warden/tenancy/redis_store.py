@@ -75,6 +75,15 @@ class RedisLimits:
             results.append([int(value) for value in values])
         return results
 
+    async def read_budgets(self, keys: list[str]) -> list[int]:
+        """What each budget counter holds (0: none yet), in one round trip."""
+        async with asyncio.timeout(self.timeout):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(key, "t")
+                values = await pipe.execute()
+        return [int(value) if value is not None else 0 for value in values]
+
     async def ping(self) -> None:
         async with asyncio.timeout(self.timeout):
             await self._redis.ping()
