@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from urllib.parse import quote
 
@@ -38,6 +39,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--metadata", action="append", metavar="KEY=VALUE", default=[],
                         help="a free label (repeat)")
     create.add_argument("--limits", metavar="JSON", help="its limits, a JSON object")
+    create.add_argument("--budget", metavar="KIND:AMOUNT/PER",
+                        help="what it may spend a UTC day or month: tokens:1000000/day or "
+                        "cost:25/month (in the unit of rate_limits.prices)")
     create.set_defaults(command=_create)
     listing = actions.add_parser("list", help="every key the gateway accepts, from its config "
                                  "and its key store (never a key nor its hash)")
@@ -92,11 +96,29 @@ def _create(args: argparse.Namespace) -> int:
             body["limits"] = json.loads(args.limits)
         except ValueError:
             return _mistake(f"--limits is not JSON: {args.limits}")
+    if args.budget is not None:
+        budget = _budget(args.budget)
+        if budget is None:
+            return _mistake(f"--budget takes tokens:N/day, tokens:N/month, cost:X/day or "
+                            f"cost:X/month (got {args.budget!r})")
+        if not isinstance(body.get("limits", {}), dict):
+            return _mistake("--limits must be a JSON object to add --budget to it")
+        body["limits"] = {**body.get("limits", {}), "budget": budget}
     answer = _admin(args, "", body)
     if answer is None:
         return 2
     _print_new(answer)
     return 0
+
+
+def _budget(text: str) -> dict | None:
+    found = re.fullmatch(r"(tokens|cost):([0-9]+(?:\.[0-9]+)?)/(day|month)", text.strip())
+    if found is None:
+        return None
+    kind, amount, per = found.groups()
+    if kind == "tokens" and "." in amount:
+        return None
+    return {kind: int(amount) if kind == "tokens" else float(amount), "per": per}
 
 
 def _list(args: argparse.Namespace) -> int:

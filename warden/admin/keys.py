@@ -101,7 +101,7 @@ class KeysAdmin:
                 read_from = "memory"  # (what this gateway holds: no revoked keys)
             listed += [self._stored_entry(k) for k in stored]
         tenants = {name: {"limits": _limits_shown(tenant.limits), "budget": None}
-                   for name, tenant in sorted(self._keys.tenants.items())}
+                   for name, tenant in sorted(self._keys.tenant_grants.items())}
         await self._budgets(listed, tenants)
         return 200, {"keys": listed, "tenants": tenants, "read_from": read_from,
                      "store": self.ready()}
@@ -115,7 +115,7 @@ class KeysAdmin:
             limits = _parsed(entry.get("limits"))
             if limits is not None and limits.budget is not None:
                 subjects.append(("key:" + entry["id"], limits))
-        for name, tenant in self._keys.tenants.items():
+        for name, tenant in self._keys.tenant_grants.items():
             if tenant.limits is not None and tenant.limits.budget is not None:
                 subjects.append(("tenant:" + name, tenant.limits))
         if self._limiter is None or not subjects:

@@ -118,6 +118,11 @@ class ClientKeys:
             self.ring.remove(digest)
 
     @property
+    def tenant_grants(self) -> dict[str, Tenant]:
+        """The config's tenants, by name."""
+        return self._tenants
+
+    @property
     def tenants(self) -> frozenset[str]:
         """The config's tenants (a stored key may name one of these only)."""
         return frozenset(self._tenants)
