@@ -192,7 +192,7 @@ class LeasedLimiter:
     def budgets(self) -> dict[str, tuple[int, int]]:
         """subject -> (its budget's period, taken as far as this replica knows: the shared
         counter at its last lease, less what it holds unspent)."""
-        return {name: (state.period, state.budget.limit - state.budget.remaining())
+        return {name: (state.period, max(0, state.budget.shared - state.budget.have))
                 for name, state in self.states.items() if state.budget is not None}
 
     async def budget_usage(self, subjects: Subjects, now: float) -> list[dict]:
