@@ -1,7 +1,8 @@
 """Budgets through the gateway, as OpenAI's SDK meets them (one gateway, the memory store):
 a key served until its token budget is spent, then 429 `insufficient_quota` that the SDK does
 not retry; a tenant's cost budget counted from the prices, shown by /admin/keys and /metrics;
-a model without a price refused; a stream cut mid-way charged by what it relayed."""
+a model without a price refused; a stream cut mid-way charged by what it relayed; a stored
+key's budget made by `warden keys create --budget`, kept in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import pytest
 from openai import OpenAI
 
 from tests.harness import GatewayThread, http, wait_until
+from tests.integration.test_key_admin import keys_cli
+from tests.integration.test_key_store import auth, chat, schema, sql
+
+__all__ = ["schema"]  # (the fixture, shared)
 
 KEY = "wk-budget-test-key-000000001"
 MESSAGES = [{"role": "user", "content": "Tell me about the fleet"}]
@@ -127,5 +132,34 @@ def test_a_stream_cut_mid_way_is_charged_by_what_it_relayed(slow_fleet):
         wait_until(lambda: gw.in_flight() == 0, what="the cut stream to end")
         spent = next(k for k in listing(gw)["keys"] if k["id"] == "k")["budget"]["spent"]
         assert 3 <= spent < 100   # its prompt's estimate and the events relayed
+    finally:
+        gw.stop()
+
+
+def test_a_stored_keys_budget_from_the_cli_is_kept_in_postgresql_and_holds(fleet, schema):
+    gw = GatewayThread({"backends": fleet.backends_config(), "auth": auth(schema)})
+    url = gw.url
+    try:
+        made = keys_cli("create", "b-key", "--tenant", "search", "--budget", "tokens:60/day",
+                        "--limits", '{"rpm": 100}', "--url", url)
+        assert made.returncode == 0, made.stderr
+        key = made.stdout.split("key: ", 1)[1].split()[0]
+        row = sql(f"SELECT limits FROM {schema}.api_keys WHERE id = 'b-key'")[0]
+        assert json.loads(row["limits"]) == {"rpm": 100, "budget": {"tokens": 60, "per": "day"}}
+        statuses = [chat(url, key) for _ in range(40)]
+        assert statuses[0] == 200 and statuses[-1] == 429 and set(statuses) == {200, 429}
+        shown = json.loads(keys_cli("show", "b-key", "--json", "--url", url).stdout)
+        assert shown["budget"]["limit"] == 60 and 0 < shown["budget"]["spent"] <= 60
+        for mistake, says in [
+                (("--budget", "tokens:-5/day"), "--budget takes tokens:N/day"),
+                (("--budget", "tokens:2.5/day"), "--budget takes tokens:N/day"),
+                (("--budget", "cost:5/week"), "--budget takes tokens:N/day"),
+                (("--budget", "tokens:99999999999999999/day"),
+                 "answered 400: limits.budget.tokens"),
+                (("--limits", '{"budget": {"cost": 5, "tokens": 5, "per": "day"}}'),
+                 "exactly one of tokens, cost")]:
+            result = keys_cli("create", "x", *mistake, "--url", url)
+            assert result.returncode == 2 and says in result.stderr, result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
     finally:
         gw.stop()

@@ -96,7 +96,7 @@ def test_a_cost_budget_without_prices_is_a_config_error():
               "auth": {"mode": "required", "tenants": {
                   "t": {"limits": {"budget": {"cost": 5, "per": "day"}}}}, "keys": [
                   {"id": "k", "value": "wk-0123456789abcdef", "tenant": "t"}]}}
-    with pytest.raises(ValidationError, match="rate_limits.prices is empty"):
+    with pytest.raises(ValidationError, match=r"rate_limits\.prices is empty"):
         Settings.model_validate(config)
     config["rate_limits"] = {"prices": {"*": {"input": 1, "output": 1}}}
     assert Settings.model_validate(config).rate_limits.prices["*"].output == 1
