@@ -24,6 +24,11 @@ L = max(1, floor(limit x lease_fraction)) (and B, the same of max_concurrent):
 - Under the limit: allowance unspent at the window's end (at most 1.5 L per replica, plus
   tokens settle gave back) simply expires, nothing is returned to Redis; a subject may be
   refused on one replica (the shared counter is spent) while another still holds room.
+- budget (tokens or cost a UTC day or month, tenancy/budget.py): a bucket like tpm's whose
+  window is its period, leased from its own counter: what is reserved in a period is at most
+  the budget + N x max(L, the largest reservation admitted on credit), L its lease (plus what
+  settle charged beyond the reservations once it was spent). A replica keeps a subject's
+  budget until its period ends (forgetting it would lose the allowance it leased).
 - A burst past L within one Redis round trip is refused (BURST, retry_after 1 s): the bound
   is kept rather than the request.
 - The store down: what the replica holds still admits; what it does not is admitted

@@ -13,6 +13,9 @@ any subject name is unambiguous):
 - `<p>hold:<subject>` (hash replica -> slots held) and `<p>hold-until:<subject>` (sorted set
   replica -> expiry, ms): the leased mode's slot blocks; both expire `slot_ttl` after the
   last change.
+- `<p>budget:<day|month>:<period>:<subject>`, a hash like a window's whose `t` counts a
+  budget's tokens or cost (millionths) in one UTC day or month (tenancy/budget.py); expires a
+  day after its period ends.
 - `<p>busy:<subject>`, a sorted set ticket -> expiry (ms): the exact mode's requests in
   flight; expires `slot_ttl` after the last change.
 """
