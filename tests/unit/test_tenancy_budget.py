@@ -194,3 +194,17 @@ def test_a_request_larger_than_the_whole_budget_is_insufficient_quota_at_once():
         refused = limiter.admit([("key:k", budget(tokens=100, per="month"))], 101, clock.now)
         assert isinstance(refused, Refusal) and refused.code == "insufficient_quota"
     run(go())
+
+
+def test_each_429_is_counted_by_its_limit_and_subject_and_a_503_is_not():
+    from warden.admission.limits import refusal_error
+    from warden.tenancy.answers import Quota
+
+    counts: dict[tuple[str, str], int] = {}
+    for subject, limit, retry in [("ip:10.0.0.1", "rpm", 1.0), ("key:k", "max_concurrent", 1.0),
+                                  ("tenant:t", "budget", None), ("key:k", "tpm", 3.0),
+                                  ("key:k", "unavailable", 1.0)]:
+        error = refusal_error(Refusal(subject, limit, retry, Quota()), counts)
+        assert error.status == (503 if limit == "unavailable" else 429)
+    assert counts == {("rpm", "ip"): 1, ("concurrency", "key"): 1, ("budget", "tenant"): 1,
+                      ("tpm", "key"): 1}
