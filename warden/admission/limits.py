@@ -32,7 +32,7 @@ from warden.guard.prompt_size import prompt_tokens_at_least
 from warden.proxy.relay import Relay
 from warden.stream.usage_strip import UsageStripper
 from warden.tenancy.answers import METRIC_KIND, Refusal, Ticket
-from warden.tenancy.budget import Prices, cost_of, has_cost_budget
+from warden.tenancy.budget import Prices, cost_of
 from warden.tenancy.keys import ApiKey
 from warden.tenancy.limiter import Limiter, Subjects
 
@@ -78,10 +78,21 @@ def subjects_of(key: ApiKey) -> Subjects:
 
 def output_asked(body: dict, default: int) -> int:
     for name in OUTPUT_FIELDS:
-        value = lax_int(body.get(name))
+        given = body.get(name)
+        if given is None:   # (most bodies: no call)
+            continue
+        value = given if type(given) is int else lax_int(given)
         if value is not None and value >= 0:
             return value
     return default
+
+
+def has_cost_budget(subjects: Subjects) -> bool:
+    for _, limits in subjects:
+        budget = limits.budget
+        if budget is not None and budget.cost is not None:
+            return True
+    return False
 
 
 class LimitStage:

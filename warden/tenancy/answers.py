@@ -76,11 +76,10 @@ class Ticket:
     (`Limiter.settle`), whatever the end. `checked` is False for one admitted unchecked while
     the store was down (fail_mode open)."""
 
-    __slots__ = ("checked", "cost", "names", "price", "quota", "settled", "tokens", "window")
+    __slots__ = ("checked", "cost", "price", "quota", "settled", "tokens", "window")
 
-    def __init__(self, names: tuple[str, ...], tokens: int, window: int, quota: Quota,
-                 checked: bool = True, cost: int = 0):
-        self.names = names
+    def __init__(self, tokens: int, window: int, quota: Quota, checked: bool = True,
+                 cost: int = 0):
         self.tokens = tokens
         self.cost = cost      # reserved, in millionths (cost budgets; 0: none)
         self.price: tuple[float, float] | None = None   # the model's, set by the stage

@@ -17,10 +17,9 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from warden.config.limits_schema import BudgetSpec, LimitValues, PriceSpec
+from warden.config.limits_schema import BudgetSpec, PriceSpec
 
 DAY = 86400.0
 KEEP_AFTER = DAY   # a period's counter in Redis outlives its end by this (late settles)
@@ -57,14 +56,6 @@ def cost_of(price: tuple[float, float] | None, prompt: int, output: int) -> int:
     if price is None:
         return 0
     return math.ceil(prompt * price[0] + output * price[1])
-
-
-def has_cost_budget(subjects: Sequence[tuple[str, LimitValues]]) -> bool:
-    for _, limits in subjects:
-        budget = limits.budget
-        if budget is not None and budget.cost is not None:
-            return True
-    return False
 
 
 class Prices:

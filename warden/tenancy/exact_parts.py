@@ -17,12 +17,13 @@ Answer = Ticket | Refusal
 
 
 class ExactTicket(Ticket):
-    __slots__ = ("busy", "ident", "limited", "renewed_at")
+    __slots__ = ("busy", "ident", "limited", "names", "renewed_at")
 
     def __init__(self, limited: Subjects, names: tuple[str, ...], tokens: int, window: int,
                  quota: Quota, ident: str, renewed_at: float, checked: bool = True,
                  cost: int = 0):
-        super().__init__(names, tokens, window, quota, checked, cost)
+        super().__init__(tokens, window, quota, checked, cost)
+        self.names = names
         self.limited = limited    # the subjects with a limit (the others are not in Redis)
         self.ident = ident
         self.busy = any(limits.max_concurrent for _, limits in limited)

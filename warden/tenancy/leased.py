@@ -83,8 +83,7 @@ class LeasedTicket(Ticket):
 
     def __init__(self, states: tuple[SubjectState, ...], tokens: int, window: int,
                  quota: Quota, checked: bool, cost: int):
-        super().__init__(tuple(state.name for state in states), tokens, window, quota, checked,
-                         cost)
+        super().__init__(tokens, window, quota, checked, cost)
         self.states = states
 
 
