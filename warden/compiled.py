@@ -44,6 +44,8 @@ MODULES = (
     "warden/forensics/listener.py",
     "warden/guard/fields.py",
     "warden/guard/guard.py",
+    "warden/guard/lax.py",
+    "warden/guard/prompt_size.py",
     "warden/guard/validate.py",
     "warden/observe/metrics.py",
     "warden/proxy/forwarder.py",

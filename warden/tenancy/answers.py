@@ -66,8 +66,9 @@ def duration_text(seconds: float) -> str:
     if ms < 1000:
         return f"{ms}ms"
     minutes, ms = divmod(ms, 60_000)
-    text = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
-    return f"{minutes}m{text}s" if minutes else f"{text}s"
+    whole, part = divmod(ms, 1000)   # (integers only: no float formatting per answer)
+    text = f"{whole}.{part:03d}".rstrip("0") if part else str(whole)
+    return f"{minutes}m{text}s" if minutes else text + "s"
 
 
 class Ticket:
