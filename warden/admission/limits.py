@@ -15,6 +15,7 @@ import asyncio
 import time
 from asyncio import Future
 from collections.abc import Callable
+from typing import Final
 
 import orjson
 
@@ -95,24 +96,47 @@ def has_cost_budget(subjects: Subjects) -> bool:
     return False
 
 
+class KeySubjects:
+    """What a key's requests are counted against, worked out once per key (not per request):
+    its subjects, and whether one has a cost budget (then the model's price is needed)."""
+
+    def __init__(self, key: ApiKey):
+        self.key = key
+        self.subjects = subjects_of(key)
+        self.priced = has_cost_budget(self.subjects)
+
+
+MAX_KEYS_HELD: Final = 100_000   # (keys rotated and revoked leave entries: then start over)
+
+
 class LimitStage:
     def __init__(self, limiter: Limiter, default_max_tokens: int, prices: Prices):
         self._limiter = limiter
         self._default = default_max_tokens
         self._prices = prices
+        self._keys: dict[str, KeySubjects] = {}   # by key id; this runtime's (its config's)
+
+    def _subjects(self, key: ApiKey) -> KeySubjects:
+        held = self._keys.get(key.id)
+        if held is None or held.key is not key:   # (a key changed: a new ApiKey object)
+            if len(self._keys) >= MAX_KEYS_HELD:
+                self._keys.clear()
+            held = self._keys[key.id] = KeySubjects(key)
+        return held
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
         key = relay.grant
         if not isinstance(key, ApiKey):
             return None
-        subjects = subjects_of(key)
+        held = self._subjects(key)
+        subjects = held.subjects
         if not subjects:
             return None
         prompt = prompt_tokens_at_least(body, CHARS_PER_TOKEN)[0]
         output = 0 if relay.endpoint == "/v1/embeddings" else output_asked(body, self._default)
         cost = 0
         price: tuple[float, float] | None = None
-        if has_cost_budget(subjects):   # (the price looked up only under a cost budget)
+        if held.priced:   # (the price looked up only under a cost budget)
             model = body.get("model")
             price = self._prices.of(model) if isinstance(model, str) else None
             if price is None:

@@ -46,29 +46,40 @@ class Quota:
             self.limit_tokens, self.remaining_tokens = limit, remaining
 
     def headers(self) -> bytes:
-        """The header lines, each ending in CRLF (none for a kind with no limit)."""
-        reset = duration_text(self.reset).encode()
-        lines = b""
+        """The header lines, each ending in CRLF (none for a kind with no limit). (One
+        format per answer: this runs on every limited response.)"""
+        reset = duration_bytes(self.reset)
         if self.limit_requests >= 0:
-            lines += (b"x-ratelimit-limit-requests: %d\r\nx-ratelimit-remaining-requests: "
-                      b"%d\r\nx-ratelimit-reset-requests: %s\r\n"
-                      % (self.limit_requests, self.remaining_requests, reset))
+            if self.limit_tokens >= 0:
+                return _BOTH % (self.limit_requests, self.remaining_requests, reset,
+                                self.limit_tokens, self.remaining_tokens, reset)
+            return _REQUESTS % (self.limit_requests, self.remaining_requests, reset)
         if self.limit_tokens >= 0:
-            lines += (b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: "
-                      b"%d\r\nx-ratelimit-reset-tokens: %s\r\n"
-                      % (self.limit_tokens, self.remaining_tokens, reset))
-        return lines
+            return _TOKENS % (self.limit_tokens, self.remaining_tokens, reset)
+        return b""
+
+
+_REQUESTS: Final = (b"x-ratelimit-limit-requests: %d\r\nx-ratelimit-remaining-requests: %d\r\n"
+                    b"x-ratelimit-reset-requests: %s\r\n")
+_TOKENS: Final = (b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: %d\r\n"
+                  b"x-ratelimit-reset-tokens: %s\r\n")
+_BOTH: Final = _REQUESTS + _TOKENS
 
 
 def duration_text(seconds: float) -> str:
     """As OpenAI writes its resets: 20ms, 1.5s, 6m0s."""
+    return duration_bytes(seconds).decode()
+
+
+def duration_bytes(seconds: float) -> bytes:
+    """`duration_text`, as bytes (integers only: no float formatting per answer)."""
     ms = max(0, math.ceil(seconds * 1000))
     if ms < 1000:
-        return f"{ms}ms"
+        return b"%dms" % ms
     minutes, ms = divmod(ms, 60_000)
-    whole, part = divmod(ms, 1000)   # (integers only: no float formatting per answer)
-    text = f"{whole}.{part:03d}".rstrip("0") if part else str(whole)
-    return f"{minutes}m{text}s" if minutes else text + "s"
+    whole, part = divmod(ms, 1000)
+    text = (b"%d.%03d" % (whole, part)).rstrip(b"0") if part else b"%d" % whole
+    return b"%dm%ss" % (minutes, text) if minutes else text + b"s"
 
 
 class Ticket:
