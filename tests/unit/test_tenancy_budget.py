@@ -208,3 +208,16 @@ def test_each_429_is_counted_by_its_limit_and_subject_and_a_503_is_not():
         assert error.status == (503 if limit == "unavailable" else 429)
     assert counts == {("rpm", "ip"): 1, ("concurrency", "key"): 1, ("budget", "tenant"): 1,
                       ("tpm", "key"): 1}
+
+
+def test_a_leased_budget_running_low_asks_for_a_lease_whatever_the_other_limits_hold():
+    from warden.tenancy.subject import SubjectState
+
+    limits = LimitValues.model_validate({"rpm": 1000, "budget": {"tokens": 10_000,
+                                                                "per": "day"}})
+    state = SubjectState("key:k", limits, 0, 0.1, 30.0, whole=False, now=at("2026-12-05T10:00"))
+    assert state.requests is not None and state.budget is not None
+    state.requests.granted(100, 100, 100)     # the rpm holds plenty
+    state.budget.granted(1000, 1000, 1000)    # a budget lease: 1,000 tokens
+    assert not state.take(100, 0, 0.0)        # 900 left: nothing to ask
+    assert state.take(500, 0, 0.0)            # 400 left, below half a lease: ask

@@ -131,7 +131,7 @@ class SubjectState:
             ask = self.budget.ask() > 0
         if self.requests is not None:
             self.requests.take(1)
-            ask = self.requests.ask() > 0
+            ask = ask or self.requests.ask() > 0
         if self.tokens is not None:
             self.tokens.take(tokens)
             ask = ask or self.tokens.ask() > 0
