@@ -221,3 +221,19 @@ def test_a_leased_budget_running_low_asks_for_a_lease_whatever_the_other_limits_
     state.budget.granted(1000, 1000, 1000)    # a budget lease: 1,000 tokens
     assert not state.take(100, 0, 0.0)        # 900 left: nothing to ask
     assert state.take(500, 0, 0.0)            # 400 left, below half a lease: ask
+
+
+def test_a_budget_that_came_with_a_reload_is_not_given_what_earlier_requests_never_took():
+    async def go() -> None:
+        clock = Clock(at("2026-12-05T10:00:30"))
+        limiter = build_limiter(RateLimitSpec(), clock=clock)
+        before = limiter.admit([("key:k", LimitValues(rpm=10))], 50, clock.now)
+        now = [("key:k", LimitValues.model_validate(
+            {"rpm": 10, "budget": {"tokens": 100, "per": "day"}}))]
+        during = limiter.admit(now, 60, clock.now)
+        assert isinstance(before, Ticket) and isinstance(during, Ticket)
+        limiter.settle(before, 0)                 # reserved nothing from the budget
+        assert limiter.budgets()["key:k"][1] == 60
+        limiter.settle(during, 20)
+        assert limiter.budgets()["key:k"][1] == 20
+    run(go())

@@ -79,12 +79,16 @@ Subjects = Sequence[tuple[str, LimitValues]]
 
 
 class LeasedTicket(Ticket):
-    __slots__ = ("states",)
+    """`periods`: per state, the budget's period it reserved from (-1: none); None when no
+    subject had a budget (most requests: nothing built)."""
+
+    __slots__ = ("periods", "states")
 
     def __init__(self, states: tuple[SubjectState, ...], tokens: int, window: int,
-                 quota: Quota, checked: bool, cost: int):
+                 quota: Quota, checked: bool, cost: int, periods: tuple[int, ...] | None):
         super().__init__(tokens, window, quota, checked, cost)
         self.states = states
+        self.periods = periods
 
 
 class LeasedLimiter:
@@ -117,11 +121,13 @@ class LeasedLimiter:
         up = self.health.up
         states: list[SubjectState] = []
         down: SubjectState | None = None
+        budgeted = False
         for name, limits in subjects:
             state = self._state(name, limits, window, now)
             if state in states:
                 raise ValueError(f"subject {name!r} is given twice")
             states.append(state)
+            budgeted = budgeted or state.budget is not None
             kind, outcome = state.decide(tokens, cost, now, up)
             if kind:
                 return self._refuse(states, state, kind, outcome, tokens, now)
@@ -134,7 +140,9 @@ class LeasedLimiter:
             if state.take(tokens, cost, now):
                 self.want(state)
             state.count(quota)
-        return LeasedTicket(tuple(states), tokens, window, quota, down is None, cost)
+        periods = tuple([state.period if state.budget is not None else -1
+                         for state in states]) if budgeted else None
+        return LeasedTicket(tuple(states), tokens, window, quota, down is None, cost, periods)
 
     def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None,
                used_cost: int = 0) -> None:
@@ -148,14 +156,16 @@ class LeasedLimiter:
         now = self.clock() if now is None else now
         window = window_of(now)
         delta = ticket.tokens - max(0, used_tokens)
-        for state in ticket.states:
+        periods = ticket.periods
+        for i, state in enumerate(ticket.states):
             slots = state.slots
             if slots is not None:
                 slots.free()
                 if not self._whole and slots.wants(now) >= 0:
                     self.want(state)
-            if state.budget is not None:
-                self._settle_budget(state, ticket, used_tokens, used_cost, now, window)
+            if periods is not None and periods[i] >= 0:
+                self._settle_budget(state, periods[i], ticket, used_tokens, used_cost, now,
+                                    window)
             if delta == 0 or (delta > 0 and window != ticket.window):
                 continue   # nothing to give back, or to a window that is over
             current = self._current(state, window, now)
@@ -164,17 +174,17 @@ class LeasedLimiter:
                 if not self._whole and current.tokens.ask() > 0:
                     self.want(current)
 
-    def _settle_budget(self, state: SubjectState, ticket: Ticket, used_tokens: int,
-                       used_cost: int, now: float, window: int) -> None:
+    def _settle_budget(self, state: SubjectState, period: int, ticket: Ticket,
+                       used_tokens: int, used_cost: int, now: float, window: int) -> None:
+        """`period`: the one the ticket reserved from (a subject whose budget came with a
+        reload after its admission reserved nothing: it has no settle)."""
         back = state.charge(ticket.tokens, ticket.cost) - \
             state.charge(max(0, used_tokens), max(0, used_cost))
         if back == 0:
             return
         current = self._current(state, window, now)
         budget = current.budget
-        reserved_at = ticket.window * WINDOW   # (periods start on whole minutes)
-        if budget is None or (back > 0 and not (
-                current.period_start <= reserved_at < current.period_end)):
+        if budget is None or (back > 0 and current.period != period):
             return   # no budget now, or its unused part would go to a period that is over
         budget.give(back)
         if not self._whole and budget.ask() > 0:
