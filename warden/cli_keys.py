@@ -133,8 +133,21 @@ def _list(args: argparse.Namespace) -> int:
         models = ",".join(key["models"]) if key["models"] is not None else "all models"
         print(f"{key['id']:24} {key['source']:6} {key['state']:8} "
               f"tenant {key['tenant'] or '-':12} {models}  priority "
-              f"{_or_dash(key['priority'])}  expires {_or_dash(key['expires'])}")
+              f"{_or_dash(key['priority'])}  expires {_or_dash(key['expires'])}"
+              f"{_budget_text(key.get('budget'))}")
+    for name, tenant in (answer.get("tenants") or {}).items():
+        if tenant.get("budget") is not None:
+            print(f"tenant {name:17}{_budget_text(tenant['budget'])}")
     return 0
+
+
+def _budget_text(budget: dict | None) -> str:
+    """`  budget 1200/2000000 tokens a day (resets 2026-12-06T00:00:00Z)`, or nothing."""
+    if not budget:
+        return ""
+    unit = "tokens" if budget["kind"] == "tokens" else "(cost)"
+    return (f"  budget {budget['spent']:g}/{budget['limit']:g} {unit} a {budget['per']} "
+            f"(resets {budget['resets_at']})")
 
 
 def _show(args: argparse.Namespace) -> int:

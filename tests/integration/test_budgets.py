@@ -150,6 +150,8 @@ def test_a_stored_keys_budget_from_the_cli_is_kept_in_postgresql_and_holds(fleet
         assert statuses[0] == 200 and statuses[-1] == 429 and set(statuses) == {200, 429}
         shown = json.loads(keys_cli("show", "b-key", "--json", "--url", url).stdout)
         assert shown["budget"]["limit"] == 60 and 0 < shown["budget"]["spent"] <= 60
+        listed = keys_cli("list", "--url", url).stdout
+        assert f"budget {shown['budget']['spent']:g}/60 tokens a day (resets" in listed
         for mistake, says in [
                 (("--budget", "tokens:-5/day"), "--budget takes tokens:N/day"),
                 (("--budget", "tokens:2.5/day"), "--budget takes tokens:N/day"),
