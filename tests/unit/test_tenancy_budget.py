@@ -71,6 +71,7 @@ def test_prices_the_first_match_in_the_order_written():
     ({"cost": 1e12, "per": "month"}, "less than or equal"),
     ({"cost": float("nan"), "per": "month"}, "finite"),
     ({"cost": -1, "per": "month"}, "greater than 0"),
+    ({"cost": 1e-7, "per": "month"}, "at least 0.000001"),
     ({"tokens": 2.5, "per": "day"}, "whole number"),
     ({"tokens": True, "per": "day"}, "whole number"),
     ({"tokens": 10, "cost": 1, "per": "day"}, "exactly one of tokens, cost"),

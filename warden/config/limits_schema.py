@@ -46,6 +46,9 @@ class BudgetSpec(Spec):
     def _one_kind(self) -> BudgetSpec:
         if (self.tokens is None) == (self.cost is None):
             raise ValueError("give exactly one of tokens, cost")
+        if self.units < 1:
+            raise ValueError("cost is counted in millionths of its unit: give at least "
+                             "0.000001")
         return self
 
     @property
