@@ -40,6 +40,10 @@ SDK_REQUEST = (
     b"x-stainless-retry-count: 0\r\nx-stainless-read-timeout: 600\r\n"
     b"Content-Length: 57\r\n\r\n"
     b'{"model":"m","messages":[{"role":"user","content":"hi"}]}')
+KEY = "wk-bench-key-000000000000000000001"
+# The plain request with a key (auth and limits' rigs).
+KEYED_REQUEST = REQUEST.replace(b"Host: gw\r\n", b"Host: gw\r\nAuthorization: Bearer %s\r\n"
+                                % KEY.encode())
 STREAM_REQUEST = request(b'{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}')
 BODY = b'{"id":"x","object":"chat.completion","choices":[]}'
 RESPONSE = (b"HTTP/1.1 200 OK\r\ndate: Sat, 21 Nov 2026 20:00:00 GMT\r\nserver: uvicorn\r\n"
@@ -83,12 +87,13 @@ class Rig:
     client connection: the real protocol objects, driven by hand."""
 
     def __init__(self, request: bytes = REQUEST, recorder: str | None = None,
-                 guard: bool = True, flush_every: int = 1) -> None:
+                 guard: bool = True, flush_every: int = 1, extra: dict | None = None) -> None:
         """`recorder`: None (off), or the response capture (none | summary | full); its
         records are rendered, and dropped every `flush_every` rounds instead of being
         written (1: at each round, as the instruction counts want; the gateway at 20k
         requests/s flushes every ~4,000, which costs the memory more). `guard`: the guard
-        (validation and rules) on, as by default, or off."""
+        (validation and rules) on, as by default, or off. `extra`: more settings (API keys,
+        limits)."""
         self.request = request
         self.flush_every = flush_every
         self.rounds = 0
@@ -96,7 +101,8 @@ class Rig:
         settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
                                                  "models": ["m"]}],
                                    "recorder": recording,
-                                   "guard": {"mode": "enforce" if guard else "off"}}, {})
+                                   "guard": {"mode": "enforce" if guard else "off"},
+                                   **(extra or {})}, {})
         gateway = build_app(settings)
         self.recorder = gateway.recorder
         gateway.forwarder.bind(asyncio.get_running_loop())

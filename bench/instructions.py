@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import uvloop
 
-from bench.hot_path import SDK_REQUEST, SSE_EVENT, Rig
+from bench.hot_path import KEY, KEYED_REQUEST, SDK_REQUEST, SSE_EVENT, Rig
 from warden import compiled
 from warden.app.wiring import serving
 from warden.observe.loop_probe import LoopProbe
@@ -41,12 +41,20 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 # recorded as shipped, in summary; recorded in full; with the guard off), one relayed SSE
 # chunk, or one tick of the event loop's probe (observe.loop_probe: per timer, not per
 # request; at 1,000 ticks a second while busy, a request's share is ticks/s over requests/s).
-KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick")
+# `keyed`: a key required; `limited`: and its limits (rpm, tpm, max_concurrent) counted in the
+# memory store, which runs the leased mode's admit and settle without the Redis leases.
+KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick", "keyed",
+         "limited")
+KEYED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY}]}}
+LIMITED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY, "limits": {
+    "rpm": 10**9, "tpm": 10**12, "max_concurrent": 10**5}}]}}
 
 
 def _rig(kind: str) -> Rig:
     rigs = {"sdk": lambda: Rig(SDK_REQUEST), "recorded": lambda: Rig(recorder="full"),
-            "summary": lambda: Rig(recorder="summary"), "unguarded": lambda: Rig(guard=False)}
+            "summary": lambda: Rig(recorder="summary"), "unguarded": lambda: Rig(guard=False),
+            "keyed": lambda: Rig(KEYED_REQUEST, extra=KEYED),
+            "limited": lambda: Rig(KEYED_REQUEST, extra=LIMITED)}
     return rigs.get(kind, Rig)()
 
 

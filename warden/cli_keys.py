@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from urllib.parse import quote
 
@@ -38,6 +39,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--metadata", action="append", metavar="KEY=VALUE", default=[],
                         help="a free label (repeat)")
     create.add_argument("--limits", metavar="JSON", help="its limits, a JSON object")
+    create.add_argument("--budget", metavar="KIND:AMOUNT/PER",
+                        help="what it may spend a UTC day or month: tokens:1000000/day or "
+                        "cost:25/month (in the unit of rate_limits.prices)")
     create.set_defaults(command=_create)
     listing = actions.add_parser("list", help="every key the gateway accepts, from its config "
                                  "and its key store (never a key nor its hash)")
@@ -92,11 +96,29 @@ def _create(args: argparse.Namespace) -> int:
             body["limits"] = json.loads(args.limits)
         except ValueError:
             return _mistake(f"--limits is not JSON: {args.limits}")
+    if args.budget is not None:
+        budget = _budget(args.budget)
+        if budget is None:
+            return _mistake(f"--budget takes tokens:N/day, tokens:N/month, cost:X/day or "
+                            f"cost:X/month (got {args.budget!r})")
+        if not isinstance(body.get("limits", {}), dict):
+            return _mistake("--limits must be a JSON object to add --budget to it")
+        body["limits"] = {**body.get("limits", {}), "budget": budget}
     answer = _admin(args, "", body)
     if answer is None:
         return 2
     _print_new(answer)
     return 0
+
+
+def _budget(text: str) -> dict | None:
+    found = re.fullmatch(r"(tokens|cost):([0-9]+(?:\.[0-9]+)?)/(day|month)", text.strip())
+    if found is None:
+        return None
+    kind, amount, per = found.groups()
+    if kind == "tokens" and "." in amount:
+        return None
+    return {kind: int(amount) if kind == "tokens" else float(amount), "per": per}
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -111,8 +133,21 @@ def _list(args: argparse.Namespace) -> int:
         models = ",".join(key["models"]) if key["models"] is not None else "all models"
         print(f"{key['id']:24} {key['source']:6} {key['state']:8} "
               f"tenant {key['tenant'] or '-':12} {models}  priority "
-              f"{_or_dash(key['priority'])}  expires {_or_dash(key['expires'])}")
+              f"{_or_dash(key['priority'])}  expires {_or_dash(key['expires'])}"
+              f"{_budget_text(key.get('budget'))}")
+    for name, tenant in (answer.get("tenants") or {}).items():
+        if tenant.get("budget") is not None:
+            print(f"tenant {name:17}{_budget_text(tenant['budget'])}")
     return 0
+
+
+def _budget_text(budget: dict | None) -> str:
+    """`  budget 1200/2000000 tokens a day (resets 2026-12-06T00:00:00Z)`, or nothing."""
+    if not budget:
+        return ""
+    unit = "tokens" if budget["kind"] == "tokens" else "(cost)"
+    return (f"  budget {budget['spent']:g}/{budget['limit']:g} {unit} a {budget['per']} "
+            f"(resets {budget['resets_at']})")
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -120,6 +120,21 @@ class RateLimited(ClientError):
     code = "rate_limit_exceeded"
 
 
+class InsufficientQuota(ClientError):
+    """A key's or a tenant's budget (a day's or a month's tokens or cost) is spent: OpenAI's
+    429 `insufficient_quota`, which clients must not retry (`x-should-retry: false`)."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class ModelNotPriced(Forbidden):
+    """A model with no price in rate_limits.prices, asked for under a cost budget."""
+
+    code = "model_not_priced"
+
+
 class LimitsUnavailable(WardenError):
     """The limits' shared store cannot be reached and `rate_limits.fail_mode` is closed."""
 

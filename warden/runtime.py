@@ -79,10 +79,14 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("guard.quarantine (its store)")
     if old.auth.store != new.auth.store:
         changed.append("auth.store")
-    if (uses_limits(old), old.rate_limits.model_copy(update={"per_ip_rpm": None})) != \
-            (uses_limits(new), new.rate_limits.model_copy(update={"per_ip_rpm": None})):
+    if (uses_limits(old), _limits_store(old)) != (uses_limits(new), _limits_store(new)):
         changed.append("rate_limits (their store; or limits turned on or off)")
     return changed
+
+
+def _limits_store(settings: Settings) -> object:
+    """rate_limits but what each runtime's stages read (per_ip_rpm, prices: a reload)."""
+    return settings.rate_limits.model_copy(update={"per_ip_rpm": None, "prices": {}})
 
 
 def _quarantine_store(settings: Settings) -> tuple:

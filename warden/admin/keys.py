@@ -1,7 +1,8 @@
 """The admin API's key routes, served through admin.routes: the client keys this gateway
 accepts and, with a key store (auth.store), making, revoking and rotating them.
 
-    GET  /admin/keys             every key, the config's and the store's, and the store's state
+    GET  /admin/keys             every key, the config's and the store's, the tenants, and the
+                                 store's state; each with its budget's usage (docs/limits.md)
     POST /admin/keys             {"id", "tenant", "models", "priority", "expires", "metadata",
                                  "limits"}: a new key (201), shown this once
     GET  /admin/keys/ID          one key
@@ -21,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from warden.config.auth_schema import StoredKeySpec
+from warden.config.limits_schema import LimitValues
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
 from warden.edge.responses import respond_error, respond_json
@@ -34,6 +36,7 @@ from warden.errors import (
 )
 from warden.tenancy.client_keys import ClientKeys, StoredKey, describe_config_key
 from warden.tenancy.key_store import KeyStore
+from warden.tenancy.limiter import Limiter
 
 KEYS = "/admin/keys"
 ACTIONS = ("revoke", "rotate")
@@ -43,12 +46,14 @@ NO_STORE = ("keys come from the config file on this gateway (auth.keys): change 
 
 
 class KeysAdmin:
-    def __init__(self, keys: ClientKeys, store: KeyStore | None, required: bool = True):
+    def __init__(self, keys: ClientKeys, store: KeyStore | None, required: bool = True,
+                 limiter: Limiter | None = None):
         """`store`: None when the keys come from the config file only; `required`: requests
-        need a key (auth.mode)."""
+        need a key (auth.mode); `limiter`: where budgets are counted (None: limits off)."""
         self._keys = keys
         self._store = store
         self._required = required
+        self._limiter = limiter
 
     def handle(self, request: HttpRequest, client: HttpConnection,
                rid: bytes) -> Coroutine[None, None, None] | None:
@@ -95,12 +100,39 @@ class KeysAdmin:
                 stored = sorted(self._keys.stored.values(), key=lambda k: k.id)
                 read_from = "memory"  # (what this gateway holds: no revoked keys)
             listed += [self._stored_entry(k) for k in stored]
-        return 200, {"keys": listed, "read_from": read_from, "store": self.ready()}
+        tenants = {name: {"limits": _limits_shown(tenant.limits), "budget": None}
+                   for name, tenant in sorted(self._keys.tenant_grants.items())}
+        await self._budgets(listed, tenants)
+        return 200, {"keys": listed, "tenants": tenants, "read_from": read_from,
+                     "store": self.ready()}
+
+    async def _budgets(self, listed: list[dict], tenants: dict[str, dict]) -> None:
+        """Each entry's `budget`: its usage this period (tenancy/usage.py), or None (no
+        budget, or limits off). One read of the store for all of them."""
+        subjects: list[tuple[str, LimitValues]] = []
+        for entry in listed:
+            entry["budget"] = None
+            limits = _parsed(entry.get("limits"))
+            if limits is not None and limits.budget is not None:
+                subjects.append(("key:" + entry["id"], limits))
+        for name, tenant in self._keys.tenant_grants.items():
+            if tenant.limits is not None and tenant.limits.budget is not None:
+                subjects.append(("tenant:" + name, tenant.limits))
+        if self._limiter is None or not subjects:
+            return
+        found = {row["subject"]: row for row in
+                 await self._limiter.budget_usage(subjects, time.time())}
+        for entry in listed:
+            entry["budget"] = found.get("key:" + entry["id"])
+        for name, shown in tenants.items():
+            shown["budget"] = found.get("tenant:" + name)
 
     async def _show(self, key_id: str) -> tuple[int, dict]:
         config = next((k for k in self._keys.config if k.id == key_id), None)
         if config is not None:
-            return 200, self._config_entry(config)
+            entry = self._config_entry(config)
+            await self._budgets([entry], {})
+            return 200, entry
         if self._store is None:
             raise NotFound(f"no key {key_id!r} in the config file (the only source of keys "
                            "here: auth.store is not configured)")
@@ -112,7 +144,9 @@ class KeysAdmin:
                 raise
         if found is None:
             raise NotFound(f"no key {key_id!r}")
-        return 200, self._stored_entry(found)
+        entry = self._stored_entry(found)
+        await self._budgets([entry], {})
+        return 200, entry
 
     async def _create(self, body: bytes) -> tuple[int, dict]:
         store = self._writable()
@@ -182,6 +216,20 @@ async def _answer(work: Coroutine[None, None, tuple[int, dict]], client: HttpCon
         respond_error(client, e, rid)
         return
     respond_json(client, status, orjson.dumps(body), rid)
+
+
+def _limits_shown(limits: LimitValues | None) -> dict | None:
+    return limits.model_dump(exclude_none=True) if limits is not None else None
+
+
+def _parsed(limits: object) -> LimitValues | None:
+    """An entry's limits as the gateway reads them (None: none, or not valid)."""
+    if not isinstance(limits, dict):
+        return None
+    try:
+        return LimitValues.model_validate(limits)
+    except ValidationError:
+        return None
 
 
 def _parse(body: bytes) -> StoredKeySpec:

@@ -11,6 +11,7 @@ from warden.config.schema import Settings
 from warden.fleet.registry import BackendRegistry
 from warden.guard.guard import Guard
 from warden.routing.protocol import RoutingPolicy
+from warden.tenancy.budget import Prices
 from warden.tenancy.keys import KeyRing
 from warden.tenancy.limiter import Limiter
 
@@ -30,7 +31,8 @@ def build_stages(settings: Settings, guard: Guard | None, backends: BackendRegis
     if settings.auth.mode == "required":
         stages.append(AuthStage(keys if keys is not None else KeyRing.clients(settings.auth)))
         if limiter is not None:
-            stages.append(LimitStage(limiter, settings.rate_limits.default_max_tokens))
+            stages.append(LimitStage(limiter, settings.rate_limits.default_max_tokens,
+                                     Prices(settings.rate_limits.prices)))
     if guard is not None:
         stages.append(GuardStage(guard, backends))
     if policy.wants_prefix or policy.wants_session:

@@ -15,17 +15,25 @@ import asyncio
 import time
 from asyncio import Future
 from collections.abc import Callable
+from typing import Final
 
 import orjson
 
 from warden.admission.stage import StageResult
 from warden.config.limits_schema import LimitValues
-from warden.errors import LimitsUnavailable, RateLimited, WardenError
+from warden.errors import (
+    InsufficientQuota,
+    LimitsUnavailable,
+    ModelNotPriced,
+    RateLimited,
+    WardenError,
+)
 from warden.guard.lax import lax_bool, lax_int
 from warden.guard.prompt_size import prompt_tokens_at_least
 from warden.proxy.relay import Relay
 from warden.stream.usage_strip import UsageStripper
-from warden.tenancy.answers import Refusal, Ticket
+from warden.tenancy.answers import METRIC_KIND, Refusal, Ticket
+from warden.tenancy.budget import Prices, cost_of
 from warden.tenancy.keys import ApiKey
 from warden.tenancy.limiter import Limiter, Subjects
 
@@ -33,11 +41,19 @@ CHARS_PER_TOKEN = 4  # (an estimate for a reservation: settled by the real usage
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
-def refusal_error(refusal: Refusal) -> WardenError:
-    error: WardenError = LimitsUnavailable(refusal.message) if refusal.status == 503 \
-        else RateLimited(refusal.message)
-    if refusal.limit == "tpm":
-        error.type = "tokens"
+def refusal_error(refusal: Refusal, counts: dict[tuple[str, str], int]) -> WardenError:
+    """The refusal's error; a 429 is counted in `counts` (limit kind, subject kind)."""
+    error: WardenError
+    if refusal.status == 503:
+        error = LimitsUnavailable(refusal.message)
+    else:
+        kind = (METRIC_KIND.get(refusal.limit, refusal.limit),
+                refusal.subject.partition(":")[0])
+        counts[kind] = counts.get(kind, 0) + 1
+        error = InsufficientQuota(refusal.message) if refusal.spent_budget \
+            else RateLimited(refusal.message)
+        if refusal.limit == "tpm":
+            error.type = "tokens"
     error.headers = refusal.headers()
     return error
 
@@ -63,36 +79,81 @@ def subjects_of(key: ApiKey) -> Subjects:
 
 def output_asked(body: dict, default: int) -> int:
     for name in OUTPUT_FIELDS:
-        value = lax_int(body.get(name))
+        given = body.get(name)
+        if given is None:   # (most bodies: no call)
+            continue
+        value = given if type(given) is int else lax_int(given)
         if value is not None and value >= 0:
             return value
     return default
 
 
+def has_cost_budget(subjects: Subjects) -> bool:
+    for _, limits in subjects:
+        budget = limits.budget
+        if budget is not None and budget.cost is not None:
+            return True
+    return False
+
+
+class KeySubjects:
+    """What a key's requests are counted against, worked out once per key (not per request):
+    its subjects, and whether one has a cost budget (then the model's price is needed)."""
+
+    def __init__(self, key: ApiKey):
+        self.key = key
+        self.subjects = subjects_of(key)
+        self.priced = has_cost_budget(self.subjects)
+
+
+MAX_KEYS_HELD: Final = 100_000   # (keys rotated and revoked leave entries: then start over)
+
+
 class LimitStage:
-    def __init__(self, limiter: Limiter, default_max_tokens: int):
+    def __init__(self, limiter: Limiter, default_max_tokens: int, prices: Prices):
         self._limiter = limiter
         self._default = default_max_tokens
+        self._prices = prices
+        self._keys: dict[str, KeySubjects] = {}   # by key id; this runtime's (its config's)
+
+    def _subjects(self, key: ApiKey) -> KeySubjects:
+        held = self._keys.get(key.id)
+        if held is None or held.key is not key:   # (a key changed: a new ApiKey object)
+            if len(self._keys) >= MAX_KEYS_HELD:
+                self._keys.clear()
+            held = self._keys[key.id] = KeySubjects(key)
+        return held
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
         key = relay.grant
         if not isinstance(key, ApiKey):
             return None
-        subjects = subjects_of(key)
+        held = self._subjects(key)
+        subjects = held.subjects
         if not subjects:
             return None
         prompt = prompt_tokens_at_least(body, CHARS_PER_TOKEN)[0]
-        tokens = prompt + (0 if relay.endpoint == "/v1/embeddings"
-                           else output_asked(body, self._default))
-        answer = self._limiter.admit(subjects, tokens, time.time())
+        output = 0 if relay.endpoint == "/v1/embeddings" else output_asked(body, self._default)
+        cost = 0
+        price: tuple[float, float] | None = None
+        if held.priced:   # (the price looked up only under a cost budget)
+            model = body.get("model")
+            price = self._prices.of(model) if isinstance(model, str) else None
+            if price is None:
+                return ModelNotPriced(f"model {model!r} has no price (rate_limits.prices), "
+                                      "so its cost cannot be counted against this key's "
+                                      "budget", param="model")
+            cost = cost_of(price, prompt, output)
+        answer = self._limiter.admit(subjects, prompt + output, time.time(), cost)
         if isinstance(answer, Future):
-            return followed(answer, lambda came: self._take(relay, body, prompt, came))
-        return self._take(relay, body, prompt, answer)
+            return followed(answer, lambda came: self._take(relay, body, prompt, price, came))
+        return self._take(relay, body, prompt, price, answer)
 
-    def _take(self, relay: Relay, body: dict, prompt: int,
+    def _take(self, relay: Relay, body: dict, prompt: int, price: tuple[float, float] | None,
               answer: Ticket | Refusal) -> WardenError | None:
         if isinstance(answer, Refusal):
-            return refusal_error(answer)
+            return refusal_error(answer, self._limiter.refusals)
+        answer.price = price
         relay.limits_ticket = answer
         relay.prompt_estimate = prompt
         relay.response_headers += answer.headers()
@@ -127,6 +188,6 @@ class AddressLimitStage:
 
     def _take(self, answer: Ticket | Refusal) -> WardenError | None:
         if isinstance(answer, Refusal):
-            return refusal_error(answer)
+            return refusal_error(answer, self._limiter.refusals)
         self._limiter.settle(answer, 0)  # (only requests are counted: nothing to hold)
         return None

@@ -39,8 +39,9 @@ from warden.runtime import Current, Runtime, build_runtime, uses_limits
 from warden.tenancy.client_keys import ClientKeys
 from warden.tenancy.key_store import KeyStore
 from warden.tenancy.keys import KeyRing
-from warden.tenancy.limiter import build_limiter
+from warden.tenancy.limiter import Limiter, build_limiter
 from warden.tenancy.settle import LimitSettler
+from warden.tenancy.usage import tenant_budgets
 from warden.upstream.fetch import fetch
 
 
@@ -68,7 +69,8 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     scraper = Scraper(settings.scrape, on_lost=incidents.restarted)
     metrics = GatewayMetrics(runtime.backends, time.monotonic, recorder, scraper,
                              runtime.guard, runtime.policy,
-                             limiter.state if limiter is not None else None,
+                             limits_metrics_state(limiter, current) if limiter is not None
+                             else None,
                              incidents.counts)
     traffic = Traffic()  # (the admin page's live traffic and guard decisions)
     ears: list[ExchangeListener] = [traffic]
@@ -120,6 +122,16 @@ def note_work(probe: LoopProbe, recorder: Recorder | None, scraper: Scraper) -> 
         recorder.file_sink.writer.note = probe.note_thread
 
 
+def limits_metrics_state(limiter: Limiter, current: Current) -> Callable[[], dict]:
+    """What the limits' metrics read at each scrape: the store's state, the 429s counted, and
+    the budgets of the running config's tenants (observe/limits_metrics.py)."""
+    def state() -> dict:
+        return {**limiter.state(), "refusals": dict(limiter.refusals),
+                "budgets": tenant_budgets(limiter.budgets(), current.runtime.settings.auth,
+                                          time.time())}
+    return state
+
+
 def build_routes(runtime: Runtime, parts: Parts,
                  reload: Reload | None) -> tuple[Routes, Routes | None]:
     """The path tables of one runtime: its admission chain, its admin views; the second is
@@ -133,7 +145,8 @@ def build_routes(runtime: Runtime, parts: Parts,
     fleet = FleetAdmin(runtime.policy, runtime.backends, reload,
                        guard.models if guard is not None else None)
     auth = runtime.settings.auth
-    keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required")
+    keys = KeysAdmin(parts.keys, parts.key_store, required=auth.mode == "required",
+                     limiter=parts.limiter)
     own = OwnEndpoints(runtime.backends, parts.metrics, quarantine, keys,
                        parts.limiter.state if parts.limiter is not None else None)
     own.note = parts.probe.note

@@ -25,6 +25,44 @@ def _whole_number(value: object) -> object:
 
 Count = Annotated[int, BeforeValidator(_whole_number)]
 
+# The largest budgets accepted: counters are integers in Redis and numbers in its Lua (exact
+# below 2**53); a cost is counted in millionths of its unit.
+MAX_BUDGET_TOKENS = 10**15
+MAX_BUDGET_COST = 10**9
+MAX_PRICE = 10**6        # per million tokens
+MICROS = 1_000_000       # a cost budget is counted in millionths of its currency unit
+
+
+class BudgetSpec(Spec):
+    """What one subject may spend in a calendar day or month (UTC): `tokens`, or `cost` in
+    the currency unit of `rate_limits.prices` (exactly one of the two). Reserved at
+    admission, settled from the real usage (docs/limits.md)."""
+
+    tokens: Count | None = Field(default=None, gt=0, le=MAX_BUDGET_TOKENS)
+    cost: float | None = Field(default=None, gt=0, le=MAX_BUDGET_COST, allow_inf_nan=False)
+    per: Literal["day", "month"]
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BudgetSpec:
+        if (self.tokens is None) == (self.cost is None):
+            raise ValueError("give exactly one of tokens, cost")
+        if self.units < 1:
+            raise ValueError("cost is counted in millionths of its unit: give at least "
+                             "0.000001")
+        return self
+
+    @property
+    def units(self) -> int:
+        """The budget in what is counted: tokens, or millionths of the currency unit."""
+        return self.tokens if self.tokens is not None else round((self.cost or 0) * MICROS)
+
+
+class PriceSpec(Spec):
+    """One model's price, in the budgets' currency unit per million tokens."""
+
+    input: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)
+    output: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)
+
 
 class LimitValues(Spec):
     """What one subject may do. Unset: no limit of that kind. Several subjects apply to one
@@ -33,6 +71,7 @@ class LimitValues(Spec):
     rpm: Count | None = Field(default=None, gt=0)             # requests a minute
     tpm: Count | None = Field(default=None, gt=0)             # tokens a minute (reserved)
     max_concurrent: Count | None = Field(default=None, gt=0)  # requests in flight at once
+    budget: BudgetSpec | None = None                          # tokens or cost a day, a month
 
 
 class RateLimitSpec(Spec):
@@ -64,6 +103,10 @@ class RateLimitSpec(Spec):
     # Requests a minute from one client address, keys or not (counted before the key is
     # looked at, so a client guessing keys is slowed); none: no such limit.
     per_ip_rpm: Count | None = Field(default=None, gt=0)
+    # What a model costs, for cost budgets: model name or glob -> {input, output} per
+    # million tokens (the first match in the order written; "*" prices every other model).
+    # A request under a cost budget for a model with no price is refused (403).
+    prices: dict[str, PriceSpec] = {}
 
     @field_validator("timeout")
     @classmethod

@@ -228,3 +228,16 @@ class Settings(Spec):
             seen_names.add(backend.name)
             seen_addresses.add(backend.address)
         return self
+
+    @model_validator(mode="after")
+    def _cost_budgets_priced(self) -> Settings:
+        """A cost budget counts nothing without prices: say so now, not at the first
+        request (a model with no price is refused under a cost budget; "*" prices the rest)."""
+        grants = [*self.auth.keys, *self.auth.tenants.values()]
+        if not self.rate_limits.prices and any(
+                g.limits is not None and g.limits.budget is not None
+                and g.limits.budget.cost is not None for g in grants):
+            raise ValueError("a key or tenant has a cost budget but rate_limits.prices is "
+                             "empty: give each model's price (per million tokens, input and "
+                             "output; \"*\" for every other model)")
+        return self

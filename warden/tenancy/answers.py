@@ -12,10 +12,13 @@ from typing import Final
 RPM: Final = "rpm"
 TPM: Final = "tpm"
 CONCURRENT: Final = "max_concurrent"
+BUDGET: Final = "budget"             # a day's or a month's tokens or cost (tenancy/budget.py)
 UNAVAILABLE: Final = "unavailable"   # the store is down and fail_mode is closed
 
 _WHAT = {RPM: "requests per minute", TPM: "tokens per minute",
-         CONCURRENT: "requests in flight"}
+         CONCURRENT: "requests in flight", BUDGET: "budget"}
+# The metrics' name of each kind (warden_limit_refusals_total{limit=...}).
+METRIC_KIND: Final = {RPM: "rpm", TPM: "tpm", CONCURRENT: "concurrency", BUDGET: "budget"}
 
 
 class Quota:
@@ -43,41 +46,55 @@ class Quota:
             self.limit_tokens, self.remaining_tokens = limit, remaining
 
     def headers(self) -> bytes:
-        """The header lines, each ending in CRLF (none for a kind with no limit)."""
-        reset = duration_text(self.reset).encode()
-        lines = b""
+        """The header lines, each ending in CRLF (none for a kind with no limit). (One
+        format per answer: this runs on every limited response.)"""
+        reset = duration_bytes(self.reset)
         if self.limit_requests >= 0:
-            lines += (b"x-ratelimit-limit-requests: %d\r\nx-ratelimit-remaining-requests: "
-                      b"%d\r\nx-ratelimit-reset-requests: %s\r\n"
-                      % (self.limit_requests, self.remaining_requests, reset))
+            if self.limit_tokens >= 0:
+                return _BOTH % (self.limit_requests, self.remaining_requests, reset,
+                                self.limit_tokens, self.remaining_tokens, reset)
+            return _REQUESTS % (self.limit_requests, self.remaining_requests, reset)
         if self.limit_tokens >= 0:
-            lines += (b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: "
-                      b"%d\r\nx-ratelimit-reset-tokens: %s\r\n"
-                      % (self.limit_tokens, self.remaining_tokens, reset))
-        return lines
+            return _TOKENS % (self.limit_tokens, self.remaining_tokens, reset)
+        return b""
+
+
+_REQUESTS: Final = (b"x-ratelimit-limit-requests: %d\r\nx-ratelimit-remaining-requests: %d\r\n"
+                    b"x-ratelimit-reset-requests: %s\r\n")
+_TOKENS: Final = (b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: %d\r\n"
+                  b"x-ratelimit-reset-tokens: %s\r\n")
+_BOTH: Final = _REQUESTS + _TOKENS
 
 
 def duration_text(seconds: float) -> str:
     """As OpenAI writes its resets: 20ms, 1.5s, 6m0s."""
+    return duration_bytes(seconds).decode()
+
+
+def duration_bytes(seconds: float) -> bytes:
+    """`duration_text`, as bytes (integers only: no float formatting per answer)."""
     ms = max(0, math.ceil(seconds * 1000))
     if ms < 1000:
-        return f"{ms}ms"
+        return b"%dms" % ms
     minutes, ms = divmod(ms, 60_000)
-    text = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
-    return f"{minutes}m{text}s" if minutes else f"{text}s"
+    whole, part = divmod(ms, 1000)
+    text = (b"%d.%03d" % (whole, part)).rstrip(b"0") if part else b"%d" % whole
+    return b"%dm%ss" % (minutes, text) if minutes else text + b"s"
 
 
 class Ticket:
     """An admitted request's reservation: one request, `tokens` tokens and a slot on each
-    subject. Settle it exactly once (`Limiter.settle`), whatever the end. `checked` is False
-    for one admitted unchecked while the store was down (fail_mode open)."""
+    subject (and `tokens` or `cost` from each budget). Settle it exactly once
+    (`Limiter.settle`), whatever the end. `checked` is False for one admitted unchecked while
+    the store was down (fail_mode open)."""
 
-    __slots__ = ("checked", "names", "quota", "settled", "tokens", "window")
+    __slots__ = ("checked", "cost", "price", "quota", "settled", "tokens", "window")
 
-    def __init__(self, names: tuple[str, ...], tokens: int, window: int, quota: Quota,
-                 checked: bool = True):
-        self.names = names
+    def __init__(self, tokens: int, window: int, quota: Quota, checked: bool = True,
+                 cost: int = 0):
         self.tokens = tokens
+        self.cost = cost      # reserved, in millionths (cost budgets; 0: none)
+        self.price: tuple[float, float] | None = None   # the model's, set by the stage
         self.window = window
         self.quota = quota
         self.checked = checked
@@ -106,10 +123,21 @@ class Refusal:
 
     @property
     def code(self) -> str:
-        return "limits_unavailable" if self.limit == UNAVAILABLE else "rate_limit_exceeded"
+        if self.limit == UNAVAILABLE:
+            return "limits_unavailable"
+        return "insufficient_quota" if self.spent_budget else "rate_limit_exceeded"
+
+    @property
+    def spent_budget(self) -> bool:
+        """A budget spent (or a request larger than it): waiting minutes will not help, so
+        OpenAI's `insufficient_quota`, and clients are told not to retry (`x-should-retry:
+        false`, which the openai SDKs obey; they retry any other 429)."""
+        return self.limit == BUDGET and self.retry_after is None
 
     def headers(self) -> bytes:
         lines = self.quota.headers()
+        if self.spent_budget:
+            lines += b"x-should-retry: false\r\n"
         if self.retry_after is not None:
             after = max(self.retry_after, 0.001)
             lines += b"retry-after: %d\r\nretry-after-ms: %d\r\n" % (
@@ -129,6 +157,15 @@ def describe(subject: str, limit: str, retry_after: float | None) -> str:
         return f"request too large for {subject}: it needs more {what} than the limit allows"
     return (f"rate limit reached for {subject} on {what} ({limit}); "
             f"retry in {duration_text(retry_after)}")
+
+
+def budget_spent(subject: str, per: str, units: int, by_cost: bool, resets: str,
+                 quota: Quota) -> Refusal:
+    amount = f"{units / 1_000_000:g} (cost)" if by_cost else f"{units} tokens"
+    return Refusal(subject, BUDGET, None, quota,
+                   f"You exceeded your current quota: {subject} has spent its budget of "
+                   f"{amount} for this {per} (UTC), or this request needs more than is left; "
+                   f"it resets at {resets}")
 
 
 def too_large(subject: str, tokens: int, limit: int, quota: Quota) -> Refusal:

@@ -60,7 +60,9 @@ class StoredKey:
 def describe_config_key(key: KeySpec) -> dict:
     return {"id": key.id, "source": "config", "tenant": key.tenant, "models": key.models,
             "priority": key.priority, "expires": _iso(key.expires),
-            "metadata": dict(key.metadata)}
+            "metadata": dict(key.metadata),
+            "limits": key.limits.model_dump(exclude_none=True) if key.limits is not None
+            else None}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -114,6 +116,11 @@ class ClientKeys:
         digest = self._accepted.pop(key_id, None)
         if digest is not None:
             self.ring.remove(digest)
+
+    @property
+    def tenant_grants(self) -> dict[str, Tenant]:
+        """The config's tenants, by name."""
+        return self._tenants
 
     @property
     def tenants(self) -> frozenset[str]:

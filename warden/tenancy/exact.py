@@ -27,10 +27,11 @@ import os
 import time
 from asyncio import Future
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from warden.config.limits_schema import LimitValues, RateLimitSpec
+from warden.config.limits_schema import RateLimitSpec
 from warden.tenancy.answers import (
+    BUDGET,
     CONCURRENT,
     RPM,
     TPM,
@@ -40,37 +41,24 @@ from warden.tenancy.answers import (
     Ticket,
     too_large,
 )
+from warden.tenancy.budget import charge, period_of
+from warden.tenancy.exact_parts import (
+    Answer,
+    ExactTicket,
+    Pending,
+    Subjects,
+    budget_ttl,
+    spent_refusal,
+    window_ttl,
+)
 from warden.tenancy.health import StoreHealth, run_turns
 from warden.tenancy.ledger import RECHECK, WINDOW, window_end, window_of
 from warden.tenancy.redis_store import Call, RedisLimits
-
-Subjects = Sequence[tuple[str, LimitValues]]
-Answer = Ticket | Refusal
+from warden.tenancy.usage import usage
 
 MAX_SETTLES = 100_000
 PING_EVERY = 5.0
-_KINDS = {1: RPM, 2: TPM, 3: CONCURRENT}
-
-
-class ExactTicket(Ticket):
-    __slots__ = ("busy", "ident", "limited", "renewed_at")
-
-    def __init__(self, limited: Subjects, names: tuple[str, ...], tokens: int, window: int,
-                 quota: Quota, ident: str, renewed_at: float, checked: bool = True):
-        super().__init__(names, tokens, window, quota, checked)
-        self.limited = limited    # the subjects with a limit (the others are not in Redis)
-        self.ident = ident
-        self.busy = any(limits.max_concurrent for _, limits in limited)
-        self.renewed_at = renewed_at   # the timer's (only tickets in `_live` renew)
-
-
-class Pending:
-    __slots__ = ("future", "ident", "limited", "names", "now", "tokens", "window")
-
-    def __init__(self, future: Future[Answer], limited: Subjects, names: tuple[str, ...],
-                 tokens: int, now: float, ident: str):
-        self.future, self.limited, self.names = future, limited, names
-        self.tokens, self.now, self.window, self.ident = tokens, now, window_of(now), ident
+_KINDS = {1: RPM, 2: TPM, 3: CONCURRENT, 4: BUDGET}
 
 
 class ExactLimiter:
@@ -92,56 +80,83 @@ class ExactLimiter:
         self.idle = asyncio.Event()
         self.idle.set()
         self.double_settles = 0
+        self.refusals: dict[tuple[str, str], int] = {}   # (limit, subject kind) -> 429s
+        # subject -> (its budget's period, what the store said it had taken): metrics
+        self.budgets_seen: dict[str, tuple[int, int]] = {}
         self.settles_dropped = 0
         self.max_settles = MAX_SETTLES
         self._renew_at = -math.inf
         self._ping_at = -math.inf
         self._not_before = -math.inf
 
-    def admit(self, subjects: Subjects, tokens: int,
-              now: float) -> Ticket | Refusal | Future[Answer]:
-        if tokens < 0:
-            raise ValueError(f"tokens must not be negative (got {tokens})")
+    def admit(self, subjects: Subjects, tokens: int, now: float,
+              cost: int = 0) -> Ticket | Refusal | Future[Answer]:
+        if tokens < 0 or cost < 0:
+            raise ValueError(f"tokens and cost must not be negative (got {tokens}, {cost})")
         names = tuple(name for name, _ in subjects)
         if len(set(names)) != len(names):
             raise ValueError(f"a subject is given twice: {names}")
         window = window_of(now)
         quota = Quota(reset=window_end(window) - now)
         limited = [(name, limits) for name, limits in subjects
-                   if limits.rpm or limits.tpm or limits.max_concurrent]
+                   if limits.rpm or limits.tpm or limits.max_concurrent or limits.budget]
         for name, limits in limited:
+            budget = limits.budget
+            if budget is not None and charge(budget, tokens, cost) > budget.units:
+                return spent_refusal(name, budget, now, quota)
             if limits.tpm is not None and tokens > limits.tpm:
                 return too_large(name, tokens, limits.tpm, quota)
         self._counter += 1
         ident = f"{self._prefix}-{self._counter}"
         if not limited:
-            return ExactTicket(limited, names, tokens, window, quota, ident, now)
+            return ExactTicket(limited, names, tokens, window, quota, ident, now, cost=cost)
         if not self.health.up:
-            return self._unavailable(limited, names, tokens, now, ident)
+            return self._unavailable(limited, names, tokens, now, ident, cost)
         future: Future[Answer] = asyncio.get_running_loop().create_future()
-        self._admits.append(Pending(future, limited, names, tokens, now, ident))
+        self._admits.append(Pending(future, limited, names, tokens, now, ident, cost))
         self.idle.clear()
         self.wake.set()
         return future
 
-    def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None) -> None:
+    def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None,
+               used_cost: int = 0) -> None:
         if ticket.settled or not isinstance(ticket, ExactTicket):
             self.double_settles += 1
             return
         ticket.settled = True
-        delta = max(0, used_tokens) - ticket.tokens
-        if not ticket.checked or not ticket.limited or (delta == 0 and not ticket.busy):
+        used_tokens, used_cost = max(0, used_tokens), max(0, used_cost)
+        delta = used_tokens - ticket.tokens
+        if not ticket.checked or not ticket.limited or (
+                delta == 0 and used_cost == ticket.cost and not ticket.busy):
             return
         self._live.pop(ticket.ident, None)
         now = self.clock() if now is None else now
-        keys = []
-        for name, _ in ticket.limited:
-            keys += [self.store.window_key(name, ticket.window),
-                     self.store.window_key(name, window_of(now)), self.store.busy_key(name)]
-        self._settles.append(("exact_settle", keys, [ticket.ident, delta, _window_ttl(now)]))
+        keys: list[str] = []
+        args: list[int | str] = [ticket.ident, delta, window_ttl(now)]
+        for name, limits in ticket.limited:
+            window = self.store.window_key(name, ticket.window)
+            keys += [window, self.store.window_key(name, window_of(now)),
+                     self.store.busy_key(name)]
+            budget = limits.budget
+            if budget is None:
+                keys += [window, window]
+                args += [0, 0]
+                continue
+            then = period_of(budget.per, ticket.window * WINDOW)
+            keys += [self.store.budget_key(name, budget.per, then),
+                     self.store.budget_key(name, budget.per, period_of(budget.per, now))]
+            args += [charge(budget, used_tokens, used_cost) -
+                     charge(budget, ticket.tokens, ticket.cost), budget_ttl(budget.per, now)]
+        self._settles.append(("exact_settle", keys, args))
         self._bound_settles()
         self.idle.clear()
         self.wake.set()
+
+    def budgets(self) -> dict[str, tuple[int, int]]:
+        return self.budgets_seen
+
+    async def budget_usage(self, subjects: Subjects, now: float) -> list[dict]:
+        return await usage(self.store, self.budgets_seen, subjects, now)
 
     def state(self) -> dict[str, object]:
         return {**self.health.state(), "in_flight": len(self._live),
@@ -179,7 +194,8 @@ class ExactLimiter:
             self._not_before = tick + delay
             for pending in admits:
                 self._resolve(pending, self._unavailable(
-                    pending.limited, pending.names, pending.tokens, pending.now, pending.ident))
+                    pending.limited, pending.names, pending.tokens, pending.now, pending.ident,
+                    pending.cost))
             self._settles.extendleft(reversed(settles))   # before any newer ones
             self._bound_settles()
             return delay
@@ -202,28 +218,44 @@ class ExactLimiter:
 
     def _take(self, pending: Pending) -> Call:
         keys: list[str] = []
-        args: list[int | str] = [pending.ident, _window_ttl(pending.now),
+        args: list[int | str] = [pending.ident, window_ttl(pending.now),
                                  math.ceil(self.slot_ttl * 1000), pending.tokens]
         for name, limits in pending.limited:
-            keys += [self.store.window_key(name, pending.window), self.store.busy_key(name)]
+            window = self.store.window_key(name, pending.window)
+            keys += [window, self.store.busy_key(name)]
             args += [limits.rpm or 0, limits.tpm or 0, limits.max_concurrent or 0]
+            budget = limits.budget
+            if budget is None:
+                keys.append(window)
+                args += [0, 0, 0]
+            else:
+                keys.append(self.store.budget_key(
+                    name, budget.per, period_of(budget.per, pending.now)))
+                args += [budget.units, charge(budget, pending.tokens, pending.cost),
+                         budget_ttl(budget.per, pending.now)]
         return ("exact_take", keys, args)
 
     def _answer(self, pending: Pending, answer: list[int]) -> Answer:
         admitted, refused_at, which = answer[0], answer[1], answer[2]
         quota = Quota(reset=window_end(pending.window) - pending.now)
-        for i, (_, limits) in enumerate(pending.limited):
-            taken_r, taken_t = answer[3 + 3 * i], answer[4 + 3 * i]
+        for i, (name, limits) in enumerate(pending.limited):
+            taken_r, taken_t = answer[3 + 4 * i], answer[4 + 4 * i]
+            if limits.budget is not None:
+                self.budgets_seen[name] = (period_of(limits.budget.per, pending.now),
+                                           answer[6 + 4 * i])
             if limits.rpm:
                 quota.count(RPM, limits.rpm, max(0, limits.rpm - taken_r))
             if limits.tpm:
                 quota.count(TPM, limits.tpm, max(0, limits.tpm - taken_t))
         if not admitted:
             kind = _KINDS[which]
+            name, limits = pending.limited[refused_at - 1]
+            if kind == BUDGET and limits.budget is not None:
+                return spent_refusal(name, limits.budget, pending.now, quota)
             retry = RECHECK if kind == CONCURRENT else quota.reset
-            return Refusal(pending.limited[refused_at - 1][0], kind, retry, quota)
+            return Refusal(name, kind, retry, quota)
         ticket = ExactTicket(pending.limited, pending.names, pending.tokens, pending.window,
-                             quota, pending.ident, self.timer())
+                             quota, pending.ident, self.timer(), cost=pending.cost)
         if ticket.busy:
             self._live[ticket.ident] = ticket
         return ticket
@@ -235,11 +267,11 @@ class ExactLimiter:
             self.settle(answer, answer.tokens)
 
     def _unavailable(self, limited: Subjects, names: tuple[str, ...], tokens: int,
-                     now: float, ident: str) -> Answer:
+                     now: float, ident: str, cost: int) -> Answer:
         window = window_of(now)
         quota = Quota(reset=window_end(window) - now)
         if self.health.unavailable():
-            return ExactTicket(limited, names, tokens, window, quota, ident, now, False)
+            return ExactTicket(limited, names, tokens, window, quota, ident, now, False, cost)
         return Refusal(limited[0][0], UNAVAILABLE, RECHECK, quota)
 
     def _renewals(self, tick: float) -> list[Call]:
@@ -257,8 +289,3 @@ class ExactLimiter:
                                               if limits.max_concurrent],
                               [ticket.ident, math.ceil(self.slot_ttl * 1000)]))
         return calls
-
-
-def _window_ttl(now: float) -> int:
-    """A window's key lives until a minute after its window ends."""
-    return max(1000, math.ceil((window_end(window_of(now)) - now + WINDOW) * 1000))

@@ -24,6 +24,11 @@ L = max(1, floor(limit x lease_fraction)) (and B, the same of max_concurrent):
 - Under the limit: allowance unspent at the window's end (at most 1.5 L per replica, plus
   tokens settle gave back) simply expires, nothing is returned to Redis; a subject may be
   refused on one replica (the shared counter is spent) while another still holds room.
+- budget (tokens or cost a UTC day or month, tenancy/budget.py): a bucket like tpm's whose
+  window is its period, leased from its own counter: what is reserved in a period is at most
+  the budget + N x max(L, the largest reservation admitted on credit), L its lease (plus what
+  settle charged beyond the reservations once it was spent). A replica keeps a subject's
+  budget until its period ends (forgetting it would lose the allowance it leased).
 - A burst past L within one Redis round trip is refused (BURST, retry_after 1 s): the bound
   is kept rather than the request.
 - The store down: what the replica holds still admits; what it does not is admitted
@@ -43,23 +48,47 @@ import time
 from collections.abc import Callable, Sequence
 
 from warden.config.limits_schema import LimitValues, RateLimitSpec
-from warden.tenancy.answers import CONCURRENT, UNAVAILABLE, Quota, Refusal, Ticket, too_large
+from warden.tenancy.answers import (
+    BUDGET,
+    CONCURRENT,
+    UNAVAILABLE,
+    Quota,
+    Refusal,
+    Ticket,
+    budget_spent,
+    too_large,
+)
+from warden.tenancy.budget import iso
 from warden.tenancy.health import StoreHealth
-from warden.tenancy.ledger import BURST, DOWN, RECHECK, SPENT, TOO_LARGE, window_end, window_of
+from warden.tenancy.ledger import (
+    BURST,
+    DOWN,
+    RECHECK,
+    SPENT,
+    TOO_LARGE,
+    WINDOW,
+    window_end,
+    window_of,
+)
 from warden.tenancy.redis_store import RedisLimits
 from warden.tenancy.refill import Refiller
 from warden.tenancy.subject import SubjectState
+from warden.tenancy.usage import usage
 
 Subjects = Sequence[tuple[str, LimitValues]]
 
 
 class LeasedTicket(Ticket):
-    __slots__ = ("states",)
+    """`periods`: per state, the budget's period it reserved from (-1: none); None when no
+    subject had a budget (most requests: nothing built)."""
+
+    __slots__ = ("periods", "states")
 
     def __init__(self, states: tuple[SubjectState, ...], tokens: int, window: int,
-                 quota: Quota, checked: bool):
-        super().__init__(tuple(state.name for state in states), tokens, window, quota, checked)
+                 quota: Quota, checked: bool, cost: int, periods: tuple[int, ...] | None):
+        super().__init__(tokens, window, quota, checked, cost)
         self.states = states
+        self.periods = periods
 
 
 class LeasedLimiter:
@@ -77,24 +106,29 @@ class LeasedLimiter:
         self.idle = asyncio.Event()            # set when nothing is wanted or in flight
         self.idle.set()
         self.double_settles = 0
+        self.refusals: dict[tuple[str, str], int] = {}   # (limit, subject kind) -> 429s
         # the background loop (none for the memory store: it has nothing to ask)
         self._refill = None if store is None else Refiller(self, store, clock)
+        self._store = store
 
-    def admit(self, subjects: Subjects, tokens: int, now: float) -> Ticket | Refusal:
-        if tokens < 0:
-            raise ValueError(f"tokens must not be negative (got {tokens})")
+    def admit(self, subjects: Subjects, tokens: int, now: float,
+              cost: int = 0) -> Ticket | Refusal:
+        if tokens < 0 or cost < 0:
+            raise ValueError(f"tokens and cost must not be negative (got {tokens}, {cost})")
         window = window_of(now)
         if window != self._window:
             self._turn(window)
         up = self.health.up
         states: list[SubjectState] = []
         down: SubjectState | None = None
+        budgeted = False
         for name, limits in subjects:
-            state = self._state(name, limits, window)
+            state = self._state(name, limits, window, now)
             if state in states:
                 raise ValueError(f"subject {name!r} is given twice")
             states.append(state)
-            kind, outcome = state.decide(tokens, now, up)
+            budgeted = budgeted or state.budget is not None
+            kind, outcome = state.decide(tokens, cost, now, up)
             if kind:
                 return self._refuse(states, state, kind, outcome, tokens, now)
             if outcome == DOWN and down is None:
@@ -103,14 +137,18 @@ class LeasedLimiter:
             return self._refuse(states, down, UNAVAILABLE, DOWN, tokens, now)
         quota = Quota(reset=window_end(window) - now)
         for state in states:
-            if state.take(tokens, now):
+            if state.take(tokens, cost, now):
                 self.want(state)
             state.count(quota)
-        return LeasedTicket(tuple(states), tokens, window, quota, down is None)
+        periods = tuple([state.period if state.budget is not None else -1
+                         for state in states]) if budgeted else None
+        return LeasedTicket(tuple(states), tokens, window, quota, down is None, cost, periods)
 
-    def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None) -> None:
+    def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None,
+               used_cost: int = 0) -> None:
         """Frees the slots; gives back unused tokens to the window they were taken from (if
-        it is still the current one) or charges the excess to the current window."""
+        it is still the current one) or charges the excess to the current window; the same
+        for budgets and their periods."""
         if ticket.settled or not isinstance(ticket, LeasedTicket):
             self.double_settles += 1
             return
@@ -118,21 +156,44 @@ class LeasedLimiter:
         now = self.clock() if now is None else now
         window = window_of(now)
         delta = ticket.tokens - max(0, used_tokens)
-        for state in ticket.states:
+        periods = ticket.periods
+        for i, state in enumerate(ticket.states):
             slots = state.slots
             if slots is not None:
                 slots.free()
                 if not self._whole and slots.wants(now) >= 0:
                     self.want(state)
+            if periods is not None and periods[i] >= 0:
+                self._settle_budget(state, periods[i], ticket, used_tokens, used_cost, now,
+                                    window)
             if delta == 0 or (delta > 0 and window != ticket.window):
                 continue   # nothing to give back, or to a window that is over
-            if window != self._window:
-                self._turn(window)
-            current = self._state(state.name, state.limits, window)
+            current = self._current(state, window, now)
             if current.tokens is not None:
                 current.tokens.give(delta)
                 if not self._whole and current.tokens.ask() > 0:
                     self.want(current)
+
+    def _settle_budget(self, state: SubjectState, period: int, ticket: Ticket,
+                       used_tokens: int, used_cost: int, now: float, window: int) -> None:
+        """`period`: the one the ticket reserved from (a subject whose budget came with a
+        reload after its admission reserved nothing: it has no settle)."""
+        back = state.charge(ticket.tokens, ticket.cost) - \
+            state.charge(max(0, used_tokens), max(0, used_cost))
+        if back == 0:
+            return
+        current = self._current(state, window, now)
+        budget = current.budget
+        if budget is None or (back > 0 and current.period != period):
+            return   # no budget now, or its unused part would go to a period that is over
+        budget.give(back)
+        if not self._whole and budget.ask() > 0:
+            self.want(current)
+
+    def _current(self, state: SubjectState, window: int, now: float) -> SubjectState:
+        if window != self._window:
+            self._turn(window)
+        return self._state(state.name, state.limits, window, now)
 
     def want(self, state: SubjectState) -> None:
         """Queue a subject for the background loop (a lease, slots, a renewal)."""
@@ -141,6 +202,15 @@ class LeasedLimiter:
             self.wanted.append(state)
             self.idle.clear()
             self.wake.set()
+
+    def budgets(self) -> dict[str, tuple[int, int]]:
+        """subject -> (its budget's period, taken as far as this replica knows: the shared
+        counter at its last lease, less what it holds unspent)."""
+        return {name: (state.period, max(0, state.budget.shared - state.budget.have))
+                for name, state in self.states.items() if state.budget is not None}
+
+    async def budget_usage(self, subjects: Subjects, now: float) -> list[dict]:
+        return await usage(self._store, self.budgets(), subjects, now)
 
     def state(self) -> dict[str, object]:
         return {**self.health.state(), "subjects": len(self.states),
@@ -160,24 +230,27 @@ class LeasedLimiter:
         if self._refill is not None:
             await self._refill.close()
 
-    def _state(self, name: str, limits: LimitValues, window: int) -> SubjectState:
+    def _state(self, name: str, limits: LimitValues, window: int, now: float) -> SubjectState:
         state = self.states.get(name)
         if state is None:
             state = SubjectState(name, limits, window, self._fraction, self.slot_ttl,
-                                 self._whole)
+                                 self._whole, now)
             self.states[name] = state
             return state
         if state.window != window:
             state.roll(window)
         if state.limits is not limits and state.limits != limits:
-            state.relimit(limits)
+            state.relimit(limits, now)
+        if state.budget is not None and now >= state.period_end:
+            state.roll_budget(now)
         return state
 
     def _turn(self, window: int) -> None:
         """A new window: subjects with nothing to keep are forgotten (memory stays bounded
         by the subjects of one window plus those holding slots)."""
         self._window = window
-        for name in [name for name, state in self.states.items() if state.idle(window)]:
+        now = window * WINDOW
+        for name in [name for name, state in self.states.items() if state.idle(window, now)]:
             del self.states[name]
 
     def _refuse(self, states: list[SubjectState], state: SubjectState, kind: str,
@@ -189,6 +262,10 @@ class LeasedLimiter:
         quota = Quota(reset=window_end(state.window) - now)
         for one in states:
             one.count(quota)
+        budget = state.limits.budget
+        if kind == BUDGET and budget is not None and outcome in (TOO_LARGE, SPENT):
+            return budget_spent(state.name, budget.per, budget.units, state.by_cost,
+                                iso(state.period_end), quota)
         if outcome == TOO_LARGE:
             return too_large(state.name, tokens, state.limits.tpm or 0, quota)
         spent = outcome == SPENT and kind != CONCURRENT

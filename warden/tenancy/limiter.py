@@ -3,22 +3,28 @@ store and mode by name from a table). What each guarantees: tenancy/leased.py (l
 the memory store), tenancy/exact.py (exact), docs/limits.md.
 
 Contract of a `Limiter`, for the admission stage and the exchange's end:
-- `admit(subjects, tokens, now)`: `subjects` are (name, LimitValues) pairs, every one of
-  which applies (a key and its tenant), all or nothing; reserves one request, `tokens`
-  tokens and a slot in flight on each. Synchronous and on the loop: in the leased mode and
+- `admit(subjects, tokens, now, cost)`: `subjects` are (name, LimitValues) pairs, every one
+  of which applies (a key and its tenant), all or nothing; reserves one request, `tokens`
+  tokens and a slot in flight on each, and `tokens` (or `cost`, in millionths, for a cost
+  budget) from each budget. Synchronous and on the loop: in the leased mode and
   the memory store it never waits on Redis and answers a `Ticket` or a `Refusal`; in the
   exact mode it answers a `Future` that resolves, once, to either (it never raises), or
   answers at once when no Redis call can change the answer (too large, store down).
   `now` is the wall clock (`time.time()`, or the limiter's `clock`). Raises ValueError on
   a caller's bug: negative tokens, a subject given twice.
-- `settle(ticket, used_tokens, now=None)`: exactly once per ticket, at the exchange's end
-  whatever it was (aborted streams too); never raises, never waits. Frees the slots, gives
-  back the unused tokens (or charges the excess). A second settle is ignored and counted.
+- `settle(ticket, used_tokens, now=None, used_cost=0)`: exactly once per ticket, at the
+  exchange's end whatever it was (aborted streams too); never raises, never waits. Frees the
+  slots, gives back the unused tokens and budget (or charges the excess). A second settle
+  is ignored and counted.
 - `Ticket.headers()` / `Refusal.headers()`: the rate limit header lines (b"name: value\\r\\n")
   for the response; a `Refusal` also says its status (429, 503), code and message.
 - `run()`: the background work (leases, renewals, exact-mode batches), until cancelled;
   returns at once for the memory store. `close()` after it: slots given back, connection
   closed. `quiet()`: returns once nothing is waiting for the store (tests).
+- `budgets()`: subject -> (period, taken) as this replica last knew it (its last lease or
+  admission; no I/O): the metrics' view. `budget_usage(subjects, now)`: each subject's
+  budget against what the store holds now (one Redis round trip): the admin API's view
+  (tenancy/usage.py).
 - `state()`: the store's state for /ready and the admin API: store, mode, fail_mode, up,
   since (wall clock), error, failures, admitted_unchecked, refused_unavailable, ...
 """
@@ -43,10 +49,17 @@ Clock = Callable[[], float]
 
 
 class Limiter(Protocol):
-    def admit(self, subjects: Subjects, tokens: int,
-              now: float) -> Ticket | Refusal | Future[Ticket | Refusal]: ...
+    refusals: dict[tuple[str, str], int]   # (limit, subject kind) -> 429s (the stages count)
 
-    def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None) -> None: ...
+    def admit(self, subjects: Subjects, tokens: int, now: float,
+              cost: int = 0) -> Ticket | Refusal | Future[Ticket | Refusal]: ...
+
+    def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None,
+               used_cost: int = 0) -> None: ...
+
+    def budgets(self) -> dict[str, tuple[int, int]]: ...
+
+    async def budget_usage(self, subjects: Subjects, now: float) -> list[dict]: ...
 
     def state(self) -> dict[str, object]: ...
 

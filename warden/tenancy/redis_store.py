@@ -42,6 +42,9 @@ class RedisLimits:
     def window_key(self, subject: str, window: int) -> str:
         return f"{self.prefix}win:{window}:{subject}"
 
+    def budget_key(self, subject: str, per: str, period: int) -> str:
+        return f"{self.prefix}budget:{per}:{period}:{subject}"
+
     def hold_keys(self, subject: str) -> list[str]:
         return [f"{self.prefix}hold:{subject}", f"{self.prefix}hold-until:{subject}"]
 
@@ -71,6 +74,15 @@ class RedisLimits:
             values: list = answer if isinstance(answer, list) else [answer]
             results.append([int(value) for value in values])
         return results
+
+    async def read_budgets(self, keys: list[str]) -> list[int]:
+        """What each budget counter holds (0: none yet), in one round trip."""
+        async with asyncio.timeout(self.timeout):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(key, "t")
+                values = await pipe.execute()
+        return [int(value) if value is not None else 0 for value in values]
 
     async def ping(self) -> None:
         async with asyncio.timeout(self.timeout):

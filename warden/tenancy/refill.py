@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from warden.tenancy.budget import KEEP_AFTER
 from warden.tenancy.health import StoreHealth, run_turns
 from warden.tenancy.ledger import WINDOW, Bucket, Slots, window_end, window_of
 from warden.tenancy.redis_store import Call, RedisLimits
@@ -53,6 +54,27 @@ class Lease:
             self.requests.failed()
         if self.tokens is not None and self.ask_t:
             self.tokens.failed()
+
+
+class BudgetLease:
+    """One LEASE call on a subject's budget for its period (the budget's counter is a window
+    hash of its own, counting tokens or cost as `t`)."""
+
+    def __init__(self, state: SubjectState, budget: Bucket, store: RedisLimits, replica: str,
+                 now: float):
+        self.state, self.budget = state, budget
+        self.ask = _ask(budget)
+        spec = state.limits.budget
+        per = spec.per if spec is not None else "day"
+        ttl = math.ceil((state.period_end - now + KEEP_AFTER) * 1000)
+        self.call: Call = ("lease", [store.budget_key(state.name, per, state.period)], [
+            0, budget.limit, 0, self.ask, max(ttl, 1000), replica])
+
+    def apply(self, answer: list[int]) -> None:
+        self.budget.granted(self.ask, answer[1], answer[3], answer[4])
+
+    def failed(self) -> None:
+        self.budget.failed()
 
 
 class Hold:
@@ -138,7 +160,7 @@ class Refiller:
             limiter.idle.set()
         return max(0.0, min(self._sweep_at, self._ping_at) - tick)
 
-    def _collect(self, now: float, tick: float) -> list[Lease | Hold]:
+    def _collect(self, now: float, tick: float) -> list[Lease | BudgetLease | Hold]:
         limiter = self.limiter
         wanted, limiter.wanted = limiter.wanted, []
         due_by = -math.inf
@@ -147,7 +169,7 @@ class Refiller:
             due_by = now + self._sweep_every
             wanted += [state for state in self.holding
                        if state.slots is not None and state.slots.renew_at <= due_by]
-        work: list[Lease | Hold] = []
+        work: list[Lease | BudgetLease | Hold] = []
         window = window_of(now)
         for state in wanted:
             state.wanted = False
@@ -155,6 +177,9 @@ class Refiller:
                     bucket is not None and bucket.ask() > 0
                     for bucket in (state.requests, state.tokens)):
                 work.append(Lease(state, self.store, self.replica, now))
+            budget = state.budget
+            if budget is not None and now < state.period_end and budget.ask() > 0:
+                work.append(BudgetLease(state, budget, self.store, self.replica, now))
             slots = state.slots
             if slots is not None:
                 want = slots.wants(now)
@@ -165,7 +190,7 @@ class Refiller:
                     work.append(Hold(state, slots, want, self.store, self.replica, now))
         return work
 
-    def _apply(self, work: list[Lease | Hold], answers: list[list[int]]) -> None:
+    def _apply(self, work: list[Lease | BudgetLease | Hold], answers: list[list[int]]) -> None:
         limiter = self.limiter
         now = self.clock()
         for item, answer in zip(work, answers, strict=True):
@@ -177,7 +202,7 @@ class Refiller:
                 else:
                     self.holding.discard(state)
             if any(bucket is not None and bucket.ask() > 0
-                   for bucket in (state.requests, state.tokens)) or \
+                   for bucket in (state.requests, state.tokens, state.budget)) or \
                     (state.slots is not None and state.slots.wants(now) >= 0):
                 limiter.want(state)
 

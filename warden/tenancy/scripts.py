@@ -13,6 +13,9 @@ any subject name is unambiguous):
 - `<p>hold:<subject>` (hash replica -> slots held) and `<p>hold-until:<subject>` (sorted set
   replica -> expiry, ms): the leased mode's slot blocks; both expire `slot_ttl` after the
   last change.
+- `<p>budget:<day|month>:<period>:<subject>`, a hash like a window's whose `t` counts a
+  budget's tokens or cost (millionths) in one UTC day or month (tenancy/budget.py); expires a
+  day after its period ends.
 - `<p>busy:<subject>`, a sorted set ticket -> expiry (ms): the exact mode's requests in
   flight; expires `slot_ttl` after the last change.
 """
@@ -74,66 +77,88 @@ return {got, others}
 """
 
 # Exact mode: one request, all or nothing, on every subject. KEYS: per subject, its
-# window's hash then its busy set. ARGV: ticket, window TTL (ms), busy TTL (ms), tokens,
-# then per subject rpm, tpm, max_concurrent (0: no such limit). Expired busy entries are
-# dropped first. Admitted: takes 1 request and the tokens in each window, adds the ticket
-# to each busy set of a subject with max_concurrent; returns {1, 0, 0, then per subject
-# requests taken, tokens taken, in flight}. Refused (nothing taken): {0, the first
-# subject that has no room (1-based), which limit (1 rpm, 2 tpm, 3 max_concurrent), then
-# per subject the same three counts}.
+# window's hash, its busy set, its budget's hash (the window's again when it has none).
+# ARGV: ticket, window TTL (ms), busy TTL (ms), tokens, then per subject rpm, tpm,
+# max_concurrent, budget, the request's charge to the budget, the budget's TTL (ms) (0: no
+# such limit). Expired busy entries are dropped first. Admitted: takes 1 request and the
+# tokens in each window and the charge from each budget, adds the ticket to each busy set of
+# a subject with max_concurrent; returns {1, 0, 0, then per subject requests taken, tokens
+# taken, in flight, budget taken}. Refused (nothing taken): {0, the first subject that has no
+# room (1-based), which limit (1 rpm, 2 tpm, 3 max_concurrent, 4 budget), then per subject
+# the same four counts}.
 EXACT_TAKE: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local n = #KEYS / 2
+local n = #KEYS / 3
 local tokens = tonumber(ARGV[4])
 local counts, refused, which = {}, 0, 0
 for i = 1, n do
-  local rpm, tpm, most = tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i]),
-    tonumber(ARGV[4 + 3 * i])
-  local r = tonumber(redis.call('HGET', KEYS[2 * i - 1], 'r') or '0')
-  local t = tonumber(redis.call('HGET', KEYS[2 * i - 1], 't') or '0')
-  local busy = 0
+  local a = 6 * i - 2
+  local rpm, tpm, most = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local budget, charge = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local r = tonumber(redis.call('HGET', KEYS[3 * i - 2], 'r') or '0')
+  local t = tonumber(redis.call('HGET', KEYS[3 * i - 2], 't') or '0')
+  local busy, spent = 0, 0
   if most > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2 * i], '-inf', now)
-    busy = redis.call('ZCARD', KEYS[2 * i])
+    redis.call('ZREMRANGEBYSCORE', KEYS[3 * i - 1], '-inf', now)
+    busy = redis.call('ZCARD', KEYS[3 * i - 1])
   end
+  if budget > 0 then spent = tonumber(redis.call('HGET', KEYS[3 * i], 't') or '0') end
   if refused == 0 then
-    if rpm > 0 and r + 1 > rpm then refused, which = i, 1
+    if budget > 0 and spent + charge > budget then refused, which = i, 4
+    elseif rpm > 0 and r + 1 > rpm then refused, which = i, 1
     elseif tpm > 0 and t + tokens > tpm then refused, which = i, 2
     elseif most > 0 and busy + 1 > most then refused, which = i, 3 end
   end
-  counts[3 * i - 2] = r
-  counts[3 * i - 1] = t
-  counts[3 * i] = busy
+  counts[4 * i - 3] = r
+  counts[4 * i - 2] = t
+  counts[4 * i - 1] = busy
+  counts[4 * i] = spent
 end
 if refused > 0 then return {0, refused, which, unpack(counts)} end
 for i = 1, n do
-  counts[3 * i - 2] = redis.call('HINCRBY', KEYS[2 * i - 1], 'r', 1)
-  counts[3 * i - 1] = redis.call('HINCRBY', KEYS[2 * i - 1], 't', tokens)
-  redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[2])
-  if tonumber(ARGV[4 + 3 * i]) > 0 then
-    redis.call('ZADD', KEYS[2 * i], now + tonumber(ARGV[3]), ARGV[1])
-    redis.call('PEXPIRE', KEYS[2 * i], ARGV[3])
-    counts[3 * i] = counts[3 * i] + 1
+  local a = 6 * i - 2
+  counts[4 * i - 3] = redis.call('HINCRBY', KEYS[3 * i - 2], 'r', 1)
+  counts[4 * i - 2] = redis.call('HINCRBY', KEYS[3 * i - 2], 't', tokens)
+  redis.call('PEXPIRE', KEYS[3 * i - 2], ARGV[2])
+  if tonumber(ARGV[a + 3]) > 0 then
+    redis.call('ZADD', KEYS[3 * i - 1], now + tonumber(ARGV[3]), ARGV[1])
+    redis.call('PEXPIRE', KEYS[3 * i - 1], ARGV[3])
+    counts[4 * i - 1] = counts[4 * i - 1] + 1
+  end
+  if tonumber(ARGV[a + 4]) > 0 then
+    counts[4 * i] = redis.call('HINCRBY', KEYS[3 * i], 't', tonumber(ARGV[a + 5]))
+    redis.call('PEXPIRE', KEYS[3 * i], ARGV[a + 6])
   end
 end
 return {1, 0, 0, unpack(counts)}
 """
 
 # Exact mode: a request's end. KEYS: per subject, the window it was admitted in, the
-# current window, its busy set. ARGV: ticket, tokens used minus reserved, the current
-# window's TTL (ms). Drops the ticket from each busy set; gives unused tokens back to the
-# window they were taken from (if it still exists) or charges the excess to the current one
-# (tokens used count even past the limit: later requests wait). Returns 0.
+# current window, its busy set, its budget's hash for the period it was admitted in and for
+# the current one (the window's again when it has no budget). ARGV: ticket, tokens used
+# minus reserved, the current window's TTL (ms), then per subject the budget's charge used
+# minus reserved (0: none) and its current period's TTL (ms). Drops the ticket from each
+# busy set; gives unused tokens (and budget) back to the window (period) they were taken
+# from, if it still exists, or charges the excess to the current one (what was used counts
+# even past the limit: later requests wait). Returns 0.
 EXACT_SETTLE: Final = """
 local delta = tonumber(ARGV[2])
-for i = 1, #KEYS, 3 do
-  redis.call('ZREM', KEYS[i + 2], ARGV[1])
-  if delta < 0 and redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('HINCRBY', KEYS[i], 't', delta)
+for i = 1, #KEYS / 5 do
+  local k = 5 * i - 4
+  redis.call('ZREM', KEYS[k + 2], ARGV[1])
+  if delta < 0 and redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('HINCRBY', KEYS[k], 't', delta)
   elseif delta > 0 then
-    redis.call('HINCRBY', KEYS[i + 1], 't', delta)
-    redis.call('PEXPIRE', KEYS[i + 1], ARGV[3])
+    redis.call('HINCRBY', KEYS[k + 1], 't', delta)
+    redis.call('PEXPIRE', KEYS[k + 1], ARGV[3])
+  end
+  local spent = tonumber(ARGV[2 + 2 * i])
+  if spent < 0 and redis.call('EXISTS', KEYS[k + 3]) == 1 then
+    redis.call('HINCRBY', KEYS[k + 3], 't', spent)
+  elseif spent > 0 then
+    redis.call('HINCRBY', KEYS[k + 4], 't', spent)
+    redis.call('PEXPIRE', KEYS[k + 4], ARGV[3 + 2 * i])
   end
 end
 return 0

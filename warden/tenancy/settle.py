@@ -12,10 +12,11 @@ import orjson
 
 from warden.exchange import Exchange
 from warden.tenancy.answers import Ticket
+from warden.tenancy.budget import cost_of
 from warden.tenancy.limiter import Limiter
 
 
-def tokens_used(exchange: Exchange, reserved: int) -> int:
+def usage_of(exchange: Exchange) -> dict | None:
     usage = exchange.usage  # (a plain response's is read here unless the recorder did)
     if usage is None and not exchange.stream and exchange.captured:
         try:
@@ -25,7 +26,11 @@ def tokens_used(exchange: Exchange, reserved: int) -> int:
         usage = body.get("usage") if isinstance(body, dict) else None
         if isinstance(usage, dict):
             exchange.usage = usage  # (the metrics, told after, count its tokens)
-    if isinstance(usage, dict):
+    return usage if isinstance(usage, dict) else None
+
+
+def tokens_used(exchange: Exchange, reserved: int, usage: dict | None) -> int:
+    if usage is not None:
         total = usage.get("total_tokens")
         if type(total) is int and total >= 0:
             return total
@@ -34,6 +39,26 @@ def tokens_used(exchange: Exchange, reserved: int) -> int:
     if exchange.stream:
         return exchange.prompt_estimate + exchange.events
     return reserved
+
+
+def cost_used(exchange: Exchange, ticket: Ticket, usage: dict | None) -> int:
+    """In millionths (tenancy/budget.py), by the ticket's price: the usage's prompt and
+    completion tokens; without them, as `tokens_used` guesses (a stream: its prompt
+    estimate and the events relayed; a plain response: what was reserved)."""
+    price = ticket.price
+    if price is None:
+        return 0
+    if usage is not None:
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if type(prompt) is int and prompt >= 0:
+            if type(completion) is not int or completion < 0:
+                completion = 0
+            return cost_of(price, prompt, completion)
+    if not exchange.sent_at or exchange.status >= 400:
+        return 0
+    if exchange.stream:
+        return cost_of(price, exchange.prompt_estimate, exchange.events)
+    return ticket.cost
 
 
 class LimitSettler:
@@ -49,4 +74,6 @@ class LimitSettler:
         if ticket is None:  # (most exchanges, without limits)
             return
         assert isinstance(ticket, Ticket)
-        self._limiter.settle(ticket, tokens_used(exchange, ticket.tokens))
+        usage = usage_of(exchange)
+        self._limiter.settle(ticket, tokens_used(exchange, ticket.tokens, usage), None,
+                             cost_used(exchange, ticket, usage))
