@@ -21,6 +21,7 @@ JSON = {"Content-Type": "application/json"}
 POISON = {"model": "sim-model", "messages": [{"role": "user", "content": "x"}],
           "structured_outputs": {}}  # the sim's crash trigger (a vLLM 0.11 engine's death)
 ADMIN = "wk-admin-key-page-0000000000000000000"
+CLIENT_KEY = "wk-client-key-page-000000000000000000"
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +191,38 @@ def test_with_admin_keys_the_page_asks_for_one_and_sends_it(browser):
         page.click("#login button")
         page.wait_for_selector('#fleet tr[data-backend="node-0"]')
         assert page.evaluate("sessionStorage.getItem('warden-admin-key')") == ADMIN
+    finally:
+        context.close()
+        gw.stop()
+        sim.stop()
+
+
+def test_keys_and_tenants_show_their_limits_and_what_is_spent_of_their_budgets(browser):
+    sim = SimProcess(1)
+    gw = GatewayThread({"backends": sim.backends_config(), "auth": {
+        "mode": "required",
+        "tenants": {"search": {"limits": {"rpm": 600,
+                                          "budget": {"tokens": 100000, "per": "day"}}}},
+        "keys": [{"id": "search-web", "value": CLIENT_KEY, "tenant": "search",
+                  "limits": {"rpm": 60}}]}})
+    context = browser.new_context()
+    try:
+        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=CLIENT_KEY, max_retries=0)
+        client.chat.completions.create(model="sim-model", max_tokens=5,
+                                       messages=[{"role": "user", "content": "hi"}])
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.goto(f"{gw.url}/admin/")
+        key_row = page.locator('#keys tr[data-key="search-web"]')
+        expect(key_row).to_contain_text("rpm 60")
+        tenant_row = page.locator('#keys tr[data-tenant="search"]')
+        expect(tenant_row).to_contain_text("rpm 600")
+        # The tenant's budget, as the limits counted the request just answered.
+        spent = api(gw, "/admin/keys")["tenants"]["search"]["budget"]["spent"]
+        assert spent > 0
+        expect(tenant_row).to_contain_text(f"budget {spent} / 100000 tokens a day")
+        assert errors == []
     finally:
         context.close()
         gw.stop()

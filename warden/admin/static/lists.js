@@ -107,6 +107,12 @@ async function loadKeys() {
     el("td", {}, key.state),
     el("td", {}, key.models ? key.models.join(", ") : "all"),
     el("td", {class: "wrap"}, usage(key))));
+  // The tenants (their own limits and budget; both a key's and its tenant's apply).
+  for (const [name, tenant] of Object.entries(keys.tenants || {}).sort()) {
+    rows.push(el("tr", {"data-tenant": name}, el("td", {class: "muted"}, "(tenant)"),
+      el("td", {}, name), el("td", {}, "–"), el("td", {}, "–"),
+      el("td", {class: "wrap"}, usage(tenant))));
+  }
   fillRows(document.getElementById("keys"), rows, "no keys (auth off, or none made)");
 }
 
@@ -116,10 +122,16 @@ function usage(key) {
   const limits = key.limits || {};
   const used = key.usage || {};
   const names = new Set([...Object.keys(limits), ...Object.keys(used)]);
-  if (!names.size) return "no limits of its own";
-  return [...names].sort().map((name) => name in used && name in limits
+  names.delete("budget");  // (shown from the entry's `budget`: what is spent of it)
+  const parts = [...names].sort().map((name) => name in used && name in limits
     ? name + " " + flat(used[name]) + " / " + flat(limits[name])
-    : name + " " + flat(name in used ? used[name] : limits[name])).join(", ");
+    : name + " " + flat(name in used ? used[name] : limits[name]));
+  const budget = key.budget;
+  if (budget) {
+    parts.push("budget " + flat(budget.spent) + " / " + flat(budget.limit) + " " + budget.kind
+      + " a " + budget.per + " (resets " + flat(budget.resets_at) + ")");
+  }
+  return parts.length ? parts.join(", ") : "no limits of its own";
 }
 
 function flat(value) {
