@@ -4,6 +4,7 @@ needs, by `build_parts` (app.wiring)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from warden.app.quarantine import QuarantineParts
 from warden.exchange import Listeners, RequestIds
@@ -11,12 +12,16 @@ from warden.fleet.discovery import Discovery
 from warden.fleet.fact_learner import FactLearner
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
+from warden.observe.access_log import AccessLog
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
 from warden.tenancy.client_keys import ClientKeys
 from warden.tenancy.key_store import KeyStore
 from warden.tenancy.limiter import Limiter
+
+if TYPE_CHECKING:  # (the tracer's module imports the OpenTelemetry SDK: only when on)
+    from warden.observe.tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -35,3 +40,5 @@ class Parts:
     keys: ClientKeys                  # the client keys: each config's, and the store's
     key_store: KeyStore | None        # keys in PostgreSQL (None: the config's only)
     limiter: Limiter | None           # the limits of keys, tenants, addresses (None: off)
+    access_log: AccessLog | None      # one line per sampled request (None: off at start)
+    tracing: Tracing | None           # a span per sampled request (None: off at start)

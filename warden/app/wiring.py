@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from warden.admin.fleet import FleetAdmin, Reload
 from warden.admin.keys import KeysAdmin
@@ -26,6 +27,7 @@ from warden.fleet.fact_learner import FactLearner
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
 from warden.forensics.listener import IncidentListener
+from warden.observe.access_log import AccessLog
 from warden.observe.metrics import GatewayMetrics
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
@@ -38,6 +40,9 @@ from warden.tenancy.keys import KeyRing
 from warden.tenancy.limiter import build_limiter
 from warden.tenancy.settle import LimitSettler
 from warden.upstream.fetch import fetch
+
+if TYPE_CHECKING:
+    from warden.observe.tracing import Tracing
 
 
 def build_parts(settings: Settings) -> tuple[Parts, Current]:
@@ -71,6 +76,14 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     ears.append(IncidentListener(incidents))
     if limiter is not None:
         ears.append(LimitSettler(limiter))
+    # (Last: they read what the recorder read of a response. Off, they are not listeners.)
+    access_log = AccessLog(settings.logging.access_log) \
+        if settings.logging.access_log.enabled else None
+    if access_log is not None:
+        ears.append(access_log)
+    tracing = build_tracer(settings, current)
+    if tracing is not None:
+        ears.append(tracing)
     listeners = Listeners(ears)
     capture = Capture.of(settings.recorder.response) if recorder is not None else Capture.NONE
     if limiter is not None:  # (a plain response's usage settles its tokens)
@@ -85,8 +98,26 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     health = HealthChecker(settings.health.active, on_lost=incidents.connect_failed,
                            on_alive=incidents.alive_again)
     parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
-                  discovery, scraper, health, RequestIds(), keys, key_store, limiter)
+                  discovery, scraper, health, RequestIds(), keys, key_store, limiter,
+                  access_log, tracing)
     return parts, current
+
+
+def build_tracer(settings: Settings, current: Current) -> Tracing | None:
+    """The tracer (`tracing.enabled`; it imports the OpenTelemetry SDK only then). The
+    backend's address on a span is looked up in the runtime of the span's end."""
+    if not settings.tracing.enabled:
+        return None
+    from warden.observe.tracing import build_tracing
+
+    def address(name: str) -> tuple[str, int] | None:
+        backend = current.runtime.backends.named(name)
+        if backend is None:
+            return None
+        host, _, port = backend.address.rpartition(":")
+        return host, int(port)
+
+    return build_tracing(settings.tracing, address)
 
 
 def build_routes(runtime: Runtime, parts: Parts,
