@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 
 # Records written in one system call, at most.
 _BATCH = 256
@@ -65,17 +66,21 @@ class LogOutput:
 
     def close(self, timeout: float = 2.0) -> bool:
         """Write what is queued, within `timeout` seconds; then log as before. False: the
-        writer is stuck (its descriptor blocks) and what it had is lost."""
-        root = logging.getLogger()
-        root.removeHandler(self.handler)
-        for handler in self._replaced:
-            root.addHandler(handler)
+        writer is stuck (its descriptor blocks): what it had is lost, and this output stays
+        installed (dropping), since logging straight to that descriptor would block."""
+        deadline = time.monotonic() + timeout
         try:
             self.lines.put(None, timeout=timeout)
         except queue.Full:
             return False
-        self._writer.join(timeout)
-        return not self._writer.is_alive()
+        self._writer.join(max(0.0, deadline - time.monotonic()))
+        if self._writer.is_alive():
+            return False
+        root = logging.getLogger()
+        root.removeHandler(self.handler)
+        for handler in self._replaced:
+            root.addHandler(handler)
+        return True
 
     def _write_lines(self) -> None:
         lines = self.lines
