@@ -83,12 +83,13 @@ class Rig:
     client connection: the real protocol objects, driven by hand."""
 
     def __init__(self, request: bytes = REQUEST, recorder: str | None = None,
-                 guard: bool = True, flush_every: int = 1) -> None:
+                 guard: bool = True, flush_every: int = 1, observe: float = 0.0) -> None:
         """`recorder`: None (off), or the response capture (none | summary | full); its
         records are rendered, and dropped every `flush_every` rounds instead of being
         written (1: at each round, as the instruction counts want; the gateway at 20k
         requests/s flushes every ~4,000, which costs the memory more). `guard`: the guard
-        (validation and rules) on, as by default, or off."""
+        (validation and rules) on, as by default, or off. `observe`: JSON logs, and the
+        access log and traces on at this sample rate (0: off), see `observing`."""
         self.request = request
         self.flush_every = flush_every
         self.rounds = 0
@@ -96,8 +97,11 @@ class Rig:
         settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
                                                  "models": ["m"]}],
                                    "recorder": recording,
-                                   "guard": {"mode": "enforce" if guard else "off"}}, {})
-        gateway = build_app(settings)
+                                   "guard": {"mode": "enforce" if guard else "off"},
+                                   **observing(observe)}, {})
+        self.gateway = gateway = build_app(settings)
+        if observe:
+            observe_in_process(gateway)
         self.recorder = gateway.recorder
         gateway.forwarder.bind(asyncio.get_running_loop())
         # Writes wait for the end of the loop's turn (upstream.batch); here the rig ends it.
@@ -132,6 +136,44 @@ class Rig:
         self.writes.flush()
         self.upstream.data_received(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; "
                                     b"charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n")
+
+
+def observing(sample: float) -> dict:
+    """The settings of logs and traces at `sample` (0: as shipped, off)."""
+    if not sample:
+        return {}
+    return {"logging": {"format": "json", "access_log": {"enabled": True, "sample": sample}},
+            "tracing": {"enabled": True, "sample": sample}}
+
+
+def observe_in_process(gateway) -> None:
+    """Logs and traces whose every cost stays in this process, and is counted: the log
+    output's writer thread formats the lines and writes them to /dev/null; each span is
+    encoded as the OTLP exporter encodes it (protobuf), on the thread that ends it, and
+    dropped (the HTTP post to a collector is not counted)."""
+    import os
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from warden.observe.log_output import LogOutput
+    from warden.observe.logs import JsonFormatter
+
+    class Encoded(SpanExporter):
+        def export(self, spans):
+            encode_spans(spans).SerializePartialToString()
+            return SpanExportResult.SUCCESS
+
+    LogOutput(JsonFormatter(), 10_000, fd=os.open(os.devnull, os.O_WRONLY)).install("INFO")
+    tracing = gateway.parts.tracing
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(Encoded()))
+    tracing.provider, tracing.tracer = provider, provider.get_tracer("warden")
 
 
 async def measure(rounds: int) -> None:

@@ -36,12 +36,18 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 # What a round is: a non-streaming request (wrk's headers, the recorder off; the openai SDK's;
 # recorded as shipped, in summary; recorded in full; with the guard off), or one relayed SSE
 # chunk.
-KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk")
+# `observed`: the shipped defaults (the recorder in summary) with JSON logs, the access log
+# and traces sampled at 1% (bench.hot_path.observe_in_process: the lines formatted and
+# written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%.
+KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "observed",
+         "observed-all")
 
 
 def _rig(kind: str) -> Rig:
     rigs = {"sdk": lambda: Rig(SDK_REQUEST), "recorded": lambda: Rig(recorder="full"),
-            "summary": lambda: Rig(recorder="summary"), "unguarded": lambda: Rig(guard=False)}
+            "summary": lambda: Rig(recorder="summary"), "unguarded": lambda: Rig(guard=False),
+            "observed": lambda: Rig(recorder="summary", observe=0.01),
+            "observed-all": lambda: Rig(recorder="summary", observe=1.0)}
     return rigs.get(kind, Rig)()
 
 
