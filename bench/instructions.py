@@ -38,16 +38,18 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 # chunk.
 # `observed`: the shipped defaults (the recorder in summary) with JSON logs, the access log
 # and traces sampled at 1% (bench.hot_path.observe_in_process: the lines formatted and
-# written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%.
+# written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%;
+# `observed-idle`: on, and no request sampled (what the listeners cost the others).
 KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "observed",
-         "observed-all")
+         "observed-all", "observed-idle")
 
 
 def _rig(kind: str) -> Rig:
     rigs = {"sdk": lambda: Rig(SDK_REQUEST), "recorded": lambda: Rig(recorder="full"),
             "summary": lambda: Rig(recorder="summary"), "unguarded": lambda: Rig(guard=False),
             "observed": lambda: Rig(recorder="summary", observe=0.01),
-            "observed-all": lambda: Rig(recorder="summary", observe=1.0)}
+            "observed-all": lambda: Rig(recorder="summary", observe=1.0),
+            "observed-idle": lambda: Rig(recorder="summary", observe=1e-9)}
     return rigs.get(kind, Rig)()
 
 

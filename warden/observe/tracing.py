@@ -9,26 +9,33 @@ client's `traceparent` when it sent a valid one, its start the exchange's arriva
 exchange then carries the span's own `traceparent`, which the forwarder sends upstream in
 place of the client's (proxy/headers.py): vLLM's spans (`--otlp-traces-endpoint`) become the
 span's children. An unsampled request's headers are left as the client sent them. `ended`
-sets the outcome's attributes and ends the span at the exchange's end; the SDK's batch
-processor exports from a thread of its own, from a bounded queue (a collector that is down or
-hangs loses spans, never delays a request). Sampling is Warden's alone: a client's sampled
-flag does not force a span (the parent's trace is joined only when Warden samples).
+makes the span, complete, at the exchange's end (the SDK's `ReadableSpan`, with the outcome's
+attributes) and hands it to the SDK's batch processor, which exports from a thread of its
+own, from a bounded queue (a collector that is down or hangs loses spans, never delays a
+request). Sampling is Warden's alone: a client's sampled flag does not force a span (the
+parent's trace is joined only when Warden samples).
+
+Cost rule: a sampled request pays for its span once, at its end. The SDK's tracer is not used:
+a live span (its lock, its attributes cleaned one by one as they are set, the context
+machinery) costs a sampled request more than twice what making the finished span does, and a
+span here never outlives its exchange nor has children in this process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import re
 import threading
 import time
 from collections.abc import Callable
 
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Span, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from warden import __version__
 from warden.config.observe_schema import TracingSpec
@@ -44,19 +51,57 @@ OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completio
 # Verdicts of an exchange that failed on the backend's side (span status ERROR, as a 5xx).
 FAILED = frozenset({Verdict.UPSTREAM_ERROR, Verdict.UPSTREAM_EOF, Verdict.TIMEOUT})
 SYSTEM = "vllm"
+# W3C Trace Context: version-traceid-parentid-flags (version 00 has nothing after; a later
+# version may add fields, and is read as 00 is). Lower-case hex only.
+TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 BackendAddress = Callable[[str], tuple[str, int] | None]
+
+
+class OpenSpan:
+    """A sampled exchange's span between its start and its end: its ids, and the offset
+    from the monotonic clock to the epoch, read once (so its times are exact relative to one
+    another). The SDK's span object is made once, complete, at the end."""
+
+    __slots__ = ("epoch_offset", "parent_id", "span_id", "trace_id")
+
+    def __init__(self, trace_id: int, span_id: int, parent_id: int) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.epoch_offset = time.time_ns() - time.monotonic_ns()
+
+    def epoch_ns(self, monotonic: float) -> int:
+        """A `time.monotonic()` instant as nanoseconds since the epoch (what spans carry)."""
+        return self.epoch_offset + int(monotonic * 1e9)
+
+
+def parent_of(traceparent: bytes | None) -> tuple[int, int] | None:
+    """(trace id, span id) of a valid W3C `traceparent`, else None (ignored, as the
+    specification says of an invalid one)."""
+    if traceparent is None:
+        return None
+    match = TRACEPARENT.fullmatch(traceparent.strip())
+    if match is None:
+        return None
+    version, trace, span, _, rest = match.groups()
+    if version == b"ff" or (version == b"00" and rest is not None):
+        return None
+    trace_id, span_id = int(trace, 16), int(span, 16)
+    return (trace_id, span_id) if trace_id and span_id else None
 
 
 class Tracing:
     hears_started = True
 
-    def __init__(self, spec: TracingSpec, provider: TracerProvider,
+    def __init__(self, spec: TracingSpec, processor: SpanProcessor, resource: Resource,
                  backend_address: BackendAddress) -> None:
-        self.provider = provider
-        self.tracer = provider.get_tracer("warden", __version__)
+        self.processor = processor
+        self.resource = resource
+        self.scope = InstrumentationScope("warden", __version__)
         self.backend_address = backend_address
-        self.propagator = TraceContextTextMapPropagator()
+        self.ids = random.Random()  # (seeded from the system; ids need not be secret)
         self.step = share(spec.sample)
         self.credit = 0
         self.spans = 0      # spans opened
@@ -78,55 +123,60 @@ class Tracing:
             self.failures += 1
 
     def _open(self, exchange: Exchange) -> None:
-        parent: Context | None = None
         request = exchange.request
-        if request is not None:
-            incoming = request.header(b"traceparent")
-            if incoming is not None:
-                parent = self.propagator.extract({"traceparent": incoming.decode("latin-1")})
-        operation = OPERATIONS.get(exchange.endpoint)
-        name = f"{operation} {exchange.model}" if operation and exchange.model \
-            else f"{request.method if request is not None else 'POST'} {exchange.endpoint}"
-        span = self.tracer.start_span(name, context=parent, kind=SpanKind.CLIENT,
-                                      start_time=_epoch_ns(exchange.received_at))
-        context = span.get_span_context()
-        exchange.span = span
-        exchange.traceparent = b"00-%032x-%016x-01" % (context.trace_id, context.span_id)
+        parent = parent_of(request.header(b"traceparent")) if request is not None else None
+        trace_id, parent_id = parent if parent is not None else (0, 0)
+        while not trace_id:
+            trace_id = self.ids.getrandbits(128)
+        span_id = 0
+        while not span_id:
+            span_id = self.ids.getrandbits(64)
+        exchange.span = OpenSpan(trace_id, span_id, parent_id)
+        exchange.traceparent = b"00-%032x-%016x-01" % (trace_id, span_id)
         self.spans += 1
 
     def ended(self, exchange: Exchange) -> None:
-        span = exchange.span
-        if span is None:
+        opened = exchange.span
+        if opened is None:
             return
         exchange.span = None
         try:
-            self._close(span, exchange)  # type: ignore[arg-type]
+            self.processor.on_end(self._span(opened, exchange))  # type: ignore[arg-type]
         except Exception:
             self.failures += 1
 
-    def _close(self, span: Span, exchange: Exchange) -> None:
+    def _span(self, opened: OpenSpan, exchange: Exchange) -> ReadableSpan:
         usage, reasons = outcome(exchange)
         attributes = span_attributes(exchange, usage, reasons)
         if exchange.backend is not None:
             address = self.backend_address(exchange.backend)
             if address is not None:
                 attributes["server.address"], attributes["server.port"] = address
-        span.set_attributes(attributes)
-        if exchange.ttft is not None:
-            span.add_event("gen_ai.first_token",
-                           timestamp=_epoch_ns(exchange.received_at + exchange.ttft))
+        events = () if exchange.ttft is None else (Event(
+            "gen_ai.first_token", timestamp=opened.epoch_ns(exchange.received_at + exchange.ttft)),)
+        status = Status(StatusCode.UNSET)
         if exchange.status >= 500 or exchange.verdict in FAILED:
-            span.set_attribute("error.type", str(exchange.status) if exchange.status >= 500
-                               else str(exchange.verdict))
-            span.set_status(Status(StatusCode.ERROR, exchange.error))
-        span.end(end_time=_epoch_ns(exchange.ended_at))
+            attributes["error.type"] = str(exchange.status) if exchange.status >= 500 \
+                else str(exchange.verdict)
+            status = Status(StatusCode.ERROR, exchange.error)
+        operation = OPERATIONS.get(exchange.endpoint)
+        request = exchange.request
+        name = f"{operation} {exchange.model}" if operation and exchange.model \
+            else f"{request.method if request is not None else 'POST'} {exchange.endpoint}"
+        trace_id = opened.trace_id
+        parent = SpanContext(trace_id, opened.parent_id, True, SAMPLED) \
+            if opened.parent_id else None
+        return ReadableSpan(
+            name, SpanContext(trace_id, opened.span_id, False, SAMPLED), parent,
+            self.resource, attributes, events, kind=SpanKind.CLIENT, status=status,
+            start_time=opened.epoch_ns(exchange.received_at),
+            end_time=opened.epoch_ns(exchange.ended_at),
+            instrumentation_scope=self.scope)
 
     async def close(self, timeout: float) -> bool:
         """Export what is queued and stop, within `timeout` seconds (a collector that hangs
         is left behind: its thread is a daemon's). False: it did not finish in time."""
-        import asyncio
-
-        done = threading.Thread(target=self.provider.shutdown, name="warden-trace-close",
+        done = threading.Thread(target=self.processor.shutdown, name="warden-trace-close",
                                 daemon=True)
         done.start()
         deadline = time.monotonic() + timeout
@@ -167,27 +217,18 @@ def span_attributes(exchange: Exchange, usage: dict | None,
     return attributes
 
 
-def _epoch_ns(monotonic: float) -> int:
-    """A `time.monotonic()` instant as nanoseconds since the epoch (what spans carry)."""
-    return time.time_ns() - time.monotonic_ns() + int(monotonic * 1e9)
-
-
 def build_tracing(spec: TracingSpec, backend_address: BackendAddress,
                   exporter: SpanExporter | None = None) -> Tracing:
-    """The tracer of a gateway: its provider, the batch processor (its thread, its bounded
-    queue) and the OTLP/HTTP exporter to `spec.endpoint` (or `exporter`, for a test)."""
+    """The tracer of a gateway: the SDK's batch processor (its thread, its bounded queue) and
+    the OTLP/HTTP exporter to `spec.endpoint` (or `exporter`, for a test)."""
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(endpoint=spec.endpoint, headers=dict(spec.headers),
                                     timeout=spec.timeout)
-    # (No exit hook: at exit, a collector that hangs must not hold the process; the gateway
-    # closes the provider itself, within a deadline.)
-    provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False,
-                              resource=Resource.create({"service.name": spec.service_name,
-                                                        "service.version": __version__}))
-    provider.add_span_processor(BatchSpanProcessor(
-        exporter, max_queue_size=spec.queue_size,
-        max_export_batch_size=min(512, spec.queue_size),
-        export_timeout_millis=spec.timeout * 1000))
-    return Tracing(spec, provider, backend_address)
+    processor = BatchSpanProcessor(exporter, max_queue_size=spec.queue_size,
+                                   max_export_batch_size=min(512, spec.queue_size),
+                                   export_timeout_millis=spec.timeout * 1000)
+    resource = Resource.create({"service.name": spec.service_name,
+                                "service.version": __version__})
+    return Tracing(spec, processor, resource, backend_address)
