@@ -110,6 +110,15 @@ def test_unsampled_requests_pass_the_clients_traceparent_and_bad_ones_are_ignore
         with pytest.raises(Exception, match="500"):
             client.completions.create(model="sim-model", prompt="Hi", max_tokens=2)
         spans = receiver.wait_for(2)
+        # A reload turns the sampling down to nothing: no more spans, the client's header
+        # goes on untouched.
+        assert gw.reload({"backends": sim.backends_config(),
+                          "tracing": {"enabled": True, "endpoint": receiver.url,
+                                      "headers": {"x-collector-key": "k1"}, "sample": 0}}) == []
+        for _ in range(4):
+            client.completions.create(model="sim-model", prompt="Hi", max_tokens=2,
+                                      extra_headers={"traceparent": CLIENT_PARENT})
+        assert gw.gateway.parts.tracing.spans == 2
     finally:
         gw.stop()
     # Sampled: the 2nd and 4th (every other request, counted).
@@ -123,6 +132,7 @@ def test_unsampled_requests_pass_the_clients_traceparent_and_bad_ones_are_ignore
     assert got[0] == got[2] == CLIENT_PARENT  # (untouched: not sampled)
     assert got[1] == bad_parent.traceparent  # (a malformed one is replaced by the span's)
     assert got[3] == failed.traceparent
+    assert got[4:] == [CLIENT_PARENT] * 4
 
 
 @pytest.mark.parametrize("collector", ["hanging", "absent"])

@@ -89,3 +89,20 @@ def test_a_span_that_cannot_be_made_is_counted_not_raised():
     made.status = None  # type: ignore[assignment]  (what a bug would leave)
     tracing.ended(made)
     assert tracing.failures == 1 and spans.get_finished_spans() == ()
+
+
+def test_tracing_without_the_extra_and_a_bad_level_are_config_errors(monkeypatch):
+    from warden.config import observe_schema
+    from warden.settings import ConfigError, parse_settings
+
+    backends = [{"name": "b", "url": "http://127.0.0.1:9"}]
+    with pytest.raises(ConfigError) as wrong:
+        parse_settings({"backends": backends, "logging": {"level": "loud"},
+                        "tracing": {"endpoint": "collector:4318"}}, {})
+    assert any("logging.level" in p and "DEBUG" in p for p in wrong.value.problems)
+    assert any("tracing.endpoint" in p and "not a URL" in p for p in wrong.value.problems)
+    monkeypatch.setattr(observe_schema.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError) as missing:
+        parse_settings({"backends": backends, "tracing": {"enabled": True}}, {})
+    assert any("pip install 'warden[otel]'" in p for p in missing.value.problems)
+    parse_settings({"backends": backends, "tracing": {"enabled": False}}, {})  # (off: fine)
