@@ -126,11 +126,13 @@ def test_a_plain_response_is_read_from_its_kept_body():
     assert access_fields(exchange)["prompt_tokens"] is None
 
 
-def test_an_unreadable_exchange_is_counted_not_raised():
-    broken = finished()
-    broken.request_id = None  # type: ignore[assignment]
-    access = AccessLog(AccessLogSpec(enabled=True), logging.getLogger("warden.test-broken"))
-    access.ended(broken)
+def test_a_line_that_cannot_be_made_is_counted_not_raised():
+    class Broken(logging.Logger):
+        def handle(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("what a bug would do")
+
+    access = AccessLog(AccessLogSpec(enabled=True), Broken("warden.test-broken"))
+    access.ended(finished())
     assert access.failures == 1
 
 
