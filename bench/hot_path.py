@@ -171,7 +171,7 @@ def observe_in_process(gateway) -> None:
                 self.batch = []
 
     LogOutput(JsonFormatter(), 10_000, fd=os.open(os.devnull, os.O_WRONLY)).install("INFO")
-    gateway.parts.tracing.processor = Batches()
+    gateway.parts.tracing.sink.processor = Batches()
 
 
 async def measure(rounds: int) -> None:

@@ -12,7 +12,8 @@ from opentelemetry.trace import StatusCode
 from warden.config.observe_schema import TracingSpec
 from warden.edge.request import HttpRequest
 from warden.exchange import Exchange
-from warden.observe.tracing import Tracing, build_tracing, parent_of
+from warden.observe.trace_listener import Tracing, parent_of
+from warden.observe.tracing import build_tracing
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -32,7 +33,7 @@ def tracer(sample: float = 1.0) -> tuple[Tracing, InMemorySpanExporter]:
     spans = InMemorySpanExporter()
     tracing = build_tracing(TracingSpec(enabled=True, sample=sample),
                             lambda name: ("10.0.0.5", 8001), exporter=spans)
-    tracing.processor = SimpleSpanProcessor(spans)  # (exported at once, for the test)
+    tracing.sink.processor = SimpleSpanProcessor(spans)  # (exported at once, for the test)
     return tracing, spans
 
 
@@ -88,7 +89,7 @@ def test_a_span_that_cannot_be_made_is_counted_not_raised():
             raise RuntimeError("what a bug would do")
 
     tracing, spans = tracer()
-    tracing.processor = Broken(spans)
+    tracing.sink.processor = Broken(spans)
     made = exchange()
     tracing.started(made)
     tracing.ended(made)

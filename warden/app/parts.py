@@ -4,7 +4,6 @@ needs, by `build_parts` (app.wiring)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from warden.app.quarantine import QuarantineParts
 from warden.exchange import Listeners, RequestIds
@@ -14,14 +13,12 @@ from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
 from warden.observe.access_log import AccessLog
 from warden.observe.metrics import GatewayMetrics
+from warden.observe.trace_listener import Tracing
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
 from warden.tenancy.client_keys import ClientKeys
 from warden.tenancy.key_store import KeyStore
 from warden.tenancy.limiter import Limiter
-
-if TYPE_CHECKING:  # (the tracer's module imports the OpenTelemetry SDK: only when on)
-    from warden.observe.tracing import Tracing
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from warden.admin.fleet import FleetAdmin, Reload
 from warden.admin.keys import KeysAdmin
@@ -29,6 +28,7 @@ from warden.forensics.incidents import IncidentDetector
 from warden.forensics.listener import IncidentListener
 from warden.observe.access_log import AccessLog
 from warden.observe.metrics import GatewayMetrics
+from warden.observe.trace_listener import Tracing
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
@@ -40,9 +40,6 @@ from warden.tenancy.keys import KeyRing
 from warden.tenancy.limiter import build_limiter
 from warden.tenancy.settle import LimitSettler
 from warden.upstream.fetch import fetch
-
-if TYPE_CHECKING:
-    from warden.observe.tracing import Tracing
 
 
 def build_parts(settings: Settings) -> tuple[Parts, Current]:
@@ -108,7 +105,7 @@ def build_tracer(settings: Settings, current: Current) -> Tracing | None:
     backend's address on a span is looked up in the runtime of the span's end."""
     if not settings.tracing.enabled:
         return None
-    from warden.observe.tracing import build_tracing
+    from warden.observe.tracing import build_tracing  # (the OpenTelemetry SDK: only now)
 
     def address(name: str) -> tuple[str, int] | None:
         backend = current.runtime.backends.named(name)

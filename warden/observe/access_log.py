@@ -30,10 +30,9 @@ class AccessLog:
     """Built only when `logging.access_log.enabled` is on at the start (off, it costs
     nothing); a reload changes its `sample`, or turns it off (sample 0)."""
 
-    hears_started = False
-
     def __init__(self, spec: AccessLogSpec,
                  logger: logging.Logger | None = None) -> None:
+        self.hears_started = False  # (an ExchangeListener that writes at the end only)
         self.logger = logger if logger is not None else logging.getLogger("warden.access")
         self.step = 0
         self.credit = 0

@@ -1,35 +1,19 @@
-"""Traces: an OpenTelemetry span per sampled request, with the GenAI semantic conventions,
-exported with OTLP over HTTP (protobuf). Imported only when `tracing.enabled` is on: it needs
-the `otel` extra.
-
-Shape: an `ExchangeListener`. `started` (before the request's first byte goes upstream)
-decides by counting whether the request is sampled (an addition and a comparison for one
-that is not, as the access log), and for one that is opens its span: its parent is the
-client's `traceparent` when it sent a valid one, its start the exchange's arrival. The
-exchange then carries the span's own `traceparent`, which the forwarder sends upstream in
-place of the client's (proxy/headers.py): vLLM's spans (`--otlp-traces-endpoint`) become the
-span's children. An unsampled request's headers are left as the client sent them. `ended`
-makes the span, complete, at the exchange's end (the SDK's `ReadableSpan`, with the outcome's
-attributes) and hands it to the SDK's batch processor, which exports from a thread of its
-own, from a bounded queue (a collector that is down or hangs loses spans, never delays a
-request). Sampling is Warden's alone: a client's sampled flag does not force a span (the
-parent's trace is joined only when Warden samples).
-
-Cost rule: a sampled request pays for its span once, at its end. The SDK's tracer is not used:
-a live span (its lock, its attributes cleaned one by one as they are set, the context
-machinery) costs a sampled request more than twice what making the finished span does, and a
-span here never outlives its exchange nor has children in this process.
+"""Traces, the OpenTelemetry half: the span of each sampled request, with the GenAI
+semantic conventions, exported with OTLP over HTTP (protobuf) by the SDK's batch processor,
+from a thread of its own, out of a bounded queue (a collector that is down or hangs loses
+spans, never delays a request). Imported only when `tracing.enabled` is on: it needs the
+`otel` extra. Which requests are sampled, and their ids, are the listener's
+(observe/trace_listener.py, compiled with the data path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import re
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
@@ -40,7 +24,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from warden import __version__
 from warden.config.observe_schema import TracingSpec
 from warden.exchange import Exchange
-from warden.observe.access_log import WHOLE, outcome, share
+from warden.observe.access_log import outcome
+from warden.observe.trace_listener import OpenSpan, Tracing
 from warden.stream.observer import Verdict
 
 log = logging.getLogger("warden.tracing")
@@ -51,109 +36,40 @@ OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completio
 # Verdicts of an exchange that failed on the backend's side (span status ERROR, as a 5xx).
 FAILED = frozenset({Verdict.UPSTREAM_ERROR, Verdict.UPSTREAM_EOF, Verdict.TIMEOUT})
 SYSTEM = "vllm"
-# W3C Trace Context: version-traceid-parentid-flags (version 00 has nothing after; a later
-# version may add fields, and is read as 00 is). Lower-case hex only.
-TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 BackendAddress = Callable[[str], tuple[str, int] | None]
 
 
-class OpenSpan:
-    """A sampled exchange's span between its start and its end: its ids, and the offset
-    from the monotonic clock to the epoch, read once (so its times are exact relative to one
-    another). The SDK's span object is made once, complete, at the end."""
+class OtlpSpans:
+    """The `SpanSink` of a gateway: each finished exchange's span, made once and complete
+    (the SDK's `ReadableSpan`), handed to the SDK's batch processor.
 
-    __slots__ = ("epoch_offset", "parent_id", "span_id", "trace_id")
+    Cost rule: a sampled request pays for its span once, at its end. The SDK's tracer is not
+    used: a live span (its lock, its attributes cleaned one by one as they are set, the
+    context machinery) costs a sampled request more than twice what making the finished span
+    does, and a span here never outlives its exchange nor has children in this process."""
 
-    def __init__(self, trace_id: int, span_id: int, parent_id: int) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.parent_id = parent_id
-        self.epoch_offset = time.time_ns() - time.monotonic_ns()
-
-    def epoch_ns(self, monotonic: float) -> int:
-        """A `time.monotonic()` instant as nanoseconds since the epoch (what spans carry)."""
-        return self.epoch_offset + int(monotonic * 1e9)
-
-
-def parent_of(traceparent: bytes | None) -> tuple[int, int] | None:
-    """(trace id, span id) of a valid W3C `traceparent`, else None (ignored, as the
-    specification says of an invalid one)."""
-    if traceparent is None:
-        return None
-    match = TRACEPARENT.fullmatch(traceparent.strip())
-    if match is None:
-        return None
-    version, trace, span, _, rest = match.groups()
-    if version == b"ff" or (version == b"00" and rest is not None):
-        return None
-    trace_id, span_id = int(trace, 16), int(span, 16)
-    return (trace_id, span_id) if trace_id and span_id else None
-
-
-class Tracing:
-    hears_started = True
-
-    def __init__(self, spec: TracingSpec, processor: SpanProcessor, resource: Resource,
+    def __init__(self, processor: SpanProcessor, resource: Resource,
                  backend_address: BackendAddress) -> None:
         self.processor = processor
         self.resource = resource
         self.scope = InstrumentationScope("warden", __version__)
         self.backend_address = backend_address
-        self.ids = random.Random()  # (seeded from the system; ids need not be secret)
-        self.step = share(spec.sample)
-        self.credit = 0
-        self.spans = 0      # spans opened
-        self.failures = 0   # spans that could not be made (counted, never raised)
 
-    def use(self, spec: TracingSpec) -> None:
-        """A reload: the sample rate follows (0 while it says `enabled: false`); the
-        exporter's settings wait for a restart."""
-        self.step = share(spec.sample) if spec.enabled else 0
+    def end(self, opened: OpenSpan, exchange: Exchange) -> None:
+        self.processor.on_end(self.span(opened, exchange))
 
-    def started(self, exchange: Exchange) -> None:
-        self.credit += self.step
-        if self.credit < WHOLE:
-            return
-        self.credit -= WHOLE
-        try:
-            self._open(exchange)
-        except Exception:  # (a listener never raises into the data path)
-            self.failures += 1
-
-    def _open(self, exchange: Exchange) -> None:
-        request = exchange.request
-        parent = parent_of(request.header(b"traceparent")) if request is not None else None
-        trace_id, parent_id = parent if parent is not None else (0, 0)
-        while not trace_id:
-            trace_id = self.ids.getrandbits(128)
-        span_id = 0
-        while not span_id:
-            span_id = self.ids.getrandbits(64)
-        exchange.span = OpenSpan(trace_id, span_id, parent_id)
-        exchange.traceparent = b"00-%032x-%016x-01" % (trace_id, span_id)
-        self.spans += 1
-
-    def ended(self, exchange: Exchange) -> None:
-        opened = exchange.span
-        if opened is None:
-            return
-        exchange.span = None
-        try:
-            self.processor.on_end(self._span(opened, exchange))  # type: ignore[arg-type]
-        except Exception:
-            self.failures += 1
-
-    def _span(self, opened: OpenSpan, exchange: Exchange) -> ReadableSpan:
+    def span(self, opened: OpenSpan, exchange: Exchange) -> ReadableSpan:
         usage, reasons = outcome(exchange)
         attributes = span_attributes(exchange, usage, reasons)
         if exchange.backend is not None:
             address = self.backend_address(exchange.backend)
             if address is not None:
                 attributes["server.address"], attributes["server.port"] = address
-        events = () if exchange.ttft is None else (Event(
-            "gen_ai.first_token", timestamp=opened.epoch_ns(exchange.received_at + exchange.ttft)),)
+        ttft = exchange.ttft
+        events = () if ttft is None else (Event(
+            "gen_ai.first_token", timestamp=opened.epoch_ns(exchange.received_at + ttft)),)
         status = Status(StatusCode.UNSET)
         if exchange.status >= 500 or exchange.verdict in FAILED:
             attributes["error.type"] = str(exchange.status) if exchange.status >= 500 \
@@ -170,8 +86,7 @@ class Tracing:
             name, SpanContext(trace_id, opened.span_id, False, SAMPLED), parent,
             self.resource, attributes, events, kind=SpanKind.CLIENT, status=status,
             start_time=opened.epoch_ns(exchange.received_at),
-            end_time=opened.epoch_ns(exchange.ended_at),
-            instrumentation_scope=self.scope)
+            end_time=opened.epoch_ns(exchange.ended_at), instrumentation_scope=self.scope)
 
     async def close(self, timeout: float) -> bool:
         """Export what is queued and stop, within `timeout` seconds (a collector that hangs
@@ -186,10 +101,10 @@ class Tracing:
 
 
 def span_attributes(exchange: Exchange, usage: dict | None,
-                    reasons: list[str]) -> dict[str, object]:
+                    reasons: list[str]) -> dict[str, Any]:
     """The span's attributes: the GenAI conventions' (`gen_ai.*`), HTTP's, and Warden's own
     (`warden.*`). None is never an attribute value: an unknown one is left out."""
-    attributes: dict[str, object] = {
+    attributes: dict[str, Any] = {
         "gen_ai.system": SYSTEM, "gen_ai.provider.name": SYSTEM,
         "url.path": exchange.endpoint, "http.response.status_code": exchange.status,
         "client.address": exchange.client_ip,
@@ -231,4 +146,4 @@ def build_tracing(spec: TracingSpec, backend_address: BackendAddress,
                                    export_timeout_millis=spec.timeout * 1000)
     resource = Resource.create({"service.name": spec.service_name,
                                 "service.version": __version__})
-    return Tracing(spec, processor, resource, backend_address)
+    return Tracing(spec, OtlpSpans(processor, resource, backend_address))
