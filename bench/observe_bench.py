@@ -4,8 +4,9 @@ stand-in that decodes nothing), side by side with all of them off, in the same r
 
 Both gateways run the shipped defaults otherwise (guard on, flight recorder on), pinned to the
 proxy core; wrk, the backend (nginx, a static completion) and the collector share the other
-core. Rounds alternate off/on, so each pair shares the machine's state; the figure is the
-median of the per-round ratios (on / off), with their range. The target is ≥ 0.95. Run:
+core. Each round runs both, back to back (off first, then on first in the next round), so
+each pair shares the machine's state; the figure is the median of the per-round ratios
+(on / off), with their range. The target is ≥ 0.95. Run:
 
     python -m bench.observe_bench [--seconds 5] [--rounds 3] [--connections 16]
 """
@@ -65,8 +66,8 @@ def measure(workdir: Path, seconds: float, rounds: int, connections: int) -> lis
     try:
         for port in (backend_port, collector_port, *ports.values()):
             procs.wait_for_port(port)
-        for _ in range(rounds):
-            for name, port in ports.items():
+        for n in range(rounds):  # (the order alternates: neither always goes first)
+            for name, port in list(ports.items())[::1 if n % 2 == 0 else -1]:
                 pid = gateways[name].pid
                 before = procs.cpu_seconds(pid)
                 result = run_wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script,

@@ -20,4 +20,4 @@ class LogCollector:
             "warden_log_dropped", "Log lines dropped: the queue to the log writer was full "
             "(stderr slow or blocked)", value=self.output.dropped)
         yield GaugeMetricFamily("warden_log_queued", "Log lines waiting for the log writer",
-                                value=self.output.lines.qsize())
+                                value=len(self.output.lines))

@@ -2,7 +2,7 @@
 thread of its own that formats them and writes them to stderr.
 
 Rule: logging never blocks the event loop. A record is queued in a handful of operations
-(`put_nowait`); a stderr that a slow disk or a pipe nobody reads holds up blocks only the
+(a deque's append); a stderr that a slow disk or a pipe nobody reads holds up blocks only the
 writer thread, and once the queue is full further lines are dropped and counted
 (`warden_log_dropped_total`, observe/log_metrics.py). Formatting is done by the writer too
 (a record's arguments are formatted a moment after the call: loggers here pass immutable
@@ -14,40 +14,45 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
-import time
+from collections import deque
 
-# Records written in one system call, at most.
+# Records written in one system call, at most; how often the writer looks for lines.
 _BATCH = 256
+_INTERVAL = 0.05
 
 
 class DroppingQueueHandler(logging.Handler):
-    """Queues records for the writer; when the queue is full, drops and counts."""
+    """Queues records for the writer (an append: no lock shared with the writer, no wake-up,
+    no system call); when `limit` are waiting, drops and counts."""
 
-    def __init__(self, lines: queue.Queue[logging.LogRecord | None]) -> None:
+    def __init__(self, limit: int) -> None:
         super().__init__()
-        self.lines = lines
+        self.lines: deque[logging.LogRecord] = deque()
+        self.limit = limit
         self.dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.put_nowait(record)
-        except queue.Full:
+        if len(self.lines) >= self.limit:
             self.dropped += 1
+        else:
+            self.lines.append(record)
 
 
 class LogOutput:
     """Installed on the root logger for a gateway's life (`install`, then `close`); the
-    handlers it replaces are put back at `close`."""
+    handlers it replaces are put back at `close`. The writer looks for lines every 50 ms
+    (a line waits that long at most), not at each line: a wake-up per line would cost the
+    loop a system call and the GIL's hand-over."""
 
     def __init__(self, log_format: logging.Formatter, queue_size: int, fd: int = 2) -> None:
-        self.lines: queue.Queue[logging.LogRecord | None] = queue.Queue(queue_size)
-        self.handler = DroppingQueueHandler(self.lines)
+        self.handler = DroppingQueueHandler(queue_size)
+        self.lines = self.handler.lines
         self.format = log_format
         self.fd = fd
         self.write_failures = 0
         self._replaced: list[logging.Handler] = []
+        self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_lines, name="warden-log-writer",
                                         daemon=True)
 
@@ -68,12 +73,8 @@ class LogOutput:
         """Write what is queued, within `timeout` seconds; then log as before. False: the
         writer is stuck (its descriptor blocks): what it had is lost, and this output stays
         installed (dropping), since logging straight to that descriptor would block."""
-        deadline = time.monotonic() + timeout
-        try:
-            self.lines.put(None, timeout=timeout)
-        except queue.Full:
-            return False
-        self._writer.join(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        self._writer.join(timeout)
         if self._writer.is_alive():
             return False
         root = logging.getLogger()
@@ -85,22 +86,18 @@ class LogOutput:
     def _write_lines(self) -> None:
         lines = self.lines
         while True:
-            batch = [lines.get()]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(lines.get_nowait())
-                except queue.Empty:
-                    break
-            text = []
-            for record in batch:
-                if record is None:
-                    self._write(text)
-                    return
-                try:
-                    text.append(self.format.format(record) + "\n")
-                except Exception:  # a record that cannot be formatted is skipped, not fatal
-                    self.write_failures += 1
-            self._write(text)
+            stopping = self._stop.wait(_INTERVAL)
+            while lines:
+                text = []
+                while lines and len(text) < _BATCH:
+                    record = lines.popleft()
+                    try:
+                        text.append(self.format.format(record) + "\n")
+                    except Exception:  # a record that cannot be formatted is skipped
+                        self.write_failures += 1
+                self._write(text)
+            if stopping:
+                return
 
     def _write(self, text: list[str]) -> None:
         data = "".join(text).encode("utf-8", "replace")
