@@ -9,7 +9,6 @@ spans, never delays a request). Imported only when `tracing.enabled` is on: it n
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +26,6 @@ from warden.exchange import Exchange
 from warden.observe.access_log import outcome
 from warden.observe.trace_listener import OpenSpan, Tracing
 from warden.stream.observer import Verdict
-
-log = logging.getLogger("warden.tracing")
 
 # The GenAI operation of each OpenAI endpoint (gen_ai.operation.name).
 OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion",
