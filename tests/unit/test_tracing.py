@@ -111,3 +111,21 @@ def test_tracing_without_the_extra_and_a_bad_level_are_config_errors(monkeypatch
         parse_settings({"backends": backends, "tracing": {"enabled": True}}, {})
     assert any("pip install 'warden[otel]'" in p for p in missing.value.problems)
     parse_settings({"backends": backends, "tracing": {"enabled": False}}, {})  # (off: fine)
+
+
+def test_a_gateway_without_tracing_never_imports_opentelemetry():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from warden.app import build_app\n"
+            "from warden.compiled import describe\n"
+            "from warden.settings import parse_settings\n"
+            "describe()\n"
+            "build_app(parse_settings({'backends': [{'name': 'b', 'url': 'http://127.0.0.1:9'}],"
+            " 'recorder': {'enabled': False},"
+            " 'logging': {'access_log': {'enabled': True}}}, {}))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
