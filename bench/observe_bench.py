@@ -9,6 +9,7 @@ each pair shares the machine's state; the figure is the median of the per-round 
 (on / off), with their range. The target is ≥ 0.95. Run:
 
     python -m bench.observe_bench [--seconds 5] [--rounds 3] [--connections 16]
+                                  [--only logs|traces]
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from bench.proxy_bench import CHAT, LOAD_CORE, PROXY_CORE, warden_command
 from bench.wrk import WrkResult, post_script, run_wrk
 from warden import compiled
 
-VARIANTS = {
-    "off": "recorder: {{dir: '{dir}'}}",
-    "on (1%)": "recorder: {{dir: '{dir}'}}\nlogging: {{format: json, access_log: "
-               "{{enabled: true, sample: 0.01}}}}\ntracing: {{enabled: true, sample: 0.01, "
-               "endpoint: 'http://127.0.0.1:{collector}/v1/traces'}}",
-}
+OFF = "recorder: {{dir: '{dir}'}}"
+LOGS = "\nlogging: {{format: json, access_log: {{enabled: true, sample: 0.01}}}}"
+TRACES = ("\ntracing: {{enabled: true, sample: 0.01, "
+          "endpoint: 'http://127.0.0.1:{collector}/v1/traces'}}")
+# `--only logs` or `--only traces` measures one of them against off (where a cost comes from).
+VARIANTS = {"off": OFF, "on (1%)": OFF + LOGS + TRACES}
+ONLY = {"logs": OFF + LOGS, "traces": OFF + TRACES}
 
 
 def collector(port: int) -> None:
@@ -50,19 +52,20 @@ def collector(port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def measure(workdir: Path, seconds: float, rounds: int, connections: int) -> list[str]:
+def measure(workdir: Path, seconds: float, rounds: int, connections: int,
+            variants: dict[str, str] = VARIANTS) -> list[str]:
     backend_port, collector_port = procs.free_port(), procs.free_port()
     backend = procs.start(nginx_command(workdir, "backend", STATIC_BACKEND.format(
         port=backend_port, body=COMPLETION)), LOAD_CORE)
     sink = procs.start([sys.executable, "-m", "bench.observe_bench", "--collector",
                         str(collector_port)], LOAD_CORE)
-    ports = {name: procs.free_port() for name in VARIANTS}
+    ports = {name: procs.free_port() for name in variants}
     gateways = {name: procs.start(warden_command(
         workdir, ports[name], backend_port, f"observe-{n}",
         variant.replace("{collector}", str(collector_port))), PROXY_CORE)
-        for n, (name, variant) in enumerate(VARIANTS.items())}
+        for n, (name, variant) in enumerate(variants.items())}
     script = post_script(workdir, CHAT)
-    runs: dict[str, list[tuple[WrkResult, float]]] = {name: [] for name in VARIANTS}
+    runs: dict[str, list[tuple[WrkResult, float]]] = {name: [] for name in variants}
     try:
         for port in (backend_port, collector_port, *ports.values()):
             procs.wait_for_port(port)
@@ -76,8 +79,9 @@ def measure(workdir: Path, seconds: float, rounds: int, connections: int) -> lis
     finally:
         for proc in (*gateways.values(), sink, backend):
             procs.stop(proc)
+    on_name = list(variants)[1]
     ratios = [on.rps / off.rps for (off, _), (on, _) in
-              zip(runs["off"], runs["on (1%)"], strict=True)]
+              zip(runs["off"], runs[on_name], strict=True)]
     rows = [f"Warden's data path: {compiled.describe()}; wrk -c{connections}, {seconds:.0f} s "
             f"x {rounds} rounds", "",
             "| logs and traces | req/s (median round) | CPU µs/req | p99 ms | errors |",
@@ -96,13 +100,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="off/on rounds")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--only", choices=sorted(ONLY), help="one of them on, against off")
     parser.add_argument("--collector", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.collector:
         collector(args.collector)
         return
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
-        print("\n".join(measure(Path(tmp), args.seconds, args.rounds, args.connections)))
+        variants = VARIANTS if args.only is None else \
+            {"off": OFF, f"{args.only} on (1%)": ONLY[args.only]}
+        print("\n".join(measure(Path(tmp), args.seconds, args.rounds, args.connections,
+                                variants)))
 
 
 if __name__ == "__main__":
