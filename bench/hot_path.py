@@ -87,13 +87,15 @@ class Rig:
     client connection: the real protocol objects, driven by hand."""
 
     def __init__(self, request: bytes = REQUEST, recorder: str | None = None,
-                 guard: bool = True, flush_every: int = 1, extra: dict | None = None) -> None:
+                 guard: bool = True, flush_every: int = 1, extra: dict | None = None,
+                 observe: float = 0.0) -> None:
         """`recorder`: None (off), or the response capture (none | summary | full); its
         records are rendered, and dropped every `flush_every` rounds instead of being
         written (1: at each round, as the instruction counts want; the gateway at 20k
         requests/s flushes every ~4,000, which costs the memory more). `guard`: the guard
         (validation and rules) on, as by default, or off. `extra`: more settings (API keys,
-        limits)."""
+        limits). `observe`: JSON logs, and the access log and traces on at this sample rate
+        (0: off), see `observing`."""
         self.request = request
         self.flush_every = flush_every
         self.rounds = 0
@@ -102,8 +104,10 @@ class Rig:
                                                  "models": ["m"]}],
                                    "recorder": recording,
                                    "guard": {"mode": "enforce" if guard else "off"},
-                                   **(extra or {})}, {})
-        gateway = build_app(settings)
+                                   **observing(observe), **(extra or {})}, {})
+        self.gateway = gateway = build_app(settings)
+        if observe:
+            observe_in_process(gateway)
         self.recorder = gateway.recorder
         gateway.forwarder.bind(asyncio.get_running_loop())
         # Writes wait for the end of the loop's turn (upstream.batch); here the rig ends it.
@@ -138,6 +142,54 @@ class Rig:
         self.writes.flush()
         self.upstream.data_received(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; "
                                     b"charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n")
+
+
+def observing(sample: float) -> dict:
+    """The settings of logs and traces at `sample` (0: as shipped, off)."""
+    if not sample:
+        return {}
+    return {"logging": {"format": "json", "access_log": {"enabled": True, "sample": sample}},
+            "tracing": {"enabled": True, "sample": sample}}
+
+
+def observe_in_process(gateway) -> None:
+    """Logs and traces whose every cost stays in this process, and is counted the same on
+    every run (nothing here depends on time): the access lines are formatted and written to
+    /dev/null as the log output's writer does, every 64 lines, on the thread that queues the
+    64th (the writer's own thread, which looks every 50 ms, is told to wait beyond the run);
+    the spans are encoded as the OTLP exporter encodes them (protobuf), in batches of 64 (the
+    gateway sends up to 128), and dropped (the HTTP post to a collector is not counted)."""
+    import os
+    from collections import deque
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from warden.observe.log_output import LogOutput
+    from warden.observe.logs import JsonFormatter
+
+    class Batches(SpanProcessor):
+        def __init__(self) -> None:
+            self.batch: list = []
+
+        def on_end(self, span) -> None:
+            self.batch.append(span)
+            if len(self.batch) == 64:
+                encode_spans(self.batch).SerializePartialToString()
+                self.batch = []
+
+    output = LogOutput(JsonFormatter(), 10_000, fd=os.open(os.devnull, os.O_WRONLY),
+                       interval=1e6)
+    output.install("INFO")
+
+    class Written(deque):
+        def append(self, record) -> None:
+            super().append(record)
+            if len(self) == 64:
+                output.write_queued()
+
+    output.lines = output.handler.lines = Written()  # type: ignore[assignment]
+    gateway.parts.tracing.sink.processor = Batches()
 
 
 async def measure(rounds: int) -> None:

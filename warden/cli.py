@@ -181,7 +181,8 @@ def _serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        run(lambda stop: serve_gateway(settings, Path(args.config), stop))
+        level = args.log_level if getattr(args, "log_level_given", False) else None
+        run(lambda stop: serve_gateway(settings, Path(args.config), stop, level))
     except OSError as e:  # the listen address taken, the recorder's directory unwritable
         print(f"warden serve: {e}", file=sys.stderr)
         return 2

@@ -48,10 +48,21 @@ def add_global_flags(parser: argparse.ArgumentParser, *, after_command: bool) ->
     a level given before the command is not reset by the command's parser."""
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
                         default=argparse.SUPPRESS if after_command else DEFAULT_LOG_LEVEL,
+                        action=_LogLevel,
                         help=f"log this level and above: {', '.join(LOG_LEVELS)} (any case; "
-                        f"default: {DEFAULT_LOG_LEVEL})")
+                        f"default: {DEFAULT_LOG_LEVEL}, or `serve`'s logging.level)")
     parser.add_argument("--version", action=_Version,
                         help="print the version, and whether the compiled data path runs")
+
+
+class _LogLevel(argparse.Action):
+    """Stores the level, and that it was given (`log_level_given`): given, it wins over a
+    config's `logging.level`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.log_level_given = True
 
 
 class _Version(argparse.Action):

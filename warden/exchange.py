@@ -106,6 +106,10 @@ class Exchange:
     # hears how it ended.
     quarantine_probe: object | None = None
     received_text: str | None = None  # received_at as the records write it
+    # Tracing (observe/tracing.py), for a sampled request only: its open span, and the W3C
+    # `traceparent` sent upstream in place of the client's (empty: the client's goes as is).
+    span: object | None = None
+    traceparent = b""
     captured: list[bytes] | None = None
     capture_truncated = False
 

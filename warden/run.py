@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import os
+import platform
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import uvloop
 
+from warden import __version__
 from warden.app import build_app
+from warden.app.gateway import Gateway
+from warden.compiled import describe
 from warden.config.schema import BackendSpec, Settings
+from warden.observe.log_metrics import LogCollector
+from warden.observe.log_output import LogOutput
+from warden.observe.logs import formatter
 from warden.sim.config import NodeConfig
 from warden.sim.fleet import SimFleet
+
+log = logging.getLogger("warden")
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -84,9 +96,25 @@ def share_the_gil() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
-async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event) -> None:
+async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event,
+                        log_level: str | None = None) -> None:
+    """`log_level`: the command line's `--log-level`, which wins over `logging.level`."""
+    spec = settings.logging
+    output = LogOutput(formatter(spec.format), spec.queue_size)
+    output.install(log_level or spec.level)  # (from here on, nothing logged blocks the loop)
+    try:
+        await _serve(settings, source, stop, output)
+    finally:
+        output.close()
+
+
+async def _serve(settings: Settings, source: Path, stop: asyncio.Event,
+                 output: LogOutput) -> None:
     gateway = build_app(settings, source)
+    gateway.metrics.registry.register(LogCollector(output))  # type: ignore[arg-type]
     await gateway.start()
+    started = time.monotonic()
+    log.info("warden started", extra={"fields": start_fields(gateway)})
     settle_heap()
     share_the_gil()
     loop = asyncio.get_running_loop()
@@ -103,7 +131,29 @@ async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event) -
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
+    log.info("warden stopping", extra={"fields": {"event": "stopping",
+                                                  "in_flight": gateway.in_flight()}})
     await gateway.stop(grace=gateway.settings.timeouts.shutdown_grace)
+    log.info("warden stopped", extra={"fields": {
+        "event": "stop", "uptime_s": round(time.monotonic() - started, 3),
+        "requests": sum(gateway.metrics.requests.values()), "log_dropped": output.dropped}})
+
+
+def start_fields(gateway: Gateway) -> dict[str, object]:
+    """The start-up line's fields: what runs, and a summary of its config."""
+    settings = gateway.settings
+    spec = settings.logging
+    return {
+        "event": "start", "version": __version__, "build": describe(),
+        "python": platform.python_version(), "pid": os.getpid(),
+        "listen": f"{settings.listen[0]}:{gateway.port}", "tls": settings.tls is not None,
+        "config": {
+            "source": str(gateway.source) if gateway.source is not None else None,
+            "backends": len(settings.backends), "routing": settings.routing.policy,
+            "guard": settings.guard.mode, "auth": settings.auth.mode,
+            "recorder": settings.recorder.enabled, "log_format": spec.format,
+            "access_log": spec.access_log.sample if spec.access_log.enabled else None,
+            "tracing": settings.tracing.sample if settings.tracing.enabled else None}}
 
 
 async def serve_sim(host: str, port: int, configs: list[NodeConfig], stop: asyncio.Event) -> None:

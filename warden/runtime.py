@@ -81,6 +81,25 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("auth.store")
     if (uses_limits(old), _limits_store(old)) != (uses_limits(new), _limits_store(new)):
         changed.append("rate_limits (their store; or limits turned on or off)")
+    return changed + _observing_changes(old, new)
+
+
+def _observing_changes(old: Settings, new: Settings) -> list[str]:
+    """Logs and traces: a reload changes the access log's and the traces' sample rates
+    (and turns them off); the rest is set up at the start."""
+    changed = []
+    was, now = old.logging, new.logging
+    if (was.format, was.level, was.queue_size) != (now.format, now.level, now.queue_size):
+        changed.append("logging (format, level, queue_size)")
+    if now.access_log.enabled and not was.access_log.enabled:
+        changed.append("logging.access_log.enabled (turned on)")
+    if new.tracing.enabled and not old.tracing.enabled:
+        changed.append("tracing.enabled (turned on)")
+    elif old.tracing.enabled and new.tracing.enabled and \
+            old.tracing.model_copy(update={"sample": 0.0}) != \
+            new.tracing.model_copy(update={"sample": 0.0}):
+        changed.append("tracing (its exporter: endpoint, headers, service_name, timeout, "
+                       "queue_size)")
     return changed
 
 

@@ -174,3 +174,17 @@ def test_a_rewritten_head_hides_the_backend_unless_exposed():
     block, _, _ = hdr.response_head(upstream, 200, b"r", BACKEND, True)
     assert block == (b"server: uvicorn\r\nx-request-id: r\r\n"
                      b"x-upstream-addr: 10.1.1.1:8000\r\nx-upstream-status: 200\r\n")
+
+
+def test_a_traced_request_carries_the_gateways_traceparent_in_place_of_the_clients():
+    client = [(b"traceparent", b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"),
+              (b"tracestate", b"vendor=1"), (b"content-type", b"application/json")]
+    ours = b"00-" + b"c" * 32 + b"-" + b"d" * 16 + b"-01"
+    lines = head_lines(hdr.upstream_request(b"POST", b"/v1/completions", *split(client), b"",
+                                            BACKEND, b"r", "1.2.3.4", ours))
+    assert [line for line in lines if line.startswith(b"traceparent")] == \
+        [b"traceparent: " + ours]
+    assert b"tracestate: vendor=1" in lines  # (the client's state goes on)
+    untraced = head_lines(hdr.upstream_request(b"POST", b"/v1/completions", *split(client),
+                                               b"", BACKEND, b"r", "1.2.3.4"))
+    assert b"traceparent: 00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01" in untraced

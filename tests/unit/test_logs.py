@@ -1,64 +1,194 @@
-"""The command line's log: written by a thread of its own, so that a stderr nobody reads
-(a full pipe) never blocks the logging call, which the gateway makes on its event loop;
-bounded, with what was dropped said."""
+"""The log formats, the access log's sampling and fields, and the log output's queue: a sink
+that blocks costs the caller nothing, and what cannot be queued is counted."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import logging.handlers
 import os
-import queue
 import threading
+import time
 
-from tests.harness import wait_until
-from warden.observe.logs import QueueingHandler, WritingHandler
+import pytest
+
+from warden.config.observe_schema import AccessLogSpec
+from warden.exchange import Exchange
+from warden.observe.access_log import AccessLog, access_fields, outcome
+from warden.observe.log_output import LogOutput
+from warden.observe.logs import JsonFormatter, TextFormatter
+
+ACCESS_FIELDS = {"event", "request_id", "endpoint", "model", "stream", "tenant", "key_id",
+                 "client_ip", "backend", "attempts", "status", "verdict", "error", "ttft_ms",
+                 "prompt_tokens", "completion_tokens", "duration_ms"}
 
 
-def test_a_blocked_stderr_never_blocks_the_logger_and_drops_are_said():
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, True)
-    stream = os.fdopen(write_end, "w", buffering=1)
-    lines: queue.Queue = queue.Queue(50)
-    queueing = QueueingHandler(lines)
-    writing = WritingHandler(queueing)
-    writing.setStream(stream)
-    listener = logging.handlers.QueueListener(lines, writing)
-    listener.start()
-    log = logging.getLogger("test.logs.blocked")
-    log.propagate = False
-    log.setLevel(logging.INFO)  # (whatever an earlier test left the root at)
-    log.addHandler(queueing)
+def record(msg: str = "hello %s", args: tuple = ("world",), **fields) -> logging.LogRecord:
+    made = logging.LogRecord("warden.test", logging.WARNING, __file__, 1, msg, args, None)
+    if fields:
+        made.fields = fields
+    return made
+
+
+def finished(n: int = 1, *, stream: bool = True) -> Exchange:
+    exchange = Exchange(b"req-%d" % n, "/v1/chat/completions", "192.0.2.1", 100.0)
+    exchange.model, exchange.stream, exchange.backend = "m", stream, "b0"
+    exchange.attempts = ("b0",)
+    exchange.status, exchange.verdict, exchange.ttft = 200, "complete", 0.0123
+    exchange.usage = {"prompt_tokens": 7, "completion_tokens": 16, "total_tokens": 23}
+    exchange.ended_at = 100.5
+    return exchange
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_json_line_has_the_stable_fields_and_the_structured_ones():
+    line = json.loads(JsonFormatter().format(record(event="start", version="1", level="no")))
+    assert set(line) == {"ts", "level", "logger", "msg", "event", "version"}
+    assert line["level"] == "WARNING"  # (a field never overwrites a stable one)
+    assert line["msg"] == "hello world" and line["logger"] == "warden.test"
+    assert line["ts"].endswith("Z") and line["ts"][10] == "T" and len(line["ts"]) == 24
+
+
+def test_a_json_line_carries_the_exception():
     try:
-        # 70 KB of lines fill the pipe (64 KB): the writing thread blocks in write() ...
-        def log_lines() -> None:
-            for n in range(400):
-                log.warning("line %d %s", n, "x" * 400)
+        raise ValueError("boom")
+    except ValueError:
+        import sys
 
-        logging_thread = threading.Thread(target=log_lines, daemon=True)
-        logging_thread.start()
-        # ... and the logging calls did not wait for it: they all return while nobody reads
-        # (a blocking handler would leave them stuck for good; the bound only ends the test).
-        logging_thread.join(timeout=30)
-        assert not logging_thread.is_alive()
-        assert queueing.dropped > 0
-        dropped = queueing.dropped
-        # Reading the pipe unblocks the thread: what was queued comes out, with the count.
-        out = bytearray()
+        made = record()
+        made.exc_info = sys.exc_info()
+    line = json.loads(JsonFormatter().format(made))
+    assert "ValueError: boom" in line["exc"] and "\n" not in JsonFormatter().format(made)
 
-        def drain() -> None:
-            while chunk := os.read(read_end, 65536):
-                out.extend(chunk)
 
-        reader = threading.Thread(target=drain, daemon=True)
-        reader.start()
-        log.warning("after")
-        wait_until(lambda: b"after" in out, what="the last line written")
-        text = out.decode()
-        assert f"{dropped} log lines dropped: stderr was not being read" in text
-        assert "WARNING test.logs.blocked: line 0 " in text
-        assert text.count(" line ") == 400 - dropped
+def test_a_text_line_puts_the_fields_after_the_message():
+    text = TextFormatter().format(record(event="access", model="a b", tenant=None, status=200))
+    assert text.endswith('warden.test: hello world event=access model="a b" tenant=- '
+                         "status=200")
+
+
+def test_access_lines_are_sampled_evenly_by_counting():
+    lines = Lines()
+    logger = logging.getLogger("warden.test-access")
+    logger.addHandler(lines)
+    logger.propagate = False
+    try:
+        access = AccessLog(AccessLogSpec(enabled=True, sample=0.5), logger)
+        for n in range(1000):
+            access.ended(finished(n))
+        assert len(lines.records) == 500
+        assert [r.fields["request_id"] for r in lines.records[:2]] == ["req-1", "req-3"]
+        access.use(AccessLogSpec(enabled=True, sample=0.01))  # (a reload)
+        for n in range(1000):
+            access.ended(finished(n))
+        assert len(lines.records) == 510
+        access.use(AccessLogSpec(enabled=False, sample=1.0))  # turned off by a reload
+        for n in range(100):
+            access.ended(finished(n))
+        assert len(lines.records) == 510 and access.failures == 0
     finally:
-        log.removeHandler(queueing)
-        listener.stop()
-        stream.close()
-        os.close(read_end)
+        logger.removeHandler(lines)
+
+
+def test_an_access_line_has_every_field_whatever_the_level():
+    lines = Lines()
+    logger = logging.getLogger("warden.test-access-level")
+    logger.addHandler(lines)
+    logger.setLevel(logging.ERROR)  # (an INFO line still goes: the handlers decide)
+    logger.propagate = False
+    try:
+        AccessLog(AccessLogSpec(enabled=True), logger).ended(finished(1))
+    finally:
+        logger.removeHandler(lines)
+    fields = lines.records[0].fields
+    assert set(fields) == ACCESS_FIELDS
+    assert fields["ttft_ms"] == 12.3 and fields["duration_ms"] == 500.0
+    assert (fields["prompt_tokens"], fields["completion_tokens"]) == (7, 16)
+    assert (fields["backend"], fields["status"], fields["verdict"]) == ("b0", 200, "complete")
+
+
+def test_a_plain_response_is_read_from_its_kept_body():
+    exchange = finished(stream=False)
+    exchange.usage = None
+    exchange.captured = [b'{"choices":[{"finish_reason":"length"}],"usage":',
+                         b'{"prompt_tokens":3,"completion_tokens":4}}']
+    assert outcome(exchange) == ({"prompt_tokens": 3, "completion_tokens": 4}, ["length"])
+    exchange.captured = [b"not json"]
+    assert outcome(exchange) == (None, [])
+    assert access_fields(exchange)["prompt_tokens"] is None
+
+
+def test_a_line_that_cannot_be_made_is_counted_not_raised():
+    class Broken(logging.Logger):
+        def handle(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("what a bug would do")
+
+    access = AccessLog(AccessLogSpec(enabled=True), Broken("warden.test-broken"))
+    access.ended(finished())
+    assert access.failures == 1
+
+
+@pytest.fixture
+def pipe():
+    read, write = os.pipe()
+    yield read, write
+    for fd in (read, write):
+        with contextlib.suppress(OSError):  # (a test may have closed it)
+            os.close(fd)
+
+
+def test_a_blocked_log_sink_costs_the_caller_nothing_and_drops_are_counted(pipe):
+    read, write = pipe
+    os.set_blocking(write, False)
+    with contextlib.suppress(BlockingIOError):  # the pipe full: nobody reads it
+        while True:
+            os.write(write, b"." * 65536)
+    os.set_blocking(write, True)
+    output = LogOutput(JsonFormatter(), queue_size=100, fd=write)
+    output.install("INFO")
+    log = logging.getLogger("warden.test-blocked")
+    try:
+        started = time.monotonic()
+        for n in range(5000):
+            log.info("line %d %s", n, "x" * 200)
+        assert time.monotonic() - started < 2.0  # (it never waited for the pipe)
+        assert output.dropped >= 4800
+        assert output.dropped + len(output.lines) <= 5000
+        assert not output.close(timeout=0.2)  # the writer is stuck: said so, in time
+        assert output.handler in logging.getLogger().handlers  # (still dropping, not blocking)
+        log.info("after the close")
+        # Someone reads the pipe at last: the writer catches up and stops.
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: _drain(read, got), daemon=True)
+        reader.start()
+        assert output.close(timeout=10.0)
+        os.close(write)  # (the reader sees the end)
+        reader.join(10)
+        assert not reader.is_alive()
+        assert b'"msg":"line 0 x' in b"".join(got)  # (what it had queued, it wrote)
+    finally:
+        logging.getLogger().removeHandler(output.handler)
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while data := os.read(fd, 65536):
+        into.append(data)
+
+
+def test_a_closed_output_writes_what_was_queued_and_logs_as_before(pipe):
+    read, write = pipe
+    before = list(logging.getLogger().handlers)
+    output = LogOutput(TextFormatter(), queue_size=100, fd=write)
+    output.install("INFO")
+    logging.getLogger("warden.test-close").info("one %s", "line")
+    assert output.close(timeout=5.0)
+    assert logging.getLogger().handlers == before
+    assert os.read(read, 4096).decode().endswith("INFO warden.test-close: one line\n")

@@ -78,6 +78,22 @@ def test_restart_only_changes_name_what_a_reload_cannot_apply():
         base, settings(A, guard={"quarantine": {"mode": "dry_run"}})) == []
 
 
+def test_sample_rates_reload_and_the_rest_of_logs_and_traces_waits():
+    on = {"access_log": {"enabled": True, "sample": 0.5}}
+    traced = settings(A, logging=on, tracing={"enabled": True, "sample": 0.5})
+    assert restart_only_changes(traced, settings(
+        A, logging={"access_log": {"enabled": True, "sample": 0.01}},
+        tracing={"enabled": True, "sample": 0.01})) == []
+    assert restart_only_changes(traced, settings(A)) == []  # off: their rates are 0
+    assert restart_only_changes(settings(A), traced) == [
+        "logging.access_log.enabled (turned on)", "tracing.enabled (turned on)"]
+    assert restart_only_changes(traced, settings(
+        A, logging={**on, "format": "json"},
+        tracing={"enabled": True, "sample": 0.5, "endpoint": "http://otel:4318/v1/traces"})) \
+        == ["logging (format, level, queue_size)",
+            "tracing (its exporter: endpoint, headers, service_name, timeout, queue_size)"]
+
+
 def test_backend_loops_follow_the_fleet():
     async def scenario() -> list:
         steps: list[str] = []

@@ -144,6 +144,10 @@ class Gateway:
         parts.facts.use(settings, runtime.backends)
         if parts.quarantine is not None:
             parts.quarantine.use(settings.guard.quarantine)
+        if parts.access_log is not None:  # (sampling follows a reload; turning on waits)
+            parts.access_log.use(settings.logging.access_log)
+        if parts.tracing is not None:
+            parts.tracing.use(settings.tracing)
         parts.scraper.spec = settings.scrape
         parts.health.spec = settings.health.active
         if self.server is not None:  # started: the watch loops follow the new fleet
@@ -266,6 +270,9 @@ class Gateway:
                     await parts.limiter.close()
         if parts.recorder is not None:  # after every exchange has ended: their ends go too
             await parts.recorder.close()
+        # (Its spans too; a collector that hangs is left behind.)
+        if parts.tracing is not None and not await parts.tracing.close(timeout=2.0):
+            log.warning("tracing: spans not exported within 2s of the stop were lost")
         parts.probe.stop()
         self.backends.close()
         for lock in self._locks:

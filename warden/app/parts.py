@@ -12,8 +12,10 @@ from warden.fleet.discovery import Discovery
 from warden.fleet.fact_learner import FactLearner
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
+from warden.observe.access_log import AccessLog
 from warden.observe.loop_probe import LoopProbe
 from warden.observe.metrics import GatewayMetrics
+from warden.observe.trace_listener import Tracing
 from warden.proxy.forwarder import Forwarder
 from warden.record.recorder import Recorder
 from warden.tenancy.client_keys import ClientKeys
@@ -39,3 +41,5 @@ class Parts:
     limiter: Limiter | None           # the limits of keys, tenants, addresses (None: off)
     traffic: Traffic                  # the admin page's live traffic, guard decisions
     probe: LoopProbe                  # the event loop's lag and stalls, by cause
+    access_log: AccessLog | None      # one line per sampled request (None: off at start)
+    tracing: Tracing | None           # a span per sampled request (None: off at start)

@@ -29,8 +29,10 @@ from warden.fleet.fact_learner import FactLearner
 from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
 from warden.forensics.listener import IncidentListener
+from warden.observe.access_log import AccessLog
 from warden.observe.loop_probe import LoopProbe
 from warden.observe.metrics import GatewayMetrics
+from warden.observe.trace_listener import Tracing
 from warden.proxy.forwarder import Forwarder
 from warden.proxy.relay import Relay
 from warden.record.recorder import Recorder
@@ -79,6 +81,14 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     ears.append(IncidentListener(incidents))
     if limiter is not None:
         ears.append(LimitSettler(limiter))
+    # (After the recorder: they read what it read of a response. Off, they are not listeners.)
+    access_log = AccessLog(settings.logging.access_log) \
+        if settings.logging.access_log.enabled else None
+    if access_log is not None:
+        ears.append(access_log)
+    tracing = build_tracer(settings, current)
+    if tracing is not None:
+        ears.append(tracing)
     ears.append(metrics)  # last: it counts the usage the recorder or the limits read
     listeners = Listeners(ears)
     capture = Capture.of(settings.recorder.response) if recorder is not None else Capture.NONE
@@ -97,7 +107,7 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
     note_work(probe, recorder, scraper)
     parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
                   discovery, scraper, health, RequestIds(), keys, key_store, limiter, traffic,
-                  probe)
+                  probe, access_log, tracing)
     return parts, current
 
 
@@ -130,6 +140,25 @@ def limits_metrics_state(limiter: Limiter, current: Current) -> Callable[[], dic
                 "budgets": tenant_budgets(limiter.budgets(), current.runtime.settings.auth,
                                           time.time())}
     return state
+
+
+
+
+def build_tracer(settings: Settings, current: Current) -> Tracing | None:
+    """The tracer (`tracing.enabled`; it imports the OpenTelemetry SDK only then). The
+    backend's address on a span is looked up in the runtime of the span's end."""
+    if not settings.tracing.enabled:
+        return None
+    from warden.observe.tracing import build_tracing  # (the OpenTelemetry SDK: only now)
+
+    def address(name: str) -> tuple[str, int] | None:
+        backend = current.runtime.backends.named(name)
+        if backend is None:
+            return None
+        host, _, port = backend.address.rpartition(":")
+        return host, int(port)
+
+    return build_tracing(settings.tracing, address)
 
 
 def build_routes(runtime: Runtime, parts: Parts,

@@ -21,6 +21,7 @@ from warden.config.guard_schema import (  # noqa: F401 - re-exported with the re
 )
 from warden.config.http_schema import CorsSpec, header_problems
 from warden.config.limits_schema import RateLimitSpec
+from warden.config.observe_schema import AccessLogSpec, LoggingSpec, TracingSpec  # noqa: F401
 from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
     PostgresSinkSpec,
     RecorderSpec,
@@ -202,6 +203,8 @@ class Settings(Spec):
     guard: GuardSpec = GuardSpec()
     reload: ReloadSpec = ReloadSpec()
     auth: AuthSpec = AuthSpec()
+    logging: LoggingSpec = LoggingSpec()  # the gateway's own log lines, the access log
+    tracing: TracingSpec = TracingSpec()  # OpenTelemetry spans, one per request
 
     @property
     def quarantine_file(self) -> Path:

@@ -1,67 +1,76 @@
-"""Logging setup for the command line: one line per record, to stderr, written by a thread of
-its own.
+"""Log lines: the command line's setup (one line per record, to stderr), and the two formats
+the gateway writes (`logging.format`: text or JSON lines).
 
-Why a thread: a log line is written where it is logged, and the gateway logs from its event
-loop; stderr is often a pipe (systemd, a container runtime), and a pipe whose reader falls
-behind blocks the writer, which stalled the whole loop for as long. Here the loop only queues
-the record (formatted at once, so it says what was true then); the thread writes it.
-Bounded: at most `QUEUED` lines wait; beyond, lines are dropped and counted, and the next line
-written says how many (`N log lines dropped: stderr was not being read`). Everything queued
-is written at exit.
-"""
+Stable JSON fields, on every line: `ts` (UTC, ISO 8601, milliseconds), `level`, `logger`,
+`msg`; `exc` when an exception is logged; a structured line (the start-up and shutdown lines,
+the access log) adds its own fields at the top level, `event` among them (`start`, `stop`,
+`access`). A structured line carries them in its record's `fields` (`extra={"fields": ...}`);
+in text they follow the message as `key=value`."""
 
 from __future__ import annotations
 
-import atexit
 import logging
-import logging.handlers
-import queue
+import time
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-QUEUED = 10_000
+import orjson
 
-
-class QueueingHandler(logging.handlers.QueueHandler):
-    """Queues each record, formatted; drops (and counts) what does not fit."""
-
-    def __init__(self, lines: queue.Queue):
-        super().__init__(lines)
-        self.dropped = 0
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class WritingHandler(logging.StreamHandler):
-    """The thread's side: writes each record, after a line for any dropped since the last."""
-
-    def __init__(self, queueing: QueueingHandler):
-        super().__init__()
-        self.setFormatter(logging.Formatter(FORMAT))
-        self._queueing = queueing
-        self._said = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        dropped = self._queueing.dropped
-        if dropped != self._said:
-            self.stream.write(f"{dropped - self._said} log lines dropped: stderr was not "
-                              f"being read\n")
-            self._said = dropped
-        super().emit(record)
+def configure(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
 
 
-def configure(level: str = "INFO") -> logging.handlers.QueueListener | None:
-    """As `logging.basicConfig`: nothing if the root logger has handlers already (a second
-    call; a test's capture)."""
-    if logging.getLogger().handlers:
-        return None
-    lines: queue.Queue = queue.Queue(QUEUED)
-    queueing = QueueingHandler(lines)
-    listener = logging.handlers.QueueListener(lines, WritingHandler(queueing))
-    logging.basicConfig(level=level.upper(), handlers=[queueing])
-    listener.start()
-    atexit.register(listener.stop)
-    return listener
+class TextFormatter(logging.Formatter):
+    """The text line, and a structured record's fields after its message as `key=value`."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", None)
+        if not fields:
+            return line
+        return line + "".join(f" {key}={_text(value)}" for key, value in fields.items())
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value if value and " " not in value and '"' not in value \
+            else orjson.dumps(value).decode()
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list | tuple):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the stable fields above."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": _utc(record.created), "level": record.levelname, "logger": record.name,
+            "msg": record.getMessage()}
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        fields = getattr(record, "fields", None)
+        if fields:
+            for key, value in fields.items():
+                if key not in line:  # (the stable fields are never overwritten)
+                    line[key] = value
+        return orjson.dumps(line, default=str).decode()
+
+
+def _utc(created: float) -> str:
+    seconds = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + \
+        f".{int((created - seconds) * 1000):03d}Z"
+
+
+def formatter(name: str) -> logging.Formatter:
+    """`logging.format`'s formatter."""
+    return JsonFormatter() if name == "json" else TextFormatter()

@@ -174,16 +174,17 @@ class Forwarder:
         request = relay.request
         assert request is not None  # (a relay's always is)
         body = request.body if relay.forwarded_body is None else relay.forwarded_body
-        data = hdr.upstream_request(request.method_bytes, request.target, request.fields,
-                                    request.passed, body, backend.target,
-                                    relay.upstream_id or relay.request_id, request.client_ip)
         # In-flight accounting: +1 here, -1 in `relay_ended`, which the relay calls exactly
         # once whatever ends it (response, backend loss, client loss, timeout, shutdown).
         self.active.add(relay)
         backend.in_flight += 1
         backend.requests_sent += 1
-        for listener in self._starters:  # (the recorder's: write-ahead, before a byte goes)
-            listener.started(relay)
+        for listener in self._starters:  # (the recorder's: write-ahead, before a byte goes;
+            listener.started(relay)      # the tracer's, which may set `traceparent`)
+        data = hdr.upstream_request(request.method_bytes, request.target, request.fields,
+                                    request.passed, body, backend.target,
+                                    relay.upstream_id or relay.request_id, request.client_ip,
+                                    relay.traceparent)
         recent = backend.recent
         if recent is not None:  # the incident detector's suspects
             recent.append(relay)

@@ -30,16 +30,19 @@ _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 # Whole `Connection` values that name none, as clients usually send them (a shortcut).
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 _NONE: frozenset[bytes] = frozenset()
+_TRACE_CONTEXT = frozenset({b"traceparent"})
 
 
 def upstream_request(method: bytes, target: bytes, fields: dict[bytes, bytes],
                      passed: list[bytes], body: bytes, backend: UpstreamTarget,
-                     request_id: bytes, client_ip: str) -> list[bytes]:
+                     request_id: bytes, client_ip: str,
+                     traceparent: bytes = b"") -> list[bytes]:
     """The request as written to the backend: [head, body] (written with writelines, so a
     large body is never copied). `fields` and `passed` are the client's header fields as the
     server split them (`edge.request`): of `fields`, only `FORWARDED_FIELDS` go on (every
     other one is hop-by-hop or the gateway's own); `passed` goes on as it is, unless
-    `Connection` names some of it."""
+    `Connection` names some of it. `traceparent`: the gateway's span's (a traced request),
+    sent in place of the client's `traceparent`; empty, the client's goes on as it is."""
     listed = _NONE
     connection = fields.get(b"connection")
     if connection is not None and connection not in _PLAIN_CONNECTION:
@@ -58,7 +61,11 @@ def upstream_request(method: bytes, target: bytes, fields: dict[bytes, bytes],
     key = fields.get(b"x-api-key")
     if key is not None and b"x-api-key" not in listed:
         lines += (b"x-api-key: ", key, b"\r\n")
-    lines += _without(passed, listed) if listed else passed
+    if traceparent:  # (a sampled request only)
+        lines += _without(passed, listed | _TRACE_CONTEXT)
+        lines += (b"traceparent: ", traceparent, b"\r\n")
+    else:
+        lines += _without(passed, listed) if listed else passed
     forwarded = fields.get(b"x-forwarded-for")
     forwarded_for = client_ip.encode() if forwarded is None \
         else forwarded + b", " + client_ip.encode()

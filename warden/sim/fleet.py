@@ -61,7 +61,8 @@ class SimFleet:
         try:
             if request.path == "/sim/requests":
                 nodes = [{"index": n.index, "port": n.port, "alive": n.alive,
-                          "request_ids": list(n.request_ids)} for n in self.nodes]
+                          "request_ids": list(n.request_ids),
+                          "traceparents": list(n.traceparents)} for n in self.nodes]
                 return 200, orjson.dumps({"nodes": nodes})
             index = int(query.get("node", "-1"))
             if not 0 <= index < len(self.nodes) or request.method != "POST":

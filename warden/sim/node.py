@@ -61,6 +61,7 @@ class SimNode:
         self._after_answer: list[Callable[[], None]] = []
         self.alive = False
         self.request_ids: deque[str] = deque(maxlen=_MAX_REMEMBERED_IDS)
+        self.traceparents: deque[str] = deque(maxlen=_MAX_REMEMBERED_IDS)  # (W3C, as sent)
         self._server: HttpServer | None = None
         self._created = int(time.time())
         self._active: set[Generation] = set()
@@ -241,6 +242,8 @@ class SimNode:
         rid = request.header(b"x-request-id")
         if rid:  # (a gateway gives one to every request it forwards; not to its own probes)
             self.request_ids.append(rid.decode())
+        if (parent := request.header(b"traceparent")) is not None:
+            self.traceparents.append(parent.decode())
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
