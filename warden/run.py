@@ -136,7 +136,7 @@ async def _serve(settings: Settings, source: Path, stop: asyncio.Event,
     await gateway.stop(grace=gateway.settings.timeouts.shutdown_grace)
     log.info("warden stopped", extra={"fields": {
         "event": "stop", "uptime_s": round(time.monotonic() - started, 3),
-        "requests": sum(gateway.metrics.requests.values()), "log_dropped": output.dropped}})
+        "requests": gateway.metrics.ended_total, "log_dropped": output.dropped}})
 
 
 def start_fields(gateway: Gateway) -> dict[str, object]:
