@@ -247,13 +247,14 @@ class GatewayThread:
             shutil.rmtree(self._own_records, ignore_errors=True)
 
 
-def serve(config: str, workdir, *, stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
-    """`warden serve` with `config` (YAML text; its `listen` is added here) in `workdir`, as
-    a subprocess, once it answers /ready: (the process, its base URL)."""
+def serve(config: str, workdir, *flags: str,
+          stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+    """`warden serve` with `config` (YAML text; its `listen` is added here) and `flags` in
+    `workdir`, as a subprocess, once it answers /ready: (the process, its base URL)."""
     port = free_port_block(1)
     path = workdir / "warden.yaml"
     path.write_text(f"listen: 127.0.0.1:{port}\n{config}")
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(path), *flags],
                             cwd=workdir, stderr=stderr, text=True)
     url = f"http://127.0.0.1:{port}"
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 
+import yaml
 from openai import OpenAI
 
-from tests.harness import SimProcess, free_port_block, http, wait_until
+from tests.harness import SimProcess, http, serve
 
 ACCESS_FIELDS = {"event", "request_id", "endpoint", "model", "stream", "tenant", "key_id",
                  "client_ip", "backend", "attempts", "status", "verdict", "error", "ttft_ms",
@@ -21,24 +21,9 @@ ACCESS_FIELDS = {"event", "request_id", "endpoint", "model", "stream", "tenant",
 
 def start(workdir, sim: SimProcess, logging: dict, *flags: str) -> tuple[subprocess.Popen, str]:
     """`warden serve` with its stderr to a pipe, once it answers /ready."""
-    port = free_port_block(1)
-    config = {"listen": f"127.0.0.1:{port}", "backends": sim.backends_config(),
+    config = {"backends": sim.backends_config(),
               "recorder": {"dir": str(workdir / "records")}, "logging": logging}
-    path = workdir / "warden.yaml"
-    path.write_text(json.dumps(config))  # (YAML reads JSON)
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(path), *flags],
-                            cwd=workdir, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, f"warden serve exited with {proc.returncode}"
-        try:
-            return http("GET", f"{url}/ready", timeout=1)[0] == 200
-        except OSError:
-            return False
-
-    wait_until(ready, what="warden serve to be ready")
-    return proc, url
+    return serve(yaml.safe_dump(config), workdir, *flags, stderr=subprocess.PIPE)
 
 
 def requests(url: str, count: int) -> None:
@@ -58,8 +43,8 @@ def requests(url: str, count: int) -> None:
 def stopped(proc: subprocess.Popen) -> list[str]:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err.decode()
-    return err.decode().splitlines()
+    assert proc.returncode == 0, err
+    return err.splitlines()
 
 
 def test_json_lines_with_the_start_access_and_stop_lines(tmp_path):
