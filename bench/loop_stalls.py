@@ -6,9 +6,11 @@ stalls by cause, read from /metrics before and after each wrk run) beside wrk's 
 
 The gateway runs on core 0 as the proxy benchmark runs it (`bench.proxy_bench`, the same
 variants), nginx (a fixed small completion) is its backend and wrk its client on core 1.
-`--py-spy FILE` records the gateway during the runs (`--native --idle --nonblocking`,
-speedscope format) to see what the blamed work was doing; `--postgres` adds the PostgreSQL
-sink (the test database at 127.0.0.1:5432, a table of its own, dropped after).
+`--py-spy FILE` records the gateway during the runs (`--idle --nonblocking`, speedscope
+format; Python frames only: py-spy cannot read native stacks without pausing the process, and
+its pauses would be stalls themselves; the compiled modules show as their callers) to see
+what the blamed work was doing; `--postgres` adds the PostgreSQL sink (the test database at
+127.0.0.1:5432, a table of its own, dropped after).
 """
 
 from __future__ import annotations
@@ -95,9 +97,9 @@ def main() -> None:
             procs.wait_for_port(backend_port)
             procs.wait_for_port(port)
             if args.py_spy:
-                spy = subprocess.Popen(["py-spy", "record", "--native", "--idle",
-                                        "--nonblocking", "-f", "speedscope", "-o",
-                                        args.py_spy, "-p", str(gateway.pid)],
+                spy = subprocess.Popen(["py-spy", "record", "--idle", "--nonblocking", "-f",
+                                        "speedscope", "-o", args.py_spy, "-p",
+                                        str(gateway.pid)],
                                        stdout=subprocess.DEVNULL)
             script = post_script(workdir, CHAT)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
