@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
+import orjson
+
 if TYPE_CHECKING:
     from warden.edge.request import HttpRequest
 
@@ -112,12 +114,40 @@ class Exchange:
     traceparent = b""
     captured: list[bytes] | None = None
     capture_truncated = False
+    outcome_read = False  # a plain response's usage and finish reasons parsed (read_outcome)
 
     def __init__(self, request_id: bytes, endpoint: str, client_ip: str, received_at: float):
         self.request_id = request_id
         self.endpoint = endpoint
         self.client_ip = client_ip
         self.received_at = received_at
+
+    def read_outcome(self) -> dict | None:
+        """The response's usage, with its finish reasons set beside it: a stream's as its
+        observer read them; a plain response's parsed from its kept body (`captured`), once,
+        whoever asks first (the recorder, the limits' settlement, the access log, a span).
+        Unknown (nothing kept, not JSON): None, and no finish reasons."""
+        captured = self.captured
+        if self.stream or self.outcome_read or not captured:
+            return self.usage
+        self.outcome_read = True
+        try:
+            parsed = orjson.loads(b"".join(captured))
+        except orjson.JSONDecodeError:
+            return self.usage
+        if type(parsed) is not dict:
+            return self.usage
+        usage = parsed.get("usage")
+        if type(usage) is dict:
+            self.usage = usage
+        reasons: list[str] = []
+        choices = parsed.get("choices")
+        if type(choices) is list:
+            for choice in choices:  # (a loop, not a comprehension: no frame per call)
+                if type(choice) is dict and isinstance(choice.get("finish_reason"), str):
+                    reasons.append(choice["finish_reason"])
+        self.finish_reasons = reasons
+        return self.usage
 
     @property
     def duration(self) -> float:

@@ -121,6 +121,8 @@ def test_a_plain_response_is_read_from_its_kept_body():
     exchange.captured = [b'{"choices":[{"finish_reason":"length"}],"usage":',
                          b'{"prompt_tokens":3,"completion_tokens":4}}']
     assert outcome(exchange) == ({"prompt_tokens": 3, "completion_tokens": 4}, ["length"])
+    exchange = finished(stream=False)  # (a body is parsed once per exchange: another one)
+    exchange.usage = None
     exchange.captured = [b"not json"]
     assert outcome(exchange) == (None, [])
     assert access_fields(exchange)["prompt_tokens"] is None

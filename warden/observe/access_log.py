@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-
 from warden.config.observe_schema import AccessLogSpec
 from warden.exchange import Exchange
 
@@ -96,22 +94,7 @@ def _tokens(usage: dict | None, name: str) -> int | None:
 
 def outcome(exchange: Exchange) -> tuple[dict | None, list[str]]:
     """(usage, finish reasons) of an exchange: a stream's, as its observer read them; a plain
-    response's from its body when it was kept (the recorder or the limits keep it: read
-    again here, for a sampled request only). Unknown: (None, [])."""
-    captured = exchange.captured
-    if exchange.stream or not captured:
-        return exchange.usage, list(exchange.finish_reasons)
-    try:
-        parsed = orjson.loads(b"".join(captured))
-    except orjson.JSONDecodeError:
-        return exchange.usage, []
-    if type(parsed) is not dict:
-        return exchange.usage, []
-    usage = parsed.get("usage")
-    reasons: list[str] = []
-    choices = parsed.get("choices")
-    if type(choices) is list:
-        for choice in choices:
-            if type(choice) is dict and isinstance(choice.get("finish_reason"), str):
-                reasons.append(choice["finish_reason"])
-    return (usage if type(usage) is dict else exchange.usage), reasons
+    response's from its kept body (Exchange.read_outcome: parsed once, whoever asks first).
+    Unknown: (None, [])."""
+    usage = exchange.read_outcome()
+    return usage, list(exchange.finish_reasons)

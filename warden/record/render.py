@@ -195,26 +195,11 @@ def _response_fields(exchange: Exchange, full: bool, record: dict) -> None:
         if full:
             record["text"] = stream_text(b"".join(captured)) if captured is not None else None
         return
-    body = b"".join(captured) if captured is not None else b""
-    usage = None
-    reasons = []
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if type(parsed) is dict:
-        usage = parsed.get("usage")
-        if type(usage) is not dict:
-            usage = None
-        choices = parsed.get("choices")
-        if type(choices) is list:
-            for choice in choices:  # (a loop, not a comprehension: no frame per call)
-                if type(choice) is dict and choice.get("finish_reason"):
-                    reasons.append(choice["finish_reason"])
-    record["usage"] = exchange.usage = usage  # (kept: the limits' settlement reads it)
-    record["finish_reasons"] = reasons
+    record["usage"] = exchange.read_outcome()  # (parsed once: the others read it too)
+    record["finish_reasons"] = exchange.finish_reasons
     if full:
-        record["response"] = body.decode("utf-8", "replace") if captured is not None else None
+        record["response"] = b"".join(captured).decode("utf-8", "replace") \
+            if captured is not None else None
     if exchange.capture_truncated:
         record["response_truncated"] = True
 

@@ -8,8 +8,6 @@ exchange the backend refused (4xx, 5xx), or that never reached one, used nothing
 
 from __future__ import annotations
 
-import orjson
-
 from warden.exchange import Exchange
 from warden.tenancy.answers import Ticket
 from warden.tenancy.budget import cost_of
@@ -17,15 +15,7 @@ from warden.tenancy.limiter import Limiter
 
 
 def usage_of(exchange: Exchange) -> dict | None:
-    usage = exchange.usage  # (a plain response's is read here unless the recorder did)
-    if usage is None and not exchange.stream and exchange.captured:
-        try:
-            body = orjson.loads(b"".join(exchange.captured))
-        except orjson.JSONDecodeError:
-            body = None
-        usage = body.get("usage") if isinstance(body, dict) else None
-        if isinstance(usage, dict):
-            exchange.usage = usage  # (the metrics, told after, count its tokens)
+    usage = exchange.read_outcome()  # (a plain response's: parsed once, unless already)
     return usage if isinstance(usage, dict) else None
 
 
