@@ -75,22 +75,11 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
                              else None,
                              incidents.counts)
     traffic = Traffic()  # (the admin page's live traffic and guard decisions)
-    ears: list[ExchangeListener] = [traffic]
-    if recorder is not None:
-        ears.append(recorder)
-    ears.append(IncidentListener(incidents))
-    if limiter is not None:
-        ears.append(LimitSettler(limiter))
-    # (After the recorder: they read what it read of a response. Off, they are not listeners.)
     access_log = AccessLog(settings.logging.access_log) \
         if settings.logging.access_log.enabled else None
-    if access_log is not None:
-        ears.append(access_log)
     tracing = build_tracer(settings, current)
-    if tracing is not None:
-        ears.append(tracing)
-    ears.append(metrics)  # last: it counts the usage the recorder or the limits read
-    listeners = Listeners(ears)
+    listeners = Listeners(listeners_in_order(traffic, recorder, incidents, limiter,
+                                             access_log, tracing, metrics))
     capture = Capture.of(settings.recorder.response) if recorder is not None else Capture.NONE
     if limiter is not None:  # (a plain response's usage settles its tokens)
         capture = max(capture, Capture.BODIES)
@@ -109,6 +98,27 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
                   discovery, scraper, health, RequestIds(), keys, key_store, limiter, traffic,
                   probe, access_log, tracing)
     return parts, current
+
+
+def listeners_in_order(traffic: Traffic, recorder: Recorder | None,
+                       incidents: IncidentDetector, limiter: Limiter | None,
+                       access_log: AccessLog | None, tracing: Tracing | None,
+                       metrics: GatewayMetrics) -> list[ExchangeListener]:
+    """Who hears each exchange's end, in order: the recorder before those that read what it
+    parsed of a response (the settlement, the access log, a span), the metrics last (they
+    count the usage the others read). A part that is off is not a listener."""
+    ears: list[ExchangeListener] = [traffic]
+    if recorder is not None:
+        ears.append(recorder)
+    ears.append(IncidentListener(incidents))
+    if limiter is not None:
+        ears.append(LimitSettler(limiter))
+    if access_log is not None:
+        ears.append(access_log)
+    if tracing is not None:
+        ears.append(tracing)
+    ears.append(metrics)
+    return ears
 
 
 def serving(active: set[Relay], metrics: GatewayMetrics) -> Callable[[], bool]:

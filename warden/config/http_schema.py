@@ -13,9 +13,14 @@ TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
 ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
-def header_problems(headers: dict[str, str]) -> list[str]:
-    return [f"{name!r}: not a valid header name or value" for name, value in headers.items()
-            if not TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0")]
+def checked_headers(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` as given, or a ValueError naming each field that is not a valid header line
+    (a pydantic validator's answer)."""
+    problems = [f"{name!r}: not a valid header name or value" for name, value in headers.items()
+                if not TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0")]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return headers
 
 
 class CorsSpec(Spec):

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from warden.config.http_schema import header_problems
+from warden.config.http_schema import checked_headers
 from warden.config.spec import Duration, Spec
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -65,10 +65,7 @@ class TracingSpec(Spec):
     @field_validator("headers")
     @classmethod
     def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        problems = header_problems(headers)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return headers
+        return checked_headers(headers)
 
     @model_validator(mode="after")
     def _installed(self) -> TracingSpec:

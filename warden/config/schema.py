@@ -19,7 +19,7 @@ from warden.config.guard_schema import (  # noqa: F401 - re-exported with the re
     QuarantineSpec,
     ValidationSpec,
 )
-from warden.config.http_schema import CorsSpec, header_problems
+from warden.config.http_schema import CorsSpec, checked_headers
 from warden.config.limits_schema import RateLimitSpec
 from warden.config.observe_schema import AccessLogSpec, LoggingSpec, TracingSpec  # noqa: F401
 from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
@@ -214,10 +214,7 @@ class Settings(Spec):
     @field_validator("response_headers")
     @classmethod
     def _header_lines(cls, headers: dict[str, str]) -> dict[str, str]:
-        problems = header_problems(headers)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return headers
+        return checked_headers(headers)
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Settings:
