@@ -54,6 +54,7 @@ MODULES = (
     "warden/proxy/forwarder.py",
     "warden/proxy/headers.py",
     "warden/proxy/relay.py",
+    "warden/record/buffer.py",
     "warden/record/recorder.py",
     "warden/record/render.py",
     "warden/routes.py",

@@ -125,7 +125,7 @@ def test_a_hung_database_bounds_the_queue_and_shutdown_has_a_deadline(hung, capl
         sink = PostgresSink(spec)
         sink.open()
         for _ in range(40):  # 40 flushes of 16 KiB while the database hangs
-            sink.submit(Batch(batch, 16))
+            sink.submit(Batch([batch], 16))
             assert sink.queued_bytes <= 64 * 1024
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)  # a connection attempt timed out: it is tried again
@@ -190,7 +190,7 @@ def test_batches_wait_for_a_database_that_comes_back(table):
             dsn=f"postgresql://postgres@127.0.0.1:{port}/test", table=table, timeout=0.3))
         sink.open()
         for n in range(3):
-            sink.submit(Batch(bytearray(_record(f"late-{n}")), 1))
+            sink.submit(Batch([bytearray(_record(f"late-{n}"))], 1))
         await asyncio.sleep(0.5)  # the first attempt timed out
         assert sink.written == 0 and sink.failed == 0 and sink.queued_records == 3
         reachable.set()

@@ -156,8 +156,9 @@ def test_a_compression_cut_short_by_a_crash_is_removed_at_start(tmp_path):
     assert ids(tmp_path) == [1]
 
 
-def batch(*numbers: int) -> bytearray:
-    return bytearray(b"".join(line(n) for n in numbers))
+def batch(*numbers: int) -> list[bytes | bytearray]:
+    """A batch's pieces (record/buffer.py): here, all its lines in one."""
+    return [bytearray(b"".join(line(n) for n in numbers))]
 
 
 def test_the_writer_counts_by_cause_and_says_it_with_backoff(tmp_path, caplog):

@@ -63,15 +63,15 @@ def test_every_sink_gets_the_same_batch_and_only_the_files_bound_the_queue(tmp_p
 
     async def run() -> None:
         recorder.open()
-        recorder._pending += b'{"n":1}\n{"n":2}\n'
-        recorder._pending_count = 2
+        recorder._pending.add(b'{"n":1}\n')
+        recorder._pending.add(b'{"n":2}\n')
         recorder.flush()
         await recorder.close()
 
     asyncio.run(run())
     assert events == ["open", "close"]
     [batch] = other.batches
-    assert (bytes(batch.lines), batch.count) == (b'{"n":1}\n{"n":2}\n', 2)
+    assert (b"".join(batch.pieces), batch.count, batch.size) == (b'{"n":1}\n{"n":2}\n', 2, 16)
     assert recorder.written == files.done == 2 and recorder.queued == 0
     other.lost = 5  # another sink's losses are its own: the files still have the records
     assert recorder.lost == 0
@@ -89,6 +89,7 @@ def test_a_postgres_batch_is_sent_a_slice_a_loop_turn():
     """A flush's records (megabytes under load) go to COPY in slices, the loop serving
     between two: never the whole batch in one turn, and no executor thread."""
     data = bytearray(b"x" * 99 + b"\n") * 3000  # 300 KB
+    pieces = [data[:100_000], data[100_000:]]  # a batch's chunks (record/buffer.py)
 
     async def main() -> list[tuple[bytes, int]]:
         turns = 0
@@ -101,7 +102,7 @@ def test_a_postgres_batch_is_sent_a_slice_a_loop_turn():
 
         task = asyncio.create_task(elsewhere())
         await asyncio.sleep(0)
-        sent = [(bytes(piece), turns) async for piece in _slices(data)]
+        sent = [(bytes(piece), turns) async for piece in _slices(pieces)]
         task.cancel()
         return sent
 

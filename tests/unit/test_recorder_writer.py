@@ -41,7 +41,7 @@ def recorder() -> Writer:
 def test_a_batch_is_written_in_whole_lines_of_at_most_a_quarter_file():
     batch = lines(*[100] * 25, 300, 300, 300, 50)
     files = Files()
-    recorder().write(files, batch)
+    recorder().write(files, [batch])
     assert b"".join(files.pieces) == batch
     assert len(files.pieces) > 1
     assert all(len(piece) <= LIMIT and piece.endswith(b"\n") for piece in files.pieces)
@@ -53,7 +53,7 @@ def test_a_batch_is_written_in_whole_lines_of_at_most_a_quarter_file():
 def test_a_line_longer_than_the_limit_is_a_piece_of_its_own():
     batch = lines(10, LIMIT * 2, 10, LIMIT + 1)
     files = Files()
-    recorder().write(files, batch)
+    recorder().write(files, [batch])
     assert files.pieces == [bytes(batch[:10]), bytes(batch[10:10 + 2 * LIMIT]),
                             bytes(batch[10 + 2 * LIMIT:20 + 2 * LIMIT]),
                             bytes(batch[20 + 2 * LIMIT:])]
@@ -63,7 +63,7 @@ def test_lines_the_cap_refuses_are_counted():
     batch = lines(*[400] * 6)  # two lines a piece
     files = Files(refuse={1})
     writer = recorder()
-    writer.write(files, batch)
+    writer.write(files, [batch])
     assert len(files.pieces) == 3 and writer.refused == 2
 
 
@@ -74,7 +74,7 @@ def test_a_big_batch_goes_in_slices_with_the_core_given_up_between(monkeypatch):
     monkeypatch.setattr(writer_module.os, "sched_yield", lambda: yields.append(1))
     batch = lines(*[300 + n % 700 for n in range(8000)])  # ~5 MB
     files = Files()
-    Writer(RecorderSpec()).write(files, batch)
+    Writer(RecorderSpec()).write(files, [batch])
     assert b"".join(files.pieces) == batch
     assert all(len(piece) <= SLICE and piece.endswith(b"\n") for piece in files.pieces)
     assert len(files.pieces) >= len(batch) // SLICE

@@ -73,7 +73,7 @@ class PostgresSink:
         self.abandoned = 0
         self.queued_records = 0
         self.queued_bytes = 0
-        self._queue: deque[tuple[bytes | bytearray, int]] = deque()
+        self._queue: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
         self._retry_in = _RETRY_FIRST
@@ -98,14 +98,14 @@ class PostgresSink:
     def submit(self, batch: Batch) -> None:
         """A flush's records. (Read, never changed, here and by the file writer: the recorder
         starts a new buffer after each flush.)"""
-        lines, count = batch.lines, batch.count
+        count = batch.count
         if self._queue and (self.queued_records + count > self.spec.queue_size
-                            or self.queued_bytes + len(lines) > self.spec.queue_bytes):
+                            or self.queued_bytes + batch.size > self.spec.queue_bytes):
             self.dropped += count
             return
-        self._queue.append((lines, count))
+        self._queue.append(batch)
         self.queued_records += count
-        self.queued_bytes += len(lines)
+        self.queued_bytes += batch.size
         self._wake.set()
 
     async def run(self) -> None:
@@ -115,9 +115,10 @@ class PostgresSink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            lines, count = self._queue[0]
+            batch = self._queue[0]
+            count = batch.count
             try:
-                await self._write(lines)
+                await self._write(batch.pieces)
             except Unreachable as e:  # the batch waits; the database gets a pause
                 self._trouble.failing(str(e), 0)
                 await self._pause()
@@ -171,9 +172,9 @@ class PostgresSink:
                 conn.terminate()
 
     def _dequeue(self) -> None:
-        lines, count = self._queue.popleft()
-        self.queued_records -= count
-        self.queued_bytes -= len(lines)
+        batch = self._queue.popleft()
+        self.queued_records -= batch.count
+        self.queued_bytes -= batch.size
 
     async def _pause(self) -> None:
         """Before connecting again (a shutdown ends it early)."""
@@ -184,12 +185,12 @@ class PostgresSink:
                     await self._wake.wait()
         self._retry_in = min(self._retry_in * 2, _RETRY_LAST)
 
-    async def _write(self, lines: bytes | bytearray) -> None:
+    async def _write(self, pieces: list[bytes | bytearray]) -> None:
         conn = await self._connection()
         async with asyncio.timeout(self.spec.timeout):
             await self._prepare_days(conn)
         async with asyncio.timeout(self.spec.timeout), conn.transaction():
-            await conn.copy_to_table("warden_staging", source=_slices(lines),
+            await conn.copy_to_table("warden_staging", source=_slices(pieces),
                                      columns=["record"], format="csv", quote=_QUOTE,
                                      delimiter=_DELIMITER)
             await conn.execute(
@@ -277,10 +278,11 @@ class PostgresSink:
             conn.terminate()
 
 
-async def _slices(lines: bytes | bytearray) -> AsyncIterator[memoryview]:
-    """`lines` in `SLICE`-byte pieces, one per turn of the loop (asyncpg awaits each; COPY's
-    data messages need not end at a row's end)."""
-    view = memoryview(lines)
-    for start in range(0, len(view), SLICE):
-        yield view[start:start + SLICE]
-        await asyncio.sleep(0)
+async def _slices(pieces: list[bytes | bytearray]) -> AsyncIterator[memoryview]:
+    """A batch's pieces in slices of at most `SLICE` bytes, one per turn of the loop (asyncpg
+    awaits each; COPY's data messages need not end at a row's end)."""
+    for lines in pieces:
+        view = memoryview(lines)
+        for start in range(0, len(view), SLICE):
+            yield view[start:start + SLICE]
+            await asyncio.sleep(0)

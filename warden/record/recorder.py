@@ -2,15 +2,15 @@
 disk I/O on the event loop.
 
 Each record is rendered to one JSON line when it happens (`started`, before the request is
-forwarded; `ended`, once it is over) and appended to one buffer; every `flush_interval` the
-buffer goes to each of the recorder's sinks (sink.py; sinks.py builds them from the settings):
-the files' writer thread (writer.py), which only writes bytes and looks after the files
-(`RecordFiles`: rotation, compression, the cap), and PostgreSQL if configured. One buffer,
-not a list of lines: a line copied into it at once frees its memory while it is still in the
-CPU's cache, for the next record to reuse, where thousands of lines held apart until the flush
-each took fresh memory and were freed cold by the writer (3-4 µs more per request, compiled,
-with 4,000 records a flush: `bench.hot_path`); and the writer writes the buffer as it is, with
-no join.
+forwarded; `ended`, once it is over) and copied into a buffer of fixed-size chunks
+(buffer.py); every `flush_interval` the chunks go to each of the recorder's sinks (sink.py;
+sinks.py builds them from the settings): the files' writer thread (writer.py), which only
+writes bytes and looks after the files (`RecordFiles`: rotation, compression, the cap), and
+PostgreSQL if configured. Lines copied into chunks, not held as a list: a line copied at once
+frees its memory while it is still in the CPU's cache, for the next record to reuse, where
+thousands of lines held apart until the flush each took fresh memory and were freed cold by
+the writer (3-4 µs more per request, compiled, with 4,000 records a flush:
+`bench.hot_path`); and the writer writes the chunks as they are, with no join.
 
 Rendering on the loop, not on the writer: it is a few microseconds a record either way, and a
 writer thread doing Python work contends for the GIL with the event loop (on one core, every
@@ -41,6 +41,7 @@ import orjson
 
 from warden.config.recorder_schema import RecorderSpec
 from warden.exchange import Exchange
+from warden.record.buffer import RecordBuffer
 from warden.record.files import RecordFiles
 from warden.record.render import Clock, Renderer
 from warden.record.sink import Batch, Sink
@@ -58,8 +59,7 @@ class Recorder:
         self.spec = spec
         self._clock = Clock().sync()
         self._render = Renderer(spec.headers, spec.response, self._clock)
-        self._pending = bytearray()  # the records since the last flush, one line each
-        self._pending_count = 0
+        self._pending = RecordBuffer()  # the records since the last flush, one line each
         # How many records may be pending: the queue's size less what the files' writer still
         # has (recomputed at each flush, so a record costs one comparison).
         self._room = spec.queue_size
@@ -83,7 +83,8 @@ class Recorder:
     # -- the event loop's side -------------------------------------------------------------
 
     def started(self, exchange: Exchange) -> None:
-        if self._pending_count >= self._room:
+        pending = self._pending
+        if pending.count >= self._room:
             self.dropped += 1
             return
         body_limit = self.body_limit
@@ -94,11 +95,11 @@ class Recorder:
             return
         if body_limit == 0 and record.get("body_omitted") == "low disk":
             self.bodies_omitted += 1
-        self._pending += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-        self._pending_count += 1
+        pending.add(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     def ended(self, exchange: Exchange) -> None:
-        if self._pending_count >= self._room:
+        pending = self._pending
+        if pending.count >= self._room:
             self.dropped += 1
             return
         try:
@@ -106,8 +107,7 @@ class Recorder:
         except Exception:
             self._unrenderable()
             return
-        self._pending += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-        self._pending_count += 1
+        pending.add(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     @property
     def written(self) -> int:
@@ -126,7 +126,7 @@ class Recorder:
 
     @property
     def queued(self) -> int:
-        return self._pending_count + self.handed - self.file_sink.done
+        return self._pending.count + self.handed - self.file_sink.done
 
     def open(self) -> None:
         """From the event loop: open each sink in turn (sinks.py puts the files first: an
@@ -144,10 +144,10 @@ class Recorder:
         started = time.perf_counter()
         self._clock.sync()  # the wall clock may have been stepped
         file_sink = self.file_sink
-        if self._pending_count:
-            batch = Batch(self._pending, self._pending_count)
-            self._pending, self._pending_count = bytearray(), 0
-            self.handed += batch.count
+        if self._pending.count:
+            count = self._pending.count
+            batch = Batch(self._pending.take(), count)
+            self.handed += count
             for sink in self.sinks:
                 sink.submit(batch)
         self._room = self.spec.queue_size - (self.handed - file_sink.done)

@@ -12,11 +12,13 @@ from typing import Protocol
 
 
 class Batch:
-    """What one flush hands over: record lines (one JSON object each), and how many."""
+    """What one flush hands over: record lines (one JSON object each) in `pieces` of whole
+    lines (buffer.py), how many lines, and how many bytes."""
 
-    def __init__(self, lines: bytearray, count: int):
-        self.lines = lines
+    def __init__(self, pieces: list[bytes | bytearray], count: int):
+        self.pieces = pieces
         self.count = count
+        self.size = sum(len(piece) for piece in pieces)
 
 
 class Sink(Protocol):

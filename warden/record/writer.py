@@ -104,7 +104,7 @@ class Writer:
                     self._trouble.noted("reopen failed", e)
                 continue
             try:
-                self.write(files, batch.lines)
+                self.write(files, batch.pieces)
                 self._check_free_disk(files)
             finally:
                 self.written += batch.count
@@ -112,39 +112,42 @@ class Writer:
                     self.note("recorder_writer", began, _active_seconds() - active)
         files.close()
 
-    def write(self, files: RecordFiles, lines: bytearray) -> None:
-        """In pieces of whole lines of at most a quarter file (so that a piece always fits
-        under the cap) and at most `SLICE` bytes each (so that it holds the core briefly; a
-        single longer line is a piece of its own), giving the CPU up after each. A piece
-        that fails is dropped and the next is tried; the batch as a whole says whether
-        writing works."""
+    def write(self, files: RecordFiles, pieces: list[bytes | bytearray]) -> None:
+        """Each piece (whole lines: buffer.py) in slices of whole lines of at most a quarter
+        file (so that a slice always fits under the cap) and at most `SLICE` bytes each (so
+        that it holds the core briefly; a single longer line is a slice of its own), giving
+        the CPU up after each. A slice that fails is dropped and the next is tried; the batch
+        as a whole says whether writing works."""
         limit = min(self.spec.max_file_size // 4, SLICE)
-        view = memoryview(lines)
-        start = 0
         failure: OSError | None = None
         dropped = 0
-        while start < len(lines):
-            end = lines.rfind(b"\n", start, start + limit) + 1
-            if end <= start:  # one line longer than the limit
-                end = lines.find(b"\n", start + limit) + 1 or len(lines)
-            count = lines.count(b"\n", start, end)
-            try:
-                if not files.write(view[start:end]):
-                    self.refused += count
-            except OSError as e:
-                failure = failure or e
-                dropped += count
-                if e.errno in _DISK_FULL:
-                    self.disk_full += count
-                else:
-                    self.failed += count
-            except Exception:  # a bug: its traceback (once a minute at most)
-                self.failed += count
-                self._trouble.failing(None, count)
-                return
-            start = end
-            if start < len(lines):
+        for number, lines in enumerate(pieces):
+            if number:
                 os.sched_yield()
+            view = memoryview(lines)
+            start = 0
+            while start < len(lines):
+                end = lines.rfind(b"\n", start, start + limit) + 1
+                if end <= start:  # one line longer than the limit
+                    end = lines.find(b"\n", start + limit) + 1 or len(lines)
+                count = lines.count(b"\n", start, end)
+                try:
+                    if not files.write(view[start:end]):
+                        self.refused += count
+                except OSError as e:
+                    failure = failure or e
+                    dropped += count
+                    if e.errno in _DISK_FULL:
+                        self.disk_full += count
+                    else:
+                        self.failed += count
+                except Exception:  # a bug: its traceback (once a minute at most)
+                    self.failed += count
+                    self._trouble.failing(None, count)
+                    return
+                start = end
+                if start < len(lines):
+                    os.sched_yield()
         if failure is not None:
             self._trouble.failing(failure, dropped)
         else:
