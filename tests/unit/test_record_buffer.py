@@ -1,6 +1,6 @@
-"""The recorder's buffer of record lines (warden/record/buffer.py): chunks written in place,
-whole lines per piece, nothing lost or reordered, and a chunk never resized after it is sealed
-(a sink on another thread may be reading it)."""
+"""The recorder's buffer of record lines (warden/record/buffer.py): bounded chunks, whole
+lines per piece, nothing lost or reordered, and a chunk never resized after it is sealed (a
+sink on another thread may be reading it)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def test_lines_come_back_in_order_in_pieces_of_whole_lines():
     pieces = buffer.take()
     assert b"".join(pieces) == b"".join(lines)
     assert len(pieces) > 1
-    assert all(piece and piece.endswith(b"\n") and len(piece) <= 100 for piece in pieces)
+    # (a chunk is sealed once it holds 100 bytes: at most 100 plus a line less one byte)
+    assert all(piece and piece.endswith(b"\n") and len(piece) < 100 + 47 for piece in pieces)
     assert buffer.count == 0 and buffer.take() == []
 
 
@@ -45,7 +46,7 @@ def test_a_sealed_piece_is_never_changed_by_later_lines():
     assert b"".join(buffer.take()) == b"".join(line(n, 30) for n in range(20))
 
 
-def test_the_chunk_that_fits_exactly_is_filled_before_the_next_starts():
+def test_a_chunk_is_sealed_once_it_holds_its_size():
     buffer = RecordBuffer(chunk_size=40)
     for n in range(4):
         buffer.add(line(n, 20))
