@@ -9,13 +9,16 @@ the flight recorder's disk and its PostgreSQL sink: record/trouble.py, record/po
   and bury the one that matters, that it began. A failure that begins again less than
   `SUMMARY_EVERY` after the log last spoke of one (a store that flaps) is summarised, not told
   afresh, unless the user asks for every beginning to be told. (`Throttle`: the same "at most
-  once every" for lines that are not an outage's: losses, a cleanup that failed.)
+  once every" for lines that are not an outage's: the recorder's losses, request bodies
+  refused by edge/budget.py, a rotated file left uncompressed.)
 - Retried (`Backoff`): the pause before the next try doubles, from a first pause up to a
   last, and starts over once a try works: a hiccup is retried at once, a long outage is not
   hammered by every gateway of a fleet, and recovery needs no restart.
 
 Each takes the time (`now`) from its caller, who says which clock (monotonic or wall): no
-clock is read here, so that tests drive them with any numbers.
+clock is read here, so that tests drive them with any numbers. Interpreted (not in
+warden/compiled.py): it runs per failure, per flush or per refused body, never per request;
+compiled callers (record/recorder.py, edge/budget.py) call it as they call any Python class.
 """
 
 from __future__ import annotations
