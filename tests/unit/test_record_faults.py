@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from warden.audit.reader import ReadStats, read_records, record_files
+from warden.backoff import SUMMARY_EVERY
 from warden.config.schema import RecorderSpec
 from warden.record.files import OPEN_NAME, Disk, RecordFiles
 from warden.record.recorder import Recorder
-from warden.record.trouble import SUMMARY_EVERY
 from warden.record.writer import Writer
 
 

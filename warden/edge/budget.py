@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from warden.backoff import Throttle
 from warden.errors import BodyBufferFull
 
 log = logging.getLogger("warden.edge")
@@ -28,18 +29,17 @@ class BodyBudget:
     def __init__(self, limit: int):
         self.limit = limit
         self.held = 0
-        self._logged_at: float | None = None
+        self._told = Throttle(LOG_EVERY)
         self._unlogged = 0
 
     def refusal(self, wanted: int, now: float) -> BodyBufferFull:
         """The error for a body of `wanted` more bytes that does not fit (logged with
         backoff: `now` is the loop's time)."""
         self._unlogged += 1
-        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
+        if self._told.ready(now):
             log.warning("refused %d request(s) with 503: request bodies in memory hold %d of "
                         "limits.max_body_buffer (%d bytes); the last one wanted %d more",
                         self._unlogged, self.held, self.limit, wanted)
-            self._logged_at = now
             self._unlogged = 0
         return BodyBufferFull("the gateway is holding as many request bodies as it may; "
                               "retry shortly")

@@ -6,8 +6,9 @@ Rules:
   bounded queue (`MAX_PENDING`: past it the oldest change is dropped, counted and logged);
 - a store that fails (Redis unreachable or hanging: each call is bounded by its timeout; a
   file that cannot be written) is *down*: the queue waits, retried with a backoff that doubles
-  up to `MAX_BACKOFF`; one log line when it goes down, one a minute while it stays down, one
-  when it is back (with how many changes it took then);
+  up to `MAX_BACKOFF`; told in the log with backoff (warden/backoff.py): one line when it
+  goes down, one a minute while it stays down, one when it is back (with how many changes it
+  took then);
 - the mirror is (re-)read from the store only once this gateway's queue is empty (it would
   otherwise undo changes the store has not seen yet);
 - while the store is down, `fail: open` serves with the mirror (what this gateway knows:
@@ -22,6 +23,7 @@ import logging
 import time
 from collections import deque
 
+from warden.backoff import Backoff, Outage
 from warden.errors import error_text
 from warden.guard.quarantine import Change, Entry, Quarantine
 
@@ -29,7 +31,6 @@ log = logging.getLogger("warden.quarantine")
 
 MAX_PENDING = 10_000
 MAX_BACKOFF = 30.0
-REMIND_EVERY = 60.0
 
 
 class QuarantineSync:
@@ -44,14 +45,17 @@ class QuarantineSync:
         self.up = True
         self.loaded = False
         self.error: str | None = None
-        self.down_since: float | None = None   # wall clock
+        self._outage = Outage(tell_every_start=True)   # down since: wall clock
         self.pending: deque[tuple[str, Change | None]] = deque()
         self.dropped = 0                        # changes the store never got
         self.failures = 0                       # failed store calls
         self.expired = 0
-        self._backoff = refresh
-        self._reminded = 0.0
+        self._backoff = Backoff(refresh, MAX_BACKOFF)   # the pause while down
         self._wake = asyncio.Event()
+
+    @property
+    def down_since(self) -> float | None:
+        return self._outage.since
 
     @property
     def refusing(self) -> bool:
@@ -112,7 +116,7 @@ class QuarantineSync:
     async def run(self) -> None:
         while True:
             try:
-                async with asyncio.timeout(self.refresh if self.up else self._backoff):
+                async with asyncio.timeout(self.refresh if self.up else self._backoff.delay):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -145,31 +149,31 @@ class QuarantineSync:
         except Exception as e:
             self._down(e)
             return
-        if not self.up:
+        lasted = self._outage.ended(time.time())
+        if lasted is not None:
             log.warning("quarantine: the %s store is back after %.0fs; %d changes written",
-                        self.store_name, time.time() - (self.down_since or time.time()),
-                        written)
-        self.up, self.error, self.down_since = True, None, None
+                        self.store_name, lasted, written)
+        self.up, self.error = True, None
         self.quarantine.refusing = False
-        self._backoff = self.refresh
+        self._backoff.reset()
 
     def _down(self, error: BaseException) -> None:
         self.failures += 1
         self.error = error_text(error, self.timeout)
         now = time.time()
         if self.up:
-            self.up, self.down_since, self._reminded = False, now, now
+            self.up = False
             self.quarantine.refusing = self.refusing
-            log.error("quarantine: the %s store failed (%s); %s", self.store_name, self.error,
-                      "refusing requests until it is back (fail: closed)"
-                      if self.fail == "closed" else "serving with what this gateway knows "
-                      "(fail: open); retrying")
-        elif now - self._reminded >= REMIND_EVERY:
-            self._reminded = now
+            if self._outage.began(now):  # (always: each outage's start is told)
+                log.error("quarantine: the %s store failed (%s); %s", self.store_name,
+                          self.error, "refusing requests until it is back (fail: closed)"
+                          if self.fail == "closed" else "serving with what this gateway "
+                          "knows (fail: open); retrying")
+        elif self._outage.still(now) is not None:
             log.error("quarantine: the %s store is still down since %s (%s); %d changes "
                       "wait", self.store_name, _when(self.down_since), self.error,
                       len(self.pending))
-        self._backoff = min(max(self._backoff * 2, self.refresh), MAX_BACKOFF)
+        self._backoff.longer()
 
     def state(self) -> dict:
         return {"store": self.store_name, "up": self.up, "error": self.error,

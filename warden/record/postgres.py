@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+from warden.backoff import Backoff
 from warden.config.recorder_schema import PostgresSinkSpec
 from warden.record.sink import Batch
 from warden.record.trouble import Trouble, reason
@@ -76,7 +77,7 @@ class PostgresSink:
         self._queue: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._retry_in = _RETRY_FIRST
+        self._retry = Backoff(_RETRY_FIRST, _RETRY_LAST)
         self._conn = None
         self._days_ready: set[str] = set()
         self._retained_on = ""
@@ -131,7 +132,7 @@ class PostgresSink:
                 continue
             self._dequeue()
             self.written += count
-            self._retry_in = _RETRY_FIRST
+            self._retry.reset()
             self._trouble.working()
 
     async def close(self) -> None:
@@ -179,11 +180,11 @@ class PostgresSink:
     async def _pause(self) -> None:
         """Before connecting again (a shutdown ends it early)."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._retry_in):
+            async with asyncio.timeout(self._retry.delay):
                 while not self._stopping:
                     self._wake.clear()
                     await self._wake.wait()
-        self._retry_in = min(self._retry_in * 2, _RETRY_LAST)
+        self._retry.longer()
 
     async def _write(self, pieces: list[bytes | bytearray]) -> None:
         conn = await self._connection()

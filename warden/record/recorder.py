@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
+from warden.backoff import Throttle
 from warden.config.recorder_schema import RecorderSpec
 from warden.exchange import Exchange
 from warden.record.buffer import RecordBuffer
@@ -46,7 +47,6 @@ from warden.record.files import RecordFiles
 from warden.record.render import Clock, Renderer
 from warden.record.sink import Batch, Sink
 from warden.record.sinks import build_sinks
-from warden.record.trouble import SUMMARY_EVERY
 from warden.record.writer import FileSink
 
 log = logging.getLogger("warden.record")
@@ -73,7 +73,7 @@ class Recorder:
         self.unrendered = 0        # records that could not be rendered (a bug)
         self.bodies_omitted = 0    # bodies left out: low disk
         self._lost_said = 0        # losses the log has told of
-        self._lost_said_at = float("-inf")
+        self._lost_told = Throttle()  # ... at most once a minute
         self.sinks: tuple[Sink, ...] = tuple(build_sinks(spec) if sinks is None else sinks)
         self.file_sink: FileSink = _the_files(self.sinks)
         # Told of each flush (`note(cause, started)`, time.perf_counter()): the event loop's
@@ -160,14 +160,14 @@ class Recorder:
         """Any records lost since the log last said: at once the first time, then at most
         once a minute (a full disk or queue loses records on every flush)."""
         lost = self.lost
-        if lost == self._lost_said or now - self._lost_said_at < SUMMARY_EVERY:
+        if lost == self._lost_said or not self._lost_told.ready(now):
             return
         writer = self.file_sink.writer
         log.warning("flight recorder: %d records lost since the last report, %d in all "
                     "(queue full: %d, disk full: %d, disk cap: %d, write errors: %d, render "
                     "errors: %d)", lost - self._lost_said, lost, self.dropped,
                     writer.disk_full, writer.refused, writer.failed, self.unrendered)
-        self._lost_said, self._lost_said_at = lost, now
+        self._lost_said = lost
 
     def reopen(self) -> None:
         """SIGHUP: an external logrotate moved the open file; the writer starts a new one."""

@@ -1,7 +1,7 @@
 """A failure that can repeat on every batch (a full disk, a database that is down), told in the
-log with backoff: one line when it starts, a summary at most once a minute while it lasts,
-one line when it ends. Never one line per batch, and no traceback for an expected failure
-(its message says it all)."""
+log with backoff (warden/backoff.py: one line when it starts, a summary at most once a minute
+while it lasts, one line when it ends), with the records it dropped. Never one line per
+batch, and no traceback for an expected failure (its message says it all)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import logging
 import time
 from collections.abc import Callable
 
-# How often, at most, a failure that goes on is summarised in the log.
-SUMMARY_EVERY = 60.0
+from warden.backoff import Outage, Throttle
 
 
 class Trouble:
-    """One kind of failure, told with backoff. A failure that comes and goes faster than
-    `SUMMARY_EVERY` is summarised, not told each time. `failing(None, n)` is a bug (the
-    traceback is logged); an error may also be given as its reason, in words."""
+    """One kind of failure, told with backoff. A failure that comes and goes within a
+    minute (`backoff.SUMMARY_EVERY`) is summarised, not told each time. `failing(None, n)` is
+    a bug (the traceback is logged); an error may also be given as its reason, in words."""
 
     def __init__(self, log: logging.Logger, what: str,
                  clock: Callable[[], float] = time.monotonic,
@@ -26,51 +25,43 @@ class Trouble:
         self.what = what
         self._clock = clock
         self._hints = hints or {}
-        self.since: float | None = None   # failing since (None: working)
-        self._told = False                # the log said this failure began
-        self._said_at = float("-inf")     # when the log last spoke of a failure
-        self._noted_at = float("-inf")    # ... of a failure that lost nothing
+        self._outage = Outage()
+        self._noted = Throttle()          # failures that lost nothing
         self._dropped = 0                 # since the failure began
         self._unsaid = 0                  # dropped since the log last spoke
 
     def failing(self, error: Exception | str | None, dropped: int) -> None:
         now = self._clock()
         self._unsaid += dropped
-        if self.since is None:
-            self.since, self._dropped = now, dropped
-            self._told = now - self._said_at >= SUMMARY_EVERY
-            if self._told:
+        outage = self._outage
+        if outage.since is None:
+            self._dropped = dropped
+            if outage.began(now):
                 hint = self._hints.get(getattr(error, "errno", None) or 0, "")
-                self._say(now, "cannot write (%s); records are dropped, and counted, until "
-                          "it can" + hint.replace("%", "%%"), error)
+                self._say("cannot write (%s); records are dropped, and counted, until it can"
+                          + hint.replace("%", "%%"), error)
             return
         self._dropped += dropped
-        if now - self._said_at >= SUMMARY_EVERY:
-            self._told = True
-            self._say(now, "still cannot write (%s): %d records dropped in the last %.0f s",
-                      error, self._unsaid, now - self._said_at)
+        quiet = outage.still(now)
+        if quiet is not None:
+            self._say("still cannot write (%s): %d records dropped in the last %.0f s",
+                      error, self._unsaid, quiet)
 
     def working(self) -> None:
-        if self.since is None:
+        if self._outage.since is None:
             return
-        now = self._clock()
-        if self._told:
+        lasted = self._outage.ended(self._clock())
+        if lasted is not None:
             self._log.warning("%s: writing again after %.1f s; %d records were dropped meanwhile",
-                        self.what, now - self.since, self._dropped)
-            self._said_at = now
+                              self.what, lasted, self._dropped)
             self._unsaid = 0
-        self.since = None
 
     def noted(self, what: str, error: Exception | str) -> None:
         """A failure that lost no record (a rotated file left uncompressed)."""
-        now = self._clock()
-        if now - self._noted_at >= SUMMARY_EVERY:
-            self._noted_at = now
+        if self._noted.ready(self._clock()):
             self._log.warning("%s: %s (%s)", self.what, what, reason(error))
 
-    def _say(self, now: float, message: str, error: Exception | str | None,
-             *args: object) -> None:
-        self._said_at = now
+    def _say(self, message: str, error: Exception | str | None, *args: object) -> None:
         self._unsaid = 0
         if error is None:
             self._log.exception("%s: " + message, self.what, "a bug", *args)

@@ -3,10 +3,10 @@
 A store that fails (Redis unreachable, or no answer within the timeout) is *down* from the
 first failed call until the first call that works (the background loop retries with a
 backoff that doubles from `FIRST_RETRY` to `MAX_RETRY`: recovery needs no restart). It is
-told in the log as warden/record/trouble.py tells repeated failures: one line when it goes
-down, a summary at most once a minute while it stays down, one line when it is back (with
-what was admitted unchecked or refused meanwhile); a failure that comes and goes faster
-than that is summarised, not told each time. `state()` is for /ready and the admin API.
+told in the log with backoff (warden/backoff.py): one line when it goes down, a summary at
+most once a minute while it stays down, one line when it is back (with what was admitted
+unchecked or refused meanwhile); a failure that comes and goes faster than that is
+summarised, not told each time. `state()` is for /ready and the admin API.
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 
+from warden.backoff import Backoff, Outage
 from warden.errors import error_text
 
 FIRST_RETRY = 0.1
 MAX_RETRY = 2.0
-SUMMARY_EVERY = 60.0
 
 
 class StoreHealth:
@@ -41,9 +40,8 @@ class StoreHealth:
         self.failures = 0                 # store calls that failed, in all
         self.admitted_unchecked = 0       # admitted while down (fail_mode open), in all
         self.refused_unavailable = 0      # refused while down (fail_mode closed), in all
-        self.retry_in = FIRST_RETRY
-        self._told = False                # the log said this outage began
-        self._said_at = -math.inf
+        self._retry = Backoff(FIRST_RETRY, MAX_RETRY)
+        self._outage = Outage()
         self._counts_said = (0, 0)        # (unchecked, refused) when the log last spoke
         self._counts_down = (0, 0)        # ... when the store went down
         self._flipped = asyncio.Event()
@@ -68,30 +66,29 @@ class StoreHealth:
         if self.up:
             self._flip(False, now)
             self._counts_down = (self.admitted_unchecked, self.refused_unavailable)
-            self.retry_in = FIRST_RETRY
-            self._told = now - self._said_at >= SUMMARY_EVERY
-            if self._told:
-                self._say(now, "%s store unreachable (%s); %s until it answers", self.store,
+            self._retry.reset()
+            if self._outage.began(now):
+                self._say("%s store unreachable (%s); %s until it answers", self.store,
                           self.error, "requests it is needed for are admitted unchecked, and "
                           "counted," if self.open else "requests it is needed for are refused")
         else:
-            self.retry_in = min(self.retry_in * 2, MAX_RETRY)
-            if now - self._said_at >= SUMMARY_EVERY:
-                self._told = True
+            self._retry.longer()
+            quiet = self._outage.still(now)
+            if quiet is not None:
                 unchecked, refused = self._since(self._counts_said)
-                self._say(now, "%s store still unreachable (%s): %d admitted unchecked, %d "
-                          "refused in the last %.0f s", self.store, self.error, unchecked,
-                          refused, now - self._said_at)
-        return self.retry_in
+                self._say("%s store still unreachable (%s): %d admitted unchecked, %d refused "
+                          "in the last %.0f s", self.store, self.error, unchecked, refused, quiet)
+        return self._retry.delay
 
     def worked(self) -> None:
         if self.up:
             return
         now = self._clock()
-        if self._told:
+        lasted = self._outage.ended(now)
+        if lasted is not None:
             unchecked, refused = self._since(self._counts_down)
-            self._say(now, "%s store answers again after %.1f s; %d admitted unchecked and %d "
-                      "refused meanwhile", self.store, now - self.since, unchecked, refused)
+            self._say("%s store answers again after %.1f s; %d admitted unchecked and %d "
+                      "refused meanwhile", self.store, lasted, unchecked, refused)
         self.error = None
         self._flip(True, now)
 
@@ -115,8 +112,7 @@ class StoreHealth:
         unchecked, refused = counts
         return self.admitted_unchecked - unchecked, self.refused_unavailable - refused
 
-    def _say(self, now: float, message: str, *args: object) -> None:
-        self._said_at = now
+    def _say(self, message: str, *args: object) -> None:
         self._counts_said = (self.admitted_unchecked, self.refused_unavailable)
         self._log.warning("limits: " + message, *args)
 

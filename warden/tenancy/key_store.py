@@ -13,10 +13,10 @@ How every gateway stays current:
   and what differs is read again (a safety net; it also finds a silent database).
 
 The database down (unreachable, or silent past `timeout`): the gateway keeps serving with the
-keys it holds; changes are refused (503) until it is back. The log says so once, then once a
-minute, then when it is back. It reconnects after a pause that doubles from 0.5 s up to 30 s,
-and reads every key again. Until the first read, the stored keys are refused (the config's
-work) and `/ready` says the gateway is unavailable.
+keys it holds; changes are refused (503) until it is back. The log says so (warden/backoff.py)
+at each outage's start, then once a minute, then when it is back. It reconnects after a pause
+that doubles from 0.5 s up to 30 s, and reads every key again. Until the first read, the
+stored keys are refused (the config's work) and `/ready` says the gateway is unavailable.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from warden.backoff import Backoff, Outage
 from warden.config.auth_schema import KeyStoreSpec, StoredKeySpec
 from warden.errors import KeyStoreUnavailable, error_text
 from warden.tenancy import key_table
@@ -37,7 +38,6 @@ from warden.tenancy.keys import new_key
 log = logging.getLogger("warden.keys")
 
 RETRY_FIRST, RETRY_LAST = 0.5, 30.0   # the pause before reconnecting: doubled, up to
-REMIND_EVERY = 60.0                   # a database still down is told this often
 T = TypeVar("T")
 
 
@@ -49,7 +49,7 @@ class KeyStore:
         self.up = False
         self.loaded = False                    # the live keys were read at least once
         self.error: str | None = None
-        self.down_since: float | None = None   # wall clock
+        self._outage = Outage(tell_every_start=True)   # down since: wall clock
         self.synced_at: float | None = None    # wall clock: the last full read or compare
         self.notified = 0                      # changes notified
         self.out_of_step = 0                   # keys a compare found changed, unnotified
@@ -58,8 +58,7 @@ class KeyStore:
         self._query_lock = asyncio.Lock()      # one statement at a time on the connection
         self._wake = asyncio.Event()
         self._to_read: set[str] = set()        # notified ids whose rows are to be read
-        self._backoff = RETRY_FIRST
-        self._reminded = 0.0
+        self._backoff = Backoff(RETRY_FIRST, RETRY_LAST)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -77,8 +76,8 @@ class KeyStore:
         next_compare = time.monotonic() + self.spec.refresh
         while True:
             if not self.connected:
-                await asyncio.sleep(self._backoff)
-                self._backoff = min(self._backoff * 2, RETRY_LAST)
+                await asyncio.sleep(self._backoff.delay)
+                self._backoff.longer()
                 try:
                     await self._connect()
                 except Exception as e:
@@ -113,6 +112,11 @@ class KeyStore:
                 await conn.close()
         except Exception:
             conn.terminate()
+
+    @property
+    def down_since(self) -> float | None:
+        """Wall clock (None: up, or not tried yet)."""
+        return self._outage.since
 
     @property
     def connected(self) -> bool:
@@ -181,13 +185,14 @@ class KeyStore:
         self._conn = conn
         self.keys.replace_stored(keys)
         self.synced_at = time.time()
-        if self.down_since is not None:
-            log.warning("key store: PostgreSQL is back after %.0fs; %d keys read again",
-                        time.time() - self.down_since, len(keys))
+        lasted = self._outage.ended(time.time())
+        if lasted is not None:
+            log.warning("key store: PostgreSQL is back after %.0fs; %d keys read again", lasted,
+                        len(keys))
         elif not self.loaded:
             log.info("key store: %d keys read from %s.api_keys", len(keys), self.schema)
-        self.up, self.loaded, self.error, self.down_since = True, True, None, None
-        self._backoff = RETRY_FIRST
+        self.up, self.loaded, self.error = True, True, None
+        self._backoff.reset()
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         """`-ID`: refused at once. `+ID` (and `-ID` too, so that a read already under way
@@ -264,16 +269,17 @@ class KeyStore:
         self.failures += 1
         self.error = error_text(error, self.spec.timeout)
         now = time.time()
-        if self.down_since is None:
-            self.up, self.down_since, self._reminded = False, now, now
-            log.error("key store: PostgreSQL cannot be used (%s); %s; retrying", self.error,
-                      f"serving with the {len(self.keys.stored)} stored keys held"
-                      if self.loaded else "stored keys are refused until they can be read "
-                      "(the config's keys work)")
-        elif now - self._reminded >= REMIND_EVERY:
-            self._reminded = now
+        outage = self._outage
+        if outage.since is None:
+            self.up = False
+            if outage.began(now):  # (always: each outage's start is told)
+                log.error("key store: PostgreSQL cannot be used (%s); %s; retrying", self.error,
+                          f"serving with the {len(self.keys.stored)} stored keys held"
+                          if self.loaded else "stored keys are refused until they can be read "
+                          "(the config's keys work)")
+        elif outage.still(now) is not None:
             log.error("key store: PostgreSQL still cannot be used, since %.0fs (%s)",
-                      now - self.down_since, self.error)
+                      now - outage.since, self.error)
 
     def _cut(self) -> None:
         conn, self._conn = self._conn, None
