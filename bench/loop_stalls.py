@@ -16,11 +16,13 @@ what the blamed work was doing; `--postgres` adds the PostgreSQL sink (the test 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import procs
@@ -84,18 +86,11 @@ def main() -> None:
     if args.postgres:  # (the variant's recorder mapping, with the sink added)
         variant = variant.replace("'{dir}'", f"'{{dir}}', postgres: {{{{dsn: '{POSTGRES_DSN}', "
                                              f"table: {TABLE}}}}}", 1)
-    with tempfile.TemporaryDirectory(prefix="warden-stalls-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="warden-stalls-") as tmp, \
+            gateway_on_core(Path(tmp), variant) as (port, gateway):
         workdir = Path(tmp)
-        backend_port, port = procs.free_port(), procs.free_port()
-        backend = procs.start(nginx_command(workdir, "backend", STATIC_BACKEND.format(
-            port=backend_port, body=COMPLETION)), LOAD_CORE)
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        gateway = procs.start(warden_command(workdir, port, backend_port, "stalls", variant),
-                              PROXY_CORE, env=env)
         spy = None
         try:
-            procs.wait_for_port(backend_port)
-            procs.wait_for_port(port)
             if args.py_spy:
                 spy = subprocess.Popen(["py-spy", "record", "--idle", "--nonblocking", "-f",
                                         "speedscope", "-o", args.py_spy, "-p",
@@ -115,10 +110,28 @@ def main() -> None:
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(timeout=60)
-            procs.stop(gateway)
-            procs.stop(backend)
             if args.postgres:
                 drop_table()
+
+
+@contextlib.contextmanager
+def gateway_on_core(workdir: Path, variant: str) -> Iterator[tuple[int, subprocess.Popen]]:
+    """nginx (a fixed small completion) on the load core, and the gateway (this checkout,
+    `variant`'s settings) in front of it on the proxy core, as the proxy benchmark runs them:
+    (the gateway's port, its process), both stopped after."""
+    backend_port, port = procs.free_port(), procs.free_port()
+    backend = procs.start(nginx_command(workdir, "backend", STATIC_BACKEND.format(
+        port=backend_port, body=COMPLETION)), LOAD_CORE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    gateway = procs.start(warden_command(workdir, port, backend_port, "stalls", variant),
+                          PROXY_CORE, env=env)
+    try:
+        procs.wait_for_port(backend_port)
+        procs.wait_for_port(port)
+        yield port, gateway
+    finally:
+        procs.stop(gateway)
+        procs.stop(backend)
 
 
 if __name__ == "__main__":
