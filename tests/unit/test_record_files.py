@@ -153,3 +153,21 @@ def test_external_logrotate_then_sighup(tmp_path):
 def test_a_cap_too_small_for_four_files_is_a_config_error(tmp_path):
     with pytest.raises(ValueError, match="max_total_size must hold at least four files"):
         spec(tmp_path, max_file_size=8192)
+
+
+def test_a_rotated_file_is_compressed_in_pieces_with_the_core_given_up_between(
+        tmp_path, monkeypatch):
+    """The writer thread shares the event loop's core: compressing a whole file (megabytes)
+    in one go held it for milliseconds; each piece is short and the thread yields after it."""
+    import warden.record.files as files_module  # (its os, as the writer tests patch theirs)
+    yields = []
+    monkeypatch.setattr(files_module.os, "sched_yield", lambda: yields.append(1))
+    size = 1 << 20
+    files = RecordFiles(spec(tmp_path, max_file_size=size, max_total_size=8 * size))
+    lines = [line(n, 1000) for n in range(size // 1000 + 20)]  # past one rotation
+    for each in lines:
+        assert files.write(each)
+    assert len(list(tmp_path.glob("*.zst"))) == 1  # one rotation, compressed
+    assert len(yields) >= size // (64 * 1024)
+    assert [r["id"] for r in read_records(record_files(tmp_path))] == \
+        [str(n) for n in range(len(lines))]
