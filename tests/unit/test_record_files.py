@@ -10,6 +10,7 @@ import pytest
 
 from warden.audit.reader import ReadStats, read_records, record_files
 from warden.config.schema import RecorderSpec
+from warden.record import files as files_module
 from warden.record.codecs import zstd
 from warden.record.files import OPEN_NAME, RecordFiles
 
@@ -159,7 +160,6 @@ def test_a_rotated_file_is_compressed_in_pieces_with_the_core_given_up_between(
         tmp_path, monkeypatch):
     """The writer thread shares the event loop's core: compressing a whole file (megabytes)
     in one go held it for milliseconds; each piece is short and the thread yields after it."""
-    import warden.record.files as files_module  # (its os, as the writer tests patch theirs)
     yields = []
     monkeypatch.setattr(files_module.os, "sched_yield", lambda: yields.append(1))
     size = 1 << 20
