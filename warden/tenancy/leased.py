@@ -54,6 +54,7 @@ from warden.tenancy.answers import (
     UNAVAILABLE,
     Quota,
     Refusal,
+    ResetTexts,
     Ticket,
     budget_spent,
     too_large,
@@ -110,6 +111,7 @@ class LeasedLimiter:
         # the background loop (none for the memory store: it has nothing to ask)
         self._refill = None if store is None else Refiller(self, store, clock)
         self._store = store
+        self._resets = ResetTexts()   # the headers' reset text, kept per millisecond
 
     def admit(self, subjects: Subjects, tokens: int, now: float,
               cost: int = 0) -> Ticket | Refusal:
@@ -135,7 +137,7 @@ class LeasedLimiter:
                 down = state
         if down is not None and not self.health.unavailable():
             return self._refuse(states, down, UNAVAILABLE, DOWN, tokens, now)
-        quota = Quota(reset=window_end(window) - now)
+        quota = Quota(reset=window_end(window) - now, texts=self._resets)
         for state in states:
             if state.take(tokens, cost, now):
                 self.want(state)
@@ -259,7 +261,7 @@ class LeasedLimiter:
             state.slots.active_at = now   # wanted: keep a block of headroom
         if not self._whole and (outcome in (BURST, DOWN) or kind == CONCURRENT):
             self.want(state)   # a lease coming, a retry, or a recheck of full slots
-        quota = Quota(reset=window_end(state.window) - now)
+        quota = Quota(reset=window_end(state.window) - now, texts=self._resets)
         for one in states:
             one.count(quota)
         budget = state.limits.budget
