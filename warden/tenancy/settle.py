@@ -11,6 +11,7 @@ from __future__ import annotations
 from warden.exchange import Exchange
 from warden.tenancy.answers import Ticket
 from warden.tenancy.budget import cost_of
+from warden.tenancy.leased import LeasedLimiter
 from warden.tenancy.limiter import Limiter
 
 
@@ -54,6 +55,8 @@ def cost_used(exchange: Exchange, ticket: Ticket, usage: dict | None) -> int:
 class LimitSettler:
     def __init__(self, limiter: Limiter):
         self._limiter = limiter
+        # (the leased limiter called as itself: a native call, not a Python method call)
+        self._leased = limiter if isinstance(limiter, LeasedLimiter) else None
         self.hears_started = False
 
     def started(self, exchange: Exchange) -> None:
@@ -65,5 +68,10 @@ class LimitSettler:
             return
         assert isinstance(ticket, Ticket)
         usage = usage_of(exchange)
-        self._limiter.settle(ticket, tokens_used(exchange, ticket.tokens, usage), None,
-                             cost_used(exchange, ticket, usage))
+        used = tokens_used(exchange, ticket.tokens, usage)
+        cost = cost_used(exchange, ticket, usage)
+        leased = self._leased
+        if leased is not None:
+            leased.settle(ticket, used, None, cost)
+        else:
+            self._limiter.settle(ticket, used, None, cost)
