@@ -17,6 +17,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import sha256
+from hmac import compare_digest
 
 from warden.config.auth_schema import MAX_KEY_LENGTH, AuthSpec, GrantSpec, SecretSpec
 from warden.config.limits_schema import LimitValues
@@ -142,12 +144,14 @@ class KeyRing:
         """The key `presented` is (None: no such key). Longer than any key: None at once."""
         if len(presented) > MAX_KEY_LENGTH:
             return None
-        digest = hashlib.sha256(presented).digest()
+        # (`sha256` and `compare_digest` by name: a module global each, where
+        # `hashlib.sha256` would be a module attribute look-up more, ~300 instructions.)
+        digest = sha256(presented).digest()
         found = self._by_digest.get(digest)  # (by a digest the guesser cannot steer)
         if found is None:
             return None
         stored, key = found
-        return key if hmac.compare_digest(stored, digest) else None
+        return key if compare_digest(stored, digest) else None
 
 
 def tenants_of(spec: AuthSpec) -> dict[str, Tenant]:
@@ -175,6 +179,12 @@ def presented_key(authorization: bytes | None, api_key: bytes | None) -> bytes |
     """The key a request presents: `Authorization: Bearer KEY` (the scheme in any case), else
     `api-key: KEY` (Azure's clients). None: none, or not in that form."""
     if authorization is not None:
+        # (The usual form, `Bearer KEY` with no space around the key, by compiled bytes
+        # operations; any other, the same answer by the interpreter's methods, ~1.5k
+        # instructions more. Whitespace bytes are all <= 32.)
+        if authorization.startswith(b"Bearer ") and len(authorization) > 7 \
+                and authorization[7] > 32 and authorization[-1] > 32:
+            return authorization[7:]
         scheme, _, value = authorization.strip().partition(b" ")
         if scheme.lower() != b"bearer":
             return None
