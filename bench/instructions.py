@@ -43,12 +43,15 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 # request; at 1,000 ticks a second while busy, a request's share is ticks/s over requests/s).
 # `keyed`: a key required; `limited`: and its limits (rpm, tpm, max_concurrent) counted in the
 # memory store, which runs the leased mode's admit and settle without the Redis leases.
+# `limited-recorded`: the same with the recorder as shipped (summary): set against `summary`,
+# it counts what bench.tenancy_bench compares (the defaults, with and without key and limits;
+# the response's usage is then parsed once for the recorder and the settlement both).
 # `observed`: the shipped defaults (the recorder in summary) with JSON logs, the access log
 # and traces sampled at 1% (bench.hot_path.observe_in_process: the lines formatted and
 # written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%;
 # `observed-idle`: on, and no request sampled (what the listeners cost the others).
 KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick", "keyed",
-         "limited", "observed", "observed-all", "observed-idle")
+         "limited", "limited-recorded", "observed", "observed-all", "observed-idle")
 KEYED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY}]}}
 LIMITED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY, "limits": {
     "rpm": 10**9, "tpm": 10**12, "max_concurrent": 10**5}}]}}
@@ -59,6 +62,7 @@ def _rig(kind: str) -> Rig:
             "summary": lambda: Rig(recorder="summary"), "unguarded": lambda: Rig(guard=False),
             "keyed": lambda: Rig(KEYED_REQUEST, extra=KEYED),
             "limited": lambda: Rig(KEYED_REQUEST, extra=LIMITED),
+            "limited-recorded": lambda: Rig(KEYED_REQUEST, recorder="summary", extra=LIMITED),
             "observed": lambda: Rig(recorder="summary", observe=0.01),
             "observed-all": lambda: Rig(recorder="summary", observe=1.0),
             "observed-idle": lambda: Rig(recorder="summary", observe=1e-9)}
