@@ -70,6 +70,7 @@ MODULES = (
     "warden/tenancy/answers.py",
     "warden/tenancy/exact.py",
     "warden/tenancy/exact_parts.py",
+    "warden/tenancy/health.py",
     "warden/tenancy/keys.py",
     "warden/tenancy/leased.py",
     "warden/tenancy/ledger.py",

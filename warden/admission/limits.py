@@ -12,9 +12,9 @@ count. The leased mode answers at once; the exact mode waits on Redis (a future)
 from __future__ import annotations
 
 import asyncio
-import time
 from asyncio import Future
 from collections.abc import Callable
+from time import time as wall_clock
 from typing import Final
 
 import orjson
@@ -38,7 +38,7 @@ from warden.tenancy.keys import ApiKey
 from warden.tenancy.leased import LeasedLimiter
 from warden.tenancy.limiter import Limiter, Subjects
 
-CHARS_PER_TOKEN = 4  # (an estimate for a reservation: settled by the real usage later)
+CHARS_PER_TOKEN: Final = 4  # (an estimate for a reservation: settled by the real usage later)
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
@@ -158,9 +158,10 @@ class LimitStage:
                                       "budget", param="model")
             cost = cost_of(price, prompt, output)
         leased = self._leased
-        answer = leased.admit(subjects, prompt + output, time.time(), cost) \
-            if leased is not None else self._limiter.admit(subjects, prompt + output,
-                                                            time.time(), cost)
+        if leased is not None:   # (the clock by name: `time.time` is an attribute look-up)
+            return self._take(relay, body, prompt, price,
+                              leased.admit(subjects, prompt + output, wall_clock(), cost))
+        answer = self._limiter.admit(subjects, prompt + output, wall_clock(), cost)
         if isinstance(answer, Future):
             return followed(answer, lambda came: self._take(relay, body, prompt, price, came))
         return self._take(relay, body, prompt, price, answer)
@@ -172,7 +173,9 @@ class LimitStage:
         answer.price = price
         relay.limits_ticket = answer
         relay.prompt_estimate = prompt
-        relay.response_headers += answer.headers()
+        headers = answer.headers()
+        relay.response_headers = relay.response_headers + headers if relay.response_headers \
+            else headers   # (usually the first lines: no copy)
         if relay.stream and not _asks_usage(body):
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
@@ -197,7 +200,7 @@ class AddressLimitStage:
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
         answer = self._limiter.admit([("ip:" + relay.client_ip, self._values)], 0,
-                                     time.time())
+                                     wall_clock())
         if isinstance(answer, Future):
             return followed(answer, self._take)
         return self._take(answer)

@@ -121,30 +121,43 @@ class LeasedLimiter:
         if window != self._window:
             self._turn(window)
         up = self.health.up
+        if len(subjects) == 1:   # (a key with limits of its own, no tenant's: no list built)
+            name, limits = subjects[0]
+            state = self._state(name, limits, window, now)
+            kind, outcome = state.decide(tokens, cost, now, up)
+            if kind:
+                return self._refuse([state], state, kind, outcome, tokens, now)
+            return self._take((state,), state if outcome == DOWN else None, tokens, cost, now,
+                              window)
         states: list[SubjectState] = []
         down: SubjectState | None = None
-        budgeted = False
         for name, limits in subjects:
             state = self._state(name, limits, window, now)
             if state in states:
                 raise ValueError(f"subject {name!r} is given twice")
             states.append(state)
-            budgeted = budgeted or state.budget is not None
             kind, outcome = state.decide(tokens, cost, now, up)
             if kind:
                 return self._refuse(states, state, kind, outcome, tokens, now)
             if outcome == DOWN and down is None:
                 down = state
+        return self._take(tuple(states), down, tokens, cost, now, window)
+
+    def _take(self, states: tuple[SubjectState, ...], down: SubjectState | None, tokens: int,
+              cost: int, now: float, window: int) -> Ticket | Refusal:
+        """Every subject would admit it (`down`: the first that needs the store, down)."""
         if down is not None and not self.health.unavailable():
-            return self._refuse(states, down, UNAVAILABLE, DOWN, tokens, now)
+            return self._refuse(list(states), down, UNAVAILABLE, DOWN, tokens, now)
         quota = Quota(reset=window_end(window) - now, texts=self._resets)
+        budgeted = False
         for state in states:
             if state.take(tokens, cost, now):
                 self.want(state)
             state.count(quota)
+            budgeted = budgeted or state.budget is not None
         periods = tuple([state.period if state.budget is not None else -1
                          for state in states]) if budgeted else None
-        return LeasedTicket(tuple(states), tokens, window, quota, down is None, cost, periods)
+        return LeasedTicket(states, tokens, window, quota, down is None, cost, periods)
 
     def settle(self, ticket: Ticket, used_tokens: int, now: float | None = None,
                used_cost: int = 0) -> None:
