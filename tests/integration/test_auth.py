@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+from http.client import HTTPConnection
 
 import openai
 import pytest
@@ -120,6 +121,34 @@ def test_a_reload_revokes_a_key_at_once(open_sim):
             client(gw, GOOD).chat.completions.create(model="sim-model", messages=MESSAGES,
                                                      max_tokens=1)
     finally:
+        gw.stop()
+
+
+def test_one_connection_is_judged_by_each_requests_own_key(open_sim):
+    """A connection remembers its last key found (tenancy.keys.ProvenKey): a wrong key on it
+    afterwards is still refused, the right one still admitted, and a reload that revokes
+    the remembered key refuses it on that connection at once."""
+    config = {"backends": open_sim.backends_config(), "auth": auth()}
+    gw = GatewayThread(config)
+    body = json.dumps({"model": "sim-model", "messages": MESSAGES, "max_tokens": 1})
+    conn = HTTPConnection("127.0.0.1", gw.gateway.port, timeout=10)
+
+    def status(key: str) -> int:
+        conn.request("POST", "/v1/chat/completions", body,
+                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    try:
+        assert [status(key) for key in (GOOD, GOOD[:-1] + "x", GOOD, NARROW, GOOD)] == \
+            [200, 401, 200, 403, 200]
+        revoked = auth()
+        revoked["keys"] = [k for k in revoked["keys"] if k["id"] != "good"]
+        gw.reload({**config, "auth": revoked})
+        assert status(GOOD) == 401
+    finally:
+        conn.close()
         gw.stop()
 
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from warden.admin.routes import is_loopback
 from warden.config.auth_schema import AuthSpec
-from warden.tenancy.keys import KeyRing, key_hash, new_key, presented_key
+from warden.tenancy.keys import KeyRing, ProvenKey, key_hash, new_key, presented_key
 
 KEY = "wk-unit-test-key-0000000000000001"
 
@@ -29,6 +29,30 @@ def test_a_key_is_found_by_its_hash_or_its_value_and_nothing_else():
     assert ring.find((KEY + "b").encode()).id == "b"
     for wrong in (b"", KEY[:-1].encode(), KEY.encode() + b"\x00", b"\xff" * 40, b"k" * 10_000):
         assert ring.find(wrong) is None
+
+
+def test_a_connections_memo_skips_the_hash_of_the_same_bytes_only_and_follows_the_ring():
+    ring = KeyRing.clients(spec(keys=[{"id": "a", "value": KEY},
+                                      {"id": "b", "value": KEY + "b"}]))
+    proven = ProvenKey()
+    assert ring.find(KEY[:-1].encode() + b"x", proven) is None
+    assert proven.presented == b""                       # (a key not found: not remembered)
+    assert ring.find(KEY.encode(), proven).id == "a"
+    assert proven.presented == KEY.encode()
+    for wrong in (KEY[:-1].encode() + b"x", b"", KEY.encode() + b"\x00"):
+        assert ring.find(wrong, proven) is None
+        assert proven.presented == KEY.encode()          # (a wrong guess changes nothing)
+    a_digest = proven.digest
+    assert ring.find((KEY + "b").encode(), proven).id == "b"   # (another key: remembered)
+    b_digest = proven.digest
+    assert b_digest != a_digest
+    # The same bytes as remembered: the ring is asked for the remembered digest, not a new
+    # hash (a memo doctored to b's digest finds b), and the ring still decides.
+    proven.presented, proven.digest = KEY.encode(), b_digest
+    assert ring.find(KEY.encode(), proven).id == "b"
+    ring.remove(b_digest)
+    assert ring.find(KEY.encode(), proven) is None       # (gone from the ring: refused)
+    assert ring.find(KEY.encode()).id == "a"
 
 
 def test_grants_of_the_key_and_its_tenant_both_apply():
@@ -66,6 +90,11 @@ def test_config_mistakes_are_named(auth, says):
     (None, b"abc", b"abc"),
     (None, None, None),
     (b"Bearer abc", b"other", b"abc"),  # (the Authorization header wins)
+    (b"Bearer  abc", None, b"abc"),
+    (b"Bearer abc\t", None, b"abc"),
+    (b"Bearer a b", None, b"a b"),
+    (b"Bearer ", None, None),
+    (b"Bearerabc", None, None),
 ])
 def test_what_a_request_presents(authorization, api_key, presented):
     assert presented_key(authorization, api_key) == presented

@@ -15,7 +15,7 @@ import orjson
 from warden.admission.stage import StageResult
 from warden.errors import MissingApiKey, ModelNotAllowed, Unauthenticated
 from warden.proxy.relay import Relay
-from warden.tenancy.keys import KeyRing, presented_key
+from warden.tenancy.keys import KeyRing, ProvenKey, presented_key
 
 MISSING = ("You didn't provide an API key. You need to provide your API key in an "
            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
@@ -48,7 +48,11 @@ class AuthStage:
             if authorization is None and api_key is None:
                 return MissingApiKey(MISSING)
             return Unauthenticated(MALFORMED)
-        key = self._keys.find(presented)
+        client = relay.client
+        proven = client.proven_key   # (the connection's last key found: tenancy.keys)
+        if not isinstance(proven, ProvenKey):
+            proven = client.proven_key = ProvenKey()
+        key = self._keys.find(presented, proven)
         if key is None:
             return Unauthenticated(WRONG)
         if key.expires_at is not None and time.time() >= key.expires_at:

@@ -62,6 +62,7 @@ class HttpConnection(RequestReader):
         self.closed = False
         self._lingering = False
         self.watcher: ClientWatcher | None = None
+        self.proven_key: object | None = None   # (the auth stage's: tenancy.keys.ProvenKey)
         # Keep-alive idleness, judged by the server's once-a-second sweep (no clock reads
         # per request): responses finished so far, and when a sweep last saw activity.
         self.responses = 0

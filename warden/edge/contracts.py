@@ -30,6 +30,7 @@ class ClientStream(Protocol):
     watcher: ClientWatcher | None
     closed: bool
     http11: bool | None    # None until the first request's version is known
+    proven_key: object | None   # the auth stage's memo for the connection (tenancy.keys)
 
     def respond(self, status: int, headers: bytes, body: bytes) -> None: ...
     def start_response(self, status: int, headers: bytes, length: int | None = None) -> None: ...
