@@ -82,10 +82,7 @@ def main() -> None:
     parser.add_argument("--py-spy", dest="py_spy", help="record py-spy into this file")
     parser.add_argument("--postgres", action="store_true", help="the PostgreSQL sink on")
     args = parser.parse_args()
-    variant = VARIANTS[args.variant]
-    if args.postgres:  # (the variant's recorder mapping, with the sink added)
-        variant = variant.replace("'{dir}'", f"'{{dir}}', postgres: {{{{dsn: '{POSTGRES_DSN}', "
-                                             f"table: {TABLE}}}}}", 1)
+    variant = with_postgres(VARIANTS[args.variant]) if args.postgres else VARIANTS[args.variant]
     with tempfile.TemporaryDirectory(prefix="warden-stalls-") as tmp, \
             gateway_on_core(Path(tmp), variant) as (port, gateway):
         workdir = Path(tmp)
@@ -112,6 +109,13 @@ def main() -> None:
                 spy.wait(timeout=60)
             if args.postgres:
                 drop_table()
+
+
+def with_postgres(variant: str) -> str:
+    """`variant`'s settings with the PostgreSQL sink added to its recorder mapping (the test
+    database, a table of its own: `tail_bench.drop_table` drops it)."""
+    return variant.replace("'{dir}'", f"'{{dir}}', postgres: {{{{dsn: '{POSTGRES_DSN}', "
+                                      f"table: {TABLE}}}}}", 1)
 
 
 @contextlib.contextmanager

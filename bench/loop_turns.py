@@ -1,6 +1,6 @@
 """What the gateway's event loop does in its longest turns, from the kernel's side (perf).
 
-    python -m bench.loop_turns [--variant warden] [--conns 16] [--seconds 5]
+    python -m bench.loop_turns [--variant warden] [--conns 16] [--seconds 5] [--postgres]
 
 The gateway runs on core 0 in front of nginx, wrk on core 1, as `bench.loop_stalls` runs
 them. While wrk runs, perf records every event on core 0 (`-a -C 0`, CLOCK_MONOTONIC): the
@@ -29,8 +29,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.loop_stalls import gateway_on_core
+from bench.loop_stalls import gateway_on_core, with_postgres
 from bench.proxy_bench import CHAT, LOAD_CORE, PROXY_CORE, VARIANTS
+from bench.tail_bench import drop_table
 from bench.wrk import post_script, run_wrk
 
 SAMPLE_NS = 50_000  # the CPU clock's sampling period
@@ -173,9 +174,11 @@ def main() -> None:
     parser.add_argument("--variant", default="warden", choices=sorted(VARIANTS))
     parser.add_argument("--conns", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--postgres", action="store_true", help="the PostgreSQL sink on")
     args = parser.parse_args()
+    variant = with_postgres(VARIANTS[args.variant]) if args.postgres else VARIANTS[args.variant]
     with tempfile.TemporaryDirectory(prefix="warden-turns-") as tmp, \
-            gateway_on_core(Path(tmp), VARIANTS[args.variant]) as (port, gateway):
+            gateway_on_core(Path(tmp), variant) as (port, gateway):
         workdir = Path(tmp)
         script = post_script(workdir, CHAT)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -189,6 +192,8 @@ def main() -> None:
               f"{result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms (under perf)")
         threads.discard(gateway.pid)
         print("\n".join(report(read_turns(workdir / "perf.data", gateway.pid, threads))))
+    if args.postgres:
+        drop_table()
 
 
 if __name__ == "__main__":
