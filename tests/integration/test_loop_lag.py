@@ -34,16 +34,19 @@ def test_the_lag_histogram_ticks_while_serving_and_is_valid_prometheus(gateway: 
 
 def test_a_stall_on_the_gateway_s_loop_is_counted(gateway: GatewayThread):
     """A callback that blocks the loop for 50 ms, as a blocking call would: a stall of about
-    that length, in the histogram's top buckets and counted by cause."""
-    def stalls() -> float:
-        return sum(gateway.metric("warden_event_loop_stalls_total", f'cause="{cause}"')
+    that length, in the histogram's top buckets and counted by cause. (Waited for by its own
+    signs, the slow bucket and 30 ms or more of stall seconds: a shorter stall of a loaded
+    machine can be counted first.)"""
+    def stall_seconds() -> float:
+        return sum(gateway.metric("warden_event_loop_stall_seconds_total", f'cause="{cause}"')
                    for cause in ("waiting", "preempted", "unknown"))
 
-    before_slow = gateway.metric("warden_event_loop_lag_seconds_bucket", 'le="+Inf"') - \
-        gateway.metric("warden_event_loop_lag_seconds_bucket", 'le="0.01"')
-    before = stalls()
+    def slow() -> float:
+        return gateway.metric("warden_event_loop_lag_seconds_bucket", 'le="+Inf"') - \
+            gateway.metric("warden_event_loop_lag_seconds_bucket", 'le="0.01"')
+
+    before_slow, before = slow(), stall_seconds()
     gateway.call(lambda: time.sleep(0.05))  # the stall, on the loop's thread
-    wait_until(lambda: stalls() > before, what="the stall counted")
-    after_slow = gateway.metric("warden_event_loop_lag_seconds_bucket", 'le="+Inf"') - \
-        gateway.metric("warden_event_loop_lag_seconds_bucket", 'le="0.01"')
-    assert after_slow >= before_slow + 1
+    wait_until(lambda: slow() >= before_slow + 1, what="a lag over 10 ms observed")
+    # (A 50 ms stall shows as a lag of 50 ms less at most one idle tick's 20 ms.)
+    wait_until(lambda: stall_seconds() >= before + 0.03, what="the stall counted by cause")
