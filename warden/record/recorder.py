@@ -2,7 +2,7 @@
 disk I/O on the event loop.
 
 Each record is rendered to one JSON line when it happens (`started`, before the request is
-forwarded; `ended`, once it is over) and copied into a buffer of fixed-size chunks
+forwarded; `ended`, once it is over) and appended to a buffer of chunks sealed at 64 KB
 (buffer.py); every `flush_interval` the chunks go to each of the recorder's sinks (sink.py;
 sinks.py builds them from the settings): the files' writer thread (writer.py), which only
 writes bytes and looks after the files (`RecordFiles`: rotation, compression, the cap), and
