@@ -75,14 +75,10 @@ def report(before: dict, after: dict) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", default="warden", choices=sorted(VARIANTS))
-    parser.add_argument("--conns", default="1,16,64")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser = gateway_arguments(conns="1,16,64")
     parser.add_argument("--py-spy", dest="py_spy", help="record py-spy into this file")
-    parser.add_argument("--postgres", action="store_true", help="the PostgreSQL sink on")
     args = parser.parse_args()
-    variant = with_postgres(VARIANTS[args.variant]) if args.postgres else VARIANTS[args.variant]
+    variant = chosen_variant(args)
     with tempfile.TemporaryDirectory(prefix="warden-stalls-") as tmp, \
             gateway_on_core(Path(tmp), variant) as (port, gateway):
         workdir = Path(tmp)
@@ -109,6 +105,22 @@ def main() -> None:
                 spy.wait(timeout=60)
             if args.postgres:
                 drop_table()
+
+
+def gateway_arguments(conns: str) -> argparse.ArgumentParser:
+    """The options this benchmark and bench.loop_turns share (`conns`: the default)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--variant", default="warden", choices=sorted(VARIANTS))
+    parser.add_argument("--conns", default=conns)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--postgres", action="store_true", help="the PostgreSQL sink on")
+    return parser
+
+
+def chosen_variant(args: argparse.Namespace) -> str:
+    """The settings `gateway_arguments` chose."""
+    variant = VARIANTS[args.variant]
+    return with_postgres(variant) if args.postgres else variant
 
 
 def with_postgres(variant: str) -> str:

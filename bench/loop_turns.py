@@ -19,7 +19,6 @@ the probe cannot. Needs perf (Debian `linux-perf`) and root, or perf_event_paran
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
@@ -29,8 +28,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.loop_stalls import gateway_on_core, with_postgres
-from bench.proxy_bench import CHAT, LOAD_CORE, PROXY_CORE, VARIANTS
+from bench.loop_stalls import chosen_variant, gateway_arguments, gateway_on_core
+from bench.proxy_bench import CHAT, LOAD_CORE, PROXY_CORE
 from bench.tail_bench import drop_table
 from bench.wrk import post_script, run_wrk
 
@@ -170,25 +169,21 @@ def report(turns: list[Turn]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", default="warden", choices=sorted(VARIANTS))
-    parser.add_argument("--conns", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--postgres", action="store_true", help="the PostgreSQL sink on")
-    args = parser.parse_args()
-    variant = with_postgres(VARIANTS[args.variant]) if args.postgres else VARIANTS[args.variant]
+    args = gateway_arguments(conns="16").parse_args()
+    conns = int(args.conns)
+    variant = chosen_variant(args)
     with tempfile.TemporaryDirectory(prefix="warden-turns-") as tmp, \
             gateway_on_core(Path(tmp), variant) as (port, gateway):
         workdir = Path(tmp)
         script = post_script(workdir, CHAT)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        run_wrk(url, script, args.conns, 2, LOAD_CORE)  # warm
+        run_wrk(url, script, conns, 2, LOAD_CORE)  # warm
         results = []
         threads = {int(tid) for tid in os.listdir(f"/proc/{gateway.pid}/task")}
         record(gateway.pid, args.seconds, workdir / "perf.data", lambda: results.append(
-            run_wrk(url, script, args.conns, args.seconds, LOAD_CORE)))
+            run_wrk(url, script, conns, args.seconds, LOAD_CORE)))
         [result] = results
-        print(f"{args.variant}, c={args.conns}: {result.rps:,.0f} req/s, p50 "
+        print(f"{args.variant}, c={conns}: {result.rps:,.0f} req/s, p50 "
               f"{result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms (under perf)")
         threads.discard(gateway.pid)
         print("\n".join(report(read_turns(workdir / "perf.data", gateway.pid, threads))))
