@@ -36,6 +36,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Final
 
 import orjson
 
@@ -48,6 +49,10 @@ from warden.record.render import Clock, Renderer
 from warden.record.sink import Batch, Sink
 from warden.record.sinks import build_sinks
 from warden.record.writer import FileSink
+
+# (Bound once: compiled, `module.function` is an attribute look-up on every call.)
+dumps: Final = orjson.dumps
+APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 log = logging.getLogger("warden.record")
 
@@ -95,7 +100,7 @@ class Recorder:
             return
         if body_limit == 0 and record.get("body_omitted") == "low disk":
             self.bodies_omitted += 1
-        pending.add(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        pending.add(dumps(record, option=APPEND_NEWLINE))
 
     def ended(self, exchange: Exchange) -> None:
         pending = self._pending
@@ -107,7 +112,7 @@ class Recorder:
         except Exception:
             self._unrenderable()
             return
-        pending.add(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        pending.add(dumps(record, option=APPEND_NEWLINE))
 
     @property
     def written(self) -> int:

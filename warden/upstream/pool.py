@@ -15,9 +15,12 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from typing import Final
 
 from warden.errors import ConnectFailed, PoolExhausted
 from warden.upstream.connection import UpstreamConnection
+
+monotonic: Final = time.monotonic  # (compiled: no attribute look-up per call)
 
 
 class ConnectionPool:
@@ -63,7 +66,7 @@ class ConnectionPool:
         return None
 
     async def acquire(self) -> UpstreamConnection:
-        conn = self.try_acquire(time.monotonic())
+        conn = self.try_acquire(monotonic())
         if conn is not None:
             return conn
         loop = asyncio.get_running_loop()
@@ -84,7 +87,7 @@ class ConnectionPool:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
-        conn.idle_since = time.monotonic() if now is None else now
+        conn.idle_since = monotonic() if now is None else now
         self._idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
