@@ -186,7 +186,7 @@ class PostgresSink:
                     await self._wake.wait()
         self._retry.longer()
 
-    async def _write(self, pieces: list[bytes | bytearray]) -> None:
+    async def _write(self, pieces: list[bytes]) -> None:
         conn = await self._connection()
         async with asyncio.timeout(self.spec.timeout):
             await self._prepare_days(conn)
@@ -279,7 +279,7 @@ class PostgresSink:
             conn.terminate()
 
 
-async def _slices(pieces: list[bytes | bytearray]) -> AsyncIterator[memoryview]:
+async def _slices(pieces: list[bytes]) -> AsyncIterator[memoryview]:
     """A batch's pieces in slices of at most `SLICE` bytes, one per turn of the loop (asyncpg
     awaits each; COPY's data messages need not end at a row's end)."""
     for lines in pieces:

@@ -15,7 +15,7 @@ class Batch:
     """What one flush hands over: record lines (one JSON object each) in `pieces` of whole
     lines (buffer.py), how many lines, and how many bytes."""
 
-    def __init__(self, pieces: list[bytes | bytearray], count: int):
+    def __init__(self, pieces: list[bytes], count: int):
         self.pieces = pieces
         self.count = count
         self.size = sum(len(piece) for piece in pieces)

@@ -112,7 +112,7 @@ class Writer:
                     self.note("recorder_writer", began, _active_seconds() - active)
         files.close()
 
-    def write(self, files: RecordFiles, pieces: list[bytes | bytearray]) -> None:
+    def write(self, files: RecordFiles, pieces: list[bytes]) -> None:
         """Each piece (whole lines: buffer.py) in slices of whole lines of at most a quarter
         file (so that a slice always fits under the cap) and at most `SLICE` bytes each (so
         that it holds the core briefly; a single longer line is a slice of its own), giving
