@@ -4,6 +4,7 @@ gateway exports: tests/integration/test_observability.py.)"""
 
 from __future__ import annotations
 
+import bisect
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,7 +12,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from warden.config.schema import Settings
 from warden.exchange import Exchange
 from warden.fleet.registry import BackendRegistry
-from warden.observe.metrics import GatewayMetrics
+from warden.observe.metrics import (
+    LATENCY_BUCKETS,
+    QUEUE_BUCKETS,
+    TOKEN_BUCKETS,
+    GatewayMetrics,
+    bucket_of,
+)
 
 SETTINGS = Settings.model_validate(
     {"backends": [{"name": "b1", "url": "http://h:1", "models": ["m"]}]})
@@ -86,3 +93,12 @@ def test_labels_stay_within_the_config():
     assert metrics.answered("/v1/chat/completions", 200) == 51
     # (never sent: no queue time, no latency of a model)
     assert not any(name.startswith("warden_request_queue_seconds") for name, _ in got)
+
+
+def test_a_value_falls_in_the_bucket_bisect_gives():
+    """The histograms' compiled bucket search is `bisect_left`, bounds included."""
+    for bounds in (LATENCY_BUCKETS, QUEUE_BUCKETS, TOKEN_BUCKETS):
+        values = [*bounds, 0.0, -1.0, 1e9, float("inf")]
+        values += [bound * factor for bound in bounds for factor in (0.999999, 1.000001)]
+        assert [bucket_of(bounds, v) for v in values] == \
+            [bisect.bisect_left(bounds, v) for v in values]
