@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import random
+import re
+
 from warden.edge.request import INTERPRETED
 from warden.proxy import headers as hdr
 from warden.upstream.target import UpstreamTarget
@@ -188,3 +191,63 @@ def test_a_traced_request_carries_the_gateways_traceparent_in_place_of_the_clien
     untraced = head_lines(hdr.upstream_request(b"POST", b"/v1/completions", *split(client),
                                                b"", BACKEND, b"r", "1.2.3.4"))
     assert b"traceparent: 00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01" in untraced
+
+
+# The passthrough test as it was written before (searches of the lower-cased head): the
+# compiled line loop that replaced it must decide every head the same way.
+_NOT_PASSABLE = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-|te[ \t:]|trailer|upgrade|x-request-id)")
+_KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive\r\n"
+
+
+def _passthrough_by_searches(raw: bytes, status: int, request_id: bytes, expose: bool):
+    low = raw.lower()
+    at = low.find(_KEEP_ALIVE_LINE)
+    if at >= 0:
+        cut = at + len(_KEEP_ALIVE_LINE) - 2
+        raw, low = raw[:at] + raw[cut:], low[:at] + low[cut:]
+    length_framed = low.find(b"\r\ncontent-length:") >= 0
+    if (not raw.startswith(b"HTTP/1.1 ")
+            or (not length_framed and low.find(b"\r\ntransfer-encoding: chunked\r\n") < 0)
+            or _NOT_PASSABLE.search(low) is not None):
+        return None
+    status_line = b"x-upstream-status: %d\r\n" % status
+    event_stream = low.find(b"\r\ncontent-type: text/event-stream") >= 0
+    if expose:
+        return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", BACKEND.addr_line,
+                          status_line)), event_stream, length_framed)
+    around = low.split(b"\r\nserver:")
+    if len(around) == 1:
+        return (b"".join((raw, b"x-request-id: ", request_id, b"\r\n", status_line)),
+                event_stream, length_framed)
+    if len(around) > 2:
+        return None
+    at = len(around[0])
+    end = at + 9 + len(around[1].partition(b"\r\n")[0])
+    return (b"".join((raw[:at], raw[end:], b"x-request-id: ", request_id, b"\r\n",
+                      status_line)), event_stream, length_framed)
+
+
+_LINES = [b"Server: uvicorn", b"server: nginx/1.22", b"Server-Timing: a=1", b"Date: x",
+          b"Content-Length: 23", b"content-length: 0", b"Content-Type: application/json",
+          b"Content-Type: text/event-stream; charset=utf-8", b"content-type: text/event-stream",
+          b"Transfer-Encoding: chunked", b"transfer-encoding: gzip, chunked",
+          b"Connection: keep-alive", b"connection: Keep-Alive", b"Connection: close",
+          b"Connection-Extra: 1", b"Keep-Alive: timeout=5", b"Proxy-Authenticate: x",
+          b"TE: trailers", b"te:x", b"Tes: 1", b"Trailer: x", b"Trailers: y", b"Upgrade: h2c",
+          b"Upgrade-Insecure-Requests: 1", b"X-Request-Id: theirs", b"X-Request-Idx: 1",
+          b"x-other: 2", b"Cache-Control: no-cache", b"Keep: 1", b"t: 1", b"c: 2", b"s: 3"]
+
+
+def test_the_line_loop_passes_every_head_as_the_searches_did():
+    rng = random.Random(7)
+    for n in range(4000):
+        status_line = b"HTTP/1.0 200 OK" if n % 97 == 0 else b"HTTP/1.1 200 OK"
+        lines = rng.sample(_LINES, rng.randint(0, 6))
+        if n % 3 == 0:  # most real heads are framed
+            lines.append(rng.choice((b"Content-Length: 5", b"Transfer-Encoding: chunked")))
+        rng.shuffle(lines)
+        raw = b"\r\n".join([status_line, *lines]) + b"\r\n"
+        for expose in (False, True):
+            assert hdr.passthrough_head(raw, 200, b"rid", BACKEND, expose) == \
+                _passthrough_by_searches(raw, 200, b"rid", expose), (raw, expose)
