@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Final
 
-from warden.exchange import Exchange
+from warden.exchange import Exchange, NativeListener
 
 SECONDS: Final = 300
 TTFT_SAMPLES: Final = 256
@@ -32,7 +32,7 @@ class Second:
         self.ttfts: list[float] = []
 
 
-class Traffic:
+class Traffic(NativeListener):
     """An `ExchangeListener` (exchange.py) that keeps the live traffic for GET /admin/stats
     and the guard's recent decisions for GET /admin/guard/recent."""
 

@@ -6,12 +6,12 @@ lets the rest pass costs a few attribute reads, not a call into the (interpreted
 
 from __future__ import annotations
 
-from warden.exchange import Exchange
+from warden.exchange import Exchange, NativeListener
 from warden.forensics.incidents import IncidentDetector
 from warden.stream.observer import Verdict
 
 
-class IncidentListener:
+class IncidentListener(NativeListener):
     def __init__(self, detector: IncidentDetector):
         self._detector = detector
         # (what was sent where, the forwarder keeps: Backend.recent)

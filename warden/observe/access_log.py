@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from warden.config.observe_schema import AccessLogSpec
-from warden.exchange import Exchange
+from warden.exchange import Exchange, NativeListener
 
 # Sampling counts in millionths of a request.
 WHOLE = 1_000_000
@@ -24,7 +24,7 @@ def share(rate: float) -> int:
     return round(rate * WHOLE)
 
 
-class AccessLog:
+class AccessLog(NativeListener):
     """Built only when `logging.access_log.enabled` is on at the start (off, it costs
     nothing); a reload changes its `sample`, or turns it off (sample 0)."""
 

@@ -19,7 +19,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from warden.exchange import Exchange
+from warden.exchange import Exchange, NativeListener
 from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import Scraper
 from warden.guard.guard import Guard
@@ -90,7 +90,7 @@ class Series:
         self.completion_tokens = 0
 
 
-class GatewayMetrics:
+class GatewayMetrics(NativeListener):
     """The gateway's own counters, exported at scrape time. A prometheus collector by its
     `collect` method (not by inheriting `Collector`: this class is compiled, warden.compiled)."""
 

@@ -23,7 +23,7 @@ import time
 from typing import Protocol
 
 from warden.config.observe_schema import TracingSpec
-from warden.exchange import Exchange
+from warden.exchange import Exchange, NativeListener
 from warden.observe.access_log import WHOLE, share
 
 # W3C Trace Context: version-traceid-parentid-flags (version 00 has nothing after; a later
@@ -71,7 +71,7 @@ def parent_of(traceparent: bytes | None) -> tuple[int, int] | None:
     return (trace_id, span_id) if trace_id and span_id else None
 
 
-class Tracing:
+class Tracing(NativeListener):
     """The tracer as an `ExchangeListener` (built by observe/tracing.py's `build_tracing`)."""
 
     def __init__(self, spec: TracingSpec, sink: SpanSink) -> None:

@@ -30,7 +30,7 @@ from warden.errors import (
     UpstreamTimeout,
     WardenError,
 )
-from warden.exchange import Listeners
+from warden.exchange import Listeners, tell_ended, tell_started
 from warden.fleet.backend import Backend
 from warden.fleet.recent import LARGE_BODY, trim_to_bytes
 from warden.fleet.registry import BackendRegistry
@@ -181,8 +181,9 @@ class Forwarder:
         self.active.add(relay)
         backend.in_flight += 1
         backend.requests_sent += 1
-        for listener in self._starters:  # (the recorder's: write-ahead, before a byte goes;
-            listener.started(relay)      # the tracer's, which may set `traceparent`)
+        # (the recorder's start: write-ahead, before a byte goes; the tracer's, which may set
+        # `traceparent`)
+        tell_started(self._starters, relay)
         data = hdr.upstream_request(request.method_bytes, request.target, request.fields,
                                     request.passed, body, backend.target,
                                     relay.upstream_id or relay.request_id, request.client_ip,
@@ -246,10 +247,8 @@ class Forwarder:
     def _done(self, relay: Relay, now: float) -> None:
         relay.ended_at = now
         if not relay.sent_at:  # never forwarded: its start goes with its end
-            for listener in self._starters:
-                listener.started(relay)
-        for listener in self._enders:
-            listener.ended(relay)
+            tell_started(self._starters, relay)
+        tell_ended(self._enders, relay)
         if relay.quarantine_probe is not None and self._on_probe_end is not None:
             self._on_probe_end(relay)  # (before `captured` goes: it reads the death signs)
         if relay.captured is not None:

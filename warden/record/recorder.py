@@ -42,7 +42,7 @@ import orjson
 
 from warden.backoff import Throttle
 from warden.config.recorder_schema import RecorderSpec
-from warden.exchange import Exchange
+from warden.exchange import Exchange, NativeListener
 from warden.record.buffer import RecordBuffer
 from warden.record.files import RecordFiles
 from warden.record.render import Clock, Renderer
@@ -57,7 +57,7 @@ APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 log = logging.getLogger("warden.record")
 
 
-class Recorder:
+class Recorder(NativeListener):
     def __init__(self, spec: RecorderSpec, sinks: Sequence[Sink] | None = None):
         """`sinks`: where the records go (by default, what `spec` asks for: sinks.py); one of
         them is the files (a `FileSink`)."""

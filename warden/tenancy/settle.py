@@ -8,7 +8,7 @@ exchange the backend refused (4xx, 5xx), or that never reached one, used nothing
 
 from __future__ import annotations
 
-from warden.exchange import Exchange
+from warden.exchange import Exchange, NativeListener
 from warden.tenancy.answers import Ticket
 from warden.tenancy.budget import cost_of
 from warden.tenancy.leased import LeasedLimiter
@@ -52,7 +52,7 @@ def cost_used(exchange: Exchange, ticket: Ticket, usage: dict | None) -> int:
     return ticket.cost
 
 
-class LimitSettler:
+class LimitSettler(NativeListener):
     def __init__(self, limiter: Limiter):
         self._limiter = limiter
         # (the leased limiter called as itself: a native call, not a Python method call)
