@@ -21,7 +21,10 @@ def parse_request(request: HttpRequest, backends: BackendRegistry) -> tuple[str,
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
     content_type = request.fields.get(b"content-type", b"")
-    if not content_type.lower().startswith(b"application/json"):
+    # (As sent, most often; else its first 16 bytes in any case: sliced and compared, where
+    # `startswith` would parse its arguments, ~700 instructions.)
+    if content_type != b"application/json" and \
+            content_type[:16].lower() != b"application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
     try:
         body = loads(request.body)
