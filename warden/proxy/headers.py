@@ -104,7 +104,42 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes, backend: Upstre
     is framed by Content-Length): an event stream passes through too (its chunks are relayed
     as the backend framed them), flagged so that the caller observes it. A `Connection:
     keep-alive` line (many servers send it; it is the default in HTTP/1.1) is cut out; so is
-    the backend's `Server` line when not `expose`d, and no `X-Upstream-Addr` is added then.
+    the backend's `Server` line when not `expose`d, and no `X-Upstream-Addr` is added then."""
+    scan = _scan_head(raw)
+    if scan is None:
+        return None
+    status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
+    if expose:
+        tail = b"x-request-id: " + request_id + b"\r\n" + backend.addr_line + status_line
+        kept = _cut_lines(raw, scan.keep_alive, scan.keep_alive_end, -1, -1)
+    elif scan.servers > 1:
+        return None  # rare: several; `response_head` drops them all
+    else:
+        tail = b"x-request-id: " + request_id + b"\r\n" + status_line
+        kept = _cut_lines(raw, scan.keep_alive, scan.keep_alive_end, scan.server,
+                          scan.server_end)
+    return kept + tail, scan.event_stream, scan.length_framed
+
+
+class HeadScan:
+    """What `passthrough_head` needs of a backend's head: whether its body is framed by
+    Content-Length, whether it is an event stream, where its keep-alive line and its (last)
+    Server line start and end in the head (-1: none), and how many Server lines it has."""
+
+    __slots__ = ("event_stream", "keep_alive", "keep_alive_end", "length_framed", "server",
+                 "server_end", "servers")
+
+    def __init__(self) -> None:
+        self.length_framed = False
+        self.event_stream = False
+        self.keep_alive = self.keep_alive_end = -1
+        self.server = self.server_end = -1
+        self.servers = 0
+
+
+def _scan_head(raw: bytes) -> HeadScan | None:
+    """The head's `HeadScan`, or None when it cannot pass (not HTTP/1.1, unframed, a
+    hop-by-hop or X-Request-Id line).
 
     Cost rule: this runs per response: one `lower()`, one `split()`, and a compiled loop over
     the lines that looks at a line only when its first byte starts a name of interest (by
@@ -113,28 +148,25 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes, backend: Upstre
     if raw[:9] != b"HTTP/1.1 ":
         return None
     lines = raw.lower().split(b"\r\n")
+    scan = HeadScan()
+    chunked = False
     at = len(lines[0]) + 2          # where the line looked at starts in `raw`
-    cut_at = cut_end = -1           # the keep-alive line
-    server_at = server_end = -1     # the (one) Server line
-    servers = 0
-    length_framed = chunked = event_stream = False
     for i in range(1, len(lines)):
         line = lines[i]
         size = len(line)
-        end = at + size + 2
         first = line[0] if size else 0
         if first == _C:
             if line[:15] == b"content-length:":
-                length_framed = True
+                scan.length_framed = True
             elif line[:31] == b"content-type: text/event-stream":
-                event_stream = True
+                scan.event_stream = True
             elif line[:10] == b"connection":
-                if cut_at >= 0 or line != b"connection: keep-alive":
+                if scan.keep_alive >= 0 or line != b"connection: keep-alive":
                     return None  # hop-by-hop, and it may name others
-                cut_at, cut_end = at, end
+                scan.keep_alive, scan.keep_alive_end = at, at + size + 2
         elif first == _S and line[:7] == b"server:":
-            servers += 1
-            server_at, server_end = at, end
+            scan.servers += 1
+            scan.server, scan.server_end = at, at + size + 2
         elif first == _T:
             if line == b"transfer-encoding: chunked":
                 chunked = True
@@ -146,27 +178,21 @@ def passthrough_head(raw: bytes, status: int, request_id: bytes, backend: Upstre
                 first == _U and line[:7] == b"upgrade") or (
                 first == _X and line[:12] == b"x-request-id"):  # (the gateway sets its own)
             return None
-        at = end
-    if not (length_framed or chunked):
-        return None
-    status_line = _UPSTREAM_STATUS.get(status) or b"x-upstream-status: %d\r\n" % status
-    if expose:
-        tail = b"x-request-id: " + request_id + b"\r\n" + backend.addr_line + status_line
-    elif servers > 1:
-        return None  # rare: several; `response_head` drops them all
-    else:
-        tail = b"x-request-id: " + request_id + b"\r\n" + status_line
-        if servers == 1:
-            if cut_at < 0:
-                cut_at, cut_end = server_at, server_end
-            else:  # both: the one that comes first in `cut_at`
-                first_at, first_end = min((cut_at, cut_end), (server_at, server_end))
-                second_at, second_end = max((cut_at, cut_end), (server_at, server_end))
-                return (b"".join((raw[:first_at], raw[first_end:second_at], raw[second_end:],
-                                  tail)), event_stream, length_framed)
-    if cut_at >= 0:
-        return b"".join((raw[:cut_at], raw[cut_end:], tail)), event_stream, length_framed
-    return raw + tail, event_stream, length_framed
+        at += size + 2
+    return scan if scan.length_framed or chunked else None
+
+
+def _cut_lines(raw: bytes, at: int, end: int, other: int, other_end: int) -> bytes:
+    """`raw` without the spans [at, end) and [other, other_end) (-1: no such span)."""
+    if at < 0:
+        at, end, other, other_end = other, other_end, -1, -1
+    if at < 0:
+        return raw
+    if other < 0:
+        return raw[:at] + raw[end:]
+    if other < at:
+        at, end, other, other_end = other, other_end, at, end
+    return b"".join((raw[:at], raw[end:other], raw[other_end:]))
 
 
 def parse_head(raw: bytes) -> list[tuple[bytes, bytes]]:
