@@ -11,6 +11,7 @@ syscalls, which every proxy pays, are excluded). Run:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import uvloop
@@ -44,6 +45,24 @@ KEY = "wk-bench-key-000000000000000000001"
 # The plain request with a key (auth and limits' rigs).
 KEYED_REQUEST = REQUEST.replace(b"Host: gw\r\n", b"Host: gw\r\nAuthorization: Bearer %s\r\n"
                                 % KEY.encode())
+# A chat request whose prompt is ~10 KB of English prose (a system prompt, a conversation of
+# three turns; newlines and quotes escaped as JSON escapes them): what the guard's byte scans
+# and the recorder's body cost on a prompt of a realistic size, where the 57-byte body above
+# shows only their fixed costs.
+PARAGRAPH = (
+    "When the service was first deployed, nobody expected the queue to grow this quickly. "
+    "The team had planned for a few hundred requests an hour; by the end of the second week "
+    "it was closer to forty thousand.\nSeveral engineers suggested \"just adding more "
+    "machines\", but the bottleneck was the database, not the web tier. Reads could be "
+    "cached. Writes could not, at least not without giving up the ordering guarantees the "
+    "billing system depended on.\nSo they measured first: which queries were slow, which "
+    "tables were hot, and how the latency of each step changed with load. ")
+PROMPT = {"model": "m", "max_tokens": 256, "messages": [
+    {"role": "system", "content": "You are a careful technical writer. " + PARAGRAPH * 2},
+    {"role": "user", "content": "Summarise this incident report:\n" + PARAGRAPH * 8},
+    {"role": "assistant", "content": PARAGRAPH * 2},
+    {"role": "user", "content": "Now list three follow-up actions. " + PARAGRAPH * 4}]}
+PROMPT_REQUEST = request(json.dumps(PROMPT, separators=(",", ":")).encode())
 STREAM_REQUEST = request(b'{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}')
 BODY = b'{"id":"x","object":"chat.completion","choices":[]}'
 RESPONSE = (b"HTTP/1.1 200 OK\r\ndate: Sat, 21 Nov 2026 20:00:00 GMT\r\nserver: uvicorn\r\n"

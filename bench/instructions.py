@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import uvloop
 
-from bench.hot_path import KEY, KEYED_REQUEST, SDK_REQUEST, SSE_EVENT, Rig
+from bench.hot_path import KEY, KEYED_REQUEST, PROMPT_REQUEST, SDK_REQUEST, SSE_EVENT, Rig
 from warden import compiled
 from warden.app.wiring import serving
 from warden.observe.loop_probe import LoopProbe
@@ -46,12 +46,14 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 # `limited-recorded`: the same with the recorder as shipped (summary): set against `summary`,
 # it counts what bench.tenancy_bench compares (the defaults, with and without key and limits;
 # the response's usage is then parsed once for the recorder and the settlement both).
+# `prompt`: the shipped defaults (the recorder in summary) on a chat request with a ~10 KB
+# prompt (bench.hot_path.PROMPT): what a body of a realistic size adds to `summary`.
 # `observed`: the shipped defaults (the recorder in summary) with JSON logs, the access log
 # and traces sampled at 1% (bench.hot_path.observe_in_process: the lines formatted and
 # written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%;
 # `observed-idle`: on, and no request sampled (what the listeners cost the others).
 KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick", "keyed",
-         "limited", "limited-recorded", "observed", "observed-all", "observed-idle")
+         "limited", "limited-recorded", "prompt", "observed", "observed-all", "observed-idle")
 KEYED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY}]}}
 LIMITED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY, "limits": {
     "rpm": 10**9, "tpm": 10**12, "max_concurrent": 10**5}}]}}
@@ -60,6 +62,7 @@ LIMITED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY, "
 def _rig(kind: str) -> Rig:
     rigs = {"sdk": lambda: Rig(SDK_REQUEST), "recorded": lambda: Rig(recorder="full"),
             "summary": lambda: Rig(recorder="summary"), "unguarded": lambda: Rig(guard=False),
+            "prompt": lambda: Rig(PROMPT_REQUEST, recorder="summary"),
             "keyed": lambda: Rig(KEYED_REQUEST, extra=KEYED),
             "limited": lambda: Rig(KEYED_REQUEST, extra=LIMITED),
             "limited-recorded": lambda: Rig(KEYED_REQUEST, recorder="summary", extra=LIMITED),

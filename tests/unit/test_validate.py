@@ -3,7 +3,6 @@ parameter, legitimate bodies (including every field the SDK sends) pass untouche
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from warden.config.schema import ValidationSpec
@@ -15,10 +14,6 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 def chat(**extra) -> dict:
     return {"model": "m", "messages": MESSAGES, **extra}
-
-
-def _both(body: dict) -> tuple[dict, bytes]:
-    return body, orjson.dumps(body)
 
 
 LEGITIMATE = [
@@ -89,12 +84,12 @@ PROBLEMS = [
 
 @pytest.mark.parametrize(("path", "body"), LEGITIMATE)
 def test_legitimate_bodies_pass(path, body):
-    assert Validator(ValidationSpec()).problem(path, body, orjson.dumps(body)) is None
+    assert Validator(ValidationSpec()).problem(path, body) is None
 
 
 @pytest.mark.parametrize(("path", "body", "param", "reason"), PROBLEMS)
 def test_each_problem_is_named_by_its_parameter(path, body, param, reason):
-    problem = Validator(ValidationSpec()).problem(path, body, orjson.dumps(body))
+    problem = Validator(ValidationSpec()).problem(path, body)
     assert problem is not None and problem.status == 400
     assert problem.param == param and reason in problem.message, problem.message
 
@@ -109,16 +104,25 @@ def nesting(levels: int) -> dict:
 
 def test_depth_is_bounded_exactly():
     validator = Validator(ValidationSpec(max_depth=8))
-    problem = validator.problem(CHAT, *_both(nesting(9)))
+    problem = validator.problem(CHAT, nesting(9))
     assert problem is not None and problem.code == "too_deep"
-    assert validator.problem(CHAT, *_both(nesting(8))) is None
+    assert validator.problem(CHAT, nesting(8)) is None
     wide = chat(messages=[{"role": "user", "content": "hi"}] * 50)  # many brackets, shallow
-    assert validator.problem(CHAT, *_both(wide)) is None
+    assert validator.problem(CHAT, wide) is None
+    brackets = chat(messages=[{"role": "user", "content": "[{" * 100}])  # text, not depth
+    assert validator.problem(CHAT, brackets) is None
+
+
+def test_the_deepest_bound_allowed_is_walked_without_running_out_of_stack():
+    validator = Validator(ValidationSpec(max_depth=512))  # (the schema's highest)
+    problem = validator.problem(CHAT, nesting(513))
+    assert problem is not None and problem.code == "too_deep"
+    assert validator.problem(CHAT, nesting(512)) is None
 
 
 def test_unknown_fields_are_refused_when_configured():
     validator = Validator(ValidationSpec(unknown_fields="reject"))
-    problem = validator.problem(CHAT, *_both(chat(tempreature=0.5)))
+    problem = validator.problem(CHAT, chat(tempreature=0.5))
     assert problem is not None and problem.param == "tempreature"
     assert "Unrecognized request argument supplied: tempreature" in problem.message
-    assert validator.problem(CHAT, *_both(chat(temperature=0.5, ignore_eos=True))) is None
+    assert validator.problem(CHAT, chat(temperature=0.5, ignore_eos=True)) is None

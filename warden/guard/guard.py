@@ -117,7 +117,7 @@ class Guard:
         """What the guard makes of one request (`body`, parsed from `raw`); None (the usual
         answer) when nothing. `body` is rewritten in place when a rule normalizes it."""
         validator = self.validator
-        problem = validator.problem(path, body, raw) if validator is not None else None
+        problem = validator.problem(path, body) if validator is not None else None
         marked = False
         for marker in self.markers:
             if raw.find(marker) >= 0:  # (`in` on bytes first tries int(): slower)
