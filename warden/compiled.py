@@ -47,6 +47,7 @@ MODULES = (
     "warden/guard/guard.py",
     "warden/guard/lax.py",
     "warden/guard/prompt_size.py",
+    "warden/guard/triggers.py",
     "warden/guard/validate.py",
     "warden/observe/access_log.py",
     "warden/observe/metrics.py",

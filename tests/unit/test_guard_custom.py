@@ -66,7 +66,7 @@ def test_wildcards_lists_and_text_predicates():
 def test_a_rule_on_an_absent_field_runs_for_every_body():
     guard = guard_with({"id": "needs-max-tokens", "action": "reject",
                         "match": {"max_tokens": {"exists": False}}})
-    assert guard.always
+    assert guard.index.always
     assert admit(guard, {"model": "m", "messages": MESSAGES}).rejection is not None
     assert admit(guard, {"model": "m", "messages": MESSAGES, "max_tokens": 5}) is None
 

@@ -21,6 +21,7 @@ from tests.unit.test_guard_rules import (
 )
 from warden.config.schema import GuardSpec
 from warden.guard.guard import Guard
+from warden.guard.triggers import RuleIndex
 
 CORPUS = [  # legitimate but unusual: every rule and the validation must let these through
     chat(response_format={"type": "json_schema", "json_schema": {
@@ -67,7 +68,7 @@ def test_a_corpus_of_legitimate_but_unusual_requests_passes_untouched(body):
 def test_a_rule_that_fails_lets_the_request_through_and_is_counted(caplog):
     guard = Guard(GuardSpec(models=FACTS))
     broken = dataclasses.replace(guard.rules[0], find=lambda body, ctx: 1 / 0)
-    guard.rules = (broken, *guard.rules[1:])
+    guard.index = RuleIndex((broken, *guard.rules[1:]))
     body = chat(structured_outputs={})
     outcome = admit(guard, body, [backend(OLD)])
     assert outcome is None or outcome.rejection is None
@@ -90,7 +91,7 @@ def test_a_fix_that_fails_refuses_the_request_it_found_harmful():
 
     rules = list(guard.rules)
     rules[position] = dataclasses.replace(rules[position], fix=broken)
-    guard.rules = tuple(rules)
+    guard.index = RuleIndex(rules)
     outcome = admit(guard, chat(structured_outputs={}), [backend(OLD)])
     assert outcome.rejection is not None and outcome.notes == ["rejected so-no-constraint"]
     assert guard.decisions["so-no-constraint", "error", "enforce"] == 1

@@ -2,12 +2,11 @@
 each admitted request body.
 
 Cost rule: a request the guard has nothing to say about costs one call (`admit`): the
-validator's loop over the body's keys, one set test (`keys.isdisjoint(body)`: most bodies
-carry none of the keys any rule looks at), one comparison of the raw body's length (the
-prompt-length rule looks only at large bodies), a `bytes.find` of the raw body per marker of
-nested inputs (media parts: three markers, one of them any JSON escape; special-token text:
-`<`, a one-byte search at memchr speed; a regex alternation of them was 7x slower on a 4 KB
-prompt, as `re` cannot use a fast substring search for an alternation), and one truth test
+validator's loop over the body's keys and walk of its containers, one set test
+(`keys.isdisjoint(body)`: most bodies carry none of the keys any rule looks at), one
+comparison of the raw body's length (the prompt-length rule looks only at large bodies), one
+walk of the parsed body for the nested triggers (media parts by their keys or types,
+special-token text by its `<`: guard/triggers, per string, not per byte), and one truth test
 of the quarantine. Rules run only past those tests, and act only if some backend serving the
 model runs a vLLM version they apply to (or one whose version is unknown) and is not marked
 `safe_for` them. Rules that only repeat, in vLLM's lax reading, what the schema validation
@@ -31,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +48,7 @@ from warden.guard.quarantine import Quarantine, QuarantineUnavailable
 from warden.guard.rule import NORMALIZE, REJECT, ROUTE, Rule, RuleContext
 from warden.guard.rules import RULES
 from warden.guard.rules_xgrammar import optional_rules
+from warden.guard.triggers import RuleIndex
 from warden.guard.validate import Validator
 
 dumps: Final = orjson.dumps  # (compiled: no attribute look-up per call)
@@ -76,30 +75,11 @@ class Guard:
         self.models = spec.models
         rules = [*RULES, *optional_rules(), *(build_rule(custom) for custom in spec.custom)]
         # (The rules that need a vocabulary stay: it may be learned, for any model.)
-        self.rules: tuple[Rule, ...] = tuple(
+        self.index = RuleIndex(tuple(
             dataclasses.replace(rule, action=spec.actions.get(rule.id, rule.action))
             for rule in rules
             if rule.id not in spec.disable
-            and not (rule.covered_by_validation and spec.validation.enabled))
-        self.keys = frozenset().union(*(rule.keys for rule in self.rules))
-        self.always = any(rule.always for rule in self.rules)
-        self.markers = tuple(sorted({m for rule in self.rules for m in rule.markers}))
-        # Which rules a request can trigger, by what triggers them (each a rule's position in
-        # `rules`): a matching request runs only those, in order, not a test of every rule.
-        positions = list(enumerate(self.rules))
-        self.rules_by_marker: dict[bytes, frozenset[int]] = {
-            marker: frozenset(i for i, rule in positions if marker in rule.markers)
-            for marker in self.markers}
-        self.rules_by_key: dict[str, frozenset[int]] = {
-            key: frozenset(i for i, rule in positions if key in rule.keys)
-            for key in self.keys}
-        self.rules_always = frozenset(i for i, rule in positions if rule.always)
-        self.rules_by_size = tuple((rule.min_body, i) for i, rule in positions
-                                   if rule.min_body)
-        # The smallest body a size-triggered rule looks at (none: larger than any body).
-        self.min_body = min((rule.min_body for rule in self.rules if rule.min_body),
-                            default=sys.maxsize)
-        self.media_rules = tuple(rule for rule in self.rules if rule.markers)
+            and not (rule.covered_by_validation and spec.validation.enabled)))
         self.fetcher = MediaFetcher(spec.media, spec.limits) \
             if spec.media.fetch and self.enforce else None
         self.validator = Validator(spec.validation) if spec.validation.enabled else None
@@ -112,20 +92,20 @@ class Guard:
         # model -> (the backends serving it, the sum of their facts epochs, its facts)
         self._facts: dict[str, tuple[Sequence[Backend], int, ModelFacts]] = {}
 
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self.index.rules
+
     def judge(self, path: str, model: str, body: dict, raw: bytes,
               backends: Sequence[Backend]) -> Outcome | None:
         """What the guard makes of one request (`body`, parsed from `raw`); None (the usual
         answer) when nothing. `body` is rewritten in place when a rule normalizes it."""
         validator = self.validator
         problem = validator.problem(path, body) if validator is not None else None
-        marked = False
-        for marker in self.markers:
-            if raw.find(marker) >= 0:  # (`in` on bytes first tries int(): slower)
-                marked = True
-                break
+        index = self.index
+        nested = index.nested_in(body)
         size = len(raw)
-        ruled = (marked or self.always or size >= self.min_body
-                 or not self.keys.isdisjoint(body))
+        ruled = index.ruled(body, nested, size)
         quarantine = self.quarantine
         held = quarantine is not None and (bool(quarantine.entries) or quarantine.refusing)
         if problem is None and not ruled and not held:
@@ -139,8 +119,8 @@ class Guard:
                 return outcome
             outcome.notes.append(f"would reject schema: {problem.message}")
         if ruled:  # not merely because the quarantine holds something
-            self.check(path, model, body, backends, raw if marked else b"", size, outcome)
-            if marked and self.fetcher is not None and outcome.rejection is None \
+            self.check(path, model, body, backends, nested, size, outcome)
+            if nested and self.fetcher is not None and outcome.rejection is None \
                     and remote_images(body):
                 outcome.fetch = True
                 outcome.notes.append("fetch remote media")
@@ -155,43 +135,22 @@ class Guard:
         """A request whose remote images were fetched and inlined: the media rules judge
         them, then the quarantine's step runs (as `judge` would have)."""
         outcome = Outcome()
-        raw = dumps(body)  # (the rules' markers are looked for in the inlined body)
-        self.check(path, model, body, backends, raw, len(raw), outcome, self.media_rules)
+        self.check(path, model, body, backends, set(), 0, outcome, self.index.nested_rules)
         quarantine = self.quarantine
         if outcome.rejection is None and quarantine is not None and (
                 quarantine.entries or quarantine.refusing):
             self.quarantined(body, backends, outcome)
         return outcome if outcome.notes else None
 
-    def _triggered(self, body: dict, marked: bytes, size: int) -> list[Rule]:
-        """The rules this body triggers, in order: by a top-level key, by a marker its raw
-        body holds (`marked`: the raw body, or empty when it holds none; a rule runs on its
-        own markers only: the media rules not on every `<`), by its size, or always."""
-        found: set[int] = set(self.rules_always)
-        by_key = self.rules_by_key
-        for key in body:
-            positions = by_key.get(key)
-            if positions is not None:
-                found.update(positions)
-        if marked:
-            by_marker = self.rules_by_marker
-            for marker in self.markers:
-                if marked.find(marker) >= 0:
-                    found.update(by_marker[marker])
-        for min_body, position in self.rules_by_size:
-            if size >= min_body:
-                found.add(position)
-        rules = self.rules
-        return [rules[i] for i in sorted(found)]
-
     def check(self, path: str, model: str, body: dict, backends: Sequence[Backend],
-              marked: bytes, size: int, outcome: Outcome,
+              nested: set[str], size: int, outcome: Outcome,
               rules: tuple[Rule, ...] | None = None) -> None:
         """Apply every rule that matches (of `rules`: all of them by default), in order, into
-        `outcome` (`marked`, `size`: see `_triggered`; `rules`: the ones to run whatever
+        `outcome` (`nested`, `size`: see guard/triggers; `rules`: the ones to run whatever
         triggers them). The first rejection stops the rest."""
         ctx = RuleContext(path, self.facts(model, backends), self.limits)
-        for rule in self._triggered(body, marked, size) if rules is None else rules:
+        triggered = self.index.triggered(body, nested, size) if rules is None else rules
+        for rule in triggered:
             exposed = [b for b in backends
                        if rule.applies_to(b.vllm_version) and rule.id not in b.safe_for
                        and (rule.affects is None or rule.affects(b.deployment))]

@@ -47,8 +47,9 @@ class Rule:
     keys: frozenset[str]             # top-level body keys that can trigger it
     find: Find
     fix: Callable[[dict], None] | None = None  # NORMALIZE: rewrites the body in place
-    # Raw-body byte strings that trigger it as well as `keys` (for what nests: media parts).
-    markers: tuple[bytes, ...] = ()
+    # What triggers it in what nests (media parts, message text), as well as `keys`: names
+    # (`input_audio`), suffixes (`*_url`) and characters (`<`), see guard/triggers.py.
+    nested: tuple[str, ...] = ()
     needs_vocab: bool = False        # acts only for models whose vocabulary size is known
     always: bool = False             # can match a body without any of `keys` (custom rules)
     harm: str = "this request is known to crash vLLM engines"  # told to the client

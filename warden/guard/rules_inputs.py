@@ -23,7 +23,7 @@ EMBEDS = ("image_embeds", "audio_embeds")
 # Embedding parts nest inside messages, which every chat request has: the guard looks for
 # them only when the raw body holds one of these (a JSON escape can spell the key without
 # them, so a body with an escape is looked at too).
-EMBED_MARKERS = (b'_embeds"', b"\\u")
+EMBED_NESTED = ("*_embeds",)  # a part's key or `type` (guard/triggers)
 RESPONSES = "/v1/responses"
 
 
@@ -83,7 +83,7 @@ INPUT_RULES: tuple[Rule, ...] = (
          "multimodal models, < 0.24), #57719 (with penalties: device assert, open), #51122 "
          "(with LoRA: illegal memory access, open), #31219 (audio_embeds of different "
          "lengths, open)", None, REJECT, frozenset({"prompt_embeds"}), _embeddings,
-         markers=EMBED_MARKERS,
+         nested=EMBED_NESTED,
          harm="the engine loads and runs client tensors unchecked, and some crash it; "
               "this gateway accepts them only from trusted deployments"),
     Rule("resp-input-shape",

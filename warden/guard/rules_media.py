@@ -46,21 +46,20 @@ def _too_much_media(body: dict, ctx: RuleContext) -> Finding | None:
 
 
 # Media parts nest inside messages, which every chat request has: the guard looks for them
-# only when the raw body holds one of these byte strings. A JSON escape can spell a key
-# without them (`"image\u005furl"`), so a body with an escape is looked at too.
-MARKERS = (b'_url"', b'"input_audio"', b"\\u")
+# only when some object of the body has a key (or a `type`) that names one (guard/triggers).
+NESTED = ("*_url", "input_audio")
 
 MEDIA_RULES: tuple[Rule, ...] = (
     Rule("mm-private-url",
          "a media URL the engine would fetch from a private, loopback or local address "
          "(however the host is spelled), or with a scheme other than http(s)/data",
          "CVE-2025-6242 / GHSA-3f6c-7fw2-ppm4 (MediaConnector SSRF), vllm-project/vllm#57157",
-         None, REJECT, frozenset(), _private_url, markers=MARKERS,
+         None, REJECT, frozenset(), _private_url, nested=NESTED,
          harm="the engine must not fetch it"),
     Rule("mm-too-much-media",
          "more media items than guard.limits.max_media_items, or an inline one larger than "
          "max_media_bytes",
          "resource amplifier: every item is fetched, decoded and encoded by the engine", None,
-         REJECT, frozenset(), _too_much_media, markers=MARKERS,
+         REJECT, frozenset(), _too_much_media, nested=NESTED,
          harm="one request would take what many should"),
 )

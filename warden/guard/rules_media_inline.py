@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from warden.guard.media_images import ImageHeader
 from warden.guard.media_inline import InlineItem, inline_media
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
-from warden.guard.rules_media import MARKERS
+from warden.guard.rules_media import NESTED
 
 
 def _images(body: dict, ctx: RuleContext,
@@ -96,14 +96,14 @@ INLINE_MEDIA_RULES: tuple[Rule, ...] = (
          "whose PNG, JPEG, GIF, WebP or BMP header is cut short or impossible",
          "vllm-project/vllm#19202 (Pillow's errors on a bad data URL were a 500 until it), "
          "#18890 (a bad base64 image: an exception in the API server)",
-         None, REJECT, frozenset(), _undecodable, markers=MARKERS,
+         None, REJECT, frozenset(), _undecodable, nested=NESTED,
          harm="the engine cannot decode it"),
     Rule("mm-image-too-many-pixels",
          "an inline image whose header claims more pixels than "
          "guard.limits.max_image_pixels (a decompression bomb)",
          "vllm-project/vllm#47010 (a small image declaring a huge raster exhausted the API "
          "server's memory; VLLM_MAX_IMAGE_PIXELS)",
-         None, REJECT, frozenset(), _too_many_pixels, markers=MARKERS,
+         None, REJECT, frozenset(), _too_many_pixels, nested=NESTED,
          harm="decoding it takes more memory than any request should"),
     Rule("mm-image-aspect-ratio",
          "an inline image whose long side is more than guard.limits.max_image_aspect_ratio "
@@ -111,14 +111,14 @@ INLINE_MEDIA_RULES: tuple[Rule, ...] = (
          "the Qwen2-VL family's smart_resize, which vLLM runs (vllm/model_executor/models/"
          "qwen2_vl.py): 'absolute aspect ratio must be smaller than 200'; its refusals were "
          "500s (vllm-project/vllm#15080)",
-         None, REJECT, frozenset(), _aspect_ratio, markers=MARKERS,
+         None, REJECT, frozenset(), _aspect_ratio, nested=NESTED,
          harm="vision processors of the Qwen2-VL family fail on it"),
     Rule("mm-image-too-small",
          "an inline image with a side under guard.limits.min_image_side pixels",
          "GHSA-grg2-63fw-f2qr / CVE-2026-22773 (a 1x1 image killed EngineCore on Idefics3 "
          "models, fixed in 0.12.0); vllm-project/vllm#15080 (a 26x28 image: 500, "
          "Qwen2.5-VL), #21109 (332x27, 0.8.5), #9141 (a 1 px side killed the engine, mllama)",
-         None, REJECT, frozenset(), _too_small, markers=MARKERS,
+         None, REJECT, frozenset(), _too_small, nested=NESTED,
          harm="vision processors fail on so small an image"),
     Rule("mm-media-too-long",
          "an inline video or audio item whose container header (MP4/MOV/M4A, WAV, FLAC) "
@@ -126,13 +126,13 @@ INLINE_MEDIA_RULES: tuple[Rule, ...] = (
          "vllm-project/vllm#44970 (audio decoded without a bound: 25 MB of Opus became "
          "15 GB of samples; vLLM caps it at 600 s since), #56912 (Qwen2-Audio: a clip over "
          "30 s killed the engine), #28375 (a long video held the engine at full CPU)",
-         None, REJECT, frozenset(), _too_long, markers=MARKERS,
+         None, REJECT, frozenset(), _too_long, nested=NESTED,
          harm="one request would take what many should"),
     Rule("mm-video-jpeg-frames",
          "a video/jpeg data URL (images joined by ',') of more than "
          "guard.limits.max_video_frames frames",
          "GHSA-pq5c-rjhq-qp7p / CVE-2026-5497 (every frame was decoded, whatever the "
          "num_frames bound: thousands of them exhausted memory; fixed in 0.19.0)",
-         (0, 19, 0), REJECT, frozenset(), _too_many_frames, markers=MARKERS,
+         (0, 19, 0), REJECT, frozenset(), _too_many_frames, nested=NESTED,
          harm="decoding every frame exhausts the server's memory"),
 )

@@ -21,8 +21,8 @@ images by writing the placeholder (vLLM allows it for some models) gets them fir
 
 The markers are the model's special tokens when known (`guard.models.*.special_tokens`),
 else the common chat-template turn markers; the media placeholders always. The guard looks
-only at bodies holding a `<` (or a JSON escape, which can spell one): bracketed markers
-(`[INST]`) in a body with neither are not seen. Such a body costs one regular-expression
+only at bodies with a `<` in some text (decoded: a JSON escape cannot hide one): bracketed
+markers (`[INST]`) in a body without one are not seen. Such a body costs one regular-expression
 scan of each checked text that holds a marker's first character (see `_index`).
 """
 
@@ -219,7 +219,7 @@ TEMPLATE_RULES: tuple[Rule, ...] = (
          "vllm-project/vllm#11939 and #13911 (an <|image|> in a user message crashed the "
          "server; #10648), #31735 and huggingface/transformers#29279 (message text read as "
          "control tokens)", None, NORMALIZE, frozenset(), _control_text,
-         fix_in_context=_escape_control_text, markers=(b"<", b"\\u"),
+         fix_in_context=_escape_control_text, nested=("<",),
          harm="message text must not be read as the model's control tokens",
          remedy="a word joiner (U+2060) after the marker's first character: the same text, no "
                 "control token"),
