@@ -92,6 +92,24 @@ def test_one_event_per_chunk_is_observed_as_the_whole_stream():
         "prompt_tokens": 16, "total_tokens": 32, "completion_tokens": 16}, ["length"], 0)
 
 
+def test_any_framing_of_a_stream_is_observed_as_the_whole_stream():
+    """Cut anywhere (the shortcut taken for the chunks that are one plain event, the decoder
+    for the rest), a stream, CRs and all, is observed as when fed at once."""
+    odd = (b'data: {"choices":[{"finish_reason":null}]}\r\rdata: {"choices":[{"finish_reason":'
+           b'null}]}\r\n\r\ndata: {"choices":[{"finish_reason":"stop"}]}\n\n')
+    rng = random.Random(11)
+    for stream in (CHAT, odd + CHAT):
+        events = [e + b"\n\n" for e in stream.split(b"\n\n") if e]
+        whole = observed([stream])
+        for _ in range(300):
+            cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 30)))
+            chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)],
+                                                    strict=True)]
+            assert observed(chunks) == whole
+            merged = rng.randint(1, len(events))  # whole events, some run together
+            assert observed([b"".join(events[:merged]), *events[merged:]]) == whole
+
+
 @pytest.mark.parametrize("odd", [
     # a CR ends lines (and CR CR an event): two events, the second one finishing
     b'data: {"choices":[{"finish_reason":null}]}\r\rdata: {"choices":[{"finish_reason":'
