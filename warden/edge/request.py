@@ -44,7 +44,7 @@ class HttpRequest:
         self.method_bytes = method
         self.method = method.decode("latin-1")
         self.target = target
-        if target.find(b"?") >= 0:  # bytes `in` first tries int(): slower
+        if 63 in target:  # "?" (a byte as an int: a memchr; a bytes `find` parses args)
             path, _, query = target.partition(b"?")
             self.path = path.decode("latin-1")
             self.query = query.decode("latin-1")

@@ -241,7 +241,7 @@ def _vllm_shaped(body: bytes) -> list | None:
     """A stream's events parsed in one go: `data: A\n\ndata: B\n\n...data: [DONE]\n\n` is
     `[A,B,...]` once each `\n\ndata: ` is a comma. None when the stream is not in that shape
     (the newline count says a payload spans lines) or is not JSON that way."""
-    if not body.startswith(b"data: ") or not body.endswith(b"\n\n") or body.find(b"\r") >= 0:
+    if not body.startswith(b"data: ") or not body.endswith(b"\n\n") or 13 in body:
         return None
     end = len(body) - 2
     if body.endswith(b"data: [DONE]\n\n"):

@@ -15,7 +15,7 @@ class SseDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payload of every event completed by `chunk`, in order."""
-        if chunk.find(b"\r") >= 0:
+        if 13 in chunk:  # CR (a byte as an int: a memchr, no argument parsing)
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self.tail + chunk if self.tail else chunk
         events = buffer.split(b"\n\n")
@@ -34,7 +34,7 @@ class SseDecoder:
 
 
 def _data_of(event: bytes) -> bytes | None:
-    if event.startswith(b"data:") and event.find(b"\n") < 0:  # the common one-line event
+    if event.startswith(b"data:") and 10 not in event:  # the common one-line event
         return event[6:] if event[5:6] == b" " else event[5:]
     lines = []
     for line in event.split(b"\n"):
