@@ -3,9 +3,11 @@ parameter, legitimate bodies (including every field the SDK sends) pass untouche
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from warden.config.schema import ValidationSpec
+from warden.config.schema import GuardSpec, ValidationSpec
+from warden.guard.guard import Guard
 from warden.guard.validate import Validator
 
 CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/embeddings"
@@ -100,6 +102,25 @@ def nesting(levels: int) -> dict:
     for _ in range(levels - 4):  # the body, messages, the message and [1] are four
         deep = {"x": deep}
     return {"model": "m", "messages": [{"role": "user", "content": "hi", "extra": deep}]}
+
+
+def test_content_parts_are_bounded_in_all_messages_together():
+    validator = Validator(ValidationSpec(max_content_parts=4))
+    part = {"type": "text", "text": "x"}
+    two = [{"role": "user", "content": [part, part]}, {"role": "user", "content": [part] * 2}]
+    assert validator.problem(CHAT, chat(messages=two)) is None
+    problem = validator.problem(CHAT, chat(messages=[*two, {"role": "user", "content": [part]}]))
+    assert problem is not None and problem.code == "too_many_content_parts"
+    assert problem.param == "messages[2].content"
+
+
+def test_a_body_of_many_tiny_parts_is_refused_before_the_rules_walk_it():
+    """A 100 MB body (the default bound) of tiny parts would cost the media rules seconds."""
+    parts = [{"type": "text", "text": "x"}] * 5000 + [{"type": "image_url", "image_url": {
+        "url": "http://127.0.0.1/a.png"}}]
+    body = {"model": "m", "messages": [{"role": "user", "content": parts}]}
+    outcome = Guard(GuardSpec()).judge(CHAT, "m", body, orjson.dumps(body), [])
+    assert outcome is not None and outcome.notes == ["rejected schema messages[0].content"]
 
 
 def test_depth_is_bounded_exactly():

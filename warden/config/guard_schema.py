@@ -34,6 +34,9 @@ class ValidationSpec(Spec):
     # vLLM adds parameters every release: unknown fields pass unless told otherwise.
     unknown_fields: Literal["pass", "reject"] = "pass"
     max_messages: int = Field(default=4096, ge=1)
+    # Content parts in all of a request's messages together: each costs the media rules a
+    # walk, and a body of many tiny parts is cheap to send (100 MB of them by default).
+    max_content_parts: int = Field(default=4096, ge=1)
     max_stop: int = Field(default=64, ge=1)
     max_stop_length: int = Field(default=4096, ge=1)
     max_tools: int = Field(default=512, ge=1)

@@ -58,6 +58,7 @@ class Field:
 @dataclass(frozen=True)
 class Limits:
     max_messages: int
+    max_content_parts: int
     max_stop: int
     max_stop_length: int
     max_tools: int
@@ -155,11 +156,12 @@ def messages(param: str, value: object, limits: Limits) -> InvalidField | None:
     for message in value:
         if type(message) is not dict or type(message.get("role")) is not str \
                 or type(message.get("content")) is not str:
-            return _message_problem(param, value)
+            return _message_problem(param, value, limits)
     return None
 
 
-def _message_problem(param: str, messages: list) -> InvalidField | None:
+def _message_problem(param: str, messages: list, limits: Limits) -> InvalidField | None:
+    parts = 0
     for i, message in enumerate(messages):
         if type(message) is not dict:
             return wrong_type(f"{param}[{i}]", message, DICT)
@@ -168,6 +170,11 @@ def _message_problem(param: str, messages: list) -> InvalidField | None:
             return wrong_type(f"{param}[{i}].role", role, STR)
         content = message.get("content")
         if type(content) is list:
+            parts += len(content)
+            if parts > limits.max_content_parts:
+                return InvalidField(f"{param}: more than {limits.max_content_parts} content "
+                                    f"parts in all", param=f"{param}[{i}].content",
+                                    code="too_many_content_parts")
             problem = _content_parts(f"{param}[{i}].content", content)
             if problem is not None:
                 return problem

@@ -103,7 +103,8 @@ class Guard:
         validator = self.validator
         problem = validator.problem(path, body) if validator is not None else None
         index = self.index
-        nested = index.nested_in(body)
+        # (A body the schema refuses is not walked: it is refused before any rule runs.)
+        nested = index.nested_in(body) if problem is None or not self.enforce else set()
         size = len(raw)
         ruled = index.ruled(body, nested, size)
         quarantine = self.quarantine

@@ -81,8 +81,9 @@ class Validator:
     vLLM's own shapes, checked by vLLM)."""
 
     def __init__(self, spec: ValidationSpec):
-        self.limits = Limits(spec.max_messages, spec.max_stop, spec.max_stop_length,
-                             spec.max_tools, spec.max_logit_bias, spec.max_depth)
+        self.limits = Limits(spec.max_messages, spec.max_content_parts, spec.max_stop,
+                             spec.max_stop_length, spec.max_tools, spec.max_logit_bias,
+                             spec.max_depth)
         self.reject_unknown = spec.unknown_fields == "reject"
 
     def problem(self, path: str, body: dict) -> InvalidField | None:
