@@ -10,7 +10,7 @@ import pytest
 
 from warden.config.schema import GuardSpec
 from warden.guard.guard import Guard
-from warden.guard.triggers import SHORT, NestedScan
+from warden.guard.triggers import MEMO_SIZE, SHORT, NestedScan
 
 TRIGGERS = ("*_url", "input_audio", "*_embeds", "<")
 # The byte markers the triggers replaced (each found in JSON with no escapes).
@@ -58,6 +58,13 @@ def test_an_escaped_key_or_type_is_found():
 def test_a_long_text_is_searched_for_characters_only():
     text = "x" * SHORT + "_url"  # a text, not a part's type
     assert NestedScan(TRIGGERS).found({"a": [text, "y" * 100 + "<"]}) == {"<"}
+
+
+def test_what_is_remembered_is_bounded():
+    scan = NestedScan(TRIGGERS)
+    scan.found({"k" * 10_000: 1, "x_url": [f"v{i}" for i in range(MEMO_SIZE + 100)]})
+    assert len(scan._memo) == MEMO_SIZE and all(len(text) <= SHORT for text in scan._memo)
+    assert scan.found({"y_url": "new"}) == {"*_url"}  # (judged, not remembered)
 
 
 def test_deep_nesting_is_walked_without_recursion():

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import Final, cast
 
 from warden.guard.rule import Rule
 
 # The longest string value compared with the names (longer values are texts, not a `type`).
-SHORT: int = 64
+SHORT: Final = 64
 # How many short strings' verdicts are remembered (keys and types repeat from request to
 # request, and the JSON parser hands out the same key objects, their hashes kept: a look-up
 # is ~50 instructions where the tests are ~250). Bounded against bodies of unique strings.
-MEMO_SIZE: int = 4096
+MEMO_SIZE: Final = 4096
 
 
 class NestedScan:
@@ -79,7 +79,7 @@ class NestedScan:
         hits = self._memo.get(text)
         if hits is None:
             hits = self._in(text)
-            if len(self._memo) < MEMO_SIZE:
+            if len(text) <= SHORT and len(self._memo) < MEMO_SIZE:  # (a key may be long)
                 self._memo[text] = hits
         if hits:
             found.update(hits)
