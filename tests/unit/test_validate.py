@@ -11,6 +11,7 @@ from warden.guard.guard import Guard
 from warden.guard.validate import Validator
 
 CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/embeddings"
+RESPONSES = "/v1/responses"
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
@@ -112,6 +113,20 @@ def test_content_parts_are_bounded_in_all_messages_together():
     problem = validator.problem(CHAT, chat(messages=[*two, {"role": "user", "content": [part]}]))
     assert problem is not None and problem.code == "too_many_content_parts"
     assert problem.param == "messages[2].content"
+
+
+def test_responses_input_items_and_their_parts_are_bounded_too():
+    validator = Validator(ValidationSpec(max_messages=3, max_content_parts=4))
+    part = {"type": "input_text", "text": "x"}
+    item = {"role": "user", "content": [part, part]}
+    assert validator.problem(RESPONSES, {"model": "m", "input": [item, item]}) is None
+    assert validator.problem(RESPONSES, {"model": "m", "input": "just text"}) is None
+    parts = validator.problem(RESPONSES, {"model": "m", "input": [item, item, {
+        "role": "user", "content": [part]}]})
+    assert parts is not None and parts.code == "too_many_content_parts"
+    assert parts.param == "input[2].content"
+    items = validator.problem(RESPONSES, {"model": "m", "input": ["a", "b", "c", "d"]})
+    assert items is not None and items.param == "input"
 
 
 def test_a_body_of_many_tiny_parts_is_refused_before_the_rules_walk_it():

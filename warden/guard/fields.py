@@ -183,6 +183,27 @@ def _message_problem(param: str, messages: list, limits: Limits) -> InvalidField
     return None
 
 
+def response_items(body: dict, limits: Limits) -> InvalidField | None:
+    """The Responses API's `input` items, counted as chat's messages and their content parts
+    are (the rest of its shapes are vLLM's to check): what the media rules walk is bounded on
+    every endpoint that carries media."""
+    items = body.get("input")
+    if type(items) is not list:
+        return None
+    if len(items) > limits.max_messages:
+        return _too_many("input", items, limits.max_messages, "input items")
+    parts = 0
+    for i, item in enumerate(items):
+        content = item.get("content") if type(item) is dict else None
+        if type(content) is list:
+            parts += len(content)
+            if parts > limits.max_content_parts:
+                return InvalidField(f"input: more than {limits.max_content_parts} content "
+                                    f"parts in all", param=f"input[{i}].content",
+                                    code="too_many_content_parts")
+    return None
+
+
 def tools(param: str, value: object, limits: Limits) -> InvalidField | None:
     assert isinstance(value, list)
     problem = _too_many(param, value, limits.max_tools, "tools")

@@ -2,10 +2,12 @@
 parsed body in, the first problem out).
 
 What is checked: the type of every known field (an integer is an integer: not a float, not a
-bool), its range where vLLM's own validation has one, the sizes of lists (messages, stop
-strings, tools, logit_bias) and the JSON nesting depth of the whole body. `null` is accepted
-for every optional field (vLLM treats it as absent). Unknown fields pass through by default
-(vLLM adds fields every release); `unknown_fields: reject` refuses them, as OpenAI does.
+bool), its range where vLLM's own validation has one, the sizes of lists (messages and their
+content parts, stop strings, tools, logit_bias) and the JSON nesting depth of the whole body;
+of the Responses API's bodies, only the count of `input` items and their content parts.
+`null` is accepted for every optional field (vLLM treats it as absent). Unknown fields pass
+through by default (vLLM adds fields every release); `unknown_fields: reject` refuses them, as
+OpenAI does.
 
 Cost rule: one loop over the body's keys with one table lookup each; a field's deeper check
 (messages, stop, ...) runs only when the field is present. The body was parsed once, at
@@ -20,7 +22,7 @@ from typing import Final, cast
 from warden.config.schema import ValidationSpec
 from warden.errors import InvalidField
 from warden.guard.field_tables import CHAT, COMMON, COMPLETIONS, EMBEDDINGS
-from warden.guard.fields import Field, Limits, out_of_range, wrong_type
+from warden.guard.fields import Field, Limits, out_of_range, response_items, wrong_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class Table:
 
 
 COMPLETIONS_PATH: Final = "/v1/completions"
+RESPONSES_PATH: Final = "/v1/responses"
 TABLES: dict[str, Table] = {
     "/v1/chat/completions": Table.of("messages", {**COMMON, **CHAT}),
     COMPLETIONS_PATH: Table.of("prompt", {**COMMON, **COMPLETIONS}),
@@ -90,7 +93,7 @@ class Validator:
         """The first thing wrong with `body` (parsed) for the endpoint at `path`."""
         table = TABLES.get(path)
         if table is None:
-            return None
+            return response_items(body, self.limits) if path == RESPONSES_PATH else None
         required = table.required
         if required not in body and not (path == COMPLETIONS_PATH and "prompt_embeds" in body):
             # (a completion's prompt may be given as embeddings instead: vLLM's
