@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from warden.fleet.recent import recent_exchanges
+from warden.forensics.incident_files import write_incident
 from warden.forensics.unusual import unusual
 from warden.guard.fingerprint import fingerprints
 from warden.record.render import iso_wall
@@ -50,7 +51,6 @@ ENGINE_DEAD_MARKERS = (b"EngineCore encountered an issue", b"EngineDeadError",
                        b"EngineGenerateError")
 # Death signals in the engine's own words (see `death_signal` and the health checker).
 ENGINE_SIGNALS = ("engine-dead ", "engine error event")
-KEEP_INCIDENTS = 200
 
 
 class Incident:
@@ -229,15 +229,10 @@ class IncidentDetector:
         if incident is None:
             return
         incidents = self.directory / "incidents"
-        incidents.mkdir(parents=True, exist_ok=True)
-        path = incidents / f"incident-{incident.id}.json"
-        path.write_bytes(orjson.dumps(incident.as_record(), option=orjson.OPT_INDENT_2))
-        if incident.metrics is not None:
-            (incidents / f"metrics-{incident.id}.txt").write_text(incident.metrics)
-        for old in sorted(incidents.glob("incident-*.json"))[:-KEEP_INCIDENTS]:
-            old.unlink(missing_ok=True)
-            old.with_name(old.name.replace("incident-", "metrics-")).with_suffix(".txt") \
-                .unlink(missing_ok=True)
+        try:
+            write_incident(incidents, incident.id, incident.as_record(), incident.metrics)
+        except OSError as e:  # (a full disk: said, not raised into the event loop)
+            log.error("incident %s not written to %s: %s", incident.id, incidents, e)
 
     def close_all(self) -> None:
         for task in list(self._scrapes):

@@ -33,9 +33,6 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
-
-import orjson
 
 from warden.config.schema import GuardSpec, ModelFacts
 from warden.errors import GuardRejected, WardenError
@@ -50,8 +47,6 @@ from warden.guard.rules import RULES
 from warden.guard.rules_xgrammar import optional_rules
 from warden.guard.triggers import RuleIndex
 from warden.guard.validate import Validator
-
-dumps: Final = orjson.dumps  # (compiled: no attribute look-up per call)
 
 log = logging.getLogger("warden.guard")
 
