@@ -172,9 +172,7 @@ def _message_problem(param: str, messages: list, limits: Limits) -> InvalidField
         if type(content) is list:
             parts += len(content)
             if parts > limits.max_content_parts:
-                return InvalidField(f"{param}: more than {limits.max_content_parts} content "
-                                    f"parts in all", param=f"{param}[{i}].content",
-                                    code="too_many_content_parts")
+                return _too_many_parts(param, f"{param}[{i}].content", limits)
             problem = _content_parts(f"{param}[{i}].content", content)
             if problem is not None:
                 return problem
@@ -198,10 +196,15 @@ def response_items(body: dict, limits: Limits) -> InvalidField | None:
         if type(content) is list:
             parts += len(content)
             if parts > limits.max_content_parts:
-                return InvalidField(f"input: more than {limits.max_content_parts} content "
-                                    f"parts in all", param=f"input[{i}].content",
-                                    code="too_many_content_parts")
+                return _too_many_parts("input", f"input[{i}].content", limits)
     return None
+
+
+def _too_many_parts(carrier: str, where: str, limits: Limits) -> InvalidField:
+    """More content parts in all of `carrier`'s items than the bound (`where` the item that
+    went over it)."""
+    return InvalidField(f"{carrier}: more than {limits.max_content_parts} content parts in all",
+                        param=where, code="too_many_content_parts")
 
 
 def tools(param: str, value: object, limits: Limits) -> InvalidField | None:
