@@ -96,26 +96,39 @@ def test_a_thread_holding_the_gil_is_blamed_when_the_loop_waited_for_it():
     the writer's (active throughout: running, or runnable with the GIL held). In a fresh
     interpreter: a thread an earlier test left in this process (an exporter retrying a
     collector that hangs, say) may take the GIL in the middle, and the stall is then rightly
-    not the writer's alone."""
-    ran = subprocess.run([sys.executable, "-c", "from tests.unit.test_loop_probe import "
-                          "writer_stall_cause; print(writer_stall_cause())"],
-                         capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip() == "recorder_writer"
+    not the writer's alone. The same holds on a loaded machine (CI) when the loop, once the
+    writer is done, waits long for a core of its own: the stall is then mostly not the
+    writer's, and rightly `waiting`. So a run counts only if the writer was active for most
+    of the stall (the probe blames a piece that covers half of it); one where it was not is
+    run again (up to five times)."""
+    outcomes = []
+    for _ in range(5):
+        ran = subprocess.run([sys.executable, "-c", "from tests.unit.test_loop_probe import "
+                              "writer_stall_cause; print(*writer_stall_cause())"],
+                             capture_output=True, text=True, timeout=60,
+                             cwd=Path(__file__).resolve().parents[2])
+        assert ran.returncode == 0, ran.stderr
+        cause, covered = ran.stdout.split()
+        outcomes.append((cause, float(covered)))
+        if float(covered) >= 0.7:
+            assert cause == "recorder_writer", outcomes
+            return
+    pytest.fail(f"the writer was never active for most of the stall (machine too busy): "
+                f"{outcomes}")
 
 
-def writer_stall_cause() -> str:
+def writer_stall_cause() -> tuple[str, float]:
     """The cause the probe gives the longest stall while a writer thread spins 30 ms with
-    the switch interval at 0.1 s."""
+    the switch interval at 0.1 s, and the share of that stall the writer was active."""
     probe = LoopProbe()
     interval = sys.getswitchinterval()
+    active = [0.0]
 
     def writer() -> None:
-        started, active = time.perf_counter(), writer_module._active_seconds()
+        started, before = time.perf_counter(), writer_module._active_seconds()
         spin(0.03)
-        probe.note_thread("recorder_writer", started,
-                          writer_module._active_seconds() - active)
+        active[0] = writer_module._active_seconds() - before
+        probe.note_thread("recorder_writer", started, active[0])
 
     thread = threading.Thread(target=writer)
     sys.setswitchinterval(0.1)
@@ -125,7 +138,9 @@ def writer_stall_cause() -> str:
     finally:
         sys.setswitchinterval(interval)
         thread.join()
-    return longest(probe).cause
+    stall = longest(probe)
+    assert stall is not None
+    return stall.cause, min(active[0] / stall.lag, 1.0)
 
 
 def test_short_ticks_while_busy_long_ones_while_idle():
