@@ -67,8 +67,8 @@ def test_a_corpus_of_legitimate_but_unusual_requests_passes_untouched(body):
 
 def test_a_rule_that_fails_lets_the_request_through_and_is_counted(caplog):
     guard = Guard(GuardSpec(models=FACTS))
-    broken = dataclasses.replace(guard.rules[0], find=lambda body, ctx: 1 / 0)
-    guard.index = RuleIndex((broken, *guard.rules[1:]))
+    broken = dataclasses.replace(guard.index.rules[0], find=lambda body, ctx: 1 / 0)
+    guard.index = RuleIndex((broken, *guard.index.rules[1:]))
     body = chat(structured_outputs={})
     outcome = admit(guard, body, [backend(OLD)])
     assert outcome is None or outcome.rejection is None
@@ -84,12 +84,12 @@ def test_a_regex_too_large_to_count_is_refused_not_raised():
 
 def test_a_fix_that_fails_refuses_the_request_it_found_harmful():
     guard = Guard(GuardSpec(models=FACTS))
-    position = next(i for i, rule in enumerate(guard.rules) if rule.id == "so-no-constraint")
+    position = next(i for i, rule in enumerate(guard.index.rules) if rule.id == "so-no-constraint")
 
     def broken(body):
         raise KeyError("bug")
 
-    rules = list(guard.rules)
+    rules = list(guard.index.rules)
     rules[position] = dataclasses.replace(rules[position], fix=broken)
     guard.index = RuleIndex(rules)
     outcome = admit(guard, chat(structured_outputs={}), [backend(OLD)])

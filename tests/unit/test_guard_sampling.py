@@ -106,7 +106,7 @@ def test_the_zeros_vllm_takes_pass(path, body):
 
 def test_with_validation_on_the_validator_refuses_it_and_the_rule_is_not_built():
     g = guard()
-    assert "samp-max-tokens-below-one" not in {rule.id for rule in g.rules}
+    assert "samp-max-tokens-below-one" not in {rule.id for rule in g.index.rules}
     outcome = admit(g, {"model": "m", "prompt": "x", "max_tokens": -1})
     assert outcome.rejection is not None and outcome.notes == ["rejected schema max_tokens"]
 

@@ -206,7 +206,7 @@ def test_without_xgrammar_the_rule_is_absent_and_says_so(monkeypatch, caplog):
     monkeypatch.setattr(rules_xgrammar.importlib, "import_module", missing)
     with caplog.at_level(logging.DEBUG, logger="warden.guard"):
         guard = Guard(GuardSpec(disable=["so-xgrammar-refuses"]))
-    assert "so-xgrammar-refuses" not in {rule.id for rule in guard.rules}
+    assert "so-xgrammar-refuses" not in {rule.id for rule in guard.index.rules}
     assert "xgrammar cannot be imported" in caplog.text
 
 
@@ -245,7 +245,7 @@ def test_xgrammar_itself_refuses_what_the_engine_would():
     pytest.importorskip("xgrammar", reason="the optional extra warden[xgrammar] is not "
                         "installed")
     guard = Guard(GuardSpec())
-    assert "so-xgrammar-refuses" in {rule.id for rule in guard.rules}
+    assert "so-xgrammar-refuses" in {rule.id for rule in guard.index.rules}
     refused = admit(guard, so(json={"type": "string", "minLength": 2.0}), [backend(NEW)])
     assert refused.notes == ["rejected so-xgrammar-refuses"]
     assert "minLength" in refused.rejection.message

@@ -21,7 +21,7 @@ def test_an_incident_and_its_metrics_are_written_whole(tmp_path):
 def test_a_write_that_fails_leaves_no_file(tmp_path):
     write_incident(tmp_path, "a", {"id": "a"}, None)
     # (The write's temporary name is taken by a directory: the write fails, as on a full disk.)
-    (tmp_path / "incident-b.json.partial").mkdir()
+    (tmp_path / "incident-b.json.tmp").mkdir()
     with pytest.raises(OSError):
         write_incident(tmp_path, "b", {"id": "b"}, None)
     assert [p.name for p in tmp_path.glob("incident-*.json")] == ["incident-a.json"]

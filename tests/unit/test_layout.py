@@ -20,7 +20,7 @@ MAX_LINES = 300
 # The layers, lowest first (docs/architecture.md draws them). A part imports only parts of
 # lower layers. (The command line's modules, cli.py and cli_*.py, are one part: `cli`.)
 LAYERS = [
-    {"warden", "errors", "compiled", "backoff"},
+    {"warden", "errors", "compiled", "backoff", "whole_file"},
     {"config/"},
     {"stream/", "upstream/"},
     {"edge/"},

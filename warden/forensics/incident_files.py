@@ -1,13 +1,14 @@
 """An incident's files in `<recorder dir>/incidents/`: `incident-<id>.json` (the record) and
 `metrics-<id>.txt` (the backend's `/metrics` as it died, when it answered), each written whole
-or not at all; the newest `KEEP_INCIDENTS` are kept."""
+or not at all (warden.whole_file); the newest `KEEP_INCIDENTS` are kept."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import orjson
+
+from warden.whole_file import write_whole
 
 KEEP_INCIDENTS = 200
 
@@ -25,16 +26,3 @@ def write_incident(incidents: Path, incident_id: str, record: dict,
         old.unlink(missing_ok=True)
         old.with_name(old.name.replace("incident-", "metrics-")).with_suffix(".txt") \
             .unlink(missing_ok=True)
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """`data` at `path` whole or not at all (written beside it, renamed over it): a reader
-    (`warden audit incidents`, a test) never sees a file half written, and a failed write
-    leaves none."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    except OSError:
-        partial.unlink(missing_ok=True)
-        raise

@@ -87,10 +87,6 @@ class Guard:
         # model -> (the backends serving it, the sum of their facts epochs, its facts)
         self._facts: dict[str, tuple[Sequence[Backend], int, ModelFacts]] = {}
 
-    @property
-    def rules(self) -> tuple[Rule, ...]:
-        return self.index.rules
-
     def judge(self, path: str, model: str, body: dict, raw: bytes,
               backends: Sequence[Backend]) -> Outcome | None:
         """What the guard makes of one request (`body`, parsed from `raw`); None (the usual

@@ -16,17 +16,17 @@ at shutdown then ran on, and the gateway's stop hung (reproduced: most cancels w
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import orjson
 
 from warden.guard.quarantine import Change, Entry
+from warden.whole_file import write_whole
 
 
 class FileStore:
-    """Entries in memory, written through to one JSON file (atomically: write, rename)."""
+    """Entries in memory, written through to one JSON file (whole: warden.whole_file)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -45,10 +45,8 @@ class FileStore:
     def _write(self) -> None:
         entries = self._read()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_bytes(orjson.dumps([e.as_dict() for e in entries.values()],
-                                           option=orjson.OPT_INDENT_2))
-        os.replace(temporary, self.path)
+        write_whole(self.path, orjson.dumps([e.as_dict() for e in entries.values()],
+                                            option=orjson.OPT_INDENT_2))
         self._version += 1
 
     async def load(self) -> dict[str, Entry]:
