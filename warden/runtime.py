@@ -71,7 +71,7 @@ def build_runtime(settings: Settings, probation: Probation | None,
 
 def restart_only_changes(old: Settings, new: Settings) -> list[str]:
     """The settings that differ between `old` and `new` but only take effect at a restart."""
-    changed = [name for name in ("listen", "admin_listen", "recorder")
+    changed = [name for name in ("listen", "admin_listen", "recorder", "loop_probe")
                if getattr(old, name) != getattr(new, name)]
     if (old.tls is None) != (new.tls is None):  # (a new certificate is loaded in place)
         changed.append("tls (on or off)")

@@ -1,5 +1,6 @@
 """The event loop's probe (observe/loop_probe.py): stalls caused on purpose are seen, with how
-long they lasted and what caused them; its families are valid Prometheus."""
+long they lasted and what caused them; its families are valid Prometheus. (The tests tick every
+millisecond, to see every stall they cause; the gateway's interval is a setting.)"""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 import uvloop
 from prometheus_client import CollectorRegistry, generate_latest
 
+from warden.app.wiring import build_parts
+from warden.config.loader import parse_settings
 from warden.observe.loop_metrics import LoopCollector
 from warden.observe.loop_probe import LAG_BUCKETS, LoopProbe, Stall
 from warden.record import writer as writer_module
@@ -30,7 +33,7 @@ def spin(seconds: float) -> None:
 def run_with_probe(stall, until, probe: LoopProbe | None = None) -> LoopProbe:
     """A uvloop loop with a probe ticking; `stall()` runs on it once the probe has ticked a
     few times; the loop runs until `until(probe)` holds (or 10 s: a failure)."""
-    probe = probe or LoopProbe()
+    probe = probe or LoopProbe(busy_interval=0.001)
 
     async def main() -> None:
         probe.start(asyncio.get_running_loop())
@@ -55,7 +58,7 @@ def test_a_stall_in_noted_work_is_blamed_on_it_with_its_length():
         spin(0.008)
         probe.note("recorder_flush", started)
 
-    probe = LoopProbe()
+    probe = LoopProbe(busy_interval=0.001)
     run_with_probe(flush, lambda p: p.stalls["recorder_flush"] == 1, probe)
     stall = next(s for s in probe.recent if s.cause == "recorder_flush")
     assert 0.006 <= stall.lag < 0.1
@@ -120,7 +123,7 @@ def test_a_thread_holding_the_gil_is_blamed_when_the_loop_waited_for_it():
 def writer_stall_cause() -> tuple[str, float]:
     """The cause the probe gives the longest stall while a writer thread spins 30 ms with
     the switch interval at 0.1 s, and the share of that stall the writer was active."""
-    probe = LoopProbe()
+    probe = LoopProbe(busy_interval=0.001)
     interval = sys.getswitchinterval()
     active = [0.0]
 
@@ -145,7 +148,7 @@ def writer_stall_cause() -> tuple[str, float]:
 
 def test_short_ticks_while_busy_long_ones_while_idle():
     busy = [True]
-    probe = LoopProbe(busy=lambda: busy[0])
+    probe = LoopProbe(busy=lambda: busy[0], busy_interval=0.001)
 
     async def count_ticks(seconds: float) -> int:
         before = probe.ticks
@@ -168,6 +171,20 @@ def test_short_ticks_while_busy_long_ones_while_idle():
     assert slow <= 12  # 20 ms apart
 
 
+@pytest.mark.parametrize(("configured", "intervals"),
+                         [(None, (0.02, 0.005)), ("1ms", (0.02, 0.001)), ("50ms", (0.05, 0.05))])
+def test_the_gateway_s_probe_ticks_at_the_configured_interval(tmp_path: Path, configured,
+                                                              intervals):
+    """5 ms while serving by default (each tick wakes the loop); never more often when idle
+    than while serving."""
+    config: dict = {"backends": [{"name": "b", "url": "http://127.0.0.1:9", "models": ["m"]}],
+                    "recorder": {"dir": str(tmp_path)}}
+    if configured is not None:
+        config["loop_probe"] = {"interval": configured}
+    parts, _ = build_parts(parse_settings(config, {}))
+    assert parts.probe._intervals == intervals
+
+
 def test_stopping_removes_the_collector_hook():
     probe = run_with_probe(lambda: None, lambda p: p.ticks >= 6)
     assert probe._on_gc not in gc.callbacks
@@ -177,7 +194,7 @@ def test_stopping_removes_the_collector_hook():
 
 
 def test_the_families_are_valid_prometheus_with_the_alert_s_buckets():
-    probe = LoopProbe()
+    probe = LoopProbe(busy_interval=0.001)
     for lag in (0.0001, 0.0007, 0.003, 0.2, 7.0):
         probe.observe(lag, time.perf_counter())
     registry = CollectorRegistry()
@@ -197,7 +214,7 @@ def test_the_families_are_valid_prometheus_with_the_alert_s_buckets():
 
 @pytest.mark.parametrize("lag", [0.0, 0.0005, 0.001, 5.0, 6.0])
 def test_a_lag_on_a_bound_is_counted_in_that_bucket(lag):
-    probe = LoopProbe()
+    probe = LoopProbe(busy_interval=0.001)
     probe.observe(lag, 0.0)
     cumulative = dict(probe.cumulative())
     for bound in LAG_BUCKETS:
@@ -208,7 +225,7 @@ def test_a_lag_on_a_bound_is_counted_in_that_bucket(lag):
 def test_a_thread_asleep_over_a_stall_is_not_blamed_for_it():
     """The writer thread sat in a `write` (no CPU, no GIL) while the loop blocked: the
     stall is the loop's own wait."""
-    probe = LoopProbe()
+    probe = LoopProbe(busy_interval=0.001)
 
     def stall() -> None:
         started = time.perf_counter()

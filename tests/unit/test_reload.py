@@ -69,6 +69,8 @@ def test_restart_only_changes_name_what_a_reload_cannot_apply():
     base = settings(A)
     assert restart_only_changes(base, settings(A, routing={"policy": "round_robin"})) == []
     assert restart_only_changes(base, settings(A, listen="127.0.0.1:9")) == ["listen"]
+    assert restart_only_changes(base, settings(A, loop_probe={"interval": "1ms"})) \
+        == ["loop_probe"]
     assert restart_only_changes(base, settings(A, recorder={"response": "full"})) \
         == ["recorder"]
     assert restart_only_changes(base, settings(A, guard={"quarantine": {"store": "redis"}})) \

@@ -30,7 +30,7 @@ from warden.fleet.watch import HealthChecker, Scraper
 from warden.forensics.incidents import IncidentDetector
 from warden.forensics.listener import IncidentListener
 from warden.observe.access_log import AccessLog
-from warden.observe.loop_probe import LoopProbe
+from warden.observe.loop_probe import IDLE_INTERVAL, LoopProbe
 from warden.observe.metrics import GatewayMetrics
 from warden.observe.trace_listener import Tracing
 from warden.proxy.forwarder import Forwarder
@@ -92,7 +92,9 @@ def build_parts(settings: Settings) -> tuple[Parts, Current]:
                           on_reachable=incidents.reachable, learner=facts)
     health = HealthChecker(settings.health.active, on_lost=incidents.connect_failed,
                            on_alive=incidents.alive_again)
-    probe = LoopProbe(busy=serving(active, metrics))
+    interval = settings.loop_probe.interval
+    probe = LoopProbe(busy=serving(active, metrics), busy_interval=interval,
+                      idle_interval=max(IDLE_INTERVAL, interval))
     note_work(probe, recorder, scraper)
     parts = Parts(recorder, quarantine, incidents, metrics, listeners, forwarder, facts,
                   discovery, scraper, health, RequestIds(), keys, key_store, limiter, traffic,

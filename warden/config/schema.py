@@ -21,7 +21,12 @@ from warden.config.guard_schema import (  # noqa: F401 - re-exported with the re
 )
 from warden.config.http_schema import CorsSpec, checked_headers
 from warden.config.limits_schema import RateLimitSpec
-from warden.config.observe_schema import AccessLogSpec, LoggingSpec, TracingSpec  # noqa: F401
+from warden.config.observe_schema import (  # noqa: F401
+    AccessLogSpec,
+    LoggingSpec,
+    LoopProbeSpec,
+    TracingSpec,
+)
 from warden.config.recorder_schema import (  # noqa: F401 - re-exported with the rest
     PostgresSinkSpec,
     RecorderSpec,
@@ -205,6 +210,7 @@ class Settings(Spec):
     auth: AuthSpec = AuthSpec()
     logging: LoggingSpec = LoggingSpec()  # the gateway's own log lines, the access log
     tracing: TracingSpec = TracingSpec()  # OpenTelemetry spans, one per request
+    loop_probe: LoopProbeSpec = LoopProbeSpec()  # how often the loop's lag is sampled
 
     @property
     def quarantine_file(self) -> Path:

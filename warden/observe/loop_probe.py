@@ -4,10 +4,14 @@ least `STALL`), what it was doing.
 How it measures: one timer, not per-request work. A tick is due `interval` after the previous
 one ran; when it runs, how late it is (its lag) goes into a histogram (exported as
 `warden_event_loop_lag_seconds`: loop_metrics.py). A stall of S seconds shows as a lag
-between S - interval and S, so the interval is short while requests are in flight
-(`BUSY_INTERVAL`: a 1 ms stall is seen) and long when none are (`IDLE_INTERVAL`: an idle
-loop woken every millisecond would spend ~5% of a core on wake-ups on a VM). uvloop's timers
-have a millisecond's resolution, so an unloaded loop shows lags of ~0.1-0.3 ms.
+between S - interval and S: the probe samples. The interval is short while requests are in
+flight (`BUSY_INTERVAL`, the `loop_probe.interval` setting: a stall longer than it by 1 ms is
+always seen, a shorter one in proportion to its length) and long when none are
+(`IDLE_INTERVAL`). Each tick wakes the loop, and a wake-up is what costs (~50 µs of CPU on a
+VM, against ~2 µs for the tick's own work): at 1 ms, 5% of a core while serving, and 8% more
+CPU per streamed event in the proxy benchmark; at 5 ms, within that benchmark's noise.
+uvloop's timers have a millisecond's resolution, so an unloaded loop shows lags of ~0.1-0.3
+ms.
 
 What it was doing: the loop's own work that can hold it in one piece says so (`note(cause,
 started)`: one append to a bounded deque, only for a piece longer than `NOTED`): the cyclic
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STALL = 0.001           # a lag this long or longer is a stall, and its cause is looked for
 NOTED = 0.0002          # work pieces shorter than this are not noted (they cannot cause one)
-BUSY_INTERVAL = 0.001   # between ticks while requests are in flight
+BUSY_INTERVAL = 0.005   # between ticks while requests are in flight (the setting's default)
 IDLE_INTERVAL = 0.02    # between ticks while none are
 KEPT = 64               # recent stalls kept
 # The loop's own work, and a thread's beside it (blamed only when the loop was off the CPU).
