@@ -13,8 +13,12 @@ import pytest
 
 from tests.unit.test_guard_request_rules import CHAT, ROUTED, admit, expect, guard_for
 from tests.unit.test_guard_rules import backend, chat
+from warden.config.schema import GuardSpec
 from warden.guard.grammar_lint import lint
+from warden.guard.guard import Guard, Outcome
 from warden.guard.regex_scan import scan
+from warden.guard.rule import NORMALIZE, Finding, Rule, RuleContext
+from warden.guard.rules_regex import REGEX_RULES, shapes
 
 
 def so(**fields) -> dict:
@@ -223,3 +227,23 @@ def test_hostile_patterns_and_grammars_never_make_a_rule_raise(text):
                      so(whitespace_pattern=text, json={"type": "object"})):
             outcome = guard.judge(CHAT, "m", body, b"{}", [backend("0.11.0")])
             assert outcome is None or outcome.notes
+
+
+def test_a_rule_after_a_rewrite_judges_the_body_as_rewritten():
+    """What rules keep of a body for the next (`ctx.memo`: here the regex's shape) is dropped
+    when a rule rewrites it: a later rule judges the regex the engine will get."""
+    def find(body: dict, ctx: RuleContext) -> Finding | None:
+        kept = shapes(body, ctx)   # (read, and kept, as the regex rules read it)
+        return Finding("a plain regex", "structured_outputs") if kept else None
+
+    def fix(body: dict) -> None:
+        body["structured_outputs"]["regex"] = "(a+)+b"
+
+    rewrite = Rule("test-rewrite", "", "", None, NORMALIZE,
+                   frozenset({"structured_outputs"}), find, fix)
+    redos = next(rule for rule in REGEX_RULES if rule.id == "so-regex-redos")
+    outcome = Outcome()
+    Guard(GuardSpec()).check(CHAT, "m", chat(structured_outputs={"regex": "ab"}),
+                             [backend("0.11.0")], set(), 0, outcome, (rewrite, redos))
+    assert outcome.rejection is not None
+    assert "so-regex-redos" in outcome.rejection.message

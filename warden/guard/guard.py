@@ -180,11 +180,14 @@ class Guard:
             return
 
     def _fixed(self, rule: Rule, body: dict, ctx: RuleContext) -> bool:
+        """Rewrite the body; what earlier rules kept of it (`ctx.memo`) no longer holds."""
         try:
             rule.apply_fix(body, ctx)
         except Exception:
             self._rule_failed(rule)
             return False
+        finally:
+            ctx.memo.clear()
         return True
 
     def _rule_failed(self, rule: Rule) -> None:
