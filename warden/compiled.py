@@ -75,6 +75,7 @@ MODULES = (
     "warden/tenancy/keys.py",
     "warden/tenancy/leased.py",
     "warden/tenancy/ledger.py",
+    "warden/tenancy/native.py",
     "warden/tenancy/settle.py",
     "warden/tenancy/subject.py",
     "warden/upstream/batch.py",

@@ -35,8 +35,8 @@ from warden.stream.usage_strip import UsageStripper
 from warden.tenancy.answers import METRIC_KIND, Refusal, Ticket
 from warden.tenancy.budget import Prices, cost_of
 from warden.tenancy.keys import ApiKey
-from warden.tenancy.leased import LeasedLimiter
-from warden.tenancy.limiter import Limiter, Subjects
+from warden.tenancy.limiter import Limiter
+from warden.tenancy.native import NativeLimiter, Subjects
 
 CHARS_PER_TOKEN: Final = 4  # (an estimate for a reservation: settled by the real usage later)
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -122,9 +122,8 @@ MAX_KEYS_HELD: Final = 100_000   # (keys rotated and revoked leave entries: then
 class LimitStage:
     def __init__(self, limiter: Limiter, default_max_tokens: int, prices: Prices):
         self._limiter = limiter
-        # The leased limiter (and the memory store's) called as itself: a native call,
-        # where one through the protocol is a Python method call (~1k instructions).
-        self._leased = limiter if isinstance(limiter, LeasedLimiter) else None
+        # A shipped limiter called through its compiled base: a C call (tenancy/native.py).
+        self._native = limiter if isinstance(limiter, NativeLimiter) else None
         self._default = default_max_tokens
         self._prices = prices
         self._keys: dict[str, KeySubjects] = {}   # by key id; this runtime's (its config's)
@@ -157,12 +156,11 @@ class LimitStage:
                                       "so its cost cannot be counted against this key's "
                                       "budget", param="model")
             cost = cost_of(price, prompt, output)
-        leased = self._leased
-        if leased is not None:   # (the clock by name: `time.time` is an attribute look-up)
-            return self._take(relay, body, prompt, price,
-                              leased.admit(subjects, prompt + output, wall_clock(), cost))
-        answer = self._limiter.admit(subjects, prompt + output, wall_clock(), cost)
-        if isinstance(answer, Future):
+        native = self._native   # (the clock by name: `time.time` is an attribute look-up)
+        answer = native.admit(subjects, prompt + output, wall_clock(), cost) \
+            if native is not None else \
+            self._limiter.admit(subjects, prompt + output, wall_clock(), cost)
+        if isinstance(answer, Future):   # (the exact mode's: Redis answers later)
             return followed(answer, lambda came: self._take(relay, body, prompt, price, came))
         return self._take(relay, body, prompt, price, answer)
 
@@ -196,11 +194,14 @@ class AddressLimitStage:
 
     def __init__(self, limiter: Limiter, rpm: int):
         self._limiter = limiter
+        self._native = limiter if isinstance(limiter, NativeLimiter) else None
         self._values = LimitValues(rpm=rpm)
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
-        answer = self._limiter.admit([("ip:" + relay.client_ip, self._values)], 0,
-                                     wall_clock())
+        subjects = [("ip:" + relay.client_ip, self._values)]
+        native = self._native
+        answer = native.admit(subjects, 0, wall_clock()) if native is not None else \
+            self._limiter.admit(subjects, 0, wall_clock())
         if isinstance(answer, Future):
             return followed(answer, self._take)
         return self._take(answer)

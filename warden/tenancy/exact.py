@@ -46,13 +46,13 @@ from warden.tenancy.exact_parts import (
     Answer,
     ExactTicket,
     Pending,
-    Subjects,
     budget_ttl,
     spent_refusal,
     window_ttl,
 )
 from warden.tenancy.health import StoreHealth, run_turns
 from warden.tenancy.ledger import RECHECK, WINDOW, window_end, window_of
+from warden.tenancy.native import NativeLimiter, Subjects
 from warden.tenancy.redis_store import Call, RedisLimits
 from warden.tenancy.usage import usage
 
@@ -61,7 +61,7 @@ PING_EVERY = 5.0
 _KINDS = {1: RPM, 2: TPM, 3: CONCURRENT, 4: BUDGET}
 
 
-class ExactLimiter:
+class ExactLimiter(NativeLimiter):
     def __init__(self, spec: RateLimitSpec, *, store: RedisLimits, health: StoreHealth,
                  clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.monotonic):

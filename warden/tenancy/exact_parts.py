@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import math
 from asyncio import Future
-from collections.abc import Sequence
 
-from warden.config.limits_schema import BudgetSpec, LimitValues
+from warden.config.limits_schema import BudgetSpec
 from warden.tenancy.answers import Quota, Refusal, Ticket, budget_spent
 from warden.tenancy.budget import KEEP_AFTER, iso, period_bounds, period_of
 from warden.tenancy.ledger import WINDOW, window_end, window_of
+from warden.tenancy.native import Subjects
 
-Subjects = Sequence[tuple[str, LimitValues]]
 Answer = Ticket | Refusal
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from warden.config.limits_schema import LimitValues, RateLimitSpec
 from warden.tenancy.answers import (
@@ -71,12 +71,11 @@ from warden.tenancy.ledger import (
     window_end,
     window_of,
 )
+from warden.tenancy.native import NativeLimiter, Subjects
 from warden.tenancy.redis_store import RedisLimits
 from warden.tenancy.refill import Refiller
 from warden.tenancy.subject import SubjectState
 from warden.tenancy.usage import usage
-
-Subjects = Sequence[tuple[str, LimitValues]]
 
 
 class LeasedTicket(Ticket):
@@ -92,7 +91,7 @@ class LeasedTicket(Ticket):
         self.periods = periods
 
 
-class LeasedLimiter:
+class LeasedLimiter(NativeLimiter):
     def __init__(self, spec: RateLimitSpec, *, store: RedisLimits | None,
                  health: StoreHealth, clock: Callable[[], float] = time.time):
         self._fraction = spec.lease_fraction

@@ -34,17 +34,17 @@ from __future__ import annotations
 import logging
 import time
 from asyncio import Future
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
-from warden.config.limits_schema import LimitValues, RateLimitSpec
+from warden.config.limits_schema import RateLimitSpec
 from warden.tenancy.answers import Refusal, Ticket
 from warden.tenancy.exact import ExactLimiter
 from warden.tenancy.health import StoreHealth
 from warden.tenancy.leased import LeasedLimiter
+from warden.tenancy.native import Subjects
 from warden.tenancy.redis_store import RedisLimits
 
-Subjects = Sequence[tuple[str, LimitValues]]
 Clock = Callable[[], float]
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from warden.exchange import Exchange, NativeListener
 from warden.tenancy.answers import Ticket
 from warden.tenancy.budget import cost_of
-from warden.tenancy.leased import LeasedLimiter
 from warden.tenancy.limiter import Limiter
+from warden.tenancy.native import NativeLimiter
 
 
 def usage_of(exchange: Exchange) -> dict | None:
@@ -55,8 +55,8 @@ def cost_used(exchange: Exchange, ticket: Ticket, usage: dict | None) -> int:
 class LimitSettler(NativeListener):
     def __init__(self, limiter: Limiter):
         self._limiter = limiter
-        # (the leased limiter called as itself: a native call, not a Python method call)
-        self._leased = limiter if isinstance(limiter, LeasedLimiter) else None
+        # A shipped limiter called through its compiled base: a C call (tenancy/native.py).
+        self._native = limiter if isinstance(limiter, NativeLimiter) else None
         self.hears_started = False
 
     def started(self, exchange: Exchange) -> None:
@@ -70,8 +70,8 @@ class LimitSettler(NativeListener):
         usage = usage_of(exchange)
         used = tokens_used(exchange, ticket.tokens, usage)
         cost = cost_used(exchange, ticket, usage)
-        leased = self._leased
-        if leased is not None:
-            leased.settle(ticket, used, None, cost)
+        native = self._native
+        if native is not None:
+            native.settle(ticket, used, None, cost)
         else:
             self._limiter.settle(ticket, used, None, cost)

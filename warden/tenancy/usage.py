@@ -21,14 +21,12 @@ a token budget's in tokens."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
 from warden.config.auth_schema import AuthSpec
-from warden.config.limits_schema import MICROS, BudgetSpec, LimitValues
+from warden.config.limits_schema import MICROS, BudgetSpec
 from warden.tenancy.budget import iso, period_bounds, period_of
+from warden.tenancy.native import Subjects
 from warden.tenancy.redis_store import RedisLimits
-
-Subjects = Sequence[tuple[str, LimitValues]]
 
 
 def entry(name: str, budget: BudgetSpec, now: float, taken: int, source: str) -> dict:
