@@ -123,7 +123,8 @@ class LimitStage:
     def __init__(self, limiter: Limiter, default_max_tokens: int, prices: Prices):
         self._limiter = limiter
         # A shipped limiter called through its compiled base: a C call (tenancy/native.py).
-        self._native = limiter if isinstance(limiter, NativeLimiter) else None
+        self._native: NativeLimiter | None = \
+            limiter if isinstance(limiter, NativeLimiter) else None
         self._default = default_max_tokens
         self._prices = prices
         self._keys: dict[str, KeySubjects] = {}   # by key id; this runtime's (its config's)
@@ -161,8 +162,14 @@ class LimitStage:
             if native is not None else \
             self._limiter.admit(subjects, prompt + output, wall_clock(), cost)
         if isinstance(answer, Future):   # (the exact mode's: Redis answers later)
-            return followed(answer, lambda came: self._take(relay, body, prompt, price, came))
+            return self._later(answer, relay, body, prompt, price)
         return self._take(relay, body, prompt, price, answer)
+
+    def _later(self, answer: Future[Ticket | Refusal], relay: Relay, body: dict, prompt: int,
+               price: tuple[float, float] | None) -> Future[WardenError | None]:
+        """The stage's future for the exact mode's. (A closure of its own: one in `admit`
+        would make every call keep its locals in an environment object, ~1k instructions.)"""
+        return followed(answer, lambda came: self._take(relay, body, prompt, price, came))
 
     def _take(self, relay: Relay, body: dict, prompt: int, price: tuple[float, float] | None,
               answer: Ticket | Refusal) -> WardenError | None:
@@ -194,7 +201,8 @@ class AddressLimitStage:
 
     def __init__(self, limiter: Limiter, rpm: int):
         self._limiter = limiter
-        self._native = limiter if isinstance(limiter, NativeLimiter) else None
+        self._native: NativeLimiter | None = \
+            limiter if isinstance(limiter, NativeLimiter) else None
         self._values = LimitValues(rpm=rpm)
 
     def admit(self, relay: Relay, body: dict) -> StageResult:

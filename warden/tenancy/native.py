@@ -5,7 +5,9 @@ The admission stage and the settlement call `admit` and `settle` through `Native
 compiled, that is a C call through the class's table, where one through the `Limiter`
 protocol (tenancy/limiter.py, which holds the contract) is a Python method call (~1k
 instructions). A limiter that is not one (a test's) is called through the protocol, as a
-listener that is not an `exchange.NativeListener` is told through its protocol."""
+listener that is not an `exchange.NativeListener` is told through its protocol. (Hold it in
+an attribute declared `NativeLimiter | None`: narrowed from a `Limiter` by `isinstance`
+alone, its type is an intersection mypyc does not know, and the call is a Python one.)"""
 
 from __future__ import annotations
 

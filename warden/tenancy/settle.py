@@ -56,7 +56,8 @@ class LimitSettler(NativeListener):
     def __init__(self, limiter: Limiter):
         self._limiter = limiter
         # A shipped limiter called through its compiled base: a C call (tenancy/native.py).
-        self._native = limiter if isinstance(limiter, NativeLimiter) else None
+        self._native: NativeLimiter | None = \
+            limiter if isinstance(limiter, NativeLimiter) else None
         self.hears_started = False
 
     def started(self, exchange: Exchange) -> None:
