@@ -114,7 +114,8 @@ class Exchange:
     # `traceparent` sent upstream in place of the client's (empty: the client's goes as is).
     span: object | None = None
     traceparent = b""
-    captured: list[bytes] | None = None
+    captured: list[bytes] | None = None   # response bytes kept for the record (`keep`)
+    captured_bytes = 0
     capture_truncated = False
     outcome_read = False  # a plain response's usage and finish reasons parsed (read_outcome)
 
@@ -123,6 +124,17 @@ class Exchange:
         self.endpoint = endpoint
         self.client_ip = client_ip
         self.received_at = received_at
+
+    def keep(self, data: bytes) -> None:
+        """Keep response bytes for the record (once `captured` is a list), up to
+        `CAPTURE_LIMIT`; past it, `capture_truncated`."""
+        captured = self.captured
+        assert captured is not None  # (called only once the relay decided to capture)
+        if self.captured_bytes + len(data) > CAPTURE_LIMIT:
+            self.capture_truncated = True
+            return
+        self.captured_bytes += len(data)
+        captured.append(data)
 
     def read_outcome(self) -> dict | None:
         """The response's usage, with its finish reasons set beside it: a stream's as its

@@ -103,6 +103,13 @@ def cut_answer(reason: str, code: str, request_id: bytes) -> tuple[bytes, bytes]
             error_envelope(reason, "upstream_error", None, code))
 
 
+def cut_event(reason: str, code: str) -> bytes:
+    """The SSE error event a streaming client gets when its stream is cut off."""
+    return b"data: " + orjson.dumps({"error": {
+        "message": reason, "type": "upstream_error", "param": None, "code": code,
+    }}) + b"\n\n"
+
+
 def leaks_internals(body: bytes, status: int = 500) -> bool:
     return (_INTERNALS if status >= 500 else _INSIDES_ONLY).search(body) is not None
 
