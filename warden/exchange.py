@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
 
+from warden.upstream.connection import NativeSink
+
 loads: Final = orjson.loads  # (compiled: no attribute look-up per call)
 
 if TYPE_CHECKING:
@@ -68,9 +70,10 @@ class RequestIds:
         return b"%s.%s-%x" % (client_id, self._prefix, self._counter)
 
 
-class Exchange:
+class Exchange(NativeSink):
     """One request/response through the gateway. Defaults live on the class, so creating one
-    stores only what differs (this is allocated per request)."""
+    stores only what differs (this is allocated per request). (Its base is a response sink's
+    so that the relay, an exchange, is called natively by the upstream connection.)"""
 
     model: str | None = None
     stream = False

@@ -89,11 +89,9 @@ class Relay(Exchange):
 
     # -- upstream events (ResponseSink) ----------------------------------------------------
     def on_head(self, status: int, head: bytes) -> int:
-        """Start the client's response, and say how its body comes (a `BodyMode`): raw,
-        exactly as the backend framed it (plain responses and event streams alike: one
-        write per read, whatever the chunks), or decoded and re-framed (an HTTP/1.0 client,
-        or a head that must be rewritten). An event stream is observed in both modes, from
-        the de-chunked pieces the connection hands to `observe` (raw) or `on_body`."""
+        """Start the client's response; say how its body comes (a `BodyMode`): raw, as the
+        backend framed it (one write per read), or decoded and re-framed (an HTTP/1.0 client,
+        a head to rewrite). An event stream is observed from its de-chunked pieces in both."""
         if self.ended:
             return BodyMode.DECODED
         self.status = status
@@ -125,7 +123,7 @@ class Relay(Exchange):
                 self.observer = observer = StreamObserver(monotonic)
                 if capture == Capture.STREAMS:
                     self.captured = []
-                    self.observe = self._observe_and_capture
+                    self.observe = self.observe_piece
                 else:
                     self.observe = observer.feed
                 return BodyMode.RAW_OBSERVED
@@ -255,11 +253,13 @@ class Relay(Exchange):
         self._end(Ending.CANCELLED)
 
     # -- internals -------------------------------------------------------------------------
-    def _observe_and_capture(self, piece: bytes) -> None:
-        self.keep(piece)
+    def observe_piece(self, piece: bytes) -> None:
+        """A de-chunked piece of a raw event stream: kept (full capture), and observed."""
+        if self.captured is not None:
+            self.keep(piece)
         observer = self.observer
-        assert observer is not None  # (set before this is)
-        observer.feed(piece)
+        if observer is not None:
+            observer.feed(piece)
 
     def _cut_client(self, reason: str, code: str) -> None:
         """A response the backend will not finish: an SSE client gets a well-formed error

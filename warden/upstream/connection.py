@@ -8,7 +8,7 @@ when the head arrives (the value `on_head` returns):
   response costs the sink one call), so a relay forwards it with no per-chunk work;
 - RAW_OBSERVED: as RAW, and the de-chunked pieces also go to the sink's `observe` (during
   the read, before that read's `on_raw`), for a sink that watches what it relays (an SSE
-  observer; called directly, with no hop through the sink, as it runs per chunk);
+  observer; called directly, as it runs per chunk; a `NativeSink`'s `observe_piece`);
 - DECODED: the body reaches the sink only de-chunked (`on_body`), for a sink that must
   re-frame it; `flush` follows a read that delivered the head, and `on_complete` the read
   that delivered the end.
@@ -49,6 +49,22 @@ class ResponseSink(Protocol):
     def on_lost(self, reason: str) -> None: ...
 
 
+class NativeSink:
+    """The base of the gateway's own sink (the relay, through `exchange.Exchange`): the
+    connection calls its head, raw reads and observed pieces with C calls, where one through
+    `ResponseSink` is a Python method call (~300 instructions, per chunk); a sink that is
+    not one (a test's) is called through the protocol. `observe_piece` is its `observe`."""
+
+    def on_head(self, status: int, head: bytes) -> int:
+        raise NotImplementedError
+
+    def on_raw(self, data: bytes, last: bool) -> None:
+        raise NotImplementedError
+
+    def observe_piece(self, piece: bytes) -> None:
+        raise NotImplementedError
+
+
 class UpstreamConnection:
     """An asyncio protocol (by its methods, not by inheritance: see `HttpConnection`)."""
 
@@ -60,6 +76,8 @@ class UpstreamConnection:
         self.reusable = False
         self.idle_since = 0.0
         self._sink: ResponseSink | None = None
+        self._native: NativeSink | None = None     # the sink, when it is one (see NativeSink)
+        self._observed: NativeSink | None = None   # gets a RAW_OBSERVED body's pieces
         self._parser = httptools.HttpResponseParser(self)
         # Per-response state (reset by `_finish`).
         self._head_buf = b""        # bytes of the response so far, until its head is complete
@@ -82,6 +100,7 @@ class UpstreamConnection:
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
+        native = self._native
         if sink is None:
             # Bytes nobody asked for: the connection is out of sync and cannot be reused.
             self.close()
@@ -98,7 +117,7 @@ class UpstreamConnection:
             return
         complete = self._complete
         if complete:  # reset for the next response before the sink hears of this one's end
-            self._sink = None
+            self._sink = self._native = None
             self.reusable = self._keep_alive and not self.closed
             self._reading_head = True
             self._complete = False
@@ -109,9 +128,15 @@ class UpstreamConnection:
                 data = data[offset:]
             if complete:
                 self._raw = False
-                sink.on_raw(data, True)
+                if native is not None:
+                    native.on_raw(data, True)
+                else:
+                    sink.on_raw(data, True)
             elif data:
-                sink.on_raw(data, False)
+                if native is not None:
+                    native.on_raw(data, False)
+                else:
+                    sink.on_raw(data, False)
         else:
             if self._head_ended_in_this_read:
                 self._head_ended_in_this_read = False
@@ -153,18 +178,29 @@ class UpstreamConnection:
         self._head_start = 0
         if self._sink is not None:
             sink = self._sink
-            mode = sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
+            native = self._native
+            status = self._parser.get_status_code()
+            mode = native.on_head(status, buf[start:end + 2]) if native is not None \
+                else sink.on_head(status, buf[start:end + 2])
             if mode == BodyMode.DECODED:
                 self._raw = False
                 self._on_piece = sink.on_body
                 self._head_ended_in_this_read = True
             else:
                 self._raw = True
-                self._on_piece = sink.observe if mode == BodyMode.RAW_OBSERVED else None
+                observed = mode == BodyMode.RAW_OBSERVED
+                if native is not None:
+                    self._observed = native if observed else None
+                else:
+                    self._on_piece = sink.observe if observed else None
                 # where, in this read, the body begins
                 self._body_offset = end + 4 - (len(buf) - self._data_len)
 
     def on_body(self, body: bytes) -> None:
+        observed = self._observed
+        if observed is not None:
+            observed.observe_piece(body)
+            return
         on_piece = self._on_piece
         if on_piece is not None:
             on_piece(body)
@@ -174,7 +210,8 @@ class UpstreamConnection:
             self._keep_alive = False
             return
         self._complete = True
-        self._on_piece = None  # a stray response's body must not reach this one's sink
+        # (A stray response's body must not reach this one's sink.)
+        self._on_piece = self._observed = None
         # Only meaningful now: once feed_data returns, llhttp has reset for the next message.
         self._keep_alive = self._parser.should_keep_alive()
 
@@ -188,6 +225,7 @@ class UpstreamConnection:
         transport = self.transport
         assert transport is not None, "send() before connection_made()"
         self._sink = sink
+        self._native = sink if isinstance(sink, NativeSink) else None
         self.reusable = False
         if batch is None:
             transport.writelines(data)
@@ -204,15 +242,15 @@ class UpstreamConnection:
 
     def close(self) -> None:
         """Close and never reuse; an in-progress response is abandoned silently."""
-        self._sink = None
-        self._on_piece = None
+        self._sink = self._native = None
+        self._on_piece = self._observed = None
         self.reusable = False
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
 
     def _fail(self, reason: str) -> None:
-        sink, self._sink = self._sink, None
+        sink, self._sink, self._native = self._sink, None, None
         self.close()
         if sink is not None:
             sink.on_lost(reason)
