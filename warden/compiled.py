@@ -33,6 +33,7 @@ MODULES = (
     "warden/admission/guard_stage.py",
     "warden/admission/limits.py",
     "warden/admission/parse.py",
+    "warden/admission/stage.py",
     "warden/edge/budget.py",
     "warden/edge/connection.py",
     "warden/edge/reading.py",

@@ -14,6 +14,7 @@ import pytest
 
 from bench.hot_path import FakeTransport
 from warden.admission.chain import Admission
+from warden.admission.stage import NativeStage
 from warden.app import build_app
 from warden.edge.server import HttpConnection, HttpServer, ServerLimits
 from warden.errors import Forbidden, WardenError
@@ -166,3 +167,19 @@ async def test_a_stages_header_lines_reach_the_client_whoever_answers(refusal):
     rig.answer()  # (the forwarder's 404, or the stage's refusal)
     head = b"".join(rig.transport.out).partition(b"\r\n\r\n")[0]
     assert b"\r\nx-stage: seen" in head
+
+
+def test_every_shipped_stage_is_called_through_its_compiled_base():
+    """(The stages above, a test's, go through the `Stage` protocol: the same chain.)"""
+    settings = parse_settings({
+        "backends": [{"name": "b", "url": "http://127.0.0.1:9", "models": ["m"]}],
+        "recorder": {"enabled": False},
+        "routing": {"policy": "prefix_aware"},
+        "auth": {"mode": "required", "keys": [{"id": "k", "value": "wk-" + "x" * 40,
+                                              "limits": {"rpm": 10}}]},
+        "rate_limits": {"per_ip_rpm": 100},
+    }, {})
+    stages = build_app(settings).runtime.stages
+    assert [type(stage).__name__ for stage in stages] == [
+        "AddressLimitStage", "AuthStage", "LimitStage", "GuardStage", "AffinityStage"]
+    assert all(isinstance(stage, NativeStage) for stage in stages)

@@ -3,13 +3,13 @@ that reads them (a look at the body costs time; most policies do not)."""
 
 from __future__ import annotations
 
-from warden.admission.stage import StageResult
+from warden.admission.stage import NativeStage, StageResult
 from warden.config.schema import RoutingSpec
 from warden.proxy.relay import Relay
 from warden.routing.affinity import prefix_key, session_key
 
 
-class AffinityStage:
+class AffinityStage(NativeStage):
     def __init__(self, routing: RoutingSpec, prefix: bool, session: bool):
         """`prefix`, `session`: which keys the policy reads."""
         self._prefix = prefix

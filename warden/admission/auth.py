@@ -12,7 +12,7 @@ import time
 
 import orjson
 
-from warden.admission.stage import StageResult
+from warden.admission.stage import NativeStage, StageResult
 from warden.errors import MissingApiKey, ModelNotAllowed, Unauthenticated
 from warden.proxy.relay import Relay
 from warden.tenancy.keys import KeyRing, ProvenKey, presented_key
@@ -25,7 +25,7 @@ WRONG = "Incorrect API key provided."
 EXPIRED = "This API key has expired."
 
 
-class AuthStage:
+class AuthStage(NativeStage):
     def __init__(self, keys: KeyRing):
         self._keys = keys
 

@@ -17,7 +17,7 @@ from typing import Final
 
 from warden.admission.cors import Cors
 from warden.admission.parse import parse_request
-from warden.admission.stage import Stage, StageResult
+from warden.admission.stage import NativeStage, Stage, StageResult
 from warden.edge.connection import HttpConnection
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
@@ -65,7 +65,12 @@ class Admission:
         relay.stream = stream
         stages = self._stages
         for index in range(len(stages)):  # (`_run`'s loop, inlined: a call fewer a request)
-            result = stages[index].admit(relay, body)
+            stage = stages[index]
+            # (The same call in both branches: in the first, compiled, it is a C call.)
+            if isinstance(stage, NativeStage):
+                result = stage.admit(relay, body)
+            else:
+                result = stage.admit(relay, body)
             if result is not None:
                 self._stopped(relay, body, index, result)
                 return
@@ -75,7 +80,11 @@ class Admission:
         """The stages from `first` on, then the forwarder."""
         stages = self._stages
         for index in range(first, len(stages)):
-            result = stages[index].admit(relay, body)
+            stage = stages[index]
+            if isinstance(stage, NativeStage):
+                result = stage.admit(relay, body)
+            else:
+                result = stage.admit(relay, body)
             if result is not None:
                 self._stopped(relay, body, index, result)
                 return

@@ -12,7 +12,7 @@ from asyncio import Future
 
 import orjson
 
-from warden.admission.stage import StageResult
+from warden.admission.stage import NativeStage, StageResult
 from warden.errors import ClientGone, WardenError
 from warden.fleet.backend import Backend
 from warden.fleet.registry import BackendRegistry
@@ -22,7 +22,7 @@ from warden.proxy.relay import Relay
 Pending = Future[WardenError | None]
 
 
-class GuardStage:
+class GuardStage(NativeStage):
     def __init__(self, guard: Guard, backends: BackendRegistry):
         self._guard = guard
         self._backends = backends

@@ -19,7 +19,7 @@ from typing import Final
 
 import orjson
 
-from warden.admission.stage import StageResult
+from warden.admission.stage import NativeStage, StageResult
 from warden.config.limits_schema import LimitValues
 from warden.errors import (
     InsufficientQuota,
@@ -119,7 +119,7 @@ class KeySubjects:
 MAX_KEYS_HELD: Final = 100_000   # (keys rotated and revoked leave entries: then start over)
 
 
-class LimitStage:
+class LimitStage(NativeStage):
     def __init__(self, limiter: Limiter, default_max_tokens: int, prices: Prices):
         self._limiter = limiter
         # A shipped limiter called through its compiled base: a C call (tenancy/native.py).
@@ -195,7 +195,7 @@ def _asks_usage(body: dict) -> bool:
     return isinstance(options, dict) and lax_bool(options.get("include_usage")) is True
 
 
-class AddressLimitStage:
+class AddressLimitStage(NativeStage):
     """Requests a minute from one client address (`rate_limits.per_ip_rpm`), before any key
     is looked at: a client guessing keys is slowed as much as any."""
 
