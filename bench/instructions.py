@@ -29,6 +29,7 @@ import uvloop
 from bench.hot_path import KEY, KEYED_REQUEST, PROMPT_REQUEST, SDK_REQUEST, SSE_EVENT, Rig
 from warden import compiled
 from warden.app.wiring import serving
+from warden.config.observe_schema import LoopProbeSpec
 from warden.observe.loop_probe import LoopProbe
 from warden.run import settle_heap
 
@@ -98,7 +99,7 @@ async def _tick(rounds: int) -> None:
             done.set_result(None)
         return busy()
 
-    probe = LoopProbe(busy=counting)
+    probe = LoopProbe(LoopProbeSpec().interval, busy=counting)  # (the shipped interval)
     probe.start(_AtOnce(loop))  # type: ignore[arg-type]
     await done
     probe.stop()

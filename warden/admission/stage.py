@@ -1,8 +1,9 @@
 """The admission step's one extension point: a `Stage`.
 
 A proxied request is parsed (admission.parse), then passes each stage of the chain in order
-(today the guard, then the routing policy's affinity keys; API keys, limits and a cache will
-join), then goes to the forwarder. The chain is built from the config at each load.
+(admission.build: the per-address limits, the API key, the key's limits, the guard, then the
+routing policy's affinity keys; each only where the config asks for it), then goes to the
+forwarder. The chain is built from the config at each load.
 
 Contract of `Stage.admit(relay, body)`, called once per request it reaches:
 - return None: the request goes on (the common case: a stage must decide it in a few

@@ -5,7 +5,7 @@ How it measures: one timer, not per-request work. A tick is due `interval` after
 one ran; when it runs, how late it is (its lag) goes into a histogram (exported as
 `warden_event_loop_lag_seconds`: loop_metrics.py). A stall of S seconds shows as a lag
 between S - interval and S: the probe samples. The interval is short while requests are in
-flight (`BUSY_INTERVAL`, the `loop_probe.interval` setting: a stall longer than it by 1 ms is
+flight (the `loop_probe.interval` setting, 5 ms by default: a stall longer than it by 1 ms is
 always seen, a shorter one in proportion to its length) and long when none are
 (`IDLE_INTERVAL`). Each tick wakes the loop, and a wake-up is what costs (~50 µs of CPU on a
 VM, against ~2 µs for the tick's own work): at 1 ms, 5% of a core while serving, and 8% more
@@ -43,7 +43,6 @@ from dataclasses import dataclass
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STALL = 0.001           # a lag this long or longer is a stall, and its cause is looked for
 NOTED = 0.0002          # work pieces shorter than this are not noted (they cannot cause one)
-BUSY_INTERVAL = 0.005   # between ticks while requests are in flight (the setting's default)
 IDLE_INTERVAL = 0.02    # between ticks while none are
 KEPT = 64               # recent stalls kept
 # The loop's own work, and a thread's beside it (blamed only when the loop was off the CPU).
@@ -69,10 +68,11 @@ Note = Callable[[str, float], None]
 
 
 class LoopProbe:
-    def __init__(self, busy: Callable[[], bool] = lambda: True,
+    def __init__(self, busy_interval: float, busy: Callable[[], bool] = lambda: True,
                  clock: Callable[[], float] = time.perf_counter,
-                 busy_interval: float = BUSY_INTERVAL, idle_interval: float = IDLE_INTERVAL):
-        """`busy()`: whether requests are in flight (the short interval applies)."""
+                 idle_interval: float = IDLE_INTERVAL):
+        """`busy()`: whether requests are in flight (then ticks come every `busy_interval`,
+        the `loop_probe.interval` setting; every `idle_interval` when none are)."""
         self.clock = clock
         self._busy = busy
         self._intervals = (idle_interval, busy_interval)

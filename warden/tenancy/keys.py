@@ -2,9 +2,10 @@
 
 Keys are high-entropy (`new_key`: 32 random bytes), so a key is stored as its SHA-256 (a slow
 password hash buys nothing against 256 bits of entropy and would cost every request). A
-presented key is hashed once and looked up by its digest; the entry found is confirmed with
-`hmac.compare_digest`, so what the look-up takes never depends on how much of a guess is
-right.
+presented key is hashed once and looked up by its digest: what the look-up takes depends on
+the digest only, which a guesser cannot steer (making a guess's digest share a prefix with a
+stored one is a preimage search), so it tells nothing of how much of a guess is right; the
+dict's own comparison confirms the entry (a second, constant-time one would add nothing).
 
 A client connection remembers the key its client last presented that was found, and that
 key's digest (`ProvenKey`): its next request presenting the same bytes skips the hash (~5k
@@ -138,17 +139,17 @@ class KeyRing:
     it before a change or after it, never half of one."""
 
     def __init__(self, keys: dict[bytes, ApiKey]):
-        self._by_digest = {digest: (digest, key) for digest, key in keys.items()}
+        self._by_digest = dict(keys)
 
     def put(self, digest: bytes, key: ApiKey) -> None:
-        self._by_digest[digest] = (digest, key)
+        self._by_digest[digest] = key
 
     def remove(self, digest: bytes) -> None:
         self._by_digest.pop(digest, None)
 
     def replace(self, keys: dict[bytes, ApiKey]) -> None:
         """Every key at once (a new dict, swapped in whole)."""
-        self._by_digest = {digest: (digest, key) for digest, key in keys.items()}
+        self._by_digest = dict(keys)
 
     @classmethod
     def clients(cls, spec: AuthSpec) -> KeyRing:
@@ -173,11 +174,8 @@ class KeyRing:
             digest = proven.digest   # (the same bytes as found before: the same digest)
         else:
             digest = sha256(presented).digest()
-        found = self._by_digest.get(digest)  # (by a digest the guesser cannot steer)
-        if found is None:
-            return None
-        stored, key = found
-        if not compare_digest(stored, digest):
+        key = self._by_digest.get(digest)  # (by a digest the guesser cannot steer)
+        if key is None:
             return None
         if proven is not None:
             proven.presented = presented
