@@ -201,8 +201,9 @@ class NativeListener:
     """The base of the gateway's own listeners (all compiled): told through it (`tell_started`,
     `tell_ended`), a listener's method is a C call through its class's table; through the
     `ExchangeListener` protocol it is a Python method call (~200 instructions more a call,
-    five or six calls a request). A listener that is not one (a test's) is told through the
-    protocol, as before. Subclasses set `hears_started` and override what they hear."""
+    five or six calls a request). A listener that is not one (a test's) is wrapped in a
+    `ListenerAdapter` by `Listeners`. Subclasses set `hears_started` and override what they
+    hear."""
 
     hears_started: bool
 
@@ -213,22 +214,28 @@ class NativeListener:
         pass
 
 
-def tell_started(listeners: tuple[ExchangeListener, ...], exchange: Exchange) -> None:
-    for listener in listeners:
-        # (The same call in both branches: in the first, compiled, it is a C call.)
-        if isinstance(listener, NativeListener):
-            listener.started(exchange)
-        else:
-            listener.started(exchange)
+class ListenerAdapter(NativeListener):
+    """A listener that is not a `NativeListener`, behind its face."""
+
+    def __init__(self, listener: ExchangeListener):
+        self.listener = listener
+        self.hears_started = listener.hears_started
+
+    def started(self, exchange: Exchange) -> None:
+        self.listener.started(exchange)
+
+    def ended(self, exchange: Exchange) -> None:
+        self.listener.ended(exchange)
 
 
-def tell_ended(listeners: tuple[ExchangeListener, ...], exchange: Exchange) -> None:
+def tell_started(listeners: tuple[NativeListener, ...], exchange: Exchange) -> None:
     for listener in listeners:
-        # (The same call in both branches: in the first, compiled, it is a C call.)
-        if isinstance(listener, NativeListener):
-            listener.ended(exchange)
-        else:
-            listener.ended(exchange)
+        listener.started(exchange)
+
+
+def tell_ended(listeners: tuple[NativeListener, ...], exchange: Exchange) -> None:
+    for listener in listeners:
+        listener.ended(exchange)
 
 
 class Listeners:
@@ -237,10 +244,12 @@ class Listeners:
     walks `starters` and `enders` itself (a call fewer per request); `ended` is for the rest
     (admission's refusals)."""
 
-    def __init__(self, listeners: Sequence[ExchangeListener] = ()):
-        self.enders: tuple[ExchangeListener, ...] = tuple(listeners)
-        self.starters: tuple[ExchangeListener, ...] = tuple(
-            listener for listener in listeners if listener.hears_started)
+    def __init__(self, listeners: Sequence[ExchangeListener | NativeListener] = ()):
+        self.enders: tuple[NativeListener, ...] = tuple(
+            listener if isinstance(listener, NativeListener) else ListenerAdapter(listener)
+            for listener in listeners)
+        self.starters: tuple[NativeListener, ...] = tuple(
+            listener for listener in self.enders if listener.hears_started)
 
     def ended(self, exchange: Exchange) -> None:
         """The exchange's end; a never-sent one's start goes with it (see the contract)."""

@@ -1,5 +1,5 @@
 """The limits' stages call a shipped limiter through its compiled base (tenancy/native.py)
-and any other `Limiter` through the protocol: the same answers either way, each ticket
+and any other `Limiter` through an adapter of the protocol: the same answers either way, each ticket
 settled once, the `x-ratelimit-*` lines on the admitted request."""
 
 from __future__ import annotations

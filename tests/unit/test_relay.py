@@ -115,11 +115,10 @@ def chunk(payload: bytes) -> bytes:
 
 def deliver(relay: Relay, payload: bytes, last: bool = False) -> None:
     """One read of an event stream, as the upstream connection hands it over: de-chunked
-    pieces first (to `observe` in raw mode, else `on_body`), then (raw mode) the read as it
-    came, or (decoded) the end."""
+    pieces first (to `observe_piece` in raw mode, else `on_body`), then (raw mode) the read
+    as it came, or (decoded) the end."""
     if relay.raw:
-        if relay.observe is not None:  # (None once the relay has ended)
-            relay.observe(payload)
+        relay.observe_piece(payload)
         relay.on_raw(chunk(payload) + (b"0\r\n\r\n" if last else b""), last)
     else:
         relay.on_body(payload)
@@ -204,7 +203,7 @@ def test_backend_lost_mid_stream_sends_one_error_event_and_ends_the_stream(http1
 def test_raw_stream_cut_inside_a_chunk_resets_the_client(relayed):
     relay, client, _, ends = make()
     relay.on_head(200, SSE)
-    relay.observe(relayed.split(b"\r\n")[1])
+    relay.observe_piece(relayed.split(b"\r\n")[1])
     relay.on_raw(relayed, False)
     relay.on_lost("backend closed the connection")
     assert ends == [Ending.UPSTREAM_LOST]

@@ -37,7 +37,6 @@ class Sink:
         self.decoded: list[bytes] = []
         self.completed = 0
         self.lost: list[str] = []
-        self.observe = self.observed.append
 
     def on_head(self, status, head):
         self.heads.append(head)
@@ -45,6 +44,9 @@ class Sink:
 
     def on_raw(self, data, last):
         self.raw.append((data, last))
+
+    def observe_piece(self, piece):
+        self.observed.append(piece)
 
     def on_body(self, chunk):
         self.decoded.append(chunk)

@@ -17,7 +17,7 @@ from typing import Final
 
 from warden.admission.cors import Cors
 from warden.admission.parse import parse_request
-from warden.admission.stage import NativeStage, Stage, StageResult
+from warden.admission.stage import Stage, StageResult, native
 from warden.edge.connection import HttpConnection
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
@@ -41,7 +41,7 @@ class Admission:
         without a `model` goes to a one-model fleet's); `ids`: the process's request ids;
         `cors`: the lines every answer to an allowed browser origin carries."""
         self._cors = cors
-        self._stages = tuple(stages)
+        self._stages = tuple(native(stage) for stage in stages)
         self._forwarder = forwarder
         self._backends = backends
         self._listeners = listeners
@@ -65,12 +65,7 @@ class Admission:
         relay.stream = stream
         stages = self._stages
         for index in range(len(stages)):  # (`_run`'s loop, inlined: a call fewer a request)
-            stage = stages[index]
-            # (The same call in both branches: in the first, compiled, it is a C call.)
-            if isinstance(stage, NativeStage):
-                result = stage.admit(relay, body)
-            else:
-                result = stage.admit(relay, body)
+            result = stages[index].admit(relay, body)
             if result is not None:
                 self._stopped(relay, body, index, result)
                 return
@@ -80,11 +75,7 @@ class Admission:
         """The stages from `first` on, then the forwarder."""
         stages = self._stages
         for index in range(first, len(stages)):
-            stage = stages[index]
-            if isinstance(stage, NativeStage):
-                result = stage.admit(relay, body)
-            else:
-                result = stage.admit(relay, body)
+            result = stages[index].admit(relay, body)
             if result is not None:
                 self._stopped(relay, body, index, result)
                 return

@@ -36,7 +36,7 @@ from warden.tenancy.answers import METRIC_KIND, Refusal, Ticket
 from warden.tenancy.budget import Prices, cost_of
 from warden.tenancy.keys import ApiKey
 from warden.tenancy.limiter import Limiter
-from warden.tenancy.native import NativeLimiter, Subjects
+from warden.tenancy.native import Subjects, native
 
 CHARS_PER_TOKEN: Final = 4  # (an estimate for a reservation: settled by the real usage later)
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -121,10 +121,7 @@ MAX_KEYS_HELD: Final = 100_000   # (keys rotated and revoked leave entries: then
 
 class LimitStage(NativeStage):
     def __init__(self, limiter: Limiter, default_max_tokens: int, prices: Prices):
-        self._limiter = limiter
-        # A shipped limiter called through its compiled base: a C call (tenancy/native.py).
-        self._native: NativeLimiter | None = \
-            limiter if isinstance(limiter, NativeLimiter) else None
+        self._limiter = native(limiter)   # (called through its compiled base: C calls)
         self._default = default_max_tokens
         self._prices = prices
         self._keys: dict[str, KeySubjects] = {}   # by key id; this runtime's (its config's)
@@ -157,10 +154,8 @@ class LimitStage(NativeStage):
                                       "so its cost cannot be counted against this key's "
                                       "budget", param="model")
             cost = cost_of(price, prompt, output)
-        native = self._native   # (the clock by name: `time.time` is an attribute look-up)
-        answer = native.admit(subjects, prompt + output, wall_clock(), cost) \
-            if native is not None else \
-            self._limiter.admit(subjects, prompt + output, wall_clock(), cost)
+        # (The clock by name: `time.time` would be an attribute look-up.)
+        answer = self._limiter.admit(subjects, prompt + output, wall_clock(), cost)
         if isinstance(answer, Future):   # (the exact mode's: Redis answers later)
             return self._later(answer, relay, body, prompt, price)
         return self._take(relay, body, prompt, price, answer)
@@ -200,16 +195,12 @@ class AddressLimitStage(NativeStage):
     is looked at: a client guessing keys is slowed as much as any."""
 
     def __init__(self, limiter: Limiter, rpm: int):
-        self._limiter = limiter
-        self._native: NativeLimiter | None = \
-            limiter if isinstance(limiter, NativeLimiter) else None
+        self._limiter = native(limiter)
         self._values = LimitValues(rpm=rpm)
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
         subjects = [("ip:" + relay.client_ip, self._values)]
-        native = self._native
-        answer = native.admit(subjects, 0, wall_clock()) if native is not None else \
-            self._limiter.admit(subjects, 0, wall_clock())
+        answer = self._limiter.admit(subjects, 0, wall_clock())
         if isinstance(answer, Future):
             return followed(answer, self._take)
         return self._take(answer)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -36,8 +36,6 @@ class Replayed:
 class _Reader:
     """Collects one response (decoded), observing it if it is an event stream."""
 
-    observe: Callable[[bytes], None] | None = None  # (raw mode only: unused here)
-
     def __init__(self, done: asyncio.Future[None], outcome: Replayed, keep_body: bool):
         self._done = done
         self._outcome = outcome
@@ -57,6 +55,9 @@ class _Reader:
             self._kept.append(chunk)
 
     def on_raw(self, data: bytes, last: bool) -> None:
+        raise AssertionError("decoded mode")
+
+    def observe_piece(self, piece: bytes) -> None:
         raise AssertionError("decoded mode")
 
     def flush(self) -> None:

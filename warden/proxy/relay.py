@@ -13,13 +13,12 @@ idleness is "no progress since the last tick", so the hot path reads no clock pe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Final, Protocol
 
 from warden.config.schema import TimeoutsSpec
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
-from warden.edge.responding import ResponseWriter
+from warden.edge.responding import native_writer
 from warden.exchange import Capture, Exchange
 from warden.fleet.backend import Backend
 from warden.proxy import scrub
@@ -55,23 +54,18 @@ class Relay(Exchange):
     last_progress_at = 0.0
     _progress_at_tick = 0
     observer: StreamObserver | None = None
-    observe: Callable[[bytes], None] | None = None   # a raw event stream's observer
     lost_reason: str | None = None
     raw = False                   # the body is relayed as the backend framed it
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
     held: scrub.HeldError | None = None  # a non-2xx body, looked at before the client sees it
     strip: UsageStripper | None = None  # takes the usage event the client did not ask for
-    # The client as the gateway's connection (edge): a C call per chunk, not a Python one
-    # through `ClientStream` (~300 instructions); None for another client (a test's).
-    _writer: ResponseWriter | None = None
 
     def __init__(self, request: HttpRequest, client: ClientStream, request_id: bytes,
                  owner: RelayOwner):
         super().__init__(request_id, request.path, request.client_ip, request.received_at)
         self.request = request
         self.client = client
-        if isinstance(client, ResponseWriter):
-            self._writer = client
+        self._writer = native_writer(client)   # (per chunk: C calls, edge.responding)
         self._owner = owner
 
     def send(self, backend: Backend, conn: UpstreamConnection, data: list[bytes],
@@ -114,18 +108,11 @@ class Relay(Exchange):
             block, event_stream, length_framed = passed
             self.raw = True
             block = block + self.response_headers if self.response_headers else block
-            writer = self._writer
-            if writer is not None:
-                writer.start_raw(block)
-            else:
-                self.client.start_raw(block)
-            if event_stream:
-                self.observer = observer = StreamObserver(monotonic)
+            self._writer.start_raw(block)
+            if event_stream:  # (its pieces come to `observe_piece`)
+                self.observer = StreamObserver(monotonic)
                 if capture == Capture.STREAMS:
                     self.captured = []
-                    self.observe = self.observe_piece
-                else:
-                    self.observe = observer.feed
                 return BodyMode.RAW_OBSERVED
             if capture and length_framed:  # (raw chunked bytes would need decoding)
                 self.captured = []
@@ -146,18 +133,11 @@ class Relay(Exchange):
         self.body_bytes += len(data)
         if self.captured is not None and self.observer is None:
             self.keep(data)
-        writer = self._writer
         if last:
-            if writer is not None:
-                writer.end_response(data)
-            else:
-                self.client.end_response(data)
+            self._writer.end_response(data)
             self._end(Ending.UPSTREAM_COMPLETE)
         else:
-            if writer is not None:
-                writer.write(data)
-            else:
-                self.client.write(data)
+            self._writer.write(data)
             self.progress += 1
             self.last_raw = data
 
@@ -255,6 +235,8 @@ class Relay(Exchange):
     # -- internals -------------------------------------------------------------------------
     def observe_piece(self, piece: bytes) -> None:
         """A de-chunked piece of a raw event stream: kept (full capture), and observed."""
+        if self.ended:
+            return
         if self.captured is not None:
             self.keep(piece)
         observer = self.observer
@@ -292,9 +274,6 @@ class Relay(Exchange):
     def _end(self, ending: str) -> None:
         self.ended = True
         self.ending = ending
-        # A capturing observer is a method of this relay (a reference cycle): dropped here,
-        # the relay is freed by reference counting, not by the cyclic collector.
-        self.observe = None
         if self.client.watcher is self:
             self.client.watcher = None
         self._owner.relay_ended(self, ending)

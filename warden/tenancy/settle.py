@@ -12,7 +12,7 @@ from warden.exchange import Exchange, NativeListener
 from warden.tenancy.answers import Ticket
 from warden.tenancy.budget import cost_of
 from warden.tenancy.limiter import Limiter
-from warden.tenancy.native import NativeLimiter
+from warden.tenancy.native import native
 
 
 def usage_of(exchange: Exchange) -> dict | None:
@@ -54,10 +54,7 @@ def cost_used(exchange: Exchange, ticket: Ticket, usage: dict | None) -> int:
 
 class LimitSettler(NativeListener):
     def __init__(self, limiter: Limiter):
-        self._limiter = limiter
-        # A shipped limiter called through its compiled base: a C call (tenancy/native.py).
-        self._native: NativeLimiter | None = \
-            limiter if isinstance(limiter, NativeLimiter) else None
+        self._limiter = native(limiter)   # (called through its compiled base: C calls)
         self.hears_started = False
 
     def started(self, exchange: Exchange) -> None:
@@ -71,8 +68,4 @@ class LimitSettler(NativeListener):
         usage = usage_of(exchange)
         used = tokens_used(exchange, ticket.tokens, usage)
         cost = cost_used(exchange, ticket, usage)
-        native = self._native
-        if native is not None:
-            native.settle(ticket, used, None, cost)
-        else:
-            self._limiter.settle(ticket, used, None, cost)
+        self._limiter.settle(ticket, used, None, cost)

@@ -6,9 +6,9 @@ when the head arrives (the value `on_head` returns):
 - RAW: the body is handed over as the backend sent it, framing included (`on_raw`, once per
   socket read; `last` is True on the call that carries the end of the response, so a small
   response costs the sink one call), so a relay forwards it with no per-chunk work;
-- RAW_OBSERVED: as RAW, and the de-chunked pieces also go to the sink's `observe` (during
-  the read, before that read's `on_raw`), for a sink that watches what it relays (an SSE
-  observer; called directly, as it runs per chunk; a `NativeSink`'s `observe_piece`);
+- RAW_OBSERVED: as RAW, and the de-chunked pieces also go to the sink's `observe_piece`
+  (during the read, before that read's `on_raw`), for a sink that watches what it relays (an
+  SSE observer);
 - DECODED: the body reaches the sink only de-chunked (`on_body`), for a sink that must
   re-frame it; `flush` follows a read that delivered the head, and `on_complete` the read
   that delivered the end.
@@ -17,12 +17,15 @@ The head is given raw too (status line and header lines, without the blank line)
 reads only the few headers it needs. Each response ends in exactly one of: `on_raw(..., True)`
 or `on_complete` (after the last body bytes were handed over), or `on_lost`. The connection is
 ready for reuse before that last call, so the sink may release it from there.
+
+The connection calls its sink as a `NativeSink` (C calls, per read and per piece); a sink that
+is only a `ResponseSink` (a test's, the replayer's) is wrapped in a `SinkAdapter` once, when
+sent, so no call site asks which kind it has.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Final, Protocol
 
 import httptools
@@ -39,10 +42,9 @@ class BodyMode:
 
 
 class ResponseSink(Protocol):
-    observe: Callable[[bytes], None] | None  # read after `on_head` returns RAW_OBSERVED
-
     def on_head(self, status: int, head: bytes) -> int: ...  # a BodyMode
     def on_raw(self, data: bytes, last: bool) -> None: ...
+    def observe_piece(self, piece: bytes) -> None: ...  # RAW_OBSERVED only
     def on_body(self, chunk: bytes) -> None: ...
     def flush(self) -> None: ...
     def on_complete(self) -> None: ...
@@ -50,10 +52,9 @@ class ResponseSink(Protocol):
 
 
 class NativeSink:
-    """The base of the gateway's own sink (the relay, through `exchange.Exchange`): the
-    connection calls its head, raw reads and observed pieces with C calls, where one through
-    `ResponseSink` is a Python method call (~300 instructions, per chunk); a sink that is
-    not one (a test's) is called through the protocol. `observe_piece` is its `observe`."""
+    """A `ResponseSink` the connection calls with C calls (compiled), where one through the
+    protocol is a Python method call (~300 instructions, per read or piece). The gateway's
+    relay is one (through `exchange.Exchange`); any other sink is wrapped in a `SinkAdapter`."""
 
     def on_head(self, status: int, head: bytes) -> int:
         raise NotImplementedError
@@ -63,6 +64,52 @@ class NativeSink:
 
     def observe_piece(self, piece: bytes) -> None:
         raise NotImplementedError
+
+    def on_body(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def on_complete(self) -> None:
+        raise NotImplementedError
+
+    def on_lost(self, reason: str) -> None:
+        raise NotImplementedError
+
+
+class SinkAdapter(NativeSink):
+    """A sink that is not a `NativeSink`, behind its face (each call forwarded as is)."""
+
+    def __init__(self, sink: ResponseSink):
+        self.sink = sink
+
+    def on_head(self, status: int, head: bytes) -> int:
+        return self.sink.on_head(status, head)
+
+    def on_raw(self, data: bytes, last: bool) -> None:
+        self.sink.on_raw(data, last)
+
+    def observe_piece(self, piece: bytes) -> None:
+        self.sink.observe_piece(piece)
+
+    def on_body(self, chunk: bytes) -> None:
+        self.sink.on_body(chunk)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def on_complete(self) -> None:
+        self.sink.on_complete()
+
+    def on_lost(self, reason: str) -> None:
+        self.sink.on_lost(reason)
+
+
+# Where a response's de-chunked pieces go (`UpstreamConnection._pieces`), by its BodyMode.
+_NOWHERE: Final = 0   # RAW: none are wanted
+_OBSERVE: Final = 1   # RAW_OBSERVED: the sink's observe_piece
+_ON_BODY: Final = 2   # DECODED: the sink's on_body
 
 
 class UpstreamConnection:
@@ -75,16 +122,14 @@ class UpstreamConnection:
         self.closed = False
         self.reusable = False
         self.idle_since = 0.0
-        self._sink: ResponseSink | None = None
-        self._native: NativeSink | None = None     # the sink, when it is one (see NativeSink)
-        self._observed: NativeSink | None = None   # gets a RAW_OBSERVED body's pieces
+        self._sink: NativeSink | None = None
         self._parser = httptools.HttpResponseParser(self)
         # Per-response state (reset by `_finish`).
         self._head_buf = b""        # bytes of the response so far, until its head is complete
         self._head_start = 0        # where the head begins in _head_buf (after any 1xx heads)
         self._reading_head = True
         self._raw = False           # on_raw gets the body as it came
-        self._on_piece: Callable[[bytes], None] | None = None   # gets it de-chunked
+        self._pieces = _NOWHERE     # where the body's de-chunked pieces go
         self._head_ended_in_this_read = False   # decoded mode: flush after this read
         self._body_offset = 0       # raw mode: where, in the current read, the body begins
         self._data_len = 0
@@ -100,7 +145,6 @@ class UpstreamConnection:
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
-        native = self._native
         if sink is None:
             # Bytes nobody asked for: the connection is out of sync and cannot be reused.
             self.close()
@@ -117,7 +161,7 @@ class UpstreamConnection:
             return
         complete = self._complete
         if complete:  # reset for the next response before the sink hears of this one's end
-            self._sink = self._native = None
+            self._sink = None
             self.reusable = self._keep_alive and not self.closed
             self._reading_head = True
             self._complete = False
@@ -128,15 +172,9 @@ class UpstreamConnection:
                 data = data[offset:]
             if complete:
                 self._raw = False
-                if native is not None:
-                    native.on_raw(data, True)
-                else:
-                    sink.on_raw(data, True)
+                sink.on_raw(data, True)
             elif data:
-                if native is not None:
-                    native.on_raw(data, False)
-                else:
-                    sink.on_raw(data, False)
+                sink.on_raw(data, False)
         else:
             if self._head_ended_in_this_read:
                 self._head_ended_in_this_read = False
@@ -176,34 +214,29 @@ class UpstreamConnection:
         self._reading_head = False
         self._head_buf = b""
         self._head_start = 0
-        if self._sink is not None:
-            sink = self._sink
-            native = self._native
-            status = self._parser.get_status_code()
-            mode = native.on_head(status, buf[start:end + 2]) if native is not None \
-                else sink.on_head(status, buf[start:end + 2])
+        sink = self._sink
+        if sink is not None:
+            mode = sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
             if mode == BodyMode.DECODED:
                 self._raw = False
-                self._on_piece = sink.on_body
+                self._pieces = _ON_BODY
                 self._head_ended_in_this_read = True
             else:
                 self._raw = True
-                observed = mode == BodyMode.RAW_OBSERVED
-                if native is not None:
-                    self._observed = native if observed else None
-                else:
-                    self._on_piece = sink.observe if observed else None
+                self._pieces = _OBSERVE if mode == BodyMode.RAW_OBSERVED else _NOWHERE
                 # where, in this read, the body begins
                 self._body_offset = end + 4 - (len(buf) - self._data_len)
 
     def on_body(self, body: bytes) -> None:
-        observed = self._observed
-        if observed is not None:
-            observed.observe_piece(body)
+        pieces = self._pieces
+        if pieces == _NOWHERE:
             return
-        on_piece = self._on_piece
-        if on_piece is not None:
-            on_piece(body)
+        sink = self._sink
+        if sink is not None:
+            if pieces == _OBSERVE:
+                sink.observe_piece(body)
+            else:
+                sink.on_body(body)
 
     def on_message_complete(self) -> None:
         if self._complete:  # the end of a stray second response: never reuse this connection
@@ -211,21 +244,20 @@ class UpstreamConnection:
             return
         self._complete = True
         # (A stray response's body must not reach this one's sink.)
-        self._on_piece = self._observed = None
+        self._pieces = _NOWHERE
         # Only meaningful now: once feed_data returns, llhttp has reset for the next message.
         self._keep_alive = self._parser.should_keep_alive()
 
     # -- use -------------------------------------------------------------------------------
 
-    def send(self, data: list[bytes], sink: ResponseSink,
+    def send(self, data: list[bytes], sink: NativeSink | ResponseSink,
              batch: WriteBatch | None = None) -> None:
         """Write one request (through `batch`: at the end of the loop's turn); its response
         goes to `sink`. The connection becomes `reusable` only once that response is complete
         and allowed keep-alive."""
         transport = self.transport
         assert transport is not None, "send() before connection_made()"
-        self._sink = sink
-        self._native = sink if isinstance(sink, NativeSink) else None
+        self._sink = sink if isinstance(sink, NativeSink) else SinkAdapter(sink)
         self.reusable = False
         if batch is None:
             transport.writelines(data)
@@ -242,15 +274,15 @@ class UpstreamConnection:
 
     def close(self) -> None:
         """Close and never reuse; an in-progress response is abandoned silently."""
-        self._sink = self._native = None
-        self._on_piece = self._observed = None
+        self._sink = None
+        self._pieces = _NOWHERE
         self.reusable = False
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
 
     def _fail(self, reason: str) -> None:
-        sink, self._sink, self._native = self._sink, None, None
+        sink, self._sink = self._sink, None
         self.close()
         if sink is not None:
             sink.on_lost(reason)

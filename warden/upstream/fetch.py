@@ -23,6 +23,9 @@ class _Collector:
     def on_raw(self, data: bytes, last: bool) -> None:
         raise AssertionError("decoded mode")
 
+    def observe_piece(self, piece: bytes) -> None:
+        raise AssertionError("decoded mode")
+
     def on_body(self, chunk: bytes) -> None:
         self._body.append(chunk)
 
