@@ -8,6 +8,7 @@ import pytest
 
 from tests.harness import freed_without_collector
 from warden.edge.connection import HttpConnection
+from warden.edge.reading import FieldNames
 from warden.edge.server import HttpServer, ServerLimits
 
 
@@ -81,6 +82,18 @@ def test_a_request_split_anywhere_parses_the_same(served, split):
     assert requests == []
     conn.data_received(data[split:])
     assert requests[0].header(b"host") == b"a" and requests[0].body == b"{}"
+
+
+def test_field_names_are_read_in_any_case_and_the_names_seen_stay_bounded(served):
+    conn, requests = served
+    for case in (b"X-Note", b"x-NOTE", b"X-Note"):   # (the second time from the server's memo)
+        conn.data_received(HEAD.replace(b"X-Note", case) + b"{}")
+        assert requests[-1].header(b"x-note") == b"POST /v1/chat/completions HTTP/1.1"
+        assert requests[-1].header(b"content-length") == b"2"   # (an interpreted one)
+    names = FieldNames(most=3)
+    assert [names.lower(n) for n in (b"A", b"B", b"C", b"A")] == [b"a", b"b", b"c", b"a"]
+    assert len(names) == 3
+    assert names.lower(b"Made-Up") == b"made-up" and len(names) == 1   # (full: started over)
 
 
 def test_pipelined_requests_are_all_answered_in_order(served):

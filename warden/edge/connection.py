@@ -54,7 +54,7 @@ class HttpConnection(RequestReader):
     __deletable__ = ["_parser"]  # (for mypyc: `connection_lost` deletes it)
 
     def __init__(self, server: HttpServer):
-        super().__init__(server.limits, server.bodies)
+        super().__init__(server.limits, server.bodies, server.names)
         self._server = server
         self._loop = server.loop
         self._writes = server.writes  # every write, close and write_eof goes through it

@@ -12,6 +12,7 @@ from warden.edge import wire
 from warden.edge.budget import BodyBudget
 from warden.edge.connection import HttpConnection
 from warden.edge.contracts import Handler, ServerLimits
+from warden.edge.reading import FieldNames
 from warden.upstream.batch import WriteBatch
 
 __all__ = ["Handler", "HttpConnection", "HttpServer", "ServerLimits"]
@@ -31,6 +32,7 @@ class HttpServer:
         self.request_id = request_id
         # The memory request bodies hold across all connections (its limit follows `limits`).
         self.bodies = BodyBudget(limits.max_body_buffer)
+        self.names = FieldNames()   # the field names its clients send, lower-cased (bounded)
         # Both read afresh for each request (handler) and each new connection (limits): a
         # config reload replaces them.
         self.handler = handler
