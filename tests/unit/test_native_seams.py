@@ -10,22 +10,28 @@ from warden.config.limits_schema import RateLimitSpec
 from warden.edge.responding import NativeWriter, WriterAdapter, native_writer
 from warden.exchange import ListenerAdapter, Listeners, NativeListener
 from warden.proxy.relay import Relay
+from warden.tenancy.answers import Quota, Ticket
 from warden.tenancy.limiter import build_limiter
 from warden.tenancy.native import LimiterAdapter
 from warden.tenancy.native import native as native_limiter
-from warden.upstream.connection import NativeSink, SinkAdapter, UpstreamConnection
+from warden.upstream.connection import BodyMode, NativeSink, SinkAdapter, UpstreamConnection
 
 
 class Recording:
-    """Any protocol's part that is not a compiled one: it records what it is asked."""
+    """Any protocol's part that is not a compiled one: it records what it is asked, and
+    answers from `answers` (None for a method not in it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: dict | None = None) -> None:
         self.calls: list[tuple] = []
+        self.answers = answers or {}
         self.refusals: dict = {}
         self.hears_started = False
 
     def __getattr__(self, name):
-        return lambda *args: self.calls.append((name, *args))
+        def method(*args):
+            self.calls.append((name, *args))
+            return self.answers.get(name)
+        return method
 
 
 def test_a_native_part_is_taken_as_it_is():
@@ -41,32 +47,38 @@ def test_a_native_part_is_taken_as_it_is():
 
 
 def test_any_other_part_is_wrapped_and_every_call_forwarded():
-    fake = Recording()
-    stage = native(fake)
+    """(Real arguments and answers: compiled, the adapters check their types.)"""
+    relay = Relay(REQUEST, FakeClient(), b"r1", None)  # type: ignore[arg-type]
+    ticket = Ticket(1, 0, Quota())
+    a_stage, a_limiter = Recording(), Recording({"admit": ticket})
+    a_writer, a_sink = Recording(), Recording({"on_head": BodyMode.RAW})
+    stage = native(a_stage)
     assert isinstance(stage, StageAdapter) and isinstance(stage, NativeStage)
-    stage.admit("relay", {"body": 1})  # type: ignore[arg-type]
-    limiter = native_limiter(fake)  # type: ignore[arg-type]
-    assert isinstance(limiter, LimiterAdapter) and limiter.refusals is fake.refusals
-    limiter.admit([], 5, 1.0, 2)
-    limiter.settle("ticket", 3, None, 4)  # type: ignore[arg-type]
-    writer = native_writer(fake)  # type: ignore[arg-type]
+    assert stage.admit(relay, {"body": 1}) is None
+    limiter = native_limiter(a_limiter)  # type: ignore[arg-type]
+    assert isinstance(limiter, LimiterAdapter) and limiter.refusals is a_limiter.refusals
+    assert limiter.admit([], 5, 1.0, 2) is ticket
+    limiter.settle(ticket, 3, None, 4)
+    writer = native_writer(a_writer)  # type: ignore[arg-type]
     assert isinstance(writer, WriterAdapter) and isinstance(writer, NativeWriter)
     writer.start_raw(b"head")
     writer.write(b"data")
     writer.end_response(b"end")
-    sink = SinkAdapter(fake)  # type: ignore[arg-type]
-    assert sink.on_head(200, b"h") is None  # (what the fake answered, passed back)
+    sink = SinkAdapter(a_sink)  # type: ignore[arg-type]
+    assert sink.on_head(200, b"h") == BodyMode.RAW
     sink.on_raw(b"r", True)
     sink.observe_piece(b"p")
     sink.on_body(b"b")
     sink.flush()
     sink.on_complete()
     sink.on_lost("gone")
-    assert fake.calls == [
-        ("admit", "relay", {"body": 1}), ("admit", [], 5, 1.0, 2), ("settle", "ticket", 3, None, 4),
-        ("start_raw", b"head"), ("write", b"data"), ("end_response", b"end"),
-        ("on_head", 200, b"h"), ("on_raw", b"r", True), ("observe_piece", b"p"),
-        ("on_body", b"b"), ("flush",), ("on_complete",), ("on_lost", "gone")]
+    assert a_stage.calls == [("admit", relay, {"body": 1})]
+    assert a_limiter.calls == [("admit", [], 5, 1.0, 2), ("settle", ticket, 3, None, 4)]
+    assert a_writer.calls == [("start_raw", b"head"), ("write", b"data"),
+                              ("end_response", b"end")]
+    assert a_sink.calls == [("on_head", 200, b"h"), ("on_raw", b"r", True),
+                            ("observe_piece", b"p"), ("on_body", b"b"), ("flush",),
+                            ("on_complete",), ("on_lost", "gone")]
 
 
 def test_a_connection_wraps_a_sink_that_is_not_native_and_a_relay_a_client():
