@@ -1,5 +1,5 @@
 """The upstream connection's framing contract with its sink, at the socket seam (a fake
-transport): what reaches `on_raw`, `observe` and `on_body`, and when it is reusable."""
+transport): what reaches `on_raw`, `observe_piece` and `on_body`, and when it is reusable."""
 
 from __future__ import annotations
 
