@@ -55,6 +55,9 @@ class _Timing:
     def on_raw(self, data: bytes, last: bool) -> None:  # pragma: no cover - decoded mode only
         raise AssertionError
 
+    def observe_piece(self, piece: bytes) -> None:  # pragma: no cover - decoded mode only
+        raise AssertionError("decoded mode")
+
     def on_body(self, chunk: bytes) -> None:
         now = time.perf_counter()
         self.body.append(chunk)

@@ -94,6 +94,8 @@ def test_field_names_are_read_in_any_case_and_the_names_seen_stay_bounded(served
     assert [names.lower(n) for n in (b"A", b"B", b"C", b"A")] == [b"a", b"b", b"c", b"a"]
     assert len(names) == 3
     assert names.lower(b"Made-Up") == b"made-up" and len(names) == 1   # (full: started over)
+    long_name = b"X-" + b"Y" * 98   # (longer than LONGEST: lowered, never kept)
+    assert names.lower(long_name) == long_name.lower() and len(names) == 1
 
 
 def test_pipelined_requests_are_all_answered_in_order(served):

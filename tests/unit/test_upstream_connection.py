@@ -97,6 +97,26 @@ def test_a_stray_second_response_in_the_same_read_reaches_no_sink_and_ends_reuse
     assert not conn.reusable
 
 
+INTERIM = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"
+FINAL = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+
+@pytest.mark.parametrize("mode", [BodyMode.RAW, BodyMode.DECODED])
+@pytest.mark.parametrize("split", [0, 25, len(INTERIM), len(INTERIM) + 5])
+def test_interim_responses_are_skipped_and_the_final_one_reaches_the_sink(mode, split):
+    conn, sink = sent(mode)
+    whole = INTERIM + FINAL
+    for part in (whole[:split], whole[split:]):
+        if part:
+            conn.data_received(part)
+    assert sink.heads == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"]
+    if mode == BodyMode.RAW:
+        assert sink.raw == [(b"{}", True)]
+    else:
+        assert sink.decoded == [b"{}"] and sink.completed == 1
+    assert sink.lost == [] and conn.reusable
+
+
 def test_bytes_nobody_asked_for_close_the_connection():
     conn, sink = sent(BodyMode.RAW)
     conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")

@@ -14,6 +14,7 @@ exception raised in a callback: the connection answers it and closes.
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 from warden.edge.budget import BodyBudget
 from warden.edge.contracts import ServerLimits
@@ -21,13 +22,15 @@ from warden.edge.request import INTERPRETED, SINGLE_VALUED
 from warden.edge.responding import ResponseWriter
 from warden.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge
 
+LONGEST: Final = 64   # the longest field name FieldNames keeps (the SDK's longest is 27)
+
 
 class FieldNames:
     """Field names as clients send them, lower-cased, shared by a server's connections: a
     name seen before costs a dict look-up, not `bytes.lower` (a Python method call when
     compiled, ~300 instructions) and the hash of a new object; the openai SDK sends sixteen
-    fields a request. Bounded: past `most` names (a client sending made-up ones), it starts
-    over."""
+    fields a request. Bounded: only names of at most `LONGEST` bytes are kept (a head may be
+    64 KiB), and past `most` of them (a client sending made-up ones) it starts over."""
 
     def __init__(self, most: int = 1024):
         self._lowered: dict[bytes, bytes] = {}
@@ -37,6 +40,8 @@ class FieldNames:
         lowered = self._lowered.get(name)
         if lowered is None:
             lowered = name.lower()
+            if len(name) > LONGEST:
+                return lowered
             if len(self._lowered) >= self._most:
                 self._lowered.clear()
             self._lowered[name] = lowered

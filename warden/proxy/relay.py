@@ -152,7 +152,7 @@ class Relay(Exchange):
             if self.captured is not None:
                 self.keep(chunk)
             return
-        self.client.write(chunk if self.strip is None else self.strip.feed(chunk))
+        self._writer.write(chunk if self.strip is None else self.strip.feed(chunk))
         self.body_bytes += len(chunk)
         self.progress += 1
         if self.captured is not None:
@@ -170,7 +170,7 @@ class Relay(Exchange):
             return
         held = self.held
         if held is None:
-            self.client.end_response(self.strip.rest() if self.strip is not None else b"")
+            self._writer.end_response(self.strip.rest() if self.strip is not None else b"")
         else:
             self.error = held.answer(self.client, self.status, self.request_id,
                                      self.sent_to.target, self._owner.expose_upstream,

@@ -3,9 +3,10 @@
 Keys are high-entropy (`new_key`: 32 random bytes), so a key is stored as its SHA-256 (a slow
 password hash buys nothing against 256 bits of entropy and would cost every request). A
 presented key is hashed once and looked up by its digest: what the look-up takes depends on
-the digest only, which a guesser cannot steer (making a guess's digest share a prefix with a
-stored one is a preimage search), so it tells nothing of how much of a guess is right; the
-dict's own comparison confirms the entry (a second, constant-time one would add nothing).
+the digest only (the dict compares bytes only after their keyed 64-bit hashes match), so a
+guesser could learn at most something of a stored digest, and a digest gives no key (256 bits
+of entropy behind SHA-256); nothing of how much of a guess is right. The dict's own
+comparison confirms the entry (a second, constant-time one would add nothing).
 
 A client connection remembers the key its client last presented that was found, and that
 key's digest (`ProvenKey`): its next request presenting the same bytes skips the hash (~5k

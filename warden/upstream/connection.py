@@ -124,7 +124,7 @@ class UpstreamConnection:
         self.idle_since = 0.0
         self._sink: NativeSink | None = None
         self._parser = httptools.HttpResponseParser(self)
-        # Per-response state (reset by `_finish`).
+        # Per-response state (reset when a response completes: `data_received`).
         self._head_buf = b""        # bytes of the response so far, until its head is complete
         self._head_start = 0        # where the head begins in _head_buf (after any 1xx heads)
         self._reading_head = True
@@ -134,6 +134,7 @@ class UpstreamConnection:
         self._body_offset = 0       # raw mode: where, in the current read, the body begins
         self._data_len = 0
         self._complete = False
+        self._interim = False       # the message being parsed is a 1xx (skipped whole)
         self._keep_alive = False
 
     # -- the asyncio protocol --------------------------------------------------------------
@@ -210,6 +211,7 @@ class UpstreamConnection:
         end = buf.find(b"\r\n\r\n", start)
         if self._parser.get_status_code() < 200:  # an interim response (1xx): skip it
             self._head_start = end + 4
+            self._interim = True
             return
         self._reading_head = False
         self._head_buf = b""
@@ -239,6 +241,9 @@ class UpstreamConnection:
                 sink.on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:  # the end of a 1xx: the response is still to come
+            self._interim = False
+            return
         if self._complete:  # the end of a stray second response: never reuse this connection
             self._keep_alive = False
             return
