@@ -106,12 +106,6 @@ class SinkAdapter(NativeSink):
         self.sink.on_lost(reason)
 
 
-# Where a response's de-chunked pieces go (`UpstreamConnection._pieces`), by its BodyMode.
-_NOWHERE: Final = 0   # RAW: none are wanted
-_OBSERVE: Final = 1   # RAW_OBSERVED: the sink's observe_piece
-_ON_BODY: Final = 2   # DECODED: the sink's on_body
-
-
 class UpstreamConnection:
     """An asyncio protocol (by its methods, not by inheritance: see `HttpConnection`)."""
 
@@ -129,7 +123,7 @@ class UpstreamConnection:
         self._head_start = 0        # where the head begins in _head_buf (after any 1xx heads)
         self._reading_head = True
         self._raw = False           # on_raw gets the body as it came
-        self._pieces = _NOWHERE     # where the body's de-chunked pieces go
+        self._pieces = BodyMode.RAW  # the mode the de-chunked pieces follow (RAW: nowhere)
         self._head_ended_in_this_read = False   # decoded mode: flush after this read
         self._body_offset = 0       # raw mode: where, in the current read, the body begins
         self._data_len = 0
@@ -218,24 +212,23 @@ class UpstreamConnection:
         self._head_start = 0
         sink = self._sink
         if sink is not None:
-            mode = sink.on_head(self._parser.get_status_code(), buf[start:end + 2])
+            mode = self._pieces = sink.on_head(self._parser.get_status_code(),
+                                               buf[start:end + 2])
             if mode == BodyMode.DECODED:
                 self._raw = False
-                self._pieces = _ON_BODY
                 self._head_ended_in_this_read = True
             else:
                 self._raw = True
-                self._pieces = _OBSERVE if mode == BodyMode.RAW_OBSERVED else _NOWHERE
                 # where, in this read, the body begins
                 self._body_offset = end + 4 - (len(buf) - self._data_len)
 
     def on_body(self, body: bytes) -> None:
         pieces = self._pieces
-        if pieces == _NOWHERE:
+        if pieces == BodyMode.RAW:
             return
         sink = self._sink
         if sink is not None:
-            if pieces == _OBSERVE:
+            if pieces == BodyMode.RAW_OBSERVED:
                 sink.observe_piece(body)
             else:
                 sink.on_body(body)
@@ -249,7 +242,7 @@ class UpstreamConnection:
             return
         self._complete = True
         # (A stray response's body must not reach this one's sink.)
-        self._pieces = _NOWHERE
+        self._pieces = BodyMode.RAW
         # Only meaningful now: once feed_data returns, llhttp has reset for the next message.
         self._keep_alive = self._parser.should_keep_alive()
 
@@ -280,7 +273,7 @@ class UpstreamConnection:
     def close(self) -> None:
         """Close and never reuse; an in-progress response is abandoned silently."""
         self._sink = None
-        self._pieces = _NOWHERE
+        self._pieces = BodyMode.RAW
         self.reusable = False
         if self.transport is not None and not self.closed:
             self.closed = True
