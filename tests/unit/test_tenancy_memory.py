@@ -8,7 +8,14 @@ import asyncio
 import pytest
 
 from warden.config.limits_schema import LimitValues, RateLimitSpec
-from warden.tenancy.answers import Refusal, Ticket, duration_text
+from warden.tenancy.answers import (
+    Quota,
+    Refusal,
+    ResetTexts,
+    Ticket,
+    duration_bytes,
+    duration_text,
+)
 from warden.tenancy.limiter import build_limiter
 
 T0 = 60 * 28_333_334 + 40.0   # 40 s into a minute window
@@ -137,6 +144,24 @@ def test_headers_show_the_subject_with_the_least_left():
 def test_durations_are_written_as_openai_writes_them():
     assert [duration_text(s) for s in (0.0173, 1.0, 1.5, 59.9994, 360.0, 61.25)] == \
         ["18ms", "1s", "1.5s", "1m0s", "6m0s", "1m1.25s"]
+
+
+def test_the_kept_reset_text_is_the_text_of_each_time_asked():
+    texts = ResetTexts()
+    times = [0.0173, 0.0173, 0.017, 0.0170001, 0.0169999, 0.016, 1.0, 0.9995, 1.0005, 0.0,
+             -0.5, 0.0004, -3.0, 0.001, 59.9994, 1e-9, 60.0]
+    assert [texts.of(t) for t in times] == [duration_bytes(t) for t in times]
+
+
+def test_headers_write_the_limits_of_the_moment_after_a_change(limiter, clock):
+    admitted(limiter.admit([("key", LimitValues(rpm=3, tpm=900))], 10, clock.now))
+    ticket = admitted(limiter.admit([("key", LimitValues(rpm=40, tpm=9000))], 10, clock.now))
+    assert b"x-ratelimit-limit-requests: 40\r\nx-ratelimit-remaining-requests: 38\r\n" \
+        in ticket.headers()
+    assert b"x-ratelimit-limit-tokens: 9000\r\nx-ratelimit-remaining-tokens: 8980\r\n" \
+        in ticket.headers()
+    assert Quota(limit_requests=7, remaining_requests=2).headers().startswith(
+        b"x-ratelimit-limit-requests: 7\r\n")                 # no text kept: written
 
 
 def test_subjects_are_forgotten_when_their_window_ends_unless_they_hold_slots(limiter, clock):

@@ -156,9 +156,11 @@ class LimitStage(NativeStage):
             cost = cost_of(price, prompt, output)
         # (The clock by name: `time.time` would be an attribute look-up.)
         answer = self._limiter.admit(subjects, prompt + output, wall_clock(), cost)
-        if isinstance(answer, Future):   # (the exact mode's: Redis answers later)
-            return self._later(answer, relay, body, prompt, price)
-        return self._take(relay, body, prompt, price, answer)
+        # (Asked of the compiled answers first: a pointer comparison each, where
+        # `isinstance(answer, Future)` is a generic one, ~250 instructions.)
+        if isinstance(answer, (Ticket, Refusal)):
+            return self._take(relay, body, prompt, price, answer)
+        return self._later(answer, relay, body, prompt, price)  # (the exact mode's future)
 
     def _later(self, answer: Future[Ticket | Refusal], relay: Relay, body: dict, prompt: int,
                price: tuple[float, float] | None) -> Future[WardenError | None]:
@@ -201,9 +203,9 @@ class AddressLimitStage(NativeStage):
     def admit(self, relay: Relay, body: dict) -> StageResult:
         subjects = [("ip:" + relay.client_ip, self._values)]
         answer = self._limiter.admit(subjects, 0, wall_clock())
-        if isinstance(answer, Future):
-            return followed(answer, self._take)
-        return self._take(answer)
+        if isinstance(answer, (Ticket, Refusal)):
+            return self._take(answer)
+        return followed(answer, self._take)
 
     def _take(self, answer: Ticket | Refusal) -> WardenError | None:
         if isinstance(answer, Refusal):

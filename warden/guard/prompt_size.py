@@ -13,8 +13,6 @@ raising (what is not a prompt shape counts for nothing).
 
 from __future__ import annotations
 
-_CARRIERS = ("prompt", "input")
-
 
 def prompt_tokens_at_least(body: dict, chars_per_token: int) -> tuple[int, str | None]:
     """(tokens, the parameter holding them): the longest prompt of the body, at least."""
@@ -22,10 +20,19 @@ def prompt_tokens_at_least(body: dict, chars_per_token: int) -> tuple[int, str |
     messages = body.get("messages")
     if isinstance(messages, list):
         best, param = _message_chars(messages) // chars_per_token, "messages"
-    for field in _CARRIERS:
-        tokens = _longest(body.get(field), chars_per_token)
+    # (The other carriers, `prompt` and `input`, by literal look-ups, and only a present one
+    # measured: a loop over their names costs mypyc a generic iterator and two calls, ~700
+    # instructions, on every limited request.)
+    prompt = body.get("prompt")
+    if prompt is not None:
+        tokens = _longest(prompt, chars_per_token)
         if tokens > best:
-            best, param = tokens, field
+            best, param = tokens, "prompt"
+    given = body.get("input")
+    if given is not None:
+        tokens = _longest(given, chars_per_token)
+        if tokens > best:
+            best, param = tokens, "input"
     return best, param
 
 

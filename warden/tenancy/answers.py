@@ -27,7 +27,7 @@ class Quota:
     subjects (a key and its tenant), each kind shows the one with the least left."""
 
     __slots__ = ("limit_requests", "limit_tokens", "remaining_requests", "remaining_tokens",
-                 "reset", "texts")
+                 "requests_text", "reset", "texts", "tokens_text")
 
     def __init__(self, limit_requests: int = -1, remaining_requests: int = -1,
                  limit_tokens: int = -1, remaining_tokens: int = -1, reset: float = 0.0,
@@ -38,14 +38,19 @@ class Quota:
         self.remaining_tokens = remaining_tokens
         self.reset = reset
         self.texts = texts    # the limiter's, if it keeps the reset's text (else formatted)
+        self.requests_text = self.tokens_text = b""   # the limits' text, if given (or b"")
 
-    def count(self, kind: str, limit: int, remaining: int) -> None:
-        """One subject's limit of `kind` (rpm or tpm): kept if it has the least left."""
+    def count(self, kind: str, limit: int, remaining: int, text: bytes = b"") -> None:
+        """One subject's limit of `kind` (rpm or tpm): kept if it has the least left. `text`:
+        the limit as the headers write it, if the caller keeps it (a limit is the same for
+        a whole window: written once, not on every response)."""
         if kind == RPM:
             if self.limit_requests < 0 or remaining < self.remaining_requests:
                 self.limit_requests, self.remaining_requests = limit, remaining
+                self.requests_text = text
         elif self.limit_tokens < 0 or remaining < self.remaining_tokens:
             self.limit_tokens, self.remaining_tokens = limit, remaining
+            self.tokens_text = text
 
     def headers(self) -> bytes:
         """The header lines, each ending in CRLF (none for a kind with no limit). Runs on
@@ -56,37 +61,45 @@ class Quota:
         texts = self.texts
         reset = texts.of(self.reset) if texts is not None else duration_bytes(self.reset)
         if self.limit_requests >= 0:
+            requests = self.requests_text or b"%d" % self.limit_requests
             if self.limit_tokens >= 0:
-                return (b"x-ratelimit-limit-requests: %d\r\nx-ratelimit-remaining-requests: "
+                tokens = self.tokens_text or b"%d" % self.limit_tokens
+                return (b"x-ratelimit-limit-requests: %s\r\nx-ratelimit-remaining-requests: "
                         b"%d\r\nx-ratelimit-reset-requests: %s\r\nx-ratelimit-limit-tokens: "
-                        b"%d\r\nx-ratelimit-remaining-tokens: %d\r\nx-ratelimit-reset-tokens: "
-                        b"%s\r\n" % (self.limit_requests, self.remaining_requests, reset,
-                                      self.limit_tokens, self.remaining_tokens, reset))
-            return (b"x-ratelimit-limit-requests: %d\r\nx-ratelimit-remaining-requests: "
+                        b"%s\r\nx-ratelimit-remaining-tokens: %d\r\nx-ratelimit-reset-tokens: "
+                        b"%s\r\n" % (requests, self.remaining_requests, reset, tokens,
+                                      self.remaining_tokens, reset))
+            return (b"x-ratelimit-limit-requests: %s\r\nx-ratelimit-remaining-requests: "
                     b"%d\r\nx-ratelimit-reset-requests: %s\r\n" % (
-                        self.limit_requests, self.remaining_requests, reset))
+                        requests, self.remaining_requests, reset))
         if self.limit_tokens >= 0:
-            return (b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: %d\r\n"
+            tokens = self.tokens_text or b"%d" % self.limit_tokens
+            return (b"x-ratelimit-limit-tokens: %s\r\nx-ratelimit-remaining-tokens: %d\r\n"
                     b"x-ratelimit-reset-tokens: %s\r\n" % (
-                        self.limit_tokens, self.remaining_tokens, reset))
+                        tokens, self.remaining_tokens, reset))
         return b""
 
 
 class ResetTexts:
     """The reset's text, kept for the last whole millisecond asked about: a limiter's
-    requests within one millisecond (most of them, at thousands a second) share it."""
+    requests within one millisecond (most of them, at thousands a second) share it. Its text
+    is that of every time in (`above`, `upto`] milliseconds (the ceiling's rule): a time in it
+    is known by two float comparisons, no `math.ceil` call."""
 
-    __slots__ = ("ms", "text")
+    __slots__ = ("above", "text", "upto")
 
     def __init__(self) -> None:
-        self.ms = -1
+        self.above = self.upto = -2.0   # (no time is in it)
         self.text = b""
 
     def of(self, seconds: float) -> bytes:
-        ms = max(0, math.ceil(seconds * 1000))
-        if ms != self.ms:
-            self.text = duration_ms(ms)
-            self.ms = ms
+        ms = seconds * 1000
+        if self.above < ms <= self.upto:
+            return self.text
+        whole = max(0, math.ceil(ms))
+        self.text = duration_ms(whole)
+        self.upto = float(whole)
+        self.above = whole - 1.0 if whole > 0 else -math.inf   # (0ms: any time not ahead)
         return self.text
 
 

@@ -64,11 +64,13 @@ def block_of(limit: int, fraction: float) -> int:
 class Bucket:
     """One limit (rpm or tpm) of one subject in one window, as one replica sees it."""
 
-    __slots__ = ("asking", "exhausted", "have", "lease", "limit", "peers", "shared")
+    __slots__ = ("asking", "exhausted", "have", "lease", "limit", "limit_text", "peers",
+                 "shared")
 
     def __init__(self, limit: int, lease: int, *, whole: bool = False):
         """`whole`: the memory store's bucket, which holds all of the limit from the start."""
         self.limit = limit
+        self.limit_text = b"%d" % limit   # (as the x-ratelimit headers write it)
         self.lease = lease
         self.have = limit if whole else 0     # leased and unspent (< 0: owed)
         self.shared = limit if whole else 0   # the shared counter after the last lease
@@ -126,6 +128,7 @@ class Bucket:
             self.have += limit - self.limit
             self.shared = limit
         self.limit, self.lease = limit, lease
+        self.limit_text = b"%d" % limit
         self.exhausted = whole
 
     def remaining(self) -> int:

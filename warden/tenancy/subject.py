@@ -141,10 +141,12 @@ class SubjectState:
         return ask and not self.whole
 
     def count(self, quota: Quota) -> None:
-        if self.requests is not None:
-            quota.count(RPM, self.requests.limit, self.requests.remaining())
-        if self.tokens is not None:
-            quota.count(TPM, self.tokens.limit, self.tokens.remaining())
+        requests = self.requests
+        if requests is not None:
+            quota.count(RPM, requests.limit, requests.remaining(), requests.limit_text)
+        tokens = self.tokens
+        if tokens is not None:
+            quota.count(TPM, tokens.limit, tokens.remaining(), tokens.limit_text)
 
     def idle(self, window: int, now: float) -> bool:
         """Nothing to keep: an old window, no budget in its period (what it spent, or holds
