@@ -26,17 +26,20 @@ from types import SimpleNamespace
 
 import uvloop
 
-from bench.hot_path import KEY, KEYED_REQUEST, PROMPT_REQUEST, SDK_REQUEST, SSE_EVENT, Rig
+from bench.hot_path import Rig
+from build_support.workload import (
+    KEYED,
+    KEYED_REQUEST,
+    LIMITED,
+    PROMPT_REQUEST,
+    SDK_REQUEST,
+    SSE_CHUNK,
+)
 from warden import compiled
 from warden.app.wiring import serving
 from warden.config.observe_schema import LoopProbeSpec
 from warden.observe.loop_probe import LoopProbe
 from warden.run import settle_heap
-
-SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8"
-            b"\r\ntransfer-encoding: chunked\r\n\r\n")
-SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
-
 
 # What a round is: a non-streaming request (wrk's headers, the recorder off; the openai SDK's;
 # recorded as shipped, in summary; recorded in full; with the guard off), one relayed SSE
@@ -45,20 +48,19 @@ SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
 # is ticks/s over requests/s).
 # `keyed`: a key required; `limited`: and its limits (rpm, tpm, max_concurrent) counted in the
 # memory store, which runs the leased mode's admit and settle without the Redis leases.
-# `limited-recorded`: the same with the recorder as shipped (summary): set against `summary`,
-# it counts what bench.tenancy_bench compares (the defaults, with and without key and limits;
-# the response's usage is then parsed once for the recorder and the settlement both).
+# `limited-recorded`: the same with the recorder as shipped (summary): set against
+# `key-sent` (the shipped defaults, auth off, on the same request: its key forwarded), it
+# counts what bench.tenancy_bench compares (the same client, with and without key and limits
+# checked; the response's usage is then parsed once for the recorder and the settlement both).
 # `prompt`: the shipped defaults (the recorder in summary) on a chat request with a ~10 KB
-# prompt (bench.hot_path.PROMPT): what a body of a realistic size adds to `summary`.
+# prompt (build_support/workload.py: PROMPT): what a body of a realistic size adds to `summary`.
 # `observed`: the shipped defaults (the recorder in summary) with JSON logs, the access log
 # and traces sampled at 1% (bench.hot_path.observe_in_process: the lines formatted and
 # written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%;
 # `observed-idle`: on, and no request sampled (what the listeners cost the others).
 KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick", "keyed",
-         "limited", "limited-recorded", "prompt", "observed", "observed-all", "observed-idle")
-KEYED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY}]}}
-LIMITED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY, "limits": {
-    "rpm": 10**9, "tpm": 10**12, "max_concurrent": 10**5}}]}}
+         "limited", "key-sent", "limited-recorded", "prompt", "observed", "observed-all",
+         "observed-idle")
 
 
 def _rig(kind: str) -> Rig:
@@ -67,6 +69,7 @@ def _rig(kind: str) -> Rig:
             "prompt": lambda: Rig(PROMPT_REQUEST, recorder="summary"),
             "keyed": lambda: Rig(KEYED_REQUEST, extra=KEYED),
             "limited": lambda: Rig(KEYED_REQUEST, extra=LIMITED),
+            "key-sent": lambda: Rig(KEYED_REQUEST, recorder="summary"),
             "limited-recorded": lambda: Rig(KEYED_REQUEST, recorder="summary", extra=LIMITED),
             "observed": lambda: Rig(recorder="summary", observe=0.01),
             "observed-all": lambda: Rig(recorder="summary", observe=1.0),
