@@ -4,12 +4,15 @@ falls back to plain Python where it cannot; the result is the same behaviour eit
 
 import os
 import runpy
+import shutil
 import sys
+import tempfile
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_support"))
+import guided  # profile-guided optimisation (GCC)
 from backend import ASKING, EDITABLE, asked, compiles  # the backend's own rules
 
 
@@ -20,7 +23,10 @@ class BuildNativeOrPure(build_ext):
 
     def run(self) -> None:
         try:
-            super().run()
+            if self.extensions and guided.wanted():
+                self._run_guided()
+            else:
+                super().run()
         except Exception as e:  # a compiler error, a missing header: whatever it was
             if asked() == "1":
                 raise
@@ -31,6 +37,33 @@ class BuildNativeOrPure(build_ext):
             print(f"warden: compiling the data path failed ({e}); installing it as plain "
                   "Python (slower, the same behaviour). Set WARDEN_COMPILE=1 to see the "
                   "error as a failure.", file=sys.stderr)
+
+    def _run_guided(self) -> None:
+        """Built with counters, trained on the workload, built again with the counts
+        (build_support/guided.py). A failed training builds without them, unless
+        WARDEN_PGO=1."""
+        folder = tempfile.mkdtemp(prefix="warden-pgo-")
+        self.force = True   # (every object compiled again, in each build)
+        compiler = self.compiler   # (a name or None: `run` replaces it with the compiler)
+        try:
+            guided.collect(self.extensions, folder)
+            super().run()
+            self.compiler = compiler
+            try:
+                guided.train(os.path.abspath(".") if self.inplace else self.build_lib)
+            except Exception as e:
+                if guided.asked() == "1":
+                    raise
+                print(f"warden: training the profile-guided build failed ({e}); building "
+                      "without it (WARDEN_PGO=1 makes this a failure)", file=sys.stderr)
+                guided.plain(self.extensions)
+            else:
+                print("warden: trained; compiling the data path with its profile",
+                      file=sys.stderr)
+                guided.apply(self.extensions, folder)
+            super().run()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ext_modules() -> list:

@@ -7,6 +7,10 @@ Python's headers exist, unless WARDEN_COMPILE=0; an editable install (`pip insta
 not, unless WARDEN_COMPILE=1 (a compiled checkout runs its .so files, not the sources you
 edit). WARDEN_COMPILE=1 also makes a failed compilation fail the install; otherwise a wheel
 whose compilation fails is built pure, and says so.
+
+A compiled build with profile-guided optimisation (build_support/guided.py) runs the data
+path while it builds, so it asks for Warden's own dependencies too (the same the install
+brings).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import contextlib
 import os
 import shutil
 import sysconfig
+import tomllib
 from pathlib import Path
 
+import guided
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403 - the rest of the PEP 517 hooks, as they are
 
@@ -49,16 +55,25 @@ def compiles(editable: bool) -> bool:
     return not editable and can_compile()
 
 
+def compiling_needs() -> list[str]:
+    """What a compiled build needs beyond setuptools: mypy, and with profile-guided
+    optimisation, what the data path imports when it runs."""
+    if not guided.wanted():
+        return [MYPY]
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    return [MYPY, *project["dependencies"]]
+
+
 def get_requires_for_build_wheel(config_settings=None):
     with _env(ASKING):
         requires = _setuptools.get_requires_for_build_wheel(config_settings)
-    return [*requires, MYPY] if compiles(editable=False) else requires
+    return [*requires, *compiling_needs()] if compiles(editable=False) else requires
 
 
 def get_requires_for_build_editable(config_settings=None):
     with _env(ASKING, EDITABLE):
         requires = _setuptools.get_requires_for_build_editable(config_settings)
-    return [*requires, MYPY] if compiles(editable=True) else requires
+    return [*requires, *compiling_needs()] if compiles(editable=True) else requires
 
 
 def prepare_metadata_for_build_editable(metadata_directory, config_settings=None):
