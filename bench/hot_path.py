@@ -1,6 +1,6 @@
 """Pure-Python cost of the gateway's data path, per request, with no sockets.
 
-The real protocol objects driven by hand (build_support/workload.py's rig): a request's bytes
+The real protocol objects driven by hand (build_support/training.py's rig): a request's bytes
 go in, the upstream's response bytes come back, and the time per round is the data path's
 share of a proxied request (the socket syscalls, which every proxy pays, are excluded). Run:
 
@@ -13,13 +13,13 @@ import time
 
 import uvloop
 
-from build_support import workload
-from build_support.workload import BODY, REQUEST, RESPONSE, SSE_EVENT
+from build_support import training
+from build_support.training import BODY, REQUEST, RESPONSE, SSE_EVENT
 from warden import compiled
 
 
-class Rig(workload.Rig):
-    """The workload's rig (build_support/workload.py), with logs and traces on at `observe`'s
+class Rig(training.Rig):
+    """The training rig (build_support/training.py), with logs and traces on at `observe`'s
     sample rate (0: off, as shipped), their costs kept in this process (`observe_in_process`)."""
 
     def __init__(self, request: bytes = REQUEST, recorder: str | None = None,

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import uvloop
 
 from bench.hot_path import Rig
-from build_support.workload import (
+from build_support.training import (
     KEYED,
     KEYED_REQUEST,
     LIMITED,
@@ -53,7 +53,7 @@ from warden.run import settle_heap
 # counts what bench.tenancy_bench compares (the same client, with and without key and limits
 # checked; the response's usage is then parsed once for the recorder and the settlement both).
 # `prompt`: the shipped defaults (the recorder in summary) on a chat request with a ~10 KB
-# prompt (build_support/workload.py: PROMPT): what a body of a realistic size adds to `summary`.
+# prompt (build_support/training.py: PROMPT): what a body of a realistic size adds to `summary`.
 # `observed`: the shipped defaults (the recorder in summary) with JSON logs, the access log
 # and traces sampled at 1% (bench.hot_path.observe_in_process: the lines formatted and
 # written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%;

@@ -3,7 +3,7 @@
 mypyc's C is long and mostly cold (every call has its error path beside it), and a request
 runs through more of it than a core's instruction cache holds: the data path's time goes as
 much to instruction-cache misses as to instructions. Built once with counters
-(`-fprofile-generate`), run on the workload (build_support/workload.py: plain and streamed
+(`-fprofile-generate`), run on the workload (build_support/training.py: plain and streamed
 requests, the openai SDK's headers, the recorder, keys and limits), and built again with the
 counts (`-fprofile-use`), GCC lays the hot paths out together and the cold ones apart: the
 same instructions, ~20% less time a request (docs/benchmarks.md).
@@ -23,7 +23,7 @@ import sysconfig
 from pathlib import Path
 
 PGO = "WARDEN_PGO"
-WORKLOAD = Path(__file__).resolve().parent / "workload.py"
+TRAINING = Path(__file__).resolve().parent / "training.py"
 ROUNDS = 3000       # per shape of traffic: a few seconds instrumented
 TIMEOUT = 600.0     # seconds the training may take before it counts as failed
 _COLLECT = ("-fprofile-update=single",)
@@ -76,7 +76,7 @@ def train(path: str, rounds: int = ROUNDS) -> None:
     CalledProcessError if it fails (a request not answered as it should be)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [path, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    subprocess.run([sys.executable, str(WORKLOAD), str(rounds)], env=env, check=True,
+    subprocess.run([sys.executable, str(TRAINING), str(rounds)], env=env, check=True,
                    timeout=TIMEOUT)
 
 

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from build_support.workload import FakeTransport
+from build_support.training import FakeTransport
 from warden.admin.fleet import FleetAdmin
 from warden.admin.own import OwnEndpoints
 from warden.admin.page import AdminPage

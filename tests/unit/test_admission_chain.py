@@ -12,7 +12,7 @@ import asyncio
 import orjson
 import pytest
 
-from build_support.workload import FakeTransport
+from build_support.training import FakeTransport
 from warden.admission.chain import Admission
 from warden.admission.stage import NativeStage
 from warden.app import build_app

@@ -8,7 +8,7 @@ and streamed requests, the openai SDK's headers, the recorder, keys and limits, 
 ~10 KB) a few thousand times; setup.py runs it, as a script, between the instrumented build
 and the final one:
 
-    python build_support/workload.py ROUNDS
+    python build_support/training.py ROUNDS
 """
 
 from __future__ import annotations
