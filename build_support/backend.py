@@ -33,12 +33,7 @@ ASKING = "WARDEN_BUILD_ASKING"      # set while setuptools runs setup.py for its
 
 def asked() -> str:
     """WARDEN_COMPILE as asked: "1" (must), "0" (must not) or "" (where it can)."""
-    value = os.environ.get("WARDEN_COMPILE", "").strip().lower()
-    if value in ("1", "true", "yes"):
-        return "1"
-    if value in ("0", "false", "no"):
-        return "0"
-    return ""
+    return guided.switch("WARDEN_COMPILE")
 
 
 def can_compile() -> bool:

@@ -6,7 +6,8 @@ much to instruction-cache misses as to instructions. Built once with counters
 (`-fprofile-generate`), run on the workload (build_support/training.py: plain and streamed
 requests, the openai SDK's headers, the recorder, keys and limits), and built again with the
 counts (`-fprofile-use`), GCC lays the hot paths out together and the cold ones apart: the
-same instructions, ~20% less time a request (docs/benchmarks.md).
+same instructions in ~20% less time (the data path alone; under load, with the kernel's share,
+4-10% more throughput: docs/benchmarks.md).
 
 WARDEN_PGO=0 builds without it; WARDEN_PGO=1 makes a failed training fail the build (else
 the build goes on without the profile, and says so). A compiler other than GCC (clang's
@@ -30,14 +31,20 @@ _COLLECT = ("-fprofile-update=single",)
 _APPLY = ("-fprofile-partial-training", "-Wno-missing-profile")
 
 
-def asked() -> str:
-    """WARDEN_PGO as asked: "1" (must), "0" (must not) or "" (where the compiler is GCC)."""
-    value = os.environ.get(PGO, "").strip().lower()
+def switch(name: str) -> str:
+    """A build switch from the environment: "1" (must), "0" (must not) or "" (unset, or
+    anything else: the build decides)."""
+    value = os.environ.get(name, "").strip().lower()
     if value in ("1", "true", "yes"):
         return "1"
     if value in ("0", "false", "no"):
         return "0"
     return ""
+
+
+def asked() -> str:
+    """WARDEN_PGO as asked ("": guided where the compiler is GCC)."""
+    return switch(PGO)
 
 
 def wanted() -> bool:
