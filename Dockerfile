@@ -5,7 +5,8 @@
 # (the config must listen on 0.0.0.0:8000, or set WARDEN_HEALTH_URL to where it listens).
 ARG PYTHON_VERSION=3.11
 
-# The builder has a C compiler and Python's headers: mypyc compiles the data path here.
+# The builder has a C compiler (GCC) and Python's headers: mypyc compiles the data path here,
+# guided by a profile of a workload the build runs (build_support/guided.py).
 FROM python:${PYTHON_VERSION}-bookworm AS builder
 WORKDIR /src
 COPY pyproject.toml setup.py README.md LICENSE MANIFEST.in ./
