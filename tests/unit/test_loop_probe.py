@@ -19,7 +19,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from warden.app.wiring import build_parts
 from warden.config.loader import parse_settings
 from warden.observe.loop_metrics import LoopCollector
-from warden.observe.loop_probe import LAG_BUCKETS, LoopProbe, Stall
+from warden.observe.loop_probe import (
+    LAG_BUCKETS,
+    LATE_NOTE,
+    PENDING,
+    WAITING,
+    LoopProbe,
+    Stall,
+)
 from warden.record import writer as writer_module
 
 
@@ -234,3 +241,41 @@ def test_a_thread_asleep_over_a_stall_is_not_blamed_for_it():
 
     run_with_probe(stall, lambda p: (s := longest(p)) is not None and s.lag >= 0.025, probe)
     assert longest(probe).cause in ("waiting", "preempted")
+
+
+def test_a_note_that_comes_ticks_after_its_stall_still_explains_it():
+    """The writer thread notes its piece when it ends; on a busy machine it may then wait
+    for a core while the loop ticks on: the stall waits for the note (LATE_NOTE), then is
+    the writer's, not `waiting`."""
+    now = [10.03]
+    probe = LoopProbe(busy_interval=0.001, clock=lambda: now[0])
+    probe._last = 10.0
+    probe.observe(0.03, 10.03, WAITING)                 # the stall; nothing noted yet
+    for tick in (10.031, 10.032, 10.05, 10.12):         # ticks, and still no note
+        probe.observe(0.0001, tick)
+    assert probe.stalls[WAITING] == 0 and probe.stalls["recorder_writer"] == 0
+    now[0] = 10.125
+    # Active over all of it: running, then runnable (waiting for a core) until it noted.
+    probe.note_thread("recorder_writer", 10.0, 0.125)
+    probe.observe(0.0001, 10.126)
+    assert probe.stalls["recorder_writer"] == 1 and probe.stalls[WAITING] == 0
+
+
+def test_a_stall_nothing_explains_is_counted_by_its_scheduling_once_no_note_can_come():
+    probe = LoopProbe(busy_interval=0.001)
+    probe._last = 20.0
+    probe.observe(0.03, 20.03, WAITING)
+    probe.observe(0.0001, 20.03 + LATE_NOTE / 2)
+    assert probe.stalls[WAITING] == 0
+    probe.observe(0.0001, 20.03 + LATE_NOTE)
+    assert probe.stalls[WAITING] == 1
+    assert [s.cause for s in probe.recent] == [WAITING]
+
+
+def test_stalls_waiting_for_a_note_are_bounded():
+    probe = LoopProbe(busy_interval=0.001)
+    for n in range(PENDING + 4):                        # within LATE_NOTE of each other
+        probe._last = 30.0 + n * 0.002
+        probe.observe(0.0015, probe._last + 0.0015, WAITING)
+    assert len(probe._pending) == PENDING
+    assert probe.stalls[WAITING] == 4                   # the oldest, counted as they were

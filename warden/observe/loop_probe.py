@@ -45,6 +45,10 @@ STALL = 0.001           # a lag this long or longer is a stall, and its cause is
 NOTED = 0.0002          # work pieces shorter than this are not noted (they cannot cause one)
 IDLE_INTERVAL = 0.02    # between ticks while none are
 KEPT = 64               # recent stalls kept
+# How long after a stall a note that explains it may still come: another thread notes its
+# piece when the piece ends, and on a busy machine it may wait that long for a core first.
+LATE_NOTE = 0.1
+PENDING = 16            # stalls waiting for a note at most (past it, the oldest is counted)
 # The loop's own work, and a thread's beside it (blamed only when the loop was off the CPU).
 CAUSES = ("gc_young", "gc_full", "recorder_flush", "scrape_parse", "metrics_render", "reload")
 BACKGROUND = ("recorder_writer",)
@@ -87,8 +91,9 @@ class LoopProbe:
         # flood of pieces between two ticks keeps the newest.
         self._pieces: deque[tuple[str, float, float, float]] = deque(maxlen=256)
         self._gc_started = 0.0
-        # A stall no noted piece overlapped yet: (lag, window start, window end).
-        self._pending: tuple[float, float, float, str] | None = None
+        # Stalls no noted piece overlapped yet: (lag, window start, window end, the cause if
+        # none comes), oldest first.
+        self._pending: deque[tuple[float, float, float, str]] = deque()
         self._schedstat: int | None = None  # (opened by the loop's thread, at start)
         self._usage = b""
         self._last = 0.0
@@ -178,8 +183,9 @@ class LoopProbe:
 
     def observe(self, lag: float, now: float, unnoted: str = UNKNOWN) -> None:
         """One tick's lag. A stall's cause is looked for among the pieces noted so far; if
-        none overlaps it, once more at the next tick (work in another thread, or the piece
-        that the stall was, is noted when it ends, which can be just after this tick)."""
+        none overlaps it, again at each tick for `LATE_NOTE` seconds (work in another thread,
+        or the piece that the stall was, is noted when it ends, which can be after this
+        tick: later still when that thread then waits for a core)."""
         index = 0
         for bound in LAG_BUCKETS:
             if lag <= bound:
@@ -188,16 +194,30 @@ class LoopProbe:
         self.counts[index] += 1
         self.lag_sum += lag
         self.ticks += 1
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._count(*pending[:3], *self._culprit(*pending))
+        if self._pending:
+            self._settle(now)
         if lag >= STALL:
             cause, overlap = self._culprit(lag, self._last, now, unnoted)
-            if overlap == 0.0:  # perhaps noted just after this tick: look again at the next
-                self._pending = (lag, self._last, now, unnoted)
+            if overlap == 0.0:  # perhaps noted after this tick: look again at the next ones
+                if len(self._pending) >= PENDING:
+                    oldest = self._pending.popleft()
+                    self._count(*oldest[:3], *self._culprit(*oldest))
+                self._pending.append((lag, self._last, now, unnoted))
             else:
                 self._count(lag, self._last, now, cause, overlap)
-        self._forget(now if self._pending is None else self._pending[1])
+        self._forget(self._pending[0][1] if self._pending else now)
+
+    def _settle(self, now: float) -> None:
+        """Counts each waiting stall that a noted piece now explains, or that waited
+        `LATE_NOTE` (then by what explains it now: its unnoted cause, if nothing)."""
+        waiting: deque[tuple[float, float, float, str]] = deque()
+        for lag, start, end, unnoted in self._pending:
+            cause, overlap = self._culprit(lag, start, end, unnoted)
+            if overlap > 0.0 or now - end >= LATE_NOTE:
+                self._count(lag, start, end, cause, overlap)
+            else:
+                waiting.append((lag, start, end, unnoted))
+        self._pending = waiting
 
     def _culprit(self, lag: float, start: float, end: float,
                  unnoted: str) -> tuple[str, float]:
