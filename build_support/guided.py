@@ -6,8 +6,8 @@ much to instruction-cache misses as to instructions. Built once with counters
 (`-fprofile-generate`), run on the workload (build_support/training.py: plain and streamed
 requests, the openai SDK's headers, the recorder, keys and limits), and built again with the
 counts (`-fprofile-use`), GCC lays the hot paths out together and the cold ones apart: the
-same instructions in ~20% less time (the data path alone; under load, with the kernel's share,
-4-10% more throughput: docs/benchmarks.md).
+same instructions in 7-17% less time (the data path alone; under load, with the kernel's
+share, 4-10% more throughput: docs/benchmarks.md).
 
 WARDEN_PGO=0 builds without it; WARDEN_PGO=1 makes a failed training fail the build (else
 the build goes on without the profile, and says so). A compiler other than GCC (clang's
