@@ -38,9 +38,8 @@ def asked() -> str:
 
 def can_compile() -> bool:
     """A C compiler on PATH and Python's headers (what mypyc's C needs)."""
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    return shutil.which(compiler) is not None and headers.exists()
+    return shutil.which(guided.c_compiler()) is not None and headers.exists()
 
 
 def compiles(editable: bool) -> bool:

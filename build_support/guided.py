@@ -52,8 +52,13 @@ def wanted() -> bool:
     return mode == "1" or (mode == "" and is_gcc())
 
 
+def c_compiler() -> str:
+    """The C compiler extensions are built with (Python's own build's, as setuptools uses)."""
+    return (sysconfig.get_config_var("CC") or "cc").split()[0]
+
+
 def is_gcc() -> bool:
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = c_compiler()
     if shutil.which(compiler) is None:
         return False
     try:

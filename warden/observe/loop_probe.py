@@ -200,23 +200,25 @@ class LoopProbe:
             cause, overlap = self._culprit(lag, self._last, now, unnoted)
             if overlap == 0.0:  # perhaps noted after this tick: look again at the next ones
                 if len(self._pending) >= PENDING:
-                    oldest = self._pending.popleft()
-                    self._count(*oldest[:3], *self._culprit(*oldest))
+                    self._settle(now, self._pending[0])   # the oldest, counted as it is
                 self._pending.append((lag, self._last, now, unnoted))
             else:
                 self._count(lag, self._last, now, cause, overlap)
         self._forget(self._pending[0][1] if self._pending else now)
 
-    def _settle(self, now: float) -> None:
+    def _settle(self, now: float,
+                forced: tuple[float, float, float, str] | None = None) -> None:
         """Counts each waiting stall that a noted piece now explains, or that waited
-        `LATE_NOTE` (then by what explains it now: its unnoted cause, if nothing)."""
+        `LATE_NOTE`, or that is `forced` (then by what explains it now: its unnoted cause, if
+        nothing)."""
         waiting: deque[tuple[float, float, float, str]] = deque()
-        for lag, start, end, unnoted in self._pending:
+        for stall in self._pending:
+            lag, start, end, unnoted = stall
             cause, overlap = self._culprit(lag, start, end, unnoted)
-            if overlap > 0.0 or now - end >= LATE_NOTE:
+            if overlap > 0.0 or now - end >= LATE_NOTE or stall is forced:
                 self._count(lag, start, end, cause, overlap)
             else:
-                waiting.append((lag, start, end, unnoted))
+                waiting.append(stall)
         self._pending = waiting
 
     def _culprit(self, lag: float, start: float, end: float,
