@@ -102,7 +102,9 @@ class Bucket:
     def ask(self) -> int:
         """How much to lease now (0: nothing): below half a lease, a lease plus what is
         owed; never while one is in flight or once the window is spent."""
-        if self.exhausted or self.asking or self.have * 2 >= self.lease:
+        # (`have + have`, not `have * 2`: mypyc multiplies in C only operands below 2**30,
+        # so a large limit (tpm 10**9 and up), or any debt, took Python's int path.)
+        if self.exhausted or self.asking or self.have + self.have >= self.lease:
             return 0
         return self.lease - min(self.have, 0)
 
