@@ -30,10 +30,12 @@ from bench.hot_path import Rig
 from build_support.training import (
     KEYED,
     KEYED_REQUEST,
+    LEASED,
     LIMITED,
     PROMPT_REQUEST,
     SDK_REQUEST,
     SSE_CHUNK,
+    answer_in_process,
 )
 from warden import compiled
 from warden.app.wiring import serving
@@ -52,6 +54,8 @@ from warden.run import settle_heap
 # `key-sent` (the shipped defaults, auth off, on the same request: its key forwarded), it
 # counts what bench.tenancy_bench compares (the same client, with and without key and limits
 # checked; the response's usage is then parsed once for the recorder and the settlement both).
+# `leased-recorded`: the same limits leased from Redis as replicas count them (the store
+# answering in process, build_support/training.py), bench.tenancy_bench's `+key+leased`.
 # `prompt`: the shipped defaults (the recorder in summary) on a chat request with a ~10 KB
 # prompt (build_support/training.py: PROMPT): what a body of a realistic size adds to `summary`.
 # `observed`: the shipped defaults (the recorder in summary) with JSON logs, the access log
@@ -59,8 +63,8 @@ from warden.run import settle_heap
 # written to /dev/null, the spans encoded as OTLP protobuf); `observed-all`: at 100%;
 # `observed-idle`: on, and no request sampled (what the listeners cost the others).
 KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick", "keyed",
-         "limited", "key-sent", "limited-recorded", "prompt", "observed", "observed-all",
-         "observed-idle")
+         "limited", "key-sent", "limited-recorded", "leased-recorded", "prompt", "observed",
+         "observed-all", "observed-idle")
 
 
 def _rig(kind: str) -> Rig:
@@ -71,6 +75,7 @@ def _rig(kind: str) -> Rig:
             "limited": lambda: Rig(KEYED_REQUEST, extra=LIMITED),
             "key-sent": lambda: Rig(KEYED_REQUEST, recorder="summary"),
             "limited-recorded": lambda: Rig(KEYED_REQUEST, recorder="summary", extra=LIMITED),
+            "leased-recorded": lambda: Rig(KEYED_REQUEST, recorder="summary", extra=LEASED),
             "observed": lambda: Rig(recorder="summary", observe=0.01),
             "observed-all": lambda: Rig(recorder="summary", observe=1.0),
             "observed-idle": lambda: Rig(recorder="summary", observe=1e-9)}
@@ -112,8 +117,15 @@ async def _drive(kind: str, rounds: int) -> None:
     if kind == "tick":
         return await _tick(rounds)
     rig = _rig(kind)
-    for _ in range(100):
+    limiter = rig.gateway.parts.limiter
+    refills = None
+    if limiter is not None and getattr(limiter, "store", None) is not None:
+        answer_in_process(limiter.store)   # (leased: its lease and slots granted in the warm-up)
+        refills = asyncio.create_task(limiter.run())
+    for n in range(100):
         rig.one_round()
+        if n % 10 == 0:
+            await asyncio.sleep(0)
     settle_heap()  # as the gateway's process does once started
     if kind != "chunk":
         for _ in range(rounds):
@@ -124,6 +136,8 @@ async def _drive(kind: str, rounds: int) -> None:
             rig.upstream.data_received(SSE_CHUNK)
             rig.writes.flush()
             rig.client.transport.out.clear()
+    if refills is not None:
+        refills.cancel()
 
 
 def callgrind_runs(kind: str, round_counts: tuple[int, ...], folder: Path) -> list[Path]:

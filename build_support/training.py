@@ -4,9 +4,9 @@ optimisation trains on (setup.py), and what the benchmarks in bench/ measure.
 Real protocol objects (the client's HttpConnection, an UpstreamConnection, the relay, the
 forwarder, the handler) are driven through fake transports: a request's bytes go in, the
 backend's response comes back. `train` runs the shapes of traffic the data path serves (plain
-and streamed requests, the openai SDK's headers, the recorder, keys and limits, a prompt of
-~10 KB) a few thousand times; setup.py runs it, as a script, between the instrumented build
-and the final one:
+and streamed requests, the openai SDK's headers, the recorder, keys and limits kept in memory
+or leased from a store that answers in process, a prompt of ~10 KB) a few thousand times;
+setup.py runs it, as a script, between the instrumented build and the final one:
 
     python build_support/training.py ROUNDS
 """
@@ -169,7 +169,43 @@ class Rig:
 KEYED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY}]}}
 LIMITED = {"auth": {"mode": "required", "keys": [{"id": "bench", "value": KEY, "limits": {
     "rpm": 10**9, "tpm": 10**12, "max_concurrent": 10**5}}]}}
+# The same limits counted as replicas count them: leased from Redis (tenancy/leased.py), whose
+# request path differs from the memory store's (leases asked for and granted, slots held).
+# Its store answers in process (answer_in_process): the address is one nothing listens on.
+LEASED = {**LIMITED, "rate_limits": {"store": "redis", "mode": "leased",
+                                     "redis_url": "redis://127.0.0.1:9/0"}}
 SSE_CHUNK = b"%x\r\n%s\r\n" % (len(SSE_EVENT), SSE_EVENT)
+
+
+def answer_in_process(store) -> dict[str, int]:
+    """Makes `store` (a RedisLimits) answer the leased mode's scripts in this process, as
+    Redis would for a lone replica far below its limits: every lease and holding granted in
+    full. It stands in at the store's one I/O (`_send`, `ping`): the build machine may have
+    no Redis, and the training must not depend on one. Returns the calls answered, by
+    script."""
+    taken: dict[str, list[int]] = {}
+    answered = {"lease": 0, "hold": 0}
+
+    async def send(calls) -> list[object]:
+        answers: list[object] = []
+        for name, keys, args in calls:
+            if name == "lease":   # -> got r, got t, taken r, taken t, replicas
+                counter = taken.setdefault(keys[0], [0, 0])
+                counter[0] += int(args[2])
+                counter[1] += int(args[3])
+                answers.append([args[2], args[3], counter[0], counter[1], 1])
+            elif name == "hold":  # -> held now, held by others
+                answers.append([args[1], 0])
+            else:
+                raise RuntimeError(f"the training does not answer the {name} script")
+            answered[name] += 1
+        return answers
+
+    async def ping() -> None:
+        pass
+
+    store._send, store.ping = send, ping
+    return answered
 
 
 async def train(rounds: int) -> None:
@@ -184,6 +220,7 @@ async def train(rounds: int) -> None:
         rig.one_round(check=True)
         for _ in range(rounds):
             rig.one_round()
+    await train_leased(rounds)
     rig = Rig(recorder="summary")
     rig.start_stream()
     for _ in range(rounds * 4):
@@ -192,6 +229,28 @@ async def train(rounds: int) -> None:
         if not rig.client.transport.out or SSE_EVENT not in rig.client.transport.out[-1]:
             raise RuntimeError(f"the event was not relayed: {rig.client.transport.out!r}")
         rig.client.transport.out.clear()
+
+
+async def train_leased(rounds: int) -> None:
+    """The keyed, limited request with its limits leased (LEASED), the background loop that
+    asks the store running beside it, as in the gateway. The first and last requests are
+    checked, and the store must have granted leases and slots (else requests ran on credit
+    or were refused: the wrong code trained)."""
+    rig = Rig(KEYED_REQUEST, recorder="summary", extra=LEASED)
+    limiter = rig.gateway.parts.limiter
+    answered = answer_in_process(limiter.store)
+    refills = asyncio.create_task(limiter.run())
+    try:
+        for n in range(rounds):
+            rig.one_round(check=n == 0 or n == rounds - 1)
+            if n % 64 == 0:
+                await asyncio.sleep(0)   # the background loop's turn (leases, slots)
+        if not (answered["lease"] and answered["hold"]):
+            raise RuntimeError(f"the leased limits were not asked for: {answered}")
+    finally:
+        refills.cancel()
+        await asyncio.gather(refills, return_exceptions=True)
+        await limiter.close()
 
 
 if __name__ == "__main__":

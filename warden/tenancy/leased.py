@@ -109,7 +109,7 @@ class LeasedLimiter(NativeLimiter):
         self.refusals: dict[tuple[str, str], int] = {}   # (limit, subject kind) -> 429s
         # the background loop (none for the memory store: it has nothing to ask)
         self._refill = None if store is None else Refiller(self, store, clock)
-        self._store = store
+        self.store = store            # (None: the memory store)
         self._resets = ResetTexts()   # the headers' reset text, kept per millisecond
 
     def admit(self, subjects: Subjects, tokens: int, now: float,
@@ -224,7 +224,7 @@ class LeasedLimiter(NativeLimiter):
                 for name, state in self.states.items() if state.budget is not None}
 
     async def budget_usage(self, subjects: Subjects, now: float) -> list[dict]:
-        return await usage(self._store, self.budgets(), subjects, now)
+        return await usage(self.store, self.budgets(), subjects, now)
 
     def state(self) -> dict[str, object]:
         return {**self.health.state(), "subjects": len(self.states),
