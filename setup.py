@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_support"))
-import guided  # profile-guided optimisation (GCC)
+import guided  # profile-guided optimisation and direct calls (GCC)
 from backend import ASKING, EDITABLE, asked, compiles  # the backend's own rules
 
 
@@ -82,7 +82,9 @@ def _ext_modules() -> list:
         return []
     modules = runpy.run_path(os.path.join("warden", "compiled.py"))["MODULES"]
     print(f"warden: compiling {len(modules)} modules of the data path", file=sys.stderr)
-    return mypycify(list(modules), opt_level="3", group_name="warden_native")
+    extensions = mypycify(list(modules), opt_level="3", group_name="warden_native")
+    guided.direct_calls(extensions)
+    return extensions
 
 
 setup(ext_modules=_ext_modules(), cmdclass={"build_ext": BuildNativeOrPure})

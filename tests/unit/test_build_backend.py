@@ -98,6 +98,31 @@ def test_each_build_has_its_flags_and_keeps_mypycs(guided):
     assert (ext.extra_compile_args, ext.extra_link_args) == (["-O3"], ["-s"])
 
 
+@pytest.mark.parametrize("gcc", [True, False])
+def test_gcc_builds_call_within_the_library_directly(guided, monkeypatch, gcc):
+    monkeypatch.setattr(guided, "is_gcc", lambda: gcc)
+    ext = SimpleNamespace(extra_compile_args=["-O3"], extra_link_args=[])
+    guided.direct_calls([ext])
+    own = ["-O3", "-fno-semantic-interposition"] if gcc else ["-O3"]
+    assert ext.extra_compile_args == own
+    guided.collect([ext], "/p")   # (kept by each phase of a guided build)
+    assert ext.extra_compile_args[:len(own)] == own
+
+
+def test_the_compiled_library_calls_its_own_functions_directly():
+    """No call from one compiled function to another goes through the PLT (each such call
+    is an indirect jump more, and cannot be inlined)."""
+    from warden import compiled
+    if compiled.describe() != "compiled":
+        pytest.skip("the data path runs interpreted here: there is no library to look at")
+    library = importlib.import_module("warden_native__mypyc").__file__
+    code = subprocess.run(["objdump", "-d", "--no-show-raw-insn", library],
+                          capture_output=True, text=True, check=True).stdout
+    calls = code.count("call")
+    through_plt = [line for line in code.splitlines() if "<CPyDef_" in line and "@plt>" in line]
+    assert calls > 10_000 and through_plt == [], through_plt[:5]
+
+
 def test_the_training_runs_the_data_path_and_checks_its_answers(guided):
     guided.train(str(ROOT), rounds=20)   # (the sources here: what it runs is the same code)
 
