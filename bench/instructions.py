@@ -35,7 +35,7 @@ from build_support.training import (
     PROMPT_REQUEST,
     SDK_REQUEST,
     SSE_CHUNK,
-    answer_in_process,
+    lease_in_process,
 )
 from warden import compiled
 from warden.app.wiring import serving
@@ -117,11 +117,8 @@ async def _drive(kind: str, rounds: int) -> None:
     if kind == "tick":
         return await _tick(rounds)
     rig = _rig(kind)
-    limiter = rig.gateway.parts.limiter
-    refills = None
-    if limiter is not None and getattr(limiter, "store", None) is not None:
-        answer_in_process(limiter.store)   # (leased: its lease and slots granted in the warm-up)
-        refills = asyncio.create_task(limiter.run())
+    # (leased: its lease and slots are granted in the warm-up)
+    refills = lease_in_process(rig)[1] if kind == "leased-recorded" else None
     for n in range(100):
         rig.one_round()
         if n % 10 == 0:

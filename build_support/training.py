@@ -208,6 +208,15 @@ def answer_in_process(store) -> dict[str, int]:
     return answered
 
 
+def lease_in_process(rig: Rig) -> tuple[dict[str, int], asyncio.Task]:
+    """A leased rig's store answering in process (answer_in_process), and its background
+    loop running beside it as in the gateway: the calls answered, and the loop's task (cancel
+    it when done)."""
+    limiter = rig.gateway.parts.limiter
+    answered = answer_in_process(limiter.store)
+    return answered, asyncio.create_task(limiter.run())
+
+
 async def train(rounds: int) -> None:
     """Each shape of traffic `rounds` times (a stream: its chunks); RuntimeError if a
     request is not answered as it should be (a profile of error paths would train the wrong
@@ -237,9 +246,7 @@ async def train_leased(rounds: int) -> None:
     checked, and the store must have granted leases and slots (else requests ran on credit
     or were refused: the wrong code trained)."""
     rig = Rig(KEYED_REQUEST, recorder="summary", extra=LEASED)
-    limiter = rig.gateway.parts.limiter
-    answered = answer_in_process(limiter.store)
-    refills = asyncio.create_task(limiter.run())
+    answered, refills = lease_in_process(rig)
     try:
         for n in range(rounds):
             rig.one_round(check=n == 0 or n == rounds - 1)
@@ -250,7 +257,7 @@ async def train_leased(rounds: int) -> None:
     finally:
         refills.cancel()
         await asyncio.gather(refills, return_exceptions=True)
-        await limiter.close()
+        await rig.gateway.parts.limiter.close()
 
 
 if __name__ == "__main__":
