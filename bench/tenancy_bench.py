@@ -87,17 +87,24 @@ def main() -> None:
 
 def measure(ports: dict[str, int], scripts: dict[str, Path], pids: dict[str, int],
             seconds: float, rounds: int) -> list[str]:
-    """Rounds interleaved (the VM's speed drifts): per concurrency, each variant's median
-    round, and the median of its per-round ratios to the plain gateway: of requests a second,
-    and of requests per CPU second of the gateway's process (from /proc: time the VM gave
-    to others is not in it, so it moves less from round to round than the rate does)."""
+    """Rounds interleaved (the VM's speed drifts), the order rotated each round: per
+    concurrency, each variant's median round, and the median of its per-round ratios to the
+    plain gateway: of requests a second, and of requests per CPU second of the gateway's
+    process (from /proc: time the VM gave to others is not in it, so it moves less from
+    round to round than the rate does)."""
     rows = ["| variant | conc. | req/s | vs warden (range) | CPU µs/req | requests per CPU "
             "second, vs warden (range) | p50 ms | p99 ms | errors |",
             "|---|---|---|---|---|---|---|---|---|"]
     for conns in (16, 64):
         runs: dict[str, list[tuple[WrkResult, float]]] = {name: [] for name in ports}
-        for _ in range(rounds):
-            for name, port in ports.items():
+        names = list(ports)
+        for round_ in range(rounds):
+            # (Each round starts one variant later: in a fixed order, a variant always ran
+            # at the same point of the VM's slower and faster spells, and its ratio showed
+            # where it stood in the order as much as what it cost.)
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                port = ports[name]
                 before = procs.cpu_seconds(pids[name])
                 result = run_wrk(f"http://127.0.0.1:{port}/v1/chat/completions",
                                  scripts[name], conns, seconds, LOAD_CORE)
