@@ -19,6 +19,7 @@ profiles need llvm-profdata) builds without it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -66,6 +67,7 @@ def c_compiler() -> str:
     return (sysconfig.get_config_var("CC") or "cc").split()[0]
 
 
+@functools.cache   # (asked by `wanted` and `direct_calls`: one `--version` run a build)
 def is_gcc() -> bool:
     compiler = c_compiler()
     if shutil.which(compiler) is None:
