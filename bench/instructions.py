@@ -81,10 +81,11 @@ def _steady_clock(rig: Rig) -> None:
     """The limits' wall clock as a loaded gateway sees it: CLOCK_STEP later at each reading.
     Under callgrind a request takes over a millisecond of real time, so the limiter's reset
     text, kept per millisecond (tenancy/answers.py, ResetTexts), was formatted again on
-    nearly every request (~1.4k instructions, paid about once a millisecond under load), and
+    nearly every request (~1k instructions, paid about once a millisecond under load), and
     the count moved with callgrind's speed. A C callable (itertools.count's `__next__`), as
     `time.time` is: its call costs about the same. The stage reads the clock by its module
-    global at each call, the limiter by its `clock`."""
+    global at each call, the limiter by its `clock` (its background leases keep the real
+    one: they are granted in the warm-up, before the counted rounds)."""
     clock = itertools.count(time.time(), CLOCK_STEP).__next__
     limit_stage.wall_clock = clock  # type: ignore[assignment]
     rig.gateway.parts.limiter.clock = clock
