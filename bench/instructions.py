@@ -70,15 +70,14 @@ KINDS = ("request", "sdk", "summary", "recorded", "unguarded", "chunk", "tick", 
          "observed-all", "observed-idle")
 
 
-# The kinds whose limits read the wall clock on every request (LimitStage, the limiter).
-LIMITED_KINDS = ("limited", "limited-recorded", "leased-recorded")
-# The wall clock's step per reading in those kinds: a request reads it about twice (its
+# The limits' wall clock's step per reading: a limited request reads it about twice (its
 # admission, its settlement), so 20 µs is a gateway at ~25,000 requests a second.
 CLOCK_STEP = 20e-6
 
 
 def _steady_clock(rig: Rig) -> None:
-    """The limits' wall clock as a loaded gateway sees it: CLOCK_STEP later at each reading.
+    """The limits' wall clock as a loaded gateway sees it (a rig with a limiter: its and the
+    limit stage's; a key with no limits never reads it): CLOCK_STEP later at each reading.
     Under callgrind a request takes over a millisecond of real time, so the limiter's reset
     text, kept per millisecond (tenancy/answers.py, ResetTexts), was formatted again on
     nearly every request (~1k instructions, paid about once a millisecond under load), and
@@ -86,9 +85,12 @@ def _steady_clock(rig: Rig) -> None:
     `time.time` is: its call costs about the same. The stage reads the clock by its module
     global at each call, the limiter by its `clock` (its background leases keep the real
     one: they are granted in the warm-up, before the counted rounds)."""
+    limiter = rig.gateway.parts.limiter
+    if limiter is None:
+        return
     clock = itertools.count(time.time(), CLOCK_STEP).__next__
     limit_stage.wall_clock = clock  # type: ignore[assignment]
-    rig.gateway.parts.limiter.clock = clock
+    limiter.clock = clock
 
 
 def _rig(kind: str) -> Rig:
@@ -141,8 +143,7 @@ async def _drive(kind: str, rounds: int) -> None:
     if kind == "tick":
         return await _tick(rounds)
     rig = _rig(kind)
-    if kind in LIMITED_KINDS:
-        _steady_clock(rig)
+    _steady_clock(rig)
     # (leased: its lease and slots are granted in the warm-up)
     refills = lease_in_process(rig)[1] if kind == "leased-recorded" else None
     for n in range(100):
