@@ -40,7 +40,6 @@ from build_support.training import (
     lease_in_process,
 )
 from warden import compiled
-from warden.admission import limits as limit_stage
 from warden.app.wiring import serving
 from warden.config.observe_schema import LoopProbeSpec
 from warden.observe.loop_probe import LoopProbe
@@ -76,20 +75,19 @@ CLOCK_STEP = 20e-6
 
 
 def _steady_clock(rig: Rig) -> None:
-    """The limits' wall clock as a loaded gateway sees it (a rig with a limiter: its and the
-    limit stage's; a key with no limits never reads it): CLOCK_STEP later at each reading.
+    """The limits' wall clock as a loaded gateway sees it (a rig with a limiter; a key with no
+    limits never reads it): CLOCK_STEP later at each reading.
     Under callgrind a request takes over a millisecond of real time, so the limiter's reset
     text, kept per millisecond (tenancy/answers.py, ResetTexts), was formatted again on
     nearly every request (~1k instructions, paid about once a millisecond under load), and
     the count moved with callgrind's speed. A C callable (itertools.count's `__next__`), as
-    `time.time` is: its call costs about the same. The stage reads the clock by its module
-    global at each call, the limiter by its `clock` (its background leases keep the real
-    one: they are granted in the warm-up, before the counted rounds)."""
+    `time.time` is: its call costs about the same. The stages and the limiter read the
+    limiter's `clock` at each call (its background leases keep the real one: they are
+    granted in the warm-up, before the counted rounds)."""
     limiter = rig.gateway.parts.limiter
     if limiter is None:
         return
     clock = itertools.count(time.time(), CLOCK_STEP).__next__
-    limit_stage.wall_clock = clock  # type: ignore[assignment]
     limiter.clock = clock
 
 

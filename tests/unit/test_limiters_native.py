@@ -32,6 +32,7 @@ class Delegating:
     def __init__(self, inner: Limiter) -> None:
         self.inner = inner
         self.refusals = inner.refusals
+        self.clock = inner.clock
         self.admits = 0
         self.settles = 0
 
@@ -66,3 +67,16 @@ def test_a_limiter_is_asked_and_settled_the_same_natively_or_through_its_protoco
     assert first.limits_ticket is not None and first.limits_ticket.settled
     if not native:
         assert (limiter.admits, limiter.settles) == (2, 1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_stage_stamps_an_admission_with_the_limiters_clock(native):
+    """One ledger, one clock: a limiter given a clock (here 90 s after the epoch, the
+    window 60-120 s) sees the stage's admissions at that time, not the machine's."""
+    inner = build_limiter(RateLimitSpec(store="memory"), clock=lambda: 90.0)
+    limiter: Limiter = inner if native else Delegating(inner)  # type: ignore[assignment]
+    relay = limited_relay()
+    assert LimitStage(limiter, 16, Prices({})).admit(relay, {"model": "m", "prompt": "x"}) \
+        is None
+    assert inner.states["key:k"].window == 1  # type: ignore[attr-defined]
+    assert b"x-ratelimit-reset-requests: 30s\r\n" in relay.response_headers

@@ -10,7 +10,8 @@ Contract of a `Limiter`, for the admission stage and the exchange's end:
   the memory store it never waits on Redis and answers a `Ticket` or a `Refusal`; in the
   exact mode it answers a `Future` that resolves, once, to either (it never raises), or
   answers at once when no Redis call can change the answer (too large, store down).
-  `now` is the wall clock (`time.time()`, or the limiter's `clock`). Raises ValueError on
+  `now` is the limiter's `clock()` (the wall clock, `time.time`, unless it was given another:
+  the stages read it there, so that one ledger has one clock). Raises ValueError on
   a caller's bug: negative tokens, a subject given twice.
 - `settle(ticket, used_tokens, now=None, used_cost=0)`: exactly once per ticket, at the
   exchange's end whatever it was (aborted streams too); never raises, never waits. Frees the
@@ -50,6 +51,7 @@ Clock = Callable[[], float]
 
 class Limiter(Protocol):
     refusals: dict[tuple[str, str], int]   # (limit, subject kind) -> 429s (the stages count)
+    clock: Clock   # the wall clock its windows are decided by
 
     def admit(self, subjects: Subjects, tokens: int, now: float,
               cost: int = 0) -> Ticket | Refusal | Future[Ticket | Refusal]: ...

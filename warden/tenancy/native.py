@@ -12,7 +12,7 @@ call on it is a Python one.)"""
 from __future__ import annotations
 
 from asyncio import Future
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from warden.config.limits_schema import LimitValues
@@ -27,6 +27,7 @@ Subjects = Sequence[tuple[str, LimitValues]]
 
 class NativeLimiter:
     refusals: dict[tuple[str, str], int]   # (limit, subject kind) -> 429s (the stages count)
+    clock: Callable[[], float]   # the wall clock its windows are decided by (the stages read it)
 
     def admit(self, subjects: Subjects, tokens: int, now: float,
               cost: int = 0) -> Ticket | Refusal | Future[Ticket | Refusal]:
@@ -43,6 +44,7 @@ class LimiterAdapter(NativeLimiter):
     def __init__(self, limiter: Limiter):
         self.limiter = limiter
         self.refusals = limiter.refusals
+        self.clock = lambda: limiter.clock()   # (its clock when read: a test may swap it)
 
     def admit(self, subjects: Subjects, tokens: int, now: float,
               cost: int = 0) -> Ticket | Refusal | Future[Ticket | Refusal]:
