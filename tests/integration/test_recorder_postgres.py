@@ -81,43 +81,6 @@ def test_retention_drops_whole_old_days(table):
             f"{table}_default"} <= parts
 
 
-def _write(spec: PostgresSinkSpec, ids: list[str]) -> PostgresSink:
-    async def run() -> PostgresSink:
-        sink = PostgresSink(spec)
-        sink.open()
-        sink.submit(Batch([bytearray(b"".join(_record(rid) for rid in ids))], len(ids)))
-        await sink.close()
-        return sink
-
-    return asyncio.run(run())
-
-
-def _column_type(table: str) -> str:
-    return sql("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
-               f"WHERE attrelid = '{table}'::regclass AND attname = 'record'")[0]["t"]
-
-
-def test_records_can_be_kept_as_json_text(table):
-    """`record_type: json`: the table is made so, and its records read back by field."""
-    sink = _write(PostgresSinkSpec(dsn=DSN, table=table, record_type="json"), ["j-1", "j-2"])
-    assert (sink.written, sink.lost) == (2, 0)
-    assert _column_type(table) == "json"
-    assert [r["id"] for r in sql(f"SELECT record->>'id' AS id FROM {table} ORDER BY 1")] == \
-        ["j-1", "j-2"]
-
-
-def test_an_existing_table_keeps_its_record_type(table, caplog):
-    """A table made with jsonb, then a config asking for json: the table is not changed (a
-    warning says so) and the records still land, converted as they are inserted."""
-    _write(PostgresSinkSpec(dsn=DSN, table=table), ["b-1"])
-    with caplog.at_level(logging.WARNING, "warden.record.postgres"):
-        sink = _write(PostgresSinkSpec(dsn=DSN, table=table, record_type="json"), ["b-2"])
-    assert (sink.written, sink.lost) == (1, 0)
-    assert _column_type(table) == "jsonb"
-    assert any("keeps its records as jsonb" in r.getMessage() for r in caplog.records)
-    assert sorted(r["id"] for r in sql(f"SELECT id FROM {table}")) == ["b-1", "b-2"]
-
-
 class HungServer:
     """A database that accepts connections and never answers (a real listening socket)."""
 

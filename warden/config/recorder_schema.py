@@ -28,9 +28,6 @@ class PostgresSinkSpec(Spec):
 
     dsn: str = Field(min_length=1)
     table: str = Field(default="warden_records", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
-    # The records' column: jsonb (queries read it parsed, GIN indexes) or json (kept as text:
-    # ~40% less database CPU a record; each query parses it). Chosen when the table is made.
-    record_type: Literal["jsonb", "json"] = "jsonb"
     # Whole days of partitions are dropped, so a day is the least that means anything.
     retention: Duration = 30 * 86400.0
     # Each operation (connect, COPY, INSERT, retention) gives up after this.

@@ -3,8 +3,7 @@ fleets that want SQL over them (the files stay the embedded default and are writ
 regardless).
 
 Schema: `<table>` is partitioned by day on `received` (the request's arrival, UTC), with
-columns `received timestamptz, id text, type text, record jsonb` (or `json`: its choice,
-postgres_tables.py); partitions are
+columns `received timestamptz, id text, type text, record jsonb`; partitions are
 `<table>_YYYYMMDD`, created ahead of need, plus a default partition so that an insert never
 fails; retention drops whole day partitions older than `retention`.
 
@@ -40,7 +39,6 @@ from datetime import UTC, datetime, timedelta
 
 from warden.backoff import Backoff
 from warden.config.recorder_schema import PostgresSinkSpec
-from warden.record import postgres_tables as tables
 from warden.record.sink import Batch
 from warden.record.trouble import Trouble, reason
 
@@ -193,14 +191,14 @@ class PostgresSink:
         async with asyncio.timeout(self.spec.timeout):
             await self._prepare_days(conn)
         async with asyncio.timeout(self.spec.timeout), conn.transaction():
-            await conn.copy_to_table(tables.STAGING, source=_slices(pieces),
+            await conn.copy_to_table("warden_staging", source=_slices(pieces),
                                      columns=["record"], format="csv", quote=_QUOTE,
                                      delimiter=_DELIMITER)
             await conn.execute(
                 f"INSERT INTO {self.table} (received, id, type, record) "
                 "SELECT (record->>'received')::timestamptz, record->>'id', record->>'type', "
-                f"record FROM {tables.STAGING}")
-            await conn.execute(f"TRUNCATE {tables.STAGING}")
+                "record FROM warden_staging")
+            await conn.execute("TRUNCATE warden_staging")
 
     async def _connection(self):
         if self._conn is not None and not self._conn.is_closed():
@@ -225,7 +223,14 @@ class PostgresSink:
         timeout = self.spec.timeout
         conn = await asyncpg.connect(self.spec.dsn, timeout=timeout, command_timeout=timeout)
         self._conn = conn  # cut if what follows times out
-        await tables.prepare(conn, self.table, self.spec.record_type, log)
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (received timestamptz NOT NULL, "
+            f"id text NOT NULL, type text NOT NULL, record jsonb NOT NULL) "
+            f"PARTITION BY RANGE (received)")
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table}_default "
+                           f"PARTITION OF {self.table} DEFAULT")
+        await conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_id ON {self.table} (id)")
+        await conn.execute("CREATE TEMP TABLE IF NOT EXISTS warden_staging (record jsonb)")
         return conn
 
     async def _prepare_days(self, conn) -> None:
