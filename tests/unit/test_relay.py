@@ -27,6 +27,7 @@ class FakeClient:
     def __init__(self) -> None:
         self.watcher = None
         self.closed = False
+        self.writing_paused = False
         self.http11 = True
         self.raw = False
         self.head: tuple | None = None

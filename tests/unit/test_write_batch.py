@@ -98,3 +98,30 @@ def test_unbound_it_writes_at_once():
     transport = Transport(log)
     WriteBatch().add(transport, [b"GET /", b"x"])
     assert log == [(transport, b"GET /x")]
+
+
+class Refusing(Transport):
+    """A transport whose writes raise (as uvloop's do after its write_eof)."""
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("Cannot call write() after write_eof()")
+
+    def abort(self) -> None:
+        self.log.append((self, "abort"))
+        self.closing = True
+
+
+def test_one_transports_failure_does_not_cost_the_others_their_bytes(caplog):
+    async def scenario():
+        batch = WriteBatch(asyncio.get_running_loop())
+        log: list = []
+        first, broken, last = Transport(log), Refusing(log), Transport(log)
+        batch.add(first, b"one")
+        batch.add(broken, b"two")
+        batch.add(broken, b"three")   # (aborted by then: skipped)
+        batch.add(last, b"four")
+        await asyncio.sleep(0)
+        assert log == [(first, b"one"), (broken, "abort"), (last, b"four")]
+
+    asyncio.run(scenario())
+    assert "a batched write failed" in caplog.text

@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING, Final
 
 import httptools
 
-from warden.edge import wire
 from warden.edge.contracts import ClientWatcher
 from warden.edge.reading import RequestReader
 from warden.edge.request import HttpRequest
 from warden.errors import HeadersTooLarge, InvalidRequest, WardenError
-from warden.upstream.batch import CLOSE, WRITE_EOF
+from warden.upstream.batch import CLOSE
 
 monotonic: Final = time.monotonic  # (compiled: no attribute look-up per call)
 
@@ -42,9 +41,6 @@ log = logging.getLogger("warden.edge")
 
 # Pipelined requests beyond this many pause reading from the client.
 _MAX_QUEUED_REQUESTS = 16
-# After answering a request that could not be read: how long to keep reading (and discarding)
-# before closing, so the answer is not lost to a reset.
-_LINGER = 2.0
 
 
 class HttpConnection(RequestReader):
@@ -62,8 +58,8 @@ class HttpConnection(RequestReader):
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
         self.closed = False
-        self._lingering = False
         self.watcher: ClientWatcher | None = None
+        self.writing_paused = False   # (told once, when its buffer fills: a later watcher asks)
         self.proven_key: object | None = None   # (the auth stage's: tenancy.keys.ProvenKey)
         # Keep-alive idleness, judged by the server's once-a-second sweep (no clock reads
         # per request): responses finished so far, and when a sweep last saw activity.
@@ -124,7 +120,8 @@ class HttpConnection(RequestReader):
         the sending side open meanwhile). TCP cannot tell that from a client that closed
         entirely until something is written: a stream whose client is gone ends at its next
         writes. Idle, in the middle of a request, or lingering: close now."""
-        if self._lingering or (self.current is None and not self._queue):
+        if (self._lingering and self._refusal is None) or \
+                (self.current is None and not self._queue):
             return False
         self._eof = True
         return True
@@ -143,10 +140,12 @@ class HttpConnection(RequestReader):
             watcher.on_client_lost()
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.watcher is not None:
             self.watcher.on_client_pause()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.watcher is not None:
             self.watcher.on_client_resume()
 
@@ -225,13 +224,16 @@ class HttpConnection(RequestReader):
             return  # (what it held was released with the connection)
         if request is not None:
             self._bodies.held -= len(request.body)
-        if not self._keep_alive or (self._eof and not self._queue):
+        if not self._keep_alive or (self._eof and not self._queue and self._refusal is None):
             self._writes.add(self.transport, CLOSE)  # after the response's last bytes
             return
         self.responses += 1
         if self._queue:
             # Not re-entrant: the next request starts from the loop, not from this call stack.
             self._loop.call_soon(self._dispatch_queued)
+        elif self._refusal is not None:   # every request read before it is answered
+            refusal, self._refusal = self._refusal, None
+            self._answer_refusal(refusal)
 
     def abort(self) -> None:
         request = self.current
@@ -258,36 +260,3 @@ class HttpConnection(RequestReader):
         if self._reading_paused and len(self._queue) < _MAX_QUEUED_REQUESTS and self.transport:
             self._reading_paused = False
             self.transport.resume_reading()
-
-    def _json_head(self, client_id: bytes | None) -> bytes:
-        """The JSON content type, with an X-Request-Id when the server has ids to give."""
-        request_id = self._server.request_id
-        if request_id is None:
-            return wire.JSON
-        return wire.JSON + b"x-request-id: " + request_id(client_id) + wire.CRLF
-
-    def _reject(self, error: WardenError) -> None:
-        """Answer a request that could not be read, then close: the stream is out of sync.
-
-        Lingering close (as nginx's): a client may still be sending (a body too large, a
-        head too long); closing with its bytes unread would make the kernel reset the
-        connection and could destroy the answer in flight. So: answer, half-close, discard
-        what still comes, and close when the client does or after `_LINGER` seconds."""
-        if self.transport is None or self.closed or self._lingering:
-            return
-        refused = self._server.refused
-        code = error.code or "invalid_request"
-        refused[code] = refused.get(code, 0) + 1
-        self._bodies.held -= self._reserved  # what is still coming is discarded
-        self._reserved = 0
-        self._body = []
-        body = error.envelope()
-        if self.current is None:
-            self._writes.add(self.transport, b"".join((
-                wire.status_line(error.status), self._json_head(None),
-                wire.RETRY_AFTER if error.status == 503 else b"", wire.CONNECTION_CLOSE,
-                wire.content_length(len(body)), wire.CRLF, body)))
-        self._keep_alive = False
-        self._lingering = True
-        self._writes.add(self.transport, WRITE_EOF)
-        self._loop.call_later(_LINGER, self.transport.close)

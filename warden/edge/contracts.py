@@ -16,7 +16,8 @@ Handler = Callable[["HttpRequest", "HttpConnection"], Awaitable[None] | None]
 
 
 class ClientWatcher(Protocol):
-    """Told what happens to the client while a response is under way."""
+    """Told what happens to the client while a response is under way (a watcher set while
+    the client is paused, `ClientStream.writing_paused`, is told nothing until it resumes)."""
 
     def on_client_lost(self) -> None: ...
     def on_client_pause(self) -> None: ...   # the client's socket buffer is full
@@ -29,6 +30,7 @@ class ClientStream(Protocol):
 
     watcher: ClientWatcher | None
     closed: bool
+    writing_paused: bool   # its socket's buffer is full (a new watcher starts paused)
     http11: bool | None    # None until the first request's version is known
     proven_key: object | None   # the auth stage's memo for the connection (tenancy.keys)
 

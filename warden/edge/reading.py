@@ -16,13 +16,18 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
+from warden.edge import wire
 from warden.edge.budget import BodyBudget
 from warden.edge.contracts import ServerLimits
 from warden.edge.request import INTERPRETED, SINGLE_VALUED
 from warden.edge.responding import ResponseWriter
-from warden.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge
+from warden.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge, WardenError
+from warden.upstream.batch import WRITE_EOF
 
 LONGEST: Final = 64   # the longest field name FieldNames keeps (the SDK's longest is 27)
+# After answering a request that could not be read: how long to keep reading (and discarding)
+# before closing, so the answer is not lost to a reset.
+LINGER: Final = 2.0
 
 
 class FieldNames:
@@ -74,6 +79,8 @@ class RequestReader(ResponseWriter):
         self._body_size = 0
         self._reserved = 0          # in the budget for the body being read
         self._expect_continue = False
+        self._lingering = False     # a request could not be read: nothing more is
+        self._refusal: WardenError | None = None   # its answer, waiting its turn: `_reject`
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -150,3 +157,36 @@ class RequestReader(ResponseWriter):
         return HeadersTooLarge(f"the request has more than {self._max_header_count} header "
                                "fields")
 
+    def _reject(self, error: WardenError) -> None:
+        """Answer a request that could not be read, then close: the stream is out of sync.
+
+        Lingering close (as nginx's): a client may still be sending (a body too large, a
+        head too long); closing with its bytes unread would make the kernel reset the
+        connection and could destroy the answer in flight. So: answer, half-close, discard
+        what still comes, and close when the client does or after `LINGER` seconds. The
+        requests read before it (pipelined) are answered first: it waits its turn."""
+        if self.transport is None or self.closed or self._lingering:
+            return
+        refused = self._server.refused
+        code = error.code or "invalid_request"
+        refused[code] = refused.get(code, 0) + 1
+        self._bodies.held -= self._reserved  # what is still coming is discarded
+        self._reserved = 0
+        self._body = []
+        self._lingering = True   # (what still comes is discarded)
+        if self.current is not None:   # (a half-close now would cut its answer short)
+            self._refusal = error
+            return
+        self._answer_refusal(error)
+
+    def _answer_refusal(self, error: WardenError) -> None:
+        transport = self.transport
+        assert transport is not None
+        body = error.envelope()
+        self._writes.add(transport, b"".join((
+            wire.status_line(error.status), self._json_head(None),
+            wire.RETRY_AFTER if error.status == 503 else b"", wire.CONNECTION_CLOSE,
+            wire.content_length(len(body)), wire.CRLF, body)))
+        self._keep_alive = False
+        self._writes.add(transport, WRITE_EOF)
+        self._loop.call_later(LINGER, transport.close)

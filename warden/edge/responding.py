@@ -155,3 +155,10 @@ class ResponseWriter(NativeWriter):
         self.current = None
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+    def _json_head(self, client_id: bytes | None) -> bytes:
+        """The JSON content type, with an X-Request-Id when the server has ids to give."""
+        request_id = self._server.request_id
+        if request_id is None:
+            return wire.JSON
+        return wire.JSON + b"x-request-id: " + request_id(client_id) + wire.CRLF

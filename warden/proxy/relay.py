@@ -59,6 +59,7 @@ class Relay(Exchange):
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
     held: scrub.HeldError | None = None  # a non-2xx body, looked at before the client sees it
     strip: UsageStripper | None = None  # takes the usage event the client did not ask for
+    client_paused = False         # its client reads nothing now (the backend is not read)
 
     def __init__(self, request: HttpRequest, client: ClientStream, request_id: bytes,
                  owner: RelayOwner):
@@ -79,6 +80,8 @@ class Relay(Exchange):
             self.on_client_lost()
             return
         self.client.watcher = self
+        if self.client.writing_paused:   # (an answer before this one filled its buffer)
+            self.on_client_pause()
         conn.send(data, self, self._owner.writes)
 
     # -- upstream events (ResponseSink) ----------------------------------------------------
@@ -191,29 +194,41 @@ class Relay(Exchange):
             self._end(Ending.CLIENT_LOST)
 
     def on_client_pause(self) -> None:
+        self.client_paused = True
         self.conn.pause_reading()
 
     def on_client_resume(self) -> None:
+        self.client_paused = False
         self.conn.resume_reading()
 
     # -- timeouts and cancellation ---------------------------------------------------------
     def check_timeout(self, now: float) -> None:
-        """Called every tick. Ends the exchange if the first byte or the next byte is late."""
+        """Called every tick. Ends the exchange if the first byte or the next byte is late:
+        the backend's fault, unless its client had stopped reading (then the backend was not
+        read: the client is dropped, and the backend not blamed)."""
         if self.ended:
             return
         timeouts = self._owner.timeouts
         if not self.head_sent:
-            if now - self.sent_at < timeouts.first_byte:
+            waited = timeouts.first_byte
+            if now - self.sent_at < waited:
                 return
-            reason = f"no response from the backend within {timeouts.first_byte:g}s"
+            reason = f"no response from the backend within {waited:g}s"
         else:
             if self.progress != self._progress_at_tick:
                 self._progress_at_tick = self.progress
                 self.last_progress_at = now
                 return
-            if now - self.last_progress_at < timeouts.idle:
+            waited = timeouts.idle
+            if now - self.last_progress_at < waited:
                 return
-            reason = f"no data from the backend for {timeouts.idle:g}s"
+            reason = f"no data from the backend for {waited:g}s"
+        if self.client_paused:
+            self.lost_reason = f"the client read nothing for {waited:g}s"
+            self.conn.close()
+            self.client.abort()
+            self._end(Ending.CLIENT_LOST)
+            return
         self.lost_reason = reason
         self.conn.close()
         self._cut_client(reason, "upstream_timeout")
@@ -245,13 +260,13 @@ class Relay(Exchange):
 
     def _cut_client(self, reason: str, code: str) -> None:
         """A response the backend will not finish: an SSE client gets a well-formed error
-        event and a properly ended stream; any other body cannot be repaired, so the client
-        connection is reset. Before the head, the owner answers with an error instead.
+        event and a properly ended stream, if what it got ends at an event's end; else, and
+        for any other body, it cannot be repaired, so the client connection is reset. Before
+        the head, the owner answers with an error instead.
 
         A raw-relayed event stream carries the backend's chunk framing, so the error event
         goes in a chunk of its own — only if what was relayed ends exactly at the end of an
-        event and of a chunk (`\n\n` then the chunk's CRLF); else the client is reset, as
-        a chunk cut in the middle cannot be completed honestly."""
+        event and of a chunk (`\n\n` then the chunk's CRLF)."""
         if not self.head_sent:
             return
         if self.held is not None:  # the client has seen nothing of it yet: answer now
@@ -263,7 +278,10 @@ class Relay(Exchange):
             self.client.abort()
             return
         event = scrub.cut_event(reason, code)
-        if not self.raw:
+        if not self.raw:   # (what the client has is whole events: unless one was cut)
+            if observer.pending != 0 and (self.strip is None or self.strip.passing):
+                self.client.abort()
+                return
             self.client.write(event)
             self.client.end_response()
         elif observer.pending == 0 and self.last_raw.endswith(b"\n\n\r\n"):

@@ -15,19 +15,19 @@ USAGE_ONLY = (b'"choices":[]', b'"usage":{')
 
 
 class UsageStripper:
-    __slots__ = ("_passing", "_pending", "stripped")
+    __slots__ = ("_pending", "passing", "stripped")
 
     def __init__(self) -> None:
         self._pending = b""     # an event begun but not ended
-        self._passing = False   # gave up cutting: everything passes
+        self.passing = False    # gave up cutting: everything passes (events cut too)
         self.stripped = 0       # usage events taken out
 
     def feed(self, chunk: bytes) -> bytes:
         """What of `chunk` (and what was held) the client gets now."""
-        if self._passing:
+        if self.passing:
             return chunk
         if 13 in chunk:  # CR (a byte as an int: a memchr, no argument parsing)
-            self._passing = True
+            self.passing = True
             held, self._pending = self._pending, b""
             return held + chunk
         data = self._pending + chunk if self._pending else chunk

@@ -16,14 +16,19 @@ callbacks have run (microseconds; uvloop runs the flush in the next turn's idle 
 it polls again). Rules: every write to a transport that uses a batch goes through it (so its
 bytes keep their order), its `close` and `write_eof` included; what is added is written unless
 the transport is closing by then (a client that left, an aborted connection: their bytes have
-nowhere to go), and never twice.
+nowhere to go), and never twice. One transport's failure is its own: a write that raises
+(e.g. after its `write_eof`, a caller's bug) aborts that transport, logged, and the batch
+goes on with the others'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Sized
+
+log = logging.getLogger("warden.upstream.batch")
 
 # What else a batch can do to a transport, in order with its writes.
 CLOSE = "close"
@@ -69,10 +74,14 @@ class WriteBatch:
         for transport, what in pending:
             if transport.is_closing():
                 continue
-            if type(what) is bytes:  # the usual case, inline (this runs per write)
-                transport.write(what)  # type: ignore[arg-type]
-            else:
-                _apply(transport, what)
+            try:
+                if type(what) is bytes:  # the usual case, inline (this runs per write)
+                    transport.write(what)  # type: ignore[arg-type]
+                else:
+                    _apply(transport, what)
+            except Exception:   # (see the module's docstring)
+                log.exception("a batched write failed; its connection is dropped")
+                transport.abort()
 
 
 def _apply(transport: asyncio.Transport, what: Operation) -> None:
