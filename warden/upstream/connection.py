@@ -115,6 +115,7 @@ class UpstreamConnection:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = False
+        self.reading_paused = False   # by its sink (its client's back-pressure)
         self.idle_since = 0.0
         self._sink: NativeSink | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -265,10 +266,12 @@ class UpstreamConnection:
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
+            self.reading_paused = True
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
+            self.reading_paused = False
 
     def close(self) -> None:
         """Close and never reuse; an in-progress response is abandoned silently."""

@@ -81,6 +81,8 @@ class ConnectionPool:
         if not conn.reusable or self.retired:  # (a closed connection is never reusable)
             self.discard(conn)
             return
+        if conn.reading_paused:   # (paused by its last client's back-pressure: idle, it must
+            conn.resume_reading()  # see the backend close it; reused, read the answer)
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
@@ -94,7 +96,10 @@ class ConnectionPool:
         """Forget a connection that will not be reused (closing it if still open)."""
         conn.close()
         self.open_count -= 1
-        # A slot opened up: let one waiter connect afresh.
+        self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        """A slot opened up: let one waiter connect afresh."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -135,13 +140,23 @@ class ConnectionPool:
             async with asyncio.timeout(self.pool_timeout):
                 conn = await waiter
         except TimeoutError:
+            self._pass_on(waiter)   # (the timeout can fire after a hand-off, before the wake)
             raise PoolExhausted(f"no free connection to {self.host}:{self.port} within "
                                f"{self.pool_timeout:g}s") from None
         except asyncio.CancelledError:
-            handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
-            if handed is not None:
-                self.release(handed)
+            self._pass_on(waiter)
             raise
         if conn is None:
             return await self._connect(loop)
         return conn
+
+    def _pass_on(self, waiter: asyncio.Future[UpstreamConnection | None]) -> None:
+        """A waiter that gives up: what it was handed, if anything, goes to the next (a
+        connection, or the free slot its None meant); else it would be lost to the pool."""
+        if not waiter.done() or waiter.cancelled():
+            return
+        handed = waiter.result()
+        if handed is not None:
+            self.release(handed)
+        else:
+            self._slot_freed()
