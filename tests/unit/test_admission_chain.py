@@ -54,7 +54,7 @@ class Stage:
 
 
 class Rig:
-    def __init__(self, stages: list) -> None:
+    def __init__(self, stages: list, listeners: list | None = None) -> None:
         settings = parse_settings({"backends": [{"name": "b", "url": "http://127.0.0.1:9",
                                                  "models": ["m"]}],
                                    "recorder": {"enabled": False}}, {})
@@ -63,7 +63,8 @@ class Rig:
         self.metrics = gateway.metrics  # (hears what the forwarder ends)
         self.heard = Heard()  # (hears what admission ends)
         self.admission = Admission(stages, gateway.forwarder, gateway.backends,
-                                   Listeners([self.heard]), RequestIds())
+                                   Listeners([*(listeners or ()), self.heard]),
+                                   RequestIds())
         self.writes = gateway.forwarder.writes
         server = HttpServer(lambda request, client: self.admission.handle(request, client),
                             ServerLimits(), writes=self.writes)
@@ -75,7 +76,11 @@ class Rig:
         return self.metrics.answered("/v1/chat/completions", 404)
 
     def send(self) -> None:
-        self.client.data_received(REQUEST)
+        self.send_body(BODY)
+
+    def send_body(self, body: bytes) -> None:
+        self.client.data_received(REQUEST.replace(BODY, body).replace(
+            b"content-length: %d" % len(BODY), b"content-length: %d" % len(body)))
         self.writes.flush()
 
     def answer(self) -> tuple[int, dict] | None:
@@ -149,6 +154,36 @@ async def test_a_client_gone_while_a_stage_waited_is_not_forwarded():
     await asyncio.sleep(0)
     assert later.calls == 0 and rig.forwarded() == 0
     assert rig.heard.events == [("started", 499), ("ended", 499)]
+
+
+class Raising(Stage):
+    def admit(self, relay, body: dict):
+        super().admit(relay, body)
+        raise RuntimeError("a stage's bug")
+
+
+class Reserving(Stage):
+    """Reserves something the exchange's end must give back (as the limits stage does)."""
+
+    def admit(self, relay, body: dict):
+        relay.limits_ticket = "held"
+        return super().admit(relay, body)
+
+
+class Settling(Heard):
+    def ended(self, exchange: Exchange) -> None:
+        self.events.append(("settled", exchange.limits_ticket))
+
+
+@pytest.mark.asyncio
+async def test_a_stage_that_raises_is_a_500_and_what_was_reserved_is_given_back(caplog):
+    later, settling = Stage(), Settling()
+    rig = Rig([Reserving(), Raising(), later], [settling])
+    rig.send()
+    assert rig.answer()[0] == 500 and later.calls == 0
+    assert ("settled", "held") in settling.events
+    assert rig.heard.events == [("started", 500), ("ended", 500)]
+    assert "a stage raised (Raising)" in caplog.text
 
 
 class Labelling(Stage):

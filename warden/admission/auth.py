@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
+from warden.admission.parse import forward_changed
 from warden.admission.stage import NativeStage, StageResult
 from warden.errors import MissingApiKey, ModelNotAllowed, Unauthenticated
 from warden.proxy.relay import Relay
@@ -74,6 +73,4 @@ class AuthStage(NativeStage):
                 and body.get("cache_salt") != tenant.cache_salt:  # (the tenant's own wins)
             body["cache_salt"] = tenant.cache_salt
             changed = True
-        if changed:
-            relay.forwarded_body = orjson.dumps(body)
-        return None
+        return forward_changed(relay, body) if changed else None

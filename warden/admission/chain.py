@@ -4,6 +4,10 @@ listeners like every other exchange (a refused request is evidence too).
 
 Synchronous on purpose: with no stage waiting on I/O, the request is admitted, routed and
 (usually) written upstream from the client's read callback, with no task per request.
+
+A stage that raises (a bug: the contract is to return) refuses the request with a 500, logged,
+and the exchange ends as a refused one does: what the stages before it reserved (a limits
+ticket) is settled, not held for good.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Final
 
 from warden.admission.cors import Cors
 from warden.admission.parse import parse_request
-from warden.admission.stage import Stage, StageResult, native
+from warden.admission.stage import NativeStage, Stage, StageAdapter, StageResult, native
 from warden.edge.connection import HttpConnection
 from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
@@ -65,7 +69,10 @@ class Admission:
         relay.stream = stream
         stages = self._stages
         for index in range(len(stages)):  # (`_run`'s loop, inlined: a call fewer a request)
-            result = stages[index].admit(relay, body)
+            try:
+                result = stages[index].admit(relay, body)
+            except Exception:
+                result = _failed(stages[index])
             if result is not None:
                 self._stopped(relay, body, index, result)
                 return
@@ -75,7 +82,10 @@ class Admission:
         """The stages from `first` on, then the forwarder."""
         stages = self._stages
         for index in range(first, len(stages)):
-            result = stages[index].admit(relay, body)
+            try:
+                result = stages[index].admit(relay, body)
+            except Exception:
+                result = _failed(stages[index])
             if result is not None:
                 self._stopped(relay, body, index, result)
                 return
@@ -133,3 +143,10 @@ class Admission:
         respond_error(client, error, request_id, extra)
         exchange.ended_at = monotonic()
         self._listeners.ended(exchange)
+
+
+def _failed(stage: NativeStage) -> WardenError:
+    named = stage.stage if isinstance(stage, StageAdapter) else stage
+    log.exception("admission: a stage raised (%s); the request is refused",
+                  type(named).__name__)
+    return WardenError("the gateway could not finish admitting the request")

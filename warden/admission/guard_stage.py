@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 from asyncio import Future
 
-import orjson
-
+from warden.admission.parse import forward_changed
 from warden.admission.stage import NativeStage, StageResult
 from warden.errors import ClientGone, WardenError
 from warden.fleet.backend import Backend
@@ -47,7 +46,9 @@ class GuardStage(NativeStage):
         if outcome.rejection is not None:
             return outcome.rejection
         if outcome.changed:
-            relay.forwarded_body = orjson.dumps(body)
+            error = forward_changed(relay, body)
+            if error is not None:
+                return error
         if outcome.only is not None:
             relay.only = outcome.only if relay.only is None else relay.only & outcome.only
         relay.quarantine_probe = outcome.probe
@@ -71,10 +72,11 @@ class GuardStage(NativeStage):
         def fetched(error: WardenError | None) -> None:
             if error is None and relay.client.closed:
                 error = ClientGone("the client left while its images were fetched")
+            if error is None:
+                error = forward_changed(relay, body)
             if error is not None:
                 done.set_result(error)
                 return
-            relay.forwarded_body = orjson.dumps(body)
             outcome = guard.after_fetch(relay.endpoint, relay.model or "", body, serving)
             result = None if outcome is None \
                 else self._follow(relay, body, serving, outcome, done)

@@ -16,8 +16,7 @@ from asyncio import Future
 from collections.abc import Callable
 from typing import Final
 
-import orjson
-
+from warden.admission.parse import forward_changed
 from warden.admission.stage import NativeStage, StageResult
 from warden.config.limits_schema import LimitValues
 from warden.errors import (
@@ -38,7 +37,9 @@ from warden.tenancy.limiter import Limiter
 from warden.tenancy.native import Subjects, native
 
 CHARS_PER_TOKEN: Final = 4  # (an estimate for a reservation: settled by the real usage later)
-OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# A reservation's output, at most: one the backend refuses anyway (above any context length),
+# and one that the stores can sum (Redis counts in 64-bit integers).
+MOST_OUTPUT: Final = 2**31 - 1
 
 
 def refusal_error(refusal: Refusal, counts: dict[tuple[str, str], int]) -> WardenError:
@@ -60,9 +61,17 @@ def refusal_error(refusal: Refusal, counts: dict[tuple[str, str], int]) -> Warde
 
 def followed(answer: Future[Ticket | Refusal],
              then: Callable[[Ticket | Refusal], WardenError | None]) -> Future[WardenError | None]:
-    """The stage's future for the exact mode's: `then(answer)` once it comes."""
+    """The stage's future for the exact mode's: `then(answer)` once it comes. It resolves
+    whatever happens: an exception (a bug) fails it, and the chain answers a 500."""
     done: Future[WardenError | None] = asyncio.get_running_loop().create_future()
-    answer.add_done_callback(lambda came: done.set_result(then(came.result())))
+
+    def resolve(came: Future[Ticket | Refusal]) -> None:
+        try:
+            done.set_result(then(came.result()))
+        except Exception as e:
+            done.set_exception(e)
+
+    answer.add_done_callback(resolve)
     return done
 
 
@@ -78,23 +87,29 @@ def subjects_of(key: ApiKey) -> Subjects:
 
 
 def output_asked(body: dict, default: int) -> int:
-    """The first of OUTPUT_FIELDS that holds a count, else `default`. (Three literal look-ups:
-    a loop over the names' tuple costs mypyc a generic iterator, ~3x as much.)"""
-    given = body.get("max_tokens")
-    if given is None:
-        given = body.get("max_completion_tokens")
-        if given is None:
-            given = body.get("max_output_tokens")
-            if given is None:   # (most bodies: no count asked, no call)
-                return default
-    if type(given) is int and given >= 0:
-        return given
-    for name in OUTPUT_FIELDS:  # (a value that is not a plain int: vLLM's lax reading)
-        given = body.get(name)
-        value = given if given is None or type(given) is int else lax_int(given)
-        if value is not None and value >= 0:
-            return value
-    return default
+    """The tokens the request may generate, as vLLM reads its fields: chat's
+    `max_completion_tokens` when above 0 (vLLM 0.11 reads a 0 as absent), else `max_tokens`,
+    else `max_output_tokens` (responses), else `default`; times its sequences (`n`, or
+    `best_of` if larger); at most MOST_OUTPUT. (Literal look-ups: a loop over the names'
+    tuple costs mypyc a generic iterator, ~3x as much.)"""
+    output = _count(body.get("max_completion_tokens"))
+    if not output:
+        output = _count(body.get("max_tokens"))
+        if output is None:
+            output = _count(body.get("max_output_tokens"))
+            if output is None:   # (most bodies: no count asked)
+                output = default
+    n = body.get("n")
+    best_of = body.get("best_of")
+    if n is not None or best_of is not None:
+        output *= max(_count(n) or 1, _count(best_of) or 1)
+    return output if output <= MOST_OUTPUT else MOST_OUTPUT
+
+
+def _count(given: object) -> int | None:
+    """A count as vLLM reads it (lax: "64", 64.0), or None (absent, negative, not one)."""
+    value = given if given is None or type(given) is int else lax_int(given)
+    return value if value is not None and value >= 0 else None
 
 
 def has_cost_budget(subjects: Subjects) -> bool:
@@ -173,7 +188,7 @@ class LimitStage(NativeStage):
         if isinstance(answer, Refusal):
             return refusal_error(answer, self._limiter.refusals)
         answer.price = price
-        relay.limits_ticket = answer
+        relay.limits_ticket = answer   # (settled at the exchange's end, a refusal's too)
         relay.prompt_estimate = prompt
         headers = answer.headers()
         relay.response_headers = relay.response_headers + headers if relay.response_headers \
@@ -182,8 +197,8 @@ class LimitStage(NativeStage):
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
-            relay.forwarded_body = orjson.dumps(body)
             relay.strip = UsageStripper()
+            return forward_changed(relay, body)
         return None
 
 

@@ -1,5 +1,6 @@
 """The chain's first step, which every proxied request takes: the method, the content type,
-the JSON body, its `model` and `stream` (read as vLLM reads them)."""
+the JSON body, its `model` and `stream` (read as vLLM reads them); and the body written again
+when a stage changed it (`forward_changed`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from warden.edge.request import HttpRequest
 from warden.errors import InvalidRequest, MethodNotAllowed, UnsupportedMediaType
 from warden.fleet.registry import BackendRegistry
 from warden.guard.lax import lax_bool
+from warden.proxy.relay import Relay
 
 loads: Final = orjson.loads  # (compiled: no attribute look-up per call)
+dumps: Final = orjson.dumps
+TOO_DEEP = ("The request's JSON is nested too deeply for the gateway to forward it changed "
+            "(at most 255 levels).")
 
 
 def parse_request(request: HttpRequest, backends: BackendRegistry) -> tuple[str, bool, dict]:
@@ -49,3 +54,14 @@ def default_model(backends: BackendRegistry) -> str:
     if len(models) == 1:
         return next(iter(models))
     raise InvalidRequest("you must provide a model parameter", param="model")
+
+
+def forward_changed(relay: Relay, body: dict) -> InvalidRequest | None:
+    """Sets `relay.forwarded_body` to `body`, changed by a stage, as JSON. orjson reads 1,024
+    levels of nesting but writes 255: a deeper body is refused (a 400 the stage returns),
+    never an exception on the data path (one would leave what the stages reserved held)."""
+    try:
+        relay.forwarded_body = dumps(body)
+    except TypeError:   # (orjson's JSONEncodeError)
+        return InvalidRequest(TOO_DEEP)
+    return None
