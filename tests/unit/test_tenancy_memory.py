@@ -198,3 +198,18 @@ def test_the_memory_store_needs_no_loop_and_is_always_up(limiter):
     asyncio.run(scenario())
     state = limiter.state()
     assert (state["store"], state["up"], state["fail_mode"]) == ("memory", True, "open")
+
+
+def test_a_settle_after_a_change_of_limits_keeps_the_newest(limiter, clock):
+    """A ticket of the old limits, settled after its subject was forgotten (a window turned)
+    and taken up again under new ones: the subject keeps the new limits, its slots and its
+    budget (not rebuilt with the old, and again with the new: the slots in use forgotten)."""
+    old = LimitValues(rpm=10, tpm=1000)
+    new = LimitValues(rpm=10, tpm=1000, max_concurrent=2)
+    ticket = admitted(limiter.admit([("key", old)], 100, clock.now))
+    clock.now += 60   # the next window: the old state has nothing to keep
+    admitted(limiter.admit([("key", new)], 10, clock.now))
+    limiter.settle(ticket, 300)   # used more than it reserved: charged to this window
+    state = limiter.states["key"]
+    assert state.limits is new and state.slots is not None and state.slots.in_use == 1
+    assert state.tokens.remaining() == 1000 - 10 - 200

@@ -16,7 +16,8 @@ there is nothing to do (no slot held, the tokens used as reserved).
 The store down: while it is known down, `admit` decides at once, without Redis (fail_mode
 open: a ticket, unchecked and counted; closed: a 503 refusal); a batch that fails resolves
 its requests the same way. Settles wait for the store (at most `MAX_SETTLES`, then the
-oldest are dropped and counted: their slots expire with their TTL).
+oldest are dropped and counted: their slots expire with their TTL), and are sent again; one
+that had run (a batch that timed out after running) is not applied twice (EXACT_SETTLE).
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class ExactLimiter(NativeLimiter):
         self.clock = clock
         self.timer = timer
         self.slot_ttl = spec.slot_ttl
-        self._prefix = os.urandom(6).hex()
+        self._prefix = os.urandom(6).hex()   # this replica's (its tickets', its settles')
         self._counter = 0
+        self._settled = 0   # settles numbered as sent: one sent again is applied once
         self._admits: list[Pending] = []
         self._settles: deque[Call] = deque()
         self._live: dict[str, ExactTicket] = {}   # admitted, holding a slot
@@ -147,6 +149,9 @@ class ExactLimiter(NativeLimiter):
                      self.store.budget_key(name, budget.per, period_of(budget.per, now))]
             args += [charge(budget, used_tokens, used_cost) -
                      charge(budget, ticket.tokens, ticket.cost), budget_ttl(budget.per, now)]
+        self._settled += 1
+        keys.append(self.store.settled_key(self._prefix))
+        args.append(self._settled)
         self._settles.append(("exact_settle", keys, args))
         self._bound_settles()
         self.idle.clear()

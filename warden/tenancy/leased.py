@@ -205,9 +205,12 @@ class LeasedLimiter(NativeLimiter):
             self.want(current)
 
     def _current(self, state: SubjectState, window: int, now: float) -> SubjectState:
+        """The subject's state now (a ticket's may have been forgotten since, and its limits
+        changed: the limits are the newest known, never the ticket's older ones)."""
         if window != self._window:
             self._turn(window)
-        return self._state(state.name, state.limits, window, now)
+        newest = self.states.get(state.name, state)
+        return self._state(state.name, newest.limits, window, now)
 
     def want(self, state: SubjectState) -> None:
         """Queue a subject for the background loop (a lease, slots, a renewal)."""

@@ -51,6 +51,10 @@ class RedisLimits:
     def busy_key(self, subject: str) -> str:
         return f"{self.prefix}busy:{subject}"
 
+    def settled_key(self, replica: str) -> str:
+        """The number of the replica's last settle applied (exact mode: EXACT_SETTLE)."""
+        return f"{self.prefix}settled:{replica}"
+
     # -- calls ------------------------------------------------------------------------------
 
     async def run(self, calls: Sequence[Call]) -> list[list[int]]:

@@ -141,10 +141,19 @@ return {1, 0, 0, unpack(counts)}
 # minus reserved (0: none) and its current period's TTL (ms). Drops the ticket from each
 # busy set; gives unused tokens (and budget) back to the window (period) they were taken
 # from, if it still exists, or charges the excess to the current one (what was used counts
-# even past the limit: later requests wait). Returns 0.
+# even past the limit: later requests wait). Last, KEYS: the replica's settle mark; ARGV:
+# this settle's number (a replica numbers its settles in the order it sends them): one not
+# above the mark was applied before (a batch that timed out, or failed in part, after
+# running, sent again) and is skipped, as its deltas must not count twice. Returns 0, or 1
+# for a skipped one.
 EXACT_SETTLE: Final = """
+local seq = tonumber(ARGV[#ARGV])
+if seq <= tonumber(redis.call('GET', KEYS[#KEYS]) or '0') then
+  return 1
+end
+redis.call('SET', KEYS[#KEYS], seq, 'PX', 86400000)
 local delta = tonumber(ARGV[2])
-for i = 1, #KEYS / 5 do
+for i = 1, (#KEYS - 1) / 5 do
   local k = 5 * i - 4
   redis.call('ZREM', KEYS[k + 2], ARGV[1])
   if delta < 0 and redis.call('EXISTS', KEYS[k]) == 1 then
