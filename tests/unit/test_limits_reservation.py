@@ -51,8 +51,8 @@ async def test_a_stream_too_deep_to_write_again_is_a_400_and_frees_its_slot():
     such requests would hold a key's `max_concurrent` for good)."""
     limiter = build_limiter(RateLimitSpec(store="memory"))
     deep = "[" * 300 + "]" * 300
-    body = ('{"model":"elsewhere","stream":true,"messages":[{"role":"user","content":"hi"}],'
-            '"extra":%s}' % deep).encode()
+    body = (b'{"model":"elsewhere","stream":true,"messages":[{"role":"user","content":"hi"}],'
+            b'"extra":' + deep.encode() + b"}")
     for _ in range(2):   # (the second finds the one slot free again)
         rig = Rig([Granting(), LimitStage(limiter, 16, Prices({}))], [LimitSettler(limiter)])
         rig.send_body(body)

@@ -51,7 +51,7 @@ def test_a_first_byte_late_while_the_client_reads_nothing_is_the_clients():
 
 
 def test_a_stall_after_the_client_resumed_is_the_backends_again():
-    relay, client, upstream, ends = make(idle=5.0)
+    relay, _, _, ends = make(idle=5.0)
     relay.on_head(200, SSE)
     relay.check_timeout(relay.sent_at + 1.0)
     relay.on_client_pause()
@@ -80,6 +80,7 @@ def test_a_stripped_stream_holds_half_events_back_so_its_cut_is_clean():
     deliver(relay, b"data: {}\n\n")
     deliver(relay, b'data: {"choi')
     relay.on_lost("backend closed the connection")
+    assert ends == [Ending.UPSTREAM_LOST]
     assert not client.aborted and client.ended == 1
     assert b"".join(client.written).startswith(b'data: {}\n\ndata: {"error":')
 
