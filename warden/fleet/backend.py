@@ -32,9 +32,10 @@ def pool_limits(spec: BackendSpec, timeouts: TimeoutsSpec) -> dict:
 class Backend:
     """Identity (name, address), its connection pool, and live state.
 
-    `in_flight` is changed in exactly one place (the forwarder: +1 when a request is sent, -1
-    when its relay ends, which happens exactly once), so it cannot leak. Models come from
-    config, or else from the backend's /v1/models. Times are `time.monotonic()`.
+    `in_flight` is changed only by the forwarder: +1 when a request is sent (counted from its
+    choice while it waits for a connection, given back if none comes), -1 when its relay
+    ends, which happens exactly once; so it cannot leak. Models come from config, or else
+    from the backend's /v1/models. Times are `time.monotonic()`.
 
     Whether it may take a request: `clear` says, in one attribute read, that nothing stands
     in the way (reachable, healthy, breaker closed, not ejected, not draining); only when it

@@ -52,7 +52,8 @@ class CircuitBreaker:
         if self.state == CLOSED:
             self.failures = 0
         elif self.state == HALF_OPEN and probe:
-            self.probing -= 1
+            # (at least 0: a probe of an earlier half-open round may end in this one)
+            self.probing = max(0, self.probing - 1)
             self.successes += 1
             if self.successes >= self.spec.probes:
                 self.state = CLOSED
@@ -70,7 +71,7 @@ class CircuitBreaker:
                 self._open(now)
         elif self.state == HALF_OPEN:
             if probe:
-                self.probing -= 1
+                self.probing = max(0, self.probing - 1)
             self._open(now)
         # open: a request sent before it opened failed too: nothing changes
 

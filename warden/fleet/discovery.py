@@ -40,10 +40,9 @@ class Discovery:
         self._timeout = min(settings.timeouts.connect, 5.0)
 
     async def refresh_all(self) -> None:
-        backends = self._backends
-        changed = await asyncio.gather(*(self.refresh(b) for b in backends))
-        if any(changed):
-            backends.reindex()
+        changed = await asyncio.gather(*(self.refresh(b) for b in self._backends))
+        if any(changed):   # (the registry in use now: a reload may have come meanwhile)
+            self._backends.reindex()
 
     async def refresh(self, backend: Backend) -> bool:
         """Poll one backend; True if the set of models it serves changed (the caller
@@ -70,6 +69,8 @@ class Discovery:
         try:
             cards = orjson.loads(body)["data"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
+            cards = None
+        if not isinstance(cards, list):   # (`"data": null`, as some servers write none)
             log.warning("backend %s: /v1/models is not a model list", backend.name)
             return False
         if not backend.reachable:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from warden.config.schema import ActiveHealthSpec, ScrapeSpec
-from warden.errors import UpstreamError, UpstreamTimeout
+from warden.errors import PoolExhausted, UpstreamError, UpstreamTimeout
 from warden.fleet.backend import Backend
 from warden.fleet.deployment import learned_deployment
 from warden.fleet.signals import engine_load
@@ -149,10 +149,14 @@ class HealthChecker:
         self.loops = BackendLoops(self.check, lambda: self.spec.interval)
 
     def follow(self, backends: Iterable[Backend]) -> None:
-        """Check exactly these backends (forgetting the counts of any other)."""
+        """Check exactly these backends (forgetting the counts of any other). One no longer
+        checked is not held out by its last verdict: only a check brings it back."""
         for backend in self.loops.follow(backends):
             self._passed.pop(backend.name, None)
             self._failed.pop(backend.name, None)
+            if not backend.healthy:
+                log.info("backend %s is no longer checked: back in rotation", backend.name)
+                backend.set_healthy(True, time.monotonic())
 
     async def check(self, backend: Backend) -> None:
         spec = self.spec
@@ -161,6 +165,8 @@ class HealthChecker:
             status, _ = await fetch(backend.pool, "GET", spec.path, backend.host_header,
                                     spec.timeout)
             problem = None if status == 200 else f"GET {spec.path} answered {status}"
+        except PoolExhausted:   # every connection busy with requests: no verdict (a busy
+            return              # backend is not a dead one; a refused connect still fails)
         except UpstreamTimeout as e:
             problem, slow = e.message, True
         except UpstreamError as e:

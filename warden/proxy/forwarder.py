@@ -129,6 +129,9 @@ class Forwarder:
             self._send(relay, backend, conn, now)
             return
         assert self._loop is not None, "Forwarder.bind(loop) was not called"
+        # Counted from its choice, not only once sent: a burst that waits on connections
+        # spreads over the fleet, and `max_in_flight` holds (`_connect` hands it on).
+        backend.in_flight += 1
         task = self._loop.create_task(self._connect(relay, backend))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -149,6 +152,7 @@ class Forwarder:
         try:
             conn = await backend.pool.acquire()
         except NotSentError as e:
+            backend.in_flight -= 1
             now = monotonic()
             if isinstance(e, ConnectFailed):
                 backend.failed(now, relay.probe, e.message)
@@ -163,12 +167,14 @@ class Forwarder:
             self.forward(relay, e)
             return
         except asyncio.CancelledError:
+            backend.in_flight -= 1
             if relay.probe:
                 backend.probe_abandoned()
             relay.verdict = Verdict.CANCELLED
             relay.client.abort()
             self._done(relay, monotonic())
             raise
+        backend.in_flight -= 1   # (`_send` counts it as every request)
         self._send(relay, backend, conn, monotonic())
 
     def _send(self, relay: Relay, backend: Backend, conn: UpstreamConnection,
