@@ -78,3 +78,20 @@ def test_what_counts_as_the_engines_own_word():
     assert not is_engine_crash("response cut mid-way")
     assert not is_engine_crash("connection dropped before the answer")
     assert not is_engine_crash("restarted (its counters went backwards)")
+
+
+def test_a_request_in_flight_long_since_is_a_suspect_though_no_longer_among_the_recent(
+        tmp_path):
+    """The killer sent first (a long prefill), then more requests than the recent ones keep:
+    it is still in flight when the engine dies, so it is a suspect."""
+    killer = relay(0, Ending.UPSTREAM_LOST)
+    killer.request_id, killer.sent_at = b"the-killer", 0.5
+    opened: list[dict] = []
+    found = IncidentDetector(tmp_path, lambda backend: [killer], on_opened=opened.append)
+    found.reachable("n1")
+    for n in range(100):   # (more than the recent ones hold)
+        later = relay(200)
+        later.request_id, later.sent_at = b"later-%d" % n, 1.0
+        found.recent_of("n1").append(later)
+    found.connect_failed("n1", 2.0)
+    assert "the-killer" in {s["id"] for s in opened[0]["suspects"]}

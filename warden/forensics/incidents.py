@@ -205,9 +205,14 @@ class IncidentDetector:
             self._close(backend)
 
     def _collect_suspects(self, incident: Incident, trigger, now: float) -> None:
-        flying = {id(r) for r in self._in_flight(incident.backend)}
+        in_flight = list(self._in_flight(incident.backend))
+        flying = {id(r) for r in in_flight}
         candidates = [r for r in self.recent_of(incident.backend)
                       if now - r.sent_at <= self.window or id(r) in flying]
+        # Every request in flight is a suspect, however long ago it was sent: one pushed out
+        # of the recent ones by later requests (a long prefill) is the likeliest killer.
+        kept = {id(r) for r in candidates}
+        candidates += [r for r in in_flight if id(r) not in kept]
         if trigger is not None and trigger not in candidates:
             candidates.append(trigger)
         for relay in candidates:
