@@ -27,7 +27,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     replay = _command(actions, "replay", "re-send recorded requests to a target",
                       lambda d, a: audit.replay(d, _filter(a), a.target, paced=not a.fast,
                                                 speed=a.speed, concurrency=a.concurrency,
-                                                timeout=a.timeout))
+                                                timeout=a.timeout,
+                                                include_refused=a.include_refused))
     _filters(replay)
     replay.add_argument("--target", required=True, help="base URL, e.g. http://127.0.0.1:8011")
     replay.add_argument("--fast", action="store_true", help="one after another as fast as "
@@ -35,6 +36,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("--speed", type=float, default=1.0, help="recorded pacing divided by")
     replay.add_argument("--concurrency", type=int, default=1, help="at once, with --fast")
     replay.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    replay.add_argument("--include-refused", action="store_true", help="also those the "
+                        "gateway refused (default: skipped; a refused one may be a known "
+                        "killer of engines)")
     show = _command(actions, "show", "one request's records, in full",
                     lambda d, a: audit.show(d, a.request_id))
     show.add_argument("request_id", help="its X-Request-Id (as `search` lists it)")

@@ -139,7 +139,8 @@ def tail(directory: str, count: int, follow: bool, out: TextIO = sys.stdout,
 
 
 def replay(directory: str, keep: Filter, target: str, *, paced: bool, speed: float,
-           concurrency: int, timeout: float, out: TextIO = sys.stdout) -> int:
+           concurrency: int, timeout: float, include_refused: bool = False,
+           out: TextIO = sys.stdout) -> int:
     """Re-send the matching requests to `target`; one line each: what it was, what it is.
     Returns 1 if any got no answer, or one cut short (a script must not read that as success)."""
     import asyncio
@@ -151,7 +152,8 @@ def replay(directory: str, keep: Filter, target: str, *, paced: bool, speed: flo
         print(f"no recorded request matches in {directory}", file=sys.stderr)
         return 1
     outcomes = asyncio.run(replay_all(chosen, target, paced=paced, speed=speed,
-                                      concurrency=concurrency, timeout=timeout))
+                                      concurrency=concurrency, timeout=timeout,
+                                      include_refused=include_refused))
     unanswered = cut = 0
     for outcome in outcomes:
         was = f"{outcome.request.get('status') or '-'} {outcome.request.get('verdict') or ''}"

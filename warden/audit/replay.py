@@ -1,10 +1,15 @@
-"""Re-sending recorded requests to a target: the same method, path and body bytes, and the
-recorded content type; never a recorded secret (they were never written).
+"""Re-sending recorded requests to a target: the same method, path and content type, and the
+body a backend received (a stage's rewrite when there was one: the guard's repair of a
+request that kills engines, say; else the client's bytes); never a recorded secret (they
+were never written). A request that never reached a backend (the gateway refused it: a
+known killer, a key over its limits) is skipped unless asked for (`include_refused`).
 
 Each replayed request gets its own connection and the id `<recorded id>.replay` (so the
-target's logs tell replays apart), and is read to its end: a stream is observed as the
-gateway observes it, for its verdict. Pacing: as recorded (the gaps between arrivals, divided by
-`speed`), or one after another as fast as possible with at most `concurrency` at once.
+target's logs tell replays apart; `.replay.2`, `.3`, ... for a recorded id seen again in the
+run: two in flight with one id is what vLLM cannot take), and is read to its end: a stream
+is observed as the gateway observes it, for its verdict. Pacing: as recorded (the gaps
+between arrivals, divided by `speed`), or one after another as fast as possible with at most
+`concurrency` at once.
 """
 
 from __future__ import annotations
@@ -79,29 +84,38 @@ class _Reader:
             self._done.set_result(None)
 
 
-def request_bytes(request: Request, host: str) -> tuple[bytes, bytes] | str:
+def request_bytes(request: Request, host: str, suffix: str = ".replay",
+                  include_refused: bool = False) -> tuple[bytes, bytes] | str:
     """(head, body) to re-send a recorded request, or why it cannot be."""
     start = request.start
     if start is None:
         return "no start record"
-    if start.get("body_omitted"):
-        return f"body not recorded ({start['body_omitted']})"
-    body_text = start.get("body")
-    if not isinstance(body_text, str):
-        return "no body recorded"
-    body = base64.b64decode(body_text) if start.get("body_encoding") == "base64" \
-        else body_text.encode("utf-8")
+    end = request.end
+    if not include_refused and end is not None and end.get("backend") is None:
+        return f"never reached a backend (answered {end.get('status')} by the gateway)"
+    forwarded = start.get("forwarded_body")
+    if isinstance(forwarded, str):
+        body = forwarded.encode("utf-8")
+    else:
+        if start.get("body_omitted"):
+            return f"body not recorded ({start['body_omitted']})"
+        body_text = start.get("body")
+        if not isinstance(body_text, str):
+            return "no body recorded"
+        body = base64.b64decode(body_text) if start.get("body_encoding") == "base64" \
+            else body_text.encode("utf-8")
     content_type = (start.get("headers") or {}).get("content-type", "application/json")
     head = (f"{start.get('method') or 'POST'} {start['endpoint']} HTTP/1.1\r\nhost: {host}\r\n"
-            f"content-type: {content_type}\r\nx-request-id: {request.id}.replay\r\n"
+            f"content-type: {content_type}\r\nx-request-id: {request.id}{suffix}\r\n"
             f"content-length: {len(body)}\r\n\r\n").encode("latin-1")
     return head, body
 
 
 async def replay_one(request: Request, host: str, port: int, timeout: float,
-                     keep_body: bool = False) -> Replayed:
+                     keep_body: bool = False, suffix: str = ".replay",
+                     include_refused: bool = False) -> Replayed:
     outcome = Replayed(request)
-    prepared = request_bytes(request, f"{host}:{port}")
+    prepared = request_bytes(request, f"{host}:{port}", suffix, include_refused)
     if isinstance(prepared, str):
         outcome.skipped = prepared
         return outcome
@@ -135,27 +149,44 @@ def _arrival(request: Request) -> float:
 
 
 async def replay(requests: Iterable[Request], target: str, *, paced: bool, speed: float,
-                 concurrency: int, timeout: float) -> list[Replayed]:
+                 concurrency: int, timeout: float,
+                 include_refused: bool = False) -> list[Replayed]:
     """Replay in arrival order; returns the outcomes in the same order."""
     parts = urlsplit(target)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     ordered = sorted(requests, key=_arrival)
     if not ordered:
         return []
+    suffixes = _suffixes(ordered)
     loop = asyncio.get_running_loop()
+
+    async def one(n: int) -> Replayed:
+        return await replay_one(ordered[n], host, port, timeout, suffix=suffixes[n],
+                                include_refused=include_refused)
+
     if paced:
         origin, start = _arrival(ordered[0]), loop.time()
 
-        async def at_its_time(request: Request) -> Replayed:
-            await asyncio.sleep(max(0.0, start + (_arrival(request) - origin) / speed
+        async def at_its_time(n: int) -> Replayed:
+            await asyncio.sleep(max(0.0, start + (_arrival(ordered[n]) - origin) / speed
                                     - loop.time()))
-            return await replay_one(request, host, port, timeout)
+            return await one(n)
 
-        return list(await asyncio.gather(*(at_its_time(r) for r in ordered)))
+        return list(await asyncio.gather(*(at_its_time(n) for n in range(len(ordered)))))
     gate = asyncio.Semaphore(concurrency)
 
-    async def in_turn(request: Request) -> Replayed:
+    async def in_turn(n: int) -> Replayed:
         async with gate:
-            return await replay_one(request, host, port, timeout)
+            return await one(n)
 
-    return list(await asyncio.gather(*(in_turn(r) for r in ordered)))
+    return list(await asyncio.gather(*(in_turn(n) for n in range(len(ordered)))))
+
+
+def _suffixes(ordered: list[Request]) -> list[str]:
+    """`.replay`, then `.replay.2`, `.replay.3`, ... for a recorded id seen again."""
+    seen: dict[str, int] = {}
+    suffixes = []
+    for request in ordered:
+        count = seen[request.id] = seen.get(request.id, 0) + 1
+        suffixes.append(".replay" if count == 1 else f".replay.{count}")
+    return suffixes
