@@ -90,6 +90,21 @@ def test_bodies_are_verbatim_or_stand_in_by_size_and_digest():
     assert start_record(exchange(b"{}"), clock(), [], 0)["body_omitted"] == "low disk"
 
 
+def test_low_disk_leaves_out_every_body_the_forwarded_one_and_a_full_response_too():
+    ex = exchange(b'{"prompt":"x"}')
+    ex.forwarded_body = b'{"prompt":"x","priority":1}'
+    ex.captured = [b'{"choices":[{"finish_reason":"stop"}]}']
+    low = start_record(ex, clock(), [], 0)
+    assert "forwarded_body" not in low and low["forwarded_body_omitted"] == "low disk"
+    assert low["forwarded_body_bytes"] == len(ex.forwarded_body)
+    assert start_record(ex, clock(), [], 1000)["forwarded_body"] == ex.forwarded_body.decode()
+    full = Renderer([], "full", clock())
+    lean = full.end(ex, 0)
+    assert "response" not in lean and lean["response_omitted"] == "low disk"
+    assert lean["finish_reasons"] == ["stop"]   # (the summary is metadata: kept)
+    assert full.end(ex, 1000)["response"] == ex.captured[0].decode()
+
+
 def test_times_are_the_arrival_in_utc_iso_and_seconds_after_it():
     ex = exchange(b"{}")
     ex.sent_at, ex.first_byte_at, ex.ended_at = 100.25, 100.75, 101.5

@@ -93,3 +93,22 @@ def test_the_writer_thread_runs_below_the_loop_s_priority(tmp_path):
     finally:
         writer.batches.put(None)
         writer.join()
+
+
+class Breaking(Files):
+    """A write that fails with something other than the disk (a bug, a codec's error)."""
+
+    def write(self, data) -> bool:
+        if not self.pieces:
+            self.pieces.append(b"")
+            raise RuntimeError("a codec failed")
+        return super().write(data)
+
+
+def test_a_slice_that_fails_unexpectedly_is_counted_and_the_rest_still_written():
+    batch = lines(*[400] * 6)  # two lines a piece: three pieces
+    files = Breaking()
+    writer = recorder()
+    writer.write(files, [batch, lines(100)])
+    assert writer.failed == 2   # the first piece's lines, counted
+    assert b"".join(files.pieces) == bytes(batch[800:]) + bytes(lines(100))

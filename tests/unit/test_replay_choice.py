@@ -36,3 +36,9 @@ def test_an_id_met_again_in_a_run_gets_a_replay_id_of_its_own():
     assert _suffixes(run) == [".replay", ".replay", ".replay.2", ".replay.3"]
     head = request_bytes(run[2], "t:1", ".replay.2")
     assert isinstance(head, tuple) and b"\r\nx-request-id: x.replay.2\r\n" in head[0]
+
+
+def test_one_whose_forwarded_body_was_not_recorded_is_not_sent_with_the_clients():
+    low = recorded("low", forwarded_body_omitted="low disk")
+    assert request_bytes(low, "t:1") == \
+        "the body its backend received was not recorded (low disk)"

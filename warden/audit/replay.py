@@ -93,6 +93,9 @@ def request_bytes(request: Request, host: str, suffix: str = ".replay",
     end = request.end
     if not include_refused and end is not None and end.get("backend") is None:
         return f"never reached a backend (answered {end.get('status')} by the gateway)"
+    if start.get("forwarded_body_omitted"):
+        return f"the body its backend received was not recorded " \
+            f"({start['forwarded_body_omitted']})"
     forwarded = start.get("forwarded_body")
     if isinstance(forwarded, str):
         body = forwarded.encode("utf-8")

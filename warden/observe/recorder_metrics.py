@@ -25,8 +25,9 @@ def recorder_families(recorder: Recorder) -> Iterable[Metric]:
     dropped.add_metric(["write_error"], writer.failed)
     dropped.add_metric(["render_error"], recorder.unrendered)
     yield dropped
-    omitted = CounterMetricFamily("warden_recorder_bodies_omitted", "Request bodies left "
-                                  "out of their records because free disk was low")
+    omitted = CounterMetricFamily("warden_recorder_bodies_omitted", "Records whose bodies "
+                                  "(request, forwarded, response) were left out because "
+                                  "free disk was low")
     omitted.add_metric([], recorder.bodies_omitted)
     yield omitted
     files = recorder.files

@@ -98,7 +98,8 @@ class Recorder(NativeListener):
         except Exception:
             self._unrenderable()
             return
-        if body_limit == 0 and record.get("body_omitted") == "low disk":
+        if body_limit == 0 and (record.get("body_omitted") == "low disk"
+                                or "forwarded_body_omitted" in record):
             self.bodies_omitted += 1
         pending.add(dumps(record, option=APPEND_NEWLINE))
 
@@ -107,11 +108,14 @@ class Recorder(NativeListener):
         if pending.count >= self._room:
             self.dropped += 1
             return
+        body_limit = self.body_limit
         try:
-            record = self._render.end(exchange)
+            record = self._render.end(exchange, body_limit)
         except Exception:
             self._unrenderable()
             return
+        if body_limit == 0 and "response_omitted" in record:
+            self.bodies_omitted += 1
         pending.add(dumps(record, option=APPEND_NEWLINE))
 
     @property

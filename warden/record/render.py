@@ -121,12 +121,19 @@ class Renderer:
             record["guard"] = exchange.guard_notes
         if exchange.upstream_id:  # the id the backend got, when the client chose its own
             record["upstream_id"] = exchange.upstream_id.decode("latin-1")
-        if exchange.forwarded_body is not None:  # what went to the backend instead
-            record["forwarded_body"] = exchange.forwarded_body.decode("utf-8", "replace")
+        forwarded = exchange.forwarded_body
+        if forwarded is not None:  # what went to the backend instead (bounded as the body)
+            if len(forwarded) > body_limit:
+                record["forwarded_body_omitted"] = "low disk" if body_limit == 0 \
+                    else "too large"
+                record["forwarded_body_bytes"] = len(forwarded)
+            else:
+                record["forwarded_body"] = forwarded.decode("utf-8", "replace")
         return record
 
-    def end(self, exchange: Exchange) -> dict:
-        """What became of it, times in seconds to the microsecond (`_micro`)."""
+    def end(self, exchange: Exchange, body_limit: int | None = None) -> dict:
+        """What became of it, times in seconds to the microsecond (`_micro`). `body_limit`:
+        as `start`'s, for a response kept whole (`response: full`; None: no limit)."""
         received = exchange.received_at
         sent, first_byte, ttft = exchange.sent_at, exchange.first_byte_at, exchange.ttft
         record = {
@@ -141,7 +148,15 @@ class Renderer:
             "error": exchange.error,
         }
         if self._response != "none":
-            _response_fields(exchange, self._response == "full", record)
+            full = self._response == "full"
+            if full and body_limit is not None and exchange.captured is not None:
+                size = sum(map(len, exchange.captured))
+                if size > body_limit:
+                    full = False
+                    record["response_omitted"] = "low disk" if body_limit == 0 \
+                        else "too large"
+                    record["response_bytes"] = size
+            _response_fields(exchange, full, record)
         return record
 
     def received(self, exchange: Exchange) -> str:

@@ -141,10 +141,9 @@ class Writer:
                         self.disk_full += count
                     else:
                         self.failed += count
-                except Exception:  # a bug: its traceback (once a minute at most)
-                    self.failed += count
+                except Exception:  # a bug: its traceback (once a minute at most); the slices
+                    self.failed += count   # after it are still tried, each counted
                     self._trouble.failing(None, count)
-                    return
                 start = end
                 if start < len(lines):
                     os.sched_yield()
