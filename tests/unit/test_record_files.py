@@ -137,6 +137,17 @@ def test_a_restart_rotates_the_file_the_last_run_left_open(tmp_path):
     assert (tmp_path / OPEN_NAME).read_bytes() == line(2)
 
 
+def test_the_cap_holds_at_a_restart_before_any_write(tmp_path):
+    """The last run's open file, rotated at the start, is counted against the cap (and the
+    file count) at once: a gateway that records nothing after its restart is not over."""
+    first = RecordFiles(spec(tmp_path, compress=False, max_total_size=32768))
+    for n in range(400):
+        first.write(line(n))
+    assert on_disk(tmp_path) > 16384 and (tmp_path / OPEN_NAME).stat().st_size > 0
+    RecordFiles(spec(tmp_path, compress=False, max_files=4))   # (16 KiB, 4 files)
+    assert on_disk(tmp_path) <= 16384 and len(list(tmp_path.iterdir())) <= 4
+
+
 def test_external_logrotate_then_sighup(tmp_path):
     files = RecordFiles(spec(tmp_path, compress=False))
     files.write(line(1))

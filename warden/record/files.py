@@ -92,8 +92,11 @@ class RecordFiles:
         # Closed files, oldest first: [path, bytes, modification time].
         self._closed: list[list] = []
         self._scan()
-        if self._open_path.exists() and self._open_path.stat().st_size:
+        left = self._open_path.stat().st_size if self._open_path.exists() else 0
+        if left:   # the last run's open file: rotated, counted until then (its copy needs
+            self._size = left   # room beside it), and the cap held at once, not at a write
             self._rotate(clock())
+            self._make_room(0)
         else:
             self._open(clock())
 
