@@ -182,3 +182,17 @@ def test_a_rotated_file_is_compressed_in_pieces_with_the_core_given_up_between(
     assert len(yields) >= size // (64 * 1024)
     assert [r["id"] for r in read_records(record_files(tmp_path))] == \
         [str(n) for n in range(len(lines))]
+
+
+def test_a_rotation_while_the_older_files_are_read_loses_nothing(tmp_path):
+    """The reader lists the closed files again before it reads the open one: what was in
+    the open file when it began is read from the rotated file, compressed or not."""
+    files = RecordFiles(spec(tmp_path))
+    for n in range(40):   # (a few closed files, and some in the open one)
+        files.write(line(n))
+    reading = read_records(record_files(tmp_path))
+    first = next(reading)   # a closed file is being read
+    for n in range(40, 60):   # meanwhile the open file fills, rotates and is compressed
+        files.write(line(n))
+    ids = [first["id"], *(r["id"] for r in reading)]
+    assert ids == [str(n) for n in range(60)]

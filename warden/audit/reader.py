@@ -1,6 +1,7 @@
 """Reading the flight recorder's files back: records in order, requests joined, filters.
 
-Files are read oldest first (by modification time; the open `warden.jsonl` last), plain or
+Files are read oldest first (by modification time; the open `warden.jsonl` last, after the
+closed ones are listed again: a rotation during a long read loses nothing), plain or
 compressed (zstd or gzip, by their suffix: record/codecs.py). A line that does not parse (the
 torn last line of a gateway killed mid-write) is skipped and counted. A request is its `start` and
 `end` records joined by id; one whose `end` never came (in flight, or lost with its gateway) is
@@ -19,13 +20,41 @@ from warden.record.codecs import READ_ERRORS, open_records
 from warden.record.files import OPEN_NAME
 
 
-def record_files(directory: str | Path) -> list[Path]:
+def record_files(directory: str | Path) -> Iterator[Path]:
+    """The files to read, oldest first, as they are when each is reached: the closed files
+    are listed again before the open one is read, so a rotation while the older ones were
+    read loses nothing (the rotated file is read under its new name, compressed or not; a
+    file is read once, whatever its suffix). A file deleted before its turn (the cap) is
+    skipped."""
     base = Path(directory)
-    closed = [p for p in base.glob("warden*.jsonl*")
-              if p.name != OPEN_NAME and not p.name.endswith(".tmp")]
-    closed.sort(key=lambda p: p.stat().st_mtime)
+    seen: set[str] = set()
+    while True:
+        fresh = [path for path in _closed_files(base) if _stem(path) not in seen]
+        if not fresh:
+            break
+        for path in fresh:
+            seen.add(_stem(path))
+            yield path
     current = base / OPEN_NAME
-    return [*closed, current] if current.exists() else closed
+    if current.exists():
+        yield current
+
+
+def _closed_files(base: Path) -> list[Path]:
+    found = []
+    for path in base.glob("warden*.jsonl*"):
+        if path.name == OPEN_NAME or path.name.endswith(".tmp"):
+            continue
+        try:
+            found.append((path.stat().st_mtime, path))
+        except FileNotFoundError:   # (deleted since the listing: the cap, a compression)
+            continue
+    return [path for _, path in sorted(found)]
+
+
+def _stem(path: Path) -> str:
+    """A rotated file's name without its compression (`.jsonl`, `.jsonl.zst`: one file)."""
+    return path.name.partition(".jsonl")[0]
 
 
 @dataclass
