@@ -95,3 +95,14 @@ def test_a_request_in_flight_long_since_is_a_suspect_though_no_longer_among_the_
         found.recent_of("n1").append(later)
     found.connect_failed("n1", 2.0)
     assert "the-killer" in {s["id"] for s in opened[0]["suspects"]}
+
+
+def test_two_suspects_sharing_a_clients_request_id_are_both_kept(tmp_path):
+    twins = [relay(0, Ending.UPSTREAM_LOST), relay(0, Ending.UPSTREAM_LOST)]
+    for twin in twins:
+        twin.request_id = b"reused"
+    opened: list[dict] = []
+    found = IncidentDetector(tmp_path, lambda backend: twins, on_opened=opened.append)
+    found.reachable("n1")
+    found.connect_failed("n1", 2.0)
+    assert [s["id"] for s in opened[0]["suspects"]] == ["reused", "reused"]

@@ -219,7 +219,11 @@ class IncidentDetector:
             suspect = suspect_of(relay, now, in_flight=id(relay) in flying or relay is trigger)
             if relay is trigger:
                 suspect["outcome"] = incident.detected_by
-            incident.suspects[suspect["id"]] = suspect
+            key, again = suspect["id"], 1
+            while key in incident.suspects:   # (a client's id reused: both are suspects)
+                again += 1
+                key = f"{suspect['id']}#{again}"
+            incident.suspects[key] = suspect
 
     async def _last_metrics(self, incident: Incident) -> None:
         try:
