@@ -156,6 +156,22 @@ def test_a_compression_cut_short_by_a_crash_is_removed_at_start(tmp_path):
     assert ids(tmp_path) == [1]
 
 
+def test_an_original_a_crash_left_beside_its_finished_copy_is_removed_at_start(tmp_path):
+    """Killed between the copy's rename and the original's removal: one file, counted and
+    read once (else its requests would be replayed twice)."""
+    files = RecordFiles(spec(tmp_path))
+    files.write(line(1))
+    files.close()
+    RecordFiles(spec(tmp_path)).close()   # (rotated and compressed at the start)
+    [copy] = tmp_path.glob("warden-*.jsonl.zst")
+    original = copy.with_name(copy.name.removesuffix(".zst"))
+    original.write_bytes(line(1))   # what the crash left
+    files = RecordFiles(spec(tmp_path))
+    assert not original.exists()
+    assert files.total_bytes == on_disk(tmp_path)
+    assert ids(tmp_path) == [1]
+
+
 def batch(*numbers: int) -> list[bytes | bytearray]:
     """A batch's pieces (record/buffer.py): here, all its lines in one."""
     return [bytearray(b"".join(line(n) for n in numbers))]

@@ -197,11 +197,16 @@ class RecordFiles:
         """The closed files as the directory has them (the times already known are kept)."""
         known = {entry[0]: entry[2] for entry in self._closed}
         entries = []
-        for path in self.dir.iterdir():
+        paths = list(self.dir.iterdir())
+        names = {path.name for path in paths}
+        for path in paths:
             name = path.name
             if not name.startswith("warden") or ".jsonl" not in name or name == OPEN_NAME:
                 continue
-            if name.endswith(".tmp"):  # a compression cut short; the original is there
+            if name.endswith(".tmp") or (name.endswith(".jsonl") and any(
+                    name + suffix in names for suffix in SUFFIXES.values())):
+                # A compression cut short (the original is there), or one whose original a
+                # crash left beside its finished copy: one file, counted and read once.
                 path.unlink(missing_ok=True)
                 continue
             try:
