@@ -32,9 +32,13 @@ def gateway_url(args: argparse.Namespace) -> str | None:
         settings = load_or_explain(args.config)
         if settings is None:
             return None
-        host, port = settings.listen
+        # The admin API's address: its own listener (plain HTTP), else the main one (HTTPS
+        # when it has TLS).
+        host, port = settings.admin_listen or settings.listen
+        scheme = "https" if settings.tls is not None and settings.admin_listen is None \
+            else "http"
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     return "http://127.0.0.1:8000"
 
 
@@ -46,8 +50,12 @@ def call(command: str, url: str, body: dict | None = None, *, post: bool = False
     admin_key = os.environ.get(ADMIN_KEY)
     if admin_key:
         headers["Authorization"] = f"Bearer {admin_key}"
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None
-                                     else "GET", headers=headers)
+    try:
+        request = urllib.request.Request(url, data=data, method="POST" if data is not None
+                                         else "GET", headers=headers)
+    except ValueError:
+        print(f"{command}: {url} is not a URL (expected http://host:port)", file=sys.stderr)
+        return None
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())

@@ -206,6 +206,20 @@ def test_an_admin_listener_of_its_own(open_sim):
                                                   max_tokens=1)  # (auth off: no key needed)
         gw.reload({"backends": open_sim.backends_config(), "admin_listen": "127.0.0.1:0"})
         assert http("GET", f"{admin}/admin/backends")[0] == 200  # (kept across a reload)
+        # A reload without it: it waits for a restart, wholly (the API stays where it is).
+        assert "admin_listen" in gw.reload({"backends": open_sim.backends_config()})
+        assert http("GET", f"{admin}/admin/backends")[0] == 200
+        assert http("GET", f"{gw.url}/admin/backends")[0] == 404
+    finally:
+        gw.stop()
+
+
+def test_a_reload_that_adds_an_admin_listener_leaves_the_api_where_it_is(open_sim):
+    gw = GatewayThread({"backends": open_sim.backends_config()})
+    try:
+        assert "admin_listen" in gw.reload({"backends": open_sim.backends_config(),
+                                            "admin_listen": "127.0.0.1:0"})
+        assert http("GET", f"{gw.url}/admin/backends")[0] == 200
     finally:
         gw.stop()
 

@@ -106,6 +106,17 @@ def test_a_pair_that_does_not_load_is_refused_at_load(tmp_path):
         assert "tls: cannot load the certificate" in str(refused.value.problems)
 
 
+def test_a_ca_bundle_that_does_not_load_is_refused_at_load(tmp_path):
+    """(At a reload it would have failed the new config halfway through being built.)"""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    for ca in (tmp_path / "none.pem", junk):
+        with pytest.raises(ConfigError) as refused:
+            parse_settings({"backends": [{"name": "b", "url": "https://127.0.0.1:9",
+                                          "tls_ca": str(ca)}]}, {})
+        assert "cannot load the CA bundle" in str(refused.value.problems)
+
+
 def test_https_backends_verified_against_the_configured_ca(fleet, tmp_path):
     """A gateway whose backend speaks TLS (here another Warden, serving HTTPS in front of the
     simulated fleet): verified with the CA it is given, refused with the system's (which does

@@ -41,7 +41,7 @@ def answer(routes: Routes, method: bytes, path: bytes, writes) -> int:
     transport = FakeTransport()
     client = HttpConnection(HttpServer(routes, ServerLimits(), writes=writes))
     client.connection_made(transport)  # type: ignore[arg-type]
-    client.data_received(b"%s %s HTTP/1.1\r\nhost: gw\r\ncontent-length: 0\r\n\r\n"
+    client.data_received(b"%s %s HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-length: 0\r\n\r\n"
                          % (method, path))
     writes.flush()
     return int(b"".join(transport.out).split(b" ", 2)[1])
@@ -83,8 +83,8 @@ async def test_without_admin_keys_only_loopback_clients_reach_the_admin_api():
     for transport in (Remote(), FakeTransport()):
         client = HttpConnection(HttpServer(gateway.handler, ServerLimits(), writes=writes))
         client.connection_made(transport)  # type: ignore[arg-type]
-        client.data_received(b"GET /admin/backends HTTP/1.1\r\nhost: gw\r\n\r\n"
-                             b"GET /health HTTP/1.1\r\nhost: gw\r\n\r\n")
+        client.data_received(b"GET /admin/backends HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\r\n"
+                             b"GET /health HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\r\n")
         writes.flush()
         replies.append(b"".join(transport.out))
     remote, local = replies
@@ -107,7 +107,7 @@ async def test_the_admin_page_is_let_in_by_the_same_check():
     for it and sends it with each API call); without admin keys, loopback clients only."""
     gateway = bound_gateway()
     writes = gateway.forwarder.writes
-    page = b"GET /admin/ HTTP/1.1\r\nhost: gw\r\n\r\n"
+    page = b"GET /admin/ HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\r\n"
     assert request_to(gateway.handler, Remote(), writes, page).startswith(b"HTTP/1.1 403")
     local = request_to(gateway.handler, FakeTransport(), writes, page)
     assert local.startswith(b"HTTP/1.1 200") and b"content-security-policy: " in local
@@ -119,12 +119,32 @@ async def test_the_admin_page_is_let_in_by_the_same_check():
     gateway = build_app(keyed)
     gateway.forwarder.bind(asyncio.get_running_loop())
     writes = gateway.forwarder.writes
-    script = b"GET /admin/static/app.js HTTP/1.1\r\nhost: gw\r\n\r\n"
+    script = b"GET /admin/static/app.js HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\r\n"
     assert request_to(gateway.handler, Remote(), writes, script).startswith(b"HTTP/1.1 200")
-    api = b"GET /admin/requests HTTP/1.1\r\nhost: gw\r\n\r\n"
+    api = b"GET /admin/requests HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\r\n"
     assert request_to(gateway.handler, Remote(), writes, api).startswith(b"HTTP/1.1 401")
     assert request_to(gateway.handler, FakeTransport(), writes, api).startswith(b"HTTP/1.1 401")
-    with_key = b"GET /admin/requests HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer " \
+    with_key = b"GET /admin/requests HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nauthorization: Bearer " \
         + b"k" * 32 + b"\r\n\r\n"
     answered = request_to(gateway.handler, Remote(), writes, with_key)
     assert answered.startswith(b"HTTP/1.1 200") and b'{"requests":[]}' in answered
+
+
+@pytest.mark.parametrize(("fields", "status"), [
+    (b"host: localhost:8000\r\n", 200),
+    (b"host: [::1]:8000\r\norigin: http://127.0.0.1:8000\r\n", 200),   # the admin page's own
+    (b"", 200),                                                         # (HTTP/1.0 tools)
+    (b"host: rebound.example:8000\r\n", 403),        # a page's name re-pointed at 127.0.0.1
+    (b"host: 127.0.0.1:8000\r\norigin: https://evil.example\r\n", 403),   # a form elsewhere
+    (b"host: 127.0.0.1:8000\r\norigin: null\r\n", 403),
+], ids=["localhost", "own page", "no host", "dns rebinding", "another site", "opaque"])
+@pytest.mark.asyncio
+async def test_without_admin_keys_a_loopback_request_must_be_addressed_locally(fields, status):
+    """A browser on the admin's machine can be made to send requests to 127.0.0.1 by any
+    page it shows: those name the page's site (Host, Origin) and are refused."""
+    gateway = bound_gateway()
+    out = request_to(gateway.handler, FakeTransport(), gateway.forwarder.writes,
+                     b"POST /admin/backends/b/drain HTTP/1.1\r\n" + fields
+                     + b"content-length: 0\r\n\r\n")
+    assert int(out.split(b" ", 2)[1]) == status
+    assert next(iter(gateway.backends)).draining is (status == 200)

@@ -87,6 +87,7 @@ def test_version_says_which_build_runs(argv, capsys):
 @pytest.mark.parametrize(("listen", "url"), [
     ("127.0.0.1:8100", "http://127.0.0.1:8100"), ("0.0.0.0:8100", "http://127.0.0.1:8100"),
     ("'[::1]:8100'", "http://[::1]:8100"), ("'[::]:8100'", "http://127.0.0.1:8100"),
+    ("0.0.0.0:8100\nadmin_listen: 127.0.0.1:9100", "http://127.0.0.1:9100"),  # its own
 ])
 def test_admin_commands_reach_the_gateway_a_config_runs(tmp_path, listen, url):
     from warden.cli_admin import gateway_url
@@ -94,3 +95,11 @@ def test_admin_commands_reach_the_gateway_a_config_runs(tmp_path, listen, url):
     config = tmp_path / "warden.yaml"
     config.write_text(f"listen: {listen}\nbackends: [{{name: a, url: 'http://127.0.0.1:9'}}]\n")
     assert gateway_url(argparse.Namespace(url=None, config=str(config))) == url
+
+
+def test_an_admin_url_that_is_no_url_is_one_line_not_a_traceback(capsys):
+    from warden.cli_admin import call
+
+    assert call("reload", "gateway/admin/reload", post=True) is None
+    assert capsys.readouterr().err == \
+        "reload: gateway/admin/reload is not a URL (expected http://host:port)\n"

@@ -79,10 +79,14 @@ class AdminRoutes:
                 return Unauthenticated("The admin API needs an admin key (Authorization: "
                                        "Bearer KEY, one of auth.admin_keys).")
             return None
-        if is_loopback(request.client_ip):
-            return None
-        return Forbidden("The admin API answers loopback clients only until admin keys are "
-                         "configured (auth.admin_keys).")
+        if not is_loopback(request.client_ip):
+            return Forbidden("The admin API answers loopback clients only until admin keys "
+                             "are configured (auth.admin_keys).")
+        if not _named_locally(request):
+            return Forbidden("Without admin keys, the admin API answers requests addressed "
+                             "to 127.0.0.1, [::1] or localhost, and not sent by another site's "
+                             "page (Host, Origin); configure auth.admin_keys otherwise.")
+        return None
 
     def guarded(self, route: LocalRoute) -> LocalRoute:
         """`route` behind the admin API's check (`/metrics` with `auth.metrics: admin`)."""
@@ -141,6 +145,32 @@ def serve_local(route: LocalRoute | None, request: HttpRequest, client: HttpConn
             f"{request.method} is not allowed on {request.path}"), rid)
     else:
         route(request, client, rid)
+
+
+def _named_locally(request: HttpRequest) -> bool:
+    """A loopback client's request as this host's own tools and pages send it: its `Host`
+    (if any) names a loopback address or localhost, and so does its `Origin` (if any). A web
+    page the admin has open elsewhere can make the browser send requests to 127.0.0.1 (a
+    form, or its own name re-pointed at 127.0.0.1: DNS rebinding); those carry the page's
+    `Origin`, or its own name as `Host`."""
+    host = request.fields.get(b"host")
+    if host is not None and not _local_name(host.decode("latin-1")):
+        return False
+    origin = request.header(b"origin")
+    if origin is None:
+        return True
+    scheme, _, rest = origin.decode("latin-1").partition("://")
+    return scheme in ("http", "https") and _local_name(rest)
+
+
+def _local_name(authority: str) -> bool:
+    """`host[:port]` names this host's loopback: localhost, 127.x.y.z, [::1]."""
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else host
+    else:
+        host = host.partition(":")[0]
+    return host.lower() == "localhost" or is_loopback(host)
 
 
 def is_loopback(ip: str) -> bool:

@@ -127,8 +127,12 @@ class Gateway:
         settings, parts = runtime.settings, self.parts
         parts.keys.use_config(settings.auth)  # (the stored keys stay)
         parts.forwarder.use(settings, runtime.backends, runtime.policy)
+        # (The admin API's listener is the one started: `admin_listen` takes a restart.)
+        apart = self.admin_server is not None if self.server is not None \
+            else settings.admin_listen is not None
         self.handler, self.admin_handler = build_routes(
-            runtime, parts, self.reloader.reload_source if self.source is not None else None)
+            runtime, parts, self.reloader.reload_source if self.source is not None else None,
+            apart)
         answers_carry = self._answer_lines()
         if self.server is not None:
             self.server.handler = self.handler

@@ -173,10 +173,12 @@ def build_tracer(settings: Settings, current: Current) -> Tracing | None:
     return build_tracing(settings.tracing, address)
 
 
-def build_routes(runtime: Runtime, parts: Parts,
-                 reload: Reload | None) -> tuple[Routes, Routes | None]:
+def build_routes(runtime: Runtime, parts: Parts, reload: Reload | None,
+                 admin_apart: bool) -> tuple[Routes, Routes | None]:
     """The path tables of one runtime: its admission chain, its admin views; the second is
-    the admin listener's (None: the admin API is on the main listener)."""
+    the admin listener's, with `admin_apart` (else None: the admin API is on the main
+    listener). (Whether it is apart is the process's, from its start: a reload cannot move
+    it.)"""
     guard = runtime.guard
     spec = runtime.settings.cors
     cors = Cors(spec) if spec is not None else None
@@ -195,7 +197,7 @@ def build_routes(runtime: Runtime, parts: Parts,
     live = LiveAdmin(parts.traffic, parts.forwarder.active, parts.incidents, limits)
     admin = AdminRoutes(fleet, quarantine, KeyRing.admins(auth), keys, live, AdminPage())
     public = auth.metrics == "public"
-    if runtime.settings.admin_listen is None:
+    if not admin_apart:
         return Routes(admission, own, admin, parts.ids, metrics_public=public, cors=cors), None
     return (Routes(admission, own, None, parts.ids, metrics_public=public, checks=admin,
                    cors=cors),

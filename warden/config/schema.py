@@ -3,6 +3,7 @@ so a typo never silently falls back to a default."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -112,6 +113,18 @@ class BackendSpec(Spec):
         except ValueError:
             raise ValueError("not a URL (bad port)") from None
         return value.rstrip("/")
+
+    @field_validator("tls_ca")
+    @classmethod
+    def _ca_loads(cls, value: Path | None) -> Path | None:
+        """The bundle must load now: at a reload, a missing one would fail the new config
+        halfway through being built (backends already changed), not at its load."""
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(f"cannot load the CA bundle {value}: {e}") from None
+        return value
 
     @property
     def host(self) -> str:
