@@ -218,3 +218,25 @@ def test_every_shipped_stage_is_called_through_its_compiled_base():
     assert [type(stage).__name__ for stage in stages] == [
         "AddressLimitStage", "AuthStage", "LimitStage", "GuardStage", "AffinityStage"]
     assert all(isinstance(stage, NativeStage) for stage in stages)
+
+
+class Probing(Stage):
+    """Stands for the guard: the request was chosen as a quarantine probe, then waits."""
+
+    def admit(self, relay, body: dict):
+        relay.quarantine_probe = "ticket"
+        return super().admit(relay, body)
+
+
+@pytest.mark.asyncio
+async def test_a_probe_refused_before_it_was_sent_gives_its_slot_back():
+    """(Else no entry could ever be probed on that backend again.)"""
+    pending: asyncio.Future[WardenError | None] = asyncio.get_running_loop().create_future()
+    rig = Rig([Probing(pending)])
+    ended: list = []
+    rig.admission._forwarder._on_probe_end = ended.append   # (the quarantine's hook)
+    rig.send()
+    rig.client.connection_lost(None)   # its client leaves while it waits
+    pending.set_result(None)
+    await asyncio.sleep(0)
+    assert len(ended) == 1 and ended[0].quarantine_probe == "ticket"

@@ -146,3 +146,18 @@ async def test_a_request_parked_again_keeps_its_first_deadline(tmp_path):
     again = rig.probation.park(lambda: None, rig.refused.append, first)
     assert again == first  # not five more seconds
     assert rig.probation.park(lambda: None, rig.refused.append) > first
+
+
+async def test_an_innocent_request_of_the_killers_shape_surviving_clears_only_its_own(
+        tmp_path):
+    """The killer's two fingerprints (its content, its shape) are struck. Another request
+    of the same shape but other content is probed and survives: that clears the shape, not
+    the killer's content, which still matches the killer."""
+    rig = Rig(tmp_path)
+    rig.strike(POISON, on="n1", engine_crash=True, unusual=["structured_outputs empty"])
+    innocent = {**POISON, "messages": [{"role": "user", "content": "something else"}]}
+    probe = rig.decide(innocent)
+    assert probe.probe is not None and len(probe.probe.clears) == 1   # (the shape's only)
+    rig.probation.ended(probe.probe, SURVIVED, "answered 200")
+    assert rig.quarantine.match(innocent) is None
+    assert rig.quarantine.match(POISON) is not None

@@ -119,6 +119,7 @@ class Admission:
     def _refuse_relay(self, relay: Relay, error: WardenError) -> None:
         request = relay.request
         assert request is not None
+        self._forwarder.probe_unsent(relay)   # (a quarantine probe chosen, then refused)
         self.refuse(request, relay.client, relay.request_id, error, relay)
 
     def refuse(self, request: HttpRequest, client: ClientStream, request_id: bytes,

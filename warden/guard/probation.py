@@ -150,7 +150,9 @@ class Probation:
         if outcome == SURVIVED:
             log.warning("quarantine: %s survived its probe on %s; cleared %s", ticket.entry,
                         ticket.backend, ", ".join(ticket.clears))
-            self.sync.clear(quarantine.with_pairs(ticket.clears))
+            # Only the entries its request matched: an entry's pair (the other fingerprint
+            # of the request that was struck) may be the killer's, which this one is not.
+            self.sync.clear(list(ticket.clears))
         elif outcome == FAILED:
             log.warning("quarantine: the probe of %s died with backend %s (%s): blocked "
                         "fleet-wide", ticket.entry, ticket.backend, how)

@@ -250,6 +250,11 @@ class Forwarder:
         respond_error(relay.client, error, relay.request_id, relay.response_headers)
         self._done(relay, monotonic())
 
+    def probe_unsent(self, relay: Relay) -> None:
+        """A probe refused before it was sent (its client left): its slot is given back."""
+        if relay.quarantine_probe is not None and self._on_probe_end is not None:
+            self._on_probe_end(relay)
+
     def _done(self, relay: Relay, now: float) -> None:
         relay.ended_at = now
         if not relay.sent_at:  # never forwarded: its start goes with its end
