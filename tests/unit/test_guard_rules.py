@@ -138,6 +138,8 @@ CASES = [
          {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}] * 16}])),
     ("tok-other-ids-oov", "/detokenize", {"model": "m", "tokens": [1, 2**63]}, None,
      {"model": "m", "tokens": [1, 999]}),
+    ("tok-other-ids-oov", "/detokenize", {"model": "m", "tokens": [1, float(2**64)]}, None,
+     {"model": "m", "tokens": [1, 999.0]}),   # (2**64 as orjson parses it: a float)
     ("samp-top-k-past-vocab", COMPLETIONS, completion(top_k=9999999), completion(top_k=1000),
      completion(top_k=1000)),
     ("samp-max-tokens-below-one", COMPLETIONS, completion(max_tokens="0"), None,

@@ -56,10 +56,11 @@ MEDIA_PLACEHOLDERS = (
     "<|vision_start|>", "<|vision_end|>", "<|AUDIO|>", "<|audio_bos|>", "<start_of_image>",
     "<IMG_CONTEXT>", "<img>", "[IMG]",
 )
-# The roles whose text comes from outside the application: a user's, a tool's result (a web
-# page, a file). System and developer text is the application's own, which may mean its
-# markers (`<think>` in a prompt that shows the model how to reason).
-_CHECKED_ROLES = frozenset({"user", "tool", "function"})
+# The roles whose text is the application's own, which may mean its markers (`<think>` in a
+# prompt that shows the model how to reason): every other role's text is checked, a user's, a
+# tool's result (a web page, a file), and any role vLLM takes that is none of these three as
+# spelled ("User": its templates render whatever role they are given).
+_OWN_ROLES = frozenset({"system", "developer", "assistant"})
 SCALARS = (str, int, float, bool, type(None))
 
 
@@ -172,7 +173,7 @@ def _texts(body: dict) -> Iterator[tuple[str, dict, str]]:
             continue
         for i, item in enumerate(items):
             role = item.get("role") if isinstance(item, dict) else None
-            if not isinstance(role, str) or role not in _CHECKED_ROLES:
+            if not isinstance(role, str) or role in _OWN_ROLES:
                 continue
             content = item.get("content")
             if isinstance(content, str):

@@ -8,13 +8,14 @@ These rules act only for models whose vocabulary size is known: learned from the
 (fleet/facts_probe) or configured (`guard.models`).
 
 Ids are read as vLLM reads them: list items through pydantic's lax integers (`"5000"` and
-`5000.0` are 5000), logit_bias keys through Python's `int()` (vLLM converts them so: `"1_000"`
-and `" 7"` are token ids there).
+`5000.0` are 5000; an integer of 2**64 or more, which orjson reads as a float, is outside any
+vocabulary), logit_bias keys through Python's `int()` (vLLM converts them so: `"1_000"` and
+`" 7"` are token ids there).
 """
 
 from __future__ import annotations
 
-from warden.guard.lax import lax_int
+from warden.guard.lax import INT64, lax_int
 from warden.guard.rule import REJECT, Finding, Rule, RuleContext
 
 
@@ -27,6 +28,9 @@ def _first_outside(ids: object, vocab: int) -> object | None:
             if not 0 <= token < vocab:
                 return token
             continue
+        if type(token) is float and token.is_integer() and abs(token) >= INT64:
+            return token   # (an integer literal past 64 bits, which orjson reads as a float
+            #               and vLLM as the integer it is: past any vocabulary)
         number = lax_int(token)
         if number is not None and not 0 <= number < vocab:
             return token
