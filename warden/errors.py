@@ -184,6 +184,15 @@ class BodyBufferFull(WardenError):
     code = "body_buffer_full"
 
 
+class MediaFetchBusy(WardenError):
+    """The gateway fetches as many requests' images as it may at once, and this one found no
+    turn within its time (guard.media.timeout): its own load; retry soon."""
+
+    status = 503
+    type = "server_error"
+    code = "media_fetch_busy"
+
+
 class Conflict(ClientError):
     """A request the state of the gateway refuses as it stands (an id taken, keys that come
     from the config file)."""

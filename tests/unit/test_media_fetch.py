@@ -159,6 +159,16 @@ async def test_a_silent_server_runs_into_the_timeout():
     server.close()
 
 
+async def test_a_request_that_finds_every_fetch_slot_taken_waits_no_longer_than_its_time():
+    """Every slot held by others' slow images: a 503 within `timeout`, not an endless wait
+    (and the slots it never had are not given back)."""
+    made = fetcher(timeout=0.2)
+    made._fetching = asyncio.Semaphore(0)   # (every turn taken)
+    error = await inline(made, chat("http://images.example:9/a.png"))
+    assert error is not None and error.status == 503 and error.code == "media_fetch_busy"
+    assert made._fetching._value == 0
+
+
 @pytest.mark.parametrize("url", ["http://user:pw@images.example/a.png",
                                  "http://images.example\\@cdn.example/a.png"])
 async def test_urls_whose_host_parsers_disagree_on_are_not_fetched(url):

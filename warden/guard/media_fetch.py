@@ -28,7 +28,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httptools
 
 from warden.config.schema import GuardLimitsSpec, MediaFetchSpec
-from warden.errors import MediaFetchFailed, WardenError
+from warden.errors import MediaFetchBusy, MediaFetchFailed, WardenError
 from warden.guard.media_walk import media_nodes, url_of
 from warden.guard.urls import host_reason, unsafe_url_reason
 
@@ -131,21 +131,37 @@ class MediaFetcher:
         if self._fetching is None:
             self._fetching = asyncio.Semaphore(self.MAX_FETCHING)
         try:
-            async with self._fetching:
-                inlined = await self._fetch_all(targets)
-        except MediaFetchFailed as e:
-            error = e
-        except Exception:
-            log.exception("fetching a request's images failed")
-            error = WardenError("the gateway failed while fetching the request's images")
+            # Its turn, within the time its fetch gets: a request never waits unbounded
+            # behind others' slow images.
+            async with asyncio.timeout(self.timeout):
+                await self._fetching.acquire()
+        except TimeoutError:
+            error = MediaFetchBusy(f"no turn to fetch the request's images within "
+                                   f"{self.timeout:g}s ({self.MAX_FETCHING} requests' images "
+                                   "are being fetched); retry soon")
         else:
-            for (_, node, key, _), inline in zip(targets, inlined, strict=True):
-                value = node[key]
-                node[key] = {**value, "url": inline} if isinstance(value, dict) else inline
+            error = await self._fetched(targets)
         try:
             done(error)
         except Exception:  # (a bug in what follows: seen in the log, not lost in a task)
             log.exception("a request failed to go on after its images were fetched")
+
+    async def _fetched(self, targets: list[tuple[str, dict, str, str]]) -> WardenError | None:
+        """Fetch and inline `targets` in its turn (held: given back here); the error, if any."""
+        assert self._fetching is not None
+        try:
+            inlined = await self._fetch_all(targets)
+        except MediaFetchFailed as e:
+            return e
+        except Exception:
+            log.exception("fetching a request's images failed")
+            return WardenError("the gateway failed while fetching the request's images")
+        finally:
+            self._fetching.release()
+        for (_, node, key, _), inline in zip(targets, inlined, strict=True):
+            value = node[key]
+            node[key] = {**value, "url": inline} if isinstance(value, dict) else inline
+        return None
 
     async def _fetch_all(self, targets: list[tuple[str, dict, str, str]]) -> list[str]:
         """Every target fetched at once, all within the timeout; the first failure stops
