@@ -41,7 +41,7 @@ def suspect(body: dict, *, in_flight: bool, unusual: list[str] | None = None) ->
 
 def test_fingerprints_ignore_what_does_not_change_the_engines_work():
     assert exact_fingerprint(POISON) == exact_fingerprint(
-        {**POISON, "stream": True, "user": "someone", "seed": 3})
+        {**POISON, "stream": True, "user": "someone", "seed": 3, "cache_salt": "t-tenant-b"})
     assert exact_fingerprint(POISON) != exact_fingerprint({**POISON, "max_tokens": 9})
     reworded = {**POISON, "messages": [{"role": "user", "content": "other words"}] * 3}
     assert params_fingerprint(POISON) == params_fingerprint(reworded)

@@ -1,9 +1,10 @@
 """A request's fingerprints: a hash of its canonical parameters, with and without content.
 
 `exact` covers everything the engine is asked (the text included) but what does not change the
-engine's work: streaming, the caller's ids, the seed. `params` covers the same minus the
-content (messages, prompt, input, ...: the conversation, however long): the shape of the
-request, which is what kills an engine far more often than its words (vLLM 0.11:
+engine's work: streaming, the caller's ids, the seed, the prefix-cache salt (a tenant's, which
+the gateway sets: the same killer from two tenants is one request). `params` covers the same
+minus the content (messages, prompt, input, ...: the conversation, however long): the shape
+of the request, which is what kills an engine far more often than its words (vLLM 0.11:
 `"structured_outputs": {}`). Canonical: keys sorted, compact JSON; 16 hex digits of BLAKE2b.
 
 Computed where needed (the quarantine at admission, only while it holds anything; incident
@@ -16,7 +17,8 @@ import hashlib
 
 import orjson
 
-VOLATILE = frozenset({"stream", "stream_options", "user", "request_id", "seed", "priority"})
+VOLATILE = frozenset({"stream", "stream_options", "user", "request_id", "seed", "priority",
+                      "cache_salt"})
 CONTENT = frozenset({"messages", "prompt", "input", "suffix", "documents"})
 _PARAMS_SKIP = VOLATILE | CONTENT
 
