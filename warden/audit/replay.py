@@ -91,7 +91,8 @@ def request_bytes(request: Request, host: str, suffix: str = ".replay",
     if start is None:
         return "no start record"
     end = request.end
-    if not include_refused and end is not None and end.get("backend") is None:
+    if not include_refused and end is not None and "backend" in end \
+            and end["backend"] is None:   # (the recorder names none: it reached none)
         return f"never reached a backend (answered {end.get('status')} by the gateway)"
     if start.get("forwarded_body_omitted"):
         return f"the body its backend received was not recorded " \
