@@ -216,7 +216,8 @@ TEMPLATE_RULES: tuple[Rule, ...] = (
          harm="the template renderer takes only the listed switches"),
     Rule("ct-control-tokens",
          "a special token of the model (when unknown: a common turn marker or media "
-         "placeholder) in user or tool text",
+         "placeholder) in the text of any role but system, developer and assistant (user, "
+         "tool, any other spelling)",
          "vllm-project/vllm#11939 and #13911 (an <|image|> in a user message crashed the "
          "server; #10648), #31735 and huggingface/transformers#29279 (message text read as "
          "control tokens)", None, NORMALIZE, frozenset(), _control_text,
