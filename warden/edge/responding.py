@@ -37,6 +37,10 @@ class NativeWriter:
     def end_response(self, data: bytes = b"") -> None:
         raise NotImplementedError
 
+    def paused(self) -> bool:
+        """The client's socket buffer is full (`ClientStream.writing_paused`)."""
+        raise NotImplementedError
+
 
 class WriterAdapter(NativeWriter):
     """A client that is not a `NativeWriter`, behind its face."""
@@ -52,6 +56,9 @@ class WriterAdapter(NativeWriter):
 
     def end_response(self, data: bytes = b"") -> None:
         self.client.end_response(data)
+
+    def paused(self) -> bool:
+        return self.client.writing_paused
 
 
 def native_writer(client: ClientStream) -> NativeWriter:
@@ -71,9 +78,13 @@ class ResponseWriter(NativeWriter):
     _chunked: bool
     _held_head: bytes
     _response_started: bool
+    writing_paused: bool
 
     def _response_complete(self) -> None:
         raise NotImplementedError
+
+    def paused(self) -> bool:
+        return self.writing_paused
 
     def respond(self, status: int, headers: bytes, body: bytes) -> None:
         """Send a whole response with a Content-Length (without the body for HEAD).

@@ -80,7 +80,7 @@ class Relay(Exchange):
             self.on_client_lost()
             return
         self.client.watcher = self
-        if self.client.writing_paused:   # (an answer before this one filled its buffer)
+        if self._writer.paused():   # (an answer before this one filled its buffer)
             self.on_client_pause()
         conn.send(data, self, self._owner.writes)
 

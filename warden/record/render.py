@@ -149,13 +149,10 @@ class Renderer:
         }
         if self._response != "none":
             full = self._response == "full"
-            if full and body_limit is not None and exchange.captured is not None:
-                size = sum(map(len, exchange.captured))
-                if size > body_limit:
-                    full = False
-                    record["response_omitted"] = "low disk" if body_limit == 0 \
-                        else "too large"
-                    record["response_bytes"] = size
+            if full and body_limit is not None and exchange.captured_bytes > body_limit:
+                full = False
+                record["response_omitted"] = "low disk" if body_limit == 0 else "too large"
+                record["response_bytes"] = exchange.captured_bytes
             _response_fields(exchange, full, record)
         return record
 
