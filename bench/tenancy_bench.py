@@ -2,7 +2,7 @@
 required, and with a key and its limits counted in Redis (leased, then exact), side by side in
 one run, each pinned to core 0, wrk and the backend on core 1. Run:
 
-    python -m bench.tenancy_bench [--seconds 3] [--rounds 10]
+    python -m bench.tenancy_bench [--seconds 3] [--rounds 20]
 
 Needs nginx and wrk (Debian packages) and Redis at 127.0.0.1:6379. The limits are set far
 above what the run reaches, so every request is admitted and counted: the figures are the
@@ -12,8 +12,8 @@ The client is the same for every variant: it sends its key (`Authorization: Bear
 every OpenAI client does, and the gateway without auth forwards it. The ratios are to that
 gateway, so they count what checking the key and the limits costs, not what one more header
 field costs a parser. `warden, no key sent` (the client without the header) shows the field's
-own cost beside them. Ten rounds of three seconds: with fewer, a ratio's range (about ±0.1)
-is wider than the differences it is read for.
+own cost beside them. Twenty rounds of three seconds (~13 minutes): on a noisy VM a median of
+ten moves by ~0.08 from run to run, as much as the differences it is read for.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory() as tmp:
