@@ -21,12 +21,18 @@ from warden.stream.observer import Ending
 from warden.stream.usage_strip import UsageStripper
 
 
+def pause(relay: Relay, client: FakeClient) -> None:
+    """The client's buffer fills: its connection notes it, then tells its watcher."""
+    client.writing_paused = True
+    relay.on_client_pause()
+
+
 def test_an_exchange_begun_while_its_client_is_paused_starts_paused():
     client, upstream, ends = FakeClient(), upstream_connection(), Ends(TimeoutsSpec())
     client.writing_paused = True   # (the answer before this one filled its buffer)
     relay = Relay(REQUEST, client, b"r2", ends)
     relay.send(BACKEND, upstream, [b"POST / HTTP/1.1\r\n\r\n"], 100.0)
-    assert upstream.transport.paused and relay.client_paused
+    assert upstream.transport.paused and relay._writer.paused()
     relay.on_client_resume()
     assert not upstream.transport.paused
 
@@ -36,7 +42,7 @@ def test_a_stream_stalled_by_its_client_drops_the_client_and_spares_the_backend(
     relay.on_head(200, SSE)
     t = relay.sent_at
     relay.check_timeout(t + 1.0)
-    relay.on_client_pause()   # the client reads nothing from here on
+    pause(relay, client)   # the client reads nothing from here on
     relay.check_timeout(t + 6.5)
     assert ends == [Ending.CLIENT_LOST]
     assert client.aborted and upstream.closed
@@ -45,16 +51,17 @@ def test_a_stream_stalled_by_its_client_drops_the_client_and_spares_the_backend(
 
 def test_a_first_byte_late_while_the_client_reads_nothing_is_the_clients():
     relay, client, upstream, ends = make(first_byte=10.0)
-    relay.on_client_pause()
+    pause(relay, client)
     relay.check_timeout(relay.sent_at + 10.0)
     assert ends == [Ending.CLIENT_LOST] and client.aborted and upstream.closed
 
 
 def test_a_stall_after_the_client_resumed_is_the_backends_again():
-    relay, _, _, ends = make(idle=5.0)
+    relay, client, _, ends = make(idle=5.0)
     relay.on_head(200, SSE)
     relay.check_timeout(relay.sent_at + 1.0)
-    relay.on_client_pause()
+    pause(relay, client)
+    client.writing_paused = False   # (as the connection does, then tells its watcher)
     relay.on_client_resume()
     relay.check_timeout(relay.sent_at + 6.5)
     assert ends == [Ending.TIMED_OUT]

@@ -127,7 +127,7 @@ class MediaFetcher:
 
     async def _inline(self, body: dict, done: Done) -> None:
         targets = remote_images(body)
-        error: WardenError | None = None
+        error: WardenError | None
         if self._fetching is None:
             self._fetching = asyncio.Semaphore(self.MAX_FETCHING)
         try:

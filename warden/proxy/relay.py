@@ -59,7 +59,6 @@ class Relay(Exchange):
     last_raw = b""                # the last raw bytes relayed (is the stream cut cleanly?)
     held: scrub.HeldError | None = None  # a non-2xx body, looked at before the client sees it
     strip: UsageStripper | None = None  # takes the usage event the client did not ask for
-    client_paused = False         # its client reads nothing now (the backend is not read)
 
     def __init__(self, request: HttpRequest, client: ClientStream, request_id: bytes,
                  owner: RelayOwner):
@@ -194,11 +193,9 @@ class Relay(Exchange):
             self._end(Ending.CLIENT_LOST)
 
     def on_client_pause(self) -> None:
-        self.client_paused = True
         self.conn.pause_reading()
 
     def on_client_resume(self) -> None:
-        self.client_paused = False
         self.conn.resume_reading()
 
     # -- timeouts and cancellation ---------------------------------------------------------
@@ -223,7 +220,7 @@ class Relay(Exchange):
             if now - self.last_progress_at < waited:
                 return
             reason = f"no data from the backend for {waited:g}s"
-        if self.client_paused:
+        if self._writer.paused():   # (the connection's own word: no copy of it kept here)
             self.lost_reason = f"the client read nothing for {waited:g}s"
             self.conn.close()
             self.client.abort()
