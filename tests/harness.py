@@ -43,6 +43,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+async def until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
+                what: str = "condition") -> Any:
+    """`wait_until` inside an event loop: the loop keeps running while it polls."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+    return value
+
+
 def freed_without_collector(make: Callable[[], object]) -> bool:
     """Whether what `make()` returns is freed by reference counting alone once `make` has let
     go of it (the cyclic collector off meanwhile): False when it is part of a cycle."""

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.harness import GatewayThread, http, serve, wait_until
+from tests.harness import GatewayThread, http, serve, until, wait_until
 from tests.postgres_support import DSN, sql
 from warden.config.schema import PostgresSinkSpec
 from warden.record.postgres import PostgresSink
@@ -128,8 +128,9 @@ def test_a_hung_database_bounds_the_queue_and_shutdown_has_a_deadline(hung, capl
             sink.submit(Batch([batch], 16))
             assert sink.queued_bytes <= 64 * 1024
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.5)  # a connection attempt timed out: it is tried again
-        assert len(hung.accepted) >= 2 and sink.dropped > 0 and sink.written == 0
+        # A connection attempt timed out and is tried again.
+        await until(lambda: len(hung.accepted) >= 2, what="a second connection attempt")
+        assert sink.dropped > 0 and sink.written == 0
         started = time.monotonic()
         await sink.close()
         assert sink.abandoned == 16 * 4 and sink.queued_bytes == 0
@@ -175,8 +176,10 @@ def test_batches_wait_for_a_database_that_comes_back(table):
 
     async def run() -> PostgresSink:
         reachable = asyncio.Event()
+        attempts = []
 
         async def relay(reader, writer):
+            attempts.append(writer)
             await reachable.wait()
             if reader.at_eof():
                 writer.close()
@@ -191,7 +194,7 @@ def test_batches_wait_for_a_database_that_comes_back(table):
         sink.open()
         for n in range(3):
             sink.submit(Batch([bytearray(_record(f"late-{n}"))], 1))
-        await asyncio.sleep(0.5)  # the first attempt timed out
+        await until(lambda: len(attempts) >= 2, what="the first attempt to time out")
         assert sink.written == 0 and sink.failed == 0 and sink.queued_records == 3
         reachable.set()
         async with asyncio.timeout(10):
