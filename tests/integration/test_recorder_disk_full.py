@@ -77,6 +77,8 @@ def test_a_full_disk_drops_counts_and_recovers_by_itself(small_disk, caplog):
         assert (records / OPEN_NAME).exists()
         wait_until(lambda: gw.metric("warden_recorder_disk_bytes") == warden_bytes(records),
                    what="the disk bytes reported to be what exists")
+        wait_until(lambda: gw.metric("warden_recorder_queued_bytes") == 0,
+                   what="nothing left waiting for the writer")
     finally:
         gw.stop()
         sim.stop()

@@ -175,6 +175,27 @@ def test_a_full_queue_drops_and_counts():
     assert recorder.queued == 3 and recorder.dropped == 2
 
 
+def test_a_queue_full_of_bytes_drops_and_counts():
+    """Records carry bodies: their bytes bound the queue too, whatever their count."""
+    recorder = Recorder(RecorderSpec(queue_bytes="64KiB"))
+    body = b'{"prompt": "%s"}' % (b"x" * 20_000)
+    for _ in range(5):
+        recorder.started(exchange(body))
+    assert recorder.queued == 4 and recorder.dropped == 1
+    assert 64 * 1024 <= recorder.queued_bytes < 64 * 1024 + 21_000
+
+
+def test_the_writers_backlog_of_bytes_counts_against_the_queue():
+    recorder = Recorder(RecorderSpec(queue_bytes="64KiB"))  # its writer is not started: hung
+    body = b'{"prompt": "%s"}' % (b"x" * 20_000)
+    recorder.started(exchange(body))
+    recorder.started(exchange(body))
+    recorder.flush()  # two records with the writer, ~40 KB
+    for _ in range(3):
+        recorder.started(exchange(body))
+    assert recorder.queued == 4 and recorder.dropped == 1
+
+
 def test_the_cached_iso_text_is_the_datetime_text():
     from datetime import UTC, datetime
 

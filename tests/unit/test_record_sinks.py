@@ -72,7 +72,7 @@ def test_every_sink_gets_the_same_batch_and_only_the_files_bound_the_queue(tmp_p
     assert events == ["open", "close"]
     [batch] = other.batches
     assert (b"".join(batch.pieces), batch.count, batch.size) == (b'{"n":1}\n{"n":2}\n', 2, 16)
-    assert recorder.written == files.done == 2 and recorder.queued == 0
+    assert recorder.written == files.done == 2 and recorder.queued == recorder.queued_bytes == 0
     other.lost = 5  # another sink's losses are its own: the files still have the records
     assert recorder.lost == 0
     files.writer.refused = 1

@@ -30,6 +30,7 @@ def problems(recorder: dict) -> list[str]:
     ({"max_age": 0}, "recorder.max_age: must be more than 0"),
     ({"queue_size": 0}, "recorder.queue_size: Input should be greater than or equal to 1"),
     ({"max_files": 1}, "recorder.max_files: Input should be greater than or equal to 2"),
+    ({"queue_bytes": "1KiB"}, "recorder.queue_bytes: must be at least 64KiB"),
     ({"postgres": {"dsn": "postgresql://x/y", "timeout": 0}},
      "recorder.postgres.timeout: must be more than 0"),
     ({"postgres": {"dsn": "postgresql://x/y", "retention": "1h"}},
@@ -51,7 +52,7 @@ def test_every_recorder_mistake_is_reported_at_once():
 def test_the_smallest_sensible_values_load():
     settings = parse_settings({"backends": [BACKEND], "recorder": {
         "max_file_size": "4KiB", "max_total_size": "16KiB", "flush_interval": "1ms",
-        "min_free_disk": 0, "queue_size": 1,
+        "min_free_disk": 0, "queue_size": 1, "queue_bytes": "64KiB",
         "postgres": {"dsn": "postgresql://x/y", "retention": "1d", "queue_bytes": "64KiB",
                      "drain_timeout": 0}}}, {})
     assert settings.recorder.max_total_size == 16384

@@ -105,8 +105,10 @@ class RecorderSpec(Spec):
     min_free_disk: Size = 2**30
     # Records reach the file (the OS) at least this often; a SIGKILL loses at most this much.
     flush_interval: Duration = 0.2
-    # Records waiting for the writer beyond this are dropped (and counted).
+    # Records waiting for the writer beyond either bound are dropped (and counted): a disk
+    # that hangs must not grow the gateway's memory (records carry bodies).
     queue_size: int = Field(default=100_000, ge=1)
+    queue_bytes: Size = 256 * 2**20
     # Optional: the same records in PostgreSQL too.
     postgres: PostgresSinkSpec | None = None
 
@@ -121,6 +123,11 @@ class RecorderSpec(Spec):
     @classmethod
     def _file_holds_records(cls, value: int) -> int:
         return int(_at_least(value, MIN_FILE_SIZE, "4KiB"))
+
+    @field_validator("queue_bytes")
+    @classmethod
+    def _room_for_a_flush(cls, value: int) -> int:
+        return int(_at_least(value, 64 * 2**10, "64KiB"))
 
     @field_validator("flush_interval", "rotate_interval", "max_age")
     @classmethod

@@ -38,6 +38,9 @@ def recorder_families(recorder: Recorder) -> Iterable[Metric]:
     queued = GaugeMetricFamily("warden_recorder_queued", "Records waiting for the writer")
     queued.add_metric([], recorder.queued)
     yield queued
+    yield GaugeMetricFamily("warden_recorder_queued_bytes", "Bytes of records waiting for the "
+                            "writer (bounded by recorder.queue_bytes)",
+                            value=recorder.queued_bytes)
     for sink in recorder.sinks:
         if isinstance(sink, PostgresSink):
             yield from _postgres_families(sink)

@@ -33,18 +33,20 @@ class RecordBuffer:
         self._size = 0                  # ... and its bytes
         self._sealed: list[bytes] = []
         self.count = 0  # lines since the last `take`
+        self.bytes = 0  # ... and their bytes
 
     def add(self, line: bytes) -> None:
         """One record's line (ending in a newline). Cost rule: this runs twice per request:
-        an append, an addition and two comparisons."""
-        if len(line) >= self._chunk_size:  # a piece of its own (a large body): not copied
+        an append, two additions and two comparisons."""
+        size = len(line)
+        self.count += 1
+        self.bytes += size
+        if size >= self._chunk_size:  # a piece of its own (a large body): not copied
             self._seal()
             self._sealed.append(line)
-            self.count += 1
             return
         self._lines.append(line)
-        self._size += len(line)
-        self.count += 1
+        self._size += size
         if self._size >= self._chunk_size:
             self._seal()
 
@@ -53,7 +55,7 @@ class RecordBuffer:
         empty); the buffer starts again."""
         self._seal()
         pieces, self._sealed = self._sealed, []
-        self.count = 0
+        self.count = self.bytes = 0
         return pieces
 
     def _seal(self) -> None:

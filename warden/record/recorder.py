@@ -18,11 +18,11 @@ handoff is a context switch), which cost several times more; a thread that only 
 `write()` releases the GIL. Rendering at the moment also means a record reads the exchange
 from the loop's own thread, never while it changes.
 
-Bounded: when `queue_size` records are waiting (queued or with the files' writer: the files
-are the record of reference, and other sinks bound queues of their own), new ones are
-dropped and counted (`dropped`, exported as a metric), never silently and never by blocking
-the proxy. Every loss, whatever its cause (the writer's too: writer.py), is summarised in the
-log: at once the first time, then at most once a minute while losses go on.
+Bounded: when `queue_size` records or `queue_bytes` of them are waiting (queued or with the
+files' writer: the files are the record of reference, and other sinks bound queues of their
+own), new ones are dropped and counted (`dropped`, exported as a metric), never silently and
+never by blocking the proxy. Every loss, whatever its cause (the writer's too: writer.py), is
+summarised in the log: at once the first time, then at most once a minute while losses go on.
 
 What a SIGKILL of the gateway can lose: the records queued since the last flush (at most
 `flush_interval`, 0.2 s by default) and the batch being written at that moment (a torn last
@@ -65,15 +65,19 @@ class Recorder(NativeListener):
         self._clock = Clock().sync()
         self._render = Renderer(spec.headers, spec.response, self._clock)
         self._pending = RecordBuffer()  # the records since the last flush, one line each
-        # How many records may be pending: the queue's size less what the files' writer still
-        # has (recomputed at each flush, so a record costs one comparison).
+        # How many records, and bytes of them, may be pending: the queue's bounds less what the
+        # files' writer still has (recomputed at each flush, so a record costs two
+        # comparisons). The bytes bound the memory a disk that hangs can take: records carry
+        # bodies, and a count alone let 100,000 of them take gigabytes.
         self._room = spec.queue_size
+        self._room_bytes = spec.queue_bytes
         self.hears_started = True  # (an ExchangeListener: the start record is write-ahead)
         # The largest body written verbatim; 0 while free disk is below the floor (the
         # writer checks after each batch; read here at each flush).
         self.body_limit = spec.max_file_size // 4
         # Counters of the loop's side (the sinks keep their own).
         self.handed = 0            # records handed to the sinks
+        self.handed_bytes = 0      # ... and their bytes
         self.dropped = 0           # records dropped: queue full
         self.unrendered = 0        # records that could not be rendered (a bug)
         self.bodies_omitted = 0    # bodies left out: low disk
@@ -89,7 +93,7 @@ class Recorder(NativeListener):
 
     def started(self, exchange: Exchange) -> None:
         pending = self._pending
-        if pending.count >= self._room:
+        if pending.count >= self._room or pending.bytes >= self._room_bytes:
             self.dropped += 1
             return
         body_limit = self.body_limit
@@ -105,7 +109,7 @@ class Recorder(NativeListener):
 
     def ended(self, exchange: Exchange) -> None:
         pending = self._pending
-        if pending.count >= self._room:
+        if pending.count >= self._room or pending.bytes >= self._room_bytes:
             self.dropped += 1
             return
         body_limit = self.body_limit
@@ -137,6 +141,10 @@ class Recorder(NativeListener):
     def queued(self) -> int:
         return self._pending.count + self.handed - self.file_sink.done
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._pending.bytes + self.handed_bytes - self.file_sink.done_bytes
+
     def open(self) -> None:
         """From the event loop: open each sink in turn (sinks.py puts the files first: an
         unwritable directory stops the start before anything else has started)."""
@@ -157,9 +165,11 @@ class Recorder(NativeListener):
             count = self._pending.count
             batch = Batch(self._pending.take(), count)
             self.handed += count
+            self.handed_bytes += batch.size
             for sink in self.sinks:
                 sink.submit(batch)
         self._room = self.spec.queue_size - (self.handed - file_sink.done)
+        self._room_bytes = self.spec.queue_bytes - (self.handed_bytes - file_sink.done_bytes)
         self.body_limit = file_sink.body_limit
         self.report_losses(time.monotonic())
         if self.note is not None:

@@ -59,6 +59,7 @@ class Writer:
         self.batches: queue.SimpleQueue[Batch | str | None] = queue.SimpleQueue()
         self.files: RecordFiles | None = None
         self.written = 0      # records the writer is done with (written or dropped)
+        self.written_bytes = 0  # ... and their bytes
         self.refused = 0      # dropped: the disk cap refused them
         self.disk_full = 0    # dropped: no space on the disk (or over quota)
         self.failed = 0       # dropped: any other write error
@@ -107,6 +108,7 @@ class Writer:
                 self.write(files, batch.pieces)
                 self._check_free_disk(files)
             finally:
+                self.written_bytes += batch.size
                 self.written += batch.count
                 if self.note is not None:
                     self.note("recorder_writer", began, _active_seconds() - active)
@@ -186,8 +188,9 @@ def _lower_priority() -> None:
 
 class FileSink:
     """The files as a `Sink` (sink.py): the record of reference. The recorder bounds its own
-    queue by their backlog (`recorder.queue_size`: it drops a record before rendering it, and
-    counts it), so `submit` here never has to drop; their losses are the recorder's."""
+    queue by their backlog (`recorder.queue_size`, `.queue_bytes`: it drops a record before
+    rendering it, and counts it), so `submit` here never has to drop; their losses are the
+    recorder's."""
 
     name = "files"
 
@@ -197,6 +200,10 @@ class FileSink:
     @property
     def done(self) -> int:
         return self.writer.written
+
+    @property
+    def done_bytes(self) -> int:
+        return self.writer.written_bytes
 
     @property
     def lost(self) -> int:
