@@ -73,7 +73,7 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
     """The settings that differ between `old` and `new` but only take effect at a restart."""
     changed = [name for name in ("listen", "admin_listen", "recorder", "loop_probe")
                if getattr(old, name) != getattr(new, name)]
-    if (old.tls is None) != (new.tls is None):  # (a new certificate is loaded in place)
+    if (old.tls is None) != (new.tls is None):  # (a new certificate serves new connections)
         changed.append("tls (on or off)")
     if _quarantine_store(old) != _quarantine_store(new):
         changed.append("guard.quarantine (its store)")

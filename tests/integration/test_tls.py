@@ -21,8 +21,9 @@ from warden.settings import parse_settings
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def issue(ca: trustme.CA, directory, name: str) -> dict:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
+def issue(ca: trustme.CA, directory, name: str,
+          key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> dict:
+    cert = ca.issue_cert("127.0.0.1", "localhost", key_type=key_type)
     chain, key = directory / f"{name}.pem", directory / f"{name}.key"
     cert.private_key_pem.write_to_path(key)
     chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
@@ -77,6 +78,27 @@ def test_https_with_a_certificate_renewed_under_open_streams(slow_fleet, tmp_pat
         assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value.__cause__)
     finally:
         gw.stop()
+
+
+def test_a_renewal_with_another_key_type_is_what_new_connections_get(fleet, tmp_path):
+    """ECDSA, then RSA, then ECDSA again: each reload's pair is the one served (loading a pair
+    of another key type into the live context kept the old one beside it, and clients that
+    accept both kept getting the old certificate)."""
+    config = {"backends": fleet.backends_config()}
+    gw = None
+    try:
+        for n, key_type in enumerate([trustme.KeyType.ECDSA, trustme.KeyType.RSA,
+                                      trustme.KeyType.ECDSA]):
+            ca = trustme.CA()
+            pair = issue(ca, tmp_path, f"k{n}", key_type)
+            if gw is None:
+                gw = GatewayThread({**config, "tls": pair})
+            else:
+                assert gw.reload({**config, "tls": pair}) == []
+            assert sdk(gw.gateway.port, trusting(ca, tmp_path, f"k{n}")).models.list().data
+    finally:
+        if gw is not None:
+            gw.stop()
 
 
 def test_tls_before_1_2_is_refused(fleet, tmp_path):

@@ -18,7 +18,7 @@ from warden.app.wiring import admin_url, build_parts, build_routes, server_limit
 from warden.config import Settings
 from warden.config.watcher import ConfigFileWatcher
 from warden.edge.server import HttpServer
-from warden.edge.tls import reload_certificate, server_context
+from warden.edge.tls import ServedCertificate
 from warden.edge.wire import header_block
 from warden.fleet.registry import BackendRegistry
 from warden.forensics.incidents import IncidentDetector
@@ -50,7 +50,7 @@ class Gateway:
         self.server: HttpServer | None = None
         self.admin_server: HttpServer | None = None  # (with `admin_listen`)
         self.admin_handler: Routes | None = None
-        self.tls: ssl.SSLContext | None = None  # (made at start; its certificate reloadable)
+        self.tls: ServedCertificate | None = None  # (made at start; reloadable)
         self.handler: Routes
         self._tasks: list[asyncio.Task[None]] = []
         self._limits_task: asyncio.Task[None] | None = None
@@ -169,7 +169,7 @@ class Gateway:
         if self.tls is None or spec is None:
             return
         try:
-            reload_certificate(self.tls, spec.cert, spec.key)
+            self.tls.reload(spec.cert, spec.key)
         except (OSError, ssl.SSLError) as e:
             log.error("tls: %s could not be loaded (%s); the certificate served stays",
                       spec.cert, e)
@@ -214,9 +214,10 @@ class Gateway:
         parts.metrics.registry.register(EdgeCollector(self.server))  # type: ignore[arg-type]
         host, configured_port = settings.listen
         if settings.tls is not None:
-            self.tls = server_context(settings.tls.cert, settings.tls.key)
+            self.tls = ServedCertificate(settings.tls.cert, settings.tls.key)
         self.server.add_to_answers(self._answer_lines())
-        await self.server.start(host, configured_port if port is None else port, tls=self.tls)
+        await self.server.start(host, configured_port if port is None else port,
+                                tls=self.tls.context if self.tls is not None else None)
         admin_host, admin_port = host, self.server.port
         if settings.admin_listen is not None and self.admin_handler is not None:
             self.admin_server = HttpServer(self.admin_handler, server_limits(settings),
