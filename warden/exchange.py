@@ -104,11 +104,11 @@ class Exchange(NativeSink):
     forwarded_body: bytes | None = None   # the body as rewritten by the guard, if it was
     upstream_id = b""                     # the id sent upstream when not `request_id`
     only: frozenset[str] | None = None    # the backends the guard lets it go to (route)
-    # Routing: affinity keys (computed only for a policy that wants them), and whether it
-    # was sent as a half-open breaker's probe.
+    # Routing: affinity keys (computed only for a policy that wants them), and, if it was
+    # sent as a half-open breaker's probe, that round's number (fleet/breaker.py; else 0).
     prefix_key: int | None = None
     session_key: int | None = None
-    probe = False
+    probe = 0
     # A request let out of the quarantine as its probe: its ticket (guard/probation), which
     # hears how it ended.
     quarantine_probe: object | None = None

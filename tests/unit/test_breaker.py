@@ -53,10 +53,10 @@ def test_an_abandoned_probe_frees_its_slot_without_a_verdict():
     for t in range(3):
         b.failed(t, probe=False)
     assert b.allows(32.0)
-    b.sent()
+    probe = b.sent()
     b.sent()
     assert not b.allows(32.0)
-    b.abandoned()
+    b.abandoned(probe)
     assert b.allows(32.0) and b.state == HALF_OPEN
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.unit.test_admission_chain import Rig
 from warden.config.schema import ActiveHealthSpec, BackendSpec, BreakerSpec, TimeoutsSpec
 from warden.fleet.backend import Backend
-from warden.fleet.breaker import HALF_OPEN, CircuitBreaker
+from warden.fleet.breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from warden.fleet.discovery import Discovery
 from warden.fleet.registry import BackendRegistry
 from warden.fleet.watch import HealthChecker
@@ -21,13 +21,30 @@ from warden.settings import parse_settings
 
 def test_a_probe_of_an_earlier_half_open_round_ending_late_counts_no_slot_twice():
     b = CircuitBreaker(BreakerSpec(failures=1, open_for=30, probes=3))
-    b.failed(0, probe=False)
-    assert b.allows(30.0) and b.sent() and b.sent()   # two probes of the first round
-    b.failed(30.5, probe=True)                        # one fails: open again
+    b.failed(0, probe=0)
+    assert b.allows(30.0)
+    first, late = b.sent(), b.sent()                  # two probes of the first round
+    b.failed(30.5, probe=first)                       # one fails: open again
     assert b.allows(61.0) and b.state == HALF_OPEN    # a second round
-    b.succeeded(probe=True)                           # the first round's other, late
+    b.succeeded(probe=late)                           # the first round's other, late
     assert b.probing == 0
     assert b.sent() and b.sent() and b.sent() and not b.allows(61.0)   # still 3 at once
+
+
+def test_a_late_success_of_an_earlier_round_does_not_close_it():
+    b = CircuitBreaker(BreakerSpec(failures=1, open_for=30, probes=2))
+    b.failed(0, probe=0)
+    assert b.allows(30.0)
+    first, late = b.sent(), b.sent()
+    b.failed(30.5, probe=first)                       # the backend failed since
+    assert b.allows(61.0)
+    probe = b.sent()
+    b.succeeded(probe=late)                           # judged the backend before it failed
+    b.abandoned(probe=late)                           # (nor frees a slot of this round)
+    assert b.state == HALF_OPEN and b.successes == 0 and b.probing == 1
+    b.succeeded(probe=probe)
+    b.succeeded(probe=b.sent())
+    assert b.state == CLOSED
 
 
 def backend(port: int = 9) -> Backend:

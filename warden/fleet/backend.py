@@ -181,23 +181,23 @@ class Backend:
 
     # -- request outcomes (the forwarder reports each request once) -------------------------
 
-    def sent(self) -> bool:
-        """A request is being sent; True if it is a half-open breaker's probe. (The forwarder
-        asks only when the backend is not `clear`.)"""
-        return self.breaker is not None and self.breaker.sent()
+    def sent(self) -> int:
+        """A request is being sent; if it is a half-open breaker's probe, its round's number
+        (breaker.py), else 0. (The forwarder asks only when the backend is not `clear`.)"""
+        return self.breaker.sent() if self.breaker is not None else 0
 
-    def succeeded(self, now: float, probe: bool) -> None:
+    def succeeded(self, now: float, probe: int) -> None:
         self.failing = False
         if self.breaker is not None:
             self.breaker.succeeded(probe)
         self._settle(now)
 
-    def probe_abandoned(self) -> None:
+    def probe_abandoned(self, probe: int) -> None:
         """A probe ended with no verdict on the backend (the client left): free its slot."""
         if self.breaker is not None:
-            self.breaker.abandoned()
+            self.breaker.abandoned(probe)
 
-    def failed(self, now: float, probe: bool, reason: str) -> None:
+    def failed(self, now: float, probe: int, reason: str) -> None:
         self.failing = True
         self.failures += 1
         self.last_error = reason

@@ -8,7 +8,9 @@ a success. Each is reported once per request.
 Breaker (with its half-open state bounded by requests in flight, not by requests
 admitted in total): closed → `failures` failures in a row → open (no requests) for
 `open_for` → half-open: at most `probes` requests at once; `probes` successes in a row close
-it, a failure opens it again.
+it, a failure opens it again. Each half-open round is numbered, and a probe carries its
+round's number (`sent()`): a probe of an earlier round that ends late neither frees a slot of
+this round nor counts toward closing it (the backend it judged may have failed since).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class CircuitBreaker:
         self.failures = 0           # in a row, while closed
         self.opened_at = 0.0
         self.probing = 0            # half-open: probes in flight
+        self.round = 0              # half-open rounds so far (the current one's number)
         self.successes = 0          # half-open: probes that succeeded, in a row
         self.trips = 0              # times it opened
 
@@ -39,39 +42,40 @@ class CircuitBreaker:
                 return False
             self.state = HALF_OPEN
             self.probing = self.successes = 0
+            self.round += 1
         return self.probing < self.spec.probes
 
-    def sent(self) -> bool:
-        """A request was sent; True if it is a half-open probe (report its end as one)."""
+    def sent(self) -> int:
+        """A request was sent; if it is a half-open probe, its round's number (report its end
+        with it), else 0."""
         if self.state == HALF_OPEN:
             self.probing += 1
-            return True
-        return False
+            return self.round
+        return 0
 
-    def succeeded(self, probe: bool) -> None:
+    def succeeded(self, probe: int) -> None:
         if self.state == CLOSED:
             self.failures = 0
-        elif self.state == HALF_OPEN and probe:
-            # (at least 0: a probe of an earlier half-open round may end in this one)
-            self.probing = max(0, self.probing - 1)
+        elif self.state == HALF_OPEN and probe == self.round:
+            self.probing -= 1
             self.successes += 1
             if self.successes >= self.spec.probes:
                 self.state = CLOSED
                 self.failures = 0
 
-    def abandoned(self) -> None:
+    def abandoned(self, probe: int) -> None:
         """A probe ended with no verdict (the client left before the backend answered)."""
-        if self.state == HALF_OPEN and self.probing > 0:
+        if self.state == HALF_OPEN and probe == self.round:
             self.probing -= 1
 
-    def failed(self, now: float, probe: bool) -> None:
+    def failed(self, now: float, probe: int) -> None:
         if self.state == CLOSED:
             self.failures += 1
             if self.failures >= self.spec.failures:
                 self._open(now)
-        elif self.state == HALF_OPEN:
-            if probe:
-                self.probing = max(0, self.probing - 1)
+        elif self.state == HALF_OPEN:  # (any failure now, a late one too, opens it again)
+            if probe == self.round:
+                self.probing -= 1
             self._open(now)
         # open: a request sent before it opened failed too: nothing changes
 

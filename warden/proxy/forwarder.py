@@ -160,8 +160,8 @@ class Forwarder:
                 if self._on_connect_failed is not None:
                     self._on_connect_failed(backend.name, now)
             elif relay.probe:
-                backend.probe_abandoned()
-            relay.probe = False
+                backend.probe_abandoned(relay.probe)
+            relay.probe = 0
             if self._on_retry is not None:
                 self._on_retry(backend.name)
             self.forward(relay, e)
@@ -169,7 +169,7 @@ class Forwarder:
         except asyncio.CancelledError:
             backend.in_flight -= 1
             if relay.probe:
-                backend.probe_abandoned()
+                backend.probe_abandoned(relay.probe)
             relay.verdict = Verdict.CANCELLED
             relay.client.abort()
             self._done(relay, monotonic())
@@ -223,7 +223,7 @@ class Forwarder:
             backend.failed(now, relay.probe, relay.lost_reason or f"answered {relay.status}")
         elif ending == Ending.CLIENT_LOST or ending == Ending.CANCELLED:
             if relay.probe:
-                backend.probe_abandoned()
+                backend.probe_abandoned(relay.probe)
         elif not backend.clear or relay.probe or backend.failing:
             backend.succeeded(now, relay.probe)
         if relay.head_sent or ending == Ending.CLIENT_LOST or (
