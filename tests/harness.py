@@ -1,5 +1,6 @@
 """Test harness: `warden sim` as a real subprocess, the gateway in a thread of its own (its own
-uvloop), and a polling wait for conditions (never a bare sleep standing in for sync)."""
+uvloop), and a polling wait for conditions (tests/waiting.py: never a bare sleep standing in
+for sync)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 import urllib.error
 import urllib.request
@@ -27,31 +27,10 @@ import openai
 import uvloop
 
 from bench.procs import free_port_block
+from tests.waiting import until as until  # (re-exported: tests take them from here)
+from tests.waiting import wait_until as wait_until
 from warden.app import Gateway, build_app
 from warden.settings import parse_settings
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
-               what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
-                what: str = "condition") -> Any:
-    """`wait_until` inside an event loop: the loop keeps running while it polls."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
-    return value
 
 
 def freed_without_collector(make: Callable[[], object]) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from warden.config import ConfigError
+from warden.config.loader import settings_from_yaml
 from warden.config.units import parse_duration, parse_size
 from warden.settings import parse_settings
 
@@ -66,6 +67,30 @@ def test_backends_required_and_unique():
     assert "backend name 'a' is used twice" in problems({"backends": [BACKEND, BACKEND]})[0]
     twin = {"name": "b", "url": "http://127.0.0.1:18090/"}
     assert "used twice" in problems({"backends": [BACKEND, twin]})[0]
+
+
+def test_a_key_written_twice_is_refused_not_the_first_dropped():
+    """YAML's last-one-wins would drop the first `auth:` block (its mode and keys) silently."""
+    text = ("backends: [{name: a, url: 'http://127.0.0.1:1'}]\n"
+            "auth: {mode: required, keys: [{id: k, value: sk-0123456789abcdef}]}\n"
+            "auth:\n  admin_keys: []\n")
+    with pytest.raises(ConfigError) as refused:
+        settings_from_yaml(text, "warden.yaml", {})
+    assert refused.value.problems == ["warden.yaml: `auth` is written twice (line 3, column 1)"]
+    merged = ("base: &b {name: a, url: 'http://127.0.0.1:1'}\n"
+              "backends: [{<<: *b, url: 'http://127.0.0.1:2'}]\n")
+    with pytest.raises(ConfigError) as unknown:  # (an override of a merge key is no twin)
+        settings_from_yaml(merged, "warden.yaml", {})
+    assert unknown.value.problems == ["base: unknown field"]
+
+
+def test_health_checks_that_could_never_pass_are_refused():
+    for active, says in [({"timeout": 0}, "health.active.timeout: Input should be greater "
+                                          "than 0"),
+                         ({"path": "health"}, "health.active.path: a path starting with /"),
+                         ({"path": "/he alth"}, "health.active.path: a path starting with /")]:
+        assert problems({"backends": [BACKEND], "health": {"active": active}})[0] \
+            .startswith(says)
 
 
 def test_url_rules():

@@ -73,6 +73,10 @@ def test_grants_of_the_key_and_its_tenant_both_apply():
     ({"keys": [{"id": "a", "value": "short"}]}, "16 to 256"),
     ({"keys": [{"id": "a", "value": KEY, "tenant": "nobody"}]}, "not in auth.tenants"),
     ({"keys": [{"id": "a", "value": KEY}, {"id": "a", "value": KEY + "2"}]}, "used twice"),
+    ({"keys": [{"id": "a", "value": KEY}, {"id": "b", "hash": key_hash(KEY)}]},
+     "keys a, b are one key"),
+    ({"keys": [{"id": "a", "value": KEY}], "admin_keys": [{"id": "root", "value": KEY}]},
+     "keys a, root are one key"),
     ({"mode": "required"}, "would refuse every request"),
     ({"keys": [{"id": "a", "value": KEY, "expires": "2027-01-01T00:00:00"}]}, "time zone"),
 ])

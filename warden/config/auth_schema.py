@@ -3,6 +3,7 @@ API's own keys (auth.*)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Literal
@@ -54,6 +55,13 @@ class SecretSpec(Spec):
         if (self.hash is None) == (self.value is None):
             raise ValueError(f"key {self.id!r}: give exactly one of hash, value")
         return self
+
+    @property
+    def stored_form(self) -> str:
+        """The key's hash, however it was given (to find one key given twice)."""
+        if self.hash is not None:
+            return self.hash
+        return "sha256:" + hashlib.sha256((self.value or "").encode()).hexdigest()
 
 
 class GrantSpec(Spec):
@@ -155,6 +163,14 @@ class AuthSpec(Spec):
         twice = sorted({i for i in ids if ids.count(i) > 1})
         if twice:
             problems.append(f"key ids used twice: {', '.join(twice)}")
+        # (One key under two ids: the last one's tenant, models and limits would silently be
+        # the first one's client's too, and an admin key would be a client key as well.)
+        by_secret: dict[str, list[str]] = {}
+        for key in [*self.keys, *self.admin_keys]:
+            by_secret.setdefault(key.stored_form, []).append(key.id)
+        for same in by_secret.values():
+            if len(same) > 1:
+                problems.append(f"keys {', '.join(same)} are one key (the same secret)")
         for key in self.keys:
             if key.tenant is not None and key.tenant not in self.tenants:
                 problems.append(f"key {key.id!r}: tenant {key.tenant!r} is not in "

@@ -33,6 +33,24 @@ _PLAIN_REASONS = {
 }
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, except that a key written twice in one mapping is an error: by
+    default the last one wins, and a second `auth:` block at a file's end silently replaced
+    the first (its keys and mode gone, with nothing said). Merge keys (`<<`) may still be
+    overridden: that is what they are for."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"`{key_node.value}` is written twice", key_node.start_mark)
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
 class ConfigError(Exception):
     """A config that must not start. `problems` holds one `path: reason` line each."""
 
@@ -58,11 +76,13 @@ def settings_from_yaml(text: str, path: str | Path, environ: Mapping[str, str] |
                        checks: SpecChecks | None = None) -> Settings:
     """`text` (the YAML read from `path`) as settings, or `ConfigError`."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeys)  # (a safe loader: see above)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError([f"{path}: not valid YAML{where}"]) from None
+        problem = getattr(e, "problem", None) or ""
+        reason = problem if problem.endswith("written twice") else "not valid YAML"
+        raise ConfigError([f"{path}: {reason}{where}"]) from None
     return parse_settings(raw, os.environ if environ is None else environ, checks)
 
 

@@ -3,9 +3,10 @@ scraper, active checks, passive ejection and the circuit breaker."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from warden.config.spec import Duration, Spec
 
@@ -78,11 +79,20 @@ class ActiveHealthSpec(Spec):
     enabled: bool = True
     path: str = "/health"
     interval: Duration = Field(default=2.0, ge=0.1)
-    timeout: Duration = 2.0
+    timeout: Duration = Field(default=2.0, gt=0)
     # Consecutive failed checks that make a backend unhealthy, and passed ones that bring it
     # back.
     unhealthy_after: int = Field(default=2, ge=1)
     healthy_after: int = Field(default=1, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _request_path(cls, value: str) -> str:
+        # (Written into the request line as it is: `health` or `/he alth` failed every check,
+        # and every backend left the rotation.)
+        if not re.fullmatch(r"/[\x21-\x7e]*", value):
+            raise ValueError("a path starting with / (no spaces or control characters)")
+        return value
 
 
 class PassiveHealthSpec(Spec):
