@@ -23,7 +23,8 @@ import uvloop
 
 from bench.workload import TimedRequest, WorkloadSpec, build, load_trace
 from warden.stream.sse import SseDecoder
-from warden.upstream.connection import BodyMode, UpstreamConnection
+from warden.upstream.connection import UpstreamConnection
+from warden.upstream.sink import BodyMode
 
 
 @dataclass

@@ -82,6 +82,7 @@ MODULES = (
     "warden/upstream/batch.py",
     "warden/upstream/connection.py",
     "warden/upstream/pool.py",
+    "warden/upstream/sink.py",
     "warden/upstream/target.py",
 )
 

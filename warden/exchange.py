@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
 
-from warden.upstream.connection import NativeSink
+from warden.upstream.sink import NativeSink
 
 loads: Final = orjson.loads  # (compiled: no attribute look-up per call)
 

@@ -14,7 +14,8 @@ from warden.tenancy.answers import Quota, Ticket
 from warden.tenancy.limiter import build_limiter
 from warden.tenancy.native import LimiterAdapter
 from warden.tenancy.native import native as native_limiter
-from warden.upstream.connection import BodyMode, NativeSink, SinkAdapter, UpstreamConnection
+from warden.upstream.connection import UpstreamConnection
+from warden.upstream.sink import BodyMode, NativeSink, SinkAdapter
 
 
 class Recording:

@@ -12,7 +12,8 @@ from warden.fleet.backend import Backend
 from warden.proxy.relay import Relay
 from warden.stream.observer import Ending, Verdict
 from warden.stream.usage_strip import UsageStripper
-from warden.upstream.connection import BodyMode, UpstreamConnection
+from warden.upstream.connection import UpstreamConnection
+from warden.upstream.sink import BodyMode
 
 BACKEND = Backend(BackendSpec(name="b", url="http://127.0.0.1:1"), TimeoutsSpec())
 REQUEST = HttpRequest(b"POST", b"/v1/chat/completions", {}, [], b"{}", True, "127.0.0.1",

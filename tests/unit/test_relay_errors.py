@@ -12,7 +12,7 @@ from warden.config.schema import TimeoutsSpec
 from warden.exchange import Capture
 from warden.proxy import scrub
 from warden.proxy.relay import Relay
-from warden.upstream.connection import BodyMode
+from warden.upstream.sink import BodyMode
 
 TRACEBACK = orjson.dumps({"error": {
     "message": "Traceback (most recent call last):\n  File \"/usr/lib/python3.12/site-packages"

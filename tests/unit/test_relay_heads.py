@@ -7,7 +7,7 @@ import pytest
 
 from tests.unit.test_relay import JSON, SSE, chunk, deliver, make
 from warden.stream.observer import Ending
-from warden.upstream.connection import BodyMode
+from warden.upstream.sink import BodyMode
 
 
 def test_plain_response_is_relayed_raw_with_the_gateway_headers():

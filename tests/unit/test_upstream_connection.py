@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.harness import freed_without_collector
-from warden.upstream.connection import BodyMode, UpstreamConnection
+from warden.upstream.connection import UpstreamConnection
+from warden.upstream.sink import BodyMode
 
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n")
@@ -89,12 +90,48 @@ def test_decoded_mode_hands_over_pieces_and_the_end():
     assert sink.completed == 1 and conn.reusable
 
 
-def test_a_stray_second_response_in_the_same_read_reaches_no_sink_and_ends_reuse():
+def test_a_stray_second_response_in_the_same_read_reaches_no_client_and_ends_reuse():
+    """Raw, its bytes and the stray ones are one piece: the response fails rather than hand
+    the client a second response (the answer to its next request). Decoded, the sink gets
+    exactly its own body."""
     conn, sink = sent(BodyMode.RAW_OBSERVED)
     conn.data_received(SSE_HEAD + SSE_BODY + SSE_HEAD + SSE_BODY)
     assert len(sink.heads) == 1 and sink.observed == EVENTS
-    assert [last for _, last in sink.raw] == [True]
+    assert sink.raw == [] and sink.lost == ["backend sent bytes after its response"]
+    assert not conn.reusable and conn.closed
+    conn, sink = sent(BodyMode.DECODED)
+    conn.data_received(SSE_HEAD + SSE_BODY + SSE_HEAD + SSE_BODY)
+    assert sink.decoded == EVENTS and sink.completed == 1 and not conn.reusable
+
+
+@pytest.mark.parametrize("mode", [BodyMode.RAW, BodyMode.DECODED])
+def test_part_of_a_stray_head_after_a_response_ends_reuse(mode):
+    """Only the start of another response's head in the read that ended this one: the
+    connection is out of sync all the same (the next request would get that response)."""
+    conn, sink = sent(mode)
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
+                       b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n")
     assert not conn.reusable
+    if mode == BodyMode.DECODED:
+        assert sink.decoded == [b"hi"] and sink.completed == 1
+
+
+def test_empty_lines_before_the_status_line_are_not_part_of_the_head():
+    conn, sink = sent(BodyMode.RAW)
+    conn.data_received(b"\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
+    assert sink.heads == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"]
+    assert sink.raw == [(b"hi", True)] and conn.reusable
+
+
+def test_a_head_that_never_ends_fails_at_64_kib():
+    conn, sink = sent(BodyMode.RAW)
+    conn.data_received(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(70):
+        conn.data_received(b"x-filler: " + b"y" * 1000 + b"\r\n")
+        if sink.lost:
+            break
+    assert sink.lost == ["response head over 64 KiB from backend"] and conn.closed
+    assert sink.heads == []
 
 
 INTERIM = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 from warden.audit.reader import Request
 from warden.stream.observer import Ending, StreamObserver
-from warden.upstream.connection import BodyMode, UpstreamConnection
+from warden.upstream.connection import UpstreamConnection
+from warden.upstream.sink import BodyMode
 
 
 @dataclass

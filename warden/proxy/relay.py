@@ -26,7 +26,8 @@ from warden.proxy.headers import parse_head, passthrough_head, response_head
 from warden.stream.observer import Ending, StreamObserver
 from warden.stream.usage_strip import UsageStripper
 from warden.upstream.batch import WriteBatch
-from warden.upstream.connection import BodyMode, UpstreamConnection
+from warden.upstream.connection import UpstreamConnection
+from warden.upstream.sink import BodyMode
 
 monotonic: Final = time.monotonic  # (compiled: no attribute look-up per call)
 

@@ -1,109 +1,25 @@
-"""One keep-alive HTTP/1.1 connection to a backend; httptools validates and frames responses.
+"""One keep-alive HTTP/1.1 connection to a backend; httptools validates and frames responses,
+and each goes to the sink its request named (sink.py: the modes, and what the sink hears).
 
-A response goes to a `ResponseSink` in one of three modes (`BodyMode`), which the sink picks
-when the head arrives (the value `on_head` returns):
-
-- RAW: the body is handed over as the backend sent it, framing included (`on_raw`, once per
-  socket read; `last` is True on the call that carries the end of the response, so a small
-  response costs the sink one call), so a relay forwards it with no per-chunk work;
-- RAW_OBSERVED: as RAW, and the de-chunked pieces also go to the sink's `observe_piece`
-  (during the read, before that read's `on_raw`), for a sink that watches what it relays (an
-  SSE observer);
-- DECODED: the body reaches the sink only de-chunked (`on_body`), for a sink that must
-  re-frame it; `flush` follows a read that delivered the head, and `on_complete` the read
-  that delivered the end.
-
-The head is given raw too (status line and header lines, without the blank line): the sink
-reads only the few headers it needs. Each response ends in exactly one of: `on_raw(..., True)`
-or `on_complete` (after the last body bytes were handed over), or `on_lost`. The connection is
-ready for reuse before that last call, so the sink may release it from there.
-
-The connection calls its sink as a `NativeSink` (C calls, per read and per piece); a sink that
-is only a `ResponseSink` (a test's, the replayer's) is wrapped in a `SinkAdapter` once, when
-sent, so no call site asks which kind it has.
+Rules: bytes nobody asked for, or a second message in the read that ended the first, mean the
+connection is out of sync: it is never reused, and a raw response sharing its last read with
+them is failed rather than relayed (where one ends is not known there). A head longer than
+`MAX_HEAD` fails its response.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Final, Protocol
+from typing import Final
 
 import httptools
 
 from warden.upstream.batch import WriteBatch
+from warden.upstream.sink import BodyMode, NativeSink, ResponseSink, SinkAdapter
 
-
-class BodyMode:
-    """How a sink takes a response body (plain ints: read per response)."""
-
-    DECODED: Final = 0
-    RAW: Final = 1
-    RAW_OBSERVED: Final = 2
-
-
-class ResponseSink(Protocol):
-    def on_head(self, status: int, head: bytes) -> int: ...  # a BodyMode
-    def on_raw(self, data: bytes, last: bool) -> None: ...
-    def observe_piece(self, piece: bytes) -> None: ...  # RAW_OBSERVED only
-    def on_body(self, chunk: bytes) -> None: ...
-    def flush(self) -> None: ...
-    def on_complete(self) -> None: ...
-    def on_lost(self, reason: str) -> None: ...
-
-
-class NativeSink:
-    """A `ResponseSink` the connection calls with C calls (compiled), where one through the
-    protocol is a Python method call (~300 instructions, per read or piece). The gateway's
-    relay is one (through `exchange.Exchange`); any other sink is wrapped in a `SinkAdapter`."""
-
-    def on_head(self, status: int, head: bytes) -> int:
-        raise NotImplementedError
-
-    def on_raw(self, data: bytes, last: bool) -> None:
-        raise NotImplementedError
-
-    def observe_piece(self, piece: bytes) -> None:
-        raise NotImplementedError
-
-    def on_body(self, chunk: bytes) -> None:
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        raise NotImplementedError
-
-    def on_complete(self) -> None:
-        raise NotImplementedError
-
-    def on_lost(self, reason: str) -> None:
-        raise NotImplementedError
-
-
-class SinkAdapter(NativeSink):
-    """A sink that is not a `NativeSink`, behind its face (each call forwarded as is)."""
-
-    def __init__(self, sink: ResponseSink):
-        self.sink = sink
-
-    def on_head(self, status: int, head: bytes) -> int:
-        return self.sink.on_head(status, head)
-
-    def on_raw(self, data: bytes, last: bool) -> None:
-        self.sink.on_raw(data, last)
-
-    def observe_piece(self, piece: bytes) -> None:
-        self.sink.observe_piece(piece)
-
-    def on_body(self, chunk: bytes) -> None:
-        self.sink.on_body(chunk)
-
-    def flush(self) -> None:
-        self.sink.flush()
-
-    def on_complete(self) -> None:
-        self.sink.on_complete()
-
-    def on_lost(self, reason: str) -> None:
-        self.sink.on_lost(reason)
+# The longest response head taken (status line, headers, any 1xx heads before them); a longer
+# one fails the response. vLLM's are a few hundred bytes; nginx takes 4-8 KB by default.
+MAX_HEAD: Final = 64 * 1024
 
 
 class UpstreamConnection:
@@ -129,6 +45,7 @@ class UpstreamConnection:
         self._body_offset = 0       # raw mode: where, in the current read, the body begins
         self._data_len = 0
         self._complete = False
+        self._stray = False         # another message began in the read that ended this one
         self._interim = False       # the message being parsed is a 1xx (skipped whole)
         self._keep_alive = False
 
@@ -155,12 +72,23 @@ class UpstreamConnection:
             return
         if self._sink is None:
             return
+        if self._reading_head and len(self._head_buf) > MAX_HEAD:
+            self._fail(f"response head over {MAX_HEAD // 1024} KiB from backend")
+            return
         complete = self._complete
         if complete:  # reset for the next response before the sink hears of this one's end
             self._sink = None
             self.reusable = self._keep_alive and not self.closed
             self._reading_head = True
             self._complete = False
+            if self._stray and self._raw:
+                # Its raw bytes and the stray ones arrived as one piece, and where one ends
+                # is not known here (chunked framing): none of them may reach the client.
+                self._raw = self._stray = False
+                self.close()
+                sink.on_lost("backend sent bytes after its response")
+                return
+            self._stray = False
         if self._raw:
             offset = self._body_offset
             if offset:
@@ -197,12 +125,19 @@ class UpstreamConnection:
 
     # -- httptools callbacks ---------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second message in the read that ended the first: stray (its
+            self._stray = True  # head may be partial, so no later callback need tell)
+            self._keep_alive = False
+
     def on_headers_complete(self) -> None:
         if self._complete:  # a second response in the read that ended the first: stray
             self._keep_alive = False
             return
         buf = self._head_buf
         start = self._head_start
+        if buf.startswith((b"\r", b"\n"), start):  # empty lines before the status line
+            start = len(buf) - len(buf[start:].lstrip(b"\r\n"))
         end = buf.find(b"\r\n\r\n", start)
         if self._parser.get_status_code() < 200:  # an interim response (1xx): skip it
             self._head_start = end + 4

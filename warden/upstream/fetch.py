@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from warden.errors import UpstreamError, UpstreamTimeout
-from warden.upstream.connection import BodyMode
 from warden.upstream.pool import ConnectionPool
+from warden.upstream.sink import BodyMode
 
 
 class _Collector:
