@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from warden.stream.observer import Ending, StreamObserver, Verdict, stream_verdict
-from warden.stream.sse import SseDecoder
+from warden.stream.sse import MAX_EVENT, SseDecoder
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "vllm"
 CHAT = (FIXTURES / "sse-chat-0.32.0.txt").read_bytes()
@@ -37,6 +37,30 @@ def test_crlf_multiline_and_non_data_fields():
     stream = (b": keep-alive comment\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\n"
               b"id: 3\nretry: 10\n\ndata:nospace\n\n")
     assert SseDecoder().feed(stream) == [b"a\nb", b"nospace"]
+
+
+def test_a_crlf_split_between_reads_is_one_line_end_at_every_cut():
+    stream = (b'data: {"choices":[],\r\ndata: "usage":{"total_tokens":5}}\r\n\r\n'
+              b"data: [DONE]\r\n\r\n")
+    whole = [b'{"choices":[],\n"usage":{"total_tokens":5}}', b"[DONE]"]
+    for first in range(len(stream) + 1):
+        for second in range(first, len(stream) + 1):
+            assert decode_all(stream, [first, second]) == whole
+
+
+def test_an_event_over_the_limit_is_skipped_to_its_end_in_linear_time():
+    """Held as pieces, scanned once each: 8 MiB in 16 KiB reads and 1.2 MiB in 7-byte reads
+    would take minutes if each read copied and scanned everything held (it did)."""
+    for read, size in [(16384, 8 << 20), (7, MAX_EVENT + (200 << 10))]:
+        stream = b"data: " + b"x" * size + b"\n\ndata: after\n\n"
+        decoder = SseDecoder()
+        payloads = []
+        for start in range(0, len(stream), read):
+            payloads += decoder.feed(stream[start:start + read])
+            assert decoder._held <= MAX_EVENT + read
+        assert payloads == [b"after"] and decoder.skipped == 1 and decoder.pending == 0
+    near = b"data: " + b"y" * (MAX_EVENT - 100) + b"\n\n"  # under the limit: read
+    assert decode_all(near, list(range(1000, len(near), 1000))) == [near[6:-2]]
 
 
 def test_incomplete_tail_is_held():

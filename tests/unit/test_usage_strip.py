@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from warden.stream.sse import MAX_EVENT
 from warden.stream.usage_strip import UsageStripper
 
 CONTENT = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},'
@@ -50,3 +51,13 @@ def test_a_stream_with_crs_passes_untouched_from_there():
 def test_an_unended_event_is_given_back_at_the_end():
     out, _ = through([CONTENT, b'data: {"cut'])
     assert out == CONTENT + b'data: {"cut'
+
+
+def test_an_event_over_the_limit_passes_everything_from_there():
+    """Not held whole (memory) nor scanned again per read (time): from there the stream
+    passes as it came, the usage event included, as after a CR."""
+    big = b"data: " + b"x" * (MAX_EVENT + 100_000) + b"\n\n"  # (held past it, read by read)
+    for read in (7, 16384):
+        stream = CONTENT + big + USAGE + DONE
+        out, stripper = through([stream[i:i + read] for i in range(0, len(stream), read)])
+        assert out == stream and stripper.passing and stripper.stripped == 0

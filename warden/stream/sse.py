@@ -1,25 +1,64 @@
 """Incremental SSE decoder (pure: bytes in, `data` payloads out; no I/O, no clock).
 
-It never holds more than the one incomplete event at the tail of what it was fed. Only `data:`
-fields matter to the gateway; `event:`, `id:`, `retry:` and comments are skipped.
+It never holds more than the one incomplete event at the tail of what it was fed, and at most
+`MAX_EVENT` bytes of it: a longer event is skipped to its end, not read (vLLM's events are a
+token or a few each; a first event carrying a long prompt's logprobs can be large), so a
+backend's endless event takes neither memory nor time. Line ends are LF, CRLF or CR, a CRLF
+split between two reads included. Only `data:` fields matter to the gateway; `event:`, `id:`,
+`retry:` and comments are skipped.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
+MAX_EVENT: Final = 1 << 20
+
 
 class SseDecoder:
-    __slots__ = ("tail",)
+    __slots__ = ("_cr", "_held", "_lf", "_more", "skipped", "skipping", "tail")
 
     def __init__(self) -> None:
-        self.tail = b""  # an event that has started but not ended
+        self.tail = b""         # an event that has started but not ended
+        self._more: list[bytes] = []  # ... its pieces since (held apart: each read is
+        self._held = 0          # scanned once, never copied again per read), and its bytes
+        self.skipping = False   # an event over MAX_EVENT, until its end
+        self.skipped = 0        # events skipped for their size
+        self._cr = False        # the last chunk ended in CR (an LF next is the same line end)
+        self._lf = False        # skipping: the last chunk ended a line
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payload of every event completed by `chunk`, in order."""
+        if self._cr and chunk:
+            self._cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
         if 13 in chunk:  # CR (a byte as an int: a memchr, no argument parsing)
+            self._cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buffer = self.tail + chunk if self.tail else chunk
-        events = buffer.split(b"\n\n")
-        self.tail = events.pop()
+        if self.skipping:
+            chunk = self._skip(chunk)
+            if self.skipping:
+                return []
+        tail = self.tail
+        if tail:
+            more = self._more
+            ends_line = (more[-1] if more else tail)[-1] == 10
+            if not (b"\n\n" in chunk or (ends_line and chunk[:1] == b"\n")):
+                if chunk:  # (no end in it: held as it is)
+                    more.append(chunk)
+                    self._held += len(chunk)
+                    if self._held > MAX_EVENT:
+                        self._skip_event(chunk.endswith(b"\n"))
+                return []
+            if more:
+                more.append(chunk)
+                chunk = tail + b"".join(more)
+                self._more = []
+            else:
+                chunk = tail + chunk
+        events = chunk.split(b"\n\n")
+        self._hold(events.pop())
         payloads = []
         for event in events:
             payload = _data_of(event)
@@ -29,8 +68,33 @@ class SseDecoder:
 
     @property
     def pending(self) -> int:
-        """Bytes of an event that has started but not ended."""
-        return len(self.tail)
+        """Bytes of an event that has started but not ended (0: at an event boundary)."""
+        return 1 if self.skipping else len(self.tail)
+
+    def _hold(self, tail: bytes) -> None:
+        if len(tail) > MAX_EVENT:
+            self._skip_event(tail.endswith(b"\n"))
+        else:
+            self.tail = tail
+            self._held = len(tail)
+
+    def _skip_event(self, ends_line: bool) -> None:
+        self.tail, self._more, self._held = b"", [], 0
+        self.skipping = True
+        self.skipped += 1
+        self._lf = ends_line
+
+    def _skip(self, chunk: bytes) -> bytes:
+        """What follows the skipped event's end in `chunk` (b"" and still skipping if none)."""
+        if self._lf and chunk.startswith(b"\n"):
+            end = 1
+        else:
+            end = chunk.find(b"\n\n") + 2
+            if end == 1:
+                self._lf = chunk.endswith(b"\n") or (self._lf and not chunk)
+                return b""
+        self.skipping = False
+        return chunk[end:]
 
 
 def _data_of(event: bytes) -> bytes | None:

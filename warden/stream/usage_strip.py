@@ -6,19 +6,25 @@ every event as the backend sent it, byte for byte, but the one that carries only
 (`"choices":[]` and a `usage`). Events are cut at their blank line (`\\n\\n`, as vLLM writes
 them); an event is passed on once it is whole (vLLM writes one event per chunk, so nothing
 waits in practice). A stream with a CR in it is passed on untouched from there (its line ends
-are not the ones this cuts at): the client then sees the usage event, which the SDKs accept.
+are not the ones this cuts at), and so is one with an event longer than `MAX_EVENT` (one held
+whole would take the gateway's memory and, scanned again per read, its time): the client
+then sees the usage event, which the SDKs accept.
 """
 
 from __future__ import annotations
+
+from warden.stream.sse import MAX_EVENT
 
 USAGE_ONLY = (b'"choices":[]', b'"usage":{')
 
 
 class UsageStripper:
-    __slots__ = ("_pending", "passing", "stripped")
+    __slots__ = ("_held", "_pending", "_size", "passing", "stripped")
 
     def __init__(self) -> None:
         self._pending = b""     # an event begun but not ended
+        self._held: list[bytes] = []  # ... its pieces since (each read scanned once), and
+        self._size = 0          # its bytes
         self.passing = False    # gave up cutting: everything passes (events cut too)
         self.stripped = 0       # usage events taken out
 
@@ -27,15 +33,31 @@ class UsageStripper:
         if self.passing:
             return chunk
         if 13 in chunk:  # CR (a byte as an int: a memchr, no argument parsing)
-            self.passing = True
-            held, self._pending = self._pending, b""
-            return held + chunk
-        data = self._pending + chunk if self._pending else chunk
-        end = data.rfind(b"\n\n")
+            return self._give_up(chunk)
+        pending = self._pending
+        if pending:
+            held = self._held
+            ends_line = (held[-1] if held else pending)[-1] == 10
+            if not (b"\n\n" in chunk or (ends_line and chunk[:1] == b"\n")):
+                if chunk:  # (no end in it: held as it is)
+                    held.append(chunk)
+                    self._size += len(chunk)
+                    if self._size > MAX_EVENT:
+                        return self._give_up(b"")
+                return b""
+            if held:
+                chunk = pending + b"".join(held) + chunk
+                self._held = []
+            else:
+                chunk = pending + chunk
+        end = chunk.rfind(b"\n\n")
         if end < 0:
-            self._pending = data
+            if len(chunk) > MAX_EVENT:
+                return self._give_up(chunk, held=b"")
+            self._pending, self._size = chunk, len(chunk)
             return b""
-        whole, self._pending = data[:end + 2], data[end + 2:]
+        whole, self._pending = chunk[:end + 2], chunk[end + 2:]
+        self._size = len(self._pending)
         if whole.find(USAGE_ONLY[1]) < 0:  # (most chunks: no usage in them at all)
             return whole
         kept = []
@@ -49,5 +71,14 @@ class UsageStripper:
 
     def rest(self) -> bytes:
         """At the end of the stream: what is still held (an event never ended)."""
-        held, self._pending = self._pending, b""
+        held = self._pending + b"".join(self._held)
+        self._pending, self._held, self._size = b"", [], 0
         return held
+
+    def _give_up(self, chunk: bytes, held: bytes | None = None) -> bytes:
+        """Everything passes from now on: what was held, then `chunk`."""
+        self.passing = True
+        if held is None:
+            held = self._pending + b"".join(self._held)
+        self._pending, self._held, self._size = b"", [], 0
+        return held + chunk
