@@ -109,6 +109,16 @@ def test_tokens_settle_from_the_real_usage_streams_included(fleet):
                                        stream=True)
         after, _ = plain(client)
         assert before - after == plain_used + stream_used
+        # As vLLM reads `stream_options`: an object asks for the usage unless its
+        # `include_usage` reads false (lax), and the gateway's own asking changes neither.
+        for options, shown in [({}, True), ({"continuous_usage_stats": True}, True),
+                               ({"include_usage": "false"}, False),
+                               ({"include_usage": 0, "continuous_usage_stats": True}, False)]:
+            chunks = list(client.chat.completions.create(
+                model="sim-model", messages=MESSAGES, max_tokens=3, stream=True,
+                stream_options=options))
+            usage = [c.usage is not None for c in chunks]
+            assert usage == [False] * (len(chunks) - 1) + [shown], options
     finally:
         gw.stop()
 

@@ -195,16 +195,21 @@ class LimitStage(NativeStage):
             else headers   # (usually the first lines: no copy)
         if relay.stream and not _asks_usage(body):
             options = body.get("stream_options")
-            body["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                      "include_usage": True}
+            asked = {**options} if isinstance(options, dict) else {}
+            asked["include_usage"] = True
+            if "continuous_usage_stats" in asked:  # (vLLM reads it only with include_usage:
+                asked["continuous_usage_stats"] = False  # now it would put usage everywhere)
+            body["stream_options"] = asked
             relay.strip = UsageStripper()
             return forward_changed(relay, body)
         return None
 
 
 def _asks_usage(body: dict) -> bool:
+    """As vLLM reads it: any `stream_options` object asks, unless its `include_usage` (True
+    when absent) reads false (lax) or is null."""
     options = body.get("stream_options")
-    return isinstance(options, dict) and lax_bool(options.get("include_usage")) is True
+    return isinstance(options, dict) and lax_bool(options.get("include_usage", True)) is True
 
 
 class AddressLimitStage(NativeStage):

@@ -40,7 +40,7 @@ class Generation:
         self.stream = lax_bool(body.get("stream")) is True and kind != "responses"
         options = body.get("stream_options")
         self.include_usage = isinstance(options, dict) \
-            and lax_bool(options.get("include_usage")) is True
+            and lax_bool(options.get("include_usage", True)) is True  # (vLLM's default)
         self.prompt_tokens = prompt_tokens
         self.version = version
         self.conn = conn
