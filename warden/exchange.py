@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
 
+from warden.stream.observer import completion_usage
 from warden.upstream.sink import NativeSink
 
 loads: Final = orjson.loads  # (compiled: no attribute look-up per call)
@@ -156,7 +157,7 @@ class Exchange(NativeSink):
             return self.usage
         usage = parsed.get("usage")
         if type(usage) is dict:
-            self.usage = usage
+            self.usage = completion_usage(usage) if "input_tokens" in usage else usage
         reasons: list[str] = []
         choices = parsed.get("choices")
         if type(choices) is list:

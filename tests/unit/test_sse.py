@@ -169,6 +169,26 @@ def test_observer_sees_vllm_error_events():
     assert observer.verdict(Ending.UPSTREAM_COMPLETE) == Verdict.UPSTREAM_ERROR
 
 
+RESPONSES_END = (b'event: response.completed\ndata: {"type":"response.completed","response":'
+                 b'{"id":"resp_1","status":"completed","usage":{"input_tokens":7,'
+                 b'"output_tokens":3,"total_tokens":10}},"sequence_number":9}\n\n')
+
+
+def test_a_responses_stream_ends_with_its_usage_in_the_gateways_names():
+    """No [DONE] and no top-level usage: the last event's `response` says both (budgets,
+    metrics and logs read `prompt_tokens` and `completion_tokens`)."""
+    observer = StreamObserver(lambda: 1.0)
+    observer.feed(b'event: response.output_text.delta\ndata: {"type":"response.output_text'
+                  b'.delta","delta":"hi","sequence_number":4}\n\n' + RESPONSES_END)
+    assert observer.usage == {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10,
+                              "prompt_tokens": 7, "completion_tokens": 3}
+    assert observer.verdict(Ending.UPSTREAM_COMPLETE) == Verdict.COMPLETE
+    failed = StreamObserver(lambda: 1.0)
+    failed.feed(b'data: {"type":"response.failed","response":{"status":"failed","error":'
+                b'{"code":"server_error","message":"engine dead"}}}\n\n')
+    assert failed.verdict(Ending.UPSTREAM_COMPLETE) == Verdict.UPSTREAM_ERROR
+
+
 @pytest.mark.parametrize(("ending", "done", "error", "verdict"), [
     (Ending.UPSTREAM_COMPLETE, True, False, Verdict.COMPLETE),
     (Ending.UPSTREAM_COMPLETE, False, False, Verdict.UPSTREAM_EOF),

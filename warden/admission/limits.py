@@ -193,7 +193,8 @@ class LimitStage(NativeStage):
         headers = answer.headers()
         relay.response_headers = relay.response_headers + headers if relay.response_headers \
             else headers   # (usually the first lines: no copy)
-        if relay.stream and not _asks_usage(body):
+        if relay.stream and not _asks_usage(body) and relay.endpoint != "/v1/responses":
+            # (A Responses stream's last event carries its usage whatever was asked.)
             options = body.get("stream_options")
             asked = {**options} if isinstance(options, dict) else {}
             asked["include_usage"] = True

@@ -96,6 +96,10 @@ class StreamObserver:
             self.error = event
         if isinstance(event.get("usage"), dict):
             self.usage = event["usage"]
+        else:  # the Responses API's: in its last event's `response` (response.completed, ...)
+            response = event.get("response")
+            if isinstance(response, dict):
+                self._responses_event(event.get("type"), response)
         choices = event.get("choices")
         if type(choices) is not list:  # (a backend's odd event must not break the relay)
             return
@@ -103,6 +107,16 @@ class StreamObserver:
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None
             if isinstance(reason, str):
                 self.finish_reasons.append(reason)
+
+    def _responses_event(self, kind: object, response: dict) -> None:
+        """The Responses API's stream has no [DONE]: its last event says how it ended."""
+        if isinstance(response.get("usage"), dict):
+            self.usage = completion_usage(response["usage"])
+        if kind == "response.completed" or kind == "response.incomplete":
+            self.done = True
+        elif kind == "response.failed":
+            error = response.get("error")
+            self.error = error if isinstance(error, dict) else {"message": "response.failed"}
 
     @property
     def pending(self) -> int:
@@ -130,3 +144,12 @@ def stream_verdict(ending: str, *, done: bool, error: bool) -> str:
     if ending == Ending.CANCELLED:
         return Verdict.CANCELLED
     return Verdict.UPSTREAM_ERROR if error else Verdict.UPSTREAM_EOF
+
+
+def completion_usage(usage: dict) -> dict:
+    """A Responses API usage (`input_tokens`, `output_tokens`) with the names the gateway reads
+    (`prompt_tokens`, `completion_tokens`) beside its own; any other usage as it is."""
+    if "prompt_tokens" in usage or "input_tokens" not in usage:
+        return usage
+    return {**usage, "prompt_tokens": usage["input_tokens"],
+            "completion_tokens": usage.get("output_tokens")}
