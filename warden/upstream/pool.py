@@ -99,10 +99,13 @@ class ConnectionPool:
         self._slot_freed()
 
     def _slot_freed(self) -> None:
-        """A slot opened up: let one waiter connect afresh."""
+        """A slot opened up: let one waiter connect afresh. The slot is its from now (counted
+        open): an `acquire` between this and the waiter's wake would otherwise take it too,
+        and the pool open more than `max_connections`."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self.open_count += 1
                 waiter.set_result(None)
                 return
 
@@ -110,8 +113,11 @@ class ConnectionPool:
         while self._idle:
             self.discard(self._idle.popleft())
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
-        self.open_count += 1
+    async def _connect(self, loop: asyncio.AbstractEventLoop,
+                       reserved: bool = False) -> UpstreamConnection:
+        """A new connection, in a slot counted now (or already: `reserved`)."""
+        if not reserved:
+            self.open_count += 1
         try:
             async with asyncio.timeout(self.connect_timeout):  # (see fetch: not wait_for)
                 _, conn = await loop.create_connection(  # type: ignore[type-var]
@@ -146,8 +152,8 @@ class ConnectionPool:
         except asyncio.CancelledError:
             self._pass_on(waiter)
             raise
-        if conn is None:
-            return await self._connect(loop)
+        if conn is None:  # (a slot, reserved for it)
+            return await self._connect(loop, reserved=True)
         return conn
 
     def _pass_on(self, waiter: asyncio.Future[UpstreamConnection | None]) -> None:
@@ -158,5 +164,6 @@ class ConnectionPool:
         handed = waiter.result()
         if handed is not None:
             self.release(handed)
-        else:
+        else:  # (the slot reserved for it)
+            self.open_count -= 1
             self._slot_freed()
