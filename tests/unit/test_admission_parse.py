@@ -8,7 +8,7 @@ import pytest
 from warden.admission.parse import parse_request
 from warden.config.loader import parse_settings
 from warden.edge.request import HttpRequest
-from warden.errors import UnsupportedMediaType
+from warden.errors import ModelNotFound, UnsupportedMediaType
 from warden.fleet.registry import BackendRegistry
 
 BACKENDS = BackendRegistry(parse_settings(
@@ -37,3 +37,15 @@ def test_other_content_types_are_refused(content_type):
     assert not (content_type or b"").lower().startswith(b"application/json")
     with pytest.raises(UnsupportedMediaType):
         parse_request(request(content_type), BACKENDS)
+
+
+def test_a_model_name_longer_than_any_fleets_is_not_found_and_not_repeated_whole():
+    """It would go whole into logs, spans and the error message (a body of 100 MiB may be one
+    model name)."""
+    name = "m" * 1025
+    body = b'{"model": "%s", "messages": []}' % name.encode()
+    with pytest.raises(ModelNotFound) as refused:
+        parse_request(HttpRequest(b"POST", b"/v1/chat/completions",
+                                  {b"content-type": b"application/json"}, [], body, True,
+                                  "10.0.0.1", 1.0), BACKENDS)
+    assert len(refused.value.message) < 200 and "1025 characters" in refused.value.message

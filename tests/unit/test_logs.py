@@ -75,6 +75,14 @@ def test_a_text_line_puts_the_fields_after_the_message():
                          "status=200")
 
 
+def test_a_clients_newline_or_equals_sign_cannot_forge_a_line_or_a_field():
+    forged = "x\n2026-01-01 00:00:00,000\tERROR\twarden.admin: key deleted"
+    text = TextFormatter().format(record(event="access", model=forged, key_id="a=b"))
+    assert "\n" not in text
+    assert text.endswith(' model="x\\n2026-01-01 00:00:00,000\\tERROR\\twarden.admin: key '
+                         'deleted" key_id="a=b"')
+
+
 def test_access_lines_are_sampled_evenly_by_counting():
     lines = Lines()
     logger = logging.getLogger("warden.test-access")

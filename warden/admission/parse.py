@@ -9,12 +9,15 @@ from typing import Final
 import orjson
 
 from warden.edge.request import HttpRequest
-from warden.errors import InvalidRequest, MethodNotAllowed, UnsupportedMediaType
+from warden.errors import InvalidRequest, MethodNotAllowed, ModelNotFound, UnsupportedMediaType
 from warden.fleet.registry import BackendRegistry
 from warden.guard.lax import lax_bool
 from warden.proxy.relay import Relay
 
 loads: Final = orjson.loads  # (compiled: no attribute look-up per call)
+# The longest model name taken: no fleet serves a longer one, and the name goes into logs,
+# spans, metrics' refusals and error messages (a body of 100 MiB may be one model name).
+MAX_MODEL_NAME: Final = 1024
 dumps: Final = orjson.dumps
 TOO_DEEP = ("The request's JSON is nested too deeply for the gateway to forward it changed "
             "(at most 255 levels).")
@@ -42,6 +45,9 @@ def parse_request(request: HttpRequest, backends: BackendRegistry) -> tuple[str,
         model = default_model(backends)
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model must be a non-empty string", param="model")
+    if len(model) > MAX_MODEL_NAME:
+        raise ModelNotFound(f"The model `{model[:64]}...` ({len(model)} characters) does not "
+                            "exist.", param="model")
     stream = body.get("stream")
     if stream is not True and stream is not None and stream is not False:
         stream = lax_bool(stream)  # vLLM streams "true", 1, "on" too (pydantic's lax mode)

@@ -10,6 +10,7 @@ in text they follow the message as `key=value`."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import orjson
@@ -19,6 +20,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
+
+
+# A value written as it is: printable ASCII but `"` and `=` (anything else is JSON-quoted).
+_PLAIN = re.compile(r'[\x21\x23-\x3c\x3e-\x7e]+')
 
 
 class TextFormatter(logging.Formatter):
@@ -36,9 +41,8 @@ class TextFormatter(logging.Formatter):
 
 
 def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value if value and " " not in value and '"' not in value \
-            else orjson.dumps(value).decode()
+    if isinstance(value, str):  # (quoted unless plain: a client's newline forges no line)
+        return value if _PLAIN.fullmatch(value) else orjson.dumps(value).decode()
     if value is None:
         return "-"
     if isinstance(value, dict | list | tuple):
