@@ -279,3 +279,22 @@ def test_stalls_waiting_for_a_note_are_bounded():
         probe.observe(0.0015, probe._last + 0.0015, WAITING)
     assert len(probe._pending) == PENDING
     assert probe.stalls[WAITING] == 4                   # the oldest, counted as they were
+
+
+def test_a_tick_that_fails_does_not_stop_the_probe():
+    """Whatever a tick meets, the next is scheduled: a stopped probe shows no stalls."""
+    probe = LoopProbe(busy_interval=0.001)
+    observe = probe.observe
+    failed = []
+
+    def failing_once(*args) -> None:
+        if not failed:
+            failed.append(probe.ticks)
+            raise RuntimeError("deque mutated during iteration")
+        observe(*args)
+
+    def arm() -> None:
+        probe.observe = failing_once  # type: ignore[method-assign]
+
+    run_with_probe(arm, lambda p: failed and p.ticks >= failed[0] + 5, probe)
+    assert failed

@@ -23,8 +23,8 @@ class LoopCollector:
         probe = self._probe
         lag = HistogramMetricFamily(
             "warden_event_loop_lag_seconds", "How late the event loop was to run a timer "
-            "due then: the time it spent not serving (sampled every 1 ms while requests are "
-            "in flight, every 20 ms otherwise)")
+            "due then: the time it spent not serving (sampled every loop_probe.interval, 5 ms "
+            "by default, while requests are in flight, every 20 ms otherwise)")
         lag.add_metric([], probe.cumulative(), probe.lag_sum)
         yield lag
         stalls = CounterMetricFamily("warden_event_loop_stalls", "Event loop stalls (a lag "

@@ -156,12 +156,14 @@ class LoopProbe:
 
     def _tick(self) -> None:
         now = self.clock()
-        lag = max(now - self._due, 0.0)
-        usage, self._usage = self._usage, self._read_usage()
-        self.observe(lag, now, self._unnoted(lag, now - self._last, usage, self._usage)
-                     if lag >= STALL else UNKNOWN)
-        self._last = now
-        self._schedule(now)
+        try:  # (whatever happens in it, the probe ticks on: a stopped probe shows no stalls)
+            lag = max(now - self._due, 0.0)
+            usage, self._usage = self._usage, self._read_usage()
+            self.observe(lag, now, self._unnoted(lag, now - self._last, usage, self._usage)
+                         if lag >= STALL else UNKNOWN)
+        finally:
+            self._last = now
+            self._schedule(now)
 
     @staticmethod
     def _unnoted(lag: float, window: float, before: bytes, after: bytes) -> str:
@@ -230,7 +232,9 @@ class LoopProbe:
         short piece in the same window did not cause a long stall), and a thread's piece
         only if its active time, spread over the piece, does."""
         mine, theirs = (unnoted, 0.0), (unnoted, 0.0)
-        for cause, started, ended, cpu in self._pieces:
+        # (A copy, taken at once under the GIL: the writer thread and the collector's
+        # callbacks append meanwhile, and a deque changed while iterated raises.)
+        for cause, started, ended, cpu in tuple(self._pieces):
             overlap = min(ended, end) - max(started, start)
             if cpu >= 0:  # another thread's
                 if ended > started:
