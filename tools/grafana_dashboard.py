@@ -67,9 +67,9 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]], bool]]]] = [
          quantiles("warden_request_duration_seconds", GWM, "endpoint"), False),
         ("Queue time in the gateway", "s",
          quantiles("warden_request_queue_seconds", GWM, "model"), False),
-        ("Event loop lag", "s",
-         [(quantile(0.99, "warden_event_loop_lag_seconds", GW, "instance"),
-           "p99 {{instance}}")], False),
+        ("Event loop: time lost to stalls, by cause", "percentunit",
+         [(rate("warden_event_loop_stall_seconds_total", GW, "instance, cause"),
+           "{{instance}} {{cause}}")], False),
     ]),
     ("Errors and verdicts", [
         ("Error rate (5xx) by model", "percentunit",
