@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -168,7 +169,22 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
     return node_config(values)
 
 
+class _EarlyHangup:
+    """SIGHUP before the gateway has started. Its default action ends the process, the start
+    takes seconds (the stores, the backends' models), and systemd counts a death by SIGHUP as
+    a clean exit (no restart): a `systemctl reload` or logrotate's then would leave it down.
+    Caught from the command's first moment; the gateway acts on one once started."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        signal.signal(signal.SIGHUP, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.seen = True
+
+
 def _serve(args: argparse.Namespace) -> int:
+    early = _EarlyHangup()
     from warden.run import port_taken, run, serve_gateway
 
     settings = load_or_explain(args.config)
@@ -182,7 +198,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         level = args.log_level if getattr(args, "log_level_given", False) else None
-        run(lambda stop: serve_gateway(settings, Path(args.config), stop, level))
+        run(lambda stop: serve_gateway(settings, Path(args.config), stop, level,
+                                       lambda: early.seen))
     except OSError as e:  # the listen address taken, the recorder's directory unwritable
         print(f"warden serve: {e}", file=sys.stderr)
         return 2

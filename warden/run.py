@@ -97,19 +97,21 @@ def share_the_gil() -> None:
 
 
 async def serve_gateway(settings: Settings, source: Path, stop: asyncio.Event,
-                        log_level: str | None = None) -> None:
-    """`log_level`: the command line's `--log-level`, which wins over `logging.level`."""
+                        log_level: str | None = None,
+                        hung_up: Callable[[], bool] | None = None) -> None:
+    """`log_level`: the command line's `--log-level`, which wins over `logging.level`;
+    `hung_up()`: whether a SIGHUP came before the start (acted on once started)."""
     spec = settings.logging
     output = LogOutput(formatter(spec.format), spec.queue_size)
     output.install(log_level or spec.level)  # (from here on, nothing logged blocks the loop)
     try:
-        await _serve(settings, source, stop, output)
+        await _serve(settings, source, stop, output, hung_up)
     finally:
         output.close()
 
 
 async def _serve(settings: Settings, source: Path, stop: asyncio.Event,
-                 output: LogOutput) -> None:
+                 output: LogOutput, hung_up: Callable[[], bool] | None) -> None:
     gateway = build_app(settings, source)
     gateway.metrics.registry.register(LogCollector(output))  # type: ignore[arg-type]
     await gateway.start()
@@ -130,6 +132,8 @@ async def _serve(settings: Settings, source: Path, stop: asyncio.Event,
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
+    if hung_up is not None and hung_up():
+        hangup()
     await stop.wait()
     log.info("warden stopping", extra={"fields": {"event": "stopping",
                                                   "in_flight": gateway.in_flight()}})

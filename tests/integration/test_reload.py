@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
+import sys
 import threading
 
 from openai import OpenAI
 
+from bench.procs import free_port_block
 from tests.harness import GatewayThread, SimProcess, http, serve, wait_until
 
 MESSAGES = [{"role": "user", "content": "Tell me a long story."}]
@@ -176,8 +180,40 @@ def test_serve_reloads_on_sighup_and_on_a_changed_file_and_refuses_a_bad_config(
         sim.stop()
 
 
+def test_a_sighup_while_serve_is_starting_is_a_reload_once_started_not_its_end(tmp_path):
+    """SIGHUP's default action ends a process; `warden serve` takes it from its first moment
+    (a `systemctl reload` or logrotate's during a slow start left the gateway down)."""
+    hung = socket.create_server(("127.0.0.1", 0))   # a backend that never answers: the
+    accepted: list[socket.socket] = []               # start waits on its models
+    threading.Thread(target=lambda: accepted.append(hung.accept()[0]), daemon=True).start()
+    sim = SimProcess(1)
+    port = free_port_block(1)
+    config = tmp_path / "warden.yaml"
+    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n"
+                      f"  - {{name: node-0, url: '{sim.url(0)}'}}\n"
+                      f"  - {{name: hung, url: 'http://127.0.0.1:{hung.getsockname()[1]}'}}\n"
+                      "timeouts: {connect: 2s}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
+                            cwd=tmp_path, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: accepted, what="the start to ask the hung backend for its models")
+        proc.send_signal(signal.SIGHUP)                 # mid-start
+        wait_until(lambda: metric(url, 'warden_config_reloads_total{result="ok"}') == 1,
+                   timeout=20, what="the reload, once started")
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+        sim.stop()
+        hung.close()
+
+
 def metric(url: str, line_start: str) -> float:
-    _, _, body = http("GET", f"{url}/metrics")
+    try:
+        _, _, body = http("GET", f"{url}/metrics")
+    except OSError:  # (not listening yet)
+        return 0.0
     for line in body.decode().splitlines():
         if line.startswith(line_start):
             return float(line.rsplit(" ", 1)[1])
