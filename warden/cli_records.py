@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from warden.audit import audit, bisect, report
 from warden.settings import load_or_explain
@@ -30,12 +31,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                 timeout=a.timeout,
                                                 include_refused=a.include_refused))
     _filters(replay)
-    replay.add_argument("--target", required=True, help="base URL, e.g. http://127.0.0.1:8011")
+    replay.add_argument("--target", required=True, type=_http_target,
+                        help="base URL, e.g. http://127.0.0.1:8011")
     replay.add_argument("--fast", action="store_true", help="one after another as fast as "
                         "possible (default: the recorded pacing)")
-    replay.add_argument("--speed", type=float, default=1.0, help="recorded pacing divided by")
-    replay.add_argument("--concurrency", type=int, default=1, help="at once, with --fast")
-    replay.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    replay.add_argument("--speed", type=_positive, default=1.0,
+                        help="recorded pacing divided by")
+    replay.add_argument("--concurrency", type=_count, default=1, help="at once, with --fast")
+    replay.add_argument("--timeout", type=_positive, default=600.0, help="seconds per request")
     replay.add_argument("--include-refused", action="store_true", help="also those the "
                         "gateway refused (default: skipped; a refused one may be a known "
                         "killer of engines)")
@@ -66,12 +69,44 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                               chronological=a.chronological, settle=a.settle,
                                               timeout=a.timeout))
     killer.add_argument("incident_id", help="as `incidents list` shows it")
-    killer.add_argument("--target", required=True, help="a scratch backend's base URL")
+    killer.add_argument("--target", required=True, type=_http_target,
+                        help="a scratch backend's base URL, e.g. http://127.0.0.1:8011")
     killer.add_argument("--chronological", action="store_true",
                         help="in arrival order (default: most suspect first)")
-    killer.add_argument("--settle", type=float, default=5.0,
+    killer.add_argument("--settle", type=_positive, default=5.0,
                         help="seconds /health must stay 200 after each suspect")
-    killer.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    killer.add_argument("--timeout", type=_positive, default=120.0, help="seconds per request")
+
+
+def _http_target(text: str) -> str:
+    """http://HOST[:PORT]: where recorded requests go (known killers of engines among them),
+    so nothing is guessed (`10.0.0.5:8001` read as a URL is host 127.0.0.1, port 80)."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 (raises for a port that is not one)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username:
+        raise argparse.ArgumentTypeError(f"{text!r} is not http://HOST[:PORT] (replays go "
+                                         "over plain HTTP)")
+    return text
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _command(parent: argparse._SubParsersAction, name: str, help_text: str,

@@ -101,3 +101,22 @@ def test_replay_with_requests_unanswered_exits_non_zero(tmp_path: Path):
     result = warden("audit", "replay", "--dir", str(records), "--target", nobody, "--fast")
     assert result.returncode == 1
     assert f"2 replayed to {nobody}: 2 without an answer" in result.stderr
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--target", "10.0.0.5:8001"], "'10.0.0.5:8001' is not http://HOST[:PORT]"),
+    (["--target", "https://gw.example"], "is not http://HOST[:PORT] (replays go over plain"),
+    (["--target", "http://h:99999"], "is not http://HOST[:PORT]"),
+    (["--speed", "0"], "argument --speed: '0' is not a number above 0"),
+    (["--fast", "--concurrency", "0"], "argument --concurrency: '0' is not a whole number"),
+])
+def test_replay_arguments_that_would_go_astray_or_hang_are_refused(tmp_path: Path, flags, says):
+    """A target read wrong sends recorded requests (known killers among them) elsewhere:
+    `10.0.0.5:8001` as a URL is port 80 on 127.0.0.1; speed 0 divided by zero; concurrency
+    0 waited for ever."""
+    records = _records(tmp_path / "records", [60.0])
+    if "--target" not in flags:
+        flags = ["--target", "http://127.0.0.1:9", *flags]
+    result = warden("audit", "replay", "--dir", str(records), *flags)
+    assert result.returncode == 2 and says in result.stderr
+    assert "Traceback" not in result.stderr
