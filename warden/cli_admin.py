@@ -6,6 +6,7 @@ flag: it would show in `ps` and in the shell's history)."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -42,9 +43,11 @@ def gateway_url(args: argparse.Namespace) -> str | None:
     return "http://127.0.0.1:8000"
 
 
-def call(command: str, url: str, body: dict | None = None, *, post: bool = False) -> dict | None:
-    """GET `url` (POST with `body` or `post`); its JSON answer, or None with the reason
-    printed as `command: ...`."""
+def call(command: str, url: str, body: dict | None = None, *, post: bool = False,
+         expect: tuple[str, ...] = ()) -> dict | None:
+    """GET `url` (POST with `body` or `post`); its JSON answer (an object with the `expect`ed
+    members), or None with the reason printed as `command: ...` (one line: a port that
+    answers something else is a mistake, not a traceback)."""
     data = json.dumps(body).encode() if body is not None else b"" if post else None
     headers = {"Content-Type": "application/json"}
     admin_key = os.environ.get(ADMIN_KEY)
@@ -58,14 +61,23 @@ def call(command: str, url: str, body: dict | None = None, *, post: bool = False
         return None
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+            answer = json.loads(response.read())
     except urllib.error.HTTPError as e:
         print(f"{command}: {url} answered {e.code}: {_message(e.read())}", file=sys.stderr)
     except OSError as e:
         print(f"{command}: cannot reach {url}: {e}", file=sys.stderr)
+    except http.client.HTTPException as e:
+        print(f"{command}: {url} did not answer HTTP ({e.__class__.__name__}: is it a Warden "
+              "gateway?)", file=sys.stderr)
     except ValueError:
         print(f"{command}: {url} did not answer JSON (is it a Warden gateway?)",
               file=sys.stderr)
+    else:
+        if isinstance(answer, dict) and all(name in answer for name in expect):
+            return answer
+        wanted = f" with {', '.join(expect)}" if expect else ""
+        print(f"{command}: {url} did not answer as a Warden gateway of this version does "
+              f"(a JSON object{wanted})", file=sys.stderr)
     return None
 
 

@@ -29,7 +29,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
-    answer = call(COMMAND, f"{gateway}/admin/backends") if gateway else None
+    answer = call(COMMAND, f"{gateway}/admin/backends",
+                  expect=("policy", "backends")) if gateway else None
     if answer is None:
         return 2
     if args.json:

@@ -104,7 +104,7 @@ def _create(args: argparse.Namespace) -> int:
         if not isinstance(body.get("limits", {}), dict):
             return _mistake("--limits must be a JSON object to add --budget to it")
         body["limits"] = {**body.get("limits", {}), "budget": budget}
-    answer = _admin(args, "", body)
+    answer = _admin(args, "", body, expect=("id", "key"))
     if answer is None:
         return 2
     _print_new(answer)
@@ -122,7 +122,7 @@ def _budget(text: str) -> dict | None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    answer = _admin(args, "")
+    answer = _admin(args, "", expect=("keys",))
     if answer is None:
         return 2
     if args.json:
@@ -164,7 +164,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    answer = _admin(args, f"/{quote(args.id, safe='')}/revoke", post=True)
+    answer = _admin(args, f"/{quote(args.id, safe='')}/revoke", post=True,
+                    expect=("id", "revoked"))
     if answer is None:
         return 2
     print(f"revoked {answer['id']} (at {answer['revoked']})")
@@ -172,7 +173,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    answer = _admin(args, f"/{quote(args.id, safe='')}/rotate", post=True)
+    answer = _admin(args, f"/{quote(args.id, safe='')}/rotate", post=True,
+                    expect=("id", "key"))
     if answer is None:
         return 2
     _print_new(answer)
@@ -180,11 +182,11 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _admin(args: argparse.Namespace, path: str, body: dict | None = None, *,
-           post: bool = False) -> dict | None:
+           post: bool = False, expect: tuple[str, ...] = ()) -> dict | None:
     gateway = gateway_url(args)
     if gateway is None:
         return None
-    return call(COMMAND, f"{gateway}/admin/keys{path}", body, post=post)
+    return call(COMMAND, f"{gateway}/admin/keys{path}", body, post=post, expect=expect)
 
 
 def _print_new(answer: dict) -> None:

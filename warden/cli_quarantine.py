@@ -29,7 +29,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
-    answer = call("warden quarantine", f"{gateway}/admin/quarantine") if gateway else None
+    answer = call("warden quarantine", f"{gateway}/admin/quarantine",
+                  expect=("quarantine",)) if gateway else None
     if answer is None:
         return 2
     entries = answer["quarantine"]
@@ -56,7 +57,8 @@ def _lift(args: argparse.Namespace) -> int:
         return 2
     gateway = gateway_url(args)
     asked = {"all": True} if args.all else {"fingerprints": args.fingerprints}
-    answer = call("warden quarantine", f"{gateway}/admin/quarantine/lift", asked) \
+    answer = call("warden quarantine", f"{gateway}/admin/quarantine/lift", asked,
+                  expect=("lifted",)) \
         if gateway else None
     if answer is None:
         return 2

@@ -5,6 +5,8 @@ find the gateway a config runs."""
 from __future__ import annotations
 
 import argparse
+import socket
+import threading
 
 import pytest
 
@@ -103,3 +105,35 @@ def test_an_admin_url_that_is_no_url_is_one_line_not_a_traceback(capsys):
     assert call("reload", "gateway/admin/reload", post=True) is None
     assert capsys.readouterr().err == \
         "reload: gateway/admin/reload is not a URL (expected http://host:port)\n"
+
+
+@pytest.mark.parametrize("answer, says", [
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "did not answer HTTP (BadStatusLine: is it a Warden gateway?)"),
+    (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]",
+     "did not answer as a Warden gateway of this version does (a JSON object with policy, "
+     "backends)"),
+    (b'HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{"status":"ok"}',
+     "(a JSON object with policy, backends)"),
+])
+def test_an_answer_that_is_not_the_gateways_is_one_line_not_a_traceback(capsys, answer, says):
+    """The wrong port given: another server's answer (not HTTP, or JSON of another shape)."""
+    from warden.cli_admin import call
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer_once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/admin/backends"
+    try:
+        assert call("warden backends", url, expect=("policy", "backends")) is None
+    finally:
+        thread.join(timeout=10)
+        server.close()
+    err = capsys.readouterr().err
+    assert err.startswith(f"warden backends: {url} ") and says in err and err.count("\n") == 1
