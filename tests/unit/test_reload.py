@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
+import threading
 
+import pytest
+import trustme
+
+from tests.waiting import until
 from warden.config import parse_settings
 from warden.config.watcher import ConfigFileWatcher
 from warden.fleet.backend import UNLIMITED
@@ -39,6 +45,23 @@ def test_a_backend_kept_by_name_and_url_keeps_its_state_and_takes_new_settings()
     assert a.weight == 5 and a.max_in_flight == 8 and a.breaker.spec.failures == 9
     assert [x.name for x in second.backends.added_since(first.backends)] == ["c"]
     assert second.backends.removed_since(first.backends) == [b]
+
+
+def test_a_reload_that_cannot_be_built_leaves_the_fleet_it_had(tmp_path):
+    """A CA bundle that stopped loading between the config's check and the build: the kept
+    backends took none of the new settings (they took some, then it raised)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(trustme.CA().cert_pem.bytes())
+    https = [{"name": n, "url": f"https://127.0.0.1:{9010 + i}", "tls_ca": str(ca)}
+             for i, n in enumerate("xyz")]
+    first = build_runtime(settings(A, *https), None)
+    contexts = {id(first.backends.named(n).pool.tls) for n in "xyz"}
+    assert len(contexts) == 1  # one context for the fleet's one CA, not one per backend
+    changed = settings({**A, "weight": 5}, *https)
+    ca.write_text("not a certificate")
+    with pytest.raises(ssl.SSLError):
+        build_runtime(changed, None, first)
+    assert first.backends.named("a").weight == 100  # (the default)
 
 
 def test_same_name_at_a_new_url_is_a_new_engine():
@@ -186,3 +209,47 @@ def test_the_watcher_acts_on_a_change_only_once_the_file_has_stopped_changing(tm
 
 async def _never_called() -> None:
     raise AssertionError("the watcher's on_change is not called by settled_change")
+
+
+def test_two_reloads_at_once_leave_the_newest_file_running(tmp_path, monkeypatch):
+    """A SIGHUP's reload still validating v1 when the watcher's reads v2: v2 is the one left
+    running (each used to swap in as soon as it was valid: v2, then v1 over it)."""
+    from types import SimpleNamespace
+
+    from warden.app import reload as reload_module
+
+    source = tmp_path / "warden.yaml"
+    source.write_text("backends: [{name: v1, url: 'http://127.0.0.1:9001'}]\n")
+    slow, validating = threading.Event(), threading.Event()
+    validate = reload_module.settings_from_yaml
+
+    def settings_from_yaml(text, path):
+        if "v1" in text:
+            validating.set()
+            slow.wait(10)   # (v1 is slow to validate)
+        return validate(text, path, {})
+
+    monkeypatch.setattr(reload_module, "settings_from_yaml", settings_from_yaml)
+    gateway = SimpleNamespace(backends=[], policy=SimpleNamespace(name="p"))
+    reloader = reload_module.Reloader(gateway, settings(A), source)  # type: ignore[arg-type]
+    applied: list[str] = []
+
+    async def apply(settings, why):
+        applied.append(settings.backends[0].name)
+        return []
+
+    reloader._reload = apply  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(reloader.reload_source("SIGHUP"))
+        await until(validating.is_set, what="v1 read and being validated")
+        source.write_text("backends: [{name: v2, url: 'http://127.0.0.1:9001'}]\n")
+        second = asyncio.ensure_future(reloader.reload_source("the file changed", True))
+        # (It waits its turn, or it swaps v2 in meanwhile: either, then v1 may finish.)
+        await until(lambda: second.done() or reloader._reloading._waiters,
+                    what="the second reload to wait or to finish")
+        slow.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(scenario())
+    assert applied[-1] == "v2"

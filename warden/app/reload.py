@@ -38,56 +38,70 @@ class Reloader:
         unchanged, and the settings `restart_needed`."""
         assert self._source is not None, "a gateway built without a config file"
         done: dict = {"config": str(self._source)}
-        try:
-            # Read and validated in a thread: a big config took milliseconds of the event
-            # loop (the thread holds the GIL in slices of sys.getswitchinterval(): run.py).
-            text = await asyncio.to_thread(read_config, self._source)
-            if only_if_changed and text == self._source_text:
-                return {**done, "result": "unchanged"}  # touched, not changed
-            settings = await asyncio.to_thread(settings_from_yaml, text, self._source)
-        except ConfigError as e:
-            self._gateway.metrics.reloads["failed"] += 1
-            log.error("config reload (%s): %s is invalid; the running config stays:\n  %s",
-                      why, self._source, "\n  ".join(e.problems))
-            return {**done, "result": "failed", "problems": e.problems}
-        self._source_text = text
-        waiting = await self.reload(settings, why)
+        # (Held from the read to the swap: two reloads at once (a SIGHUP and the watcher)
+        # apply in the order they read, so the newest text is the one left running.)
+        async with self._reloading:
+            try:
+                # Read and validated in a thread: a big config took milliseconds of the event
+                # loop (the thread holds the GIL in slices of sys.getswitchinterval(): run.py).
+                text = await asyncio.to_thread(read_config, self._source)
+                if only_if_changed and text == self._source_text:
+                    return {**done, "result": "unchanged"}  # touched, not changed
+                settings = await asyncio.to_thread(settings_from_yaml, text, self._source)
+            except ConfigError as e:
+                return self._failed(done, why, "is invalid", e.problems)
+            try:
+                waiting = await self._reload(settings, why)
+            except Exception as e:  # (not the config's fault: say so, keep serving)
+                return self._failed(done, why, "could not be applied",
+                                    [f"{e.__class__.__name__}: {e}"])
+            self._source_text = text
         gateway = self._gateway
         return {**done, "result": "ok", "restart_needed": waiting,
                 "backends": len(gateway.backends), "policy": gateway.policy.name}
 
+    def _failed(self, done: dict, why: str, what: str, problems: list[str]) -> dict:
+        self._gateway.metrics.reloads["failed"] += 1
+        log.error("config reload (%s): %s %s; the running config stays:\n  %s",
+                  why, self._source, what, "\n  ".join(problems))
+        return {**done, "result": "failed", "problems": problems}
+
     async def reload(self, settings: Settings, why: str = "asked") -> list[str]:
         """Build a runtime for `settings` and swap it in; requests in flight carry on.
         Returns the settings that changed but wait for a restart (also logged)."""
+        async with self._reloading:
+            return await self._reload(settings, why)
+
+    async def _reload(self, settings: Settings, why: str) -> list[str]:
+        """`reload`, its caller holding `_reloading`."""
         gateway = self._gateway
         parts = gateway.parts
-        async with self._reloading:
-            if gateway.stopping:
-                return []
-            old = gateway.runtime
-            quarantine = parts.quarantine
-            started = time.perf_counter()
-            runtime = build_runtime(settings,
-                                    quarantine.probation if quarantine is not None else None,
-                                    old, parts.incidents.recent_of, parts.keys.ring,
-                                    parts.limiter)
-            parts.probe.note("reload", started)
-            added = runtime.backends.added_since(old.backends)
-            removed = runtime.backends.removed_since(old.backends)
-            # New engines are asked what they serve before they are routed to (as at start).
-            # Meanwhile requests still see the old runtime (kept backends already carry
-            # their new settings: harmless, each is a plain value).
-            await asyncio.gather(*(parts.discovery.refresh(b) for b in added))
-            if gateway.stopping:
-                return []
-            runtime.backends.reindex()
-            waiting = restart_only_changes(self._started_with, settings)
-            started = time.perf_counter()
-            gateway.activate(runtime)
-            parts.probe.note("reload", started)
-            for backend in removed:  # its requests in flight finish; then its connections close
-                backend.pool.retire()
-            parts.metrics.reloads["ok"] += 1
+        if gateway.stopping:
+            return []
+        old = gateway.runtime
+        quarantine = parts.quarantine
+        started = time.perf_counter()
+        runtime = build_runtime(settings,
+                                quarantine.probation if quarantine is not None else None,
+                                old, parts.incidents.recent_of, parts.keys.ring,
+                                parts.limiter)
+        parts.probe.note("reload", started)
+        added = runtime.backends.added_since(old.backends)
+        removed = runtime.backends.removed_since(old.backends)
+        # New engines are asked what they serve before they are routed to (as at start).
+        # Meanwhile requests still see the old runtime (kept backends already carry
+        # their new settings: harmless, each is a plain value).
+        await asyncio.gather(*(parts.discovery.refresh(b) for b in added))
+        if gateway.stopping:
+            return []
+        runtime.backends.reindex()
+        waiting = restart_only_changes(self._started_with, settings)
+        started = time.perf_counter()
+        gateway.activate(runtime)
+        parts.probe.note("reload", started)
+        for backend in removed:  # its requests in flight finish; then its connections close
+            backend.pool.retire()
+        parts.metrics.reloads["ok"] += 1
         log.info("config reloaded (%s): %d backends (%s), policy %s", why,
                  len(runtime.backends), _changes(added, removed), runtime.policy.name)
         if waiting:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 import zlib
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from warden.config.schema import BackendSpec, HealthSpec, TimeoutsSpec
@@ -22,11 +24,22 @@ if TYPE_CHECKING:
 UNLIMITED = 2**62
 
 
-def pool_limits(spec: BackendSpec, timeouts: TimeoutsSpec) -> dict:
-    """Its connection pool's limits and TLS, as the config sets them."""
+def pool_limits(spec: BackendSpec, timeouts: TimeoutsSpec,
+                contexts: dict[tuple[Path | None, bool], ssl.SSLContext] | None = None) -> dict:
+    """Its connection pool's limits and TLS, as the config sets them. `contexts`: the TLS
+    contexts made so far for a fleet, by CA bundle and verification (one each: loading one
+    costs ~20 ms of the event loop, and a reload of 25 https backends made 25)."""
+    tls = None
+    if spec.tls:
+        wanted = (spec.tls_ca, spec.tls_verify)
+        tls = contexts.get(wanted) if contexts is not None else None
+        if tls is None:
+            tls = client_context(spec.tls_ca, spec.tls_verify)
+            if contexts is not None:
+                contexts[wanted] = tls
     return {"max_connections": spec.max_connections, "connect_timeout": timeouts.connect,
             "pool_timeout": timeouts.pool, "keepalive_timeout": timeouts.upstream_keepalive,
-            "tls": client_context(spec.tls_ca, spec.tls_verify) if spec.tls else None}
+            "tls": tls}
 
 
 class Backend:
@@ -44,13 +57,16 @@ class Backend:
     """
 
     def __init__(self, spec: BackendSpec, timeouts: TimeoutsSpec,
-                 health: HealthSpec | None = None, recent: deque[Exchange] | None = None):
+                 health: HealthSpec | None = None, recent: deque[Exchange] | None = None,
+                 limits: dict | None = None):
+        """`limits`: its pool's (`pool_limits`), if made already."""
         health = health if health is not None else HealthSpec()
         self.name = spec.name
         self.name_hash = zlib.crc32(spec.name.encode())  # for rendezvous hashing
         self.address = spec.address
         self.host_header = spec.address.encode()
-        self.pool = ConnectionPool(spec.host, spec.port, **pool_limits(spec, timeouts))
+        self.pool = ConnectionPool(spec.host, spec.port,
+                                   **(limits or pool_limits(spec, timeouts)))
         self.in_flight = 0
         self.requests_sent = 0
         self.discovered_models: frozenset[str] = frozenset()
@@ -105,14 +121,14 @@ class Backend:
         self.ejection.spec = health.passive
 
     def reconfigure(self, spec: BackendSpec, timeouts: TimeoutsSpec, health: HealthSpec,
-                    now: float) -> None:
+                    now: float, limits: dict | None = None) -> None:
         """A config reload kept it (same name, same URL): take the new settings and keep the
         live state — requests in flight, load, health, breaker, ejection, learned models,
-        drain — and the open connections."""
+        drain — and the open connections. `limits`: its pool's, if made already."""
         self._configure(spec, health)
         if spec.vllm_version is not None:
             self.vllm_version = spec.vllm_version
-        self.pool.reconfigure(**pool_limits(spec, timeouts))
+        self.pool.reconfigure(**(limits or pool_limits(spec, timeouts)))
         self._settle(now)
 
     @property

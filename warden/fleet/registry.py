@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from warden.config.schema import Settings
-from warden.fleet.backend import Backend
+from warden.fleet.backend import Backend, pool_limits
 
 if TYPE_CHECKING:
     from warden.exchange import Exchange
@@ -29,13 +29,18 @@ class BackendRegistry:
         kept = {(b.name, b.address): b for b in previous} if previous is not None else {}
         now = time.monotonic()
         self._by_address: dict[str, Backend] = {}
-        for spec in settings.backends:
+        # What can fail (a CA bundle that no longer loads) is made first, before any kept
+        # backend takes a new setting: a reload that raises leaves the running fleet whole.
+        contexts: dict = {}
+        limits = [pool_limits(spec, settings.timeouts, contexts) for spec in settings.backends]
+        for spec, its_limits in zip(settings.backends, limits, strict=True):
             backend = kept.get((spec.name, spec.address))
             if backend is None:
                 backend = Backend(spec, settings.timeouts, settings.health,
-                                  recent_of(spec.name) if recent_of is not None else None)
+                                  recent_of(spec.name) if recent_of is not None else None,
+                                  its_limits)
             else:
-                backend.reconfigure(spec, settings.timeouts, settings.health, now)
+                backend.reconfigure(spec, settings.timeouts, settings.health, now, its_limits)
             self._by_address[spec.address] = backend
         # model -> the backends serving it (read per request: a plain dict, not a method;
         # its lists are shared, never modified in place)
