@@ -180,33 +180,74 @@ def test_serve_reloads_on_sighup_and_on_a_changed_file_and_refuses_a_bad_config(
         sim.stop()
 
 
+class SlowStart:
+    """`warden serve` whose start waits on a backend that never answers (its models), with
+    `watch` on or off: the test acts once the start is under way (the backend was asked)."""
+
+    def __init__(self, tmp_path, watch: bool):
+        self.hung = socket.create_server(("127.0.0.1", 0))
+        self.asked: list[socket.socket] = []
+        threading.Thread(target=lambda: self.asked.append(self.hung.accept()[0]),
+                         daemon=True).start()
+        self.sim = SimProcess(1)
+        port = free_port_block(1)
+        self.config = tmp_path / "warden.yaml"
+        self.port, self.watch = port, watch
+        self.write("node-0")
+        self.proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c",
+                                      str(self.config)], cwd=tmp_path,
+                                     stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: self.asked, what="the start to ask the hung backend its models")
+
+    def write(self, name: str) -> None:
+        """The config, its first backend named `name`."""
+        self.config.write_text(
+            f"listen: 127.0.0.1:{self.port}\nbackends:\n"
+            f"  - {{name: {name}, url: '{self.sim.url(0)}'}}\n"
+            f"  - {{name: hung, url: 'http://127.0.0.1:{self.hung.getsockname()[1]}'}}\n"
+            "timeouts: {connect: 2s}\n"
+            f"reload: {{watch: {str(self.watch).lower()}, interval: 100ms}}\n")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            assert self.proc.wait(timeout=20) == 0
+        finally:
+            self.sim.stop()
+            self.hung.close()
+
+
 def test_a_sighup_while_serve_is_starting_is_a_reload_once_started_not_its_end(tmp_path):
     """SIGHUP's default action ends a process; `warden serve` takes it from its first moment
     (a `systemctl reload` or logrotate's during a slow start left the gateway down)."""
-    hung = socket.create_server(("127.0.0.1", 0))   # a backend that never answers: the
-    accepted: list[socket.socket] = []               # start waits on its models
-    threading.Thread(target=lambda: accepted.append(hung.accept()[0]), daemon=True).start()
-    sim = SimProcess(1)
-    port = free_port_block(1)
-    config = tmp_path / "warden.yaml"
-    config.write_text(f"listen: 127.0.0.1:{port}\nbackends:\n"
-                      f"  - {{name: node-0, url: '{sim.url(0)}'}}\n"
-                      f"  - {{name: hung, url: 'http://127.0.0.1:{hung.getsockname()[1]}'}}\n"
-                      "timeouts: {connect: 2s}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "warden", "serve", "-c", str(config)],
-                            cwd=tmp_path, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    start = SlowStart(tmp_path, watch=False)
     try:
-        wait_until(lambda: accepted, what="the start to ask the hung backend for its models")
-        proc.send_signal(signal.SIGHUP)                 # mid-start
-        wait_until(lambda: metric(url, 'warden_config_reloads_total{result="ok"}') == 1,
+        start.proc.send_signal(signal.SIGHUP)                 # mid-start
+        wait_until(lambda: metric(start.url, 'warden_config_reloads_total{result="ok"}') == 1,
                    timeout=20, what="the reload, once started")
-        assert proc.poll() is None
+        assert start.proc.poll() is None
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=20) == 0
-        sim.stop()
-        hung.close()
+        start.stop()
+
+
+def test_a_file_changed_while_serve_is_starting_is_applied_once_started(tmp_path):
+    """The watcher begins from the file as it is at the end of the start: a change made
+    during it was its starting point, and never applied."""
+    start = SlowStart(tmp_path, watch=True)
+    try:
+        start.write("node-renamed")   # mid-start
+        wait_until(lambda: "node-renamed" in [b["name"] for b in admin_backends_or_none(
+            start.url)], timeout=20, what="the change, once started")
+    finally:
+        start.stop()
+
+
+def admin_backends_or_none(url: str) -> list[dict]:
+    try:
+        return admin_backends(url)["backends"]
+    except OSError:  # (not listening yet)
+        return []
 
 
 def metric(url: str, line_start: str) -> float:

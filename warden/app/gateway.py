@@ -239,8 +239,17 @@ class Gateway:
                 self.source, lambda: self.settings.reload,
                 lambda: self.reloader.reload_source("the file changed", only_if_changed=True))
             self._tasks.append(asyncio.create_task(watcher.run()))
+            # The watcher starts from the file as it is now: a change made during the start
+            # (seconds: the stores, the backends' models) is compared with the running text
+            # once, here, or it would never be applied.
+            if settings.reload.watch:
+                self._tasks.append(asyncio.create_task(self._reload_if_changed()))
         log.info("warden listening on %s:%d%s", host, self.server.port,
                  " (TLS)" if self.tls is not None else "")
+
+    async def _reload_if_changed(self) -> None:
+        await self.reloader.reload_source("the file changed while starting",
+                                          only_if_changed=True)
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop accepting; let requests in flight finish for up to `grace` seconds; then end
