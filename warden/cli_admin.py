@@ -9,9 +9,11 @@ import argparse
 import http.client
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from warden.settings import load_or_explain
 
@@ -23,6 +25,7 @@ def add_where(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--url", help="the gateway (default: http://127.0.0.1:8000)")
     where.add_argument("-c", "--config", help="reach the gateway this config runs (at its "
                        "`listen` address)")
+    parser.set_defaults(admin_tls=None)
 
 
 def gateway_url(args: argparse.Namespace) -> str | None:
@@ -38,16 +41,29 @@ def gateway_url(args: argparse.Namespace) -> str | None:
         host, port = settings.admin_listen or settings.listen
         scheme = "https" if settings.tls is not None and settings.admin_listen is None \
             else "http"
+        if scheme == "https" and settings.tls is not None:
+            args.admin_tls = own_certificate(settings.tls.cert)
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     return "http://127.0.0.1:8000"
 
 
+def own_certificate(cert: Path) -> ssl.SSLContext:
+    """TLS to the gateway a config runs: its own certificate is what is trusted (it is
+    reached at the address its config listens on, often 127.0.0.1, which a certificate for
+    its public name does not carry; and its CA may be a private one)."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # (the leaf itself, trusted)
+    return context
+
+
 def call(command: str, url: str, body: dict | None = None, *, post: bool = False,
-         expect: tuple[str, ...] = ()) -> dict | None:
+         expect: tuple[str, ...] = (), tls: ssl.SSLContext | None = None) -> dict | None:
     """GET `url` (POST with `body` or `post`); its JSON answer (an object with the `expect`ed
     members), or None with the reason printed as `command: ...` (one line: a port that
-    answers something else is a mistake, not a traceback)."""
+    answers something else is a mistake, not a traceback). `tls`: what an https gateway is
+    trusted by (`gateway_url` sets `args.admin_tls` when it reads a config)."""
     data = json.dumps(body).encode() if body is not None else b"" if post else None
     headers = {"Content-Type": "application/json"}
     admin_key = os.environ.get(ADMIN_KEY)
@@ -60,7 +76,7 @@ def call(command: str, url: str, body: dict | None = None, *, post: bool = False
         print(f"{command}: {url} is not a URL (expected http://host:port)", file=sys.stderr)
         return None
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=tls) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as e:
         print(f"{command}: {url} answered {e.code}: {_message(e.read())}", file=sys.stderr)

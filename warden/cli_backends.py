@@ -30,7 +30,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _list(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
     answer = call(COMMAND, f"{gateway}/admin/backends",
-                  expect=("policy", "backends")) if gateway else None
+                  expect=("policy", "backends"), tls=args.admin_tls) if gateway else None
     if answer is None:
         return 2
     if args.json:
@@ -77,7 +77,7 @@ def _num(value: float | None) -> str:
 def _act(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
     answer = call(COMMAND, f"{gateway}/admin/backends/{args.name}/{args.action}",
-                  post=True) if gateway else None
+                  post=True, tls=args.admin_tls) if gateway else None
     if answer is None:
         return 2
     print(_line(answer))

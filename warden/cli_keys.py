@@ -186,7 +186,8 @@ def _admin(args: argparse.Namespace, path: str, body: dict | None = None, *,
     gateway = gateway_url(args)
     if gateway is None:
         return None
-    return call(COMMAND, f"{gateway}/admin/keys{path}", body, post=post, expect=expect)
+    return call(COMMAND, f"{gateway}/admin/keys{path}", body, post=post, expect=expect,
+                tls=args.admin_tls)
 
 
 def _print_new(answer: dict) -> None:

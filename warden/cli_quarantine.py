@@ -30,7 +30,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _list(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
     answer = call("warden quarantine", f"{gateway}/admin/quarantine",
-                  expect=("quarantine",)) if gateway else None
+                  expect=("quarantine",), tls=args.admin_tls) if gateway else None
     if answer is None:
         return 2
     entries = answer["quarantine"]
@@ -58,7 +58,7 @@ def _lift(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
     asked = {"all": True} if args.all else {"fingerprints": args.fingerprints}
     answer = call("warden quarantine", f"{gateway}/admin/quarantine/lift", asked,
-                  expect=("lifted",)) \
+                  expect=("lifted",), tls=args.admin_tls) \
         if gateway else None
     if answer is None:
         return 2

@@ -25,7 +25,8 @@ def _reload(args: argparse.Namespace) -> int:
         print(f"{COMMAND}: nothing was reloaded (the gateway is reached at the config's "
               "`listen`; or give --url)", file=sys.stderr)
         return 2
-    answer = call(COMMAND, f"{gateway}/admin/reload", post=True, expect=("result",))
+    answer = call(COMMAND, f"{gateway}/admin/reload", post=True, expect=("result",),
+                  tls=args.admin_tls)
     if answer is None:
         return 2
     return report(answer)

@@ -30,7 +30,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _list(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
     answer = call(COMMAND, f"{gateway}/admin/requests",
-                  expect=("requests",)) if gateway else None
+                  expect=("requests",), tls=args.admin_tls) if gateway else None
     if answer is None:
         return 2
     if args.json:
@@ -48,7 +48,7 @@ def _abort(args: argparse.Namespace) -> int:
     gateway = gateway_url(args)
     quoted = urllib.parse.quote(args.request_id, safe="")
     answer = call(COMMAND, f"{gateway}/admin/requests/{quoted}/abort",
-                  post=True, expect=("aborted", "backend")) if gateway else None
+                  post=True, expect=("aborted", "backend"), tls=args.admin_tls) if gateway else None
     if answer is None:
         return 2
     print(f"aborted {answer['aborted']} (on {answer['backend']})")

@@ -5,8 +5,11 @@ at load."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 
 import openai
@@ -99,6 +102,33 @@ def test_a_renewal_with_another_key_type_is_what_new_connections_get(fleet, tmp_
     finally:
         if gw is not None:
             gw.stop()
+
+
+def test_admin_commands_given_the_config_trust_its_own_certificate(fleet, tmp_path):
+    """`-c` reaches the TLS listener at 127.0.0.1, which a certificate for the gateway's
+    public name does not carry, from a private CA: its own certificate is what is trusted."""
+    cert = trustme.CA().issue_cert("gw.example")
+    chain, key = tmp_path / "gw.pem", tmp_path / "gw.key"
+    cert.private_key_pem.write_to_path(key)
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    tls = {"cert": str(chain), "key": str(key)}
+    gw = GatewayThread({"backends": fleet.backends_config(), "tls": tls})
+    try:
+        config = tmp_path / "warden.yaml"
+        config.write_text(json.dumps({"listen": f"127.0.0.1:{gw.gateway.port}", "tls": tls,
+                                      "backends": fleet.backends_config()}))
+        listed = subprocess.run([sys.executable, "-m", "warden", "backends", "list", "-c",
+                                 str(config)],
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0 and "policy:" in listed.stdout, listed.stderr
+        other = trustme.CA().issue_cert("gw.example")  # not the one served: refused
+        other.cert_chain_pems[0].write_to_path(chain)
+        other.private_key_pem.write_to_path(key)
+        refused = subprocess.run([sys.executable, "-m", "warden", "backends", "list", "-c",
+                                  str(config)], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    finally:
+        gw.stop()
 
 
 def test_tls_before_1_2_is_refused(fleet, tmp_path):
