@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+import socketserver
+import threading
 import time
 
 import pytest
 from openai import OpenAI
 
-from tests.harness import http, stream_error, wait_until
+from tests.harness import GatewayThread, http, stream_error, wait_until
 
 BODY = {"model": "sim-model", "messages": [{"role": "user", "content": "go"}], "stream": True}
 
@@ -145,3 +147,38 @@ def test_both_sides_have_nagle_off(slow_gateway):
             return [nodelay(relays[0].client.transport), nodelay(relays[0].conn.transport)]
 
         assert slow_gateway.call(flags) == [1, 1]
+
+
+class _CloseFramed(socketserver.BaseRequestHandler):
+    """A backend that answers as an HTTP/1.0 server does: no Content-Length, not chunked,
+    the body ending with the connection (a server behind another proxy may)."""
+
+    def handle(self) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += self.request.recv(65536)
+        path = request.split(b" ", 2)[1]
+        body = (b'{"object":"list","data":[{"id":"sim-model","object":"model"}]}'
+                if path == b"/v1/models" else
+                b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":'
+                b'{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":'
+                b'{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}')
+        self.request.sendall(b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n")
+        self.request.sendall(body)
+        self.request.shutdown(socket.SHUT_WR)
+
+
+def test_a_backend_that_ends_its_body_by_closing_is_relayed_whole():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _CloseFramed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gw = GatewayThread({"backends": [{"name": "b", "url": f"http://127.0.0.1:"
+                                                         f"{server.server_address[1]}"}]})
+    try:
+        reply = OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) \
+            .chat.completions.create(model="sim-model", messages=[{"role": "user",
+                                                                   "content": "hi"}])
+        assert reply.choices[0].message.content == "hi" and reply.usage.total_tokens == 4
+    finally:
+        gw.stop()
+        server.shutdown()
+        server.server_close()

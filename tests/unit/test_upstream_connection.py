@@ -174,3 +174,26 @@ def test_a_lost_connection_is_freed_without_the_cyclic_collector():
         return conn
 
     assert freed_without_collector(lost)
+
+
+@pytest.mark.parametrize("mode", [BodyMode.RAW, BodyMode.DECODED])
+def test_a_body_framed_by_the_connections_end_completes_at_its_close(mode):
+    """HTTP/1.0 style (no Content-Length, not chunked: a server behind another proxy): the
+    backend's close is its end, not a loss; with a length, a close before it is a loss."""
+    conn, sink = sent(mode)
+    conn.data_received(b'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"a":')
+    conn.data_received(b"1}")
+    conn.connection_lost(None)
+    if mode == BodyMode.RAW:
+        assert sink.raw == [(b'{"a":', False), (b"1}", False), (b"", True)]
+    else:
+        assert sink.decoded == [b'{"a":', b"1}"] and sink.completed == 1
+    assert sink.lost == [] and not conn.reusable
+    conn, sink = sent(mode)
+    conn.data_received(b'HTTP/1.0 200 OK\r\ncontent-length: 10\r\n\r\n{"a":')
+    conn.connection_lost(None)
+    assert sink.lost == ["backend closed the connection"]
+    conn, sink = sent(mode)
+    conn.data_received(b'HTTP/1.0 200 OK\r\n\r\n{"a":')
+    conn.connection_lost(ConnectionResetError())   # (a reset is a loss, framed or not)
+    assert sink.lost == ["backend connection lost (ConnectionResetError)"]

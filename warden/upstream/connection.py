@@ -48,6 +48,7 @@ class UpstreamConnection:
         self._stray = False         # another message began in the read that ended this one
         self._interim = False       # the message being parsed is a 1xx (skipped whole)
         self._keep_alive = False
+        self._until_close = False   # its body ends when the backend closes (no length given)
 
     # -- the asyncio protocol --------------------------------------------------------------
 
@@ -119,9 +120,26 @@ class UpstreamConnection:
         self.closed = True
         self.reusable = False
         del self._parser  # it holds our callbacks: a cycle, freed now, not by the GC
-        if self._sink is not None:
+        if self._sink is None:
+            return
+        if exc is None and self._until_close and not self._reading_head:
+            self._end_at_close()
+        else:
             self._fail("backend closed the connection" if exc is None
                        else f"backend connection lost ({exc.__class__.__name__})")
+
+    def _end_at_close(self) -> None:
+        """A body framed by the connection's end (HTTP/1.0 style: no Content-Length, not
+        chunked) is complete: httptools cannot be told of the end, so it is said here."""
+        sink, self._sink = self._sink, None
+        self._until_close = False
+        if sink is None:
+            return
+        if self._raw:
+            self._raw = False
+            sink.on_raw(b"", True)
+        else:
+            sink.on_complete()
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -146,6 +164,8 @@ class UpstreamConnection:
         self._reading_head = False
         self._head_buf = b""
         self._head_start = 0
+        if not self._parser.should_keep_alive():  # (rare: then its body may end at close)
+            self._until_close = _ends_at_close(buf[start:end + 2])
         sink = self._sink
         if sink is not None:
             mode = self._pieces = sink.on_head(self._parser.get_status_code(),
@@ -222,3 +242,12 @@ class UpstreamConnection:
         self.close()
         if sink is not None:
             sink.on_lost(reason)
+
+
+def _ends_at_close(head: bytes) -> bool:
+    """Whether a response's body is framed by the connection's end: it has one (not 204 or
+    304: a 1xx never gets here) and says neither its length nor that it is chunked."""
+    lower = head.lower()
+    return not (lower.startswith((b"http/1.1 204", b"http/1.0 204", b"http/1.1 304",
+                                  b"http/1.0 304"))
+                or b"\ncontent-length:" in lower or b"\ntransfer-encoding:" in lower)
