@@ -48,7 +48,7 @@ class UpstreamConnection:
         self._stray = False         # another message began in the read that ended this one
         self._interim = False       # the message being parsed is a 1xx (skipped whole)
         self._keep_alive = False
-        self._until_close = False   # its body ends when the backend closes (no length given)
+        self._head = b""            # the response's head (read again if the backend closes)
 
     # -- the asyncio protocol --------------------------------------------------------------
 
@@ -122,7 +122,7 @@ class UpstreamConnection:
         del self._parser  # it holds our callbacks: a cycle, freed now, not by the GC
         if self._sink is None:
             return
-        if exc is None and self._until_close and not self._reading_head:
+        if exc is None and not self._reading_head and _ends_at_close(self._head):
             self._end_at_close()
         else:
             self._fail("backend closed the connection" if exc is None
@@ -132,7 +132,6 @@ class UpstreamConnection:
         """A body framed by the connection's end (HTTP/1.0 style: no Content-Length, not
         chunked) is complete: httptools cannot be told of the end, so it is said here."""
         sink, self._sink = self._sink, None
-        self._until_close = False
         if sink is None:
             return
         if self._raw:
@@ -154,7 +153,8 @@ class UpstreamConnection:
             return
         buf = self._head_buf
         start = self._head_start
-        if buf.startswith((b"\r", b"\n"), start):  # empty lines before the status line
+        first = buf[start]  # (an int: a comparison, where `startswith` parses arguments)
+        if first == 13 or first == 10:  # empty lines before the status line
             start = len(buf) - len(buf[start:].lstrip(b"\r\n"))
         end = buf.find(b"\r\n\r\n", start)
         if self._parser.get_status_code() < 200:  # an interim response (1xx): skip it
@@ -164,12 +164,10 @@ class UpstreamConnection:
         self._reading_head = False
         self._head_buf = b""
         self._head_start = 0
-        if not self._parser.should_keep_alive():  # (rare: then its body may end at close)
-            self._until_close = _ends_at_close(buf[start:end + 2])
+        head = self._head = buf[start:end + 2]  # (kept: read again only if it is closed)
         sink = self._sink
         if sink is not None:
-            mode = self._pieces = sink.on_head(self._parser.get_status_code(),
-                                               buf[start:end + 2])
+            mode = self._pieces = sink.on_head(self._parser.get_status_code(), head)
             if mode == BodyMode.DECODED:
                 self._raw = False
                 self._head_ended_in_this_read = True
