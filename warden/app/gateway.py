@@ -115,8 +115,10 @@ class Gateway:
         return self.admin_server.port if self.admin_server is not None else self.port
 
     def in_flight(self) -> int:
-        """Requests in flight, on any backend (one a reload removed included)."""
-        return len(self.parts.forwarder.active)
+        """Requests in flight, on any backend (one a reload removed included), and those
+        waiting for a connection to one (a stop's grace waits for them too)."""
+        forwarder = self.parts.forwarder
+        return len(forwarder.active) + len(forwarder.connecting)
 
     # -- runtime ---------------------------------------------------------------------------
 

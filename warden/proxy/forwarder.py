@@ -77,7 +77,7 @@ class Forwarder:
         # Error texts that show the server's insides are withheld from clients (scrub).
         self.scrub_errors = settings.scrub_upstream_errors
         self.active: set[Relay] = active if active is not None else set()
-        self._connecting: set[asyncio.Task[None]] = set()
+        self.connecting: set[asyncio.Task[None]] = set()  # waiting for a connection
         # Bound at start: asyncio.get_running_loop() costs a syscall per call on CPython 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
         # Requests go upstream, and (through the server, which shares it) responses to the
@@ -133,8 +133,8 @@ class Forwarder:
         # spreads over the fleet, and `max_in_flight` holds (`_connect` hands it on).
         backend.in_flight += 1
         task = self._loop.create_task(self._connect(relay, backend))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
 
     def _unserved(self, model: str | None) -> WardenError:
         """No backend is known to serve `model`. A 404 (a typo, say) only once every
@@ -282,7 +282,7 @@ class Forwarder:
                 relay.check_timeout(now)
 
     def cancel_all(self) -> None:
-        for task in list(self._connecting):
+        for task in list(self.connecting):
             task.cancel()
         for relay in list(self.active):
             relay.cancel()
