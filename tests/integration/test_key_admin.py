@@ -108,6 +108,8 @@ def test_a_reload_swaps_the_config_keys_and_keeps_the_stored_ones(fleet, schema)
                                         "which wins",
                           "stored/store": "left out: its tenant 'search' is not in the "
                                           "config's auth.tenants"}
+        ready = json.loads(http("GET", f"{gw.url}/ready")[2])["keys"]
+        assert ready["left_out"] == 2  # (/ready is open to all: a count, no ids or tenants)
 
         gw.reload(config)  # back as it was: both back
         assert chat(gw.url, stored) == 200 and chat(gw.url, free) == 200

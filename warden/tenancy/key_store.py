@@ -123,11 +123,12 @@ class KeyStore:
         return self._conn is not None and not self._conn.is_closed()
 
     def state(self) -> dict:
-        """What `/ready` and `GET /admin/keys` say of the store."""
+        """What `/ready` says of the store (open to anyone who reaches the port: counts, no
+        key ids or tenants; `GET /admin/keys` names each key left out, and why)."""
         return {"store": "postgresql", "schema": self.schema, "up": self.up,
                 "loaded": self.loaded, "error": self.error, "down_since": self.down_since,
                 "synced_at": self.synced_at, "keys": len(self.keys.stored),
-                "left_out": dict(self.keys.left_out), "failures": self.failures,
+                "left_out": len(self.keys.left_out), "failures": self.failures,
                 "notified": self.notified, "out_of_step": self.out_of_step}
 
     # -- changes, through the admin API -------------------------------------------------------
