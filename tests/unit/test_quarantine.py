@@ -197,3 +197,14 @@ def test_a_redis_refresh_loop_always_ends_when_cancelled(prefix):
         await store.close()
         assert not lost, f"the cancel at step {lost[0]} was lost: the loop ran on"
     asyncio.run(scenario())
+
+
+def test_an_expired_content_entry_does_not_hide_a_live_shape_entry(tmp_path):
+    """Until the sync loop drops it, an expired entry for a body's content stays in the
+    mirror: the body's shape, still blocked, must be matched past it."""
+    quarantine = Quarantine(FileStore(tmp_path / "q.json"), clock=lambda: 1000.0)
+    exact, shape = exact_fingerprint(POISON), params_fingerprint(POISON)
+    quarantine._mirror({exact: Entry(exact, "exact", expires=999.0),
+                        shape: Entry(shape, "params", strikes=2)})
+    matched = quarantine.match(POISON)
+    assert matched is not None and matched.kind == "params" and matched.blocked

@@ -181,8 +181,8 @@ class Quarantine:
         """The live quarantine entry this body falls under, if any (called only while there
         are entries)."""
         entry = self.entries.get(exact_fingerprint(body))
-        if entry is None and self._has_params:
-            entry = self.entries.get(params_fingerprint(body))
+        if (entry is None or entry.expired(self.clock())) and self._has_params:
+            entry = self.entries.get(params_fingerprint(body))  # (a live shape entry holds)
         if entry is not None and entry.expired(self.clock()):
             return None  # (removed from the store by `expire`)
         return entry
