@@ -81,7 +81,11 @@ def call(command: str, url: str, body: dict | None = None, *, post: bool = False
     except urllib.error.HTTPError as e:
         print(f"{command}: {url} answered {e.code}: {_message(e.read())}", file=sys.stderr)
     except OSError as e:
-        print(f"{command}: cannot reach {url}: {e}", file=sys.stderr)
+        reason = getattr(e, "reason", None)  # (urllib's URLError wraps the TLS one)
+        hint = " (it is not the certificate the config names: renewed and not reloaded yet? " \
+            "SIGHUP reloads it)" if tls is not None and \
+            isinstance(reason, ssl.SSLCertVerificationError) else ""
+        print(f"{command}: cannot reach {url}: {e}{hint}", file=sys.stderr)
     except http.client.HTTPException as e:
         print(f"{command}: {url} did not answer HTTP ({e.__class__.__name__}: is it a Warden "
               "gateway?)", file=sys.stderr)

@@ -127,6 +127,7 @@ def test_admin_commands_given_the_config_trust_its_own_certificate(fleet, tmp_pa
         refused = subprocess.run([sys.executable, "-m", "warden", "backends", "list", "-c",
                                   str(config)], capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+        assert "not the certificate the config names" in refused.stderr  # (renewed: SIGHUP)
     finally:
         gw.stop()
 

@@ -10,7 +10,13 @@ import asyncio
 import pytest
 
 from tests.unit.test_admission_chain import Rig
-from warden.config.schema import ActiveHealthSpec, BackendSpec, BreakerSpec, TimeoutsSpec
+from warden.config.schema import (
+    ActiveHealthSpec,
+    BackendSpec,
+    BreakerSpec,
+    HealthSpec,
+    TimeoutsSpec,
+)
 from warden.fleet.backend import Backend
 from warden.fleet.breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from warden.fleet.discovery import Discovery
@@ -29,6 +35,24 @@ def test_a_probe_of_an_earlier_half_open_round_ending_late_counts_no_slot_twice(
     b.succeeded(probe=late)                           # the first round's other, late
     assert b.probing == 0
     assert b.sent() and b.sent() and b.sent() and not b.allows(61.0)   # still 3 at once
+
+
+def test_a_probe_of_a_breaker_a_reload_replaced_is_not_the_new_ones():
+    """A reload turns the breaker off, another back on: the new breaker's rounds go on from
+    the old one's, so a probe still in flight from before is not one of its own."""
+    b = backend()
+    for t in range(5):   # (the default: 5 failures in a row open it)
+        b.failed(float(t), 0, "answered 500")
+    assert b.breaker is not None and b.breaker.allows(100.0)
+    old_probe = b.sent()
+    spec, timeouts = b.spec, TimeoutsSpec()
+    b.reconfigure(spec, timeouts, HealthSpec(breaker={"enabled": False}), 101.0)
+    b.reconfigure(spec, timeouts, HealthSpec(), 102.0)
+    for t in range(5):
+        b.failed(103.0 + t, 0, "answered 500")
+    assert b.breaker.allows(200.0) and b.breaker.round != old_probe
+    b.succeeded(201.0, old_probe)
+    assert b.breaker.probing == 0 and b.breaker.successes == 0
 
 
 def test_a_late_success_of_an_earlier_round_does_not_close_it():

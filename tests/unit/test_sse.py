@@ -49,9 +49,9 @@ def test_a_crlf_split_between_reads_is_one_line_end_at_every_cut():
 
 
 def test_an_event_over_the_limit_is_skipped_to_its_end_in_linear_time():
-    """Held as pieces, scanned once each: 8 MiB in 16 KiB reads and 1.2 MiB in 7-byte reads
-    would take minutes if each read copied and scanned everything held (it did)."""
-    for read, size in [(16384, 8 << 20), (7, MAX_EVENT + (200 << 10))]:
+    """Held as pieces, scanned once each: 32 MiB in 16 KiB reads, or the limit in 1 KB ones,
+    took minutes when each read copied and scanned everything held."""
+    for read, size in [(16384, 2 * MAX_EVENT), (997, MAX_EVENT + (200 << 10))]:
         stream = b"data: " + b"x" * size + b"\n\ndata: after\n\n"
         decoder = SseDecoder()
         payloads = []
@@ -60,7 +60,17 @@ def test_an_event_over_the_limit_is_skipped_to_its_end_in_linear_time():
             assert decoder._held <= MAX_EVENT + read
         assert payloads == [b"after"] and decoder.skipped == 1 and decoder.pending == 0
     near = b"data: " + b"y" * (MAX_EVENT - 100) + b"\n\n"  # under the limit: read
-    assert decode_all(near, list(range(1000, len(near), 1000))) == [near[6:-2]]
+    assert decode_all(near, list(range(65536, len(near), 65536))) == [near[6:-2]]
+
+
+def test_a_plain_event_after_an_oversize_one_begins_is_not_taken_for_its_end():
+    """While an event over the limit is skipped, a chunk that looks like a whole plain event
+    is part of it (its lines), not one to count: the observer's shortcut waits too."""
+    observer = StreamObserver(lambda: 1.0)
+    observer.feed(b"data: " + b"x" * (MAX_EVENT + 10) + b"\n")
+    observer.feed(b'data: {"choices":[{"finish_reason":null}]}\n\n')   # its end
+    observer.feed(b'data: {"choices":[{"finish_reason":"stop"}]}\n\n')
+    assert observer.finish_reasons == ["stop"] and observer.pending == 0
 
 
 def test_incomplete_tail_is_held():

@@ -84,6 +84,7 @@ class Backend:
         self.declared_deployment = Deployment()
         self.deployment = Deployment()
         self.breaker: CircuitBreaker | None = None
+        self._breaker_rounds = 0  # (those of a breaker a reload turned off)
         self.ejection = PassiveEjection(health.passive)
         self._configure(spec, health)
         self.reachable = True
@@ -113,9 +114,11 @@ class Backend:
         self.weight = spec.weight
         self.max_in_flight = spec.max_in_flight or UNLIMITED
         if not health.breaker.enabled:
+            if self.breaker is not None:
+                self._breaker_rounds = self.breaker.round
             self.breaker = None
         elif self.breaker is None:
-            self.breaker = CircuitBreaker(health.breaker)
+            self.breaker = CircuitBreaker(health.breaker, self._breaker_rounds)
         else:
             self.breaker.spec = health.breaker  # its state (open, failures) carries on
         self.ejection.spec = health.passive

@@ -23,13 +23,16 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class CircuitBreaker:
-    def __init__(self, spec: BreakerSpec):
+    def __init__(self, spec: BreakerSpec, rounds: int = 0):
+        """`rounds`: the half-open rounds of the breaker it replaces (a reload that turned
+        the backend's breaker off and on again): its probes still in flight are not this
+        one's."""
         self.spec = spec
         self.state = CLOSED
         self.failures = 0           # in a row, while closed
         self.opened_at = 0.0
         self.probing = 0            # half-open: probes in flight
-        self.round = 0              # half-open rounds so far (the current one's number)
+        self.round = rounds         # half-open rounds so far (the current one's number)
         self.successes = 0          # half-open: probes that succeeded, in a row
         self.trips = 0              # times it opened
 

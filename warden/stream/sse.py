@@ -1,18 +1,19 @@
 """Incremental SSE decoder (pure: bytes in, `data` payloads out; no I/O, no clock).
 
 It never holds more than the one incomplete event at the tail of what it was fed, and at most
-`MAX_EVENT` bytes of it: a longer event is skipped to its end, not read (vLLM's events are a
-token or a few each; a first event carrying a long prompt's logprobs can be large), so a
-backend's endless event takes neither memory nor time. Line ends are LF, CRLF or CR, a CRLF
-split between two reads included. Only `data:` fields matter to the gateway; `event:`, `id:`,
-`retry:` and comments are skipped.
+`MAX_EVENT` bytes of it: a longer event is skipped to its end, not read, so a backend's
+endless event takes neither memory nor time. (vLLM's chat events are a token or a few each,
+but a Responses stream's last event repeats the whole response, its usage near the end, and a
+first event can carry a long prompt's logprobs: megabytes, read whole.) Line ends are LF, CRLF
+or CR, a CRLF split between two reads included. Only `data:` fields matter to the gateway;
+`event:`, `id:`, `retry:` and comments are skipped.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-MAX_EVENT: Final = 1 << 20
+MAX_EVENT: Final = 16 << 20
 
 
 class SseDecoder:
