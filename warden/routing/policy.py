@@ -170,12 +170,16 @@ PolicyMaker = Callable[[RoutingSpec, float, random.Random], RoutingPolicy]
 
 
 def scoring(name: str, default: ScorerWeights) -> PolicyMaker:
-    """A scoring preset: `routing.weights` (else its own `default`) and `routing.picker`
-    (else max)."""
+    """A scoring preset: its own `default` weights, with those `routing.weights` sets over
+    them (only those it sets: `weights: {queue: 3}` in `prefix_aware` keeps its prefix
+    weight), and `routing.picker` (else max)."""
 
     def make(spec: RoutingSpec, stale_after: float, rng: random.Random) -> RoutingPolicy:
-        return Scoring(name, spec.weights or default, PICKERS[spec.picker or "max"], spec,
-                       stale_after, rng)
+        weights = default
+        if spec.weights is not None:
+            weights = default.model_copy(update={
+                name: getattr(spec.weights, name) for name in spec.weights.model_fields_set})
+        return Scoring(name, weights, PICKERS[spec.picker or "max"], spec, stale_after, rng)
 
     return make
 
