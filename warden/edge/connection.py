@@ -148,11 +148,16 @@ class HttpConnection(RequestReader):
         self.writing_paused = False
         if self.watcher is not None:
             self.watcher.on_client_resume()
+        elif self.current is None and self._queue:  # (held while it did not read)
+            self._loop.call_soon(self._dispatch_queued)
 
     # -- httptools callbacks (the others: `RequestReader`) --------------------------------
 
     def on_message_complete(self) -> None:
         parts = self._body
+        if self._small:  # (small pieces, gathered: `on_body`)
+            parts.append(bytes(self._small))
+            self._small = bytearray()
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         # The request holds len(body) in the budget now (the parser made it what was reserved),
         # until its answer ends.
@@ -170,10 +175,14 @@ class HttpConnection(RequestReader):
         self._merged = 0
         self._body = []
         self._body_size = 0
+        self._trailer_bytes = 0
         self._expect_continue = False
-        if self.current is not None:
+        if self.current is not None or self.writing_paused:
+            # (While its client reads no answers it is served no more: they would pile up
+            # in memory. `resume_writing` goes on.)
             self._queue.append(request)
-            if len(self._queue) >= _MAX_QUEUED_REQUESTS and self.transport:
+            if (len(self._queue) >= _MAX_QUEUED_REQUESTS or self.writing_paused) \
+                    and self.transport:
                 self.transport.pause_reading()
                 self._reading_paused = True
         else:
@@ -229,6 +238,10 @@ class HttpConnection(RequestReader):
             return
         self.responses += 1
         if self._queue:
+            if self.writing_paused:  # (see `on_message_complete`)
+                self.transport.pause_reading()
+                self._reading_paused = True
+                return
             # Not re-entrant: the next request starts from the loop, not from this call stack.
             self._loop.call_soon(self._dispatch_queued)
         elif self._refusal is not None:   # every request read before it is answered
