@@ -24,7 +24,7 @@ def add_where(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help="the gateway (default: http://127.0.0.1:8000)")
     where.add_argument("-c", "--config", help="reach the gateway this config runs (at its "
-                       "`listen` address)")
+                       "`admin_listen` address, else its `listen`)")
     parser.set_defaults(admin_tls=None)
 
 

@@ -96,3 +96,21 @@ def test_the_filters_leave_the_candidates_and_the_policy_picks_among_several():
     fleet[3].mark_unreachable(now=NOW, cooldown=2.0, reason="refused")
     assert choose(fleet, only=frozenset({"b3"})) is None
     assert choose_backend(fleet, (), frozenset({"b3"}), Req(), Picking(), NOW + 2) is fleet[3]
+
+
+def test_weights_set_over_a_preset_keep_the_ones_not_named():
+    """`weights: {queue: 3}` under `prefix_aware` keeps its prefix weight (the whole block
+    replaced the preset's, and prefix affinity stopped); a weight named 0 is off."""
+    import random
+
+    from warden.config import parse_settings
+    from warden.routing.policy import POLICIES
+
+    def policy(weights: dict | None):
+        routing = {"policy": "prefix_aware", **({"weights": weights} if weights else {})}
+        settings = parse_settings({"backends": [{"name": "a", "url": "http://127.0.0.1:1"}],
+                                   "routing": routing}, {})
+        return POLICIES["prefix_aware"](settings.routing, 5.0, random.Random(1))
+
+    assert policy(None).wants_prefix and policy({"queue": 3}).wants_prefix
+    assert not policy({"prefix": 0}).wants_prefix
