@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Final
 
+from warden.admission.auth import AuthStage
 from warden.admission.cors import Cors
 from warden.admission.parse import parse_request
 from warden.admission.stage import NativeStage, Stage, StageAdapter, StageResult, native
@@ -37,6 +38,9 @@ monotonic: Final = time.monotonic  # (compiled: no attribute look-up per call)
 log = logging.getLogger("warden.admission")
 
 
+# A body longer than this waits for its key before it is parsed (AuthStage.vouches).
+DOOR_BODY: Final = 64 * 1024
+
 class Admission:
     def __init__(self, stages: Sequence[Stage], forwarder: Forwarder,
                  backends: BackendRegistry, listeners: Listeners, ids: RequestIds,
@@ -46,6 +50,8 @@ class Admission:
         `cors`: the lines every answer to an allowed browser origin carries."""
         self._cors = cors
         self._stages = tuple(native(stage) for stage in stages)
+        # Keys required: a body over DOOR_BODY is parsed only once its key is known.
+        self._door = next((s for s in stages if isinstance(s, AuthStage)), None)
         self._forwarder = forwarder
         self._backends = backends
         self._listeners = listeners
@@ -55,6 +61,11 @@ class Admission:
         client_id = request.fields.get(b"x-request-id")
         request_id = self._ids.pick(client_id)
         cors = self._cors.lines(request) if self._cors is not None else b""
+        if self._door is not None and len(request.body) > DOOR_BODY:
+            unknown = self._door.vouches(request, client)
+            if unknown is not None:
+                self.refuse(request, client, request_id, unknown, extra=cors)
+                return
         try:
             model, stream, body = parse_request(request, self._backends)
         except WardenError as e:
