@@ -115,15 +115,15 @@ def start_upload(gw: GatewayThread, length: int, sent: bytes = b"") -> socket.so
 
 def test_a_body_that_does_not_fit_the_budget_is_refused_before_it_is_sent(budgeted):
     assert budgeted.metric("warden_request_body_budget_bytes") == 1536 * 1024
-    upload = start_upload(budgeted, 1_000_000, b"{" * 1000)
-    wait_until(lambda: held(budgeted) == 1_000_000, what="the upload's reservation")
-    # 1 MB held: a second body of 1 MB does not fit; refused on its head alone.
+    upload = start_upload(budgeted, 1_000_000, b"{" * 999_000)
+    wait_until(lambda: held(budgeted) == 999_000, what="the upload's bytes held")
+    # ~1 MB held: a second body of 1 MB does not fit; refused on its head alone.
     head_only = request(body=b"x" * 1_000_000)[:-1_000_000]
     status, headers, error = error_of(send_and_read(port_of(budgeted), head_only))
     assert status == 503 and error["code"] == "body_buffer_full", error
     assert headers["retry-after"] == "1"
     assert refused(budgeted, "body_buffer_full") == 1
-    # The client that disconnects mid-upload gives its reservation back.
+    # The client that disconnects mid-upload gives what it held back.
     upload.close()
     wait_until(lambda: held(budgeted) == 0, what="the budget back to 0")
     reply = send_and_read(port_of(budgeted), request(
@@ -151,15 +151,15 @@ def test_a_chunked_body_is_refused_as_soon_as_it_passes_max_body(budgeted):
 
 
 def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_budget(budgeted):
-    upload = start_upload(budgeted, 1_000_000)
+    upload = start_upload(budgeted, 1_000_000, b" " * 999_000)
     try:
-        wait_until(lambda: held(budgeted) == 1_000_000, what="the upload's reservation")
-        # 1 MB + 300,000 fits in 1.5 MiB; + 600,000 does not.
+        wait_until(lambda: held(budgeted) == 999_000, what="the upload's bytes held")
+        # ~1 MB + 300,000 fits in 1.5 MiB; + 600,000 does not.
         reply = send_and_read(port_of(budgeted), chunked_head() + chunk(300_000) * 2)
         status, headers, error = error_of(reply)
         assert status == 503 and error["code"] == "body_buffer_full"
         assert headers["retry-after"] == "1"
-        assert held(budgeted) == 1_000_000
+        assert held(budgeted) == 999_000
     finally:
         upload.close()
     wait_until(lambda: held(budgeted) == 0, what="the budget back to 0")

@@ -231,12 +231,12 @@ def post(body: bytes) -> bytes:
     return b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def test_a_body_is_held_from_its_head_until_its_answer_ends():
+def test_a_body_is_held_as_it_comes_until_its_answer_ends():
     pending = []
     conn = connection(lambda r, c: pending.append(c))
     bodies = conn._server.bodies
     conn.data_received(post(b"x" * 100)[:-40])
-    assert bodies.held == 100  # the whole Content-Length, from the head
+    assert bodies.held == 60  # what has come, not the whole Content-Length
     conn.data_received(b"x" * 40 + post(b"y" * 7))  # and a pipelined one
     assert bodies.held == 107
     pending[0].respond(200, b"", b"ok")
@@ -252,7 +252,7 @@ def test_a_lost_connection_gives_back_what_it_held_once(when):
     bodies = conn._server.bodies
     if when == "mid-upload":
         conn.data_received(post(b"x" * 500)[:-100])
-        assert bodies.held == 500
+        assert bodies.held == 400
     elif when == "waiting":
         conn.data_received(post(b"x" * 500))
         assert bodies.held == 500
@@ -269,10 +269,29 @@ def test_a_body_that_does_not_fit_is_503_with_retry_after():
     first.data_received(post(b"x" * 1000)[:-1])
     second = HttpConnection(first._server)
     second.connection_made(Transport())
-    second.data_received(b"POST / HTTP/1.1\r\nContent-Length: 501\r\n\r\n")
+    second.data_received(b"POST / HTTP/1.1\r\nContent-Length: 502\r\n\r\n")
     assert status_of(second) == b"503" and b"retry-after: 1\r\n" in sent(second)[0]
     assert first._server.refused == {"body_buffer_full": 1}
-    assert first._server.bodies.held == 1000
+    assert first._server.bodies.held == 999
+
+
+def test_heads_that_promise_bodies_they_do_not_send_hold_nothing():
+    """Three heads of 100 MiB bodies, no bytes after: another client's small body is read
+    (they held the whole budget from their heads until their connections went idle)."""
+    served = []
+    first = connection(lambda r, c: served.append(r), max_body=100 << 20,
+                       max_body_buffer=256 << 20)
+    server = first._server
+    promising = [first] + [HttpConnection(server) for _ in range(2)]
+    for conn in promising:
+        if conn is not first:
+            conn.connection_made(Transport())
+        conn.data_received(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (90 << 20))
+    assert server.bodies.held == 0
+    other = HttpConnection(server)
+    other.connection_made(Transport())
+    other.data_received(post(b"{}"))
+    assert [r.body for r in served] == [b"{}"]
 
 
 def test_eof_after_a_request_keeps_the_connection_until_it_is_answered():

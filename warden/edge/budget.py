@@ -1,9 +1,10 @@
 """The memory that request bodies hold, across all of a server's connections.
 
-A body counts from its head when it has a Content-Length (the whole length is reserved at
-once, so that concurrent uploads cannot together overrun the budget, and one that does not fit
-is refused before it is sent), else chunk by chunk as it comes; it stops counting when its
-answer ends or its connection is lost, exactly once (the connection keeps the sum it holds).
+A body counts as its bytes come (a Content-Length that does not fit now is refused at its
+head, before it is sent; it is not reserved whole from the head: heads that promised large
+bodies and sent nothing held the whole budget from every other client); it stops counting when
+its answer ends or its connection is lost, exactly once (the connection keeps the sum it
+holds).
 What still refers to a body past its answer (the flight recorder's queue, the incident
 detector's last requests) has bounds of its own.
 """

@@ -5,8 +5,9 @@ Bounds, however TCP splits the bytes: a head (request target and fields, as pars
 still coming is measured by the bytes read: see `HttpConnection.data_received`). Cost rule:
 nothing per field; per request, a few comparisons, and the head is measured field by field only
 when the reads it came in were large enough for it to be too large. A body of at
-most `max_body`, held in the server's `BodyBudget` from its head (a Content-Length) or as its
-chunks come, until its answer ends or the connection is lost. A field that may have only one
+most `max_body`, held in the server's `BodyBudget` as its bytes come (a Content-Length that
+could not fit now is refused at its head, before it is sent), until its answer ends or the
+connection is lost. A field that may have only one
 value (`request.SINGLE_VALUED`) given twice is refused, never merged. A bound broken is an
 exception raised in a callback: the connection answers it and closes.
 """
@@ -120,7 +121,7 @@ class RequestReader(ResponseWriter):
             value = fields[name] + b", " + value
         elif name == b"content-length":
             if value.isdigit():  # (else the parser refuses it)
-                self._reserve_body(int(value))
+                self._check_body(int(value))
         elif name == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
         fields[name] = value
@@ -142,8 +143,8 @@ class RequestReader(ResponseWriter):
     def on_body(self, body: bytes) -> None:
         size = self._body_size + len(body)
         self._body_size = size
-        if size > self._reserved:  # chunked: reserved as it comes (a length was at its head)
-            self._reserve_body(size)
+        if size > self._reserved:  # held as it comes, not from its head: a head that only
+            self._reserve_body(size)  # promised bodies held the budget from other clients
         if len(body) >= SMALL_PIECE:
             if self._small:
                 self._body.append(bytes(self._small))
@@ -151,6 +152,16 @@ class RequestReader(ResponseWriter):
             self._body.append(body)
         else:  # (a bytes object each for a body sent 2 bytes a chunk took 20 times its size)
             self._small += body
+
+    def _check_body(self, size: int) -> None:
+        """A Content-Length: 413 past `max_body`, 503 if the server's bodies have no room for
+        it now (refused before it is sent; nothing is held until its bytes come: heads that
+        promised 100 MiB bodies and sent none held the whole budget from other clients)."""
+        if size > self._max_body:
+            raise PayloadTooLarge(f"request body is larger than {self._max_body} bytes")
+        bodies = self._bodies
+        if bodies.held + size > bodies.limit:
+            raise bodies.refusal(size, self._loop.time())
 
     def _reserve_body(self, size: int) -> None:
         """Hold room for `size` bytes of the body being read, or refuse it: 413 past
