@@ -72,3 +72,23 @@ def test_a_client_that_reads_no_answers_is_served_no_more_until_it_does():
 
 async def _turn() -> None:
     await asyncio.sleep(0)
+
+
+def test_a_bad_request_behind_requests_held_for_a_slow_reader_waits_its_turn():
+    """Held while its client reads nothing, a good request keeps its place before a
+    malformed one read after it (the refusal went first, and the good one got no answer),
+    and the connection holding it is not idle."""
+    seen = []
+    conn = connection(lambda r, c: seen.append(r) or c.respond(200, b"", b"ok"))
+    conn.transport = Reading()
+    loop = conn._loop
+    conn.pause_writing()
+    conn.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost a\r\n\r\n")
+    assert seen == [] and conn.busy and b"".join(sent(conn)) == b""
+    conn.resume_writing()
+    for _ in range(10):
+        loop.run_until_complete(_turn())
+    out = b"".join(sent(conn))
+    assert [r.path for r in seen] == ["/1"]
+    assert out.index(b"HTTP/1.1 200") < out.index(b"HTTP/1.1 400") and out.endswith(b"<eof>")
+    loop.close()

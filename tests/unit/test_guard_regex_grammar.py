@@ -255,6 +255,7 @@ def test_a_regex_costly_to_compile_is_parsed_only_and_a_long_one_not_checked(mon
     from warden.guard import rules_structured
 
     compiled: list[str] = []
+    rules_structured._regex_problem.cache_clear()
     monkeypatch.setattr(rules_structured.re, "compile", lambda p: compiled.append(p))
     ctx = None  # (the rule reads nothing of its context)
     wide = "(?i)" + "[\x00-\U0010ffff]" * 200
@@ -263,5 +264,9 @@ def test_a_regex_costly_to_compile_is_parsed_only_and_a_long_one_not_checked(mon
         "structured_outputs.regex"                       # (a parse error is still one)
     assert rules_structured._bad_regex(so(regex="[a-z]+"), ctx) is None
     assert compiled == ["[a-z]+"]
+    uneven = rules_structured._bad_regex(so(regex="(?<=a+)" + wide[4:]), ctx)  # (as compiling
+    assert uneven is not None and "look-behind" in uneven.message        # would have said)
     long = "(" * (rules_structured.REGEX_CHECKED + 1)     # (unclosed, but past the bound)
     assert rules_structured._bad_regex(so(regex=long), ctx) is None
+    huge = rules_structured._bad_regex(so(regex=long[:-1] + "a{4294967296}"), ctx)
+    assert huge is not None and "too large" in huge.message  # (past it: repeats searched)

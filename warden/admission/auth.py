@@ -14,7 +14,7 @@ from warden.admission.parse import forward_changed
 from warden.admission.stage import NativeStage, StageResult
 from warden.edge.connection import HttpConnection
 from warden.edge.request import HttpRequest
-from warden.errors import MissingApiKey, ModelNotAllowed, Unauthenticated, WardenError
+from warden.errors import MissingApiKey, ModelNotAllowed, Unauthenticated
 from warden.proxy.relay import Relay
 from warden.tenancy.keys import KeyRing, ProvenKey, presented_key
 
@@ -30,23 +30,19 @@ class AuthStage(NativeStage):
     def __init__(self, keys: KeyRing):
         self._keys = keys
 
-    def vouches(self, request: HttpRequest, client: HttpConnection) -> WardenError | None:
-        """Before a large body is parsed (admission.chain): its key's refusal, if it has no
-        key of the ring. Parsing takes the event loop's time and ~30 times the body's size
-        in memory, which a request nobody vouches for must not cost. (The stage checks the
-        key again, and the rest, once the body is parsed: the connection's last key found is
-        kept, so that costs a comparison.)"""
+    def vouches(self, request: HttpRequest, client: HttpConnection) -> bool:
+        """Before a large body is parsed (admission.chain): whether its key is one of the
+        ring. Parsing takes the event loop's time and ~30 times the body's size in memory,
+        which a request nobody vouches for must not cost. (The stage checks the key again,
+        and the rest: the connection's last key found is kept, so that costs a comparison.)"""
         fields = request.fields
-        authorization, api_key = fields.get(b"authorization"), fields.get(b"api-key")
-        presented = presented_key(authorization, api_key)
+        presented = presented_key(fields.get(b"authorization"), fields.get(b"api-key"))
         if presented is None:
-            if authorization is None and api_key is None:
-                return MissingApiKey(MISSING)
-            return Unauthenticated(MALFORMED)
+            return False
         proven = client.proven_key
         if not isinstance(proven, ProvenKey):
             proven = client.proven_key = ProvenKey()
-        return Unauthenticated(WRONG) if self._keys.find(presented, proven) is None else None
+        return self._keys.find(presented, proven) is not None
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
         request = relay.request

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
@@ -66,7 +65,6 @@ class HttpConnection(RequestReader):
         self.responses = 0
         self.quiet_since = self._loop.time()
         self._responses_at_sweep = 0
-        self._queue: deque[HttpRequest] = deque()
         self.current: HttpRequest | None = None
         self._reading_paused = False
         self._eof = False           # the client half-closed: close once it is answered
@@ -192,7 +190,8 @@ class HttpConnection(RequestReader):
 
     @property
     def busy(self) -> bool:
-        return self.current is not None
+        """Answering a request, or holding some (its client reads slowly): not idle."""
+        return self.current is not None or bool(self._queue)
 
     def _dispatch(self, request: HttpRequest) -> None:
         self.current = request

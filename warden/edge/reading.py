@@ -15,12 +15,13 @@ exception raised in a callback: the connection answers it and closes.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Final
 
 from warden.edge import wire
 from warden.edge.budget import BodyBudget
 from warden.edge.contracts import ServerLimits
-from warden.edge.request import INTERPRETED, SINGLE_VALUED
+from warden.edge.request import INTERPRETED, SINGLE_VALUED, HttpRequest
 from warden.edge.responding import ResponseWriter
 from warden.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge, WardenError
 from warden.upstream.batch import WRITE_EOF
@@ -86,6 +87,7 @@ class RequestReader(ResponseWriter):
         self._trailer_bytes = 0     # a chunked body's trailer fields (bounded, not kept)
         self._reserved = 0          # in the budget for the body being read
         self._expect_continue = False
+        self._queue: deque[HttpRequest] = deque()  # read, waiting for the one answered
         self._lingering = False     # a request could not be read: nothing more is
         self._refusal: WardenError | None = None   # its answer, waiting its turn: `_reject`
 
@@ -145,13 +147,17 @@ class RequestReader(ResponseWriter):
         self._body_size = size
         if size > self._reserved:  # held as it comes, not from its head: a head that only
             self._reserve_body(size)  # promised bodies held the budget from other clients
-        if len(body) >= SMALL_PIECE:
+        pieces = self._body
+        if len(body) >= SMALL_PIECE or not pieces:  # (most bodies come in one piece)
             if self._small:
-                self._body.append(bytes(self._small))
+                pieces.append(bytes(self._small))
                 self._small = bytearray()
-            self._body.append(body)
+            pieces.append(body)
         else:  # (a bytes object each for a body sent 2 bytes a chunk took 20 times its size)
-            self._small += body
+            small = self._small
+            if not small and len(pieces[-1]) < SMALL_PIECE:
+                small += pieces.pop()
+            small += body
 
     def _check_body(self, size: int) -> None:
         """A Content-Length: 413 past `max_body`, 503 if the server's bodies have no room for
@@ -205,8 +211,8 @@ class RequestReader(ResponseWriter):
         self._body = []
         self._small = bytearray()
         self._lingering = True   # (what still comes is discarded)
-        if self.current is not None:   # (a half-close now would cut its answer short)
-            self._refusal = error
+        if self.current is not None or self._queue:  # (a half-close now would cut short the
+            self._refusal = error                     # answers owed before it)
             return
         self._answer_refusal(error)
 

@@ -10,6 +10,7 @@ cannot mean anything, it rejects. Values are judged as vLLM reads them (warden.g
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as re_constants  # (the parser `re.compile` runs first: a pattern
 import re._parser as re_parser  # is checked without being compiled: _bad_regex)
@@ -113,38 +114,57 @@ def _drop_falsy(body: dict) -> None:
 
 
 def _bad_regex(body: dict, ctx: RuleContext) -> Finding | None:
-    """Parsed, then compiled, with Python's `re`. Whatever `re` raises is a regex vLLM's
-    compilers refuse too (`a{4294967296}`: an OverflowError). On the event loop, so bounded
-    in time: a regex longer than REGEX_CHECKED is not checked (parsing is ~0.6 µs a byte:
-    the 1 MiB that so-huge-grammar allows took 0.65 s), and one whose classes span more than
-    CLASS_WIDTH_COMPILED characters is only parsed (compiling works through each character
-    of a class's ranges, case-folding each under (?i): 200 classes of `[\x00-\U0010ffff]`
-    took 1.8 s). `re` caches what it compiles (a few hundred patterns)."""
     for param, value in (("structured_outputs.regex", (_outputs(body) or {}).get("regex")),
                          ("guided_regex", body.get("guided_regex"))):
-        if isinstance(value, str) and value and len(value) <= REGEX_CHECKED:
-            try:
-                parsed = re_parser.parse(value)
-                if _class_width(parsed) <= CLASS_WIDTH_COMPILED:
-                    re.compile(value)
-            except re.error as e:
-                return Finding(f"{param} does not compile: {e}", param)
-            except RecursionError:  # (Python's regex parser recurses once per group)
-                return Finding(f"{param} nests groups too deep to compile", param)
-            except (OverflowError, ValueError, MemoryError) as e:
-                return Finding(f"{param} does not compile: {e}", param)
+        if isinstance(value, str) and value:
+            problem = _regex_problem(value)
+            if problem is not None:
+                return Finding(f"{param} {problem}", param)
     return None
 
 
-# The longest regex checked (~10 ms of parsing), and the most characters its classes' ranges
-# may span for it to be compiled too (~0.5 ms, 2 with (?i); all of Unicode is 1.1 million).
+@functools.lru_cache(maxsize=256)  # (a client sends the same regex again and again)
+def _regex_problem(value: str) -> str | None:
+    """What Python's `re` says is wrong with `value`: a regex it refuses, vLLM's compilers
+    refuse too (`a{4294967296}`: an OverflowError). On the event loop, so bounded in time:
+    parsing is ~0.6 µs a byte (the 1 MiB that so-huge-grammar allows took 0.65 s), so one
+    longer than REGEX_CHECKED is only searched for repeat counts past `re`'s bound (the
+    known killer); compiling works through each character of a class's ranges (case-folding
+    each under (?i): 200 classes of `[\x00-\U0010ffff]` took 1.8 s), so one whose classes
+    span more than CLASS_WIDTH_COMPILED characters is parsed, and its look-behinds checked
+    as the compiler would (they must have one width), but not compiled."""
+    if len(value) > REGEX_CHECKED:
+        for count in _REPEAT_COUNT.findall(value):
+            if int(count) >= re_constants.MAXREPEAT:
+                return f"does not compile: the repetition number {count} is too large"
+        return None
+    try:
+        parsed = re_parser.parse(value)
+        width, uneven = _scan(parsed)
+        if uneven:
+            return "does not compile: look-behind requires fixed-width pattern"
+        if width <= CLASS_WIDTH_COMPILED:
+            re.compile(value)
+    except re.error as e:
+        return f"does not compile: {e}"
+    except RecursionError:  # (Python's regex parser recurses once per group)
+        return "nests groups too deep to compile"
+    except (OverflowError, ValueError, MemoryError) as e:
+        return f"does not compile: {e}"
+    return None
+
+
+# The longest regex parsed (~10 ms), and the most characters its classes' ranges may span
+# for it to be compiled too (~0.5 ms, 2 with (?i); all of Unicode is 1.1 million).
 REGEX_CHECKED = 16 * 1024
 CLASS_WIDTH_COMPILED = 1 << 18
+_REPEAT_COUNT = re.compile(r"\{\s*(\d{10,})")
 
 
-def _class_width(parsed: re_parser.SubPattern) -> int:
-    """How many characters the ranges of `parsed`'s classes span, together."""
-    width = 0
+def _scan(parsed: re_parser.SubPattern) -> tuple[int, bool]:
+    """How many characters the ranges of `parsed`'s classes span together, and whether a
+    look-behind in it has more than one width."""
+    width, uneven = 0, False
     pending: list = [parsed]
     while pending:
         for op, av in pending.pop():
@@ -156,9 +176,12 @@ def _class_width(parsed: re_parser.SubPattern) -> int:
             elif op is re_constants.BRANCH:
                 pending.extend(av[1])
             elif op in _NESTING:  # (av: a pattern, or a tuple that holds some)
+                if (op is re_constants.ASSERT or op is re_constants.ASSERT_NOT) and av[0] < 0:
+                    low, high = av[1].getwidth()
+                    uneven = uneven or low != high
                 pending.extend([av] if isinstance(av, re_parser.SubPattern) else
                                (p for p in av if isinstance(p, re_parser.SubPattern)))
-    return width
+    return width, uneven
 
 
 # The parsed pattern's other operators that hold patterns (repeats, look-arounds, ...).
@@ -204,9 +227,9 @@ STRUCTURED_OUTPUT_RULES: tuple[Rule, ...] = (
          "0.24",
          (0, 26, 0), NORMALIZE, frozenset({"structured_outputs", *GUIDED_KEYS}),
          _falsy_constraint, _drop_falsy, remedy="drop the empty constraints"),
-    Rule("so-bad-regex", "a structured-output regex that does not compile (checked up to "
-         "16 KiB; one whose classes span over 2^18 characters is parsed, not compiled: on "
-         "the event loop, the gateway's time is bounded)",
+    Rule("so-bad-regex", "a structured-output regex that does not compile (on the event "
+         "loop, so bounded: up to 16 KiB parsed, and compiled unless its classes span over "
+         "2^18 characters; past 16 KiB, only a repeat count too large)",
          "vllm-project/vllm#17313, #17623; measured on 0.11 (dies) and 0.32 (400)", None,
          REJECT, frozenset({"structured_outputs", "guided_regex"}), _bad_regex),
     Rule("rf-text", 'response_format {"type": "text"}',

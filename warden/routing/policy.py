@@ -178,7 +178,7 @@ def scoring(name: str, default: ScorerWeights) -> PolicyMaker:
         weights = default
         if spec.weights is not None:
             weights = default.model_copy(update={
-                name: getattr(spec.weights, name) for name in spec.weights.model_fields_set})
+                field: getattr(spec.weights, field) for field in spec.weights.model_fields_set})
         return Scoring(name, weights, PICKERS[spec.picker or "max"], spec, stale_after, rng)
 
     return make
