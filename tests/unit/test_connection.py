@@ -275,25 +275,6 @@ def test_a_body_that_does_not_fit_is_503_with_retry_after():
     assert first._server.bodies.held == 999
 
 
-def test_heads_that_promise_bodies_they_do_not_send_hold_nothing():
-    """Three heads of 100 MiB bodies, no bytes after: another client's small body is read
-    (they held the whole budget from their heads until their connections went idle)."""
-    served = []
-    first = connection(lambda r, c: served.append(r), max_body=100 << 20,
-                       max_body_buffer=256 << 20)
-    server = first._server
-    promising = [first] + [HttpConnection(server) for _ in range(2)]
-    for conn in promising:
-        if conn is not first:
-            conn.connection_made(Transport())
-        conn.data_received(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (90 << 20))
-    assert server.bodies.held == 0
-    other = HttpConnection(server)
-    other.connection_made(Transport())
-    other.data_received(post(b"{}"))
-    assert [r.body for r in served] == [b"{}"]
-
-
 def test_eof_after_a_request_keeps_the_connection_until_it_is_answered():
     pending = []
     conn = connection(lambda r, c: pending.append(c))

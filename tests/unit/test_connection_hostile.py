@@ -1,13 +1,15 @@
 """What a hostile client can make the connection hold: a chunked body's trailer fields (not
 forwarded, bounded like a head), a body sent a few bytes a chunk (gathered, not an object
-each), answers it does not read (no more requests served until it does)."""
+each), answers it does not read (no more requests served until it does), heads promising
+bodies it does not send (nothing held)."""
 
 from __future__ import annotations
 
 import asyncio
 import tracemalloc
 
-from tests.unit.test_connection import Transport, connection, sent, status_of
+from tests.unit.test_connection import Transport, connection, post, sent, status_of
+from warden.edge.connection import HttpConnection
 
 CHUNKED = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -92,3 +94,23 @@ def test_a_bad_request_behind_requests_held_for_a_slow_reader_waits_its_turn():
     assert [r.path for r in seen] == ["/1"]
     assert out.index(b"HTTP/1.1 200") < out.index(b"HTTP/1.1 400") and out.endswith(b"<eof>")
     loop.close()
+
+
+def test_heads_that_promise_bodies_they_do_not_send_hold_nothing():
+    """Three heads of 100 MiB bodies, no bytes after: another client's small body is read
+    (they held the whole budget from their heads until their connections went idle)."""
+    served = []
+    first = connection(lambda r, c: served.append(r), max_body=100 << 20,
+                       max_body_buffer=256 << 20)
+    server = first._server
+    promising = [first] + [HttpConnection(server) for _ in range(2)]
+    for conn in promising:
+        if conn is not first:
+            conn.connection_made(Transport())
+        conn.data_received(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (90 << 20))
+    assert server.bodies.held == 0
+    other = HttpConnection(server)
+    other.connection_made(Transport())
+    other.data_received(post(b"{}"))
+    assert [r.body for r in served] == [b"{}"]
+
