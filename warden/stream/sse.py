@@ -44,8 +44,7 @@ class SseDecoder:
         tail = self.tail
         if tail:
             more = self._more
-            ends_line = (more[-1] if more else tail)[-1] == 10
-            if not (b"\n\n" in chunk or (ends_line and chunk[:1] == b"\n")):
+            if not ends_held_event(more[-1] if more else tail, chunk):
                 if chunk:  # (no end in it: held as it is)
                     more.append(chunk)
                     self._held += len(chunk)
@@ -96,6 +95,13 @@ class SseDecoder:
                 return b""
         self.skipping = False
         return chunk[end:]
+
+
+def ends_held_event(last: bytes, chunk: bytes) -> bool:
+    """Whether `chunk` ends an event whose bytes so far end with `last` (a piece of them, not
+    empty): a blank line in it, or across the two. Only `chunk` is scanned, so an event held
+    over many reads costs each read once."""
+    return b"\n\n" in chunk or (last[-1] == 10 and chunk[:1] == b"\n")
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -13,7 +13,7 @@ then sees the usage event, which the SDKs accept.
 
 from __future__ import annotations
 
-from warden.stream.sse import MAX_EVENT
+from warden.stream.sse import MAX_EVENT, ends_held_event
 
 USAGE_ONLY = (b'"choices":[]', b'"usage":{')
 
@@ -37,8 +37,7 @@ class UsageStripper:
         pending = self._pending
         if pending:
             held = self._held
-            ends_line = (held[-1] if held else pending)[-1] == 10
-            if not (b"\n\n" in chunk or (ends_line and chunk[:1] == b"\n")):
+            if not ends_held_event(held[-1] if held else pending, chunk):
                 if chunk:  # (no end in it: held as it is)
                     held.append(chunk)
                     self._size += len(chunk)
