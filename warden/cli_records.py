@@ -83,11 +83,12 @@ def _http_target(text: str) -> str:
     so nothing is guessed (`10.0.0.5:8001` read as a URL is host 127.0.0.1, port 80)."""
     parts = urlsplit(text)
     try:
+        plain = parts.scheme == "http" and bool(parts.hostname) \
+            and parts.path in ("", "/") and not (parts.query or parts.fragment or parts.username)
         parts.port  # noqa: B018 (raises for a port that is not one)
     except ValueError:
-        parts = urlsplit("")
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") \
-            or parts.query or parts.fragment or parts.username:
+        plain = False
+    if not plain:
         raise argparse.ArgumentTypeError(f"{text!r} is not http://HOST[:PORT] (replays go "
                                          "over plain HTTP)")
     return text

@@ -57,7 +57,7 @@ def test_an_event_over_the_limit_is_skipped_to_its_end_in_linear_time():
         payloads = []
         for start in range(0, len(stream), read):
             payloads += decoder.feed(stream[start:start + read])
-            assert decoder._held <= MAX_EVENT + read
+            assert decoder.held.size <= MAX_EVENT + read
         assert payloads == [b"after"] and decoder.skipped == 1 and decoder.pending == 0
     near = b"data: " + b"y" * (MAX_EVENT - 100) + b"\n\n"  # under the limit: read
     assert decode_all(near, list(range(65536, len(near), 65536))) == [near[6:-2]]

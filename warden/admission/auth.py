@@ -13,10 +13,11 @@ import time
 from warden.admission.parse import forward_changed
 from warden.admission.stage import NativeStage, StageResult
 from warden.edge.connection import HttpConnection
+from warden.edge.contracts import ClientStream
 from warden.edge.request import HttpRequest
 from warden.errors import MissingApiKey, ModelNotAllowed, Unauthenticated
 from warden.proxy.relay import Relay
-from warden.tenancy.keys import KeyRing, ProvenKey, presented_key
+from warden.tenancy.keys import ApiKey, KeyRing, ProvenKey, presented_key
 
 MISSING = ("You didn't provide an API key. You need to provide your API key in an "
            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
@@ -37,12 +38,15 @@ class AuthStage(NativeStage):
         and the rest: the connection's last key found is kept, so that costs a comparison.)"""
         fields = request.fields
         presented = presented_key(fields.get(b"authorization"), fields.get(b"api-key"))
-        if presented is None:
-            return False
+        return presented is not None and self._find(presented, client) is not None
+
+    def _find(self, presented: bytes, client: ClientStream) -> ApiKey | None:
+        """The ring's key `presented`, if any (the connection's last key found is kept, so a
+        connection that sends one key costs a comparison)."""
         proven = client.proven_key
         if not isinstance(proven, ProvenKey):
             proven = client.proven_key = ProvenKey()
-        return self._keys.find(presented, proven) is not None
+        return self._keys.find(presented, proven)
 
     def admit(self, relay: Relay, body: dict) -> StageResult:
         request = relay.request
@@ -63,11 +67,7 @@ class AuthStage(NativeStage):
             if authorization is None and api_key is None:
                 return MissingApiKey(MISSING)
             return Unauthenticated(MALFORMED)
-        client = relay.client
-        proven = client.proven_key   # (the connection's last key found: tenancy.keys)
-        if not isinstance(proven, ProvenKey):
-            proven = client.proven_key = ProvenKey()
-        key = self._keys.find(presented, proven)
+        key = self._find(presented, relay.client)
         if key is None:
             return Unauthenticated(WRONG)
         if key.expires_at is not None and time.time() >= key.expires_at:

@@ -30,11 +30,10 @@ LONGEST: Final = 64   # the longest field name FieldNames keeps (the SDK's longe
 # After answering a request that could not be read: how long to keep reading (and discarding)
 # before closing, so the answer is not lost to a reset.
 LINGER: Final = 2.0
-
-
 # A body piece shorter than this is gathered with the next into one buffer rather than kept
 # as an object of its own (~33 bytes of overhead each).
-SMALL_PIECE = 512
+SMALL_PIECE: Final = 512
+
 
 class FieldNames:
     """Field names as clients send them, lower-cased, shared by a server's connections: a

@@ -25,18 +25,17 @@ UNLIMITED = 2**62
 
 
 def pool_limits(spec: BackendSpec, timeouts: TimeoutsSpec,
-                contexts: dict[tuple[Path | None, bool], ssl.SSLContext] | None = None) -> dict:
+                contexts: dict[tuple[Path | None, bool], ssl.SSLContext]) -> dict:
     """Its connection pool's limits and TLS, as the config sets them. `contexts`: the TLS
-    contexts made so far for a fleet, by CA bundle and verification (one each: loading one
-    costs ~20 ms of the event loop, and a reload of 25 https backends made 25)."""
+    contexts made so far for a fleet, by CA bundle and verification, which it adds to (one
+    each: loading one costs ~20 ms of the event loop, and a reload of 25 https backends made
+    25)."""
     tls = None
     if spec.tls:
         wanted = (spec.tls_ca, spec.tls_verify)
-        tls = contexts.get(wanted) if contexts is not None else None
+        tls = contexts.get(wanted)
         if tls is None:
-            tls = client_context(spec.tls_ca, spec.tls_verify)
-            if contexts is not None:
-                contexts[wanted] = tls
+            tls = contexts[wanted] = client_context(spec.tls_ca, spec.tls_verify)
     return {"max_connections": spec.max_connections, "connect_timeout": timeouts.connect,
             "pool_timeout": timeouts.pool, "keepalive_timeout": timeouts.upstream_keepalive,
             "tls": tls}
@@ -66,7 +65,7 @@ class Backend:
         self.address = spec.address
         self.host_header = spec.address.encode()
         self.pool = ConnectionPool(spec.host, spec.port,
-                                   **(limits or pool_limits(spec, timeouts)))
+                                   **(limits or pool_limits(spec, timeouts, {})))
         self.in_flight = 0
         self.requests_sent = 0
         self.discovered_models: frozenset[str] = frozenset()
@@ -131,7 +130,7 @@ class Backend:
         self._configure(spec, health)
         if spec.vllm_version is not None:
             self.vllm_version = spec.vllm_version
-        self.pool.reconfigure(**(limits or pool_limits(spec, timeouts)))
+        self.pool.reconfigure(**(limits or pool_limits(spec, timeouts, {})))
         self._settle(now)
 
     @property

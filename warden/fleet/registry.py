@@ -31,7 +31,7 @@ class BackendRegistry:
         self._by_address: dict[str, Backend] = {}
         # What can fail (a CA bundle that no longer loads) is made first, before any kept
         # backend takes a new setting: a reload that raises leaves the running fleet whole.
-        contexts: dict = {}
+        contexts: dict = {}   # (one TLS context per CA bundle: pool_limits)
         limits = [pool_limits(spec, settings.timeouts, contexts) for spec in settings.backends]
         for spec, its_limits in zip(settings.backends, limits, strict=True):
             backend = kept.get((spec.name, spec.address))

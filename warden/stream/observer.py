@@ -69,7 +69,7 @@ class StreamObserver:
         # arguments, ~700 instructions a call on CPython 3.11, so only the pattern is found.)
         if (len(chunk) > 7 and chunk[-1] == 10 and chunk[-2] == 10
                 and chunk.startswith(b"data:") and 13 not in chunk and 10 not in chunk[:-2]
-                and chunk.find(b'"finish_reason":null') > 0 and not self._decoder.tail
+                and chunk.find(b'"finish_reason":null') > 0 and not self._decoder.held.start
                 and not self._decoder.skipping):
             self.events += 1
             if self.first_event_at is None:

@@ -16,13 +16,47 @@ from typing import Final
 MAX_EVENT: Final = 16 << 20
 
 
-class SseDecoder:
-    __slots__ = ("_cr", "_held", "_lf", "_more", "skipped", "skipping", "tail")
+class HeldEvent:
+    """An event begun but not ended (the decoder's, the usage stripper's): its first bytes
+    (`start`, empty when none is held) and the pieces that came after, kept as they came, so
+    that each read is scanned once for the event's end and never copied again per read."""
+
+    __slots__ = ("_more", "size", "start")
 
     def __init__(self) -> None:
-        self.tail = b""         # an event that has started but not ended
-        self._more: list[bytes] = []  # ... its pieces since (held apart: each read is
-        self._held = 0          # scanned once, never copied again per read), and its bytes
+        self.start = b""
+        self._more: list[bytes] = []
+        self.size = 0   # its bytes
+
+    def hold(self, start: bytes) -> None:
+        """Hold an event's first bytes (b"": hold none)."""
+        self.start, self._more, self.size = start, [], len(start)
+
+    def take(self) -> bytes:
+        """Everything held, joined; none is held after."""
+        held = self.start + b"".join(self._more) if self._more else self.start
+        self.hold(b"")
+        return held
+
+    def add(self, chunk: bytes) -> bytes | None:
+        """With an event held: if `chunk` ends it (a blank line in it, or across the two),
+        all of it and `chunk`, joined, and none is held after; else None, and `chunk` is held
+        too (`size` says how much is)."""
+        more = self._more
+        if b"\n\n" in chunk or ((more[-1] if more else self.start)[-1] == 10
+                                 and chunk[:1] == b"\n"):
+            return self.take() + chunk
+        if chunk:
+            more.append(chunk)
+            self.size += len(chunk)
+        return None
+
+
+class SseDecoder:
+    __slots__ = ("_cr", "_lf", "held", "skipped", "skipping")
+
+    def __init__(self) -> None:
+        self.held = HeldEvent()  # an event that has started but not ended
         self.skipping = False   # an event over MAX_EVENT, until its end
         self.skipped = 0        # events skipped for their size
         self._cr = False        # the last chunk ended in CR (an LF next is the same line end)
@@ -41,24 +75,20 @@ class SseDecoder:
             chunk = self._skip(chunk)
             if self.skipping:
                 return []
-        tail = self.tail
-        if tail:
-            more = self._more
-            if not ends_held_event(more[-1] if more else tail, chunk):
-                if chunk:  # (no end in it: held as it is)
-                    more.append(chunk)
-                    self._held += len(chunk)
-                    if self._held > MAX_EVENT:
-                        self._skip_event(chunk.endswith(b"\n"))
+        held = self.held
+        if held.start:
+            ended = held.add(chunk)
+            if ended is None:
+                if held.size > MAX_EVENT:
+                    self._skip_event(chunk.endswith(b"\n"))
                 return []
-            if more:
-                more.append(chunk)
-                chunk = tail + b"".join(more)
-                self._more = []
-            else:
-                chunk = tail + chunk
+            chunk = ended
         events = chunk.split(b"\n\n")
-        self._hold(events.pop())
+        tail = events.pop()
+        if len(tail) > MAX_EVENT:
+            self._skip_event(tail.endswith(b"\n"))
+        else:
+            held.hold(tail)
         payloads = []
         for event in events:
             payload = _data_of(event)
@@ -69,17 +99,10 @@ class SseDecoder:
     @property
     def pending(self) -> int:
         """Bytes of an event that has started but not ended (0: at an event boundary)."""
-        return 1 if self.skipping else len(self.tail)
-
-    def _hold(self, tail: bytes) -> None:
-        if len(tail) > MAX_EVENT:
-            self._skip_event(tail.endswith(b"\n"))
-        else:
-            self.tail = tail
-            self._held = len(tail)
+        return 1 if self.skipping else self.held.size
 
     def _skip_event(self, ends_line: bool) -> None:
-        self.tail, self._more, self._held = b"", [], 0
+        self.held.hold(b"")
         self.skipping = True
         self.skipped += 1
         self._lf = ends_line
@@ -95,13 +118,6 @@ class SseDecoder:
                 return b""
         self.skipping = False
         return chunk[end:]
-
-
-def ends_held_event(last: bytes, chunk: bytes) -> bool:
-    """Whether `chunk` ends an event whose bytes so far end with `last` (a piece of them, not
-    empty): a blank line in it, or across the two. Only `chunk` is scanned, so an event held
-    over many reads costs each read once."""
-    return b"\n\n" in chunk or (last[-1] == 10 and chunk[:1] == b"\n")
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -13,18 +13,16 @@ then sees the usage event, which the SDKs accept.
 
 from __future__ import annotations
 
-from warden.stream.sse import MAX_EVENT, ends_held_event
+from warden.stream.sse import MAX_EVENT, HeldEvent
 
 USAGE_ONLY = (b'"choices":[]', b'"usage":{')
 
 
 class UsageStripper:
-    __slots__ = ("_held", "_pending", "_size", "passing", "stripped")
+    __slots__ = ("_held", "passing", "stripped")
 
     def __init__(self) -> None:
-        self._pending = b""     # an event begun but not ended
-        self._held: list[bytes] = []  # ... its pieces since (each read scanned once), and
-        self._size = 0          # its bytes
+        self._held = HeldEvent()  # an event begun but not ended
         self.passing = False    # gave up cutting: everything passes (events cut too)
         self.stripped = 0       # usage events taken out
 
@@ -34,29 +32,20 @@ class UsageStripper:
             return chunk
         if 13 in chunk:  # CR (a byte as an int: a memchr, no argument parsing)
             return self._give_up(chunk)
-        pending = self._pending
-        if pending:
-            held = self._held
-            if not ends_held_event(held[-1] if held else pending, chunk):
-                if chunk:  # (no end in it: held as it is)
-                    held.append(chunk)
-                    self._size += len(chunk)
-                    if self._size > MAX_EVENT:
-                        return self._give_up(b"")
-                return b""
-            if held:
-                chunk = pending + b"".join(held) + chunk
-                self._held = []
-            else:
-                chunk = pending + chunk
+        held = self._held
+        if held.start:
+            ended = held.add(chunk)
+            if ended is None:
+                return self._give_up(b"") if held.size > MAX_EVENT else b""
+            chunk = ended
         end = chunk.rfind(b"\n\n")
         if end < 0:
             if len(chunk) > MAX_EVENT:
-                return self._give_up(chunk, held=b"")
-            self._pending, self._size = chunk, len(chunk)
+                return self._give_up(chunk)
+            held.hold(chunk)
             return b""
-        whole, self._pending = chunk[:end + 2], chunk[end + 2:]
-        self._size = len(self._pending)
+        whole = chunk[:end + 2]
+        held.hold(chunk[end + 2:])
         if whole.find(USAGE_ONLY[1]) < 0:  # (most chunks: no usage in them at all)
             return whole
         kept = []
@@ -70,14 +59,9 @@ class UsageStripper:
 
     def rest(self) -> bytes:
         """At the end of the stream: what is still held (an event never ended)."""
-        held = self._pending + b"".join(self._held)
-        self._pending, self._held, self._size = b"", [], 0
-        return held
+        return self._held.take()
 
-    def _give_up(self, chunk: bytes, held: bytes | None = None) -> bytes:
+    def _give_up(self, chunk: bytes) -> bytes:
         """Everything passes from now on: what was held, then `chunk`."""
         self.passing = True
-        if held is None:
-            held = self._pending + b"".join(self._held)
-        self._pending, self._held, self._size = b"", [], 0
-        return held + chunk
+        return self._held.take() + chunk

@@ -132,8 +132,7 @@ class UpstreamConnection:
         """A body framed by the connection's end (HTTP/1.0 style: no Content-Length, not
         chunked) is complete: httptools cannot be told of the end, so it is said here."""
         sink, self._sink = self._sink, None
-        if sink is None:
-            return
+        assert sink is not None  # (the caller's check)
         if self._raw:
             self._raw = False
             sink.on_raw(b"", True)
@@ -148,8 +147,7 @@ class UpstreamConnection:
             self._keep_alive = False
 
     def on_headers_complete(self) -> None:
-        if self._complete:  # a second response in the read that ended the first: stray
-            self._keep_alive = False
+        if self._complete:  # a stray second response's (`on_message_begin` marked it)
             return
         buf = self._head_buf
         start = self._head_start
@@ -191,8 +189,7 @@ class UpstreamConnection:
         if self._interim:  # the end of a 1xx: the response is still to come
             self._interim = False
             return
-        if self._complete:  # the end of a stray second response: never reuse this connection
-            self._keep_alive = False
+        if self._complete:  # the end of a stray second response (`on_message_begin`)
             return
         self._complete = True
         # (A stray response's body must not reach this one's sink.)
